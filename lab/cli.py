@@ -1,0 +1,50 @@
+"""The ``otalab`` command line: one typer app; each command lives in its own ``lab.cmd_*`` module.
+
+Every command module exposes ``register(app: typer.Typer) -> None`` and keeps heavy imports (torch, scipy, zmq)
+inside the command functions so that ``otalab --help`` stays fast. ``main(argv)`` is what tests call.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from lab import cmd_air, cmd_bench, cmd_demo, cmd_emulate, cmd_feel, cmd_jscc, cmd_link, cmd_radio, cmd_sync
+
+app = typer.Typer(name="otalab", no_args_is_help=True, add_completion=False,
+                  help="Over-the-air learning lab: OFDM PHY, timing advance, DeepJSCC and over-the-air federated "
+                       "learning on USRP, PlutoSDR or a simulated air.")
+
+
+
+@app.callback()
+def _root() -> None:
+    """Over-the-air learning lab (see `otalab COMMAND --help`)."""
+
+
+for _module in (cmd_demo, cmd_link, cmd_air, cmd_radio, cmd_emulate, cmd_sync, cmd_jscc, cmd_feel, cmd_bench):
+    _module.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the exit code instead of exiting."""
+    try:
+        app(args=list(sys.argv[1:] if argv is None else argv), prog_name="otalab", standalone_mode=False)
+    except SystemExit as exc:  # typer/click exit paths
+        return int(exc.code or 0)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        return 1
+    except Exception as exc:  # click usage errors carry their own message and exit code
+        import click
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
