@@ -17,7 +17,9 @@ dataclasses from dicts (:func:`build`) and where each schema lives (:data:`SECTI
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
+import math
 import re
 import types
 import typing
@@ -71,6 +73,29 @@ def _load_class(spec: str):
     return getattr(importlib.import_module(module), name)
 
 
+class SchemaUnavailable(ImportError):
+    """The module that holds a section's schema is not part of this install (yet)."""
+
+
+def _load_schema(spec: str):
+    """Like :func:`_load_class`, but a schema module (or class) that does not exist raises SchemaUnavailable.
+
+    Only the schema's own module (or one of its parent packages) being absent counts: a schema module that exists but
+    fails to import because of a bug or a missing third-party dependency raises that error unchanged."""
+    module, _, name = spec.partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        parts = module.split(".")
+        if exc.name in {".".join(parts[:i]) for i in range(1, len(parts) + 1)}:
+            raise SchemaUnavailable(f"module {module!r} is not available") from exc
+        raise
+    try:
+        return getattr(mod, name)
+    except AttributeError:
+        raise SchemaUnavailable(f"module {module!r} has no class {name!r}") from None
+
+
 def _type_name(tp) -> str:
     origin = get_origin(tp)
     if origin is Literal:
@@ -110,7 +135,8 @@ def _coerce(tp, value, where: str):
             return value
         raise ConfigError(f"{where} = {value!r}: expected true or false")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer()))):
             raise ConfigError(f"{where} = {value!r}: expected an integer")
         return int(value)
     if tp is float:
@@ -157,12 +183,20 @@ def build(cls, data: dict | None, where: str = ""):
     names = _field_names(cls)
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(names))}")
+        key = unknown[0]
+        path = f"{where}.{key}" if where else str(key)
+        raise ConfigError(f"{path}: unknown key {key!r}{_did_you_mean(key, names)}; "
+                          f"allowed keys: {', '.join(sorted(names))}")
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def _did_you_mean(key, allowed) -> str:
+    close = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _field_names(cls) -> list[str]:
@@ -202,20 +236,23 @@ def load_raw(path: str | Path | None, overrides: list[str] | tuple[str, ...] = (
         keys, value = parse_override(text)
         node = data
         for k in keys[:-1]:
-            node = node.setdefault(k, {})
+            if node.get(k) is None:  # absent, or an empty YAML section (`radio:` with nothing under it)
+                node[k] = {}
+            node = node[k]
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {text!r}: {k!r} is not a section")
+                raise ConfigError(f"--set {text!r}: {k!r} is not a section (it holds {node!r})")
         node[keys[-1]] = value
-    unknown = sorted(set(data) - set(SECTIONS))
+    unknown = sorted(set(data) - set(SECTIONS), key=str)
     if unknown:
-        raise ConfigError(f"{source}: unknown section {unknown[0]!r}; allowed sections: {', '.join(SECTIONS)}")
+        raise ConfigError(f"{source}: unknown section {unknown[0]!r}{_did_you_mean(unknown[0], SECTIONS)}; "
+                          f"allowed sections: {', '.join(SECTIONS)}")
     return data, source
 
 
 @dataclasses.dataclass
 class LabConfig:
-    """A whole bench configuration: each attribute is its section's validated dataclass (or None if the schema's
-    package is not importable, which cannot happen in a complete install)."""
+    """A whole bench configuration: each attribute is its section's validated dataclass, or None when the package
+    that owns the schema is not installed and the file does not use that section (see :func:`load_config`)."""
 
     source: str
     radio: Any
@@ -229,8 +266,27 @@ class LabConfig:
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> LabConfig:
     """Load and validate a bench config; raises ConfigError naming file, key, value and what is allowed."""
     data, source = load_raw(path, overrides)
-    sections = {name: build(_load_class(spec), data.get(name), f"{source}: {name}") for name, spec in SECTIONS.items()}
+    sections = {}
+    for name, spec in SECTIONS.items():
+        try:
+            schema = _load_schema(spec)
+        except SchemaUnavailable as exc:
+            if name in data:
+                raise ConfigError(f"{source}: section {name!r} cannot be checked: its schema {spec} is not "
+                                  f"available ({exc}); remove the section or install the package that provides "
+                                  f"it") from None
+            sections[name] = None  # the section is not used and its package is absent: nothing to validate
+            continue
+        sections[name] = build(schema, data.get(name), f"{source}: {name}")
     radio = sections["radio"]
-    args_cls = _load_class(DRIVER_ARGS[radio.driver])
-    radio_args = build(args_cls, radio.args, f"{source}: radio.args")
+    spec = DRIVER_ARGS[radio.driver]
+    try:
+        args_cls = _load_schema(spec)
+    except SchemaUnavailable as exc:
+        if radio.args:
+            raise ConfigError(f"{source}: radio.args cannot be checked for driver {radio.driver!r}: its schema "
+                              f"{spec} is not available ({exc})") from None
+        radio_args = None
+    else:
+        radio_args = build(args_cls, radio.args, f"{source}: radio.args")
     return LabConfig(source=source, radio_args=radio_args, raw=data, **sections)
