@@ -1,0 +1,107 @@
+"""Analog (uncoded, real-valued) payload mapping: real values <-> complex symbols at a stated power.
+
+Pairs of real values become one complex symbol, ``s_i = scale * (x[2i] + j x[2i+1])`` (an odd length is zero-padded),
+with ``scale = sqrt(power / mean_i |x[2i] + j x[2i+1]|^2)`` so that the transmitted symbols have mean power
+``mean |s|^2 == power`` exactly (``scale = 1`` when every value is zero, or for an empty vector). The receiver divides
+by the same scale (carried in the frame header), so a complex noise of variance ``N0`` on a symbol becomes a noise of
+variance ``N0 / (2 scale^2)`` on each of the two real values it carries.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["AnalogMapper"]
+
+
+class AnalogMapper:
+    """Maps a real vector to power-normalized complex symbols and back.
+
+    Args:
+        power: mean power per complex symbol, E|s|^2 (> 0).
+
+    Example:
+        >>> mapper = AnalogMapper(power=1.0)
+        >>> x = np.array([3.0, -1.0, 0.5], dtype=np.float32)
+        >>> s, scale = mapper.to_symbols(x)              # complex64[2], mean |s|^2 == 1
+        >>> x_hat, nv = mapper.from_symbols(s, scale, length=3, noise_var=0.1)
+        >>> bool(np.allclose(x_hat, x)), float(nv[0]) == np.float32(0.1 / (2 * scale**2))
+        (True, True)
+    """
+
+    def __init__(self, power: float = 1.0) -> None:
+        power = float(power)
+        if not np.isfinite(power) or power <= 0:
+            raise ValueError(f"power={power!r} must be finite and > 0 (mean power per complex symbol)")
+        self.power = power
+
+    def __repr__(self) -> str:
+        return f"AnalogMapper(power={self.power})"
+
+    def to_symbols(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """Pair real values into complex symbols with mean power ``self.power``.
+
+        Args:
+            x: real array [L] (any float/int dtype), finite.
+
+        Returns:
+            (s complex64[ceil(L/2)], scale float): ``s[i] = scale * (x[2i] + j x[2i+1])``.
+        """
+        x = np.asarray(x)
+        if x.ndim != 1:
+            raise ValueError(f"x has shape {x.shape}; expected a 1-D real vector [L]")
+        if np.iscomplexobj(x):
+            raise ValueError(f"x has dtype {x.dtype}; expected real values")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"x contains {int(np.sum(~np.isfinite(x)))} non-finite values; expected finite")
+        length = x.size
+        padded = np.zeros(2 * ((length + 1) // 2), dtype=np.float64)
+        padded[:length] = x
+        pairs = padded[0::2] + 1j * padded[1::2]
+        energy = float(np.mean(np.abs(pairs) ** 2)) if pairs.size else 0.0
+        scale = float(np.sqrt(self.power / energy)) if energy > 0 else 1.0
+        return (pairs * scale).astype(np.complex64), scale
+
+    def from_symbols(
+        self,
+        y: np.ndarray,
+        scale: float,
+        length: int | None = None,
+        noise_var: float | np.ndarray = 0.0,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Invert :meth:`to_symbols`: unpair received symbols into real values and their noise variances.
+
+        Args:
+            y: complex array [ceil(L/2)] of received (equalized) symbols.
+            scale: the scale returned by :meth:`to_symbols` (> 0).
+            length: L, the number of real values (default ``2 * len(y)``); must satisfy ceil(L/2) == len(y).
+            noise_var: complex noise variance E|n|^2 per symbol: a float, or an array broadcastable to [len(y)].
+
+        Returns:
+            (x_hat float32[L], noise_var_real float32[L]) with ``noise_var_real = noise_var / (2 scale^2)`` for the
+            two real values of each symbol.
+        """
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"y has shape {y.shape}; expected a 1-D complex vector [ceil(L/2)]")
+        scale = float(scale)
+        if not np.isfinite(scale) or scale <= 0:
+            raise ValueError(f"scale={scale!r} must be finite and > 0")
+        if length is None:
+            length = 2 * y.size
+        length = int(length)
+        if length < 0 or (length + 1) // 2 != y.size:
+            raise ValueError(f"length={length} needs ceil(length/2) == len(y) = {y.size} symbols")
+        nv = np.asarray(noise_var, dtype=np.float64)
+        if np.any(~np.isfinite(nv)) or np.any(nv < 0):
+            raise ValueError("noise_var must be finite and >= 0 (complex noise variance per symbol)")
+        try:
+            nv = np.broadcast_to(nv, y.shape)
+        except ValueError:
+            raise ValueError(f"noise_var shape {nv.shape} does not broadcast to y shape {y.shape}") from None
+        pairs = np.empty(2 * y.size, dtype=np.float64)
+        pairs[0::2] = y.real
+        pairs[1::2] = y.imag
+        x_hat = (pairs[:length] / scale).astype(np.float32)
+        nv_real = np.repeat(nv / (2.0 * scale**2), 2)[:length].astype(np.float32)
+        return x_hat, nv_real
