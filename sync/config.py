@@ -1,0 +1,53 @@
+"""Synchronization settings: the ``sync:`` section of a bench config (hw_configs/*.yaml).
+
+All durations are in samples at the radio's sample rate, except where a unit is named (metres, ppm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+SPEED_OF_LIGHT = 299_792_458.0
+
+
+@dataclass
+class SyncConfig:
+    """Beacon, random access, timing advance and pre-equalization settings (defaults suit the 64-point preset)."""
+
+    beacon_period: int = 2_000          # PS beacon every this many samples
+    beacons_before_access: int = 4      # beacons a device tracks (time, CFO) before its first PRACH
+    cell_radius_m: float = 5_000.0      # sizes the PRACH cyclic prefix, guard and shift zones
+    prach_oversampling: int = 16        # PRACH IFFT = this × the data FFT (LTE: 1.25 kHz vs 15 kHz ≈ 12)
+    prach_false_alarm: float = 1e-3     # per-zone false-alarm probability of the PRACH detector
+    ta_standard: Literal["lte", "nr"] = "lte"
+    nr_mu: int = 0                      # NR numerology (TA step = LTE step / 2**mu) when ta_standard is "nr"
+    ta_update_period: int = 4           # rounds between closed-loop TA updates (0: never)
+    time_alignment_timer: int = 200_000  # samples without a TA command before a device returns to random access
+    max_access_attempts: int = 4
+    backoff_window: int = 4             # random backoff of 0..backoff_window-1 PRACH slots after a failed access
+    pilot_period: int = 1               # rounds between uplink pilots + CSI feedback (channel refresh)
+    feedback_bits: int = 8              # bits per real number in the CSI feedback
+    power: float = 1.0                  # device power budget per subcarrier (unit-power symbols)
+    gain_threshold: float = 0.05        # truncated inversion: active iff harmonic-mean channel gain ≥ this
+    window_backoff: int | None = None   # PS FFT window starts this many samples before the CP end (default cp/2)
+
+    def __post_init__(self):
+        for name in ("beacon_period", "beacons_before_access", "prach_oversampling", "time_alignment_timer",
+                     "max_access_attempts", "backoff_window", "pilot_period", "feedback_bits"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.cell_radius_m < 0:
+            raise ValueError(f"cell_radius_m must be ≥ 0, got {self.cell_radius_m}")
+        if not 0 < self.prach_false_alarm < 1:
+            raise ValueError(f"prach_false_alarm must be in (0, 1), got {self.prach_false_alarm}")
+        if self.nr_mu not in (0, 1, 2, 3, 4):
+            raise ValueError(f"nr_mu must be one of 0..4, got {self.nr_mu}")
+        if self.ta_update_period < 0:
+            raise ValueError(f"ta_update_period must be ≥ 0, got {self.ta_update_period}")
+        if not self.power > 0 or not self.gain_threshold > 0:
+            raise ValueError("power and gain_threshold must be > 0")
+
+    def max_rtt_samples(self, sample_rate: float) -> float:
+        """Largest round-trip delay in the cell, in samples."""
+        return 2 * self.cell_radius_m / SPEED_OF_LIGHT * sample_rate

@@ -1,0 +1,70 @@
+"""Uplink pre-compensation for over-the-air computation: CFO pre-rotation and truncated channel inversion.
+
+For the PS to receive the plain sum Σ_k x_k on every subcarrier, device k transmits
+
+    X_k[m] = alpha · x_k[m] / H_k[m]
+
+where H_k is its (estimated) uplink channel on subcarrier m and alpha is one amplitude common to all devices, which the PS
+divides out. Device k's mean transmit power is alpha² · q_k · E|x|² with q_k = mean_m 1/|H_k[m]|² (the power that
+inverting its channel costs). Truncated channel inversion (Amiri & Gündüz, TWC 2020, extended per subcarrier): devices
+whose q_k exceeds ``1/gain_threshold`` stay silent this round, and alpha = sqrt(P / max_{k active} q_k) is the largest
+amplitude every active device can afford under its power budget P (power per subcarrier, unit-power symbols x).
+
+CFO pre-compensation: a device whose downlink shows carrier offset f (PS carrier minus device carrier, measured on the
+beacon) rotates its uplink by exp(+j 2 pi f t / fs), t its absolute sample time, so the PS sees no offset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def cfo_precompensate(samples: np.ndarray, cfo_hz: float, sample_rate: float, t0: int) -> np.ndarray:
+    """Rotate ``samples`` (complex[N], first at sample time t0) by exp(+j 2 pi cfo_hz (t0 + n) / fs); complex64[N].
+
+    The phase is a function of absolute time, so bursts sent at different times stay phase-continuous."""
+    n = np.arange(samples.shape[-1], dtype=np.float64) + float(t0)
+    return (samples * np.exp(2j * np.pi * (cfo_hz / sample_rate) * n)).astype(np.complex64)
+
+
+@dataclass
+class InversionPlan:
+    """Result of truncated channel inversion for one round.
+
+    ``alpha``: common amplitude (the PS divides by it); ``active``: bool[K]; ``q``: float[K] power cost per device;
+    ``precoders``: complex64[K, M] per-device multipliers alpha/H (zero for silent devices); ``reasons``: why silent."""
+
+    alpha: float
+    active: np.ndarray
+    q: np.ndarray
+    precoders: np.ndarray
+    reasons: dict[int, str]
+
+
+def truncated_inversion(channels: np.ndarray, power: float, gain_threshold: float) -> InversionPlan:
+    """Plan truncated channel inversion for K devices (see module docstring).
+
+    ``channels``: complex[K, M] uplink channel estimates per device and subcarrier; ``power``: per-device power budget
+    per subcarrier (relative to unit-power symbols); ``gain_threshold``: a device is active iff its harmonic-mean power
+    gain 1/q_k ≥ gain_threshold. Non-finite estimates make a device silent."""
+    h = np.asarray(channels)
+    if h.ndim != 2:
+        raise ValueError(f"channels must be complex[K, M], got shape {h.shape}")
+    if not power > 0:
+        raise ValueError(f"power budget must be > 0, got {power}")
+    if not gain_threshold > 0:
+        raise ValueError(f"gain_threshold must be > 0, got {gain_threshold}")
+    mag2 = np.abs(h) ** 2
+    finite = np.all(np.isfinite(mag2), axis=1) & np.all(mag2 > 0, axis=1)
+    q = np.full(h.shape[0], np.inf)
+    q[finite] = np.mean(1.0 / mag2[finite], axis=1)
+    active = finite & (q <= 1.0 / gain_threshold)
+    reasons = {int(k): ("no valid channel estimate" if not finite[k] else
+                        f"channel too weak: harmonic-mean gain {1 / q[k]:.3g} < threshold {gain_threshold:.3g}")
+               for k in np.flatnonzero(~active)}
+    alpha = float(np.sqrt(power / q[active].max())) if active.any() else 0.0
+    pre = np.zeros(h.shape, dtype=np.complex64)
+    pre[active] = (alpha / h[active]).astype(np.complex64)
+    return InversionPlan(alpha=alpha, active=active, q=q, precoders=pre, reasons=reasons)
