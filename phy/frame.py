@@ -1,0 +1,310 @@
+"""Frame format and :class:`FrameBuilder`: a complete, self-describing OFDM burst.
+
+Frame layout (``N`` = fft_size, ``cp`` = cp_len; every OFDM symbol is ``N + cp`` samples)::
+
+    | SC preamble: cp + N | LTS block: 2cp + 2N | header: n_hdr symbols | payload: n_pay symbols |
+
+* **Schmidl–Cox preamble** - a fixed QPSK PN sequence on the *even* used subcarriers (x sqrt(2), so the symbol carries
+  the same power as a fully loaded one) makes the time-domain symbol two identical halves of N/2 samples; the cyclic
+  prefix extends that periodicity to the whole ``cp + N`` samples. Used for detection, coarse timing and the
+  fractional CFO; the PN resolves nothing by itself - the integer CFO is resolved on the LTS (see ``phy.receiver``).
+* **Long training symbol (LTS)** - known BPSK on all used subcarriers, sent twice after a double-length (2cp) cyclic
+  prefix, like 802.11's L-LTF. Used for fine timing (cross-correlation), integer CFO, fine CFO (lag-N correlation)
+  and the least-squares channel estimate (two looks, averaged, noise variance from their difference).
+* **Header** - 96 bits = 80 bits of fields + CRC-16/CCITT, protected by 8 extended-Golay (24,12) codewords (rate 1/2,
+  minimum distance 8, decoded soft-ML by correlation with all 4096 codewords), BPSK on the data subcarriers, bits of a
+  codeword spread 8 subcarriers apart. Fields (MSB first): kind (1 bit: 0 analog, 1 digital), modulation (3 bits),
+  code rate (3 bits), version (1 bit, 0), length (24 bits: real values for analog, bytes for digital), seq (16 bits),
+  analog scale (float32, IEEE-754 big-endian).
+* **Payload** - data subcarriers carry the payload symbols (analog: :class:`phy.analog.AnalogMapper` pairs; digital:
+  :class:`phy.fec.DigitalCodec` bits mapped by :class:`phy.modulation.QamModem`), zero-padded to whole symbols.
+  Pilot subcarriers carry ``cfg.pilot_values`` times a per-symbol ±1 polarity (a fixed PN over header+payload).
+
+Every used subcarrier has unit average power (orthonormal IFFT), so the per-subcarrier SNR equals 1 / (noise variance
+per complex sample) for a unit-gain link.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from phy.ofdm import OfdmConfig, grid_to_time
+
+#: modulation name <-> 3-bit header code
+MODULATIONS = ("bpsk", "qpsk", "16qam", "64qam", "256qam")
+#: code rate <-> 3-bit header code (None = uncoded)
+CODE_RATES = (None, 1 / 2, 2 / 3, 3 / 4, 5 / 6)
+CODE_RATE_NAMES = ("none", "1/2", "2/3", "3/4", "5/6")
+HEADER_BITS = 96
+MAX_LENGTH = (1 << 24) - 1
+MAX_SEQ = (1 << 16) - 1
+_PN_SEED = 0x5C0FDA  # fixed: transmitter and receiver must agree
+
+
+def code_rate_index(code_rate) -> int:
+    """Header code of ``code_rate`` (None, 0.5, 2/3, 3/4, 5/6 or their "a/b"/"none" names); raises ValueError."""
+    if isinstance(code_rate, str):
+        name = code_rate.strip().lower()
+        if name in CODE_RATE_NAMES:
+            return CODE_RATE_NAMES.index(name)
+        try:
+            code_rate = float(name)
+        except ValueError:
+            raise ValueError(f"code_rate = {code_rate!r}: expected one of {', '.join(CODE_RATE_NAMES)}") from None
+    if code_rate is None:
+        return 0
+    for i, r in enumerate(CODE_RATES[1:], start=1):
+        if abs(float(code_rate) - r) < 1e-3:
+            return i
+    raise ValueError(f"code_rate = {code_rate!r}: expected one of {', '.join(CODE_RATE_NAMES)} (or None)")
+
+
+def modulation_index(modem: str) -> int:
+    """Header code of a modulation name; raises ValueError naming the allowed names."""
+    key = str(modem).strip().lower().replace("-", "")
+    if key not in MODULATIONS:
+        raise ValueError(f"modem = {modem!r}: expected one of {', '.join(MODULATIONS)}")
+    return MODULATIONS.index(key)
+
+
+# ----------------------------------------------------------------------------------------- Golay (24,12)
+@lru_cache(maxsize=1)
+def golay_codebook() -> tuple[np.ndarray, np.ndarray]:
+    """Extended Golay (24,12) code: (codewords uint8 [4096, 24], ±1 float32 [24, 4096] for soft correlation).
+
+    Row ``i`` encodes the 12 info bits of ``i`` (MSB first): the cyclic (23,12) code with generator
+    g(x) = x^11 + x^10 + x^6 + x^5 + x^4 + x^2 + 1, plus an overall parity bit (minimum distance 8).
+    """
+    g = np.array([1, 0, 1, 0, 1, 1, 1, 0, 0, 0, 1, 1], dtype=np.int64)  # coefficients x^0..x^11
+    gen = np.zeros((12, 23), dtype=np.int64)
+    for i in range(12):
+        gen[i, i:i + 12] = g
+    info = (np.arange(4096)[:, None] >> np.arange(11, -1, -1)[None, :]) & 1
+    cw = (info @ gen) % 2
+    cw = np.concatenate([cw, cw.sum(axis=1, keepdims=True) % 2], axis=1).astype(np.uint8)
+    return cw, np.ascontiguousarray((1.0 - 2.0 * cw).T.astype(np.float32))
+
+
+def golay_encode(bits: np.ndarray) -> np.ndarray:
+    """uint8 [12 k] -> uint8 [24 k] (codeword c occupies bits [24c, 24c+24))."""
+    blocks = np.asarray(bits, dtype=np.int64).reshape(-1, 12)
+    idx = blocks @ (1 << np.arange(11, -1, -1))
+    return golay_codebook()[0][idx].reshape(-1)
+
+
+def golay_decode_soft(soft: np.ndarray) -> np.ndarray:
+    """Soft-ML decoding: ``soft`` float [24 k] (positive = bit 0, e.g. LLRs) -> uint8 info bits [12 k]."""
+    _, pm = golay_codebook()
+    best = np.argmax(np.asarray(soft, dtype=np.float32).reshape(-1, 24) @ pm, axis=1)
+    return ((best[:, None] >> np.arange(11, -1, -1)[None, :]) & 1).astype(np.uint8).reshape(-1)
+
+
+# ---------------------------------------------------------------------------------------------- header
+@dataclass(frozen=True)
+class FrameHeader:
+    """The decoded header fields."""
+
+    kind: str          # "analog" | "digital"
+    modem: str         # modulation name (digital); "bpsk" placeholder for analog
+    code_rate: float | None
+    length: int        # analog: number of real values; digital: payload bytes
+    seq: int
+    scale: float       # analog scale from AnalogMapper (1.0 for digital)
+
+    def to_bits(self) -> np.ndarray:
+        """96 header bits (fields + CRC-16), uint8."""
+        from phy.crc import bytes_to_bits, crc16
+        b0 = ((self.kind == "digital") << 7) | (modulation_index(self.modem) << 4) \
+            | (code_rate_index(self.code_rate) << 1)
+        body = bytes([b0]) + self.length.to_bytes(3, "big") + self.seq.to_bytes(2, "big") \
+            + struct.pack(">f", self.scale)
+        data = body + crc16(body).to_bytes(2, "big")
+        return np.asarray(bytes_to_bits(data), dtype=np.uint8)
+
+    @classmethod
+    def from_bits(cls, bits: np.ndarray) -> "FrameHeader | None":
+        """Parse 96 bits; None if the CRC fails or a field is invalid."""
+        from phy.crc import bits_to_bytes, crc16
+        data = bytes(bits_to_bytes(np.asarray(bits, dtype=np.uint8)))
+        if len(data) != 12 or crc16(data[:10]) != int.from_bytes(data[10:12], "big"):
+            return None
+        b0 = data[0]
+        mod, rate = (b0 >> 4) & 7, (b0 >> 1) & 7
+        if mod >= len(MODULATIONS) or rate >= len(CODE_RATES) or b0 & 1:
+            return None
+        scale = struct.unpack(">f", data[6:10])[0]
+        if not np.isfinite(scale) or scale <= 0:
+            return None
+        return cls(kind="digital" if b0 >> 7 else "analog", modem=MODULATIONS[mod], code_rate=CODE_RATES[rate],
+                   length=int.from_bytes(data[1:4], "big"), seq=int.from_bytes(data[4:6], "big"), scale=float(scale))
+
+
+# ------------------------------------------------------------------------------------------ frame format
+class FrameFormat:
+    """Everything transmitter and receiver must agree on for one :class:`OfdmConfig` (sequences, sizes, layout).
+
+    Attributes (all read-only arrays): ``sc_grid``/``lts_grid`` complex64 [N] (FFT-bin order), ``sc_time`` complex64
+    [cp + N], ``lts_time`` complex64 [2cp + 2N], ``pilot_polarity`` float32 [127], header interleaver, sizes.
+    """
+
+    def __init__(self, cfg: OfdmConfig):
+        self.cfg = cfg
+        n, cp = cfg.fft_size, cfg.cp_len
+        rng = np.random.default_rng(_PN_SEED)
+        used = np.asarray(cfg.used_subcarriers)
+        even = used[used % 2 == 0]
+        qpsk = np.exp(1j * np.pi / 4 * (2 * rng.integers(0, 4, even.size) + 1))
+        self.sc_grid = np.zeros(n, np.complex64)
+        self.sc_grid[even % n] = np.sqrt(used.size / even.size) * qpsk
+        self.lts_grid = np.zeros(n, np.complex64)
+        self.lts_grid[cfg.used_bins] = 1.0 - 2.0 * rng.integers(0, 2, cfg.n_used)
+        self.sc_time = grid_to_time(cfg, self.sc_grid[None, :])
+        t = grid_to_time(cfg, self.lts_grid[None, :], cp_len=0)
+        self.lts_symbol = t                                   # one LTS symbol, N samples
+        self.lts_time = np.concatenate([t[n - 2 * cp:], t, t]).astype(np.complex64)
+        self.pilot_polarity = (1.0 - 2.0 * rng.integers(0, 2, 127)).astype(np.float32)
+        # header: 8 Golay codewords, bit j of codeword c at position 8 j + c
+        self.n_hdr_coded = 2 * HEADER_BITS
+        self.n_hdr_symbols = -(-self.n_hdr_coded // cfg.n_data)
+        self.hdr_perm = (np.arange(24)[None, :] * 8 + np.arange(8)[:, None]).reshape(-1)  # codeword bit -> slot
+        self.preamble_len = cfg.symbol_len + 2 * cp + 2 * n
+        self.header_len = self.n_hdr_symbols * cfg.symbol_len
+
+    def pilot_block(self, first_symbol: int, n_sym: int) -> np.ndarray:
+        """Pilot values with polarity for symbols ``first_symbol ..`` (0 = first header symbol): complex64
+        [n_sym, n_pilots]."""
+        pol = self.pilot_polarity[(first_symbol + np.arange(n_sym)) % self.pilot_polarity.size]
+        return (pol[:, None] * self.cfg.pilot_array[None, :]).astype(np.complex64)
+
+    def header_symbols(self, header: FrameHeader) -> np.ndarray:
+        """BPSK header symbols on the data subcarriers: float32 [n_hdr_symbols * n_data]."""
+        coded = golay_encode(header.to_bits())
+        slots = np.zeros(self.n_hdr_symbols * self.cfg.n_data, np.float32)
+        slots[self.hdr_perm] = 1.0 - 2.0 * coded
+        slots[self.n_hdr_coded:] = 1.0
+        return slots
+
+    def decode_header(self, soft: np.ndarray) -> FrameHeader | None:
+        """``soft`` float [n_hdr_symbols * n_data] (positive = bit 0) -> header or None (CRC/field failure)."""
+        bits = golay_decode_soft(soft[self.hdr_perm])
+        return FrameHeader.from_bits(bits)
+
+    def n_symbols(self, n_payload_symbols: int) -> int:
+        """OFDM payload symbols needed for ``n_payload_symbols`` data symbols."""
+        return -(-int(n_payload_symbols) // self.cfg.n_data)
+
+    def frame_len(self, n_payload_ofdm_symbols: int) -> int:
+        """Total frame length in samples for a payload of that many OFDM symbols."""
+        return self.preamble_len + self.header_len + n_payload_ofdm_symbols * self.cfg.symbol_len
+
+
+@lru_cache(maxsize=16)
+def frame_format(cfg: OfdmConfig) -> FrameFormat:
+    """Cached :class:`FrameFormat` for ``cfg``."""
+    return FrameFormat(cfg)
+
+
+@lru_cache(maxsize=32)
+def _codec(modem: str, code_rate):
+    from phy.fec import DigitalCodec
+    return DigitalCodec(modem, code_rate)
+
+
+@lru_cache(maxsize=8)
+def _modem(name: str):
+    from phy.modulation import QamModem
+    return QamModem.from_name(name)
+
+
+class FrameBuilder:
+    """Builds complete frames (complex64 sample vectors) for ``cfg``; see the module docstring for the layout.
+
+    Example::
+
+        fb = FrameBuilder(OfdmConfig.preset("wifi64"))
+        x = fb.build_digital(b"hello", seq=1, modem="qpsk", code_rate=None)   # complex64 [fb.frame_len(...)]
+    """
+
+    def __init__(self, cfg: OfdmConfig):
+        if not isinstance(cfg, OfdmConfig):
+            raise TypeError(f"cfg must be an OfdmConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.fmt = frame_format(cfg)
+        n = cfg.fft_size
+        self._hdr_grid_template = np.zeros((self.fmt.n_hdr_symbols, n), np.complex64)
+
+    # ------------------------------------------------------------------ planning
+    def frame_len(self, *, n_values: int | None = None, n_bytes: int | None = None, modem: str = "qpsk",
+                  code_rate: float | None = 0.5) -> int:
+        """Samples of an analog frame of ``n_values`` reals, or a digital frame of ``n_bytes`` payload bytes."""
+        if (n_values is None) == (n_bytes is None):
+            raise ValueError("frame_len: give exactly one of n_values (analog) or n_bytes (digital)")
+        if n_values is not None:
+            n_sym = -(-int(n_values) // 2)
+        else:
+            bits = _codec(MODULATIONS[modulation_index(modem)], CODE_RATES[code_rate_index(code_rate)]) \
+                .n_coded_bits(int(n_bytes))
+            m = _modem(MODULATIONS[modulation_index(modem)]).bits_per_symbol
+            n_sym = -(-bits // m)
+        return self.fmt.frame_len(self.fmt.n_symbols(n_sym))
+
+    # ------------------------------------------------------------------ building
+    def build_analog(self, values, seq: int, power: float = 1.0) -> np.ndarray:
+        """Analog frame: ``values`` float [L] (1 <= L <= 2^24-1, finite) carried as complex pairs with mean power
+        ``power`` per data subcarrier. Returns complex64 [frame_len(n_values=L)]."""
+        from phy.analog import AnalogMapper
+        x = np.asarray(values, dtype=np.float64).reshape(-1) if np.ndim(values) else np.array([values], float)
+        if x.size == 0 or x.size > MAX_LENGTH:
+            raise ValueError(f"values has {x.size} entries: expected 1 .. {MAX_LENGTH}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("values contains NaN or infinite entries: expected finite reals")
+        s, scale = AnalogMapper(power).to_symbols(x.astype(np.float32))
+        hdr = FrameHeader("analog", "bpsk", None, int(x.size), self._check_seq(seq), float(np.float32(scale)))
+        return self._assemble(hdr, np.asarray(s, np.complex64))
+
+    def build_digital(self, payload: bytes, seq: int, modem: str = "qpsk", code_rate: float | None = 0.5
+                      ) -> np.ndarray:
+        """Digital frame: ``payload`` bytes (1 .. 2^24-1) with CRC-32 and optional LDPC (``code_rate`` None = uncoded),
+        mapped with ``modem``. Returns complex64 [frame_len(n_bytes=len(payload), ...)]."""
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise TypeError(f"payload must be bytes, got {type(payload).__name__}")
+        payload = bytes(payload)
+        if not 1 <= len(payload) <= MAX_LENGTH:
+            raise ValueError(f"payload has {len(payload)} bytes: expected 1 .. {MAX_LENGTH}")
+        mname = MODULATIONS[modulation_index(modem)]
+        rate = CODE_RATES[code_rate_index(code_rate)]
+        bits = _codec(mname, rate).encode(payload)
+        mod = _modem(mname)
+        m = mod.bits_per_symbol
+        pad = (-bits.size) % m
+        if pad:
+            bits = np.concatenate([bits, np.zeros(pad, np.uint8)])
+        s = mod.modulate(bits)
+        hdr = FrameHeader("digital", mname, rate, len(payload), self._check_seq(seq), 1.0)
+        return self._assemble(hdr, s)
+
+    @staticmethod
+    def _check_seq(seq) -> int:
+        if isinstance(seq, bool) or not isinstance(seq, (int, np.integer)) or not 0 <= seq <= MAX_SEQ:
+            raise ValueError(f"seq = {seq!r}: expected an integer 0 .. {MAX_SEQ}")
+        return int(seq)
+
+    def _assemble(self, hdr: FrameHeader, payload_symbols: np.ndarray) -> np.ndarray:
+        cfg, fmt = self.cfg, self.fmt
+        n_hdr = fmt.n_hdr_symbols
+        n_pay = fmt.n_symbols(payload_symbols.size)
+        grid = np.zeros((n_hdr + n_pay, cfg.fft_size), np.complex64)
+        grid[:n_hdr, cfg.data_bins] = fmt.header_symbols(hdr).reshape(n_hdr, cfg.n_data)
+        data = np.zeros(n_pay * cfg.n_data, np.complex64)
+        data[:payload_symbols.size] = payload_symbols
+        grid[n_hdr:, cfg.data_bins] = data.reshape(n_pay, cfg.n_data)
+        grid[:, cfg.pilot_bins] = fmt.pilot_block(0, n_hdr + n_pay)
+        out = np.empty(fmt.frame_len(n_pay), np.complex64)
+        out[:cfg.symbol_len] = fmt.sc_time
+        out[cfg.symbol_len:fmt.preamble_len] = fmt.lts_time
+        out[fmt.preamble_len:] = grid_to_time(cfg, grid)
+        return out

@@ -1,0 +1,558 @@
+"""Streaming OFDM receiver: :class:`Receiver` turns a continuous complex64 sample stream into :class:`RxFrame` objects.
+
+Stages (one readable chain; only the first runs on every sample)
+--------------------------------------------------------------
+1. **Detection** (:class:`phy.detector.SchmidlCoxDetector`): Schmidl–Cox + LTS-periodicity statistic ``T`` from
+   running sums, threshold from its Gamma(2,1) null (per-sample false-alarm ``detect_pfa``), peak picking.
+2. **Acquisition** per candidate ``d0``: fractional CFO from ``angle(P1)/pi`` (subcarrier units, ambiguous by 2) and
+   ``angle(P2)/(2 pi)`` (ambiguous by 1); the integer hypotheses ``eps_a + 2j`` within ``max_cfo_subcarriers`` are
+   resolved, together with **fine timing**, by the normalized cross-correlation ``rho^2`` of the CFO-corrected stream
+   with the known LTS pair over ``±cp`` samples. ``rho^2`` of a fixed template of M = 2N samples against white
+   circular Gaussian noise is exactly Beta(1, M-1) distributed, so ``max rho^2 > g`` over K (timing, CFO) trials has
+   null probability ``<= K (1-g)^(M-1)``; ``g`` is chosen so that the expected number of false frames per
+   ``fa_window`` samples of noise is ``<= false_alarm_rate`` (``fa_window * detect_pfa`` candidates per window, each
+   passing with probability ``K (1-g)^(M-1)``). Timing is then moved to the earliest LTS-correlation path within
+   cp/2 before the peak holding >= 30 % of it (first-path timing for multipath).
+3. **Fine CFO** (Moose / ML for a repeated block): ``eps = angle(sum r*(n) r(n+N))/(2 pi)`` over the ``N + cp``
+   periodic LTS products, unwrapped onto the chosen integer hypothesis. Its Cramér–Rao bound (two copies of an
+   unknown block of W samples at per-sample SNR g, lag D = N): ``var(eps) >= 1 / ((2 pi)^2 W g)`` subcarriers^2,
+   i.e. ``var(f) >= (fs / (2 pi N))^2 / (W g)`` Hz^2 (:func:`cfo_crlb_hz`).
+4. **Channel estimate**: FFT windows start ``b = cp/4`` samples inside the CP. LS on both LTS looks, averaged;
+   per-bin noise variance ``sigma^2 = mean |Y1 - Y2|^2 / 2``; the LS estimate is projected onto ``cp`` time-domain
+   taps (delays ``-b .. cp-b-1``) by least squares over the used subcarriers. This interpolates across DC and the
+   guard band and reduces the estimation-error variance to ``sigma^2/2 * Q_kk`` (``Q`` the projector,
+   mean ``Q_kk = cp / n_used``). SNR estimate ``(mean|H_ls|^2 - sigma^2/2) / sigma^2``.
+5. **Header**: pilot common-phase correction, BPSK soft values ``Re(conj(H) Y)``, soft-ML Golay, CRC-16.
+6. **Payload**: per-symbol pilot tracking of common phase error and phase slope (timing drift), smoothed over
+   ``pilot_smoothing`` symbols (centered moving sum of the pilot correlations), then MMSE (default) or ZF
+   equalization. Effective noise per data subcarrier ``sigma_eff^2 = sigma^2 (1 + Q_kk/2) + |H_k|^2 var(phi_k)``
+   (estimation error + pilot-phase error, ``var(phi_k) = sigma^2/(2 w |H_p|^2) (1/n_p + k^2/sum k_p^2)``).
+   Analog: MMSE ``x = P conj(H) Y / (P |H|^2 + sigma_eff^2)`` with error variance
+   ``P sigma_eff^2 / (P |H|^2 + sigma_eff^2)`` (``P`` estimated symbol power), or ZF ``Y/H`` with
+   ``sigma_eff^2/|H|^2``; then :class:`phy.analog.AnalogMapper` gives per-real-value noise variances. Digital: the
+   unbiased estimate ``Y/H`` (for one stream per subcarrier the unbiased MMSE equals ZF) with ``sigma_eff^2/|H|^2``
+   into :meth:`QamModem.demodulate_llr`, then :meth:`DigitalCodec.decode`.
+
+Bad input (pure noise, truncated frames, corrupted headers, NaN/inf samples, empty blocks) is counted in
+:attr:`Receiver.stats` and dropped. ``process`` raises only ``ValueError`` for a ``samples`` argument that is not a
+1-D numeric array, or a ``t0`` that is not an integer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from phy.detector import SchmidlCoxDetector
+from phy.frame import FrameHeader, _codec, _modem, frame_format
+from phy.ofdm import OfdmConfig, _fft
+
+STAT_KEYS = ("samples", "nonfinite_samples", "gaps", "candidates", "detected", "rejected", "header_crc_fail",
+             "header_invalid", "truncated", "frames", "payload_crc_fail", "payload_error")
+
+
+def cfo_crlb_hz(cfg: OfdmConfig, snr: float) -> float:
+    """Cramér–Rao bound (standard deviation, Hz) of the fine CFO estimate from the LTS repetition.
+
+    Model: two copies, N samples apart, of an unknown block of W = N + cp samples at per-sample SNR
+    g = snr * n_used / N (``snr`` = per-subcarrier linear SNR). CRB(phase) = 1/(W g), phase = 2 pi f N / fs.
+    """
+    g = snr * cfg.n_used / cfg.fft_size
+    w = cfg.fft_size + cfg.cp_len
+    return float(cfg.sample_rate / (2 * np.pi * cfg.fft_size) / np.sqrt(w * g))
+
+
+@dataclass
+class RxFrame:
+    """One received frame.
+
+    Attributes
+    ----------
+    t_start : int            sample time of the frame's first sample (start of the Schmidl–Cox CP)
+    seq : int                sequence number from the header
+    kind : str               "analog" | "digital"
+    values, noise_var        analog: float32 [L] estimates and per-real-value noise variance; else None
+    payload : bytes | None   digital payload (None for analog)
+    crc_ok : bool            digital: CRC-32 of the payload; analog: True (the header CRC passed)
+    snr_db : float           estimated per-subcarrier SNR (from the LTS)
+    cfo_hz : float           estimated carrier frequency offset
+    symbols                  complex64 [n_payload_symbols] equalized data symbols
+    symbol_noise_var         float32 [n_payload_symbols] per-symbol noise (error) variance
+    channel                  complex64 [fft_size] estimated channel per FFT bin (FFT window at the CP end)
+    header : FrameHeader     all decoded header fields
+    n_samples : int          frame length in samples
+    noise_power : float      estimated noise variance per complex sample
+    """
+
+    t_start: int
+    seq: int
+    kind: str
+    values: np.ndarray | None
+    noise_var: np.ndarray | None
+    payload: bytes | None
+    crc_ok: bool
+    snr_db: float
+    cfo_hz: float
+    symbols: np.ndarray
+    symbol_noise_var: np.ndarray
+    channel: np.ndarray
+    header: FrameHeader
+    n_samples: int
+    noise_power: float
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Acq:
+    """Acquisition result for one candidate (indices relative to the buffer)."""
+
+    start: int          # frame start index in the buffer
+    eps: float          # CFO in subcarrier spacings
+    H: np.ndarray       # complex64 [N] channel per FFT bin (including the backoff phase)
+    sigma2: float       # noise variance per bin
+    err_var: np.ndarray  # float32 [N] channel-estimation error variance per bin
+    snr: float
+    header: FrameHeader | None = None
+    genie: bool = False
+
+
+class Receiver:
+    """Streaming OFDM receiver (see the module docstring for the algorithm and its statistics).
+
+    Parameters
+    ----------
+    cfg : OfdmConfig
+    false_alarm_rate : float
+        Expected false frames per ``fa_window`` samples of pure noise (default 1e-4 per 4096 samples).
+    equalizer : "mmse" | "zf"
+    fa_window : int
+        Samples per false-alarm unit (a typical frame length).
+    detect_pfa : float
+        Per-sample null probability of the first-stage detector (candidates are verified afterwards).
+    max_cfo_subcarriers : float
+        Largest |CFO| searched, in subcarrier spacings (>= 1).
+    pilot_smoothing : int
+        Odd number of OFDM symbols over which pilot correlations are averaged (1 = per-symbol only).
+    max_payload_symbols : int
+        Headers announcing longer payloads are rejected as invalid.
+    genie : dict | None
+        Test hook: ``{"channel": complex [N] per FFT bin or scalar, "noise_var": float, "cfo_hz": float,
+        "frame_starts": int array}``; the receiver then uses these instead of its estimates (timing: the nearest true
+        frame start) and disables pilot tracking.
+
+    ``process(samples, t0=None) -> list[RxFrame]``; ``flush() -> list[RxFrame]``; ``stats`` dict of counters.
+    """
+
+    def __init__(self, cfg: OfdmConfig, false_alarm_rate: float = 1e-4, *, equalizer: str = "mmse",
+                 fa_window: int = 4096, detect_pfa: float = 1e-5, max_cfo_subcarriers: float = 2.0,
+                 pilot_smoothing: int = 5, max_payload_symbols: int = 1 << 16, genie: dict | None = None):
+        if not isinstance(cfg, OfdmConfig):
+            raise TypeError(f"cfg must be an OfdmConfig, got {type(cfg).__name__}")
+        if not 0 < false_alarm_rate < 1:
+            raise ValueError(f"false_alarm_rate = {false_alarm_rate!r}: expected 0 < rate < 1 (per fa_window)")
+        if equalizer not in ("mmse", "zf"):
+            raise ValueError(f"equalizer = {equalizer!r}: expected 'mmse' or 'zf'")
+        if not max_cfo_subcarriers >= 0.5:
+            raise ValueError(f"max_cfo_subcarriers = {max_cfo_subcarriers!r}: expected >= 0.5")
+        if int(pilot_smoothing) < 1 or int(pilot_smoothing) % 2 == 0:
+            raise ValueError(f"pilot_smoothing = {pilot_smoothing!r}: expected an odd integer >= 1")
+        self.cfg = cfg
+        self.fmt = frame_format(cfg)
+        self.equalizer = equalizer
+        self.false_alarm_rate = float(false_alarm_rate)
+        self.max_cfo = float(max_cfo_subcarriers)
+        self.pilot_smoothing = int(pilot_smoothing)
+        self.max_payload_symbols = int(max_payload_symbols)
+        self.genie = genie
+        self.detector = SchmidlCoxDetector(cfg, detect_pfa)
+        n, cp = cfg.fft_size, cfg.cp_len
+        self.search = cp                      # fine-timing search ±cp around the coarse estimate
+        self.backoff = max(1, cp // 4)        # FFT windows start this many samples inside the CP
+        # LTS verification threshold (see module docstring)
+        m = 2 * n
+        n_hyp = 2 * int(np.ceil((self.max_cfo + 1) / 2)) + 1
+        k_trials = n_hyp * (2 * self.search + 1)
+        q = min(0.5, self.false_alarm_rate / (fa_window * detect_pfa))
+        self.lts_threshold = float(1.0 - (q / k_trials) ** (1.0 / (m - 1)))
+        self._lts_pair = np.concatenate([self.fmt.lts_symbol, self.fmt.lts_symbol]).astype(np.complex64)
+        self._lts_pair_conj = np.conj(self._lts_pair) / np.float32(np.sqrt(np.sum(np.abs(self._lts_pair) ** 2)))
+        # channel-estimate projection onto cp taps with delays -b .. cp-b-1
+        used = np.asarray(cfg.used_subcarriers, dtype=np.float64)
+        taps = np.arange(-self.backoff, cp - self.backoff, dtype=np.float64)
+        F_used = np.exp(-2j * np.pi * np.outer(used, taps) / n)
+        pinv = np.linalg.pinv(F_used)
+        all_k = np.fft.fftfreq(n, 1.0 / n)
+        self._proj_all = (np.exp(-2j * np.pi * np.outer(all_k, taps) / n) @ pinv).astype(np.complex64)  # [N, n_used]
+        self._q_diag = np.zeros(n, np.float32)
+        self._q_diag[cfg.used_bins] = np.real(np.diag(F_used @ pinv))
+        self._lts_used = self.fmt.lts_grid[cfg.used_bins].real.astype(np.float32)
+        self._inner_k = np.arange(n, dtype=np.float64)
+        kp = np.asarray(cfg.pilot_subcarriers, dtype=np.float64)
+        self._kp = kp - kp.mean()
+        self._kp_mean = kp.mean()
+        self._kd = np.asarray(cfg.data_subcarriers, dtype=np.float64)
+        self.reset()
+
+    # ------------------------------------------------------------------ stream state
+    def reset(self) -> None:
+        """Forget the stream and zero the counters."""
+        self._buf = np.zeros(0, np.complex64)
+        self._t0 = 0            # sample time of _buf[0]
+        self._scan = 0          # sample time of the next candidate position to examine
+        self._next_t = None     # expected t0 of the next block
+        self._pending = None    # (time of candidate, p1, p2) waiting for more samples
+        self._cache = None      # (time of first position, T, P1, P2) detector metric already computed
+        self.stats = {k: 0 for k in STAT_KEYS}
+
+    def flush(self) -> list[RxFrame]:
+        """End of stream: a frame still waiting for samples is counted as truncated; the buffer is cleared."""
+        if self._pending is not None:
+            self.stats["truncated"] += 1
+        self._pending = None
+        self._cache = None
+        self._buf = np.zeros(0, np.complex64)
+        self._t0 = self._scan = self._next_t if self._next_t is not None else 0
+        return []
+
+    def process(self, samples, t0: int | None = None) -> list[RxFrame]:
+        """Feed the next block of the stream; returns the frames completed in it (possibly none).
+
+        samples : complex [M] (any M >= 0; NaN/inf samples are zeroed and counted).
+        t0 : sample time of ``samples[0]``; None continues the stream. A jump starts a new stream (counted as a gap).
+        """
+        arr = np.asarray(samples)
+        if arr.ndim != 1:
+            raise ValueError(f"samples must be a 1-D array of complex samples, got shape {arr.shape}")
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+            raise ValueError(f"samples must be numeric (complex or real), got dtype {arr.dtype}")
+        if t0 is not None and (isinstance(t0, bool) or not isinstance(t0, (int, np.integer))):
+            raise ValueError(f"t0 = {t0!r}: expected an integer sample time or None")
+        x = arr.astype(np.complex64)
+        if x.size == 0:
+            return []
+        with np.errstate(all="ignore"):
+            bad = ~np.isfinite(x)
+            if bad.any():
+                self.stats["nonfinite_samples"] += int(bad.sum())
+                x[bad] = 0
+            if t0 is None:
+                t0 = self._next_t if self._next_t is not None else 0
+            t0 = int(t0)
+            if self._next_t is None or t0 != self._next_t:
+                if self._next_t is not None:
+                    self.stats["gaps"] += 1
+                    if self._pending is not None:
+                        self.stats["truncated"] += 1
+                self._pending = None
+                self._cache = None
+                self._buf = x.copy()
+                self._t0 = self._scan = t0
+            else:
+                self._buf = np.concatenate([self._buf, x])
+            self._next_t = t0 + x.size
+            self.stats["samples"] += x.size
+            frames = self._run()
+            # keep only what later stages can still need
+            keep_from = (self._pending[0] if self._pending is not None else self._scan) - 2 * self.cfg.symbol_len
+            cut = keep_from - self._t0
+            if cut > 0:
+                self._buf = self._buf[cut:]
+                self._t0 += cut
+        return frames
+
+    # ------------------------------------------------------------------ main loop
+    def _run(self) -> list[RxFrame]:
+        frames: list[RxFrame] = []
+        det = self.detector
+        while True:
+            if self._pending is not None:
+                t_cand, p1, p2 = self._pending
+                res = self._handle(t_cand - self._t0, p1, p2)
+                if res is None:
+                    return frames            # wait for more samples
+                self._pending = None
+                nxt, frame = res
+                self._scan = max(self._scan, nxt)
+                if frame is not None:
+                    frames.append(frame)
+                continue
+            start = max(0, self._scan - self._t0)
+            T, P1, P2 = self._metric_from(self._t0 + start)
+            if T.size == 0:
+                return frames
+            peaks, firsts = det.candidates(T)
+            if peaks.size == 0:
+                self._scan = self._t0 + start + T.size
+                return frames
+            c, first = int(peaks[0]), int(firsts[0])
+            if first + self.cfg.symbol_len > T.size:
+                self._scan = self._t0 + start + first      # peak window incomplete: wait for more samples
+                return frames
+            self.stats["candidates"] += 1
+            self._pending = (self._t0 + start + c, complex(P1[c]), complex(P2[c]))
+            self._scan = self._t0 + start + c + 1
+
+    def _metric_from(self, t_abs: int):
+        """Detector metric for positions t_abs .. (last evaluable), computed once per sample and cached."""
+        det = self.detector
+        end = self._t0 + self._buf.size - det.span + 1
+        c = self._cache
+        if c is None or not c[0] <= t_abs <= c[0] + c[1].size:
+            c = (t_abs, *(a[:0] for a in det.metric(np.zeros(0, np.complex64))))
+        t_c, T, P1, P2 = c
+        t_from = t_c + T.size
+        if end > t_from:
+            i = t_from - self._t0
+            nT, nP1, nP2 = det.metric(self._buf[i:])
+            T, P1, P2 = (np.concatenate([a[t_abs - t_c:], b]) for a, b in ((T, nT), (P1, nP1), (P2, nP2)))
+            t_c = t_abs
+        k = t_abs - t_c
+        self._cache = (t_abs, T[k:], P1[k:], P2[k:])
+        return self._cache[1:]
+
+    # ------------------------------------------------------------------ per candidate
+    def _handle(self, i0: int, p1: complex, p2: complex):
+        """Acquire, decode header and payload of the candidate at buffer index ``i0``.
+
+        Returns None (need more samples) or (next scan time, RxFrame | None).
+        """
+        cfg, fmt = self.cfg, self.fmt
+        t_cand = self._t0 + i0
+        need = i0 + fmt.preamble_len + fmt.header_len + self.search
+        if need > self._buf.size:
+            return None
+        acq = self._acquire(i0, p1, p2)
+        if acq is None:
+            self.stats["rejected"] += 1
+            return t_cand + 1, None
+        self.stats["detected"] += 1
+        hdr = self._decode_header(acq)
+        if hdr is None:
+            self.stats["header_crc_fail"] += 1
+            return t_cand + 1, None
+        n_pay = self._n_payload_ofdm(hdr)
+        if n_pay is None:
+            self.stats["header_invalid"] += 1
+            return t_cand + 1, None
+        end = acq.start + fmt.frame_len(n_pay)
+        if end > self._buf.size:
+            self.stats["detected"] -= 1      # will be counted again when the rest arrives
+            return None
+        acq.header = hdr
+        frame = self._decode_payload(acq, n_pay)
+        self.stats["frames"] += 1
+        return self._t0 + end - cfg.cp_len, frame
+
+    def _n_payload_ofdm(self, hdr: FrameHeader) -> int | None:
+        if hdr.length < 1:
+            return None
+        if hdr.kind == "analog":
+            n_sym = -(-hdr.length // 2)
+        else:
+            try:
+                bits = _codec(hdr.modem, hdr.code_rate).n_coded_bits(hdr.length)
+            except ValueError:
+                return None
+            n_sym = -(-bits // _modem(hdr.modem).bits_per_symbol)
+        n_pay = self.fmt.n_symbols(n_sym)
+        return n_pay if n_pay <= self.max_payload_symbols else None
+
+    def _acquire(self, i0: int, p1: complex, p2: complex) -> _Acq | None:
+        cfg, fmt = self.cfg, self.fmt
+        n, cp, sl = cfg.fft_size, cfg.cp_len, cfg.symbol_len
+        S = self.search
+        if self.genie is not None:
+            return self._genie_acquire(i0)
+        eps_a = np.angle(p1) / np.pi
+        eps_b = np.angle(p2) / (2 * np.pi)
+        hyps = sorted({round(eps_b + np.round(eps_a + 2 * j - eps_b), 9)
+                       for j in range(-3, 4) if abs(eps_a + 2 * j) <= self.max_cfo + 1.0})
+        lo = i0 + sl + 2 * cp - S
+        if lo < 0:
+            return None
+        seg = self._buf[lo:lo + 2 * n + 2 * S]
+        if seg.size < 2 * n + 2 * S:
+            return None
+        rel = np.arange(seg.size, dtype=np.float64) + (lo - i0)
+        pw = np.concatenate([[0.0], np.cumsum(np.abs(seg.astype(np.complex128)) ** 2)])
+        energy = pw[2 * n:2 * n + 2 * S + 1] - pw[:2 * S + 1]
+        win = np.lib.stride_tricks.sliding_window_view(seg, 2 * n)       # [2S+1, 2N] view
+        best = (-1.0, 0, 0.0, None)
+        for e in hyps:                                                   # a handful of CFO hypotheses
+            rot = np.exp(-2j * np.pi * e * rel / n).astype(np.complex64)
+            z = np.lib.stride_tricks.sliding_window_view(seg * rot, 2 * n)
+            rho2 = np.abs(z @ self._lts_pair_conj) ** 2 / np.maximum(energy, 1e-30)
+            k = int(np.argmax(rho2))
+            if rho2[k] > best[0]:
+                best = (float(rho2[k]), k, e, rho2)
+        del win
+        rho_max, k, e, rho2 = best
+        if not rho_max > self.lts_threshold:
+            return None
+        # earliest significant path within cp/2 before the peak
+        lo_k = max(0, k - cp // 2)
+        early = np.flatnonzero(rho2[lo_k:k + 1] >= 0.3 * rho_max)
+        k = lo_k + int(early[0])
+        start = i0 + (k - S)
+        if start < 0:
+            return None
+        # fine CFO: lag-N correlation over the N + cp periodic LTS products (Moose), unwrapped onto hypothesis e
+        a = start + sl + cp
+        r = self._buf[a:a + n + cp + n]
+        pc = np.vdot(r[:n + cp], r[n:2 * n + cp])
+        eps_f = np.angle(pc) / (2 * np.pi)
+        eps = float(eps_f + np.round(e - eps_f))
+        # channel estimate from the two LTS looks
+        lts0 = start + sl + 2 * cp - self.backoff
+        Y = self._fft_windows(np.array([lts0, lts0 + n]), start, eps)    # [2, N]
+        y1, y2 = Y[0, cfg.used_bins], Y[1, cfg.used_bins]
+        sigma2 = float(np.mean(np.abs(y1 - y2) ** 2) / 2)
+        h_ls = (y1 + y2) * (0.5 * self._lts_used)
+        H = self._proj_all @ h_ls
+        sig = float(np.mean(np.abs(h_ls) ** 2)) - sigma2 / 2
+        sigma2 = max(sigma2, 1e-12 * max(sig, 1e-30))
+        snr = max(sig, 1e-12) / sigma2
+        return _Acq(start=start, eps=eps, H=H.astype(np.complex64), sigma2=sigma2,
+                    err_var=(sigma2 / 2) * self._q_diag, snr=snr)
+
+    def _genie_acquire(self, i0: int) -> _Acq | None:
+        g, cfg = self.genie, self.cfg
+        starts = np.asarray(g["frame_starts"], dtype=np.int64) - self._t0
+        j = int(np.argmin(np.abs(starts - i0)))
+        if abs(int(starts[j]) - i0) > cfg.symbol_len:
+            return None
+        start = int(starts[j])
+        if start < 0:
+            return None
+        k = np.fft.fftfreq(cfg.fft_size, 1.0 / cfg.fft_size)
+        H = np.broadcast_to(np.asarray(g.get("channel", 1.0), np.complex64), (cfg.fft_size,)) \
+            * np.exp(-2j * np.pi * k * self.backoff / cfg.fft_size)
+        sigma2 = float(g["noise_var"])
+        return _Acq(start=start, eps=float(g.get("cfo_hz", 0.0)) / cfg.subcarrier_spacing,
+                    H=H.astype(np.complex64), sigma2=sigma2, err_var=np.zeros(cfg.fft_size, np.float32),
+                    snr=float(np.mean(np.abs(H[cfg.used_bins]) ** 2)) / sigma2, genie=True)
+
+    def _fft_windows(self, starts: np.ndarray, ref: int, eps: float) -> np.ndarray:
+        """FFT (ortho) of N-sample windows starting at buffer indices ``starts``, CFO ``eps`` removed with phase
+        reference at buffer index ``ref``. complex64 [len(starts), N]."""
+        n = self.cfg.fft_size
+        idx = starts[:, None] + np.arange(n)[None, :]
+        w = self._buf[idx]
+        if eps != 0.0:
+            inner = np.exp(-2j * np.pi * eps * self._inner_k / n).astype(np.complex64)
+            w = w * inner[None, :]
+        Y = _fft.fft(w, axis=1, norm="ortho")
+        if eps != 0.0:
+            outer = np.exp(-2j * np.pi * eps * (starts - ref) / n).astype(np.complex64)
+            Y *= outer[:, None]
+        return Y
+
+    def _symbols_fft(self, acq: _Acq, first: int, n_sym: int) -> np.ndarray:
+        """FFT of OFDM symbols ``first .. first+n_sym`` (0 = first header symbol): complex64 [n_sym, N]."""
+        cfg, fmt = self.cfg, self.fmt
+        n, sl = cfg.fft_size, cfg.symbol_len
+        base = acq.start + fmt.preamble_len + first * sl
+        seg = self._buf[base:base + n_sym * sl].reshape(n_sym, sl)
+        w = seg[:, cfg.cp_len - self.backoff:cfg.cp_len - self.backoff + n]
+        if acq.eps != 0.0:
+            inner = np.exp(-2j * np.pi * acq.eps * self._inner_k / n).astype(np.complex64)
+            w = w * inner[None, :]
+        Y = _fft.fft(w, axis=1, norm="ortho", overwrite_x=acq.eps != 0.0)
+        if acq.eps != 0.0:
+            starts = base + np.arange(n_sym) * sl + cfg.cp_len - self.backoff
+            Y *= np.exp(-2j * np.pi * acq.eps * (starts - acq.start) / n).astype(np.complex64)[:, None]
+        return Y
+
+    def _pilot_phase(self, acq: _Acq, Y: np.ndarray, first: int, smooth: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-symbol common phase and phase slope (rad per subcarrier) from the pilots: float64 [n_sym] x 2."""
+        cfg = self.cfg
+        n_sym = Y.shape[0]
+        ref = self.fmt.pilot_block(first, n_sym) * acq.H[cfg.pilot_bins][None, :]
+        z = Y[:, cfg.pilot_bins] * np.conj(ref)                          # [n_sym, n_p]
+        if smooth > 1 and n_sym > 1:
+            h = smooth // 2
+            c = np.concatenate([np.zeros((1, z.shape[1]), z.dtype), np.cumsum(z, axis=0)])
+            lo = np.clip(np.arange(n_sym) - h, 0, n_sym)
+            hi = np.clip(np.arange(n_sym) + h + 1, 0, n_sym)
+            z = c[hi] - c[lo]
+        cpe = np.angle(z.sum(axis=1))
+        dev = np.angle(z * np.exp(-1j * cpe)[:, None])
+        slope = dev @ self._kp / max(float(self._kp @ self._kp), 1e-12)
+        return cpe - slope * self._kp_mean, slope
+
+    def _decode_header(self, acq: _Acq) -> FrameHeader | None:
+        cfg, fmt = self.cfg, self.fmt
+        Y = self._symbols_fft(acq, 0, fmt.n_hdr_symbols)
+        if not acq.genie:
+            cpe, slope = self._pilot_phase(acq, Y, 0, 1)
+            Y = Y[:, cfg.data_bins] * np.exp(-1j * (cpe[:, None] + slope[:, None] * self._kd[None, :]))
+        else:
+            Y = Y[:, cfg.data_bins]
+        soft = np.real(Y * np.conj(acq.H[cfg.data_bins])[None, :]).reshape(-1)
+        if not np.all(np.isfinite(soft)):
+            return None
+        return fmt.decode_header(soft)
+
+    def _decode_payload(self, acq: _Acq, n_pay: int) -> RxFrame:
+        cfg, fmt, hdr = self.cfg, self.fmt, acq.header
+        n_hdr = fmt.n_hdr_symbols
+        Y = self._symbols_fft(acq, 0, n_hdr + n_pay)
+        Hd = acq.H[cfg.data_bins]
+        h2 = (Hd.real ** 2 + Hd.imag ** 2).astype(np.float32)
+        sigma2 = acq.sigma2
+        noise = sigma2 + acq.err_var[cfg.data_bins] * 1.0                 # per data subcarrier
+        Yd = Y[n_hdr:, cfg.data_bins]
+        if not acq.genie:
+            w = self.pilot_smoothing
+            cpe, slope = self._pilot_phase(acq, Y, 0, w)
+            cpe, slope = cpe[n_hdr:], slope[n_hdr:]
+            Yd = Yd * np.exp(-1j * (cpe[:, None] + slope[:, None] * self._kd[None, :])).astype(np.complex64)
+            hp2 = float(np.mean(np.abs(acq.H[cfg.pilot_bins]) ** 2))
+            kp2 = float(self._kp @ self._kp)
+            phase_var = sigma2 / (2 * min(w, n_hdr + n_pay) * max(hp2, 1e-30)) \
+                * (1.0 / cfg.n_pilots + (self._kd - self._kp_mean) ** 2 / max(kp2, 1e-12))
+            noise = noise + h2 * phase_var.astype(np.float32)
+        noise = noise.astype(np.float32)
+        if hdr.kind == "analog":
+            n_sym = -(-hdr.length // 2)
+        else:
+            n_sym = -(-_codec(hdr.modem, hdr.code_rate).n_coded_bits(hdr.length)
+                      // _modem(hdr.modem).bits_per_symbol)
+        h2s = np.maximum(h2, 1e-30)
+        if hdr.kind == "analog" and self.equalizer == "mmse":
+            # symbol power prior estimated from the data (AnalogMapper makes it `power`, 1 by default)
+            p = float(np.mean((Yd.real ** 2 + Yd.imag ** 2) / h2s[None, :]) - np.mean(noise / h2s))
+            p = max(p, 1e-6)
+            den = p * h2 + noise
+            X = Yd * (p * np.conj(Hd) / den)[None, :]
+            nv = np.broadcast_to(p * noise / den, X.shape)
+        else:
+            X = Yd * (1.0 / Hd)[None, :]
+            nv = np.broadcast_to(noise / h2s, X.shape)
+        X = X.reshape(-1)[:n_sym].astype(np.complex64)
+        nv = nv.reshape(-1)[:n_sym].astype(np.float32)
+        values = nvr = payload = None
+        crc_ok = True
+        try:
+            if hdr.kind == "analog":
+                from phy.analog import AnalogMapper
+                values, nvr = AnalogMapper().from_symbols(X, hdr.scale, length=hdr.length, noise_var=nv)
+            else:
+                codec = _codec(hdr.modem, hdr.code_rate)
+                llr = _modem(hdr.modem).demodulate_llr(X, nv)
+                n_bits = codec.n_coded_bits(hdr.length)
+                payload, crc_ok = codec.decode(llr[:n_bits], hdr.length)
+                crc_ok = bool(crc_ok)
+                if not crc_ok:
+                    self.stats["payload_crc_fail"] += 1
+        except ValueError:
+            self.stats["payload_error"] += 1
+            crc_ok = False
+        n = cfg.fft_size
+        k = np.fft.fftfreq(n, 1.0 / n)
+        return RxFrame(t_start=self._t0 + acq.start, seq=hdr.seq, kind=hdr.kind, values=values, noise_var=nvr,
+                       payload=payload, crc_ok=crc_ok, snr_db=float(10 * np.log10(acq.snr)),
+                       cfo_hz=acq.eps * cfg.subcarrier_spacing, symbols=X, symbol_noise_var=nv,
+                       channel=(acq.H * np.exp(2j * np.pi * k * self.backoff / n)).astype(np.complex64),
+                       header=hdr, n_samples=fmt.frame_len(n_pay), noise_power=acq.sigma2)
