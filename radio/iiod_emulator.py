@@ -248,6 +248,31 @@ class PlutoEmulator:
             else:
                 self.values[key] = text
 
+    def preset(self, sample_rate: float | None = None, center_freq: float | None = None,
+               tx_gain: float | None = None, rx_gain: float | None = None,
+               gain_control_mode: str | None = None) -> None:
+        """Set power-on values (e.g. from a bench config) as a client would; raises ValueError on invalid ones."""
+        phy_in = dict(dev=PHY, kind="INPUT", chan="voltage0")
+        writes = []
+        if sample_rate is not None:
+            writes += [(Command("WRITE", dev=PHY, kind="INPUT", chan="out", attr="voltage_filter_fir_en"), "1"),
+                       (Command("WRITE", **phy_in, attr="sampling_frequency"), str(int(round(sample_rate))))]
+        if center_freq is not None:
+            writes += [(Command("WRITE", dev=PHY, kind="OUTPUT", chan=f"altvoltage{i}", attr="frequency"),
+                        str(int(round(center_freq)))) for i in (0, 1)]
+        if gain_control_mode is not None:
+            writes.append((Command("WRITE", **phy_in, attr="gain_control_mode"), gain_control_mode))
+        if rx_gain is not None:
+            writes.append((Command("WRITE", **phy_in, attr="hardwaregain"), repr(float(rx_gain))))
+        if tx_gain is not None:
+            writes.append((Command("WRITE", dev=PHY, kind="OUTPUT", chan="voltage0", attr="hardwaregain"),
+                           repr(float(tx_gain))))
+        for cmd, value in writes:
+            try:
+                self.write_attr(cmd, value.encode())
+            except CommandError as exc:
+                raise ValueError(f"emulated Pluto: cannot preset {cmd.attr} = {value}: {exc}") from None
+
     @staticmethod
     def _number(text: str, name: str, lo: float, hi: float, integer: bool = False) -> float:
         try:
