@@ -19,7 +19,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "jscc_adjscc_r
 
 def _fail(msg: str) -> None:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+    raise SystemExit(2)  # (typer.Exit would be swallowed by click in lab.cli.main's standalone_mode=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -140,11 +140,11 @@ def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None,
     last_path, best_path, log_path = out / "last.pt", out / "best.pt", out / "log.jsonl"
 
     c = channels_for_ratio(cfg.ratio)
+    torch.manual_seed(cfg.seed)  # weight initialization
     model = build_model(cfg.model, c, cfg.filters)
     channel = build_channel(cfg.channel)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
     step, wall_prev, best = 0, 0.0, -math.inf
 
     if cfg.resume and last_path.exists():
