@@ -10,18 +10,19 @@ in this order of stages:
 1. **multipath** (TDL-A..E of 3GPP TR 38.901 scaled by ``delay_spread_s``, or an exponential PDP): block-fading taps
    ``c_k`` (Rayleigh; the TDL-D/E LOS path has constant amplitude and a random phase) at delays ``d_k`` rounded to the
    nearest sample; the mean powers are normalized to unit sum, so the average power gain over realizations is 1;
-2. **bulk delay** ``delay_samples`` (integer part exact, fractional part by a Kaiser-windowed-sinc FIR) and, when
-   ``sco_ppm`` ≠ 0, **sampling-clock offset** as a time-varying delay ``δ(n) = delay_samples + sco_ppm·1e-6·n`` realised by
-   a 16-tap windowed-sinc polyphase interpolator (1024 phases);
+2. **bulk delay** ``delay_samples`` (integer part exact, fractional part by a fractional-delay FIR) and, when
+   ``sco_ppm`` ≠ 0, **sampling-clock offset** as a time-varying delay ``δ(n) = delay_samples + sco_ppm·1e-6·n``
+   realised by a polyphase interpolator with the same kernels tabulated at 2048 phases (nearest phase);
 3. **complex gain and path loss** ``g = gain · 10^(−path_loss_db/20)``;
 4. **carrier frequency offset** ``f_off = cfo_ppm·1e-6·fc`` as a phase ramp ``2π f_off n/fs`` (from the sample index,
    so continuous across blocks) and **Wiener phase noise** ``φ[n] = φ[n−1] + w[n]``, ``w ~ N(0, 2π·linewidth/fs)``.
 
 Causality. The link never looks ahead (a transmitter may still schedule a burst for "now"), so a fractional delay ``D``
-uses a windowed sinc of half-length ``L = min(16, ceil(D))`` taps: for ``D ≥ 16`` samples the full 32-tap kernel
-(passband error < −60 dB up to 0.4·fs), for smaller ``D`` a shorter, less accurate kernel (``D < 1``: linear
-interpolation). See ``docs/air.md`` for the measured accuracy per ``D``. The same rule limits the SCO interpolator
-(half-length ``min(8, ceil(δ(n)))``). A negative ``sco_ppm`` shrinks the delay; it is clamped at 0 (a link cannot
+uses a kernel of half-length ``L = min(16, ceil(D))``: for ``D ≥ 15`` samples the full 32-tap Kaiser-windowed sinc
+(β = 9; error ≤ −85 dB for |f| ≤ 0.4·fs), for smaller ``D`` a shorter kernel (Lagrange for L ≤ 4; ``D < 1``: linear
+interpolation), accurate only at low frequencies — give links that need an accurate fractional delay a bulk delay of at
+least 15 samples. ``docs/air.md`` has the measured accuracy per ``D``. The same rule sets the SCO interpolator's
+half-length ``min(16, ceil(δ(n)))``. A negative ``sco_ppm`` shrinks the delay; it is clamped at 0 (a link cannot
 deliver a sample before it was sent) and the clamped samples are counted in :attr:`LinkChannel.sco_clamped`.
 
 Block invariance. The output does not depend on how the input stream is cut into ``process`` calls (up to float32
@@ -49,10 +50,12 @@ PROFILES: tuple[str, ...] = ("none", "exp", *TDL_PROFILES)
 #: half-length (taps each side) of the static fractional-delay kernel
 FD_HALF_LENGTH = 16
 #: half-length of the sampling-clock-offset interpolator and its number of tabulated phases
-SCO_HALF_LENGTH = 8
-SCO_PHASES = 1024
-#: Kaiser window shape parameter of both kernels
-KAISER_BETA = 7.0
+SCO_HALF_LENGTH = 16
+SCO_PHASES = 2048
+#: Kaiser window shape parameter of the windowed-sinc kernels (half-length > LAGRANGE_MAX_HALF_LENGTH)
+KAISER_BETA = 9.0
+#: kernels up to this half-length are Lagrange interpolators (better than a windowed sinc with so few taps)
+LAGRANGE_MAX_HALF_LENGTH = 4
 #: exponential PDPs are truncated where a tap falls this far below the first one
 EXP_PDP_FLOOR_DB = 40.0
 #: impulse responses longer than this use FFT overlap-add instead of direct convolution
@@ -152,15 +155,23 @@ def power_delay_profile(profile: str, delay_spread_s: float, sample_rate: float)
     return uniq, merged
 
 
-def windowed_sinc(frac: np.ndarray | float, half_length: int) -> np.ndarray:
+def fd_weights(frac: np.ndarray | float, half_length: int) -> np.ndarray:
     """Fractional-delay interpolation weights.
 
     For a position ``i + frac`` (0 ≤ frac < 1) returns float64[..., 2·half_length] weights of the samples
-    ``x[i + k]``, ``k = −half_length+1 … half_length``: ``sinc(k − frac) · kaiser((k − frac)/half_length)``, normalized
-    to unit DC gain.
+    ``x[i + k]``, ``k = −half_length+1 … half_length``. Short kernels (half_length ≤ 4) are Lagrange interpolators
+    (maximally flat at DC: the better choice with few taps); longer ones are ``sinc(k − frac)·kaiser((k − frac)/L)``
+    with β = KAISER_BETA, normalized to unit DC gain (accuracy table in docs/air.md).
     """
     frac = np.asarray(frac, dtype=np.float64)[..., None]
     k = np.arange(-half_length + 1, half_length + 1, dtype=np.float64)
+    if half_length <= LAGRANGE_MAX_HALF_LENGTH:
+        h = np.ones(frac.shape[:-1] + k.shape)
+        for j, kj in enumerate(k):
+            for ki in k:
+                if ki != kj:
+                    h[..., j] *= (frac[..., 0] - ki) / (kj - ki)
+        return h
     t = k - frac
     w = np.i0(KAISER_BETA * np.sqrt(np.clip(1.0 - (t / half_length) ** 2, 0.0, None))) / np.i0(KAISER_BETA)
     h = np.sinc(t) * w
@@ -178,7 +189,7 @@ def fractional_delay_filter(delay: float, max_half_length: int = FD_HALF_LENGTH)
         return int(c), np.ones(1)
     half = min(max_half_length, c)
     # y[n] = x(n - D) = Σ_k w_k x[ip + k] with ip = n - ceil(D), frac = ceil(D) - D; lag m = ceil(D) - k
-    w = windowed_sinc(c - delay, half)          # k = -half+1 .. half
+    w = fd_weights(c - delay, half)          # k = -half+1 .. half
     return c - half, w[::-1].copy()             # lags ceil(D)-half .. ceil(D)+half-1
 
 
@@ -188,7 +199,7 @@ def _sco_table() -> np.ndarray:
     frac = np.arange(SCO_PHASES) / SCO_PHASES
     for half in range(1, SCO_HALF_LENGTH + 1):
         lo = SCO_HALF_LENGTH - half
-        tab[half - 1, :, lo:lo + 2 * half] = windowed_sinc(frac, half)
+        tab[half - 1, :, lo:lo + 2 * half] = fd_weights(frac, half)
     return tab
 
 
@@ -341,6 +352,7 @@ class LinkChannel:
         # all history is zero: only the phase-noise generator and the clock move
         if self._pn_std:
             inc = self._pn_rng.standard_normal(n)
+            inc *= self._pn_std
             self._phi = float(self._phi + inc.sum())
         if self._sco != 0:
             end = self._n + n
