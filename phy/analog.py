@@ -58,8 +58,13 @@ class AnalogMapper:
         padded = np.zeros(2 * ((length + 1) // 2), dtype=np.float64)
         padded[:length] = x
         pairs = padded[0::2] + 1j * padded[1::2]
-        energy = float(np.mean(np.abs(pairs) ** 2)) if pairs.size else 0.0
-        scale = float(np.sqrt(self.power / energy)) if energy > 0 else 1.0
+        peak = float(np.max(np.abs(padded))) if padded.size else 0.0
+        if peak == 0.0:
+            return pairs.astype(np.complex64), 1.0
+        energy = float(np.mean(np.abs(pairs / peak) ** 2))  # normalized by the peak: no under/overflow
+        scale = float(np.sqrt(self.power / energy) / peak)
+        if not np.isfinite(scale):
+            raise ValueError(f"x has peak magnitude {peak:g}; its power-normalizing scale overflows float64")
         return (pairs * scale).astype(np.complex64), scale
 
     def from_symbols(
