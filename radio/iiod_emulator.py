@@ -32,6 +32,7 @@ import math
 import socket
 import socketserver
 import threading
+import weakref
 from collections import deque
 from dataclasses import dataclass
 
@@ -47,6 +48,9 @@ MAX_LINE = 4096              # longest command line accepted (bytes)
 MAX_WRITE = 1 << 20          # longest attribute write accepted (bytes)
 MAX_BUFFER_BYTES = 1 << 27   # largest READBUF/WRITEBUF accepted (bytes)
 MAX_LOOPBACK_SAMPLES = 1 << 23  # TX samples kept for digital loopback before the oldest are dropped
+
+#: emulators sharing one lock (i.e. one Air): before any of them reads RX, all top up their cyclic TX
+_PEERS: "weakref.WeakKeyDictionary[object, weakref.WeakSet]" = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -184,6 +188,8 @@ class PlutoEmulator:
         self._cyclic: tuple[int, np.ndarray] | None = None        # (start, complex64 DAC words)
         self._cyclic_air: np.ndarray | None = None                 # the cyclic buffer as scaled for the air
         self._cyc_next = 0
+        with self.lock:
+            _PEERS.setdefault(self.lock, weakref.WeakSet()).add(self)
         self._stop = threading.Event()
         self._pump = threading.Thread(target=self._pump_loop, name="pluto-emulator-cyclic", daemon=True)
         self._pump.start()
@@ -495,7 +501,8 @@ class PlutoEmulator:
             self._rx_pos = (self._rx_pos or 0) + n
             return np.zeros(n, dtype=np.complex64)
         start = self._rx_pos if self._rx_pos is not None else self.radio.time_now()
-        self._top_up_cyclic(start + n)
+        for peer in list(_PEERS.get(self.lock, ())):   # cyclic transmitters on the same air, this one included
+            peer._top_up_cyclic(start + n)
         try:
             y, t0 = self.radio.rx(n)
         except LateError:
@@ -507,6 +514,9 @@ class PlutoEmulator:
     def close(self) -> None:
         """Stop the cyclic pump (the radio is left to its owner)."""
         self._stop.set()
+        with self.lock:
+            self._cyclic = None
+            _PEERS.get(self.lock, weakref.WeakSet()).discard(self)
         if self._pump.is_alive() and self._pump is not threading.current_thread():
             self._pump.join(timeout=1.0)
 

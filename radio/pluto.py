@@ -107,6 +107,32 @@ def air_lock(air) -> threading.RLock:
     return lock
 
 
+class _Resources:
+    """What a PlutoRadio must release, in libiio's order: buffers, then the context; then an owned emulator and the
+    air endpoint radio behind it. Every step runs even if an earlier one fails."""
+
+    def __init__(self):
+        self.sdr = None
+        self.server: IiodServer | None = None
+        self.rf: Radio | None = None
+
+    def release(self) -> None:
+        sdr, self.sdr = self.sdr, None
+        if sdr is not None:
+            for step in (sdr.tx_destroy_buffer, sdr.rx_destroy_buffer):
+                try:
+                    step()
+                except Exception:
+                    pass
+            sdr._ctx = None
+        server, self.server = self.server, None
+        if server is not None:
+            server.close()
+        rf, self.rf = self.rf, None
+        if rf is not None:
+            rf.close()
+
+
 class PlutoRadio(Radio):
     """A PlutoSDR through libiio (real, or the emulator), with a host-side sample-count clock (module docstring).
 
@@ -120,9 +146,8 @@ class PlutoRadio(Radio):
                  tx_gain: float = -10.0, rx_gain: float = 30.0, uri: str | None = None):
         self.args = args = args or PlutoArgs()
         self.uri = uri or args.uri
-        self._server: IiodServer | None = None
-        self._sdr = None
-        self._owned_rf: Radio | None = None
+        self._res = _Resources()
+        self._finalizer = weakref.finalize(self, self._res.release)   # also at interpreter exit: libiio order
         self._loopback = 0
         adi, iio = _import_adi()
         try:
@@ -442,23 +467,12 @@ class PlutoRadio(Radio):
 
     def close(self) -> None:
         """Destroy the buffers, close the context and stop an owned emulator. Idempotent."""
-        if self._sdr is None and self._server is None:
-            return
-        sdr, self._sdr = self._sdr, None
-        if sdr is not None:
-            try:
-                sdr.tx_destroy_buffer()   # buffers before the context (libiio 0.x frees them through it)
-                sdr.rx_destroy_buffer()
-                sdr._ctx = None
-            except Exception:
-                pass
-            del sdr
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        if self._owned_rf is not None:
-            self._owned_rf.close()
-            self._owned_rf = None
+        self._finalizer()
+
+    # the device objects live in a holder that a finalizer can release without a reference to the radio
+    _sdr = property(lambda self: self._res.sdr, lambda self, v: setattr(self._res, "sdr", v))
+    _server = property(lambda self: self._res.server, lambda self, v: setattr(self._res, "server", v))
+    _owned_rf = property(lambda self: self._res.rf, lambda self, v: setattr(self._res, "rf", v))
 
     def __repr__(self) -> str:
         if self._sdr is None:
