@@ -1,0 +1,188 @@
+"""Image-classification data sets for federated edge learning: MNIST, Fashion-MNIST and CIFAR-10, loaded offline.
+
+Lookup order (the first directory that holds the data set in a known layout wins):
+
+1. ``data_dir`` argument (``otalab feel --data-dir``),
+2. the environment variable ``OTALAB_DATA_DIR``,
+3. ``../shared/data`` beside the checkout,
+4. the torchvision layout under ``~/.cache/torchvision``,
+5. Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``), Fashion-MNIST only.
+
+Layouts understood in each directory:
+
+* ``<name>.npz`` with ``x_train, y_train, x_test, y_test`` (uint8; ``mnist.npz``, ``fashion-mnist.npz`` or
+  ``fashion_mnist.npz``, ``cifar10.npz``);
+* torchvision's ``MNIST/raw`` / ``FashionMNIST/raw`` IDX files (``.gz`` or not) and ``cifar-10-batches-py``;
+* the IDX files directly in the directory (Debian's Fashion-MNIST package).
+
+Nothing is ever downloaded: a missing data set raises :class:`FileNotFoundError` naming every place searched and what
+to do.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: data set name -> accepted .npz file names
+NPZ_NAMES: dict[str, tuple[str, ...]] = {
+    "mnist": ("mnist.npz",),
+    "fashion-mnist": ("fashion-mnist.npz", "fashion_mnist.npz"),
+    "cifar10": ("cifar10.npz", "cifar-10.npz"),
+}
+#: data set name -> torchvision sub-directory holding the raw IDX files
+TORCHVISION_IDX_DIRS: dict[str, str] = {"mnist": "MNIST/raw", "fashion-mnist": "FashionMNIST/raw"}
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+TORCHVISION_CACHE = Path.home() / ".cache" / "torchvision"
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+#: per-data-set normalisation applied by :meth:`ImageDataset.tensors` (mean, std on [0, 1] pixels)
+NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """A train/test split as uint8 arrays.
+
+    ``x_train``: uint8[N, H, W] (grey) or uint8[N, H, W, 3] (RGB, HWC); ``y_train``: int64[N]; same for test.
+    ``source``: where it was loaded from.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+
+    @property
+    def n_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+    def features(self, split: str = "train") -> np.ndarray:
+        """Normalised float32 features, NCHW: float32[N, C, H, W] with per-channel (x/255 - mean)/std."""
+        x = self.x_train if split == "train" else self.x_test
+        x = x.astype(np.float32) / 255.0
+        x = x[:, None] if x.ndim == 3 else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        mean, std = NORMALISATION.get(self.name, ((0.0,), (1.0,)))
+        mean = np.asarray(mean, np.float32)[None, :, None, None]
+        std = np.asarray(std, np.float32)[None, :, None, None]
+        return (x - mean) / std
+
+
+def candidate_dirs(data_dir: str | Path | None = None) -> list[Path]:
+    """The directories searched, in order (see module docstring)."""
+    dirs: list[Path] = []
+    if data_dir:
+        dirs.append(Path(data_dir))
+    if os.environ.get("OTALAB_DATA_DIR"):
+        dirs.append(Path(os.environ["OTALAB_DATA_DIR"]))
+    dirs.append(Path(__file__).resolve().parents[3] / "shared" / "data")
+    dirs.append(TORCHVISION_CACHE)
+    return dirs
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (optionally gzipped) into a uint8 array of the shape its header gives."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file (magic {raw[:4]!r}, expected 00 00 08 nd)")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header says shape {shape} but holds {data.size} bytes")
+    return data.reshape(shape)
+
+
+def _idx_in(directory: Path) -> list[Path] | None:
+    found = []
+    for stem in _IDX_FILES:
+        for candidate in (directory / stem, directory / f"{stem}.gz"):
+            if candidate.is_file():
+                found.append(candidate)
+                break
+        else:
+            return None
+    return found
+
+
+def _from_idx(name: str, files: list[Path]) -> ImageDataset:
+    xtr, ytr, xte, yte = (_read_idx(f) for f in files)
+    return ImageDataset(name, xtr, ytr.astype(np.int64), xte, yte.astype(np.int64), str(files[0].parent))
+
+
+def _from_npz(name: str, path: Path) -> ImageDataset:
+    with np.load(path) as z:
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
+        if missing:
+            raise ValueError(f"{path}: missing arrays {sorted(missing)}; expected x_train, y_train, x_test, y_test")
+        return ImageDataset(name, z["x_train"], z["y_train"].astype(np.int64), z["x_test"], z["y_test"].astype(np.int64),
+                            str(path))
+
+
+def _from_cifar_batches(directory: Path) -> ImageDataset:
+    def load(names):
+        xs, ys = [], []
+        for n in names:
+            with open(directory / n, "rb") as fh:
+                batch = pickle.load(fh, encoding="bytes")  # the user's own torchvision copy
+            xs.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            ys.append(np.asarray(batch[b"labels"], np.int64))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    xtr, ytr = load([f"data_batch_{i}" for i in range(1, 6)])
+    xte, yte = load(["test_batch"])
+    return ImageDataset("cifar10", xtr, ytr, xte, yte, str(directory))
+
+
+def _names_dataset(directory: Path, name: str) -> bool:
+    """Bare IDX files carry no data-set name (MNIST and Fashion-MNIST share file names): trust the folder name."""
+    folder = directory.name.lower()
+    return "fashion" in folder if name == "fashion-mnist" else ("mnist" in folder and "fashion" not in folder)
+
+
+def _find_in(name: str, directory: Path) -> ImageDataset | None:
+    for npz in NPZ_NAMES[name]:
+        if (directory / npz).is_file():
+            return _from_npz(name, directory / npz)
+    if name in TORCHVISION_IDX_DIRS:
+        for sub in (directory / TORCHVISION_IDX_DIRS[name], directory):
+            files = _idx_in(sub)
+            if files and (sub != directory or _names_dataset(directory, name)):
+                return _from_idx(name, files)
+    if name == "cifar10" and (directory / "cifar-10-batches-py" / "data_batch_1").is_file():
+        return _from_cifar_batches(directory / "cifar-10-batches-py")
+    return None
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None) -> ImageDataset:
+    """Load ``name`` ("mnist", "fashion-mnist" or "cifar10") from the first directory that holds it.
+
+    Raises ValueError for an unknown name and FileNotFoundError (listing every place searched) when absent.
+    """
+    if name not in NPZ_NAMES:
+        raise ValueError(f"dataset {name!r}: unknown; expected one of {', '.join(NPZ_NAMES)}")
+    searched = candidate_dirs(data_dir)
+    if name == "fashion-mnist":
+        searched.append(DEBIAN_FASHION_MNIST)
+    for directory in searched:
+        if directory.is_dir():
+            found = _find_in(name, directory)
+            if found is not None:
+                return found
+    hint = {"mnist": "mnist.npz or MNIST/raw/*-ubyte.gz", "fashion-mnist": "fashion-mnist.npz or FashionMNIST/raw/"
+            "*-ubyte.gz (Debian: apt install dataset-fashion-mnist)", "cifar10": "cifar10.npz or cifar-10-batches-py/"}
+    raise FileNotFoundError(
+        f"dataset {name!r} not found; searched: {', '.join(str(d) for d in searched)}. Put {hint[name]} into one of "
+        f"them, or pass --data-dir / set OTALAB_DATA_DIR (nothing is downloaded automatically)")

@@ -1,0 +1,293 @@
+"""The FEEL experiment loop: data, partition, devices, server, scheme and channel wired for R rounds, with per-round
+records, atomic checkpoints and bit-identical resume.
+
+Everything random in round t is drawn from generators seeded by (seed, t, stream) (channel noise and fading, drop-outs,
+minibatches), so a run resumed from its checkpoint after round t repeats exactly what the uninterrupted run would
+have done: the checkpoint holds only theta, the optimizer state, the devices' error accumulators and the records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from learning.feel.amp import nmse_db
+from learning.feel.channel import RoundCsi, SumChannel, SymbolChannel
+from learning.feel.data import load_dataset
+from learning.feel.device import DeviceFleet, LocalTraining, report
+from learning.feel.messages import LocalUpdate
+from learning.feel.models import FlatModel
+from learning.feel.partition import make_partition
+from learning.feel.schemes import SCHEMES, make_scheme
+from learning.feel.server import ParameterServer
+
+FAULT_KINDS = ("nan", "explode", "drop")
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeelConfig:
+    """One FEEL experiment. Defaults follow Amiri & Gündüz TSP 2020 Fig. 5 (MNIST, single layer, M = 25, B = 1000,
+    s = d/2, k = s/2, noise variance 1, ADAM).
+
+    faults: "ROUND:DEVICE:KIND" strings (KIND in nan, explode, drop) injecting a broken or vanishing device.
+    channel_uses None: d // 2 (uncoded: d + 1); k None: s // 2.
+    """
+
+    scheme: str = "analog"
+    dataset: str = "mnist"
+    model: str | None = None
+    devices: int = 25
+    samples_per_device: int = 1000
+    partition: str = "iid"
+    alpha: float = 0.5
+    power: float = 200.0
+    noise_var: float = 1.0
+    channel_uses: int | None = None
+    k: int | None = None
+    rounds: int = 300
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    local_steps: int = 1
+    local_lr: float = 0.01
+    batch_size: int | None = None
+    fading: str = "none"
+    threshold: float = 0.1
+    dropout_prob: float = 0.0
+    faults: tuple[str, ...] = ()
+    explode_factor: float = 10.0
+    amp_iterations: int = 30
+    symbol_rate: float = 1e6
+    eval_every: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"scheme {self.scheme!r}: unknown; expected one of {', '.join(SCHEMES)}")
+        if self.rounds < 1:
+            raise ValueError(f"rounds = {self.rounds}: expected >= 1")
+        if not 0 <= self.dropout_prob < 1:
+            raise ValueError(f"dropout_prob = {self.dropout_prob}: expected 0 <= p < 1")
+        if self.eval_every < 1:
+            raise ValueError(f"eval_every = {self.eval_every}: expected >= 1")
+        for f in self.faults:
+            parse_fault(f)
+
+    def resolved(self, d: int) -> tuple[int, int]:
+        """(s, k) for a model of size d."""
+        s = self.channel_uses if self.channel_uses is not None else (d + 1 if self.scheme == "uncoded" else d // 2)
+        return int(s), int(self.k if self.k is not None else s // 2)
+
+
+def parse_fault(text: str) -> tuple[int, int, str]:
+    """"ROUND:DEVICE:KIND" -> (round, device, kind); ValueError naming the text otherwise."""
+    parts = text.split(":")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or parts[2] not in FAULT_KINDS:
+        raise ValueError(f"fault {text!r}: expected ROUND:DEVICE:KIND with KIND one of {', '.join(FAULT_KINDS)}")
+    return int(parts[0]), int(parts[1]), parts[2]
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class FeelExperiment:
+    """Holds every part of a run; :meth:`step` runs one round and returns its record.
+
+    channel: any :class:`SumChannel` (default: :class:`SymbolChannel` from the config).
+    """
+
+    def __init__(self, cfg: FeelConfig, data_dir: str | Path | None = None, channel: SumChannel | None = None):
+        self.cfg = cfg
+        data = load_dataset(cfg.dataset, data_dir)
+        parts = make_partition(cfg.partition, data.y_train, cfg.devices, cfg.samples_per_device, cfg.seed, cfg.alpha)
+        flat_idx = parts.reshape(-1)
+        sub = dataclasses.replace(data, x_train=data.x_train[flat_idx], y_train=data.y_train[flat_idx])
+        x = torch.from_numpy(sub.features("train"))
+        x = x.reshape(cfg.devices, cfg.samples_per_device, *x.shape[1:])
+        y = torch.from_numpy(sub.y_train).reshape(cfg.devices, cfg.samples_per_device)
+        self.x_test = torch.from_numpy(data.features("test"))
+        self.y_test = torch.from_numpy(data.y_test)
+        model_name = cfg.model or ("cnn" if cfg.dataset == "cifar10" else "softmax")
+        self.model = FlatModel.create(model_name, tuple(x.shape[2:]), data.n_classes, cfg.seed)
+        d = self.model.dim
+        self.s, self.k = cfg.resolved(d)
+        self.scheme = make_scheme(cfg.scheme, d, self.s, cfg.power, cfg.noise_var, k=self.k, seed=cfg.seed + 7,
+                                  amp_iterations=cfg.amp_iterations)
+        self.fleet = DeviceFleet(torch.arange(cfg.devices), x, y, d, seed=cfg.seed)
+        self.server = ParameterServer(self.model.initial(), cfg.optimizer, cfg.lr, cfg.explode_factor)
+        self.channel = channel or SymbolChannel(cfg.devices, cfg.noise_var, cfg.fading, cfg.threshold, cfg.seed,
+                                                cfg.symbol_rate)
+        if self.channel.n_devices != cfg.devices:
+            raise ValueError(f"channel serves {self.channel.n_devices} devices; the config has {cfg.devices}")
+        self.training = LocalTraining(cfg.local_steps, cfg.local_lr, cfg.batch_size)
+        self.faults = [parse_fault(f) for f in cfg.faults]
+        self.records: list[dict] = []
+        self.air_time = 0.0
+
+    @property
+    def round(self) -> int:
+        return self.server.round
+
+    def _inject(self, t: int, upd: LocalUpdate) -> tuple[LocalUpdate, torch.Tensor]:
+        """Apply configured faults and random drop-outs for round t; returns (update, dropped bool[M])."""
+        vec = upd.vector
+        dropped = torch.from_numpy(np.random.default_rng([self.cfg.seed, t, 31]).random(self.cfg.devices)
+                                   < self.cfg.dropout_prob)
+        for rnd, dev, kind in self.faults:
+            if rnd != t or dev >= self.cfg.devices:
+                continue
+            if kind == "drop":
+                dropped[dev] = True
+            else:
+                vec = vec.clone() if vec is upd.vector else vec
+                vec[dev] = math.nan if kind == "nan" else vec[dev] * 1e6
+        return LocalUpdate(upd.ids, vec, upd.loss), dropped
+
+    def step(self) -> dict:
+        """Run one round (broadcast, local updates, screening, transmission, decoding, update) -> record."""
+        t = self.round
+        glob = self.server.broadcast()
+        upd, dropped = self._inject(t, self.fleet.local_update(self.model, glob, self.training))
+        schedule = self.server.screen(report(upd))
+        csi = self.channel.csi(t)
+        tx, sending = self.fleet.encode(self.scheme, upd, schedule, csi)
+        went = sending & ~dropped                      # a device that drops out mid-round never reaches the air
+        sent = tx.select(went[sending])
+        n = int(went.sum())
+        if self.scheme.over_the_air:
+            x = torch.zeros(self.cfg.devices, self.s)
+            if n:
+                x[went] = sent.symbols
+            rec = self.channel.transmit(x, RoundCsi(t, csi.gain, csi.active & went))
+            agg = self.server.decode(self.scheme, rec, n)
+            energy = float(rec.energy[went].max()) if n else 0.0
+        else:
+            agg = self.server.decode(self.scheme, sent, n)
+            energy = 0.0
+        self.fleet.commit(went | (schedule.transmit & ~csi.active))
+        record: dict = {"round": t + 1, "devices": n}
+        if n:
+            truth = (sent.weight @ sent.represented) / sent.weight.sum()
+            record["recon_nmse_db"] = round(nmse_db(agg.vector, truth), 4) if agg.ok else None
+            record["nmse_db"] = round(nmse_db(agg.vector, upd.vector[went].mean(0)), 4) if agg.ok else None
+        else:
+            record["recon_nmse_db"] = record["nmse_db"] = None
+        applied = self.server.apply(agg)
+        air = self.scheme.air_time(self.channel.symbol_rate)
+        self.air_time += air
+        record.update({
+            "air_time_s": air, "cum_air_time_s": self.air_time, "applied": applied,
+            "train_loss": float(upd.loss[torch.isfinite(upd.loss)].mean()) if bool(torch.isfinite(upd.loss).any())
+            else None,
+            "excluded": [{"device": k, "reason": v} for k, v in schedule.excluded.items()],
+            "dropped": torch.nonzero(dropped & sending).flatten().tolist(),
+            "silenced": int((schedule.transmit & ~csi.active).sum()),
+            "max_energy": energy,
+            **{k: v for k, v in agg.info.items() if isinstance(v, (int, float, str))},
+        })
+        if (t + 1) % self.cfg.eval_every == 0 or t + 1 == self.cfg.rounds:
+            acc, loss = self.model.evaluate(self.server.theta.detach(), self.x_test, self.y_test)
+            record["accuracy"], record["loss"] = acc, loss
+        else:
+            record["accuracy"] = record["loss"] = None
+        self.records.append(record)
+        return record
+
+    def state_dict(self) -> dict:
+        return {"version": CHECKPOINT_VERSION, "config": dataclasses.asdict(self.cfg), "server": self.server.state_dict(),
+                "error": self.fleet.error.clone(), "records": list(self.records), "air_time": self.air_time}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint version {state.get('version')!r}: expected {CHECKPOINT_VERSION}")
+        mine = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k != "rounds"}
+        theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in state["config"].items() if k != "rounds"}
+        if mine != theirs:
+            diff = sorted(k for k in mine if mine[k] != theirs.get(k))
+            raise ValueError(f"checkpoint was written for a different configuration (differs in {', '.join(diff)}); "
+                             f"use another --out or remove the checkpoint")
+        self.server.load_state_dict(state["server"])
+        self.fleet.error = state["error"].clone()
+        self.records = list(state["records"])
+        self.air_time = float(state["air_time"])
+
+
+def save_checkpoint(exp: FeelExperiment, path: Path) -> None:
+    """Write atomically: a temporary file in the same directory, then os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(exp.state_dict(), tmp)
+    os.replace(tmp, path)
+
+
+def rounds_to(records: list[dict], target: float) -> int | None:
+    """First round whose test accuracy reaches ``target`` (None if never)."""
+    return next((r["round"] for r in records if r.get("accuracy") is not None and r["accuracy"] >= target), None)
+
+
+def summary(exp: FeelExperiment, runtime_s: float) -> dict:
+    """The run's JSON result (config, seed, git revision, per-round records, final metrics)."""
+    accs = [r["accuracy"] for r in exp.records if r.get("accuracy") is not None]
+    return {
+        "experiment": "feel", "config": dataclasses.asdict(exp.cfg), "seed": exp.cfg.seed, "git_revision": git_revision(),
+        "d": exp.model.dim, "channel_uses": exp.s, "k": exp.k if exp.cfg.scheme == "analog" else None,
+        "channel": repr(exp.channel), "rounds": exp.records, "final_accuracy": accs[-1] if accs else None,
+        "rounds_to_80": rounds_to(exp.records, 0.8), "total_air_time_s": exp.air_time, "runtime_s": runtime_s,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def run_feel(cfg: FeelConfig, out_json: str | Path | None = None, checkpoint: str | Path | None = None,
+             resume: bool = True, checkpoint_every: int = 10, data_dir: str | Path | None = None,
+             channel: SumChannel | None = None, stop_after: int | None = None,
+             on_round: Callable[[dict], None] | None = None) -> dict:
+    """Run (or resume) an experiment; write the JSON to ``out_json`` and checkpoints to ``checkpoint``.
+
+    stop_after: stop once this many rounds are done (simulates an interruption; the checkpoint is written).
+    on_round: called with every new record (progress bars). On KeyboardInterrupt the last checkpoint stands.
+    Returns the result dict (also written to ``out_json``).
+    """
+    exp = FeelExperiment(cfg, data_dir, channel)
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt and resume and ckpt.is_file():
+        exp.load_state_dict(torch.load(ckpt, weights_only=False))
+    start = time.perf_counter()
+    last = cfg.rounds if stop_after is None else min(cfg.rounds, stop_after)
+    saved_round = exp.round
+    try:
+        while exp.round < last:
+            rec = exp.step()
+            if on_round:
+                on_round(rec)
+            if ckpt and (exp.round % checkpoint_every == 0 or exp.round == last):
+                save_checkpoint(exp, ckpt)
+                saved_round = exp.round
+    except KeyboardInterrupt:
+        # the round in flight may have left half-updated state, so only the last checkpoint is trusted
+        if ckpt:
+            print(f"interrupted: resume continues from the checkpoint after round {saved_round} ({ckpt})")
+        raise
+    result = summary(exp, time.perf_counter() - start)
+    if out_json:
+        out = Path(out_json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=1, default=float))
+        os.replace(tmp, out)
+    return result
