@@ -14,6 +14,7 @@ endpoint, ...):
   rounded and clipped to the 12-bit ADC range [-2048, 2047].
 * debug attribute ``loopback`` = 1 (digital loopback): RX returns the TX words exactly as written (the air is not
   touched); = 2 (RF loopback): the TX words through the TX attenuation, RX gain and ADC quantisation, without the air.
+  The loopback mode in force when a TX buffer is pushed decides where it goes (air or loopback path).
 
 Differences from hardware, on purpose: the emulator has no wall clock — RX samples are produced when the client reads
 them, so nothing overflows and the device time advances only by reading (the RX stream is contiguous across reads and
@@ -185,6 +186,7 @@ class PlutoEmulator:
         self._loop_pos = 0                             # device time of the next loopback RX sample
         self._tx_next = 0                              # end of the queued non-cyclic TX stream
         self._segments: deque[tuple[int, np.ndarray]] = deque()   # (start, complex64 DAC words) for loopback
+        self._segment_samples = 0
         self._cyclic: tuple[int, np.ndarray] | None = None        # (start, complex64 DAC words)
         self._cyclic_air: np.ndarray | None = None                 # the cyclic buffer as scaled for the air
         self._cyc_next = 0
@@ -413,6 +415,7 @@ class PlutoEmulator:
     def _reset_tx(self) -> None:
         self._cyclic = self._cyclic_air = None
         self._segments.clear()
+        self._segment_samples = 0
         if self._cyc_next > self._tx_next:
             self._tx_next = self._cyc_next
 
@@ -442,17 +445,21 @@ class PlutoEmulator:
                 self._cyc_next = start
                 self._top_up_cyclic(start + max(dac.size, self.settings.cyclic_horizon_samples))
                 return
-            self._segments.append((start, dac))
-            while sum(s.size for _, s in self._segments) > MAX_LOOPBACK_SAMPLES and len(self._segments) > 1:
-                self._segments.popleft()
             self._tx_next = start + dac.size
-            if not self.loopback:
+            if not self.loopback:   # to the air
                 self._radio_tx((dac * np.float32(self._tx_scale())).astype(np.complex64), start)
+                return
+            self._segments.append((start, dac))   # kept for the loopback RX path only
+            self._segment_samples += dac.size
+            while self._segment_samples > MAX_LOOPBACK_SAMPLES and len(self._segments) > 1:
+                self._segment_samples -= self._segments.popleft()[1].size
 
     def _dac_window(self, t: int, n: int) -> np.ndarray:
         """DAC words (complex64) the device transmits at times [t, t+n) — for the loopback modes."""
         out = np.zeros(n, dtype=np.complex64)
-        for start, words in self._segments:
+        for start, words in self._segments:   # sorted by start: stop at the first one after the window
+            if start >= t + n:
+                break
             lo, hi = max(t, start), min(t + n, start + words.size)
             if lo < hi:
                 out[lo - t:hi - t] = words[lo - start:hi - start]
@@ -461,7 +468,7 @@ class PlutoEmulator:
             times = np.arange(max(t, start), t + n, dtype=np.int64)
             out[times - t] = words[(times - start) % words.size]
         while self._segments and self._segments[0][0] + self._segments[0][1].size <= t + n:
-            self._segments.popleft()
+            self._segment_samples -= self._segments.popleft()[1].size
         return out
 
     def read_buffer(self, dev: Device, mask: int, nbytes: int) -> bytes:

@@ -171,6 +171,27 @@ def test_through_the_air_gain_and_noise_follow_theory(served, rng):
         close_sdr(sdr)
 
 
+def test_rf_loopback_applies_gains_and_adc_rounding(served, rng):
+    """loopback=2 (RF loopback inside the chip, no air): y = round(2**11 · 10^(G/20) · 10^(A/20) · x / 2**14) per
+    component (to within one LSB where float32 rounding meets a .5 boundary)."""
+    _, uri = served()
+    sdr = adi.Pluto(uri=uri)
+    try:
+        sdr.loopback = 2
+        sdr.tx_hardwaregain_chan0 = -6
+        sdr.gain_control_mode_chan0 = "manual"
+        sdr.rx_hardwaregain_chan0 = 3
+        sdr.rx_buffer_size = 2000
+        x = random_words(rng, 2000, amplitude=0.4)
+        sdr.tx(x)
+        y = sdr.rx()
+        expected = np.rint(RX_FULL_SCALE * 10 ** (3 / 20) * 10 ** (-6 / 20) * x / TX_FULL_SCALE)
+        diff = np.abs((y - expected).view(np.float64))
+        assert diff.max() <= 1 and np.mean(diff == 0) > 0.99
+    finally:
+        close_sdr(sdr)
+
+
 def test_rx_adc_clips_at_12_bits(served):
     """An input above full scale saturates at the 12-bit ADC limits [-2048, 2047]."""
     air = Air(1e6, 2.4e9, seed=1)
