@@ -7,8 +7,10 @@ test_zmq_multiprocess.py.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from radio.zmq_air import BrokerConfig, ChannelBroker, ZmqArgs, ZmqRadio
 from radio.zmq_wire import SC16_SCALE, ProtocolError, decode_samples, encode_samples, pack, unpack
 
 LOCAL = "tcp://127.0.0.1:0"
+CONFIGS = Path(__file__).resolve().parents[2] / "hw_configs"
 
 
 def _noise(rng, n, scale=0.3):
@@ -239,3 +242,25 @@ def test_zmq_args_and_broker_settings_load_from_yaml(tmp_path):
         build(ZmqArgs, {"bogus": 1}, "radio.args")
     with pytest.raises(ConfigError, match="both server_key"):
         build(ZmqArgs, {"server_key": "s.key"}, "radio.args")
+
+
+# ------------------------------------------------------------------------------------------------------ otalab air
+def test_otalab_air_serves_the_configured_air(capsys):
+    from lab.cli import main
+    from lab.cmd_air import bind_address, build_broker
+    assert bind_address("tcp://127.0.0.1:5555", 0) == "tcp://127.0.0.1:0"
+    with pytest.raises(ValueError, match="--port = 70000"):
+        bind_address("tcp://127.0.0.1:5555", 70000)
+    broker, cfg = build_broker(str(CONFIGS / "zmq.yaml"), ["air.snr_db=30", "radio.args.broker.endpoints=[ps]"], 0)
+    with broker, ZmqRadio.from_args(dataclasses.replace(cfg.radio_args, address=broker.endpoint, name="ps"),
+                                    sample_rate=cfg.radio.sample_rate) as ps:
+        assert ps.sample_rate == 20e6
+        with pytest.raises(RadioError, match="configured sample_rate=1000000.0 but the broker"):
+            ZmqRadio(broker.endpoint, "other", sample_rate=1e6)
+        y, _ = ps.rx(20_000, at=0)
+        # receiver noise only: E|w|² = 10**(-30/10); 20000 samples → relative std of the estimate ≈ 1/sqrt(20000)
+        assert np.mean(np.abs(y) ** 2) == pytest.approx(1e-3, rel=0.05)
+    assert main(["air", "--config", str(CONFIGS / "zmq.yaml"), "--port", "0", "--seconds", "0.2", "--quiet"]) == 0
+    assert "ZeroMQ air on tcp://127.0.0.1:" in capsys.readouterr().out
+    assert main(["air", "--config", str(CONFIGS / "pluto.yaml"), "--seconds", "0.1", "--quiet"]) == 2
+    assert "expected 'zmq'" in capsys.readouterr().err
