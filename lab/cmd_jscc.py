@@ -70,6 +70,69 @@ def register(app: typer.Typer) -> None:
         except (ValueError, DataNotFoundError, CheckpointError) as exc:
             _fail(str(exc))
 
+    @jscc.command("eval")
+    def eval_cmd(
+        checkpoint: list[Path] = typer.Option(None, "--checkpoint", "-c",
+                                              help="checkpoint(s) to evaluate (default: the shipped one)"),
+        snrs: str = typer.Option("0,2.5,5,7.5,10,12.5,15,17.5,20", help="SNRs in dB, comma-separated"),
+        n_images: int = typer.Option(200, help="first N CIFAR-10 test images"),
+        channel: str = typer.Option("awgn", help="simulated channel: awgn, rayleigh, ofdm"),
+        baselines: str = typer.Option("separation", help="comma-separated: separation, none"),
+        codecs: Optional[str] = typer.Option(None, help="codecs for the separation bound (default: all available)"),
+        ratio: Optional[str] = typer.Option(None, help="expected bandwidth ratio of every checkpoint, e.g. 1/6"),
+        data_dir: Optional[Path] = typer.Option(None),
+        out: Path = typer.Option(Path("results/jscc_eval.json"), help="JSON results"),
+        plot: Optional[Path] = typer.Option(None, help="PNG plot (default: OUT with .png)"),
+        seed: int = typer.Option(0),
+        threads: int = typer.Option(1),
+    ):
+        """PSNR and SSIM versus SNR for DeepJSCC checkpoints and the separation bound -> JSON + PNG."""
+        import torch
+
+        from learning.jscc.checkpoint import CheckpointError, load_checkpoint
+        from learning.jscc.data import DataNotFoundError, load_cifar10
+        from learning.jscc.evaluate import evaluate_model, evaluate_separation, plot_results, save_results
+
+        torch.set_num_threads(threads)
+        try:
+            snr_list = [float(s) for s in snrs.split(",") if s.strip()]
+        except ValueError:
+            _fail(f"--snrs {snrs!r}: expected comma-separated numbers in dB")
+        try:
+            images = load_cifar10("test", data_dir, 0, n_images)
+            results, models = [], []
+            ratios = set()
+            for ck in checkpoint or [DEFAULT_CHECKPOINT]:
+                model, meta = load_checkpoint(ck, expect_ratio=ratio)
+                ratios.add(model.ratio)
+                models.append({"checkpoint": str(ck), **{k: meta.get(k) for k in (
+                    "model_name", "ratio", "steps", "images_seen", "epochs", "wall_s", "command", "val_psnr_db")}})
+                typer.echo(f"evaluating {ck} ...", err=True)
+                results += evaluate_model(model, meta, images, snr_list, channel, seed)
+            if "separation" in baselines.split(","):
+                for r in sorted(ratios):
+                    typer.echo(f"separation bound at k/n = {r:.4f} on {len(images)} images ...", err=True)
+                    results += evaluate_separation(images, snr_list, r, codecs.split(",") if codecs else None)
+        except (ValueError, DataNotFoundError, CheckpointError) as exc:
+            _fail(str(exc))
+        path = save_results(out, results, title=f"DeepJSCC on CIFAR-10 test[:{len(images)}], {channel}",
+                            models=models, n_images=len(images), channel=channel, seed=seed)
+        png = plot_results(path, plot or out.with_suffix(".png"))
+        _print_table(results)
+        typer.echo(f"wrote {path} and {png}", err=True)
+
+
+def _print_table(results: list[dict]) -> None:
+    """PSNR (SSIM) per method and SNR as a plain-text table on stdout."""
+    snrs = sorted({r["snr_db"] for r in results})
+    methods = list(dict.fromkeys(r["method"] for r in results))
+    cell = {(r["method"], r["snr_db"]): r for r in results}
+    typer.echo("method".ljust(32) + "".join(f"{s:>15g}" for s in snrs))
+    for m in methods:
+        row = "".join(f"{cell[(m, s)]['psnr_db']:>7.2f} ({cell[(m, s)]['ssim']:.3f})" if (m, s) in cell else " " * 15
+                      for s in snrs)
+        typer.echo(m.ljust(32) + row)
+
 
 def _from_shell() -> bool:
     """True when invoked as ``otalab jscc ...`` from a shell (so sys.argv holds the real command line)."""

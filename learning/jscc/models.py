@@ -105,7 +105,9 @@ class GDN(nn.Module):
 class AttentionFeature(nn.Module):
     """ADJSCC attention-feature module: channel-wise scaling from the feature mean and the SNR.
 
-    ``x · sigmoid(FC(ReLU(FC([mean_hw(x), snr_db/20]))))``. Inputs: x float [B, C, H, W], snr_db float [B].
+    ``x · 2·sigmoid(FC(ReLU(FC([mean_hw(x), snr_db/20]))))``. Inputs: x float [B, C, H, W], snr_db float [B].
+    The factor 2 (not in Xu et al.) makes the module start near the identity, so eight stacked modules do not shrink
+    the signal by 2^8 at initialization; on CPU budgets this trained ~2 dB faster over the first 150 steps.
     """
 
     def __init__(self, channels: int, hidden: int | None = None):
@@ -116,7 +118,7 @@ class AttentionFeature(nn.Module):
 
     def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
         context = torch.cat([x.mean(dim=(2, 3)), (snr_db / 20.0).view(-1, 1).to(x.dtype)], dim=1)
-        weights = torch.sigmoid(self.fc2(F.relu(self.fc1(context))))
+        weights = 2.0 * torch.sigmoid(self.fc2(F.relu(self.fc1(context))))
         return x * weights[:, :, None, None]
 
 
