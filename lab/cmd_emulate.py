@@ -40,7 +40,9 @@ def serve_pluto(cfg, port: int | None = None, *, stop: threading.Event | None = 
         server.emulator.preset(sample_rate=cfg.radio.sample_rate, center_freq=cfg.radio.center_freq,
                                tx_gain=-args.tx_attenuation_db if args.tx_attenuation_db is not None
                                else cfg.radio.tx_gain,
-                               rx_gain=cfg.radio.rx_gain, gain_control_mode=args.gain_control_mode)
+                               rx_gain=cfg.radio.rx_gain, gain_control_mode=args.gain_control_mode,
+                               rf_bandwidth=args.rf_bandwidth if args.rf_bandwidth is not None
+                               else min(max(cfg.radio.sample_rate, 200e3), 40e6))
         if ready is not None:
             ready(uri)
         deadline = None if duration is None else time.monotonic() + duration

@@ -258,7 +258,7 @@ class PlutoEmulator:
 
     def preset(self, sample_rate: float | None = None, center_freq: float | None = None,
                tx_gain: float | None = None, rx_gain: float | None = None,
-               gain_control_mode: str | None = None) -> None:
+               gain_control_mode: str | None = None, rf_bandwidth: float | None = None) -> None:
         """Set power-on values (e.g. from a bench config) as a client would; raises ValueError on invalid ones."""
         phy_in = dict(dev=PHY, kind="INPUT", chan="voltage0")
         writes = []
@@ -268,6 +268,9 @@ class PlutoEmulator:
         if center_freq is not None:
             writes += [(Command("WRITE", dev=PHY, kind="OUTPUT", chan=f"altvoltage{i}", attr="frequency"),
                         str(int(round(center_freq)))) for i in (0, 1)]
+        if rf_bandwidth is not None:
+            writes += [(Command("WRITE", dev=PHY, kind=kind, chan="voltage0", attr="rf_bandwidth"),
+                        str(int(round(rf_bandwidth)))) for kind in ("INPUT", "OUTPUT")]
         if gain_control_mode is not None:
             writes.append((Command("WRITE", **phy_in, attr="gain_control_mode"), gain_control_mode))
         if rx_gain is not None:
