@@ -17,6 +17,7 @@ import pytest
 from lab.config import ConfigError, load_config
 from radio.air import Air
 from radio.base import LateError, RadioError
+from radio.channel import LinkParams
 from radio.iiod_emulator import EmulatorSettings
 from radio.pluto import INSTALL_HINT, PlutoArgs, PlutoRadio
 from radio.pluto_context import TX_FULL_SCALE
@@ -223,6 +224,32 @@ def test_cyclic_transmission_through_the_air_has_no_gaps(rng):
     finally:
         tx.close()
         rx.close()
+
+
+def test_emulator_on_a_zeromq_air_endpoint(rng):
+    """The RF side can be any Radio: a ZmqRadio on a ChannelBroker. Self-link delay D and receiver noise N0: the
+    burst sent at ``at`` is found at at + D with error variance N0 + 2·Δ²/12 (Δ = 2**-11)."""
+    from radio.zmq_air import BrokerConfig, ChannelBroker, ZmqRadio
+
+    air = Air(2e6, 2.4e9, seed=4, default_noise_power=1e-3)
+    broker = ChannelBroker(air, BrokerConfig(endpoints=["p"]), bind="tcp://127.0.0.1:0")
+    air.set_link("p", "p", LinkParams(delay_samples=5))
+    broker.start()
+    z = ZmqRadio(f"tcp://127.0.0.1:{broker.port}", "p", timeout_s=10)
+    pluto = PlutoRadio.emulated(z, PlutoArgs(emulate=True, rx_buffer_size=8192), sample_rate=2e6, tx_gain=0.0,
+                                rx_gain=0.0)
+    try:
+        x = burst(rng, 6000, amplitude=0.25)
+        assert pluto.tx(x, at=1000) == 1000
+        y, t0 = pluto.rx(16384)
+        assert t0 == 0
+        err = y[1005:7005] - x
+        theory = 1e-3 + 2 * (2.0 ** -11) ** 2 / 12
+        assert abs(np.var(err) / theory - 1) < 5 / np.sqrt(err.size)
+    finally:
+        pluto.close()
+        z.close()
+        broker.stop()
 
 
 def test_emulate_command_serves_a_pluto_that_hears_itself(rng):
