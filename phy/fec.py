@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,23 @@ DEFAULT_K = 1024
 #: default number of belief-propagation iterations
 DEFAULT_ITERATIONS = 20
 _CRC_BYTES = 4
+#: torch intra-op threads during LDPC calls. The decoder runs many small element-wise ops; measured on a loaded
+#: 2-core machine, 48 codewords (k=1024, n=2048, 20 iterations) took 2.5 s with 1 thread and 17 s with 2.
+DEFAULT_TORCH_THREADS = 1
+
+
+@contextmanager
+def _torch_threads(torch: Any, n: int | None):
+    """Temporarily set torch's (process-wide) intra-op thread count; None leaves it alone."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class LdpcCode:
@@ -47,6 +65,8 @@ class LdpcCode:
         iterations: belief-propagation iterations (>= 1).
         cn_update: sionna check-node rule: "boxplus-phi" (default, sum-product), "boxplus", "minsum",
             "offset-minsum".
+        torch_threads: torch intra-op threads while encoding/decoding (set and restored around each call, which is
+            process-wide); None keeps torch's setting.
 
     Example:
         >>> code = LdpcCode(k=256, n=512)
@@ -56,7 +76,14 @@ class LdpcCode:
         True
     """
 
-    def __init__(self, k: int, n: int, iterations: int = DEFAULT_ITERATIONS, cn_update: str = "boxplus-phi") -> None:
+    def __init__(
+        self,
+        k: int,
+        n: int,
+        iterations: int = DEFAULT_ITERATIONS,
+        cn_update: str = "boxplus-phi",
+        torch_threads: int | None = DEFAULT_TORCH_THREADS,
+    ) -> None:
         k, n, iterations = int(k), int(n), int(iterations)
         if not 12 <= k <= 8448:
             raise ValueError(f"k={k} is out of range; the 5G NR LDPC code supports 12 <= k <= 8448")
@@ -68,6 +95,7 @@ class LdpcCode:
         from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
 
         self.k, self.n, self.iterations = k, n, iterations
+        self.torch_threads = torch_threads
         self._torch = torch
         try:
             self._encoder = LDPC5GEncoder(k, n)
@@ -104,7 +132,7 @@ class LdpcCode:
         flat = b.reshape(-1, self.k)
         if flat.shape[0] == 0:
             return np.zeros((*lead, self.n), dtype=np.uint8)
-        with self._lock, self._torch.no_grad():
+        with self._lock, self._torch.no_grad(), _torch_threads(self._torch, self.torch_threads):
             cw = self._encoder(self._torch.from_numpy(flat.astype(np.float32)))
         return cw.numpy().astype(np.uint8).reshape(*lead, self.n)
 
@@ -127,7 +155,7 @@ class LdpcCode:
         if flat.shape[0] == 0:
             return np.zeros((*lead, self.k), dtype=np.uint8)
         logits = self._torch.from_numpy(np.ascontiguousarray(-flat))  # sionna: log P(1)/P(0)
-        with self._lock, self._torch.no_grad():
+        with self._lock, self._torch.no_grad(), _torch_threads(self._torch, self.torch_threads):
             u_hat = self._decoder(logits)
         return u_hat.numpy().astype(np.uint8).reshape(*lead, self.k)
 
