@@ -117,18 +117,17 @@ class SchmidlCoxDetector:
         t = a1 * k1 / (e1 * e1) + a2 * k2 / (e2 * e2)
         return t, p1, p2
 
-    def candidates(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Peaks of ``T``: for each run of threshold crossings, the argmax of T within one preamble-symbol length
-        from the first crossing. Returns (peaks, first_crossings), int64 arrays, ascending. A peak whose search
+    def first_candidate(self, T: np.ndarray) -> tuple[int, int] | None:
+        """The first peak of ``T``: (peak, first_crossing) where first_crossing is the first index with T above the
+        threshold and peak the argmax of T within one preamble-symbol length from it; None if T never crosses.
+        The search grows geometrically, so its cost is proportional to the distance to the crossing. A peak whose
         window runs past the end of ``T`` is still returned; callers check ``first + symbol_len <= len(T)``."""
-        above = np.flatnonzero(T > self.threshold)
-        peaks, firsts = [], []
-        sl = self.cfg.symbol_len
-        i = 0
-        while i < above.size:   # loop per candidate (rare), not per sample
-            first = int(above[i])
-            peak = first + int(np.argmax(T[first:first + sl]))
-            peaks.append(peak)
-            firsts.append(first)
-            i = int(np.searchsorted(above, peak + sl, side="left"))
-        return np.asarray(peaks, dtype=np.int64), np.asarray(firsts, dtype=np.int64)
+        i, step = 0, 4096
+        while i < T.size:
+            hits = np.flatnonzero(T[i:i + step] > self.threshold)
+            if hits.size:
+                first = i + int(hits[0])
+                return first + int(np.argmax(T[first:first + self.cfg.symbol_len])), first
+            i += step
+            step *= 2
+        return None

@@ -52,6 +52,15 @@ STAT_KEYS = ("samples", "nonfinite_samples", "gaps", "candidates", "detected", "
              "header_invalid", "truncated", "frames", "payload_crc_fail", "payload_error")
 
 
+def _cis(phase: np.ndarray) -> np.ndarray:
+    """exp(j phase) as complex64 via float32 cos/sin (several times faster than complex exp)."""
+    ph = np.asarray(phase, dtype=np.float32)
+    out = np.empty(ph.shape, np.complex64)
+    np.cos(ph, out=out.real)
+    np.sin(ph, out=out.imag)
+    return out
+
+
 def cfo_crlb_hz(cfg: OfdmConfig, snr: float) -> float:
     """Cramér–Rao bound (standard deviation, Hz) of the fine CFO estimate from the LTS repetition.
 
@@ -115,6 +124,9 @@ class _Acq:
     snr: float
     header: FrameHeader | None = None
     genie: bool = False
+    ref: int = 0        # buffer index of the phase reference (first LTS FFT window)
+    y_hdr: np.ndarray | None = None
+    t_start: int = 0    # absolute time of ``start`` (buffer indices move when the buffer is trimmed)
 
 
 class Receiver:
@@ -188,10 +200,20 @@ class Receiver:
         self._q_diag[cfg.used_bins] = np.real(np.diag(F_used @ pinv))
         self._lts_used = self.fmt.lts_grid[cfg.used_bins].real.astype(np.float32)
         self._inner_k = np.arange(n, dtype=np.float64)
+        self._m2n = np.arange(2 * n, dtype=np.float64)
         kp = np.asarray(cfg.pilot_subcarriers, dtype=np.float64)
         self._kp = kp - kp.mean()
         self._kp_mean = kp.mean()
         self._kd = np.asarray(cfg.data_subcarriers, dtype=np.float64)
+        self._kd32 = self._kd.astype(np.float32)
+        self._kp_w = self._kp / max(float(self._kp @ self._kp), 1e-12)
+        self._phase_var_shape = (1.0 / cfg.n_pilots + (self._kd - self._kp_mean) ** 2
+                                 / max(float(self._kp @ self._kp), 1e-12)).astype(np.float32)
+        self._phase_n = (-2 * np.pi / n) * np.arange(n, dtype=np.float64)
+        self._phase_2n = np.concatenate([self._phase_n, self._phase_n])
+        self._win_idx = np.arange(2 * self.search + 1)[:, None] + np.arange(2 * n)[None, :]
+        self._lts_half = (0.5 * self.fmt.lts_grid[cfg.used_bins].real).astype(np.float32)
+        self._backoff_phase = np.exp(2j * np.pi * np.fft.fftfreq(n, 1.0 / n) * self.backoff / n)
         self.reset()
 
     # ------------------------------------------------------------------ stream state
@@ -203,6 +225,7 @@ class Receiver:
         self._next_t = None     # expected t0 of the next block
         self._pending = None    # (time of candidate, p1, p2) waiting for more samples
         self._cache = None      # (time of first position, T, P1, P2) detector metric already computed
+        self._acq_cache = None  # (candidate time, _Acq, n_pay) of a frame whose payload is still arriving
         self.stats = {k: 0 for k in STAT_KEYS}
 
     def flush(self) -> list[RxFrame]:
@@ -210,7 +233,7 @@ class Receiver:
         if self._pending is not None:
             self.stats["truncated"] += 1
         self._pending = None
-        self._cache = None
+        self._cache = self._acq_cache = None
         self._buf = np.zeros(0, np.complex64)
         self._t0 = self._scan = self._next_t if self._next_t is not None else 0
         return []
@@ -245,7 +268,7 @@ class Receiver:
                     if self._pending is not None:
                         self.stats["truncated"] += 1
                 self._pending = None
-                self._cache = None
+                self._cache = self._acq_cache = None
                 self._buf = x.copy()
                 self._t0 = self._scan = t0
             else:
@@ -281,11 +304,11 @@ class Receiver:
             T, P1, P2 = self._metric_from(self._t0 + start)
             if T.size == 0:
                 return frames
-            peaks, firsts = det.candidates(T)
-            if peaks.size == 0:
+            found = det.first_candidate(T)
+            if found is None:
                 self._scan = self._t0 + start + T.size
                 return frames
-            c, first = int(peaks[0]), int(firsts[0])
+            c, first = found
             if first + self.cfg.symbol_len > T.size:
                 self._scan = self._t0 + start + first      # peak window incomplete: wait for more samples
                 return frames
@@ -315,31 +338,37 @@ class Receiver:
     def _handle(self, i0: int, p1: complex, p2: complex):
         """Acquire, decode header and payload of the candidate at buffer index ``i0``.
 
-        Returns None (need more samples) or (next scan time, RxFrame | None).
+        Returns None (need more samples) or (next scan time, RxFrame | None). Acquisition and header are kept in
+        ``self._acq_cache`` while the payload is still arriving.
         """
         cfg, fmt = self.cfg, self.fmt
         t_cand = self._t0 + i0
-        need = i0 + fmt.preamble_len + fmt.header_len + self.search
-        if need > self._buf.size:
-            return None
-        acq = self._acquire(i0, p1, p2)
-        if acq is None:
-            self.stats["rejected"] += 1
-            return t_cand + 1, None
-        self.stats["detected"] += 1
-        hdr = self._decode_header(acq)
-        if hdr is None:
-            self.stats["header_crc_fail"] += 1
-            return t_cand + 1, None
-        n_pay = self._n_payload_ofdm(hdr)
-        if n_pay is None:
-            self.stats["header_invalid"] += 1
-            return t_cand + 1, None
+        cached = self._acq_cache
+        if cached is not None and cached[0] == t_cand:
+            _, acq, n_pay = cached
+            acq.start = acq.t_start - self._t0
+        else:
+            if i0 + fmt.preamble_len + fmt.header_len + self.search > self._buf.size:
+                return None
+            acq = self._acquire(i0, p1, p2)
+            if acq is None:
+                self.stats["rejected"] += 1
+                return t_cand + 1, None
+            self.stats["detected"] += 1
+            hdr, y_hdr = self._decode_header(acq)
+            if hdr is None:
+                self.stats["header_crc_fail"] += 1
+                return t_cand + 1, None
+            n_pay = self._n_payload_ofdm(hdr)
+            if n_pay is None:
+                self.stats["header_invalid"] += 1
+                return t_cand + 1, None
+            acq.header, acq.y_hdr, acq.t_start = hdr, y_hdr, self._t0 + acq.start
         end = acq.start + fmt.frame_len(n_pay)
         if end > self._buf.size:
-            self.stats["detected"] -= 1      # will be counted again when the rest arrives
+            self._acq_cache = (t_cand, acq, n_pay)
             return None
-        acq.header = hdr
+        self._acq_cache = None
         frame = self._decode_payload(acq, n_pay)
         self.stats["frames"] += 1
         return self._t0 + end - cfg.cp_len, frame
@@ -359,14 +388,14 @@ class Receiver:
         return n_pay if n_pay <= self.max_payload_symbols else None
 
     def _acquire(self, i0: int, p1: complex, p2: complex) -> _Acq | None:
-        cfg, fmt = self.cfg, self.fmt
+        cfg = self.cfg
         n, cp, sl = cfg.fft_size, cfg.cp_len, cfg.symbol_len
         S = self.search
         if self.genie is not None:
             return self._genie_acquire(i0)
         eps_a = np.angle(p1) / np.pi
         eps_b = np.angle(p2) / (2 * np.pi)
-        hyps = sorted({round(eps_b + np.round(eps_a + 2 * j - eps_b), 9)
+        hyps = sorted({round(eps_b + round(eps_a + 2 * j - eps_b), 9)
                        for j in range(-3, 4) if abs(eps_a + 2 * j) <= self.max_cfo + 1.0})
         lo = i0 + sl + 2 * cp - S
         if lo < 0:
@@ -374,47 +403,49 @@ class Receiver:
         seg = self._buf[lo:lo + 2 * n + 2 * S]
         if seg.size < 2 * n + 2 * S:
             return None
-        rel = np.arange(seg.size, dtype=np.float64) + (lo - i0)
-        pw = np.concatenate([[0.0], np.cumsum(np.abs(seg.astype(np.complex128)) ** 2)])
-        energy = pw[2 * n:2 * n + 2 * S + 1] - pw[:2 * S + 1]
-        win = np.lib.stride_tricks.sliding_window_view(seg, 2 * n)       # [2S+1, 2N] view
-        best = (-1.0, 0, 0.0, None)
-        for e in hyps:                                                   # a handful of CFO hypotheses
-            rot = np.exp(-2j * np.pi * e * rel / n).astype(np.complex64)
-            z = np.lib.stride_tricks.sliding_window_view(seg * rot, 2 * n)
-            rho2 = np.abs(z @ self._lts_pair_conj) ** 2 / np.maximum(energy, 1e-30)
-            k = int(np.argmax(rho2))
-            if rho2[k] > best[0]:
-                best = (float(rho2[k]), k, e, rho2)
-        del win
-        rho_max, k, e, rho2 = best
+        # |corr| for CFO hypothesis e: the rotation exp(-j 2 pi e n / N) factors into a per-lag phase (irrelevant for
+        # the magnitude) times a rotated template, so all hypotheses are one matrix product
+        e2 = seg.real * seg.real + seg.imag * seg.imag
+        pw = np.empty(e2.size + 1)
+        pw[0] = 0.0
+        np.cumsum(e2, out=pw[1:])
+        energy = np.maximum(pw[2 * n:2 * n + 2 * S + 1] - pw[:2 * S + 1], 1e-30)
+        win = seg[self._win_idx]                                           # [2S+1, 2N]
+        hyp = np.asarray(hyps)
+        tmpl = self._lts_pair_conj[:, None] * _cis(np.outer(self._m2n, -2 * np.pi / n * hyp))
+        c = win @ tmpl
+        rho2 = (c.real * c.real + c.imag * c.imag) / energy[:, None]       # [2S+1, n_hyp]
+        k, h = divmod(int(np.argmax(rho2)), rho2.shape[1])
+        rho_max, e, rho = float(rho2[k, h]), float(hyp[h]), rho2[:, h]
         if not rho_max > self.lts_threshold:
             return None
         # earliest significant path within cp/2 before the peak
         lo_k = max(0, k - cp // 2)
-        early = np.flatnonzero(rho2[lo_k:k + 1] >= 0.3 * rho_max)
-        k = lo_k + int(early[0])
+        k = lo_k + int(np.argmax(rho[lo_k:k + 1] >= 0.3 * rho_max))
         start = i0 + (k - S)
         if start < 0:
             return None
         # fine CFO: lag-N correlation over the N + cp periodic LTS products (Moose), unwrapped onto hypothesis e
         a = start + sl + cp
-        r = self._buf[a:a + n + cp + n]
-        pc = np.vdot(r[:n + cp], r[n:2 * n + cp])
-        eps_f = np.angle(pc) / (2 * np.pi)
-        eps = float(eps_f + np.round(e - eps_f))
-        # channel estimate from the two LTS looks
+        r = self._buf[a:a + 2 * n + cp]
+        eps_f = np.angle(np.vdot(r[:n + cp], r[n:])) / (2 * np.pi)
+        eps = float(eps_f + round(e - eps_f))
+        # channel estimate from the two LTS looks (FFT windows b samples inside the CP)
         lts0 = start + sl + 2 * cp - self.backoff
-        Y = self._fft_windows(np.array([lts0, lts0 + n]), start, eps)    # [2, N]
-        y1, y2 = Y[0, cfg.used_bins], Y[1, cfg.used_bins]
-        sigma2 = float(np.mean(np.abs(y1 - y2) ** 2) / 2)
-        h_ls = (y1 + y2) * (0.5 * self._lts_used)
+        w = self._buf[lts0:lts0 + 2 * n].reshape(2, n) * _cis(self._phase_n * eps)[None, :]
+        Y = _fft.fft(w, axis=1, norm="ortho")
+        Y[1] *= np.complex64(np.exp(-2j * np.pi * eps * n / n))
+        Yu = Y[:, cfg.used_bins]
+        d = Yu[0] - Yu[1]
+        sigma2 = float((d.real @ d.real + d.imag @ d.imag) / (2 * d.size))
+        h_ls = (Yu[0] + Yu[1]) * self._lts_half
         H = self._proj_all @ h_ls
-        sig = float(np.mean(np.abs(h_ls) ** 2)) - sigma2 / 2
+        sig = float((h_ls.real @ h_ls.real + h_ls.imag @ h_ls.imag) / h_ls.size) - sigma2 / 2
         sigma2 = max(sigma2, 1e-12 * max(sig, 1e-30))
         snr = max(sig, 1e-12) / sigma2
-        return _Acq(start=start, eps=eps, H=H.astype(np.complex64), sigma2=sigma2,
-                    err_var=(sigma2 / 2) * self._q_diag, snr=snr)
+        # reference phase: the first LTS FFT window; symbol windows get exp(-j 2 pi eps (t - lts0) / N)
+        return _Acq(start=start, eps=eps, H=H, sigma2=sigma2, err_var=(sigma2 / 2) * self._q_diag, snr=snr,
+                    ref=lts0)
 
     def _genie_acquire(self, i0: int) -> _Acq | None:
         g, cfg = self.genie, self.cfg
@@ -429,109 +460,105 @@ class Receiver:
         H = np.broadcast_to(np.asarray(g.get("channel", 1.0), np.complex64), (cfg.fft_size,)) \
             * np.exp(-2j * np.pi * k * self.backoff / cfg.fft_size)
         sigma2 = float(g["noise_var"])
-        return _Acq(start=start, eps=float(g.get("cfo_hz", 0.0)) / cfg.subcarrier_spacing,
-                    H=H.astype(np.complex64), sigma2=sigma2, err_var=np.zeros(cfg.fft_size, np.float32),
-                    snr=float(np.mean(np.abs(H[cfg.used_bins]) ** 2)) / sigma2, genie=True)
+        eps = float(g.get("cfo_hz", 0.0)) / cfg.subcarrier_spacing
+        lts0 = start + cfg.symbol_len + 2 * cfg.cp_len - self.backoff
+        # the true channel seen with this receiver's phase reference (the first LTS FFT window)
+        H = H * np.exp(2j * np.pi * eps * (lts0 - start) / cfg.fft_size)
+        return _Acq(start=start, eps=eps, H=H.astype(np.complex64), sigma2=sigma2,
+                    err_var=np.zeros(cfg.fft_size, np.float32),
+                    snr=float(np.mean(np.abs(H[cfg.used_bins]) ** 2)) / sigma2, genie=True, ref=lts0)
 
-    def _fft_windows(self, starts: np.ndarray, ref: int, eps: float) -> np.ndarray:
-        """FFT (ortho) of N-sample windows starting at buffer indices ``starts``, CFO ``eps`` removed with phase
-        reference at buffer index ``ref``. complex64 [len(starts), N]."""
-        n = self.cfg.fft_size
-        idx = starts[:, None] + np.arange(n)[None, :]
-        w = self._buf[idx]
-        if eps != 0.0:
-            inner = np.exp(-2j * np.pi * eps * self._inner_k / n).astype(np.complex64)
-            w = w * inner[None, :]
-        Y = _fft.fft(w, axis=1, norm="ortho")
-        if eps != 0.0:
-            outer = np.exp(-2j * np.pi * eps * (starts - ref) / n).astype(np.complex64)
-            Y *= outer[:, None]
-        return Y
-
-    def _symbols_fft(self, acq: _Acq, first: int, n_sym: int) -> np.ndarray:
-        """FFT of OFDM symbols ``first .. first+n_sym`` (0 = first header symbol): complex64 [n_sym, N]."""
+    def _symbols_fft(self, acq: _Acq, first: int, n_sym: int) -> tuple[np.ndarray, np.ndarray]:
+        """FFT of OFDM symbols ``first .. first+n_sym`` (0 = first header symbol), within-window CFO removed:
+        (complex64 [n_sym, N], per-symbol residual phase float64 [n_sym] still to be removed = 2 pi eps dt / N)."""
         cfg, fmt = self.cfg, self.fmt
         n, sl = cfg.fft_size, cfg.symbol_len
         base = acq.start + fmt.preamble_len + first * sl
-        seg = self._buf[base:base + n_sym * sl].reshape(n_sym, sl)
-        w = seg[:, cfg.cp_len - self.backoff:cfg.cp_len - self.backoff + n]
+        w = self._buf[base:base + n_sym * sl].reshape(n_sym, sl)[:, cfg.cp_len - self.backoff:
+                                                                  cfg.cp_len - self.backoff + n]
         if acq.eps != 0.0:
-            inner = np.exp(-2j * np.pi * acq.eps * self._inner_k / n).astype(np.complex64)
-            w = w * inner[None, :]
-        Y = _fft.fft(w, axis=1, norm="ortho", overwrite_x=acq.eps != 0.0)
-        if acq.eps != 0.0:
-            starts = base + np.arange(n_sym) * sl + cfg.cp_len - self.backoff
-            Y *= np.exp(-2j * np.pi * acq.eps * (starts - acq.start) / n).astype(np.complex64)[:, None]
-        return Y
+            w = w * _cis(self._phase_n * acq.eps)[None, :]
+            Y = _fft.fft(w, axis=1, norm="ortho", overwrite_x=True)
+        else:
+            Y = _fft.fft(w, axis=1, norm="ortho")
+        starts = base + np.arange(n_sym) * sl + (cfg.cp_len - self.backoff)
+        return Y, (2 * np.pi * acq.eps / n) * (starts - acq.ref)
 
-    def _pilot_phase(self, acq: _Acq, Y: np.ndarray, first: int, smooth: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per-symbol common phase and phase slope (rad per subcarrier) from the pilots: float64 [n_sym] x 2."""
-        cfg = self.cfg
-        n_sym = Y.shape[0]
-        ref = self.fmt.pilot_block(first, n_sym) * acq.H[cfg.pilot_bins][None, :]
-        z = Y[:, cfg.pilot_bins] * np.conj(ref)                          # [n_sym, n_p]
+    def _pilot_phase(self, acq: _Acq, Yp: np.ndarray, first: int, smooth: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-symbol common phase and phase slope (rad per subcarrier) from the pilot columns ``Yp`` complex
+        [n_sym, n_p] (residual CFO phase already removed): float [n_sym] x 2."""
+        n_sym = Yp.shape[0]
+        z = Yp * np.conj(self.fmt.pilot_block(first, n_sym) * acq.H[self.cfg.pilot_bins][None, :])
         if smooth > 1 and n_sym > 1:
             h = smooth // 2
-            c = np.concatenate([np.zeros((1, z.shape[1]), z.dtype), np.cumsum(z, axis=0)])
-            lo = np.clip(np.arange(n_sym) - h, 0, n_sym)
-            hi = np.clip(np.arange(n_sym) + h + 1, 0, n_sym)
-            z = c[hi] - c[lo]
-        cpe = np.angle(z.sum(axis=1))
-        dev = np.angle(z * np.exp(-1j * cpe)[:, None])
-        slope = dev @ self._kp / max(float(self._kp @ self._kp), 1e-12)
+            c = np.zeros((n_sym + 1, z.shape[1]), z.dtype)
+            np.cumsum(z, axis=0, out=c[1:])
+            idx = np.arange(n_sym)
+            z = c[np.minimum(idx + h + 1, n_sym)] - c[np.maximum(idx - h, 0)]
+        zs = z.sum(axis=1)
+        cpe = np.angle(zs)
+        dev = np.angle(z * np.conj(zs)[:, None])
+        slope = dev @ self._kp_w
         return cpe - slope * self._kp_mean, slope
 
-    def _decode_header(self, acq: _Acq) -> FrameHeader | None:
+    def _decode_header(self, acq: _Acq):
+        """Header fields (or None) and the header FFT (reused for pilot smoothing)."""
         cfg, fmt = self.cfg, self.fmt
-        Y = self._symbols_fft(acq, 0, fmt.n_hdr_symbols)
-        if not acq.genie:
-            cpe, slope = self._pilot_phase(acq, Y, 0, 1)
-            Y = Y[:, cfg.data_bins] * np.exp(-1j * (cpe[:, None] + slope[:, None] * self._kd[None, :]))
+        Y, ph = self._symbols_fft(acq, 0, fmt.n_hdr_symbols)
+        Yd = Y[:, cfg.data_bins]
+        if acq.genie:
+            Yd *= _cis(-ph)[:, None]
         else:
-            Y = Y[:, cfg.data_bins]
-        soft = np.real(Y * np.conj(acq.H[cfg.data_bins])[None, :]).reshape(-1)
+            cpe, slope = self._pilot_phase(acq, Y[:, cfg.pilot_bins] * _cis(-ph)[:, None], 0, 1)
+            Yd *= _cis(-((cpe + ph)[:, None] + slope[:, None] * self._kd32[None, :]))
+        soft = (Yd * np.conj(acq.H[cfg.data_bins])[None, :]).real.reshape(-1)
         if not np.all(np.isfinite(soft)):
-            return None
-        return fmt.decode_header(soft)
+            return None, None
+        return fmt.decode_header(soft), Y
 
     def _decode_payload(self, acq: _Acq, n_pay: int) -> RxFrame:
         cfg, fmt, hdr = self.cfg, self.fmt, acq.header
         n_hdr = fmt.n_hdr_symbols
-        Y = self._symbols_fft(acq, 0, n_hdr + n_pay)
+        Y, ph = self._symbols_fft(acq, n_hdr, n_pay)
         Hd = acq.H[cfg.data_bins]
-        h2 = (Hd.real ** 2 + Hd.imag ** 2).astype(np.float32)
+        h2 = Hd.real * Hd.real + Hd.imag * Hd.imag
         sigma2 = acq.sigma2
-        noise = sigma2 + acq.err_var[cfg.data_bins] * 1.0                 # per data subcarrier
-        Yd = Y[n_hdr:, cfg.data_bins]
-        if not acq.genie:
+        noise = sigma2 + acq.err_var[cfg.data_bins]                       # per data subcarrier
+        Yd = Y[:, cfg.data_bins]
+        if acq.genie:
+            Yd *= _cis(-ph)[:, None]
+        else:
             w = self.pilot_smoothing
-            cpe, slope = self._pilot_phase(acq, Y, 0, w)
-            cpe, slope = cpe[n_hdr:], slope[n_hdr:]
-            Yd = Yd * np.exp(-1j * (cpe[:, None] + slope[:, None] * self._kd[None, :])).astype(np.complex64)
-            hp2 = float(np.mean(np.abs(acq.H[cfg.pilot_bins]) ** 2))
-            kp2 = float(self._kp @ self._kp)
-            phase_var = sigma2 / (2 * min(w, n_hdr + n_pay) * max(hp2, 1e-30)) \
-                * (1.0 / cfg.n_pilots + (self._kd - self._kp_mean) ** 2 / max(kp2, 1e-12))
-            noise = noise + h2 * phase_var.astype(np.float32)
+            y_hdr, ph_hdr = acq.y_hdr, self._hdr_phase(acq)
+            yp = np.concatenate([y_hdr[:, cfg.pilot_bins] * _cis(-ph_hdr)[:, None],
+                                 Y[:, cfg.pilot_bins] * _cis(-ph)[:, None]])
+            cpe, slope = self._pilot_phase(acq, yp, 0, w)
+            cpe, slope = cpe[n_hdr:] + ph, slope[n_hdr:]
+            Yd *= _cis(-(cpe[:, None] + slope[:, None] * self._kd32[None, :]))
+            hp = acq.H[cfg.pilot_bins]
+            hp2 = float((hp.real @ hp.real + hp.imag @ hp.imag) / hp.size)
+            phase_var = sigma2 / (2 * min(w, n_hdr + n_pay) * max(hp2, 1e-30)) * self._phase_var_shape
+            noise = noise + h2 * phase_var
         noise = noise.astype(np.float32)
         if hdr.kind == "analog":
             n_sym = -(-hdr.length // 2)
         else:
             n_sym = -(-_codec(hdr.modem, hdr.code_rate).n_coded_bits(hdr.length)
                       // _modem(hdr.modem).bits_per_symbol)
-        h2s = np.maximum(h2, 1e-30)
+        h2s = np.maximum(h2, 1e-30).astype(np.float32)
         if hdr.kind == "analog" and self.equalizer == "mmse":
             # symbol power prior estimated from the data (AnalogMapper makes it `power`, 1 by default)
-            p = float(np.mean((Yd.real ** 2 + Yd.imag ** 2) / h2s[None, :]) - np.mean(noise / h2s))
+            y2 = (Yd.real * Yd.real + Yd.imag * Yd.imag).sum(axis=0)
+            p = float((y2 / h2s).sum() / Yd.size - (noise / h2s).sum() / noise.size)
             p = max(p, 1e-6)
-            den = p * h2 + noise
-            X = Yd * (p * np.conj(Hd) / den)[None, :]
-            nv = np.broadcast_to(p * noise / den, X.shape)
+            den = p * h2s + noise
+            X = Yd * (p * np.conj(Hd) / den).astype(np.complex64)[None, :]
+            nv_k = p * noise / den
         else:
-            X = Yd * (1.0 / Hd)[None, :]
-            nv = np.broadcast_to(noise / h2s, X.shape)
-        X = X.reshape(-1)[:n_sym].astype(np.complex64)
-        nv = nv.reshape(-1)[:n_sym].astype(np.float32)
+            X = Yd * (1.0 / Hd).astype(np.complex64)[None, :]
+            nv_k = noise / h2s
+        X = X.reshape(-1)[:n_sym]
+        nv = np.broadcast_to(nv_k.astype(np.float32)[None, :], Yd.shape).reshape(-1)[:n_sym]
         values = nvr = payload = None
         crc_ok = True
         try:
@@ -549,10 +576,14 @@ class Receiver:
         except ValueError:
             self.stats["payload_error"] += 1
             crc_ok = False
-        n = cfg.fft_size
-        k = np.fft.fftfreq(n, 1.0 / n)
         return RxFrame(t_start=self._t0 + acq.start, seq=hdr.seq, kind=hdr.kind, values=values, noise_var=nvr,
                        payload=payload, crc_ok=crc_ok, snr_db=float(10 * np.log10(acq.snr)),
                        cfo_hz=acq.eps * cfg.subcarrier_spacing, symbols=X, symbol_noise_var=nv,
-                       channel=(acq.H * np.exp(2j * np.pi * k * self.backoff / n)).astype(np.complex64),
+                       channel=(acq.H * self._backoff_phase).astype(np.complex64),
                        header=hdr, n_samples=fmt.frame_len(n_pay), noise_power=acq.sigma2)
+
+    def _hdr_phase(self, acq: _Acq) -> np.ndarray:
+        cfg, fmt = self.cfg, self.fmt
+        starts = acq.start + fmt.preamble_len + np.arange(fmt.n_hdr_symbols) * cfg.symbol_len \
+            + (cfg.cp_len - self.backoff)
+        return (2 * np.pi * acq.eps / cfg.fft_size) * (starts - acq.ref)
