@@ -59,7 +59,7 @@ LAGRANGE_MAX_HALF_LENGTH = 4
 #: exponential PDPs are truncated where a tap falls this far below the first one
 EXP_PDP_FLOOR_DB = 40.0
 #: impulse responses longer than this use FFT overlap-add instead of direct convolution
-_DIRECT_CONV_MAX_TAPS = 64
+_DIRECT_CONV_MAX_TAPS = 100
 
 
 @dataclass(frozen=True)
@@ -353,7 +353,7 @@ class LinkChannel:
         if self._pn_std:
             inc = self._pn_rng.standard_normal(n)
             inc *= self._pn_std
-            self._phi = float(self._phi + inc.sum())
+            self._phi = float(self._phi + inc.sum()) % (2 * math.pi)
         if self._sco != 0:
             end = self._n + n
             start = min(self._sco_buf_start_for(end) - 2, end)
@@ -415,7 +415,8 @@ class LinkChannel:
         k = np.arange(-SCO_HALF_LENGTH + 1, SCO_HALF_LENGTH + 1)
         gather = ip[:, None] + k[None, :] - start
         np.clip(gather, 0, buf.size - 1, out=gather)                  # clipped entries carry zero weight
-        y = np.einsum("nk,nk->n", buf[gather], w.astype(np.complex64)).astype(np.complex64)
+        g = buf[gather].view(np.float32).reshape(n, k.size, 2)                     # (re, im) pairs
+        y = np.matmul(w[:, None, :], g)[:, 0, :].copy().view(np.complex64)[:, 0]  # Σ_k w·x, complex64[n]
         keep_from = self._sco_buf_start_for(n0 + n) - 2 - start
         keep_from = max(0, min(keep_from, buf.size))
         self._sco_buf = buf[keep_from:].copy()
@@ -423,21 +424,29 @@ class LinkChannel:
         return y
 
     def _rotate(self, y: np.ndarray) -> None:
-        """Apply CFO and phase noise in place (absolute sample index → block invariant)."""
+        """Apply CFO and phase noise in place (absolute sample index → block invariant). The phase is formed in float64,
+        reduced mod 2π, and only then rounded to float32 for cos/sin (error < 1e-6 rad)."""
         n = y.size
         if not self._cfo_cycles and not self._pn_std:
             return
-        phase = np.zeros(n, np.float64)
         if self._cfo_cycles:
-            idx = np.arange(self._n, self._n + n, dtype=np.float64)
-            cyc = self._cfo_cycles * idx
+            cyc = np.arange(self._n, self._n + n, dtype=np.float64)
+            cyc *= self._cfo_cycles
             cyc -= np.floor(cyc)
-            phase += 2 * math.pi * cyc
+            phase = cyc
+            phase *= 2 * math.pi
+        else:
+            phase = np.zeros(n, np.float64)
         if self._pn_std:
             inc = self._pn_rng.standard_normal(n)
             inc *= self._pn_std
             pn = np.cumsum(inc)
             pn += self._phi
-            self._phi = float(pn[-1])
+            self._phi = float(pn[-1]) % (2 * math.pi)
             phase += pn
-        y *= np.exp(1j * phase).astype(np.complex64)
+            np.remainder(phase, 2 * math.pi, out=phase)
+        ph32 = phase.astype(np.float32)
+        rot = np.empty(n, np.complex64)
+        np.cos(ph32, out=rot.real)
+        np.sin(ph32, out=rot.imag)
+        y *= rot
