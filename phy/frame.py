@@ -17,7 +17,8 @@ Frame layout (``N`` = fft_size, ``cp`` = cp_len; every OFDM symbol is ``N + cp``
   code rate (3 bits), version (1 bit, 0), length (24 bits: real values for analog, bytes for digital), seq (16 bits),
   analog scale (float32, IEEE-754 big-endian).
 * **Payload** - data subcarriers carry the payload symbols (analog: :class:`phy.analog.AnalogMapper` pairs; digital:
-  :class:`phy.fec.DigitalCodec` bits mapped by :class:`phy.modulation.QamModem`), zero-padded to whole symbols.
+  :class:`phy.fec.DigitalCodec` bits mapped by :class:`phy.modulation.QamModem`), filled up to whole symbols with
+  fixed unit-power QPSK filler.
   Pilot subcarriers carry ``cfg.pilot_values`` times a per-symbol ±1 polarity (a fixed PN over header+payload).
 
 Every used subcarrier has unit average power (orthonormal IFFT), so the per-subcarrier SNR equals 1 / (noise variance
@@ -167,6 +168,8 @@ class FrameFormat:
         self.lts_symbol = t                                   # one LTS symbol, N samples
         self.lts_time = np.concatenate([t[n - 2 * cp:], t, t]).astype(np.complex64)
         self.pilot_polarity = (1.0 - 2.0 * rng.integers(0, 2, 127)).astype(np.float32)
+        # unit-power QPSK filler for the unused tail of the last payload symbol (keeps every subcarrier at unit power)
+        self.pad_symbols = np.exp(1j * np.pi / 4 * (2 * rng.integers(0, 4, cfg.n_data) + 1)).astype(np.complex64)
         # header: 8 Golay codewords, bit j of codeword c at position 8 j + c
         self.n_hdr_coded = 2 * HEADER_BITS
         self.n_hdr_symbols = -(-self.n_hdr_coded // cfg.n_data)
@@ -299,8 +302,9 @@ class FrameBuilder:
         n_pay = fmt.n_symbols(payload_symbols.size)
         grid = np.zeros((n_hdr + n_pay, cfg.fft_size), np.complex64)
         grid[:n_hdr, cfg.data_bins] = fmt.header_symbols(hdr).reshape(n_hdr, cfg.n_data)
-        data = np.zeros(n_pay * cfg.n_data, np.complex64)
+        data = np.empty(n_pay * cfg.n_data, np.complex64)
         data[:payload_symbols.size] = payload_symbols
+        data[payload_symbols.size:] = fmt.pad_symbols[:data.size - payload_symbols.size]
         grid[n_hdr:, cfg.data_bins] = data.reshape(n_pay, cfg.n_data)
         grid[:, cfg.pilot_bins] = fmt.pilot_block(0, n_hdr + n_pay)
         out = np.empty(fmt.frame_len(n_pay), np.complex64)

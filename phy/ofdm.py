@@ -197,6 +197,7 @@ class OfdmSection:
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"preset = {self.preset!r}: expected one of {', '.join(PRESETS)}")
+        self.to_config()  # validate the overrides now (errors name the field), not when a radio is opened
 
     def to_config(self, sample_rate: float = 20e6) -> OfdmConfig:
         """The validated :class:`OfdmConfig` for ``sample_rate``."""
