@@ -9,7 +9,9 @@ endpoint, ...):
   at)``. A non-cyclic buffer starts where the previous one ended, or at the device's "now" (the next RX sample)
   plus ``tx_latency_samples`` if the stream ran dry; a cyclic buffer repeats until the buffer is closed (repetitions are
   scheduled ahead, ``cyclic_horizon_samples`` at a time, by a pump thread and before every RX read).
-* RX buffer (``cf-ad9361-lpc``) ← ``radio.rx(n)`` continuing the stream, times the RX gain
+* RX buffer (``cf-ad9361-lpc``) ← ``radio.rx(n)`` continuing the stream (the first read starts at the radio time
+  the emulator was created, its "power-on", so emulators created together on one air have aligned RX clocks; if
+  those samples are gone the stream starts at the radio's now), times the RX gain
   (``10**((hardwaregain − rx_gain_ref_db)/20)`` in ``manual`` mode, 0 dB in the AGC modes), times RX_FULL_SCALE,
   rounded and clipped to the 12-bit ADC range [-2048, 2047].
 * debug attribute ``loopback`` = 1 (digital loopback): RX returns the TX words exactly as written (the air is not
@@ -182,7 +184,8 @@ class PlutoEmulator:
         self.xml = context_xml(list(self.devices.values()))
         self.open_buffers: dict[str, bool] = {}       # device id -> cyclic
         self.stats = {"tx_samples": 0, "rx_samples": 0, "late_tx": 0, "rx_skips": 0, "cyclic_gaps": 0}
-        self._rx_pos: int | None = None                # device time of the next RX sample
+        self._rx_pos: int | None = None                # device time of the next RX sample (None: not read yet)
+        self._epoch = int(radio.time_now()) if radio is not None else 0   # the device's power-on time
         self._loop_pos = 0                             # device time of the next loopback RX sample
         self._tx_next = 0                              # end of the queued non-cyclic TX stream
         self._segments: deque[tuple[int, np.ndarray]] = deque()   # (start, complex64 DAC words) for loopback
@@ -193,6 +196,7 @@ class PlutoEmulator:
         with self.lock:
             _PEERS.setdefault(self.lock, weakref.WeakSet()).add(self)
         self._stop = threading.Event()
+        self._wake = threading.Event()                  # set when a cyclic buffer starts (or on close)
         self._pump = threading.Thread(target=self._pump_loop, name="pluto-emulator-cyclic", daemon=True)
         self._pump.start()
 
@@ -342,12 +346,13 @@ class PlutoEmulator:
         return 10 ** (gain / 20) * RX_FULL_SCALE
 
     def device_now(self) -> int:
-        """The device's current sample time: the next RX sample (the radio's clock until RX has been read)."""
+        """The device's current sample time: the next RX sample; before the first RX read, the later of its
+        power-on time and the radio's clock."""
         if self.loopback:
             return self._loop_pos
         if self._rx_pos is not None:
             return self._rx_pos
-        return self.radio.time_now() if self.radio is not None else self._loop_pos
+        return max(self._epoch, self.radio.time_now()) if self.radio is not None else self._loop_pos
 
     def _radio_tx(self, x: np.ndarray, at: int) -> None:
         if self.radio is None:
@@ -379,8 +384,11 @@ class PlutoEmulator:
         self._cyc_next += reps * n
 
     def _pump_loop(self) -> None:
-        while not self._stop.wait(0.005):
+        """Keep a cyclic transmission scheduled ahead of the radio's clock (sleeps while there is none)."""
+        while not self._stop.is_set():
             if self._cyclic is None:
+                self._wake.wait()
+                self._wake.clear()
                 continue
             try:
                 with self.lock:
@@ -388,6 +396,7 @@ class PlutoEmulator:
                         self._top_up_cyclic(self.radio.time_now() + self.settings.cyclic_horizon_samples)
             except Exception:  # a broken RF side must not kill the emulator
                 log.exception("emulated Pluto: cyclic TX pump failed")
+            self._stop.wait(0.005)
 
     # ------------------------------------------------------------------------------------------------- buffers
     def open_buffer(self, dev_token: str, samples: int, mask: int, cyclic: bool) -> Device:
@@ -447,6 +456,7 @@ class PlutoEmulator:
                 self._cyclic_air = (dac * np.float32(self._tx_scale())).astype(np.complex64)
                 self._cyc_next = start
                 self._top_up_cyclic(start + max(dac.size, self.settings.cyclic_horizon_samples))
+                self._wake.set()
                 return
             self._tx_next = start + dac.size
             if not self.loopback:   # to the air
@@ -510,11 +520,12 @@ class PlutoEmulator:
         if self.radio is None:
             self._rx_pos = (self._rx_pos or 0) + n
             return np.zeros(n, dtype=np.complex64)
-        start = self._rx_pos if self._rx_pos is not None else self.radio.time_now()
+        first = self._rx_pos is None and self.radio.capabilities.timed_rx
+        start = self._epoch if first else (self._rx_pos if self._rx_pos is not None else self.radio.time_now())
         for peer in list(_PEERS.get(self.lock, ())):   # cyclic transmitters on the same air, this one included
             peer._top_up_cyclic(start + n)
-        try:
-            y, t0 = self.radio.rx(n)
+        try:   # the first read starts at power-on: emulators created together have aligned RX clocks
+            y, t0 = self.radio.rx(n, start) if first else self.radio.rx(n)
         except LateError:
             self.stats["rx_skips"] += 1
             y, t0 = self.radio.rx(n, self.radio.time_now())
@@ -524,6 +535,7 @@ class PlutoEmulator:
     def close(self) -> None:
         """Stop the cyclic pump (the radio is left to its owner)."""
         self._stop.set()
+        self._wake.set()
         with self.lock:
             self._cyclic = None
             _PEERS.get(self.lock, weakref.WeakSet()).discard(self)

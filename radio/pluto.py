@@ -203,16 +203,18 @@ class PlutoRadio(Radio):
         return radio
 
     @classmethod
-    def from_config(cls, section, args: PlutoArgs, air=None, endpoint: str | None = None) -> "PlutoRadio":
+    def from_config(cls, section, args: PlutoArgs, air=None, endpoint: str | None = None,
+                    uri: str | None = None) -> "PlutoRadio":
         """Open from a config's ``radio`` section (:class:`lab.config.RadioSection`) and its PlutoArgs.
 
-        ``args.emulate`` false: connect to ``args.uri``. True: put an emulated Pluto on ``air`` (a
-        :class:`radio.air.Air`) at endpoint ``endpoint`` (default ``args.emulator.endpoint``; give each radio of a
-        link its own) on a free local port, and connect to it through libiio."""
+        ``args.emulate`` false: connect to ``uri`` (default ``args.uri``; a link of two real Plutos passes each its
+        own). True: put an emulated Pluto on ``air`` (a :class:`radio.air.Air`) at endpoint ``endpoint`` (default
+        ``args.emulator.endpoint``; give each radio of a link its own) on a free local port, and connect to it through
+        libiio."""
         kwargs = dict(sample_rate=section.sample_rate, center_freq=section.center_freq, tx_gain=section.tx_gain,
                       rx_gain=section.rx_gain)
         if not args.emulate:
-            return cls(args, **kwargs)
+            return cls(args, uri=uri, **kwargs)
         if air is None:
             raise RadioError("radio.args.emulate is true but no simulated air was given to put the emulated Pluto on")
         from radio.loopback import LoopbackRadio  # noqa: PLC0415  (only the emulated path needs the air)

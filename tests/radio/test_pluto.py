@@ -195,6 +195,8 @@ def test_link_of_two_plutos_through_the_air(rng):
         idle = y[22_000:]
         assert abs(np.mean(np.abs(idle) ** 2) / theory - 1) < 5 / np.sqrt(idle.size)
         assert rx.settings()["emulated"] and tx.sample_rate == 2e6
+        _, t_tx = tx.rx(100)                            # emulators created together: RX clocks aligned at 0
+        assert t_tx == 0 and rx.time_now() == 3 * 16384 and tx.time_now() == 16384
     finally:
         tx.close()
         rx.close()
@@ -252,31 +254,38 @@ def test_emulator_on_a_zeromq_air_endpoint(rng):
         broker.stop()
 
 
-def test_emulate_command_serves_a_pluto_that_hears_itself(rng):
-    """`otalab emulate pluto`: a client connecting to the printed URI hears its own burst through the air
-    (hear_self) at amplitude 1 plus the air's noise N0 = 10**(-snr_db/10): error variance N0 + 2·Δ²/12."""
-    from lab.cmd_emulate import serve_pluto
+def test_emulate_command_serves_plutos_that_share_one_air(rng):
+    """`otalab emulate pluto --count 2`: clients of the printed URIs share one air and their RX clocks start together
+    (at the emulators' power-on), whoever reads first. Device 1 hears device 0's burst through the default unit link
+    and device 0 hears itself (hear_self), each at amplitude 1 plus the air's noise N0 = 10**(-snr_db/10): error
+    variance N0 + 2·Δ²/12."""
+    from lab.cmd_emulate import device_names, serve_pluto
 
-    cfg = load_config(EMULATED, ["air.snr_db=20", "radio.args.emulator.port=0"])
+    assert device_names("pluto0", 3) == ["pluto0", "pluto1", "pluto2"] and device_names("tx", 2) == ["tx", "tx1"]
+    cfg = load_config(EMULATED, ["air.snr_db=20"])
     ready, stop, result = threading.Event(), threading.Event(), {}
     thread = threading.Thread(target=lambda: result.update(
-        stats=serve_pluto(cfg, ready=lambda uri: (result.update(uri=uri), ready.set()), stop=stop)))
+        stats=serve_pluto(cfg, 0, count=2, ready=lambda uris: (result.update(uris=uris), ready.set()), stop=stop)))
     thread.start()
     try:
-        assert ready.wait(10)
-        args = PlutoArgs(uri=result["uri"], rx_buffer_size=8192)
-        with PlutoRadio(args, sample_rate=cfg.radio.sample_rate, center_freq=cfg.radio.center_freq,
-                        tx_gain=0.0, rx_gain=0.0) as r:
+        assert ready.wait(10) and len(result["uris"]) == 2
+        radios = [PlutoRadio(PlutoArgs(uri=uri, rx_buffer_size=8192), sample_rate=cfg.radio.sample_rate,
+                             center_freq=cfg.radio.center_freq, tx_gain=0.0, rx_gain=0.0) for uri in result["uris"]]
+        try:
             x = burst(rng, 10_000, amplitude=0.25)
-            r.tx(x, at=500)
-            y, _ = r.rx(12_000)
-            err = y[500:10_500] - x
+            radios[0].tx(x, at=500)
             theory = 10 ** (-20 / 10) + 2 * (2.0 ** -11) ** 2 / 12
-            assert abs(np.var(err) / theory - 1) < 5 / np.sqrt(err.size)
+            for r in (radios[1], radios[0]):
+                y, t0 = r.rx(12_000)
+                err = y[500:10_500] - x
+                assert t0 == 0 and abs(np.var(err) / theory - 1) < 5 / np.sqrt(err.size)
+        finally:
+            for r in radios:
+                r.close()
     finally:
         stop.set()
         thread.join(10)
-    assert result["stats"]["tx_samples"] >= 10_000 and result["stats"]["rx_samples"] >= 12_000
+    assert result["stats"][0]["tx_samples"] >= 10_000 and result["stats"][1]["rx_samples"] >= 12_000
 
 
 def test_emulate_cli_runs_for_a_duration(capsys):
