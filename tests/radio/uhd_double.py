@@ -14,6 +14,7 @@ underflows), a burst or stream command whose time has passed (late), ``device.se
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types as pytypes
 
@@ -27,6 +28,19 @@ class ApiLog:
     calls: list = dataclasses.field(default_factory=list)        # (owner type, method, [described args], returns)
     sets: list = dataclasses.field(default_factory=list)         # (owner type, attribute, described value)
     gets: set = dataclasses.field(default_factory=set)           # (owner type, attribute)
+    muted: int = 0   # > 0 while the double itself runs: only what the driver does is recorded
+
+    @contextlib.contextmanager
+    def mute(self):
+        self.muted += 1
+        try:
+            yield
+        finally:
+            self.muted -= 1
+
+    def to_json(self) -> dict:
+        return {"names": sorted(self.names), "constructed": self.constructed, "calls": self.calls,
+                "sets": self.sets, "gets": sorted(self.gets)}
 
     def calls_to(self, method: str) -> list:
         return [args for _, m, args, _ in self.calls if m == method]
@@ -78,11 +92,13 @@ class _Recorded:
     def __init__(self, *args):
         object.__setattr__(self, "_sets", {})
         object.__setattr__(self, "_made", {"ctor": [describe(a) for a in args]})
-        self._log.constructed.append((type(self).__name__, [describe(a) for a in args]))
+        if not self._log.muted:
+            self._log.constructed.append((type(self).__name__, [describe(a) for a in args]))
 
     def __setattr__(self, name, value):
         if not name.startswith("_"):
-            self._log.sets.append((type(self).__name__, name, describe(value)))
+            if not self._log.muted:
+                self._log.sets.append((type(self).__name__, name, describe(value)))
             self._sets[name] = value
         object.__setattr__(self, name, value)
 
@@ -91,12 +107,15 @@ class _Recorded:
         if name.startswith("_"):
             return attr
         log = object.__getattribute__(self, "_log")
+        if log.muted:
+            return attr
         owner = type(self).__name__
         if callable(attr):
             def recorded(*args, **kwargs):
                 if kwargs:
                     raise TypeError(f"the UHD double wants positional arguments only, got {kwargs}")
-                result = attr(*args)
+                with log.mute():
+                    result = attr(*args)
                 log.calls.append((owner, name, [describe(a) for a in args], _type_name(result)))
                 return result
             return recorded
@@ -133,8 +152,10 @@ def make_uhd(rate_quantum: float | None = None):
             """As UHD: whole seconds by integer division, then the remaining ticks as a fraction."""
             if not isinstance(ticks, int) or isinstance(ticks, bool):
                 raise TypeError(f"from_ticks(ticks: int, rate: float), got ticks={ticks!r}")
-            log.calls.append(("TimeSpec", "from_ticks", [describe(ticks), describe(rate)], "TimeSpec"))
-            ts = TimeSpec(0.0)
+            if not log.muted:
+                log.calls.append(("TimeSpec", "from_ticks", [describe(ticks), describe(rate)], "TimeSpec"))
+            with log.mute():
+                ts = TimeSpec(0.0)
             rate_i = int(rate)
             full = ticks // rate_i
             ts._full = full
@@ -201,7 +222,7 @@ def make_uhd(rate_quantum: float | None = None):
 
     class _EnumMeta(type):
         def __getattribute__(cls, name):
-            if not name.startswith("_"):
+            if not name.startswith("_") and not log.muted:
                 log.names.add(f"types.{type.__getattribute__(cls, '__name__')}.{name}")
             return type.__getattribute__(cls, name)
 
@@ -339,7 +360,7 @@ def make_uhd(rate_quantum: float | None = None):
 
     class _Namespace(pytypes.SimpleNamespace):
         def __getattribute__(self, name):
-            if not name.startswith("_"):
+            if not name.startswith("_") and not log.muted:
                 log.names.add(f"{object.__getattribute__(self, '_prefix')}{name}")
             return object.__getattribute__(self, name)
 
