@@ -7,11 +7,13 @@ Stages (one readable chain; only the first runs on every sample)
 2. **Acquisition** per candidate ``d0``: fractional CFO from ``angle(P1)/pi`` (subcarrier units, ambiguous by 2) and
    ``angle(P2)/(2 pi)`` (ambiguous by 1); the integer hypotheses ``eps_a + 2j`` within ``max_cfo_subcarriers`` are
    resolved, together with **fine timing**, by the normalized cross-correlation ``rho^2`` of the CFO-corrected stream
-   with the known LTS pair over ``±cp`` samples. ``rho^2`` of a fixed template of M = 2N samples against white
-   circular Gaussian noise is exactly Beta(1, M-1) distributed, so ``max rho^2 > g`` over K (timing, CFO) trials has
-   null probability ``<= K (1-g)^(M-1)``; ``g`` is chosen so that the expected number of false frames per
-   ``fa_window`` samples of noise is ``<= false_alarm_rate`` (``fa_window * detect_pfa`` candidates per window, each
-   passing with probability ``K (1-g)^(M-1)``). Timing is then moved to the earliest LTS-correlation path within
+   with the known LTS pair over ``±cp`` samples. ``rho^2`` of a fixed template of M samples against white circular
+   Gaussian noise is exactly Beta(1, M-1) distributed. Candidates were selected for lag-N periodicity of this very
+   segment, and a lag-N periodic segment lives in an N-dimensional subspace, so the receiver uses the conservative
+   M = N (not 2N): ``max rho^2 > g`` over K (timing, CFO) trials has null probability ``<= K (1-g)^(N-1)``; ``g`` is
+   chosen so that the expected number of false detections per ``fa_window`` samples of noise is
+   ``<= false_alarm_rate`` (at most ``fa_window * detect_pfa`` candidates per window, each
+   passing with probability ``K (1-g)^(N-1)``). Timing is then moved to the earliest LTS-correlation path within
    cp/2 before the peak holding >= 30 % of it (first-path timing for multipath).
 3. **Fine CFO** (Moose / ML for a repeated block): ``eps = angle(sum r*(n) r(n+N))/(2 pi)`` over the ``N + cp``
    periodic LTS products, unwrapped onto the chosen integer hypothesis. Its Cramér–Rao bound (two copies of an
@@ -19,13 +21,15 @@ Stages (one readable chain; only the first runs on every sample)
    i.e. ``var(f) >= (fs / (2 pi N))^2 / (W g)`` Hz^2 (:func:`cfo_crlb_hz`).
 4. **Channel estimate**: FFT windows start ``b = cp/4`` samples inside the CP. LS on both LTS looks, averaged;
    per-bin noise variance ``sigma^2 = mean |Y1 - Y2|^2 / 2``; the LS estimate is projected onto ``cp`` time-domain
-   taps (delays ``-b .. cp-b-1``) by least squares over the used subcarriers. This interpolates across DC and the
-   guard band and reduces the estimation-error variance to ``sigma^2/2 * Q_kk`` (``Q`` the projector,
-   mean ``Q_kk = cp / n_used``). SNR estimate ``(mean|H_ls|^2 - sigma^2/2) / sigma^2``.
+   taps (delays ``-b .. cp-b-1``) by least squares over the used subcarriers, keeping only *significant* taps:
+   those where the matched-filter impulse response ``g = F^H H_ls / n_used`` has power above ``tap_threshold`` x its
+   noise variance ``sigma^2 / (2 n_used)`` (a pure-noise tap passes with probability ``exp(-tap_threshold)``). This interpolates across DC and the guard band and reduces the
+   estimation-error variance from ``sigma^2/2`` (raw LS) to about ``sigma^2/2 * L_kept / n_used``
+   (1 tap over AWGN). SNR estimate ``(mean|H_ls|^2 - sigma^2/2) / sigma^2``.
 5. **Header**: pilot common-phase correction, BPSK soft values ``Re(conj(H) Y)``, soft-ML Golay, CRC-16.
 6. **Payload**: per-symbol pilot tracking of common phase error and phase slope (timing drift), smoothed over
    ``pilot_smoothing`` symbols (centered moving sum of the pilot correlations), then MMSE (default) or ZF
-   equalization. Effective noise per data subcarrier ``sigma_eff^2 = sigma^2 (1 + Q_kk/2) + |H_k|^2 var(phi_k)``
+   equalization. Effective noise per data subcarrier ``sigma_eff^2 = sigma^2 (1 + L_kept/(2 n_used)) + |H_k|^2 var(phi_k)``
    (estimation error + pilot-phase error, ``var(phi_k) = sigma^2/(2 w |H_p|^2) (1/n_p + k^2/sum k_p^2)``).
    Analog: MMSE ``x = P conj(H) Y / (P |H|^2 + sigma_eff^2)`` with error variance
    ``P sigma_eff^2 / (P |H|^2 + sigma_eff^2)`` (``P`` estimated symbol power), or ZF ``Y/H`` with
@@ -148,6 +152,9 @@ class Receiver:
         Odd number of OFDM symbols over which pilot correlations are averaged (1 = per-symbol only).
     max_payload_symbols : int
         Headers announcing longer payloads are rejected as invalid.
+    tap_threshold : float
+        Channel taps are kept when their matched-filter power exceeds this multiple of its noise variance (9: a
+        pure-noise tap passes with probability e^-9 = 1.2e-4); 0 keeps all ``cp`` taps.
     genie : dict | None
         Test hook: ``{"channel": complex [N] per FFT bin or scalar, "noise_var": float, "cfo_hz": float,
         "frame_starts": int array}``; the receiver then uses these instead of its estimates (timing: the nearest true
@@ -158,7 +165,8 @@ class Receiver:
 
     def __init__(self, cfg: OfdmConfig, false_alarm_rate: float = 1e-4, *, equalizer: str = "mmse",
                  fa_window: int = 4096, detect_pfa: float = 1e-5, max_cfo_subcarriers: float = 2.0,
-                 pilot_smoothing: int = 5, max_payload_symbols: int = 1 << 16, genie: dict | None = None):
+                 pilot_smoothing: int = 5, max_payload_symbols: int = 1 << 16, tap_threshold: float = 9.0,
+                 genie: dict | None = None):
         if not isinstance(cfg, OfdmConfig):
             raise TypeError(f"cfg must be an OfdmConfig, got {type(cfg).__name__}")
         if not 0 < false_alarm_rate < 1:
@@ -182,7 +190,7 @@ class Receiver:
         self.search = cp                      # fine-timing search ±cp around the coarse estimate
         self.backoff = max(1, cp // 4)        # FFT windows start this many samples inside the CP
         # LTS verification threshold (see module docstring)
-        m = 2 * n
+        m = n  # conservative dimension, see module docstring
         n_hyp = 2 * int(np.ceil((self.max_cfo + 1) / 2)) + 1
         k_trials = n_hyp * (2 * self.search + 1)
         q = min(0.5, self.false_alarm_rate / (fa_window * detect_pfa))
@@ -193,11 +201,14 @@ class Receiver:
         used = np.asarray(cfg.used_subcarriers, dtype=np.float64)
         taps = np.arange(-self.backoff, cp - self.backoff, dtype=np.float64)
         F_used = np.exp(-2j * np.pi * np.outer(used, taps) / n)
-        pinv = np.linalg.pinv(F_used)
         all_k = np.fft.fftfreq(n, 1.0 / n)
-        self._proj_all = (np.exp(-2j * np.pi * np.outer(all_k, taps) / n) @ pinv).astype(np.complex64)  # [N, n_used]
-        self._q_diag = np.zeros(n, np.float32)
-        self._q_diag[cfg.used_bins] = np.real(np.diag(F_used @ pinv))
+        self._F_used = F_used
+        self._F_used_h = (F_used.conj().T / cfg.n_used).astype(np.complex64)           # [L, n_used]
+        self._fit_cache: dict[bytes, np.ndarray] = {}
+        self._F_all = np.exp(-2j * np.pi * np.outer(all_k, taps) / n).astype(np.complex64)  # [N, L]
+        self._used_mask = np.zeros(n, np.float32)
+        self._used_mask[cfg.used_bins] = 1.0
+        self.tap_threshold = float(tap_threshold)
         self._lts_used = self.fmt.lts_grid[cfg.used_bins].real.astype(np.float32)
         self._inner_k = np.arange(n, dtype=np.float64)
         self._m2n = np.arange(2 * n, dtype=np.float64)
@@ -439,12 +450,27 @@ class Receiver:
         d = Yu[0] - Yu[1]
         sigma2 = float((d.real @ d.real + d.imag @ d.imag) / (2 * d.size))
         h_ls = (Yu[0] + Yu[1]) * self._lts_half
-        H = self._proj_all @ h_ls
+        # significant-tap selection on the matched-filter CIR g = F^H h_ls / n_used (noise sigma^2/(2 n_used) per
+        # tap), then least squares on the kept taps only (well conditioned, pseudo-inverse cached per tap set)
+        g = self._F_used_h @ h_ls
+        keep = (g.real * g.real + g.imag * g.imag) > self.tap_threshold * sigma2 / (2 * cfg.n_used)
+        if not keep.any():
+            keep[np.argmax(np.abs(g))] = True
+        key = keep.tobytes()
+        fit = self._fit_cache.get(key)
+        if fit is None:
+            sel = np.flatnonzero(keep)
+            fit = (self._F_all[:, sel] @ np.linalg.pinv(self._F_used[:, sel])).astype(np.complex64)
+            if len(self._fit_cache) < 4096:
+                self._fit_cache[key] = fit
+        H = fit @ h_ls
+        n_taps = int(keep.sum())
         sig = float((h_ls.real @ h_ls.real + h_ls.imag @ h_ls.imag) / h_ls.size) - sigma2 / 2
         sigma2 = max(sigma2, 1e-12 * max(sig, 1e-30))
         snr = max(sig, 1e-12) / sigma2
         # reference phase: the first LTS FFT window; symbol windows get exp(-j 2 pi eps (t - lts0) / N)
-        return _Acq(start=start, eps=eps, H=H, sigma2=sigma2, err_var=(sigma2 / 2) * self._q_diag, snr=snr,
+        return _Acq(start=start, eps=eps, H=H, sigma2=sigma2,
+                    err_var=(sigma2 / 2 * n_taps / cfg.n_used) * self._used_mask, snr=snr,
                     ref=lts0)
 
     def _genie_acquire(self, i0: int) -> _Acq | None:
