@@ -80,6 +80,12 @@ class AirConfig:
             unknown = sorted(set(over) - set(_LINK_FIELDS))
             if unknown:
                 raise ValueError(f"links[{key!r}]: unknown key {unknown[0]!r}; allowed: {', '.join(_LINK_FIELDS)}")
+            for name, value in over.items():   # YAML 1.1 reads 1e-7 as a string: accept numbers written like that
+                if name not in ("profile", "seed") and isinstance(value, str):
+                    try:
+                        over[name] = complex(value) if name == "gain" else float(value)
+                    except ValueError:
+                        raise ValueError(f"links[{key!r}].{name} = {value!r}: expected a number") from None
             self.link_params(*parse_link_key(key))
 
     @property

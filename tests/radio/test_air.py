@@ -202,3 +202,7 @@ def test_air_config_validation_and_links():
     assert air.link("ps", "d0").params.delay_samples == 4 and air.link("ps", "d0").params.profile == "TDL-A"
     assert air.link("ps", "d1").params.delay_samples == 0 and air.link("ps", "d1").params.profile == "TDL-A"
     assert air.link("d0", "d0") is None
+    yaml_like = AirConfig(links={"a->b": {"delay_spread_s": "1e-7", "profile": "TDL-B", "gain": "0.5"}})
+    assert yaml_like.link_params("a", "b").delay_spread_s == 1e-7
+    assert yaml_like.link_params("a", "b").gain == 0.5
+    assert yaml_like.link_params("b", "a").profile == "none"
