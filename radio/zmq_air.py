@@ -284,8 +284,11 @@ class ChannelBroker:
         self._endpoints: dict[str, _Endpoint] = {}
         self._sessions: dict[str, _Endpoint] = {}
         self._stop = threading.Event()
+        self._done = threading.Event()
+        self._done.set()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()          # guards _events and the _endpoints dict for readers in other threads
+        self._close_lock = threading.Lock()
         self._created = time.monotonic()
         self._rt_start: tuple[float, int] | None = None   # realtime: (wall, sample) when the clock started
         self._lags: collections.deque[float] = collections.deque(maxlen=100_000)
@@ -369,11 +372,13 @@ class ChannelBroker:
         return self
 
     def stop(self) -> None:
-        """Stop serving and release the sockets. Idempotent."""
+        """Stop serving (the background thread, or a ``serve_forever`` in another thread) and release the sockets.
+        Idempotent."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
-        self._thread = None
+            self._thread = None
+        self._done.wait(timeout=10)
         self._close_sockets()
 
     def serve_forever(self) -> None:
@@ -424,15 +429,17 @@ class ChannelBroker:
         self._sock.curve_server = True
 
     def _close_sockets(self) -> None:
-        if self._sock is not None and not self._sock.closed:
-            self._sock.close(linger=0)
-        if self._auth is not None:
-            self._auth.stop()
-            self._auth = None
-        if self._own_context and not self._ctx.closed:
-            self._ctx.term()
+        with self._close_lock:
+            if self._sock is not None and not self._sock.closed:
+                self._sock.close(linger=0)
+            if self._auth is not None:
+                self._auth.stop()
+                self._auth = None
+            if self._own_context and not self._ctx.closed:
+                self._ctx.term()
 
     def _serve(self) -> None:
+        self._done.clear()
         self._event("started", "", f"{self.endpoint} pacing={self.config.pacing}")
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
@@ -451,6 +458,7 @@ class ChannelBroker:
                 busy = self._step_clock()
         finally:
             self._event("stopped", "", f"after {self.now} samples")
+            self._done.set()
 
     def _poll_timeout_ms(self) -> int:
         if self.config.pacing == "realtime" and self._rt_start is not None:
@@ -524,7 +532,9 @@ class ChannelBroker:
         if ep is None:
             if name not in self._air_names():
                 self.air.add_endpoint(name)
-            ep = self._endpoints[name] = _Endpoint(name, self.now, "live")
+            ep = _Endpoint(name, self.now, "live")
+            with self._lock:
+                self._endpoints[name] = ep
             kind = "registered"
         else:
             kind = {"expected": "registered", "live": "replaced", "lost": "reconnected",
@@ -567,8 +577,11 @@ class ChannelBroker:
         at = wire_field(header, "at", int, optional=True)
         if not ep.receive:
             raise ProtocolError(f"endpoint {ep.name!r} registered with receive=false cannot 'rx'")
+        if n > self.config.buffer_samples:
+            raise ProtocolError(f"'rx' of n={n} samples exceeds the broker's buffer_samples="
+                                f"{self.config.buffer_samples}; ask in smaller blocks")
         start = ep.read_ptr if at is None else at
-        if start < ep.buf_start or start < ep.read_ptr and at is not None and start < ep.buf_start:
+        if start < ep.buf_start:
             raise _late(f"rx of {n} samples by {ep.name!r} (oldest buffered sample {ep.buf_start})", start,
                         self.now)
         ep.horizon = max(ep.horizon, start + n)
