@@ -31,6 +31,7 @@ class SyncConfig:
     power: float = 1.0                  # device power budget per subcarrier (unit-power symbols)
     gain_threshold: float = 0.05        # truncated inversion: active iff harmonic-mean channel gain ≥ this
     window_backoff: int | None = None   # PS FFT window starts this many samples before the CP end (default cp/2)
+    control_code_rate: float | None = 0.5  # LDPC rate of beacons and control frames (None: uncoded BPSK)
 
     def __post_init__(self):
         for name in ("beacon_period", "beacons_before_access", "prach_oversampling", "time_alignment_timer",
@@ -45,6 +46,8 @@ class SyncConfig:
             raise ValueError(f"nr_mu must be one of 0..4, got {self.nr_mu}")
         if self.ta_update_period < 0:
             raise ValueError(f"ta_update_period must be ≥ 0, got {self.ta_update_period}")
+        if self.control_code_rate not in (None, 0.5, 2 / 3, 0.75, 5 / 6):
+            raise ValueError(f"control_code_rate must be null or one of 1/2, 2/3, 3/4, 5/6, got {self.control_code_rate}")
         if not self.power > 0 or not self.gain_threshold > 0:
             raise ValueError("power and gain_threshold must be > 0")
 

@@ -1,0 +1,163 @@
+"""Uplink pilots and CSI feedback for over-the-air computation.
+
+Pilots are code-multiplexed: all K devices send ``n_symbols`` pilot OFDM symbols at the same time, device k
+multiplying its pilot by the k-th row of an orthogonal cover code (DFT code of length n_symbols ≥ K). The PS despreads,
+so each device's estimate collects the energy of all ``n_symbols`` symbols — K times what time-division pilots of the
+same air time would give. The despread LS estimate is then denoised in the delay domain: it is projected onto
+channels whose impulse response lies in the window the CP tolerates (``taps`` delays from ``first_delay`` on, relative
+to the PS's FFT window start), which cuts the estimation noise by taps / n_used.
+
+The estimate also gives the device's timing error (single-path ML delay, the same estimator as the PRACH) and its
+received SNR. Feedback (channel, timing-advance update, common amplitude) is serialized to bytes with ``bits`` per real
+number, for a digital downlink frame.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from sync.prach import ml_delay
+
+
+def delay_basis(subcarriers: np.ndarray, fft_size: int, first_delay: int, taps: int) -> np.ndarray:
+    """Frequency responses of unit taps at delays first_delay .. first_delay+taps-1: complex128[n_used, taps]."""
+    delays = np.arange(taps) + first_delay
+    return np.exp(-2j * np.pi * np.outer(np.asarray(subcarriers, dtype=np.float64), delays) / fft_size)
+
+
+def pilot_sequence(n_used: int, seed: int = 0x5EED) -> np.ndarray:
+    """Known BPSK pilot on the used subcarriers (complex64[n_used], |p| = 1); the same for every device."""
+    bits = np.random.default_rng(seed).integers(0, 2, n_used)
+    return (1 - 2 * bits).astype(np.complex64)
+
+
+def cover_codes(n_devices: int, n_symbols: int) -> np.ndarray:
+    """Orthogonal DFT cover codes: complex64[n_devices, n_symbols], rows orthogonal, |c| = 1."""
+    if n_symbols < n_devices:
+        raise ValueError(f"need at least as many pilot symbols as devices for orthogonal codes: "
+                         f"n_symbols={n_symbols} < devices={n_devices}")
+    k = np.arange(n_devices)[:, None]
+    s = np.arange(n_symbols)[None, :]
+    return np.exp(-2j * np.pi * k * s / n_symbols).astype(np.complex64)
+
+
+@dataclass
+class UplinkEstimate:
+    """PS's view of each device from the pilots: ``channel`` complex64[K, n_used] (per used subcarrier, denoised),
+    ``delay`` float[K] delay in samples relative to the FFT window start (ML single path), ``snr`` float[K]
+    per-subcarrier received SNR estimate, ``present`` bool[K] (pilot energy above the detection threshold)."""
+
+    channel: np.ndarray
+    delay: np.ndarray
+    snr: np.ndarray
+    present: np.ndarray
+
+
+class UplinkEstimator:
+    """Despreads code-multiplexed uplink pilots and estimates every device's channel, timing error and SNR.
+
+    ``subcarriers``: signed indices of the used subcarriers (int[n_used]); ``fft_size``; ``taps``: delay-domain
+    support of the denoiser (≥ delay spread + timing uncertainty); ``first_delay``: its first delay, in samples after
+    the PS's FFT window start (an aligned device appears at the window back-off)."""
+
+    def __init__(self, subcarriers: np.ndarray, fft_size: int, n_devices: int, n_symbols: int, taps: int,
+                 first_delay: int, noise_var: float | None = None):
+        self.m = np.asarray(subcarriers, dtype=np.float64)
+        self.fft_size = fft_size
+        self.codes = cover_codes(n_devices, n_symbols)
+        self.pilot = pilot_sequence(self.m.size)
+        self.first_delay = first_delay
+        self.taps = taps
+        basis = delay_basis(self.m, fft_size, first_delay, taps)
+        self._pinv = np.linalg.pinv(basis)
+        self._proj = (basis @ self._pinv).astype(np.complex64)  # orthogonal projector onto the delay window
+        self.noise_var = noise_var
+
+    def to_taps(self, channel: np.ndarray) -> np.ndarray:
+        """Delay-domain coefficients (complex64[..., taps]) of channels in the estimator's window (exact for its
+        estimates, which lie in that window): the compact form the feedback carries."""
+        return (np.asarray(channel) @ self._pinv.T).astype(np.complex64)
+
+    def transmit_grid(self, device: int) -> np.ndarray:
+        """Device ``device``'s pilot values: complex64[n_symbols, n_used] (pilot × its cover code)."""
+        return self.codes[device][:, None] * self.pilot[None, :]
+
+    def estimate(self, grid: np.ndarray) -> UplinkEstimate:
+        """``grid``: complex[n_symbols, n_used] received pilot symbols on the used subcarriers."""
+        grid = np.asarray(grid)
+        n_sym = self.codes.shape[1]
+        if grid.shape != (n_sym, self.m.size):
+            raise ValueError(f"pilot grid has shape {grid.shape}: expected ({n_sym}, {self.m.size})")
+        ls = (self.codes.conj() @ grid) / n_sym * self.pilot.conj()[None, :]  # [K, n_used]
+        # noise: what the code space does not explain (rows orthogonal to all codes) or the raw residual
+        h = ls @ self._proj.T
+        if self.noise_var is not None:
+            noise = self.noise_var
+        elif n_sym > self.codes.shape[0]:
+            resid = grid - (self.codes.T @ ls) * self.pilot[None, :]
+            noise = float(np.mean(np.abs(resid) ** 2)) * n_sym / (n_sym - self.codes.shape[0])
+        else:
+            noise = float(np.mean(np.abs(ls - h) ** 2)) * n_sym * self.m.size / max(self.m.size - self.taps, 1)
+        power = np.mean(np.abs(h) ** 2, axis=1)
+        snr = power / max(noise, 1e-30)
+        present = np.isfinite(snr) & (snr * n_sym * self.m.size / self.taps > 20.0)  # ≈ 13 dB detection margin
+        centre = self.first_delay + self.taps / 2
+        delay = np.array([ml_delay(ls[k], self.m, self.fft_size, centre, span=self.taps / 2)[0]
+                          for k in range(ls.shape[0])])
+        return UplinkEstimate(channel=h.astype(np.complex64), delay=delay, snr=snr, present=present)
+
+
+# ------------------------------------------------------------------------------------- feedback serialization
+_HEAD = struct.Struct("<fHBbB")    # alpha, n_devices, bits, first delay, taps
+_DEV = struct.Struct("<HbBf")      # device, TA steps (relative), flags (1 = active), scale
+
+
+def encode_feedback(alpha: float, taps: np.ndarray, first_delay: int, ta_steps: np.ndarray, active: np.ndarray,
+                    bits: int) -> bytes:
+    """Serialize the common amplitude, per-device TA updates, active flags and delay-domain channels
+    (complex[K, taps], ``bits`` per real number with a per-device scale) for one downlink frame."""
+    if not 2 <= bits <= 16:
+        raise ValueError(f"feedback bits must be in 2..16, got {bits}")
+    taps = np.asarray(taps)
+    k, n_taps = taps.shape
+    levels = 2 ** (bits - 1) - 1
+    dtype = "<i1" if bits <= 8 else "<i2"
+    out = [_HEAD.pack(alpha, k, bits, int(first_delay), n_taps)]
+    iq = np.stack([taps.real, taps.imag], axis=-1).reshape(k, 2 * n_taps)
+    iq = np.nan_to_num(iq, nan=0.0, posinf=0.0, neginf=0.0)
+    scale = np.max(np.abs(iq), axis=1)
+    scale = np.where(scale > 0, scale, 1.0)
+    q = np.clip(np.round(iq / scale[:, None] * levels), -levels, levels).astype(dtype)
+    for i in range(k):
+        out.append(_DEV.pack(i, int(np.clip(ta_steps[i], -127, 127)), int(bool(active[i])), float(scale[i])))
+        out.append(q[i].tobytes())
+    return b"".join(out)
+
+
+def decode_feedback(data: bytes) -> tuple[float, np.ndarray, int, np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_feedback`: (alpha, taps complex64[K, taps], first_delay, ta_steps int[K],
+    active bool[K]). Raises ValueError on a payload of the wrong size."""
+    if len(data) < _HEAD.size:
+        raise ValueError(f"feedback payload of {len(data)} bytes is shorter than its header ({_HEAD.size})")
+    alpha, k, bits, first_delay, n_taps = _HEAD.unpack_from(data, 0)
+    width = 1 if bits <= 8 else 2
+    per = _DEV.size + 2 * n_taps * width
+    if len(data) != _HEAD.size + k * per:
+        raise ValueError(f"feedback payload has {len(data)} bytes: expected {_HEAD.size + k * per} "
+                         f"for {k} devices × {n_taps} taps")
+    levels = 2 ** (bits - 1) - 1
+    taps = np.empty((k, n_taps), np.complex64)
+    ta = np.empty(k, int)
+    act = np.empty(k, bool)
+    off = _HEAD.size
+    for i in range(k):
+        _, ta[i], flags, scale = _DEV.unpack_from(data, off)
+        act[i] = bool(flags & 1)
+        q = np.frombuffer(data, "<i1" if width == 1 else "<i2", 2 * n_taps, off + _DEV.size)
+        q = q.astype(np.float32) / levels * scale
+        taps[i] = q[0::2] + 1j * q[1::2]
+        off += per
+    return float(alpha), taps, int(first_delay), ta, act
