@@ -183,7 +183,8 @@ class Air:
     ``sample_rate`` and ``center_freq`` in Hz; ``seed`` makes noise and channel draws reproducible. ``default_link``:
     the LinkParams of every pair not set with :meth:`set_link` (None: ideal unit link); ``default_noise_power``: the
     noise of endpoints added without one; ``link_overrides``: ``{(tx, rx): LinkParams}`` applied when both exist.
-    An endpoint never hears itself unless that link is set explicitly.
+    An endpoint never hears itself unless that link is set explicitly. Not thread-safe: callers that share an Air
+    between threads hold one lock around every call.
     """
 
     def __init__(self, sample_rate: float, center_freq: float, seed: int = 0, *,
@@ -266,6 +267,12 @@ class Air:
         """The LinkChannel of tx→rx, or None for an ideal (or cut) link."""
         ch = self._links.get((tx, rx))
         return ch if isinstance(ch, LinkChannel) else None
+
+    def redraw_fading(self) -> None:
+        """Start a new block-fading block: every multipath link draws its next realization (deterministic per seed)."""
+        for ch in self._links.values():
+            if isinstance(ch, LinkChannel) and ch.params.profile != "none":
+                ch.new_realization()
 
     def _link_kind(self, tx: str, rx: str):
         ch = self._links.get((tx, rx))

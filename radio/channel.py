@@ -41,7 +41,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 from radio.tdl import TDL_PROFILES
 
@@ -381,7 +380,8 @@ class LinkChannel:
         if h.size <= _DIRECT_CONV_MAX_TAPS:
             y = np.convolve(seg, h, mode="valid")
         else:
-            y = signal.oaconvolve(seg, h, mode="valid")
+            from scipy.signal import oaconvolve   # lazy: scipy.signal takes ~1 s to import, rarely needed here
+            y = oaconvolve(seg, h, mode="valid")
         return y.astype(np.complex64, copy=False)
 
     def _sco_buf_start_for(self, n: int) -> int:

@@ -206,3 +206,21 @@ def test_air_config_validation_and_links():
     assert yaml_like.link_params("a", "b").delay_spread_s == 1e-7
     assert yaml_like.link_params("a", "b").gain == 0.5
     assert yaml_like.link_params("b", "a").profile == "none"
+
+
+def test_redraw_fading_is_deterministic_and_changes_taps():
+    """Block fading: redraw_fading() draws the next realization of every multipath link, the same sequence for the same
+    seed; links without multipath are untouched."""
+    def taps(seed):
+        air = Air(FS, FC, seed=seed)
+        air.add_endpoint("a")
+        air.add_endpoint("b")
+        air.set_link("a", "b", LinkParams(profile="TDL-B", delay_spread_s=300e-9))
+        first = air.link("a", "b").tap_coeffs.copy()
+        air.redraw_fading()
+        return first, air.link("a", "b").tap_coeffs.copy()
+    f1, s1 = taps(1)
+    f2, s2 = taps(1)
+    np.testing.assert_array_equal(f1, f2)
+    np.testing.assert_array_equal(s1, s2)
+    assert np.abs(f1 - s1).max() > 1e-3
