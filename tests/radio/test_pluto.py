@@ -22,7 +22,12 @@ from radio.iiod_emulator import EmulatorSettings
 from radio.pluto import INSTALL_HINT, PlutoArgs, PlutoRadio
 from radio.pluto_context import TX_FULL_SCALE
 
-pytest.importorskip("adi", reason="pyadi-iio (and the system libiio0) are needed for PlutoRadio")
+try:
+    import adi  # noqa: F401
+    HAVE_IIO, WHY = True, ""
+except (ImportError, OSError) as exc:     # OSError: pylibiio present but the system libiio0 missing
+    HAVE_IIO, WHY = False, f"pyadi-iio and the system libiio0 are needed ({exc})"
+needs_iio = pytest.mark.skipif(not HAVE_IIO, reason=WHY or "libiio is installed")
 pytestmark = pytest.mark.iio
 
 CONFIGS = Path(__file__).resolve().parents[2] / "hw_configs"
@@ -71,6 +76,7 @@ def test_config_files_validate():
         load_config(CONFIGS / "pluto.yaml", ["radio.args.uri=192.168.2.1"])
 
 
+@needs_iio
 def test_every_property_round_trips(loop_radio):
     """Each PlutoRadio setter reaches the device and the getter reads it back (the emulator stores exactly)."""
     r = loop_radio()
@@ -114,6 +120,7 @@ def test_every_property_round_trips(loop_radio):
         r.rx_lo = 10e9
 
 
+@needs_iio
 def test_host_timed_tx_is_sample_exact_in_loopback(loop_radio, rng):
     """tx(x, at) lands at RX-count time ``at`` exactly; rx continues the stream and rx(at=...) skips ahead."""
     r = loop_radio()
@@ -132,6 +139,7 @@ def test_host_timed_tx_is_sample_exact_in_loopback(loop_radio, rng):
     assert t3 == 5000                                     # at=None continues
 
 
+@needs_iio
 def test_constant_tx_latency_shifts_every_burst(loop_radio, rng):
     """The emulator's tx_latency_samples L models the device's constant TX->RX latency: a burst at ``at`` appears
     at at + L for every burst (what sync's timing advance measures)."""
@@ -145,6 +153,7 @@ def test_constant_tx_latency_shifts_every_burst(loop_radio, rng):
         assert np.all(y[at + 225:at + 256] == 0)
 
 
+@needs_iio
 def test_late_requests_raise_lateerror(loop_radio, rng):
     """``at`` in the past, ``at`` inside a queued burst, and rx of consumed samples are LateErrors."""
     r = loop_radio()
@@ -159,6 +168,7 @@ def test_late_requests_raise_lateerror(loop_radio, rng):
         r.rx(10, at=1000)
 
 
+@needs_iio
 def test_cyclic_mode_repeats_and_stops(loop_radio, rng):
     """tx_cyclic_buffer: one tx() repeats forever (y[t] = x[(t - t_start) mod N]) until stop_tx()."""
     r = loop_radio()
@@ -174,6 +184,7 @@ def test_cyclic_mode_repeats_and_stops(loop_radio, rng):
     assert np.all(y == 0)
 
 
+@needs_iio
 def test_link_of_two_plutos_through_the_air(rng):
     """Two PlutoRadios from pluto-emulated.yaml on one Air, link tx->rx with delay D and gain g, receiver noise N0
     (snr_db): the burst sent at ``at`` arrives at at + D with y − g·x of variance N0 + 2·Δ²/12 (Δ = 2**-11, ADC
@@ -203,6 +214,7 @@ def test_link_of_two_plutos_through_the_air(rng):
     assert "tx" in air.endpoints                          # the endpoints stay; closing released the radios
 
 
+@needs_iio
 def test_cyclic_transmission_through_the_air_has_no_gaps(rng):
     """A cyclic TX on one emulated Pluto, read by another on the same Air far beyond the scheduling horizon:
     y[t] = x[t mod N] at every sample (noiseless air; ADC/DAC rounding |e| <= (2**-11 + 2**-14)/√2 per component)."""
@@ -228,6 +240,7 @@ def test_cyclic_transmission_through_the_air_has_no_gaps(rng):
         rx.close()
 
 
+@needs_iio
 def test_emulator_on_a_zeromq_air_endpoint(rng):
     """The RF side can be any Radio: a ZmqRadio on a ChannelBroker. Self-link delay D and receiver noise N0: the
     burst sent at ``at`` is found at at + D with error variance N0 + 2·Δ²/12 (Δ = 2**-11)."""
@@ -254,6 +267,7 @@ def test_emulator_on_a_zeromq_air_endpoint(rng):
         broker.stop()
 
 
+@needs_iio
 def test_emulate_command_serves_plutos_that_share_one_air(rng):
     """`otalab emulate pluto --count 2`: clients of the printed URIs share one air and their RX clocks start together
     (at the emulators' power-on), whoever reads first. Device 1 hears device 0's burst through the default unit link
@@ -288,6 +302,7 @@ def test_emulate_command_serves_plutos_that_share_one_air(rng):
     assert result["stats"][0]["tx_samples"] >= 10_000 and result["stats"][1]["rx_samples"] >= 12_000
 
 
+@needs_iio
 def test_emulate_cli_runs_for_a_duration(capsys):
     """The CLI entry point parses options, prints the URI and exits 0 after --duration."""
     from lab.cli import main
@@ -297,6 +312,7 @@ def test_emulate_cli_runs_for_a_duration(capsys):
     assert "emulated PlutoSDR serving at ip:127.0.0.1:" in out and "iio_info -u" in out
 
 
+@needs_iio
 def test_unreachable_uri_is_a_radioerror_naming_it():
     """A closed local port: RadioError names the URI (no hang, no traceback from libiio)."""
     with socket.socket() as s:
