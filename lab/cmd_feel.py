@@ -132,6 +132,8 @@ def register(app: typer.Typer) -> None:
         local_steps: int = typer.Option(1, help="local SGD steps per round (1 = send the local gradient)"),
         local_lr: float = typer.Option(0.01, help="local SGD learning rate (local_steps > 1)"),
         batch_size: Optional[int] = typer.Option(None, help="local minibatch (default: whole local data set)"),
+        amp_iterations: int = typer.Option(10, help="A-DSGD: AMP iterations at the server (it settles in ~10 at "
+                                                    "s = d/2)"),
         dropout_prob: float = typer.Option(0.0, help="probability that a device drops out mid-round"),
         fault: list[str] = typer.Option([], help="inject ROUND:DEVICE:KIND (nan, explode, drop); repeatable"),
         seed: int = typer.Option(0),
@@ -165,7 +167,7 @@ def register(app: typer.Typer) -> None:
                             partition=part, alpha=alpha, power=p, noise_var=noise_var, channel_uses=channel_uses, k=k,
                             rounds=rounds, optimizer=optimizer, lr=lr, local_steps=local_steps, local_lr=local_lr,
                             batch_size=batch_size, fading=fading, threshold=threshold, dropout_prob=dropout_prob,
-                            faults=tuple(fault), eval_every=eval_every, seed=seed))
+                            faults=tuple(fault), eval_every=eval_every, amp_iterations=amp_iterations, seed=seed))
         except (ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
         out.mkdir(parents=True, exist_ok=True)

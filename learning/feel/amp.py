@@ -99,9 +99,11 @@ def lmmse_estimate(y: torch.Tensor, A: torch.Tensor, noise_var: float, prior_var
 
 
 def least_squares_estimate(y: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
-    """Minimum-norm least-squares estimate x_hat = A^T (A A^T)^{-1} y (the pseudo-inverse); float32[..., N]."""
-    return (torch.linalg.pinv(A.double()) @ y.double().reshape(-1, A.shape[0]).T).T.reshape(
-        *y.shape[:-1], A.shape[1]).float()
+    """Minimum-norm least-squares estimate x_hat = A^T (A A^T)^{-1} y (the pseudo-inverse of a full-row-rank A,
+    n <= N); float32[..., N]."""
+    a64 = A.double()
+    sol = torch.linalg.solve(a64 @ a64.T, y.double().reshape(-1, A.shape[0]).T).T
+    return (sol @ a64).reshape(*y.shape[:-1], A.shape[1]).float()
 
 
 def state_evolution(x_samples: np.ndarray, delta: float, noise_var: float, lam: float, iterations: int = 30,

@@ -25,6 +25,7 @@ import gzip
 import os
 import pickle
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -170,10 +171,16 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> ImageDataset:
     """Load ``name`` ("mnist", "fashion-mnist" or "cifar10") from the first directory that holds it.
 
     Raises ValueError for an unknown name and FileNotFoundError (listing every place searched) when absent.
+    The result is cached per (name, directories searched); treat its arrays as read-only.
     """
+    return _load_cached(name, tuple(str(d) for d in candidate_dirs(data_dir)))
+
+
+@lru_cache(maxsize=4)
+def _load_cached(name: str, dirs: tuple[str, ...]) -> ImageDataset:
     if name not in NPZ_NAMES:
         raise ValueError(f"dataset {name!r}: unknown; expected one of {', '.join(NPZ_NAMES)}")
-    searched = candidate_dirs(data_dir)
+    searched = [Path(d) for d in dirs]
     if name == "fashion-mnist":
         searched.append(DEBIAN_FASHION_MNIST)
     for directory in searched:

@@ -66,7 +66,7 @@ class FeelConfig:
     dropout_prob: float = 0.0
     faults: tuple[str, ...] = ()
     explode_factor: float = 10.0
-    amp_iterations: int = 30
+    amp_iterations: int = 10
     symbol_rate: float = 1e6
     eval_every: int = 1
     seed: int = 0

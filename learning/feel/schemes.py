@@ -178,7 +178,7 @@ class AnalogScheme(Scheme):
     uses_error_feedback = True
 
     def __init__(self, d, channel_uses, power, noise_var=1.0, k: int | None = None, seed: int = 0,
-                 amp_iterations: int = 30, amp_threshold: str | float = "sure"):
+                 amp_iterations: int = 10, amp_threshold: str | float = "sure"):
         super().__init__(d, channel_uses, power, noise_var)
         self.k = (channel_uses // 2) if k is None else int(k)
         if not 1 <= self.k <= d:
@@ -204,7 +204,8 @@ class AnalogScheme(Scheme):
         # the scale symbol must stand clear of the noise: 3 sigma of the scale channel use
         if n_received == 0 or scale <= 3.0 * math.sqrt(max(received.noise_var, 1e-30)):
             return Aggregate(torch.zeros(self.d), ok=False, info={"reason": f"scale symbol {scale:.3g} below noise"})
-        result = amp_recover(received.y[:-1] / scale, self.projection, self.amp_iterations, self.amp_threshold)
+        result = amp_recover(received.y[:-1] / scale, self.projection, self.amp_iterations, self.amp_threshold,
+                             tol=1e-3)
         return Aggregate(result.x, info={"amp_iterations": result.iterations, "scale_symbol": scale})
 
 
@@ -264,7 +265,7 @@ class UncodedScheme(Scheme):
 
 
 def make_scheme(name: str, d: int, channel_uses: int, power: float, noise_var: float = 1.0, k: int | None = None,
-                seed: int = 0, amp_iterations: int = 30) -> Scheme:
+                seed: int = 0, amp_iterations: int = 10) -> Scheme:
     """Build a scheme by name (see :data:`SCHEMES`)."""
     if name == "analog":
         return AnalogScheme(d, channel_uses, power, noise_var, k=k, seed=seed, amp_iterations=amp_iterations)
