@@ -26,7 +26,7 @@ Stages (one readable chain; only the first runs on every sample)
    noise variance ``sigma^2 / (2 n_used)`` (a pure-noise tap passes with probability ``exp(-tap_threshold)``). This interpolates across DC and the guard band and reduces the
    estimation-error variance from ``sigma^2/2`` (raw LS) to about ``sigma^2/2 * L_kept / n_used``
    (1 tap over AWGN). SNR estimate ``(mean|H_ls|^2 - sigma^2/2) / sigma^2``.
-5. **Header**: pilot common-phase correction, BPSK soft values ``Re(conj(H) Y)``, soft-ML Golay, CRC-16.
+5. **Header**: pilot common-phase correction (smoothed over 3 symbols, no slope), BPSK soft values ``Re(conj(H) Y)``, soft-ML Golay, CRC-16.
 6. **Payload**: per-symbol pilot tracking of common phase error and phase slope (timing drift), smoothed over
    ``pilot_smoothing`` symbols (centered moving sum of the pilot correlations), then MMSE (default) or ZF
    equalization. Effective noise per data subcarrier ``sigma_eff^2 = sigma^2 (1 + L_kept/(2 n_used)) + |H_k|^2 var(phi_k)``
@@ -262,10 +262,10 @@ class Receiver:
             raise ValueError(f"samples must be numeric (complex or real), got dtype {arr.dtype}")
         if t0 is not None and (isinstance(t0, bool) or not isinstance(t0, (int, np.integer))):
             raise ValueError(f"t0 = {t0!r}: expected an integer sample time or None")
-        x = arr.astype(np.complex64)
-        if x.size == 0:
+        if arr.size == 0:
             return []
         with np.errstate(all="ignore"):
+            x = arr.astype(np.complex64)    # values beyond float32 range become inf and are zeroed below
             bad = ~np.isfinite(x)
             if bad.any():
                 self.stats["nonfinite_samples"] += int(bad.sum())
@@ -362,18 +362,19 @@ class Receiver:
             if i0 + fmt.preamble_len + fmt.header_len + self.search > self._buf.size:
                 return None
             acq = self._acquire(i0, p1, p2)
-            if acq is None:
+            if acq is None:   # not verified: look again just after this peak's plateau
                 self.stats["rejected"] += 1
-                return t_cand + 1, None
+                return t_cand + cfg.cp_len + 1, None
             self.stats["detected"] += 1
             hdr, y_hdr = self._decode_header(acq)
+            after_preamble = self._t0 + acq.start + fmt.preamble_len
             if hdr is None:
                 self.stats["header_crc_fail"] += 1
-                return t_cand + 1, None
+                return after_preamble, None
             n_pay = self._n_payload_ofdm(hdr)
             if n_pay is None:
                 self.stats["header_invalid"] += 1
-                return t_cand + 1, None
+                return after_preamble, None
             acq.header, acq.y_hdr, acq.t_start = hdr, y_hdr, self._t0 + acq.start
         end = acq.start + fmt.frame_len(n_pay)
         if end > self._buf.size:
@@ -527,6 +528,16 @@ class Receiver:
         slope = dev @ self._kp_w
         return cpe - slope * self._kp_mean, slope
 
+    def _pilot_cpe(self, acq: _Acq, Yp: np.ndarray, first: int, smooth: int) -> np.ndarray:
+        """Per-symbol common phase error from pilot columns ``Yp`` [n_sym, n_p], centered moving sum of ``smooth``."""
+        n_sym = Yp.shape[0]
+        z = (Yp * np.conj(self.fmt.pilot_block(first, n_sym) * acq.H[self.cfg.pilot_bins][None, :])).sum(axis=1)
+        if smooth > 1 and n_sym > 1:
+            c = np.concatenate([[0], np.cumsum(z)])
+            idx = np.arange(n_sym)
+            z = c[np.minimum(idx + smooth // 2 + 1, n_sym)] - c[np.maximum(idx - smooth // 2, 0)]
+        return np.angle(z)
+
     def _decode_header(self, acq: _Acq):
         """Header fields (or None) and the header FFT (reused for pilot smoothing)."""
         cfg, fmt = self.cfg, self.fmt
@@ -535,8 +546,10 @@ class Receiver:
         if acq.genie:
             Yd *= _cis(-ph)[:, None]
         else:
-            cpe, slope = self._pilot_phase(acq, Y[:, cfg.pilot_bins] * _cis(-ph)[:, None], 0, 1)
-            Yd *= _cis(-((cpe + ph)[:, None] + slope[:, None] * self._kd32[None, :]))
+            # common phase only, smoothed over 3 symbols: at low SNR a per-symbol phase slope from a few pilots
+            # costs more than the (sub-sample) timing drift it would remove over a few header symbols
+            cpe = self._pilot_cpe(acq, Y[:, cfg.pilot_bins] * _cis(-ph)[:, None], 0, 3)
+            Yd *= _cis(-(cpe + ph))[:, None]
         soft = (Yd * np.conj(acq.H[cfg.data_bins])[None, :]).real.reshape(-1)
         if not np.all(np.isfinite(soft)):
             return None, None
