@@ -8,14 +8,14 @@ where ``s_tx`` is the sum of the endpoint's scheduled bursts (overlapping bursts
 :class:`radio.channel.LinkChannel` (or the identity for ideal links, which costs one add). The sum over transmitters is
 sample accurate: the over-the-air superposition that over-the-air computation (A-DSGD) relies on.
 
-Determinism: the receiver noise comes from a generator seeded by ``(seed, receiver name)`` and each link's random draws
-from ``(seed, tx name, rx name)``, so the output depends only on the seed and the schedule — not on how time is cut
+Determinism: the receiver noise of sample ``t`` comes from a generator whose state is derived from ``(seed, receiver
+name, t // NOISE_BLOCK)`` and each link's random draws from ``(seed, tx name, rx name)``, so the output depends only on the seed and the schedule — not on how time is cut
 into :meth:`Air.advance` calls, nor on which other endpoints exist.
 
 Why our own code: no library offers a streaming multi-endpoint sample-clock air with timed bursts; this is the
-project's core (see DESIGN.md). Speed: ideal links skip the channel entirely and the noise is generated as float32
-directly into the output buffer, in cache-sized chunks, by numpy's SFC64 generator (the fastest of numpy's bit
-generators for Gaussian draws).
+project's core (see DESIGN.md). Speed: ideal links skip the channel entirely, transmit-only endpoints
+(``receiving=False``) skip their noise, and the noise is generated as float32 directly into the output buffer, in
+cache-sized blocks, by numpy's SFC64 generator (the fastest of numpy's bit generators for Gaussian draws).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from radio.channel import PROFILES, LinkChannel, LinkParams, stable_seed
 
 #: AirConfig.channel values: "awgn" (no multipath) or a multipath profile name
 CHANNELS: tuple[str, ...] = ("awgn", *[p for p in PROFILES if p != "none"])
-#: noise is generated and added in chunks of this many complex samples (keeps the work in cache)
-_NOISE_CHUNK = 1 << 15
+#: receiver noise is generated in blocks of this many complex samples (random access by block; fits in cache)
+NOISE_BLOCK = 1 << 15
 _LINK_FIELDS = tuple(f.name for f in dataclasses.fields(LinkParams))
 
 
@@ -122,14 +122,34 @@ def parse_link_key(key) -> tuple[str, str]:
     return tx, rx
 
 
-class _Endpoint:
-    """One endpoint: its receiver noise and its scheduled bursts."""
+_M64 = (1 << 64) - 1
 
-    def __init__(self, name: str, noise_power: float, seed: int):
+
+def _splitmix64(x: int) -> int:
+    """SplitMix64 finalizer (Steele et al. 2014): a bijective 64-bit mixer used to derive per-block RNG states."""
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+class _Endpoint:
+    """One endpoint: its receiver noise and its scheduled bursts.
+
+    The noise of sample ``t`` comes from block ``t // NOISE_BLOCK``, whose SFC64 state is derived from
+    (seed, name, block index): noise is random-access, so it does not depend on how time is cut into advance() calls
+    and a non-receiving endpoint can skip it without changing anything later.
+    """
+
+    def __init__(self, name: str, noise_power: float, seed: int, receiving: bool = True):
         self.name = name
         self.noise_power = float(noise_power)
         self.noise_std = np.float32(math.sqrt(self.noise_power / 2.0))
-        self.rng = np.random.Generator(np.random.SFC64(stable_seed(seed, "noise", name)))
+        self.receiving = receiving
+        self._keys = [int(k) for k in stable_seed(seed, "noise", name).generate_state(3, np.uint64)]
+        self._bitgen = np.random.SFC64(0)
+        self._rng = np.random.Generator(self._bitgen)
+        self._cache: tuple[int, np.ndarray] | None = None
         self.bursts: list[tuple[int, np.ndarray]] = []   # (start time, complex64 samples), any order
 
     def segment(self, t0: int, n: int) -> np.ndarray | None:
@@ -151,9 +171,22 @@ class _Endpoint:
             out[lo - t0:hi - t0] += b[lo - s:hi - s]
         return out
 
-    def noise(self, n: int, plus: list[np.ndarray] = ()) -> np.ndarray:
-        """complex64[n]: receiver noise (zeros when noise_power is 0) plus the signals ``plus`` (complex64[n] each),
-        chunk by chunk so the sum is formed while the noise is still in cache."""
+    def _block_rng(self, block: int) -> np.random.Generator:
+        """The generator of noise block ``block`` (state set from the keys and the block index; 12 warm-up draws)."""
+        k0, k1, k2 = self._keys
+        self._bitgen.state = {"bit_generator": "SFC64", "has_uint32": 0, "uinteger": 0,
+                              "state": {"state": np.array([_splitmix64(k0 ^ block), _splitmix64(k1 ^ _splitmix64(block)),
+                                                           _splitmix64((k2 + block) & _M64), 1], dtype=np.uint64)}}
+        self._bitgen.random_raw(12)
+        return self._rng
+
+    def _fill(self, block: int, flat: np.ndarray) -> None:
+        self._block_rng(block).standard_normal(out=flat, dtype=np.float32)
+        flat *= self.noise_std
+
+    def noise(self, t0: int, n: int, plus: list[np.ndarray] = ()) -> np.ndarray:
+        """complex64[n]: receiver noise for samples [t0, t0+n) (zeros when noise_power is 0) plus the signals ``plus``
+        (complex64[n] each), block by block so the sum is formed while the noise is still in cache."""
         if self.noise_power == 0:
             if not plus:
                 return np.zeros(n, np.complex64)
@@ -163,13 +196,23 @@ class _Endpoint:
             return out
         out = np.empty(n, np.complex64)
         flat = out.view(np.float32)
-        for i in range(0, n, _NOISE_CHUNK):
-            j = min(i + _NOISE_CHUNK, n)
-            chunk = flat[2 * i:2 * j]
-            self.rng.standard_normal(out=chunk, dtype=np.float32)
-            chunk *= self.noise_std
+        t, t1 = t0, t0 + n
+        while t < t1:
+            block = t // NOISE_BLOCK
+            lo = t - block * NOISE_BLOCK
+            hi = min(NOISE_BLOCK, t1 - block * NOISE_BLOCK)
+            i, j = t - t0, t - t0 + hi - lo
+            if lo == 0 and hi == NOISE_BLOCK:          # a whole block: generate in place
+                self._fill(block, flat[2 * i:2 * j])
+            else:                                      # part of a block: generate it once, keep it for the next call
+                if self._cache is None or self._cache[0] != block:
+                    buf = np.empty(NOISE_BLOCK, np.complex64)
+                    self._fill(block, buf.view(np.float32))
+                    self._cache = (block, buf)
+                out[i:j] = self._cache[1][lo:hi]
             for p in plus:
                 out[i:j] += p[i:j]
+            t += hi - lo
         return out
 
 
@@ -224,9 +267,10 @@ class Air:
         """Names of the endpoints, in the order they were added."""
         return tuple(self._endpoints)
 
-    def add_endpoint(self, name: str, noise_power: float | None = None) -> str:
+    def add_endpoint(self, name: str, noise_power: float | None = None, *, receiving: bool = True) -> str:
         """Add an endpoint (transmitter and receiver) with receiver noise variance ``noise_power`` per complex sample
-        (None: the Air's default). Returns the name."""
+        (None: the Air's default). ``receiving=False``: a transmit-only endpoint (see :meth:`set_receiving`).
+        Returns the name."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"endpoint name = {name!r}: expected a non-empty string")
         if name in self._endpoints:
@@ -234,7 +278,7 @@ class Air:
         noise = self.default_noise_power if noise_power is None else noise_power
         if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
             raise ValueError(f"noise_power = {noise!r} for endpoint {name!r}: expected a finite number >= 0")
-        self._endpoints[name] = _Endpoint(name, noise, self.seed)
+        self._endpoints[name] = _Endpoint(name, noise, self.seed, bool(receiving))
         for other in self._endpoints:
             for pair in ((name, other), (other, name)):
                 if pair in self._overrides:
@@ -242,6 +286,12 @@ class Air:
                 elif pair[0] != pair[1] and self.default_link is not None:
                     self.set_link(*pair, self.default_link)
         return name
+
+    def set_receiving(self, name: str, receiving: bool) -> None:
+        """Whether advance() produces samples for endpoint ``name``. A transmit-only endpoint costs no noise generation;
+        its links keep running, and its noise is random-access, so switching back gives the same samples as if it
+        had received all along."""
+        self._require(name, "endpoint").receiving = bool(receiving)
 
     def remove_endpoint(self, name: str) -> None:
         """Remove an endpoint, its scheduled bursts and its links."""
@@ -308,7 +358,7 @@ class Air:
         return sum(min(b.size, s + b.size - self._now) for s, b in ep.bursts)
 
     def advance(self, n: int) -> dict[str, np.ndarray]:
-        """Produce the next ``n`` samples at every receiver: {name: complex64[n]}; moves ``now`` by n."""
+        """Produce the next ``n`` samples at every receiving endpoint: {name: complex64[n]}; moves ``now`` by n."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n = {n!r}: expected an integer number of samples >= 0")
         n = int(n)
@@ -327,6 +377,6 @@ class Air:
                 for rx in self._endpoints:
                     if self._link_kind(tx, rx) is _IDEAL:
                         heard[rx].append(seg)
-        out = {rx: ep.noise(n, heard[rx]) for rx, ep in self._endpoints.items()}
+        out = {rx: ep.noise(t0, n, heard[rx]) for rx, ep in self._endpoints.items() if ep.receiving}
         self._now = t0 + n
         return out

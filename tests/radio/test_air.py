@@ -224,3 +224,40 @@ def test_redraw_fading_is_deterministic_and_changes_taps():
     np.testing.assert_array_equal(f1, f2)
     np.testing.assert_array_equal(s1, s2)
     assert np.abs(f1 - s1).max() > 1e-3
+
+
+def test_receiver_noise_is_white_circular_gaussian():
+    """w ~ CN(0, σ²): E|w|² = σ², E[w²] = 0 (circular), kurtosis of Re w = 3, no correlation at lags 1..3 nor between
+    consecutive noise blocks (the per-block generators are independent). Tolerances: 5 standard errors."""
+    from radio.air import NOISE_BLOCK
+    sigma2 = 0.37
+    air = Air(FS, FC, seed=8)
+    air.add_endpoint("rx", noise_power=sigma2)
+    n = 8 * NOISE_BLOCK
+    w = air.advance(n)["rx"].astype(np.complex128)
+    se = 5 / math.sqrt(n)
+    assert np.mean(np.abs(w) ** 2) == pytest.approx(sigma2, rel=5 * math.sqrt(1 / n))
+    assert abs(np.mean(w ** 2)) / sigma2 < se
+    re = w.real / math.sqrt(sigma2 / 2)
+    assert np.mean(re ** 4) == pytest.approx(3.0, abs=5 * math.sqrt(96 / n))
+    for lag in (1, 2, 3, NOISE_BLOCK):
+        assert abs(np.mean(w[lag:] * np.conj(w[:-lag]))) / sigma2 < 5 / math.sqrt(n - lag)
+
+
+def test_transmit_only_endpoint_skips_noise_without_changing_anything():
+    """receiving=False: no output for that endpoint; switching it back on gives the same samples as an endpoint that
+    received all along (random-access noise), and the other receivers are unaffected."""
+    def run(toggle):
+        air = Air(FS, FC, seed=4, default_noise_power=0.5)
+        air.add_endpoint("a", receiving=not toggle)
+        air.add_endpoint("b")
+        air.schedule("b", np.ones(5000, np.complex64), at=0)
+        first = air.advance(70_000)
+        if toggle:
+            assert "a" not in first
+            air.set_receiving("a", True)
+        return first["b"], air.advance(1000)
+    b_on, later_on = run(False)
+    b_off, later_off = run(True)
+    np.testing.assert_array_equal(b_on, b_off)
+    np.testing.assert_array_equal(later_on["a"], later_off["a"])
