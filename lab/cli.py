@@ -30,7 +30,8 @@ for _module in (cmd_demo, cmd_link, cmd_air, cmd_radio, cmd_emulate, cmd_sync, c
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the exit code instead of exiting."""
     try:
-        app(args=list(sys.argv[1:] if argv is None else argv), prog_name="otalab", standalone_mode=False)
+        # with standalone_mode=False click turns `raise typer.Exit(code)` into this return value
+        rc = app(args=list(sys.argv[1:] if argv is None else argv), prog_name="otalab", standalone_mode=False)
     except SystemExit as exc:  # typer/click exit paths
         return int(exc.code or 0)
     except typer.Exit as exc:
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return rc if isinstance(rc, int) and not isinstance(rc, bool) else 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 import types as pytypes
 
 import numpy as np
@@ -381,7 +382,9 @@ class FakeDevice:
         self.rate_quantum = rate_quantum
         self.open_error = ""
         self.args = ""
-        self.now = 0
+        self.wallclock = False        # True: the clock runs at rx_rate in host time and recv waits for samples
+        self._now = 0
+        self._wall0 = time.monotonic()
         self.poll_step = 0            # samples the clock moves on each get_time_now (host latency)
         self.tx_rate = self.rx_rate = 1.0
         self.master_clock_rate = 32e6
@@ -408,6 +411,16 @@ class FakeDevice:
         self.stream: dict | None = None   # {"next": t, "left": n or None}
         self.late_pending = False
         self.commands: list[tuple[str, int | None, int]] = []
+
+    @property
+    def now(self) -> int:
+        if self.wallclock:
+            return self._now + int((time.monotonic() - self._wall0) * self.rx_rate)
+        return self._now
+
+    @now.setter
+    def now(self, value: int) -> None:
+        self._now = value - (int((time.monotonic() - self._wall0) * self.rx_rate) if self.wallclock else 0)
 
     def quantize(self, rate: float) -> float:
         return rate if not self.rate_quantum else round(rate / self.rate_quantum) * self.rate_quantum
@@ -503,6 +516,8 @@ class FakeDevice:
         if self.overflow_at is not None and s["next"] < self.overflow_at:
             k = min(k, self.overflow_at - s["next"])
         t0 = s["next"]
+        if self.wallclock and t0 + k > self.now:   # the samples have not been received yet: wait for them
+            time.sleep((t0 + k - self.now) / self.rx_rate)
         buf.reshape(-1)[:k] = self.signal(t0, k)
         object.__setattr__(md, "error_code", codes.none)
         object.__setattr__(md, "has_time_spec", True)
