@@ -93,7 +93,7 @@ class LinkParams:
               "a finite (complex) number")
         check("path_loss_db", _finite(self.path_loss_db), "a finite number of dB")
         check("cfo_ppm", _finite(self.cfo_ppm), "a finite number of ppm")
-        check("sco_ppm", _finite(self.sco_ppm) and abs(self.sco_ppm) < 1e5, "a finite number of ppm, |ppm| < 1e5")
+        check("sco_ppm", _finite(self.sco_ppm) and abs(self.sco_ppm) <= 1e4, "a finite number of ppm, |ppm| <= 1e4")
         check("phase_noise_linewidth_hz", _finite(self.phase_noise_linewidth_hz)
               and self.phase_noise_linewidth_hz >= 0, "a finite number >= 0 Hz")
         check("profile", self.profile in PROFILES, "one of " + ", ".join(repr(p) for p in PROFILES))
@@ -336,8 +336,18 @@ class LinkChannel:
         self._rotate(y)
         self._n += n
         if live:
-            self._active_until = self._n + self.memory
+            self._active_until = self._quiet_from()
         return y
+
+    def _quiet_from(self) -> int:
+        """First output index whose value is certainly zero if the input is zero from ``self._n`` on."""
+        last_lti = self._n - 1 + self._bulk + self._h.size - 1      # last LTI output that may be nonzero
+        if self._sco == 0:
+            return last_lti + 1
+        # output n reads LTI samples from floor(n - δ(n)) - L + 1 on, δ(n) = max(0, D + sco·n)
+        reach = last_lti + SCO_HALF_LENGTH + 1
+        grown = (reach + self.params.delay_samples) / (1.0 - self._sco)
+        return max(reach, math.ceil(grown)) + 2
 
     def process_silence(self, n: int) -> np.ndarray | None:
         """Advance by ``n`` samples of zero input; returns the output (complex64[n]) or None when it is all zero
