@@ -45,7 +45,7 @@ running and the name may register again (its links in the air are kept).
 from __future__ import annotations
 
 import collections
-import dataclasses
+import inspect
 import logging
 import secrets
 import threading
@@ -293,6 +293,11 @@ class ChannelBroker:
         self._rt_start: tuple[float, int] | None = None   # realtime: (wall, sample) when the clock started
         self._lags: collections.deque[float] = collections.deque(maxlen=100_000)
         self.stats = collections.Counter()
+        # Air fast path: an advance(n, receivers=...) that computes only the listed receivers' samples
+        try:
+            self._select_receivers = "receivers" in inspect.signature(air.advance).parameters
+        except (TypeError, ValueError):
+            self._select_receivers = False
         known = set(self._air_names())
         for name in self.config.endpoints:
             if name not in known:
@@ -413,7 +418,8 @@ class ChannelBroker:
             self._events.append(ev)
         level = logging.WARNING if kind in ("lost", "missing", "protocol_error", "auth_rejected", "overrun") \
             else logging.INFO
-        log.log(level, "%s %s at sample %d %s", kind, name, ev.sample, detail)
+        log.log(level, "%s%s at sample %d%s", kind, f" {name}" if name else "", ev.sample,
+                f": {detail}" if detail else "")
 
     def _setup_curve(self) -> None:
         from zmq.auth.thread import ThreadAuthenticator
@@ -633,7 +639,11 @@ class ChannelBroker:
 
     def _advance(self, n: int) -> None:
         t0 = self.now
-        out = self.air.advance(n)
+        if self._select_receivers:
+            out = self.air.advance(n, receivers=[e.name for e in self._endpoints.values()
+                                                 if e.state == "live" and e.receive])
+        else:
+            out = self.air.advance(n)
         limit = self.config.buffer_samples
         for ep in self._endpoints.values():
             if ep.state == "live" and ep.receive:

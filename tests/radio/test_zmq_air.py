@@ -210,6 +210,26 @@ def test_replaced_and_returning_names_are_reported(broker):
     assert kinds == [("registered", "a"), ("replaced", "a"), ("left", "a"), ("reconnected", "a"), ("left", "a")]
 
 
+def test_broker_asks_an_air_with_receiver_selection_only_for_live_receivers():
+    """Fast path: when Air.advance accepts ``receivers``, transmit-only and departed endpoints are not computed."""
+    class SelectiveAir(Air):
+        calls: list = []
+
+        def advance(self, n, receivers=None):
+            self.calls.append(sorted(receivers))
+            out = super().advance(n)
+            return {name: out[name] for name in receivers}
+
+    air = SelectiveAir(1e6, 1e9)
+    with ChannelBroker(air, BrokerConfig(endpoints=["tx", "rx"]), bind=LOCAL) as b, \
+            ZmqRadio(b.endpoint, "tx", receive=False) as tx, ZmqRadio(b.endpoint, "rx") as rx:
+        tx.tx(np.full(100, 0.25, np.complex64), at=0)
+        tx.close()
+        y, _ = rx.rx(200, at=0)
+    assert air.calls and all(c == ["rx"] for c in air.calls)
+    np.testing.assert_allclose(y[:100], 0.25)
+
+
 # ------------------------------------------------------------------------------------------------------ CURVE
 def test_curve_accepts_listed_keys_and_rejects_others(tmp_path):
     import zmq.auth
