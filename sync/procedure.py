@@ -77,7 +77,9 @@ class DeviceNode:
     alpha: float = 0.0
     active: bool = False
     excluded: str | None = None
-    last_tx_local: float | None = None  # device-clock time of the slot start of its last data transmission
+    last_tx_local: float | None = None  # device-clock time of the slot start of its last transmission
+    prach_local: float | None = None    # device-clock time of its last PRACH transmission, and its PS slot
+    prach_slot: int | None = None
     cursor: int | None = None
     tracker: BeaconTracker | None = None
     ta: TimingAdvanceLoop | None = None
@@ -113,7 +115,7 @@ class SyncSession:
     def __init__(self, ps: Radio, devices: list[Radio], ofdm: OfdmConfig, cfg: SyncConfig, *,
                  preambles: list[int] | None = None, timing_advance: bool = True, cfo_precomp: bool = True,
                  n_pilot_symbols: int | None = None, data_symbols: int = 8, max_delay_spread: int | None = None,
-                 rng: np.random.Generator | None = None):
+                 contention_free: bool | None = None, rng: np.random.Generator | None = None):
         if not devices:
             raise ValueError("a sync session needs at least one device")
         self.ps, self.ofdm, self.cfg = ps, ofdm, cfg
@@ -147,6 +149,11 @@ class SyncSession:
         self.builder = FrameBuilder(ofdm)
         self.ps_receiver = Receiver(ofdm)
         pre = list(range(self.k)) if preambles is None else list(preambles)
+        if len(pre) != self.k or any(not 0 <= p < self.prach.n_preambles for p in pre):
+            raise ValueError(f"preambles must list {self.k} indices in 0..{self.prach.n_preambles - 1}, got {pre}")
+        #: dedicated preambles (all distinct): 2-step contention-free access; shared ones need msg3/msg4
+        self.contention_free = len(set(pre)) == len(pre) if contention_free is None else contention_free
+        self._codes: dict[int, int] = {}
         self.devices = [DeviceNode(i, r, pre[i]) for i, r in enumerate(devices)]
         for d in self.devices:
             d.tracker = BeaconTracker(ofdm, cfg.beacon_period, code_rate=cfg.control_code_rate)
@@ -162,6 +169,9 @@ class SyncSession:
         self.round = 0
         self.plan = None
         self.prach_snr: dict[int, float] = {}
+        self.prach_estimates: dict[int, float] = {}  # preamble -> last delay estimate (samples after the slot)
+        self.lost_beacons: set[int] = set()          # beacon numbers the PS skips (a beacon lost, for tests)
+        self.beacons_sent = 0
         self.noise_var = None
 
     # ------------------------------------------------------------------ bookkeeping
@@ -236,15 +246,19 @@ class SyncSession:
         return grid_to_time(cfg, grid)
 
     # ------------------------------------------------------------------ phases
-    def send_beacons(self, count: int, drop: set[int] | None = None) -> None:
-        """PS sends ``count`` beacons (those in ``drop`` are skipped: lost); devices track them."""
+    def send_beacons(self, count: int) -> None:
+        """PS sends ``count`` beacons, one every beacon_period; devices track them. Beacon numbers listed in
+        ``lost_beacons`` are not sent (a beacon lost to noise, as far as the devices can tell)."""
         start = self.t
         period = self.cfg.beacon_period
         for i in range(count):
             at = start + i * period
-            if drop and i in drop:
+            number = self.beacons_sent
+            self.beacons_sent += 1
+            if number in self.lost_beacons:
+                self.events.append(f"beacon {number} lost")
                 continue
-            self._ps_send(self.beacon.waveform(at, self.round * 1000 + i), at, "beacon")
+            self._ps_send(self.beacon.waveform(at, number), at, "beacon")
         end = start + (count - 1) * period + self.beacon.length
         self._ps_read(start, end)
         for d in self.devices:
@@ -280,17 +294,22 @@ class SyncSession:
                 if d.attempts >= cfg.max_access_attempts:
                     d.state = "failed"
                 continue
-            self._device_send(d, lambda frac, d=d: self.prach_wave.preamble(d.preamble, advance=-frac), slot,
-                              "prach", apply_ta=False)
+            if self._device_send(d, lambda frac, d=d: self.prach_wave.preamble(d.preamble, advance=-frac), slot,
+                                 "prach", apply_ta=False):
+                d.prach_local, d.prach_slot = d.last_tx_local, slot
         window = self._ps_read(slot, slot + pr.slot_len)
         self._book("prach", slot, slot + pr.slot_len)
         dets = self.prach_det.detect(window[pr.cp_len:pr.cp_len + pr.fft_size])
-        # RAR: TA (absolute) per detected preamble, and a msg3 slot
+        # RAR: TA (absolute) per detected preamble, and a msg3 slot (contention-based) or the pilot cover code
+        # (contention-free: dedicated preambles, so the PS knows who sent each and no msg3/msg4 is needed)
         entries = []
         for j, det in enumerate(dets):
             steps = quantize_ta(det.delay, self.ta_step, absolute=True, max_steps=1 << 15)
+            if self.contention_free and not det.collision:
+                j = self._codes.setdefault(det.index, len(self._codes))
             entries.append(_RAR.pack(det.index, steps, j, int(det.collision)))
             self.prach_snr[det.index] = det.power / max(self._noise_from_prach(window), 1e-30)
+            self.prach_estimates[det.index] = det.delay
         rar_at = self.t
         rar = self._control_frame("rar", b"".join(entries) or b"\0", seq=self.round)
         self._ps_send(rar, rar_at, "rar")
@@ -311,6 +330,13 @@ class SyncSession:
                         d.pending_ta = steps * self.ta_step
                         d.msg3_slot = mslot
                         got_rar.add(d.index)
+        if self.contention_free:
+            for d in contenders:
+                if d.index in got_rar:
+                    self._connect(d, d.msg3_slot)
+                else:
+                    self._access_failed(d)
+            return
         # msg3: each device that got a RAR sends its ID in its slot, with the RAR's TA applied
         for d in contenders:
             if d.index not in got_rar:
@@ -351,19 +377,28 @@ class SyncSession:
                 for off in range(0, len(b) - _MSG4.size + 1, _MSG4.size):
                     dev, code = _MSG4.unpack_from(b, off)
                     if dev == d.index and d.pending_ta is not None:
-                        d.code = code
-                        d.ta.apply(TimingAdvanceCommand(d.index, 0, self.ta_step), d.radio.time_now())
-                        d.ta.advance = d.pending_ta
-                        d.state = "connected"
+                        self._connect(d, code)
                         won = True
-            d.pending_ta = None
             if not won:
-                d.attempts += 1
-                if d.attempts >= self.cfg.max_access_attempts:
-                    d.state = "failed"
-                else:
-                    d.backoff = int(self.rng.integers(0, self.cfg.backoff_window))
-                    self.events.append(f"device {d.index}: access attempt {d.attempts} failed, backoff {d.backoff}")
+                self._access_failed(d)
+
+    def _connect(self, d: DeviceNode, code: int) -> None:
+        """Random access succeeded: apply the RAR's absolute TA, take the pilot cover code, start the TA timer."""
+        d.code = code
+        steps = int(round(d.pending_ta / self.ta_step))
+        d.ta.apply(TimingAdvanceCommand(d.index, steps, self.ta_step, absolute=True), d.radio.time_now())
+        d.state = "connected"
+        d.pending_ta = None
+
+    def _access_failed(self, d: DeviceNode) -> None:
+        """No RAR (or a collision, or no contention resolution): back off, or give up after the last attempt."""
+        d.pending_ta = None
+        d.attempts += 1
+        if d.attempts >= self.cfg.max_access_attempts:
+            d.state = "failed"
+        else:
+            d.backoff = int(self.rng.integers(0, self.cfg.backoff_window))
+            self.events.append(f"device {d.index}: access attempt {d.attempts} failed, backoff {d.backoff}")
 
     def _noise_from_prach(self, window: np.ndarray) -> float:
         """Per-sample noise power from the PRACH guard (after the preamble and the largest round trip)."""
