@@ -212,7 +212,7 @@ class _Endpoint:
 
     def reset(self, now: int) -> None:
         self.horizon = now                 # free pacing: the clock may run up to here for this endpoint
-        self.read_ptr = now                # next sample of a continuing rx stream
+        self.read_ptr: int | None = None   # next sample of a continuing rx stream (None: no rx yet, start at now)
         self.tx_end = now                  # end of the last transmission (tx at=None continues here)
         self.chunks: collections.deque[tuple[int, np.ndarray]] = collections.deque()
         self.buf_start = now               # oldest sample still buffered
@@ -251,6 +251,8 @@ class _Endpoint:
     def extract(self, at: int, n: int) -> np.ndarray:
         """complex64[n] received from ``at`` (all of it buffered); no copy when one chunk holds it."""
         self.trim(at)
+        if n == 0:
+            return np.zeros(0, np.complex64)
         parts, need, t = [], n, at
         for t0, arr in self.chunks:
             if need == 0:
@@ -560,7 +562,7 @@ class ChannelBroker:
 
     def _op_tx(self, rid, seq, header, payload) -> None:
         ep = self._session(header)
-        n = wire_field(header, "n", int, minimum=1)
+        n = wire_field(header, "n", int, minimum=0)
         at = wire_field(header, "at", int, optional=True)
         if payload is None:
             raise ProtocolError(f"'tx' of n={n} samples has no payload frame")
@@ -568,7 +570,8 @@ class ChannelBroker:
         start = max(self.now, ep.tx_end) if at is None else at
         if start < self.now:
             raise _late(f"tx of {n} samples from {ep.name!r}", start, self.now)
-        self.air.schedule(ep.name, samples, start)
+        if n:
+            self.air.schedule(ep.name, samples, start)
         self.stats["tx_samples"] += n
         ep.tx_end = start + n
         ep.horizon = max(ep.horizon, start + n)
@@ -579,14 +582,14 @@ class ChannelBroker:
 
     def _op_rx(self, rid, seq, header, payload) -> None:
         ep = self._session(header)
-        n = wire_field(header, "n", int, minimum=1)
+        n = wire_field(header, "n", int, minimum=0)
         at = wire_field(header, "at", int, optional=True)
         if not ep.receive:
             raise ProtocolError(f"endpoint {ep.name!r} registered with receive=false cannot 'rx'")
         if n > self.config.buffer_samples:
             raise ProtocolError(f"'rx' of n={n} samples exceeds the broker's buffer_samples="
                                 f"{self.config.buffer_samples}; ask in smaller blocks")
-        start = ep.read_ptr if at is None else at
+        start = (self.now if ep.read_ptr is None else ep.read_ptr) if at is None else at
         if start < ep.buf_start:
             raise _late(f"rx of {n} samples by {ep.name!r} (oldest buffered sample {ep.buf_start})", start,
                         self.now)
@@ -810,16 +813,14 @@ class ZmqRadio(Radio):
         """Schedule complex64[N] samples at sample time ``at`` (None: right after this endpoint's previous
         transmission, or now). Returns the start time; LateError if ``at`` has passed on the broker."""
         x = as_samples(samples, f"ZmqRadio {self.name!r} tx samples")
-        if x.size == 0:
-            raise ValueError(f"ZmqRadio {self.name!r} tx samples: expected at least one sample, got 0")
         at = _as_time(at, "tx at")
         reply, _ = self._request({"op": "tx", "n": int(x.size), "at": at}, encode_samples(x, self.wire), wait=True)
         return int(reply["at"])
 
     def rx(self, n: int, at: int | None = None) -> tuple[np.ndarray, int]:
         """Receive complex64[n] starting at ``at`` (None: continue the stream). Returns (samples, t0)."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"ZmqRadio {self.name!r} rx n = {n!r}: expected a positive integer sample count")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"ZmqRadio {self.name!r} rx n = {n!r}: expected an integer sample count >= 0")
         at = _as_time(at, "rx at")
         reply, payload = self._request({"op": "rx", "n": int(n), "at": at}, wait=True)
         if payload is None:
