@@ -360,13 +360,14 @@ class ChannelBroker:
     def pacing_error(self) -> dict:
         """Realtime pacing: how late each clock step made its samples available relative to the ideal wall time
         ``t / sample_rate`` (µs; mean, p50, p99, max) and the achieved rate as a fraction of the sample rate."""
+        now, wall_now = self.now, time.monotonic()           # read together, before the slower statistics
         lags = np.asarray(self._lags, dtype=float)
         out = {"steps": int(lags.size), "pacing": self.config.pacing}
         if lags.size and self._rt_start is not None:
-            wall = time.monotonic() - self._rt_start[0]
+            wall = wall_now - self._rt_start[0]
             out.update({"lag_us_mean": float(lags.mean() * 1e6), "lag_us_p50": float(np.percentile(lags, 50) * 1e6),
                         "lag_us_p99": float(np.percentile(lags, 99) * 1e6), "lag_us_max": float(lags.max() * 1e6),
-                        "rate_ratio": (self.now - self._rt_start[1]) / (wall * self.sample_rate) if wall > 0 else 0.0})
+                        "rate_ratio": (now - self._rt_start[1]) / (wall * self.sample_rate) if wall > 0 else 0.0})
         return out
 
     # ----------------------------------------------------------------------------------------------- running

@@ -196,7 +196,7 @@ def test_realtime_pacing_never_runs_ahead_of_the_wall_clock():
         with pytest.raises(LateError):
             r.tx(np.ones(8, np.complex64), at=0)
         stats = b.pacing_error()
-        assert stats["steps"] >= 10 and stats["lag_us_mean"] >= 0
+        assert stats["steps"] >= 1 and stats["lag_us_mean"] >= 0 and 0 < stats["rate_ratio"] <= 1.0 + 1e-9
 
 
 def test_replaced_and_returning_names_are_reported(broker):
