@@ -27,6 +27,10 @@ __all__ = ["QamModem", "SUPPORTED_ORDERS", "MODEM_NAMES"]
 SUPPORTED_ORDERS: tuple[int, ...] = (2, 4, 16, 64, 256)
 #: names accepted by :meth:`QamModem.from_name`, mapped to constellation sizes
 MODEM_NAMES: dict[str, int] = {"bpsk": 2, "qpsk": 4, "16qam": 16, "64qam": 64, "256qam": 256}
+#: exact demapper: log-likelihoods more than this below the best level are floored before exp() (float32 normal range)
+_EXP_FLOOR = np.float32(-80.0)
+#: a bit set whose sum of exp() is below this (e^-62) is "saturated": its log-sum is taken from its largest term
+_SUM_FLOOR = np.float32(1e-27)
 
 
 def _pam_levels(p: int) -> np.ndarray:
@@ -110,14 +114,14 @@ class QamModem:
     def _prepare_axis_tables(self) -> None:
         """Per-axis tables used by the demappers.
 
-        ``_mask0`` / ``_mask1``: float32[L, p], 1 where axis label l has bit j equal to 0 / 1.
+        ``_mask0_t`` / ``_mask1_t``: float32[p, L], 1 where axis label l has bit j equal to 0 / 1.
         ``_sorted_levels``: axis amplitudes ascending, ``_sorted_bits``: their label bits, uint8[L, p].
         """
         p = self._axis_bits
         labels = np.arange(2**p)
         bits = ((labels[:, None] >> np.arange(p - 1, -1, -1)[None, :]) & 1).astype(np.uint8)  # [L, p]
-        self._mask0 = (bits == 0).astype(np.float32)  # [L, p]
-        self._mask1 = (bits == 1).astype(np.float32)
+        self._mask0_t = np.ascontiguousarray((bits == 0).T, dtype=np.float32)  # [p, L]
+        self._mask1_t = np.ascontiguousarray((bits == 1).T, dtype=np.float32)
         order = np.argsort(self._levels)
         self._sorted_levels = self._levels[order]
         self._sorted_bits = bits[order]
@@ -233,20 +237,26 @@ class QamModem:
         np.multiply(metric, -invf[None, :], out=metric)
         mx = metric.max(axis=0)
         np.subtract(metric, mx[None, :], out=metric)
+        np.maximum(metric, _EXP_FLOOR, out=metric)  # keep exp() out of float32 denormals (slow, and noise anyway)
         np.exp(metric, out=metric)
-        s0 = (self._mask0.T @ metric).T  # [N, p]
-        s1 = (self._mask1.T @ metric).T
-        with np.errstate(divide="ignore"):
-            llr = np.log(s0) - np.log(s1)
-        rows = np.flatnonzero(np.any((s0 < 1e-30) | (s1 < 1e-30), axis=1))
-        if rows.size:
-            # the far set's sum underflowed: keep the near set's exact log-sum, use the far set's largest term
-            _, opp, sign = self._nearest_and_opposite(rf[rows])
-            opp_metric = -np.square(rf[rows, None] - opp) * invf[rows, None]
-            own_lse = np.log(np.maximum(s0[rows], s1[rows])) + mx[rows, None]
-            sat = (s0[rows] < 1e-30) | (s1[rows] < 1e-30)
-            llr[rows] = np.where(sat, (own_lse - opp_metric) * sign, llr[rows])
-        return llr.reshape(*shape, self._axis_bits)
+        s0 = self._mask0_t @ metric  # [p, N]
+        s1 = self._mask1_t @ metric
+        saturated = (s0 < _SUM_FLOOR) | (s1 < _SUM_FLOOR)
+        np.log(s0, out=s0)
+        np.log(s1, out=s1)
+        llr = s0 - s1
+        cols = np.flatnonzero(saturated.any(axis=0))
+        if cols.size:
+            # the far set's sum holds only floored terms: keep the near set's exact log-sum and take the far set's
+            # largest term (max-log on that set only). Dense when most columns saturate (high SNR).
+            sel = slice(None) if cols.size > rf.size // 4 else cols
+            _, opp, sign = self._nearest_and_opposite(rf[sel])  # [C, p]
+            opp_metric = np.square(rf[sel, None] - opp)
+            opp_metric *= -invf[sel, None]
+            own_lse = np.maximum(s0[:, sel], s1[:, sel]).T + mx[sel, None]  # s0/s1 hold the logs now
+            fallback = ((own_lse - opp_metric) * sign).T  # [p, C]
+            llr[:, sel] = np.where(saturated[:, sel], fallback, llr[:, sel])
+        return np.ascontiguousarray(llr.T).reshape(*shape, self._axis_bits)
 
     def _nearest_and_opposite(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Nearest PAM level to r, and for each bit the nearest level whose bit differs.
