@@ -20,7 +20,8 @@ request    fields                                      reply
 =========  ==========================================  =====================================================
 hello      name, wire, version, hold, receive          welcome: session, sample_rate, center_freq, now, pacing
 tx         session, n, at (null: after the last tx)    ok: at, now — or error kind "late" (at < now)
-rx         session, n, at (null: continue the stream)  samples: t0, n + payload (sent once ``now ≥ at + n``)
+rx         session, n, at (null: continue the stream,  samples: t0, n + payload (sent once ``now ≥ at + n``)
+           the first time: start at now)
 advance    session, until                              ok: now
 time       —                                           ok: now
 hb         session                                     hb_ack: now (the endpoint's heartbeat thread)
@@ -40,6 +41,9 @@ itself done with: ``rx(n, at)`` declares ``at + n`` (it wants those samples), ``
 declares ``until``. So nobody misses a slot it is still going to use. An endpoint whose heartbeats stop for
 ``heartbeat_timeout_s`` is reported lost (:attr:`ChannelBroker.events`) and dropped from the minimum; the clock keeps
 running and the name may register again (its links in the air are kept).
+
+Speed: sample frames travel without copies (numpy buffers in, ``np.frombuffer`` out); when ``Air.advance`` accepts a
+``receivers=`` list, the broker asks only for the live receiving endpoints (transmit-only endpoints cost nothing).
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ import numpy as np
 import zmq
 
 from radio.base import LateError, Radio, RadioCapabilities, RadioError, as_samples
-from radio.zmq_wire import (PROTOCOL_VERSION, WIRE_FORMATS, ProtocolError, check_wire, decode_samples,
+from radio.zmq_wire import (PROTOCOL_VERSION, ProtocolError, check_wire, decode_samples,
                             encode_samples, field as wire_field, pack, unpack)
 
 if TYPE_CHECKING:  # the broker imports radio.air lazily so that configs load without building an air

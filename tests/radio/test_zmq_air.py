@@ -182,6 +182,17 @@ def test_endpoint_that_does_not_hold_the_clock_is_not_waited_for(broker, rng):
             a.tx(_noise(rng, 4), at=10)
 
 
+def test_expected_endpoint_that_never_comes_is_reported_missing_after_the_join_timeout():
+    air = Air(1e6, 1e9)
+    cfg = BrokerConfig(endpoints=["a", "ghost"], join_timeout_s=0.3)
+    started = time.monotonic()
+    with ChannelBroker(air, cfg, bind=LOCAL) as b, ZmqRadio(b.endpoint, "a") as a:
+        y, t0 = a.rx(100, at=0)                        # the clock waits for "ghost" until the join timeout
+        assert time.monotonic() - started >= 0.3 and t0 == 0
+        assert [(e.kind, e.name) for e in b.events if e.kind == "missing"] == [("missing", "ghost")]
+        assert b.endpoints()["ghost"]["state"] == "lost"
+
+
 def test_realtime_pacing_never_runs_ahead_of_the_wall_clock():
     """Realtime pacing: sample t exists no earlier than t / sample_rate seconds after the clock started (which is
     after ChannelBroker.start()), and the first rx(at=None) starts at the broker's now."""

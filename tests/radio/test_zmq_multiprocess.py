@@ -13,7 +13,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from radio.air import Air, AirConfig
 from radio.zmq_air import BrokerConfig, ChannelBroker
