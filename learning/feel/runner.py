@@ -139,6 +139,7 @@ class FeelExperiment:
         self.faults = [parse_fault(f) for f in cfg.faults]
         self.records: list[dict] = []
         self.air_time = 0.0
+        self.last_timing: dict[str, float] = {}
 
     @property
     def round(self) -> int:
@@ -162,11 +163,14 @@ class FeelExperiment:
     def step(self) -> dict:
         """Run one round (broadcast, local updates, screening, transmission, decoding, update) -> record."""
         t = self.round
+        clock = [time.perf_counter()]
         glob = self.server.broadcast()
         upd, dropped = self._inject(t, self.fleet.local_update(self.model, glob, self.training))
+        clock.append(time.perf_counter())
         schedule = self.server.screen(report(upd))
         csi = self.channel.csi(t)
         tx, sending = self.fleet.encode(self.scheme, upd, schedule, csi)
+        clock.append(time.perf_counter())
         went = sending & ~dropped                      # a device that drops out mid-round never reaches the air
         sent = tx.select(went[sending])
         n = int(went.sum())
@@ -175,11 +179,14 @@ class FeelExperiment:
             if n:
                 x[went] = sent.symbols
             rec = self.channel.transmit(x, RoundCsi(t, csi.gain, csi.active & went))
+            clock.append(time.perf_counter())
             agg = self.server.decode(self.scheme, rec, n)
             energy = float(rec.energy[went].max()) if n else 0.0
         else:
+            clock.append(time.perf_counter())
             agg = self.server.decode(self.scheme, sent, n)
             energy = 0.0
+        clock.append(time.perf_counter())
         self.fleet.commit(went | (schedule.transmit & ~csi.active))
         record: dict = {"round": t + 1, "devices": n}
         if n:
@@ -206,6 +213,9 @@ class FeelExperiment:
             record["accuracy"], record["loss"] = acc, loss
         else:
             record["accuracy"] = record["loss"] = None
+        clock.append(time.perf_counter())
+        #: wall-clock seconds of this round's stages (kept out of the records so resumed runs stay identical)
+        self.last_timing = dict(zip(("local_update", "encode", "channel", "decode", "apply_eval"), np.diff(clock)))
         self.records.append(record)
         return record
 
