@@ -52,6 +52,9 @@ MAX_WRITE = 1 << 20          # longest attribute write accepted (bytes)
 MAX_BUFFER_BYTES = 1 << 27   # largest READBUF/WRITEBUF accepted (bytes)
 MAX_LOOPBACK_SAMPLES = 1 << 23  # TX samples kept for digital loopback before the oldest are dropped
 
+#: AXI DAC/ADC core status register (bit 0: DMA underflow/overflow, write 1 to clear), polled by GNU Radio's gr-iio
+DMA_STATUS_REGISTER = 0x80000088
+
 #: emulators sharing one lock (i.e. one Air): before any of them reads RX, all top up their cyclic TX
 _PEERS: "weakref.WeakKeyDictionary[object, weakref.WeakSet]" = weakref.WeakKeyDictionary()
 
@@ -183,6 +186,7 @@ class PlutoEmulator:
         self.values = default_values()
         self.xml = context_xml(list(self.devices.values()))
         self.open_buffers: dict[str, bool] = {}       # device id -> cyclic
+        self.registers: dict[str, dict[int, int]] = {}  # device id -> {address: value} (direct_reg_access)
         self.stats = {"tx_samples": 0, "rx_samples": 0, "late_tx": 0, "rx_skips": 0, "cyclic_gaps": 0}
         self._rx_pos: int | None = None                # device time of the next RX sample (None: not read yet)
         self._epoch = int(radio.time_now()) if radio is not None else 0   # the device's power-on time
@@ -251,6 +255,8 @@ class PlutoEmulator:
                     raise CommandError(errno.EINVAL, f"loopback {text!r}: expected 0, 1 or 2")
                 self._loop_pos = self._rx_pos if self._rx_pos is not None else self._loop_pos
                 self.values[key] = text
+            elif name == "debug:direct_reg_access":
+                self._register_access(dev, text)
             elif name == "attr:filter_fir_config":
                 self.values[key] = self._fir_summary(text)
             elif name.endswith("filter_fir_en"):
@@ -259,6 +265,23 @@ class PlutoEmulator:
                 self.values[key] = text
             else:
                 self.values[key] = text
+
+    def _register_access(self, dev: str, text: str) -> None:
+        """``direct_reg_access`` (libiio's iio_device_reg_read/write): "ADDR" selects the register the next read
+        returns, "ADDR VALUE" writes it. Registers are plain storage (all 0 at power-on: e.g. no DMA underflow)."""
+        words = text.split()
+        try:
+            addr, value = int(words[0], 0), (int(words[1], 0) if len(words) == 2 else None)
+        except (ValueError, IndexError):
+            raise CommandError(errno.EINVAL, f"direct_reg_access {text!r}: expected 'ADDR' or 'ADDR VALUE'") from None
+        if len(words) > 2 or addr < 0 or (value is not None and not 0 <= value < 1 << 32):
+            raise CommandError(errno.EINVAL, f"direct_reg_access {text!r}: expected 'ADDR' or 'ADDR VALUE' (32 bit)")
+        regs = self.registers.setdefault(dev, {})
+        if value is not None:
+            if addr == DMA_STATUS_REGISTER and dev in (TXDAC, RXADC):
+                value = regs.get(addr, 0) & ~value      # write-1-to-clear (never set: no under/overflows here)
+            regs[addr] = value
+        self.values[(dev, "debug:direct_reg_access")] = hex(regs.get(addr, 0)) if value is None else hex(value)
 
     def preset(self, sample_rate: float | None = None, center_freq: float | None = None,
                tx_gain: float | None = None, rx_gain: float | None = None,
@@ -573,7 +596,10 @@ class _IiodHandler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         while True:
-            line = self.rfile.readline(MAX_LINE + 1)
+            try:
+                line = self.rfile.readline(MAX_LINE + 1)
+            except OSError:          # connection reset by the client
+                return
             if not line:
                 return
             if len(line) > MAX_LINE and not line.endswith(b"\n"):
@@ -685,6 +711,10 @@ class IiodServer(socketserver.ThreadingTCPServer):
         self.connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
         super().__init__((host, port), _IiodHandler)
+
+    def handle_error(self, request, client_address) -> None:
+        """A connection that died mid-request is the client's business: log it, keep serving."""
+        log.debug("emulated Pluto: connection from %s ended with an error", client_address, exc_info=True)
 
     @property
     def port(self) -> int:

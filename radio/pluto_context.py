@@ -123,7 +123,7 @@ def pluto_devices() -> list[Device]:
               "trx_rate_governor", "trx_rate_governor_available", "tx_path_rates", "xo_correction",
               "xo_correction_available"],
         debug_attrs=["loopback", "initialize", "bist_prbs", "bist_tone", "bist_timing_analysis",
-                     "digital_tune", "calibration_switch_control"])
+                     "digital_tune", "calibration_switch_control", "direct_reg_access"])
     dds_channels = [
         _chan("voltage0", True, ["calibphase", "calibscale", "sampling_frequency", "sampling_frequency_available"],
               shared=("sampling_frequency", "sampling_frequency_available"), scan=(0, TX_FORMAT)),
@@ -134,14 +134,14 @@ def pluto_devices() -> list[Device]:
         dds_channels.append(_chan(f"altvoltage{i}", True, ["frequency", "phase", "raw", "scale",
                                                            "sampling_frequency"], name=tone))
     txdac = Device(TXDAC, "cf-ad9361-dds-core-lpc", channels=dds_channels,
-                   buffer_attrs=["data_available", "length_align_bytes"])
+                   debug_attrs=["direct_reg_access"], buffer_attrs=["data_available", "length_align_bytes"])
     adc_channels = [
         _chan(f"voltage{i}", False, ["calibbias", "calibphase", "calibscale", "samples_pps", "sampling_frequency",
                                      "sampling_frequency_available"],
               shared=("sampling_frequency", "sampling_frequency_available"), scan=(i, RX_FORMAT))
         for i in range(2)]
     rxadc = Device(RXADC, "cf-ad9361-lpc", channels=adc_channels,
-                   buffer_attrs=["data_available", "length_align_bytes"])
+                   debug_attrs=["direct_reg_access"], buffer_attrs=["data_available", "length_align_bytes"])
     return [phy, txdac, rxadc]
 
 
@@ -210,6 +210,9 @@ def default_values() -> dict[tuple[str, str], str]:
         (PHY, "debug:bist_timing_analysis"): "0",
         (PHY, "debug:digital_tune"): "0",
         (PHY, "debug:calibration_switch_control"): "0",
+        (PHY, "debug:direct_reg_access"): "0x0",
+        (TXDAC, "debug:direct_reg_access"): "0x0",
+        (RXADC, "debug:direct_reg_access"): "0x0",
     }
     for lo, freq in (("RX_LO", 2_400_000_000), ("TX_LO", 2_450_000_000)):
         idx = 0 if lo == "RX_LO" else 1

@@ -273,6 +273,18 @@ def test_malformed_and_unknown_commands_get_negative_errno(served):
         assert _ask(sock, f, b"\xff\xfe garbage\r\n") == -errno.EINVAL
         assert _ask(sock, f, b"READ iio:device0 INPUT voltage0 hardwaregain\r\n") == len(b"71.000000 dB\0")
         assert f.readline() == b"71.000000 dB\0\n"
+        # direct_reg_access (libiio's iio_device_reg_read/write): "ADDR VALUE" writes, "ADDR" selects for reading
+        def reg(dev: bytes, text: bytes) -> int:
+            return _ask(sock, f, b"WRITE " + dev + b" DEBUG direct_reg_access %d\r\n" % (len(text) + 1) + text + b"\0")
+
+        def reg_value(dev: bytes) -> bytes:
+            n = _ask(sock, f, b"READ " + dev + b" DEBUG direct_reg_access\r\n")
+            return f.read(n + 1)[:-2]
+        assert reg(b"iio:device2", b"0x10 0x1234") > 0 and reg(b"iio:device2", b"0x10") > 0
+        assert reg_value(b"iio:device2") == b"0x1234"
+        assert reg(b"iio:device2", b"0x80000088 0x6") > 0 and reg(b"iio:device2", b"0x80000088") > 0
+        assert reg_value(b"iio:device2") == b"0x0"              # DMA status: write-1-to-clear, never set
+        assert reg(b"iio:device2", b"zz") == -errno.EINVAL
         assert _ask(sock, f, b"OPEN iio:device3 16 00000003\r\n") == 0
         assert _ask(sock, f, b"READBUF iio:device3 6\r\n") == -errno.EINVAL      # not whole 4-byte samples
         assert _ask(sock, f, b"READBUF iio:device3 8\r\n") == 8
@@ -347,3 +359,58 @@ def test_preset_rejects_invalid_values():
             emu.preset(center_freq=10e9)
     finally:
         emu.close()
+
+
+GNURADIO_FLOWGRAPH = r"""
+import sys, time
+import numpy as np
+from gnuradio import analog, blocks, gr, iio
+uri, rate, amplitude = sys.argv[1], 2_000_000, float(sys.argv[2])
+tb = gr.top_block()
+src = iio.fmcomms2_source_fc32(uri, [True, True], 16384)
+src.set_len_tag_key("")
+src.set_frequency(2_400_000_000); src.set_samplerate(rate)
+src.set_gain_mode(0, "manual"); src.set_gain(0, 0)
+snk = iio.fmcomms2_sink_fc32(uri, [True, True], 16384, False)
+snk.set_len_tag_key("")
+snk.set_frequency(2_400_000_000); snk.set_samplerate(rate); snk.set_attenuation(0, 0)
+tone = analog.sig_source_c(rate, analog.GR_COS_WAVE, 100_000, amplitude, 0)
+keep = blocks.vector_sink_c()
+tb.connect(tone, snk)
+tb.connect(src, keep)
+tb.start()
+deadline = time.monotonic() + 20
+while len(keep.data()) < 300_000 and time.monotonic() < deadline:
+    time.sleep(0.05)
+tb.stop(); tb.wait()
+y = np.array(keep.data())
+print(y.size, np.mean(np.abs(y[-100_000:]) ** 2), flush=True)
+# gr-iio 3.10.5 can hang at interpreter exit when a source and a sink share a context (a block destructor joins
+# a status-polling thread that keeps running; each block alone exits cleanly): the result is printed, leave now
+import os
+os._exit(0)
+"""
+
+
+def test_gnuradio_iio_blocks_stream_through_the_emulator(served, tmp_path):
+    """GNU Radio 3.10's gr-iio (system Python, libiio 0.24, unmodified) streams a tone through the emulated Pluto and
+    the air. gr-iio scales fc32 by 2**15 on TX and 2**-11 on RX, so a tone of amplitude a arrives with mean power
+    (a·2**15/2**14)² + N0 (self-link gain 1, receiver noise N0)."""
+    import shutil as _shutil
+    python = _shutil.which("python3", path="/usr/bin")
+    if python is None or subprocess.run([python, "-c", "from gnuradio import iio"], capture_output=True,
+                                        timeout=60).returncode != 0:
+        pytest.skip("GNU Radio with gr-iio (Debian gnuradio, system python3) not installed")
+    air = Air(2e6, 2.4e9, seed=5)
+    noise = 1e-3
+    rf = LoopbackRadio(air, "p", noise_power=noise)
+    air.set_link("p", "p", LinkParams())
+    _, uri = served(rf)
+    script = tmp_path / "flowgraph.py"
+    script.write_text(GNURADIO_FLOWGRAPH)
+    amplitude = 0.25
+    out = subprocess.run([python, str(script), uri, str(amplitude)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    n, power = out.stdout.split()[-2:]
+    expected = (amplitude * 2 ** 15 / TX_FULL_SCALE) ** 2 + noise
+    assert int(n) >= 300_000 and abs(float(power) / expected - 1) < 0.02
