@@ -42,7 +42,8 @@ class AirConfig:
 
     ``snr_db`` sets every receiver's noise variance per complex sample to ``10**(-snr_db/10)`` (the SNR of a
     unit-power-per-used-subcarrier OFDM signal through a unit-gain link); ``noise_power`` sets it directly (give at
-    most one; neither: noiseless). ``channel``: "awgn" or a multipath profile ("TDL-A".."TDL-E", "exp"). The other
+    most one; neither: noiseless). ``channel``: "awgn" or a multipath profile ("TDL-A".."TDL-E", "exp");
+    ``doppler_hz`` > 0 makes its Rayleigh taps time-varying (Clarke spectrum) instead of block fading. The other
     fields are :class:`~radio.channel.LinkParams` defaults for every link; ``links`` maps ``"tx->rx"`` to a dict of
     LinkParams fields overriding them for that link.
     """
@@ -58,6 +59,7 @@ class AirConfig:
     cfo_ppm: float = 0.0
     sco_ppm: float = 0.0
     phase_noise_linewidth_hz: float = 0.0
+    doppler_hz: float = 0.0
     links: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -101,7 +103,7 @@ class AirConfig:
                           cfo_ppm=self.cfo_ppm, sco_ppm=self.sco_ppm,
                           phase_noise_linewidth_hz=self.phase_noise_linewidth_hz,
                           profile="none" if self.channel == "awgn" else self.channel,
-                          delay_spread_s=self.delay_spread_s)
+                          delay_spread_s=self.delay_spread_s, doppler_hz=self.doppler_hz)
 
     def link_params(self, tx: str, rx: str) -> LinkParams:
         """LinkParams of link tx→rx (default plus its ``links`` override); ValueError names a bad override."""

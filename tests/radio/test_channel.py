@@ -194,6 +194,34 @@ def test_block_fading_output_power_matches_taps(rng):
     assert np.mean(np.abs(y) ** 2) == pytest.approx(expected, rel=5 * math.sqrt(10 / y.size))
 
 
+def test_doppler_autocorrelation_is_bessel_j0():
+    """Time-varying Rayleigh tap (Clarke/Jakes model): E[c(n+τ)c*(n)] = J0(2π f_D τ/fs) and E|c|² = 1. Flat fading
+    (one tap), unit input, ensemble of R realizations; coherence ≈ fs/f_D = 1000 samples gives ≈ R·N/1000 = 3000
+    independent looks, so 0.06 is > 3 standard errors."""
+    from scipy.special import j0
+    fs, fd, n, r = 1e6, 1e3, 20_000, 150
+    taus = np.array([0, 100, 240, 383, 600, 1000])
+    acc = np.zeros(taus.size)
+    for s in range(r):
+        ch = LinkChannel(LinkParams(profile="exp", delay_spread_s=1e-12, doppler_hz=fd), fs, FC, seed=s)
+        y = ch.process(np.ones(n, np.complex64)).astype(np.complex128)
+        acc += [np.mean(y[t:] * np.conj(y[:n - t])).real for t in taus]
+    np.testing.assert_allclose(acc / r, j0(2 * np.pi * fd * taus / fs), atol=0.06)
+
+
+def test_doppler_keeps_los_path_constant():
+    """TDL-D with Doppler: the specular LOS row keeps its amplitude while the Rayleigh rows fade around zero mean, so
+    the time average of the flat-fading gain is the LOS amplitude: |mean c(n)|² = p_LOS = 10^(−0.2/10)/Σ_n 10^(P_n/10)
+    (±0.1: ≈ 200 coherence times), whereas TDL-A (no LOS) averages to ≈ 0. E|c|² = 1."""
+    lin = 10 ** (np.array(TDL_PROFILES["TDL-D"].powers_db) / 10)
+    p_los = lin[0] / lin.sum()
+    for name, expected in (("TDL-D", p_los), ("TDL-A", 0.0)):
+        ch = LinkChannel(LinkParams(profile=name, delay_spread_s=10e-9, doppler_hz=2e3), 1e6, FC, seed=1)
+        y = ch.process(np.ones(100_000, np.complex64))   # DS·fs ≪ 1: every row lands on lag 0
+        assert abs(np.mean(y)) ** 2 == pytest.approx(expected, abs=0.1)
+    assert np.mean(np.abs(y) ** 2) == pytest.approx(1.0, abs=0.35)   # one Rayleigh process, ~200 looks
+
+
 # ---------------------------------------------------------------- streaming
 
 
@@ -206,6 +234,8 @@ PARAM_CASES = [
     LinkParams(profile="exp", delay_spread_s=5e-6),          # 100-sample PDP → FFT overlap-add path
     LinkParams(sco_ppm=300.0, delay_samples=1.5, cfo_ppm=-1.0),
     LinkParams(sco_ppm=-300.0, delay_samples=4.0, profile="TDL-E", delay_spread_s=200e-9),
+    LinkParams(profile="TDL-D", delay_spread_s=300e-9, doppler_hz=3e3, delay_samples=2.5),
+    LinkParams(profile="exp", delay_spread_s=100e-9, doppler_hz=500.0, sco_ppm=100.0, delay_samples=20),
 ]
 
 
