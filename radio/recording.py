@@ -51,13 +51,15 @@ class SigmfStreamWriter:
     """
 
     def __init__(self, base: str | Path, stream: str, sample_rate: float, hardware: str, description: str = "",
-                 author: str | None = None):
+                 author: str | None = None, archive: bool = False):
         self.base = Path(base)
         self.stream = stream
         self.sample_rate = float(sample_rate)
         self.hardware = hardware
         self.description = description
         self.author = author
+        self.archive = archive
+        self.archive_path = self.base.with_name(self.base.name + ".sigmf")
         self.base.parent.mkdir(parents=True, exist_ok=True)
         self.data_path = self.base.with_name(self.base.name + ".sigmf-data")
         self.meta_path = self.base.with_name(self.base.name + ".sigmf-meta")
@@ -139,6 +141,12 @@ class SigmfStreamWriter:
         tmp_meta = self.meta_path.with_name(f".{self.meta_path.name}.{os.getpid()}.tmp")
         tmp_meta.write_text(meta.dumps(pretty=True) + "\n", encoding="utf-8")
         os.replace(tmp_meta, self.meta_path)
+        if self.archive and self.count:  # also one .sigmf (tar) file holding both, e.g. to share a run
+            meta.set_data_file(self.data_path, skip_checksum=True)
+            tmp_archive = self.archive_path.with_name(f".{self.archive_path.name}.{os.getpid()}.tmp")
+            with open(tmp_archive, "wb") as fileobj:
+                meta.archive(name=self.archive_path.name, fileobj=fileobj)
+            os.replace(tmp_archive, self.archive_path)
         return self.meta_path
 
     def abort(self) -> None:
@@ -153,13 +161,15 @@ class RecordingRadio(Radio):
     """Any radio, with its rx and tx streams recorded to SigMF (``PREFIX-rx`` and ``PREFIX-tx``).
 
     ``RecordingRadio(radio, path_prefix, record_rx=True, record_tx=True, description="", author=None,
-    close_radio=True)``. Everything is forwarded to ``radio``; ``annotate(start_sample, length, label, comment,
+    close_radio=True, archive=False)``; ``archive=True`` also writes ``PREFIX-rx.sigmf`` (SigMF archive: one tar file
+    with metadata and data) for streams that hold samples. Everything is forwarded to ``radio``; ``annotate(start_sample, length, label, comment,
     stream="rx")`` marks a stretch by radio sample time. ``close()`` publishes the recordings (and closes ``radio``
     unless ``close_radio=False``).
     """
 
     def __init__(self, radio: Radio, path_prefix: str | Path, *, record_rx: bool = True, record_tx: bool = True,
-                 description: str = "", author: str | None = None, close_radio: bool = True):
+                 description: str = "", author: str | None = None, close_radio: bool = True,
+                 archive: bool = False):
         self.radio = radio
         self.driver = radio.driver
         self.prefix = Path(path_prefix)
@@ -169,7 +179,8 @@ class RecordingRadio(Radio):
         for stream, wanted in (("rx", record_rx), ("tx", record_tx)):
             if wanted:
                 self.writers[stream] = SigmfStreamWriter(self.prefix.with_name(f"{self.prefix.name}-{stream}"),
-                                                         stream, radio.sample_rate, hardware, description, author)
+                                                         stream, radio.sample_rate, hardware, description, author,
+                                                         archive)
 
     @property
     def sample_rate(self) -> float:

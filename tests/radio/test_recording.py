@@ -106,3 +106,17 @@ def test_wrapper_forwards_the_radio(tmp_path):
     rec.close()
     assert txr.tx(np.zeros(4, np.complex64), at=10) == 10   # close_radio=False left it open
     assert read_recording(tmp_path / "w-tx").samples.size == 0
+
+
+def test_archive_holds_the_same_recording(tmp_path):
+    import sigmf
+    from sigmf.sigmffile import fromfile
+
+    _, rxr = loopback_pair(snr_db=20, seed=4)
+    with RecordingRadio(rxr, tmp_path / "a", record_tx=False, archive=True) as rx:
+        x, _ = rx.rx(300, at=50)
+    archived = fromfile(str(tmp_path / "a-rx.sigmf"))
+    assert isinstance(archived, sigmf.SigMFFile)
+    np.testing.assert_array_equal(archived.read_samples(), x)
+    assert archived.get_captures()[0]["core:global_index"] == 50
+    assert not list(tmp_path.glob(".*.tmp"))   # no temporary files left behind
