@@ -73,6 +73,9 @@ log = logging.getLogger(__name__)
 
 #: default broker address (endpoints connect here; the broker binds here unless told otherwise)
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+#: free pacing: seconds a receiver may wait on a clock held by others before the broker reports a "stalled" event
+STALL_REPORT_S = 2.0
+_WARNING_EVENTS = ("lost", "missing", "stalled", "protocol_error", "auth_rejected", "overrun")
 
 
 # --------------------------------------------------------------------------------------------------- configuration
@@ -150,7 +153,8 @@ class ZmqArgs:
 @dataclass(frozen=True)
 class BrokerEvent:
     """Something the broker wants people to know: kind ("registered", "reconnected", "replaced", "lost", "left",
-    "missing", "protocol_error", "auth_rejected", "overrun", "started", "stopped"), the endpoint name (or ""), the
+    "missing", "stalled", "protocol_error", "auth_rejected", "overrun", "started", "stopped"), the endpoint name (or
+    "", for "stalled" the endpoints holding the clock), the
     air's sample time, the wall time (``time.time()``) and a human-readable detail."""
 
     kind: str
@@ -298,6 +302,7 @@ class ChannelBroker:
         self._created = time.monotonic()
         self._rt_start: tuple[float, int] | None = None   # realtime: (wall, sample) when the clock started
         self._lags: collections.deque[float] = collections.deque(maxlen=100_000)
+        self._stall: tuple[int, float, bool] | None = None   # (clock, since, reported)
         self.stats = collections.Counter()
         # Air fast path: an advance(n, receivers=...) that computes only the listed receivers' samples
         try:
@@ -423,8 +428,7 @@ class ChannelBroker:
         ev = BrokerEvent(kind, name, self.now, time.time(), detail)
         with self._lock:
             self._events.append(ev)
-        level = logging.WARNING if kind in ("lost", "missing", "protocol_error", "auth_rejected", "overrun") \
-            else logging.INFO
+        level = logging.WARNING if kind in _WARNING_EVENTS else logging.INFO
         log.log(level, "%s%s at sample %d%s", kind, f" {name}" if name else "", ev.sample,
                 f": {detail}" if detail else "")
 
@@ -693,9 +697,28 @@ class ChannelBroker:
         else:  # nobody holds the clock: serve pending requests of non-holding endpoints, then idle
             target = max((at + n for e in self._endpoints.values() for _, _, at, n in e.pending_rx), default=now)
         if target <= now:
+            self._check_stall(now)
             return False
         self._advance(min(target - now, self.config.max_advance))
         return self.now < target
+
+    def _check_stall(self, now: int) -> None:
+        """Free pacing: report once when receivers have waited ``STALL_REPORT_S`` for a clock held by others (e.g.
+        one thread driving two endpoints and blocking on one of them)."""
+        waiting = sorted(e.name for e in self._endpoints.values() if any(at + n > now for _, _, at, n in e.pending_rx))
+        if not waiting:
+            self._stall = None
+            return
+        if self._stall is None or self._stall[0] != now:
+            self._stall = (now, time.monotonic(), False)
+            return
+        if not self._stall[2] and time.monotonic() - self._stall[1] > STALL_REPORT_S:
+            held_by = sorted(e.name for e in self._endpoints.values() if e.holds and e.horizon <= now)
+            self._event("stalled", ", ".join(held_by),
+                        f"clock held at sample {now} by {', '.join(held_by)} (their horizon); "
+                        f"{', '.join(waiting)} wait for later samples. An endpoint driven from the same thread as "
+                        f"a waiting one cannot move: give it its own thread, call advance(), or hold_clock=false")
+            self._stall = (now, self._stall[1], True)
 
     def _step_realtime(self) -> bool:
         wall = time.monotonic()

@@ -153,16 +153,18 @@ def test_malformed_messages_get_clear_errors_and_do_not_stop_the_broker(broker):
     assert sum(e.kind == "protocol_error" for e in broker.events) >= 7
 
 
-def test_free_pacing_waits_for_the_slowest_endpoint(broker):
+def test_free_pacing_waits_for_the_slowest_endpoint(broker, monkeypatch):
     """The clock never passes an endpoint's horizon: a receiver's rx(n, at) waits until the transmitter declares it
-    is done up to at+n (tx end or advance)."""
+    is done up to at+n (tx end or advance); a long wait is reported as a "stalled" event naming the holder."""
+    monkeypatch.setattr("radio.zmq_air.STALL_REPORT_S", 0.05)
     with ZmqRadio(broker.endpoint, "a") as a, ZmqRadio(broker.endpoint, "b") as b:
         result = {}
         reader = threading.Thread(target=lambda: result.setdefault("rx", b.rx(2000, at=0)))
         reader.start()
         a.tx(np.full(500, 0.5, np.complex64), at=0)     # horizon 500
-        time.sleep(0.2)
+        time.sleep(0.3)
         assert reader.is_alive() and broker.now == 500
+        assert [(e.name, e.sample) for e in broker.events if e.kind == "stalled"] == [("a", 500)]
         a.advance(1500)
         time.sleep(0.2)
         assert reader.is_alive() and broker.now == 1500
