@@ -372,6 +372,12 @@ class PlutoRadio(Radio):
         self._loopback = int(value)
 
     @property
+    def emulator(self):
+        """The in-process :class:`radio.iiod_emulator.PlutoEmulator` behind this radio (its ``stats`` count TX/RX
+        samples, late TX and cyclic gaps), or None for a real device."""
+        return self._server.emulator if self._server is not None else None
+
+    @property
     def capabilities(self) -> RadioCapabilities:
         accuracy = 0.0 if self._server is not None else float(KERNEL_RX_BUFFERS * self.args.rx_buffer_size)
         return RadioCapabilities(timed_tx=False, timed_rx=False, full_duplex=True,

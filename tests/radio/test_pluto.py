@@ -231,7 +231,7 @@ def test_cyclic_transmission_through_the_air_has_no_gaps(rng):
         assert t0 == 0
         err = y - np.tile(x, -(-y.size // x.size))[:y.size]
         assert np.max(np.abs(err.view(np.float32))) <= (2.0 ** -11 + 2.0 ** -14) / 2 + 1e-7
-        assert tx._server.emulator.stats["cyclic_gaps"] == 0
+        assert tx.emulator.stats["cyclic_gaps"] == 0
         tx.stop_tx()                                     # repetitions already on the air still arrive, then silence
         y, _ = rx.rx(100_000)
         assert np.all(y[-50_000:] == 0)
