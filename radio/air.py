@@ -9,8 +9,9 @@ where ``s_tx`` is the sum of the endpoint's scheduled bursts (overlapping bursts
 sample accurate: the over-the-air superposition that over-the-air computation (A-DSGD) relies on.
 
 Determinism: the receiver noise of sample ``t`` comes from a generator whose state is derived from ``(seed, receiver
-name, t // NOISE_BLOCK)`` and each link's random draws from ``(seed, tx name, rx name)``, so the output depends only on the seed and the schedule — not on how time is cut
-into :meth:`Air.advance` calls, nor on which other endpoints exist.
+name, t // NOISE_BLOCK)`` and each link's random draws from ``(seed, tx name, rx name)``, so the output depends only
+on the seed and the schedule — not on how time is cut into :meth:`Air.advance` calls, nor on which other endpoints
+exist.
 
 Why our own code: no library offers a streaming multi-endpoint sample-clock air with timed bursts; this is the
 project's core (see DESIGN.md). Speed: ideal links skip the channel entirely, transmit-only endpoints
@@ -176,9 +177,9 @@ class _Endpoint:
     def _block_rng(self, block: int) -> np.random.Generator:
         """The generator of noise block ``block`` (state set from the keys and the block index; 12 warm-up draws)."""
         k0, k1, k2 = self._keys
+        words = [_splitmix64(k0 ^ block), _splitmix64(k1 ^ _splitmix64(block)), _splitmix64((k2 + block) & _M64), 1]
         self._bitgen.state = {"bit_generator": "SFC64", "has_uint32": 0, "uinteger": 0,
-                              "state": {"state": np.array([_splitmix64(k0 ^ block), _splitmix64(k1 ^ _splitmix64(block)),
-                                                           _splitmix64((k2 + block) & _M64), 1], dtype=np.uint64)}}
+                              "state": {"state": np.array(words, dtype=np.uint64)}}
         self._bitgen.random_raw(12)
         return self._rng
 
@@ -278,7 +279,7 @@ class Air:
         if name in self._endpoints:
             raise ValueError(f"endpoint name = {name!r}: already on this air (endpoints: {list(self._endpoints)})")
         noise = self.default_noise_power if noise_power is None else noise_power
-        if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
+        if not (isinstance(noise, (int, float, np.floating)) and math.isfinite(noise) and noise >= 0):
             raise ValueError(f"noise_power = {noise!r} for endpoint {name!r}: expected a finite number >= 0")
         self._endpoints[name] = _Endpoint(name, noise, self.seed, bool(receiving))
         for other in self._endpoints:

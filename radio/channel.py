@@ -186,7 +186,7 @@ def fd_weights(frac: np.ndarray | float, half_length: int) -> np.ndarray:
 
 
 def fractional_delay_filter(delay: float, max_half_length: int = FD_HALF_LENGTH) -> tuple[int, np.ndarray]:
-    """Causal FIR realising a delay of ``delay`` samples: returns ``(bulk, h)`` with ``y[n] = Σ_m h[m] x[n − bulk − m]``.
+    """Causal FIR realising a delay of ``delay`` samples: ``(bulk, h)`` with ``y[n] = Σ_m h[m] x[n − bulk − m]``.
 
     Integer delays give ``h = [1]``. Otherwise the kernel half-length is ``L = min(max_half_length, ceil(delay))`` (no
     look-ahead), ``h`` is float64[2L] and ``bulk = ceil(delay) − L``.
@@ -196,12 +196,13 @@ def fractional_delay_filter(delay: float, max_half_length: int = FD_HALF_LENGTH)
         return int(c), np.ones(1)
     half = min(max_half_length, c)
     # y[n] = x(n - D) = Σ_k w_k x[ip + k] with ip = n - ceil(D), frac = ceil(D) - D; lag m = ceil(D) - k
-    w = fd_weights(c - delay, half)          # k = -half+1 .. half
+    w = fd_weights(c - delay, half)             # k = -half+1 .. half
     return c - half, w[::-1].copy()             # lags ceil(D)-half .. ceil(D)+half-1
 
 
 def _sco_table() -> np.ndarray:
-    """float32[SCO_HALF_LENGTH, SCO_PHASES, 2·SCO_HALF_LENGTH]: weights for half-length 1..8 (zero-padded)."""
+    """float32[SCO_HALF_LENGTH, SCO_PHASES, 2·SCO_HALF_LENGTH]: weights for every half-length 1..SCO_HALF_LENGTH
+    (zero-padded, centred)."""
     tab = np.zeros((SCO_HALF_LENGTH, SCO_PHASES, 2 * SCO_HALF_LENGTH), np.float32)
     frac = np.arange(SCO_PHASES) / SCO_PHASES
     for half in range(1, SCO_HALF_LENGTH + 1):

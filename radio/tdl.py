@@ -1,9 +1,9 @@
 """3GPP TR 38.901 tapped-delay-line profiles TDL-A..TDL-E as data.
 
-The tables are TR 38.901 (v16.1.0) Tables 7.7.2-1 to 7.7.2-5, transcribed from the machine-readable copies that Sionna
-ships (``sionna/phy/channel/tr38901/models/v16_1/TDL-*.json``). Delays are *normalized*: multiply by the wanted RMS delay
-spread (``delay_spread_s``) to get seconds (TR 38.901 §7.7.3, eq. 7.7-1: ``tau_n,scaled = tau_n,model * DS_desired``).
-Powers are in dB relative to the strongest path.
+The tables are TR 38.901 (v16.1.0) Tables 7.7.2-1 to 7.7.2-5, transcribed from the machine-readable copies that
+Sionna ships (``sionna/phy/channel/tr38901/models/v16_1/TDL-*.json``). Delays are *normalized*: multiply by the wanted
+RMS delay spread (``delay_spread_s``) to get seconds (TR 38.901 §7.7.3, eq. 7.7-1:
+``tau_n,scaled = tau_n,model * DS_desired``). Powers are in dB relative to the strongest path.
 
 TDL-D and TDL-E are line-of-sight profiles: their first row is the specular LOS component (constant amplitude, Rician
 K-factor 13.3 dB and 22 dB respectively) and the second row, at the same delay 0, is the Rayleigh part of that tap.
