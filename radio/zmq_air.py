@@ -962,20 +962,29 @@ class ZmqRadio(Radio):
                                  f"{header['op']!r} within {timeout} s{hint}")
 
     def _heartbeat(self) -> None:
+        """Background thread: send ``hb`` every ``heartbeat_s`` on its own socket and note each ``hb_ack`` in
+        ``_broker_seen`` (what waiting calls check); wakes every 0.1 s at most to notice ``close()``."""
         sock = self._socket()
-        seq = 0
+        seq, next_send = 0, 0.0
         try:
-            while not self._hb_stop.wait(self.heartbeat_s):
-                seq += 1
-                try:
-                    sock.send_multipart(pack({"op": "hb", "seq": seq, "session": self._session}), zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    continue
-                while sock.poll(0):
-                    reply, _ = unpack(sock.recv_multipart())
-                    if reply.get("op") == "hb_ack":
-                        self._broker_seen = time.monotonic()
-        except Exception:  # the socket was closed under us: the radio is shutting down
+            while not self._hb_stop.is_set():
+                now = time.monotonic()
+                if now >= next_send:
+                    seq += 1
+                    next_send = now + self.heartbeat_s
+                    try:
+                        sock.send_multipart(pack({"op": "hb", "seq": seq, "session": self._session}), zmq.NOBLOCK)
+                    except zmq.Again:
+                        pass
+                if sock.poll(int(1000 * min(0.1, max(0.0, next_send - time.monotonic()))) + 1):
+                    while sock.poll(0):
+                        try:
+                            reply, _ = unpack(sock.recv_multipart())
+                        except ProtocolError:
+                            continue
+                        if reply.get("op") == "hb_ack":
+                            self._broker_seen = time.monotonic()
+        except zmq.ZMQError:  # the context is going away: the radio is shutting down
             log.debug("heartbeat thread of %s ended", self.name, exc_info=True)
         finally:
             sock.close(linger=0)

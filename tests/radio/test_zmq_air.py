@@ -176,6 +176,21 @@ def test_free_pacing_waits_for_the_slowest_endpoint(broker, monkeypatch):
         assert np.all(y[500:] == 0)
 
 
+def test_a_waiting_call_fails_cleanly_when_the_broker_goes_away():
+    """rx waits as long as the broker answers heartbeats, and raises RadioError ``timeout_s`` after it stops."""
+    b = ChannelBroker(Air(1e6, 1e9), BrokerConfig(endpoints=["a", "b"]), bind=LOCAL).start()
+    a = ZmqRadio(b.endpoint, "a")
+    r = ZmqRadio(b.endpoint, "b", timeout_s=0.5, heartbeat_s=0.05)
+    threading.Timer(0.8, b.stop).start()        # longer than timeout_s: the wait outlives it while the broker lives
+    started = time.monotonic()
+    with pytest.raises(RadioError, match="stopped answering heartbeats"):
+        r.rx(100, at=0)                          # "a" holds the clock at 0
+    assert 0.8 + 0.5 - 0.1 <= time.monotonic() - started < 10
+    r._session = a._session = ""                # nobody to say goodbye to
+    r.close()
+    a.close()
+
+
 def test_endpoint_that_does_not_hold_the_clock_is_not_waited_for(broker, rng):
     with ZmqRadio(broker.endpoint, "a", hold_clock=False) as a, ZmqRadio(broker.endpoint, "b") as b:
         b.rx(3000, at=0)                    # a never declared anything
