@@ -161,7 +161,7 @@ def test_killed_transmitter_is_reported_others_keep_running_and_it_can_reconnect
         return _spawn(STREAM_SCRIPT, {"address": broker.endpoint, "name": name, "mode": mode, "block": 4096},
                       tmp_path / f"{name}.log")
 
-    def wait_for(predicate, what, timeout=15.0):
+    def wait_for(predicate, what, timeout=30.0):
         deadline = time.monotonic() + timeout
         while not predicate():
             assert time.monotonic() < deadline, f"timed out waiting for {what}; events: {broker.events}"
