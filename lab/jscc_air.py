@@ -128,11 +128,13 @@ class DigitalRadioLink:
     """The practical digital chain over the same radio path: codec file → CRC-32 + LDPC → QAM → OFDM frames
     (``FrameBuilder.build_digital``) → ``Receiver``; a frame that is lost or fails its CRC yields no image (the cliff).
 
-    ``modem``/``code_rate`` None: chosen for ``snr_db`` by :func:`learning.jscc.digital.choose_mcs`.
+    ``modem``/``code_rate`` None: chosen for ``snr_db`` by :func:`learning.jscc.digital.choose_mcs`; ``codecs``: the
+    image codecs to choose from (default: every available one).
     """
 
     def __init__(self, tx_radio, rx_radio, ofdm, snr_db: float, modem: str | None = None,
-                 code_rate: float | None = None, gap_samples: int = 400, block: int = 8192, seq0: int = 1000):
+                 code_rate: float | None = None, gap_samples: int = 400, block: int = 8192, seq0: int = 1000,
+                 codecs: list[str] | None = None):
         from learning.jscc.digital import choose_mcs
         from phy.frame import FrameBuilder
         from phy.receiver import Receiver
@@ -140,6 +142,8 @@ class DigitalRadioLink:
         self.tx, self.rx = tx_radio, rx_radio
         self.builder = FrameBuilder(ofdm)
         self.receiver = Receiver(ofdm)
+        self.snr_db = float(snr_db)
+        self.codecs = codecs
         self.modem, self.code_rate = (modem, code_rate) if modem else choose_mcs(snr_db)
         self.gap, self.block, self.seq = int(gap_samples), int(block), int(seq0)
         self.stats = {"sent": 0, "crc_ok": 0, "crc_fail": 0, "lost": 0, "nothing_fits": 0}
@@ -153,8 +157,9 @@ class DigitalRadioLink:
         for i, img in enumerate(images):
             k = int(round(ratio * img.size))
             budget = max_payload_bytes(k, self.modem, self.code_rate)
-            data, info = encode_for_budget(img, budget)
-            info = {"method": "digital-chain", "modem": self.modem, "code_rate": round(self.code_rate, 4),
+            data, info = encode_for_budget(img, budget, self.codecs)
+            info = {"method": "digital-chain", "snr_db": self.snr_db, "modem": self.modem,
+                    "code_rate": round(self.code_rate, 4),
                     "payload_budget_bytes": budget, "channel_uses": k, **info}
             if data is None:
                 self.stats["nothing_fits"] += 1
@@ -176,11 +181,11 @@ class DigitalRadioLink:
             elif not fr.crc_ok or fr.payload is None:
                 self.stats["crc_fail"] += 1
                 out[i] = (decode_payload(None, images[i].shape), {**info, "status": "crc fail",
-                                                                  "snr_est_db": fr.snr_db})
+                                                                  "snr_db": fr.snr_db, "snr_est_db": fr.snr_db})
             else:
                 self.stats["crc_ok"] += 1
                 out[i] = (decode_payload(fr.payload, images[i].shape), {**info, "status": "ok",
-                                                                        "snr_est_db": fr.snr_db})
+                                                                        "snr_db": fr.snr_db, "snr_est_db": fr.snr_db})
         return out
 
     def _transmit(self, frames: list[np.ndarray]) -> dict:
@@ -216,6 +221,7 @@ def _transmit_frames(tx, rx, receiver, frames: list[np.ndarray], gap: int, block
 def send_images(model, images: np.ndarray, link, encoder_snr_db: float, digital=None) -> list[dict]:
     """Encode ``images`` (uint8 [N, H, W, 3]), send the latents over ``link``, decode with the receiver's SNR estimate.
 
+    For the digital chain ``snr_db`` is the receiver's LTS estimate (the configured SNR when no frame arrived).
     ``digital``: optional callable ``(images, ratio) -> list[(uint8 image | None, info dict)]`` (the digital
     comparison shown next to DeepJSCC). Returns per-image records with ``method``, ``snr_db`` (measured), ``psnr_db``,
     ``ssim``, the SNR estimate and status; lost/corrupt frames have ``psnr_db`` None and are not decoded. The decoded
