@@ -1,9 +1,180 @@
-"""`otalab sync` commands (to be filled by the owner of this area)."""
+"""`otalab sync`: beacon → random access → timing advance → pre-equalization → over-the-air sums, with what it costs.
+
+See :mod:`lab.sync_experiment` for the scenario and the metrics. ``--sweep`` varies one setting at a time and draws the
+trade-off between aggregation NMSE and synchronization overhead.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import typer
+
+#: sweep name -> (what varies, values); each value changes the Scenario, the SyncConfig or the session
+SWEEPS = {
+    "ta-period": ("sync.ta_update_period", [1, 2, 4, 8]),
+    "prach": ("sync.prach_oversampling", [4, 8, 16]),
+    "pilots": ("pilot_symbols_per_device", [1, 2, 4]),
+    "devices": ("scenario.devices", [2, 4, 8, 16]),
+    "snr": ("scenario.snr_db", [0.0, 10.0, 20.0]),
+}
+
+
+def run(scn, cfg, trials: int, seed: int, timing_advance: bool = True, pilot_symbols_per_device: int = 2,
+        progress=None) -> dict:
+    """Run ``trials`` trials and summarize them (see lab.sync_experiment.summarize)."""
+    from lab.sync_experiment import run_trial, summarize
+    out = []
+    for t in range(trials):
+        out.append(run_trial(scn, cfg, seed + t, timing_advance=timing_advance,
+                             n_pilot_symbols=pilot_symbols_per_device * scn.devices))
+        if progress:
+            progress()
+    summary = summarize(out, scn.sample_rate)
+    summary["events"] = sorted({e for tr in out for e in tr["events"]})[:50]
+    return summary
+
+
+def sweep(name: str, scn, cfg, trials: int, seed: int, pilot_symbols_per_device: int = 2, progress=None) -> list[dict]:
+    """One point per value of sweep ``name``: its value, overhead fraction and NMSE (and the genie's)."""
+    if name not in SWEEPS:
+        raise typer.BadParameter(f"unknown sweep {name!r}; choose from {', '.join(SWEEPS)}", param_hint="--sweep")
+    what, values = SWEEPS[name]
+    points = []
+    for v in values:
+        s, c, p = scn, cfg, pilot_symbols_per_device
+        if what.startswith("sync."):
+            c = dataclasses.replace(cfg, **{what[5:]: v})
+        elif what.startswith("scenario."):
+            s = dataclasses.replace(scn, **{what[9:]: v})
+        else:
+            p = v
+        r = run(s, c, trials, seed, pilot_symbols_per_device=p, progress=progress)
+        points.append({"sweep": name, "value": v, "overhead_fraction": r["overhead_fraction"],
+                       "nmse_db": r["nmse_db"], "nmse_genie_db": r["nmse_genie_db"],
+                       "within_cp_fraction": r["within_cp_fraction"]})
+    return points
+
+
+def plot(result: dict, out_dir: Path) -> list[Path]:
+    """Timing-error CDF and (with sweeps) the NMSE-vs-overhead trade-off, as PNGs in ``out_dir``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    cdf = result["residual_timing_cdf"]
+    if cdf["samples"]:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.step(cdf["samples"], cdf["p"], where="post", label="residual timing error (truth)")
+        ax.axvline(-result["window_backoff"], color="gray", ls="--", lw=0.8, label="CP tolerance (first path)")
+        ax.axvline(result["cp_len"] - result["window_backoff"], color="gray", ls="--", lw=0.8)
+        ax.set_xlabel("arrival error at the PS [samples]")
+        ax.set_ylabel("CDF")
+        ax.set_title(f"{result['scenario']['devices']} devices, {result['scenario']['snr_db']:g} dB")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        paths.append(out_dir / "sync_timing_cdf.png")
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
+    if result.get("sweeps"):
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for name, pts in result["sweeps"].items():
+            xs = [100 * p["overhead_fraction"] for p in pts]
+            ys = [p["nmse_db"] for p in pts]
+            ax.plot(xs, ys, "o-", label=name)
+            for x, y, p in zip(xs, ys, pts):
+                ax.annotate(f"{p['value']:g}", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
+        ax.set_xlabel("synchronization overhead [% of air time]")
+        ax.set_ylabel("over-the-air sum NMSE [dB]")
+        ax.set_title("aggregation error vs synchronization overhead")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        paths.append(out_dir / "sync_tradeoff.png")
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
+    return paths
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the otalab app."""
+    """Add ``otalab sync``."""
+
+    @app.command("sync")
+    def sync_cmd(
+        devices: int = typer.Option(8, "--devices", "-k", min=1, help="number of devices K"),
+        snr_db: float = typer.Option(10.0, "--snr-db", help="per-subcarrier SNR at the PS for a unit-gain link"),
+        max_delay_cp: float = typer.Option(20.0, "--max-delay-cp", min=0, help="largest one-way delay [CP lengths]"),
+        cfo_ppm: float = typer.Option(10.0, "--cfo-ppm", min=0, help="device carrier offsets in ±ppm"),
+        sco_ppm: float = typer.Option(10.0, "--sco-ppm", min=0, help="device sampling-clock offsets in ±ppm"),
+        channel: str = typer.Option("TDL-A", "--channel", help="multipath profile: none, TDL-A..TDL-E, exp"),
+        delay_spread_ns: float = typer.Option(30.0, "--delay-spread-ns", min=0, help="RMS delay spread [ns]"),
+        rounds: int = typer.Option(2, "--rounds", min=1, help="over-the-air sums per trial"),
+        trials: int = typer.Option(5, "--trials", min=1, help="independent placements of the devices"),
+        pilots: int = typer.Option(2, "--pilots", min=1, help="uplink pilot symbols per device per refresh"),
+        seed: int = typer.Option(0, "--seed"),
+        no_timing_advance: bool = typer.Option(False, "--no-timing-advance",
+                                               help="devices never apply TA (shows what TA is worth)"),
+        sweep_names: list[str] = typer.Option([], "--sweep", help=f"trade-off sweep: {', '.join(SWEEPS)}"),
+        config: Path | None = typer.Option(None, "--config", help="hw_configs YAML (ofdm, sync, radio rate/freq)"),
+        overrides: list[str] = typer.Option([], "--set", help="override a config key, e.g. sync.beacon_period=4000"),
+        json_path: Path | None = typer.Option(None, "--json", help="write the result JSON here (atomically)"),
+        out: Path = typer.Option(Path("runs/sync"), "--out", help="folder for the PNG plots"),
+    ):
+        """Synchronize K devices for over-the-air computation on the simulated air and report accuracy and cost."""
+        from rich.console import Console
+        from rich.progress import Progress
+        from rich.table import Table
+
+        from lab.config import load_config
+        from lab.results import metadata, write_json
+        from lab.sync_experiment import Scenario
+
+        lab_cfg = load_config(config, overrides)
+        if lab_cfg.radio.driver != "loopback":
+            raise typer.BadParameter(f"otalab sync runs on the in-process air (driver 'loopback'); "
+                                     f"{lab_cfg.source} selects driver {lab_cfg.radio.driver!r}", param_hint="--config")
+        cfg = lab_cfg.sync
+        scn = Scenario(devices=devices, snr_db=snr_db, max_delay_cp=max_delay_cp, cfo_ppm=cfo_ppm, sco_ppm=sco_ppm,
+                       profile=channel, delay_spread_s=delay_spread_ns * 1e-9, rounds=rounds,
+                       sample_rate=lab_cfg.radio.sample_rate, center_freq=lab_cfg.radio.center_freq,
+                       preset=lab_cfg.ofdm.preset)
+        n_sweep = sum(len(SWEEPS[s][1]) if s in SWEEPS else 0 for s in sweep_names)
+        console = Console(stderr=True)
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("sync trials", total=trials * (1 + n_sweep))
+            step = lambda: bar.advance(task)  # noqa: E731
+            result = run(scn, cfg, trials, seed, timing_advance=not no_timing_advance,
+                         pilot_symbols_per_device=pilots, progress=step)
+            result["sweeps"] = {name: sweep(name, scn, cfg, trials, seed, pilots, progress=step)
+                                for name in sweep_names}
+        of = scn.ofdm()
+        result.update(scenario=dataclasses.asdict(scn), sync=dataclasses.asdict(cfg), timing_advance=not no_timing_advance,
+                      cp_len=of.cp_len, window_backoff=cfg.window_backoff or of.cp_len // 2,
+                      seed=seed, **metadata(config=str(config) if config else None))
+        table = Table(title=f"otalab sync: {devices} devices, {snr_db:g} dB, {channel}, {trials} trials")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        rows = [("PRACH timing RMSE / CRLB \\[samples]", f"{result['timing_rmse_samples']:.4f} / "
+                                                        f"{result['timing_crlb_samples']:.4f}"),
+                ("residual timing RMS \\[samples | ns]", f"{result['residual_timing_rms_samples']:.3f} | "
+                                                       f"{result['residual_timing_rms_ns']:.1f}"),
+                ("bursts inside the CP", f"{100 * result['within_cp_fraction']:.2f} % of {result['bursts']}"),
+                ("residual CFO RMS \\[Hz | subcarriers]", f"{result['cfo_residual_rms_hz']:.1f} | "
+                                                        f"{result['cfo_residual_rms_subcarriers']:.2e}"),
+                ("over-the-air sum NMSE \\[dB]", f"{result['nmse_db']:.2f}"),
+                ("genie sync + CSI NMSE \\[dB]", f"{result['nmse_genie_db']:.2f}"),
+                ("overhead \\[% air time]", f"{100 * result['overhead_fraction']:.1f}"),
+                ("excluded devices", ", ".join(f"{k}: {v}" for k, v in result["excluded_devices"].items()) or "none")]
+        for kind, frac in result["air_time_fraction"].items():
+            rows.append((f"  air time: {kind}", f"{100 * frac:.1f} %"))
+        for name, value in rows:
+            table.add_row(name, value)
+        Console().print(table)
+        for p in plot(result, out):
+            console.print(f"plot: {p}")
+        if json_path:
+            write_json(json_path, result)
+            console.print(f"json: {json_path}")

@@ -169,7 +169,7 @@ class SyncSession:
         self.round = 0
         self.plan = None
         self.prach_snr: dict[int, float] = {}
-        self.prach_estimates: dict[int, float] = {}  # preamble -> last delay estimate (samples after the slot)
+        self.prach_estimates: dict[tuple[int, int], float] = {}  # (slot, preamble) -> delay after the slot start
         self.lost_beacons: set[int] = set()          # beacon numbers the PS skips (a beacon lost, for tests)
         self.beacons_sent = 0
         self.noise_var = None
@@ -309,7 +309,7 @@ class SyncSession:
                 j = self._codes.setdefault(det.index, len(self._codes))
             entries.append(_RAR.pack(det.index, steps, j, int(det.collision)))
             self.prach_snr[det.index] = det.power / max(self._noise_from_prach(window), 1e-30)
-            self.prach_estimates[det.index] = det.delay
+            self.prach_estimates[(slot, det.index)] = det.delay
         rar_at = self.t
         rar = self._control_frame("rar", b"".join(entries) or b"\0", seq=self.round)
         self._ps_send(rar, rar_at, "rar")
