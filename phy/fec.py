@@ -4,6 +4,11 @@ The LDPC encoder/decoder are sionna's ``LDPC5GEncoder`` / ``LDPC5GDecoder`` (3GP
 puncturing and shortening for any k <= 8448 and rate 1/5 ... 0.95); writing our own would duplicate a maintained
 implementation. torch and sionna are imported lazily when the first code is built, so ``import phy`` stays numpy-only.
 
+Early stopping: sionna's BP decoder always runs all iterations. :class:`LdpcCode` by default uses a subclass whose
+flooding loop checks every codeword's syndrome after each iteration and drops converged codewords from the batch
+(standard practice; the result is the first valid codeword BP reaches). It relies on sionna's internal BP step
+(``_bp_iter``), so it falls back to the stock loop for any configuration it does not cover.
+
 LLR convention: everywhere in ``phy`` LLR = log P(b=0)/P(b=1) (positive = bit 0). Sionna's decoders take logits
 log P(b=1)/P(b=0), so :class:`LdpcCode` negates on the way in.
 
@@ -67,6 +72,7 @@ class LdpcCode:
             "offset-minsum".
         torch_threads: torch intra-op threads while encoding/decoding (set and restored around each call, which is
             process-wide); None keeps torch's setting.
+        early_stop: stop iterating a codeword as soon as its syndrome is zero (default); False runs all iterations.
 
     Example:
         >>> code = LdpcCode(k=256, n=512)
@@ -83,6 +89,7 @@ class LdpcCode:
         iterations: int = DEFAULT_ITERATIONS,
         cn_update: str = "boxplus-phi",
         torch_threads: int | None = DEFAULT_TORCH_THREADS,
+        early_stop: bool = True,
     ) -> None:
         k, n, iterations = int(k), int(n), int(iterations)
         if not 12 <= k <= 8448:
@@ -96,10 +103,12 @@ class LdpcCode:
 
         self.k, self.n, self.iterations = k, n, iterations
         self.torch_threads = torch_threads
+        self.early_stop = bool(early_stop)
         self._torch = torch
+        decoder_cls = _early_stop_decoder_class() if early_stop else LDPC5GDecoder
         try:
             self._encoder = LDPC5GEncoder(k, n)
-            self._decoder = LDPC5GDecoder(
+            self._decoder = decoder_cls(
                 self._encoder, num_iter=iterations, hard_out=True, return_infobits=True, cn_update=cn_update
             )
         except (ValueError, TypeError) as exc:
@@ -112,7 +121,10 @@ class LdpcCode:
         return self.k / self.n
 
     def __repr__(self) -> str:
-        return f"LdpcCode(k={self.k}, n={self.n}, iterations={self.iterations})  # rate {self.rate:.3f}"
+        return (
+            f"LdpcCode(k={self.k}, n={self.n}, iterations={self.iterations}, early_stop={self.early_stop})"
+            f"  # rate {self.rate:.3f}"
+        )
 
     def encode(self, bits: np.ndarray) -> np.ndarray:
         """Encode information bits.
@@ -158,6 +170,70 @@ class LdpcCode:
         with self._lock, self._torch.no_grad(), _torch_threads(self._torch, self.torch_threads):
             u_hat = self._decoder(logits)
         return u_hat.numpy().astype(np.uint8).reshape(*lead, self.k)
+
+
+_EARLY_STOP_CLASS: type | None = None
+
+
+def _early_stop_decoder_class() -> type:
+    """``LDPC5GDecoder`` whose belief-propagation loop stops per codeword once its syndrome is zero (built lazily)."""
+    global _EARLY_STOP_CLASS
+    if _EARLY_STOP_CLASS is not None:
+        return _EARLY_STOP_CLASS
+    import torch
+    from sionna.phy.fec.ldpc import LDPC5GDecoder
+    from sionna.phy.fec.ldpc.decoding import LDPCBPDecoder
+
+    class _EarlyStopBP(LDPCBPDecoder):
+        """Flooding BP on [batch, num_vns] channel logits with per-codeword syndrome-based early termination."""
+
+        def call(self, llr_ch, /, *, num_iter=None, msg_v2c=None):  # noqa: D102 (same contract as sionna's)
+            plain = (
+                msg_v2c is not None
+                or self._return_state
+                or self._v2c_callbacks
+                or self._c2v_callbacks
+                or self._scheduling != "flooding"
+            )
+            if plain:
+                return super().call(llr_ch, num_iter=num_iter, msg_v2c=msg_v2c)
+            num_iter = self._num_iter if num_iter is None else num_iter
+            if self._llr_max is not None:
+                llr_ch = llr_ch.clamp(-self._llr_max, self._llr_max)
+            shape = llr_ch.shape
+            llr = llr_ch.reshape(-1, self._num_vns) * -1.0  # sionna logits -> LLRs log P(0)/P(1)
+            if not hasattr(self, "_es_vn_idx"):
+                self._es_vn_idx = torch.as_tensor(np.asarray(self._vn_idx), dtype=torch.long)
+                self._es_cn_idx = torch.as_tensor(np.asarray(self._cn_idx), dtype=torch.long)
+            x_out = llr.clone()
+            active = torch.arange(llr.shape[0])
+            llr_act = llr
+            msg_v2c = llr[:, self._vn_idx_t]
+            msg_c2v = torch.zeros_like(msg_v2c)
+            x_hat = llr
+            for it in range(num_iter):
+                msg_v2c, msg_c2v, x_hat = self._bp_iter(msg_v2c, msg_c2v, llr_act, x_hat, it)
+                hard = (x_hat <= 0).to(torch.int32)
+                checks = torch.zeros(hard.shape[0], self._num_cns, dtype=torch.int32)
+                checks.index_add_(1, self._es_cn_idx, hard[:, self._es_vn_idx])
+                done = ~(checks & 1).any(dim=1)
+                if bool(done.any()):
+                    x_out[active[done]] = x_hat[done]
+                    keep = ~done
+                    active, llr_act = active[keep], llr_act[keep]
+                    msg_v2c, msg_c2v, x_hat = msg_v2c[keep], msg_c2v[keep], x_hat[keep]
+                    if active.numel() == 0:
+                        break
+            if active.numel():
+                x_out[active] = x_hat
+            x_out = (x_out <= 0).to(self.dtype) if self._hard_out else x_out * -1.0
+            return x_out.reshape(shape)
+
+    class _EarlyStopLDPC5GDecoder(LDPC5GDecoder, _EarlyStopBP):
+        """5G rate recovery (LDPC5GDecoder) around the early-stopping BP loop (MRO: 5G -> early stop -> BP)."""
+
+    _EARLY_STOP_CLASS = _EarlyStopLDPC5GDecoder
+    return _EARLY_STOP_CLASS
 
 
 _CODE_CACHE: dict[tuple[int, int, int], LdpcCode] = {}
