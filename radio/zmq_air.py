@@ -42,14 +42,14 @@ declares ``until``. So nobody misses a slot it is still going to use. An endpoin
 ``heartbeat_timeout_s`` is reported lost (:attr:`ChannelBroker.events`) and dropped from the minimum; the clock keeps
 running and the name may register again (its links in the air are kept).
 
-Speed: sample frames travel without copies (numpy buffers in, ``np.frombuffer`` out); when ``Air.advance`` accepts a
-``receivers=`` list, the broker asks only for the live receiving endpoints (transmit-only endpoints cost nothing).
+Speed: sample frames travel without copies (numpy buffers in, ``np.frombuffer`` out), and the air computes samples only
+for live receiving endpoints (``Air.set_receiving``): transmit-only, lost and departed endpoints cost no receiver work
+(the air's noise is random-access, so an endpoint that comes back receives exactly what it would have anyway).
 """
 
 from __future__ import annotations
 
 import collections
-import inspect
 import logging
 import secrets
 import threading
@@ -304,11 +304,6 @@ class ChannelBroker:
         self._lags: collections.deque[float] = collections.deque(maxlen=100_000)
         self._stall: tuple[int, float, bool] | None = None   # (clock, since, reported)
         self.stats = collections.Counter()
-        # Air fast path: an advance(n, receivers=...) that computes only the listed receivers' samples
-        try:
-            self._select_receivers = "receivers" in inspect.signature(air.advance).parameters
-        except (TypeError, ValueError):
-            self._select_receivers = False
         known = set(self._air_names())
         for name in self.config.endpoints:
             if name not in known:
@@ -522,6 +517,10 @@ class ChannelBroker:
             self._event("protocol_error", "", f"internal error: {exc!r}")
             self._error(rid, seq, "internal", f"internal error in broker: {exc!r}")
 
+    def _update_receiving(self, ep: _Endpoint) -> None:
+        """Let the air compute samples for ``ep`` only while it is a live (or expected) receiving endpoint."""
+        self.air.set_receiving(ep.name, ep.receive and ep.state in ("live", "expected"))
+
     def _session(self, header: dict) -> _Endpoint:
         session = wire_field(header, "session", str)
         ep = self._sessions.get(session)
@@ -532,6 +531,7 @@ class ChannelBroker:
         if ep.state == "lost":  # it was only silent, not dead
             ep.state = "live"
             ep.reset(self.now)
+            self._update_receiving(ep)
             self._event("reconnected", ep.name, "heard again after being reported lost")
         return ep
 
@@ -563,6 +563,7 @@ class ChannelBroker:
         ep.receive = True if receive is None else receive
         ep.session = secrets.token_hex(8)
         ep.last_seen = time.monotonic()
+        self._update_receiving(ep)
         self._sessions[ep.session] = ep
         self._event(kind, name, f"wire={wire} hold={ep.hold} receive={ep.receive}")
         self._reply(rid, {"op": "welcome", "seq": seq, "session": ep.session, "sample_rate": self.sample_rate,
@@ -625,6 +626,7 @@ class ChannelBroker:
         self._sessions.pop(ep.session, None)
         ep.state = "left"
         ep.reset(self.now)
+        self._update_receiving(ep)
         self._event("left", ep.name)
         self._reply(rid, {"op": "ok", "seq": seq, "now": self.now})
 
@@ -651,11 +653,7 @@ class ChannelBroker:
 
     def _advance(self, n: int) -> None:
         t0 = self.now
-        if self._select_receivers:
-            out = self.air.advance(n, receivers=[e.name for e in self._endpoints.values()
-                                                 if e.state == "live" and e.receive])
-        else:
-            out = self.air.advance(n)
+        out = self.air.advance(n)
         limit = self.config.buffer_samples
         for ep in self._endpoints.values():
             if ep.state == "live" and ep.receive:
@@ -680,6 +678,7 @@ class ChannelBroker:
         if timeout is not None and time.monotonic() - self._created > timeout:
             for e in expected:
                 e.state = "lost"
+                self._update_receiving(e)
                 self._event("missing", e.name, f"did not register within join_timeout_s={timeout}")
             return False
         return True
@@ -744,6 +743,7 @@ class ChannelBroker:
         for ep in self._endpoints.values():
             if ep.state == "live" and wall - ep.last_seen > timeout:
                 ep.state = "lost"
+                self._update_receiving(ep)
                 for rid, seq, at, n in ep.pending_rx:
                     self._error(rid, seq, "session", f"endpoint {ep.name!r} was reported lost")
                 ep.reset(self.now)

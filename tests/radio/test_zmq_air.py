@@ -240,24 +240,25 @@ def test_replaced_and_returning_names_are_reported(broker):
     assert kinds == [("registered", "a"), ("replaced", "a"), ("left", "a"), ("reconnected", "a"), ("left", "a")]
 
 
-def test_broker_asks_an_air_with_receiver_selection_only_for_live_receivers():
-    """Fast path: when Air.advance accepts ``receivers``, transmit-only and departed endpoints are not computed."""
-    class SelectiveAir(Air):
-        calls: list = []
-
-        def advance(self, n, receivers=None):
-            self.calls.append(sorted(receivers))
+def test_air_computes_only_live_receiving_endpoints():
+    """Transmit-only and departed endpoints are switched off in the air (Air.set_receiving): advance() produces
+    samples only for live receivers, and what they receive is unchanged."""
+    class RecordingAir(Air):
+        def advance(self, n):
             out = super().advance(n)
-            return {name: out[name] for name in receivers}
+            self.calls = [*getattr(self, "calls", []), sorted(out)]
+            return out
 
-    air = SelectiveAir(1e6, 1e9)
+    air = RecordingAir(1e6, 1e9)
     with ChannelBroker(air, BrokerConfig(endpoints=["tx", "rx"]), bind=LOCAL) as b, \
             ZmqRadio(b.endpoint, "tx", receive=False) as tx, ZmqRadio(b.endpoint, "rx") as rx:
         tx.tx(np.full(100, 0.25, np.complex64), at=0)
         tx.close()
         y, _ = rx.rx(200, at=0)
+        rx.close()
     assert air.calls and all(c == ["rx"] for c in air.calls)
     np.testing.assert_allclose(y[:100], 0.25)
+    assert air.advance(10) == {}                       # everyone left: nothing to compute
 
 
 # ------------------------------------------------------------------------------------------------------ CURVE
