@@ -52,6 +52,8 @@ from learning.feel.messages import Aggregate, Transmission
 SCHEMES = ("analog", "digital", "ideal", "uncoded")
 #: D-DSGD overhead per message: 32 bits for the mean value and 1 sign bit (TSP eq. (12))
 DDSGD_OVERHEAD_BITS = 33
+#: largest A-DSGD projection matrix built (float32 bytes)
+MAX_PROJECTION_BYTES = 2 * 2**30
 
 
 def ddsgd_bits_per_device(s: int, n_devices: int, power: float, noise_var: float,
@@ -184,6 +186,11 @@ class AnalogScheme(Scheme):
         if not 1 <= self.k <= d:
             raise ValueError(f"k = {self.k}: expected 1 <= k <= d = {d}")
         self.seed, self.amp_iterations, self.amp_threshold = int(seed), int(amp_iterations), amp_threshold
+        size = 4 * (self.s - 1) * self.d
+        if size > MAX_PROJECTION_BYTES:
+            raise ValueError(f"channel_uses = {self.s}: the projection matrix would take {size / 2**30:.1f} GiB "
+                             f"((s-1) x d = {self.s - 1} x {self.d} float32); expected at most "
+                             f"{MAX_PROJECTION_BYTES / 2**30:.0f} GiB, so use fewer channel uses")
 
     @property
     def projection(self) -> torch.Tensor:
