@@ -48,8 +48,8 @@ def check_wire(wire: str) -> str:
 
 
 def encode_samples(samples: np.ndarray, wire: str) -> np.ndarray:
-    """complex64[N] -> a contiguous array whose bytes are the wire representation (float32[2N] view for fc32
-    (no copy when already contiguous complex64), int16[2N] for sc16 with scaling by 2**15 − 1, rounding and clipping)."""
+    """complex64[N] -> a contiguous array whose bytes are the wire representation: the complex64 array itself for
+    fc32 (no copy when already contiguous complex64), int16[2N] for sc16 (scaled by 2**15 − 1, rounded, clipped)."""
     check_wire(wire)
     x = np.ascontiguousarray(samples, dtype=np.complex64)
     if wire == "fc32":
