@@ -122,7 +122,8 @@ class ZmqArgs:
     timeouts and CURVE key files; ``broker`` holds the settings ``otalab air`` uses to run the broker itself.
 
     ``hold_clock=False`` makes an endpoint that never holds the free-running clock back (it behaves like a real radio
-    that may miss slots). ``receive=False`` marks a transmit-only endpoint (the broker keeps no receive buffer).
+    that may miss slots). ``receive=False`` marks a transmit-only endpoint (no receive buffer, and the air computes no
+    samples for it).
     ``server_key`` is the broker's public certificate, ``client_key`` this endpoint's secret certificate.
     """
 
