@@ -234,12 +234,12 @@ class _Endpoint:
         return self.hold and self.state in ("expected", "live")
 
     def store(self, t0: int, samples: np.ndarray, limit: int) -> None:
-        """Append samples received from t0 on; drop the oldest beyond ``limit``."""
+        """Append samples received from t0 on; drop the oldest beyond ``limit`` (never any a pending rx asked for)."""
         if not self.receive or self.state != "live":
             return
         self.chunks.append((t0, samples))
         self.buffered += samples.size
-        self.trim(t0 + samples.size - limit)
+        self.trim(min([t0 + samples.size - limit, *(at for _, _, at, _ in self.pending_rx)]))
 
     def trim(self, start: int) -> None:
         """Forget samples before ``start``."""

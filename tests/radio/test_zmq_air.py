@@ -115,6 +115,26 @@ def test_late_errors_come_back_over_the_wire(broker, rng):
         assert a.tx(np.zeros(0, np.complex64), at=6000) == 6000
 
 
+def test_buffer_bound_drops_old_samples_but_never_those_a_pending_rx_asked_for():
+    air = Air(1e6, 1e9)
+    cfg = BrokerConfig(endpoints=["a", "b"], buffer_samples=1000, max_advance=800)
+    with ChannelBroker(air, cfg, bind=LOCAL) as broker, ZmqRadio(broker.endpoint, "a") as a, \
+            ZmqRadio(broker.endpoint, "b") as b:
+        b.advance(5000)                                 # b is done far ahead; the clock waits only for a
+        result = {}
+        reader = threading.Thread(target=lambda: result.setdefault("rx", b.rx(1000, at=0)))
+        reader.start()
+        time.sleep(0.1)                                 # the rx is pending before the clock moves
+        a.advance(5000)                                 # clock runs in 800-sample steps to 5000
+        reader.join(5)
+        assert result["rx"][1] == 0 and result["rx"][0].size == 1000
+        with pytest.raises(RadioError, match="exceeds the broker's buffer_samples=1000"):
+            b.rx(1001)
+        with pytest.raises(LateError):                 # unread samples beyond the bound were dropped
+            b.rx(10, at=1000)
+        assert b.rx(1000, at=4000)[1] == 4000
+
+
 def test_malformed_messages_get_clear_errors_and_do_not_stop_the_broker(broker):
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
