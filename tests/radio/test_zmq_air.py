@@ -199,7 +199,7 @@ def test_free_pacing_waits_for_the_slowest_endpoint(broker, monkeypatch):
 def test_a_waiting_call_fails_cleanly_when_the_broker_goes_away():
     """rx waits as long as the broker answers heartbeats, and raises RadioError ``timeout_s`` after it stops."""
     b = ChannelBroker(Air(1e6, 1e9), BrokerConfig(endpoints=["a", "b"]), bind=LOCAL).start()
-    a = ZmqRadio(b.endpoint, "a")
+    a = ZmqRadio(b.endpoint, "a", timeout_s=0.5)
     r = ZmqRadio(b.endpoint, "b", timeout_s=0.5, heartbeat_s=0.05)
     threading.Timer(0.8, b.stop).start()        # longer than timeout_s: the wait outlives it while the broker lives
     started = time.monotonic()
