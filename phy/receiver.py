@@ -28,7 +28,8 @@ Stages (one readable chain; only the first runs on every sample)
    (1 tap over AWGN). SNR estimate ``(mean|H_ls|^2 - sigma^2/2) / sigma^2``.
 5. **Header**: pilot common-phase correction (smoothed over 3 symbols, no slope), BPSK soft values ``Re(conj(H) Y)``, soft-ML Golay, CRC-16.
 6. **Payload**: per-symbol pilot tracking of common phase error and phase slope (timing drift), smoothed over
-   ``pilot_smoothing`` symbols (centered moving sum of the pilot correlations), then MMSE (default) or ZF
+   ``pilot_smoothing`` symbols (centered moving sum of the pilot correlations, after removing the frame's mean
+   phase increment per symbol so that the frame edges are unbiased), then MMSE (default) or ZF
    equalization. Effective noise per data subcarrier ``sigma_eff^2 = sigma^2 (1 + L_kept/(2 n_used)) + |H_k|^2 var(phi_k)``
    (estimation error + pilot-phase error, ``var(phi_k) = sigma^2/(2 w |H_p|^2) (1/n_p + k^2/sum k_p^2)``).
    Analog: MMSE ``x = P conj(H) Y / (P |H|^2 + sigma_eff^2)`` with error variance
@@ -516,7 +517,12 @@ class Receiver:
         [n_sym, n_p] (residual CFO phase already removed): float [n_sym] x 2."""
         n_sym = Yp.shape[0]
         z = Yp * np.conj(self.fmt.pilot_block(first, n_sym) * acq.H[self.cfg.pilot_bins][None, :])
+        drift = 0.0
         if smooth > 1 and n_sym > 1:
+            # remove the frame's mean phase increment per symbol (residual CFO) first, so that the moving average is
+            # unbiased at the frame edges too, then average over `smooth` symbols
+            drift = float(np.angle(np.vdot(z[:-1], z[1:])))
+            z = z * _cis(-drift * np.arange(n_sym))[:, None]
             h = smooth // 2
             c = np.zeros((n_sym + 1, z.shape[1]), z.dtype)
             np.cumsum(z, axis=0, out=c[1:])
@@ -526,7 +532,7 @@ class Receiver:
         cpe = np.angle(zs)
         dev = np.angle(z * np.conj(zs)[:, None])
         slope = dev @ self._kp_w
-        return cpe - slope * self._kp_mean, slope
+        return cpe - slope * self._kp_mean + drift * np.arange(n_sym), slope
 
     def _pilot_cpe(self, acq: _Acq, Yp: np.ndarray, first: int, smooth: int) -> np.ndarray:
         """Per-symbol common phase error from pilot columns ``Yp`` [n_sym, n_p], centered moving sum of ``smooth``."""
