@@ -1,0 +1,339 @@
+"""Over-the-air sums on real waveforms: a FEEL :class:`~learning.feel.channel.SumChannel` over a synchronized cell.
+
+:class:`RadioSumChannel` serves the FEEL schemes' rounds with :meth:`sync.procedure.SyncSession.data_round` on any set
+of :class:`radio.base.Radio` objects (the in-process air, ZeroMQ endpoints, hardware): every FEEL round is beacon →
+code-multiplexed uplink pilots → CSI feedback (truncated channel inversion) → one OFDM data burst in which all
+active devices transmit at once, and the parameter server (PS) receives their sum.
+
+Mapping of the M devices' real symbols x float32[M, s] onto the OFDM data subcarriers::
+
+    u_m[i] = c · (x_m[2i] + j x_m[2i+1]),   i = 0 … ⌈s/2⌉-1  (x padded with one zero when s is odd)
+    c      = sqrt(⌈s/2⌉ / P_t)
+
+The schemes scale each device's row to ‖x_m‖² = P_t (its energy per round over the s uses), so
+mean_i |u_m[i]|² = c² P_t / ⌈s/2⌉ = 1: the per-subcarrier power the OFDM chain and the truncated inversion's
+budget (``SyncConfig.power`` per unit-power symbol) are designed for. ``c`` is fixed by ``power`` and
+``channel_uses`` at construction, never adapted to the data, so the PS can undo it. The PS's estimate v̂[i] of Σ_m u_m[i] (over the
+devices that transmitted) is unpaired back to reals, ŷ[2i] = Re v̂[i] / c, ŷ[2i+1] = Im v̂[i] / c, and its noise
+variance per real symbol in the schemes' units is
+
+    σ²_real = N_c / (2 c²),   N_c = the session's noise variance per complex data symbol (N0 / alpha²)
+
+(circular complex noise splits evenly between real and imaginary parts). If s needs more than one burst, the values
+are carried by consecutive data rounds (``data_symbols`` OFDM symbols each) and N_c is their mean.
+
+Channel state: the session inverts each device's channel itself, so :meth:`RadioSumChannel.csi` reports gain 1 for
+the devices it expects to transmit and marks inactive those the session excluded (no beacon, random access failed) or
+that truncated inversion silenced at the last channel refresh. The refresh of round t happens inside
+``data_round``, after the schemes have encoded, so the active set is predicted from the previous refresh (channels
+are static between rounds on the in-process air); a device that the new refresh silences anyway is counted in
+``stats["mismatch"]`` and its contribution is missing from that round's sum (its energy is reported as 0).
+
+A round whose estimate is not finite (bad data from the air) is counted in ``stats["non_finite"]`` and returned as
+y = 0 with infinite noise variance, which every over-the-air scheme's decoder rejects.
+
+:func:`loopback_sum_channel` builds a whole cell on the in-process air — K devices with random one-way delays, clock
+offsets, carrier and sampling-clock offsets and multipath, as in :mod:`lab.sync_experiment` — runs random access and
+timing advance once, and returns the channel ready to serve rounds, with the simulation's truth attached so that
+:meth:`RadioSumChannel.sync_report` can measure the residual timing and CFO errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from learning.feel.channel import Reception, RoundCsi
+from radio.air import Air
+from radio.channel import LinkParams
+from radio.clock import OffsetClockRadio
+from radio.loopback import LoopbackRadio
+from sync.config import SyncConfig
+from sync.precomp import truncated_inversion
+from sync.procedure import SyncSession
+
+#: largest number of OFDM data symbols the builder puts into one data burst (longer vectors use several bursts)
+MAX_DATA_SYMBOLS = 64
+
+
+@dataclass
+class CellTruth:
+    """What the simulation knows about a cell and the procedure must estimate (all float64/int64 arrays of length K).
+
+    ``delays``: one-way delay per device [samples]; ``offsets``: device clock minus the global clock [samples];
+    ``cfo_ppm``/``sco_ppm``: device carrier and sampling-clock offsets; ``tau_max``: largest tap lag of each uplink
+    [samples]; ``gains``: float64[K, n_used] |H| of each true uplink on the used subcarriers; ``noise_power``: the PS's
+    noise variance per complex sample; ``center_freq``: Hz.
+    """
+
+    delays: np.ndarray
+    offsets: np.ndarray
+    cfo_ppm: np.ndarray
+    sco_ppm: np.ndarray
+    tau_max: np.ndarray
+    gains: np.ndarray
+    noise_power: float
+    center_freq: float
+
+    def arrival(self, local: float, i: int) -> float:
+        """PS (= global) time at which a burst that device ``i`` starts at its clock's ``local`` arrives (first
+        path): (local − offset + delay) / (1 + sco·1e-6), the uplink compressing the device's samples by sco ppm."""
+        return (local - self.offsets[i] + self.delays[i]) / (1 + self.sco_ppm[i] * 1e-6)
+
+    def cfo_hz(self) -> np.ndarray:
+        """True downlink carrier offset each device should measure on beacons: −cfo_ppm·1e-6·f_c (float64[K])."""
+        return -self.cfo_ppm * 1e-6 * self.center_freq
+
+
+class RadioSumChannel:
+    """A :class:`learning.feel.channel.SumChannel` over a :class:`sync.procedure.SyncSession` (module docstring).
+
+    Args:
+        session: a session whose ``access()`` has run (devices connected or excluded).
+        power: P_t, each device's energy per round over ``channel_uses`` real symbols (the FEEL config's power).
+        channel_uses: s, real symbols per round; with ``power`` it fixes the scale c = sqrt(⌈s/2⌉ / P_t).
+        truth: the simulation's truth for :meth:`sync_report` (None on hardware: no residual-error metrics).
+
+    Attributes: ``n_devices`` (K), ``noise_var`` (nominal σ²_real, the latest round's; set by :meth:`calibrate`),
+    ``symbol_rate`` (real symbols per second during the data bursts: 2·n_data·fs/symbol_len), ``scale`` (c),
+    ``history`` (one dict per FEEL round), ``stats`` (counters).
+    """
+
+    def __init__(self, session: SyncSession, power: float, channel_uses: int, *, truth: CellTruth | None = None):
+        if not (math.isfinite(power) and power > 0):
+            raise ValueError(f"power = {power!r}: expected P_t > 0 (energy per device per round)")
+        if isinstance(channel_uses, bool) or not isinstance(channel_uses, (int, np.integer)) or channel_uses < 1:
+            raise ValueError(f"channel_uses = {channel_uses!r}: expected an integer s >= 1")
+        self.session = session
+        self.truth = truth
+        self.power = float(power)
+        self.channel_uses = int(channel_uses)
+        self.n_devices = session.k
+        of = session.ofdm
+        self.scale = math.sqrt(math.ceil(self.channel_uses / 2) / self.power)
+        self.symbol_rate = 2.0 * of.n_data * session.fs / of.symbol_len
+        self.noise_var = float("nan")
+        #: air time per phase kind booked before this channel served any round (access), in samples
+        self.access_air_time = dict(session.air_time)
+        self.history: list[dict] = []
+        self.stats = {"rounds": 0, "bursts": 0, "non_finite": 0, "mismatch": 0}
+        self._timing: list[dict] = []
+        self._nmse: list[dict] = []
+
+    def __repr__(self) -> str:
+        return (f"RadioSumChannel(n_devices={self.n_devices}, power={self.power:g}, channel_uses={self.channel_uses}, "
+                f"scale={self.scale:.4g}, data_symbols={self.session.data_symbols}, noise_var={self.noise_var:.4g})")
+
+    # ------------------------------------------------------------------ SumChannel protocol
+    def expected_active(self) -> np.ndarray:
+        """bool[K]: connected, not excluded, and active in the last truncated-inversion plan (if there is one)."""
+        plan = self.session.plan
+        return np.array([d.state == "connected" and d.excluded is None and (plan is None or bool(plan.active[i]))
+                         for i, d in enumerate(self.session.devices)], dtype=bool)
+
+    def csi(self, round: int) -> RoundCsi:
+        """Gain 1 for the devices expected to transmit (the session pre-equalizes their channels), inactive others."""
+        active = self.expected_active()
+        return RoundCsi(int(round), torch.ones(self.n_devices, dtype=torch.float32), torch.from_numpy(active))
+
+    def transmit(self, x: torch.Tensor, csi: RoundCsi) -> Reception:
+        """Carry x float32[K, s] (rows of devices with ``csi.active`` False are sent as zeros) as one or more
+        over-the-air sums; returns ŷ float32[s] ≈ Σ_m x_m + z and σ²_real (module docstring)."""
+        if x.dim() != 2 or x.shape[0] != self.n_devices:
+            raise ValueError(f"x has shape {tuple(x.shape)}; expected [n_devices={self.n_devices}, s]")
+        xs = x.detach().to(torch.float32).cpu().numpy()
+        send = csi.active.cpu().numpy().astype(bool)
+        xs = np.where(send[:, None], xs, 0.0).astype(np.float32)
+        s = xs.shape[1]
+        if s % 2:
+            xs = np.concatenate([xs, np.zeros((self.n_devices, 1), np.float32)], axis=1)
+        u = (self.scale * (xs[:, 0::2] + 1j * xs[:, 1::2])).astype(np.complex64)       # [K, ⌈s/2⌉]
+        of = self.session.ofdm
+        cap = self.session.data_symbols * of.n_data
+        est = np.zeros(u.shape[1], np.complex64)
+        noise, sent_all, bursts = [], np.ones(self.n_devices, bool), []
+        for a in range(0, u.shape[1], cap):
+            res = self.session.data_round(u[:, a:a + cap])
+            est[a:a + cap] = res.estimate
+            noise.append(res.noise_var)
+            sent = np.zeros(self.n_devices, bool)
+            sent[list(res.tx_local)] = True
+            sent_all &= sent
+            bursts.append(res)
+            self._record_burst(res, u[:, a:a + cap])
+        self.stats["bursts"] += len(bursts)
+        self.stats["rounds"] += 1
+        mismatch = send & ~sent_all
+        self.stats["mismatch"] += int(mismatch.sum())
+        n_c = float(np.mean(noise))
+        ok = bool(np.all(np.isfinite(est))) and math.isfinite(n_c) and n_c > 0
+        if ok:
+            y = np.empty(2 * est.size, np.float32)
+            y[0::2], y[1::2] = est.real / self.scale, est.imag / self.scale
+            y = y[:s]
+            noise_var = n_c / (2 * self.scale ** 2)
+            self.noise_var = noise_var
+        else:
+            self.stats["non_finite"] += 1
+            y = np.zeros(s, np.float32)
+            noise_var = float("inf")
+        last = bursts[-1]
+        self.history.append({"round": int(csi.round), "bursts": len(bursts), "noise_var": noise_var,
+                             "noise_var_complex": n_c, "alpha": last.alpha, "active": last.active,
+                             "sent": np.flatnonzero(sent_all & send).tolist(),
+                             "mismatch": np.flatnonzero(mismatch).tolist(),
+                             "excluded": {str(k): v for k, v in last.excluded.items()}, "finite": ok})
+        energy = torch.from_numpy((xs.astype(np.float64) ** 2).sum(1).astype(np.float32)) * torch.from_numpy(
+            (sent_all & send).astype(np.float32))
+        return Reception(y=torch.from_numpy(np.ascontiguousarray(y)), noise_var=noise_var, energy=energy)
+
+    # ------------------------------------------------------------------ calibration and reports
+    def calibrate(self, rounds: int = 1) -> float:
+        """Run ``rounds`` probe rounds of zeros (channel refresh + one data burst each) so that the truncated-inversion
+        plan exists before the first real round; sets and returns the nominal σ²_real."""
+        for r in range(rounds):
+            x = torch.zeros(self.n_devices, self.channel_uses)
+            self.transmit(x, self.csi(-1 - r))
+            self.history.pop()
+            self.stats["rounds"] -= 1
+        return self.noise_var
+
+    def _record_burst(self, res, values: np.ndarray) -> None:
+        """Residual timing (against the truth) and the NMSE of the sum next to a genie with perfect sync and CSI."""
+        t = self.truth
+        if t is None:
+            return
+        of, sess = self.session.ofdm, self.session
+        for i, local in res.tx_local.items():
+            e = t.arrival(local, i) - res.slot
+            inside = (-sess.backoff <= e) and (e + t.tau_max[i] <= of.cp_len - sess.backoff)
+            self._timing.append({"round": sess.round, "device": int(i), "error_samples": float(e),
+                                 "inside_cp": bool(inside)})
+        if not res.active:
+            return
+        part = np.zeros(self.n_devices, bool)
+        part[res.active] = True
+        plan = truncated_inversion(np.where(part[:, None], t.gains, np.nan).astype(np.complex64), sess.cfg.power,
+                                   sess.cfg.gain_threshold)
+        truth = values[plan.active].sum(axis=0)
+        err = float(np.sum(np.abs(res.estimate - res.truth) ** 2))
+        ref = float(np.sum(np.abs(res.truth) ** 2))
+        # genie: y = alpha_g Σ x_k + n, so its error is n / alpha_g: expected energy N0 · n / alpha_g²
+        g_err = t.noise_power * truth.size / plan.alpha ** 2 if plan.alpha > 0 else float("nan")
+        self._nmse.append({"round": sess.round, "err": err, "ref": ref, "genie_err": g_err,
+                           "genie_ref": float(np.sum(np.abs(truth) ** 2)), "active": res.active,
+                           "excluded": {str(a): b for a, b in res.excluded.items()}})
+
+    def sync_report(self) -> dict:
+        """The session's synchronization metrics in :func:`lab.sync_experiment.summarize`'s format (residual timing
+        of every data burst, PRACH timing error vs CRLB, residual CFO, NMSE of the sums vs the genie, overhead),
+        plus ``stats``, the nominal noise variance and the scale. Without a truth only the overhead is reported."""
+        from lab.sync_experiment import summarize
+
+        sess = self.session
+        base = {"stats": dict(self.stats), "noise_var": self.noise_var, "scale": self.scale,
+                "data_symbols": sess.data_symbols, "devices": self.n_devices,
+                "connected": [d.index for d in sess.devices if d.state == "connected"],
+                "excluded_devices": {str(d.index): d.excluded for d in sess.devices if d.excluded},
+                "overhead": sess.overhead()}
+        if self.truth is None:
+            return base
+        prach = []
+        for i, dev in enumerate(sess.devices):
+            est = sess.prach_estimates.get((dev.prach_slot, dev.preamble))
+            if dev.prach_local is None or est is None:
+                continue
+            truth = self.truth.arrival(dev.prach_local, i) - dev.prach_slot
+            prach.append({"device": i, "error_samples": float(est - truth), "crlb_samples": sess.timing_crlb(i)})
+        cfo_true = self.truth.cfo_hz()
+        cfo = [{"device": i, "residual_hz": float(d.tracker.cfo_hz - cfo_true[i])}
+               for i, d in enumerate(sess.devices) if d.tracker.synced]
+        trial = {"seed": None, "rounds": self._nmse, "timing": self._timing, "prach": prach, "cfo": cfo,
+                 "excluded_devices": base["excluded_devices"], "overhead": base["overhead"], "events": sess.events,
+                 "subcarrier_spacing_hz": sess.ofdm.subcarrier_spacing}
+        summary = summarize([trial], sess.fs)
+        return {**summary, **base}
+
+
+def _uplink_tau_max(air: Air, name: str) -> int:
+    link = air.link(name, "ps")
+    return int(link.tap_lags[-1]) if link is not None else 0
+
+
+def build_cell(scn, cfg: SyncConfig, seed: int):
+    """The in-process air of :func:`lab.sync_experiment.run_trial` for Scenario ``scn`` (same draws for the same seed):
+    returns (air, ps radio, device radios, session before access, CellTruth).
+
+    Local wrapper until lab.sync_experiment offers this step on its own (run_trial builds and runs in one go)."""
+    from lab.sync_experiment import _uplink_gain
+
+    rng = np.random.default_rng(seed)
+    of = scn.ofdm()
+    k = scn.devices
+    n0 = 10 ** (-scn.snr_db / 10)
+    cfg = dataclasses.replace(cfg, cell_radius_m=scn.cell_radius_m())
+    air = Air(scn.sample_rate, scn.center_freq, seed=int(rng.integers(1 << 31)))
+    air.add_endpoint("ps", noise_power=n0)
+    names = [f"dev{i}" for i in range(k)]
+    for nm in names:
+        air.add_endpoint(nm, noise_power=n0)
+    delays = rng.uniform(0, scn.max_delay_cp * of.cp_len, k)
+    ppm = rng.uniform(-scn.cfo_ppm, scn.cfo_ppm, k)
+    sco = rng.uniform(-scn.sco_ppm, scn.sco_ppm, k)
+    offsets = rng.integers(0, max(scn.clock_offset_max, 1), k)
+    for i, a in enumerate(names):
+        for b in names:
+            if a != b:
+                air.set_link(a, b, None)
+        common = dict(delay_samples=float(delays[i]), profile=scn.profile, delay_spread_s=scn.delay_spread_s)
+        air.set_link("ps", a, LinkParams(cfo_ppm=-ppm[i], sco_ppm=sco[i], **common))
+        air.set_link(a, "ps", LinkParams(cfo_ppm=ppm[i], sco_ppm=-sco[i], **common))
+    ps = LoopbackRadio(air, "ps")
+    radios = [OffsetClockRadio(LoopbackRadio(air, nm), int(o)) for nm, o in zip(names, offsets)]
+    preambles = [0 if i in scn.same_preamble else i + 1 for i in range(k)]
+    session = SyncSession(ps, radios, of, cfg, preambles=preambles, data_symbols=scn.data_symbols,
+                          n_pilot_symbols=2 * k, rng=np.random.default_rng(seed + 1))
+    truth = CellTruth(delays=delays, offsets=offsets, cfo_ppm=ppm, sco_ppm=sco,
+                      tau_max=np.array([_uplink_tau_max(air, nm) for nm in names]),
+                      gains=np.stack([_uplink_gain(air, nm, of) for nm in names]), noise_power=n0,
+                      center_freq=scn.center_freq)
+    return air, ps, radios, session, truth
+
+
+def data_symbols_for(channel_uses: int, n_data: int, max_symbols: int = MAX_DATA_SYMBOLS) -> int:
+    """OFDM data symbols per burst so that ⌈s/2⌉ complex values fit in as few, equally full bursts as possible."""
+    n_c = math.ceil(channel_uses / 2)
+    per_symbol = math.ceil(n_c / n_data)
+    bursts = math.ceil(per_symbol / max_symbols)
+    return math.ceil(per_symbol / bursts)
+
+
+def loopback_sum_channel(n_devices: int, snr_db: float = 10.0, seed: int = 0, profile: str = "TDL-A", *,
+                         power: float = 200.0, channel_uses: int = 3925, sync: SyncConfig | None = None,
+                         calibrate: bool = True, **scenario) -> RadioSumChannel:
+    """A RadioSumChannel on a fresh in-process air: K = ``n_devices`` devices placed as in :mod:`lab.sync_experiment`
+    (``scenario``: further :class:`lab.sync_experiment.Scenario` fields, e.g. max_delay_cp, cfo_ppm, sco_ppm,
+    preset), synchronized once (beacons, random access, timing advance), then calibrated with one probe round.
+
+    ``snr_db``: per-subcarrier SNR at the PS for a unit-gain link; ``profile``: multipath ("none", "TDL-A".."TDL-E");
+    ``power``/``channel_uses``: the FEEL scheme's P_t and s (they fix the scale c). The air, the PS radio and the
+    truth are reachable as ``channel.air``, ``channel.ps`` and ``channel.truth``."""
+    from lab.sync_experiment import Scenario
+    from phy.ofdm import OfdmConfig
+
+    preset = scenario.get("preset", Scenario.preset)
+    sample_rate = scenario.get("sample_rate", Scenario.sample_rate)
+    n_data = OfdmConfig.preset(preset, sample_rate=sample_rate).n_data
+    scenario.setdefault("data_symbols", data_symbols_for(channel_uses, n_data))
+    scn = Scenario(devices=n_devices, snr_db=snr_db, profile=profile, **scenario)
+    air, ps, radios, session, truth = build_cell(scn, sync or SyncConfig(), seed)
+    session.access()
+    channel = RadioSumChannel(session, power, channel_uses, truth=truth)
+    channel.air, channel.ps, channel.radios, channel.scenario = air, ps, radios, scn
+    if calibrate:
+        channel.calibrate()
+    return channel
