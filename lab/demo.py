@@ -121,11 +121,18 @@ def _sync_metrics(channel) -> dict:
     return rep
 
 
+def symbol_noise_var(channel) -> float:
+    """The noise variance per real symbol the symbol-level runs get: the radio's measured total error (probe
+    calibration), or the PS's thermal estimate if the calibration has no result."""
+    eff = channel.effective_noise_var
+    return eff if math.isfinite(eff) else channel.noise_var
+
+
 def _feel_stage(cfg: DemoConfig, channel, stage) -> list[dict]:
     """The FEEL runs of :data:`FEEL_RUNS` (radio A-DSGD over ``channel``); one summary dict per run."""
     from learning.feel.runner import FeelConfig, run_feel
 
-    noise = channel.noise_var
+    noise = symbol_noise_var(channel)
     out = []
     for key, scheme, kind in FEEL_RUNS:
         if kind == "symbol" and scheme == "analog" and not cfg.symbol_level_analog:
@@ -256,7 +263,8 @@ def run_demo(cfg: DemoConfig, progress=None) -> dict:
         result["sync"] = _sync_metrics(channel)   # now over every data burst of the radio run
         radio_hist = channel.history
         result["radio_rounds"] = radio_hist
-    result["feel"] = [{k: v for k, v in r.items()} for r in runs]
+    result["feel"] = runs
+    result["symbol_noise_var"] = symbol_noise_var(channel)
     with stages.run("DeepJSCC image over the air", 2) as st:
         result["jscc"] = _jscc_stage(cfg, channel, st)
     if "skipped" in result["jscc"]:
@@ -266,7 +274,7 @@ def run_demo(cfg: DemoConfig, progress=None) -> dict:
     if runs:
         files.append(_plot_feel(runs, cfg.out / "demo_feel_accuracy.png",
                                 f"MNIST, {cfg.devices} devices, {cfg.snr_db:g} dB {cfg.profile}, "
-                                f"σ² = {channel.noise_var:.3g} per real"))
+                                f"σ² = {symbol_noise_var(channel):.3g} per real"))
     sync_plot = {**result["sync"], "scenario": {"devices": cfg.devices, "snr_db": cfg.snr_db}}
     files += plot_sync(sync_plot, cfg.out)
     if result["jscc"].get("png"):
@@ -314,7 +322,9 @@ def print_summary(result: dict, console) -> None:
                                                     f"{_fmt(s.get('cfo_residual_rms_subcarriers'), '.1e')}"),
             ("over-the-air sum NMSE / genie \\[dB]", f"{_fmt(s.get('nmse_db'), '.2f')} / "
                                                     f"{_fmt(s.get('nmse_genie_db'), '.2f')}"),
-            ("noise var per real symbol σ² (scale c)", f"{_fmt(s.get('noise_var'), '.4f')} ({s['scale']:.3f})"),
+            ("σ² per real: PS estimate | measured on probes", f"{_fmt(s.get('noise_var'), '.4f')} | "
+                                                              f"{_fmt(s.get('effective_noise_var'), '.4f')}"),
+            ("power scale c = sqrt(⌈s/2⌉ / P_t)", f"{s['scale']:.4f}"),
             ("access air time \\[ms]", _fmt(s.get("access_air_time_ms"), ".2f")),
             ("FEEL round air time \\[ms] (data burst)", f"{_fmt(s.get('round_air_time_ms'), '.2f')} "
                                                         f"({_fmt(s.get('data_burst_ms'), '.2f')})"),
@@ -325,8 +335,8 @@ def print_summary(result: dict, console) -> None:
     console.print(t)
     if result.get("feel"):
         f = Table(title=f"2 · FEEL on MNIST: {c['devices']} devices × {c['samples_per_device']} samples, "
-                        f"{c['rounds']} rounds, P_t = {c['power']:g}, s = d/2, σ² = {s.get('noise_var') or 0:.3g} "
-                        f"per real symbol")
+                        f"{c['rounds']} rounds, P_t = {c['power']:g}, s = d/2, symbol-level σ² = "
+                        f"{result.get('symbol_noise_var') or 0:.3g}")
         for col, just in (("run", "left"), ("channel", "left"), ("final acc.", "right"), ("best acc.", "right"),
                           ("median NMSE \\[dB]", "right"), ("devices/rnd", "right"), ("wall \\[s]", "right")):
             f.add_column(col, justify=just)

@@ -13,29 +13,34 @@ Mapping of the M devices' real symbols x float32[M, s] onto the OFDM data subcar
 The schemes scale each device's row to ‖x_m‖² = P_t (its energy per round over the s uses), so
 mean_i |u_m[i]|² = c² P_t / ⌈s/2⌉ = 1: the per-subcarrier power the OFDM chain and the truncated inversion's
 budget (``SyncConfig.power`` per unit-power symbol) are designed for. ``c`` is fixed by ``power`` and
-``channel_uses`` at construction, never adapted to the data, so the PS can undo it. The PS's estimate v̂[i] of Σ_m u_m[i] (over the
-devices that transmitted) is unpaired back to reals, ŷ[2i] = Re v̂[i] / c, ŷ[2i+1] = Im v̂[i] / c, and its noise
-variance per real symbol in the schemes' units is
+``channel_uses`` at construction, never adapted to the data, so the PS can undo it. The PS's estimate v̂[i] of
+Σ_m u_m[i] (over the devices that transmitted) is unpaired back to reals, ŷ[2i] = Re v̂[i] / c,
+ŷ[2i+1] = Im v̂[i] / c, and its noise variance per real symbol in the schemes' units is
 
     σ²_real = N_c / (2 c²),   N_c = the session's noise variance per complex data symbol (N0 / alpha²)
 
 (circular complex noise splits evenly between real and imaginary parts). If s needs more than one burst, the values
-are carried by consecutive data rounds (``data_symbols`` OFDM symbols each) and N_c is their mean.
+are carried by consecutive data rounds (``data_symbols`` OFDM symbols each) and N_c is their mean. N_c is the PS's
+estimate of *thermal* noise; errors of the pre-equalization (noisy uplink CSI, 8-bit feedback) add to it in
+proportion to the signal, so the real error is larger (measured: 1.1–1.8× on the in-process air).
+:meth:`RadioSumChannel.calibrate` measures the total, ``effective_noise_var``, with probe symbols the PS knows.
 
 Channel state: the session inverts each device's channel itself, so :meth:`RadioSumChannel.csi` reports gain 1 for
 the devices it expects to transmit and marks inactive those the session excluded (no beacon, random access failed) or
 that truncated inversion silenced at the last channel refresh. The refresh of round t happens inside
 ``data_round``, after the schemes have encoded, so the active set is predicted from the previous refresh (channels
 are static between rounds on the in-process air); a device that the new refresh silences anyway is counted in
-``stats["mismatch"]`` and its contribution is missing from that round's sum (its energy is reported as 0).
+``stats["mismatch"]`` and its contribution is missing from that round's sum (its energy is reported as 0); so is
+a device that misses its CSI feedback (it then stays silent rather than use stale CSI).
 
 A round whose estimate is not finite (bad data from the air) is counted in ``stats["non_finite"]`` and returned as
 y = 0 with infinite noise variance, which every over-the-air scheme's decoder rejects.
 
 :func:`loopback_sum_channel` builds a whole cell on the in-process air — K devices with random one-way delays, clock
 offsets, carrier and sampling-clock offsets and multipath, as in :mod:`lab.sync_experiment` — runs random access and
-timing advance once, and returns the channel ready to serve rounds, with the simulation's truth attached so that
-:meth:`RadioSumChannel.sync_report` can measure the residual timing and CFO errors.
+timing advance once, calibrates with known probe rounds (:meth:`RadioSumChannel.calibrate`) and returns the channel
+ready to serve rounds, with the simulation's truth attached so that :meth:`RadioSumChannel.sync_report` can
+measure the residual timing and CFO errors.
 """
 
 from __future__ import annotations
@@ -98,7 +103,8 @@ class RadioSumChannel:
         channel_uses: s, real symbols per round; with ``power`` it fixes the scale c = sqrt(⌈s/2⌉ / P_t).
         truth: the simulation's truth for :meth:`sync_report` (None on hardware: no residual-error metrics).
 
-    Attributes: ``n_devices`` (K), ``noise_var`` (nominal σ²_real, the latest round's; set by :meth:`calibrate`),
+    Attributes: ``n_devices`` (K), ``noise_var`` (the PS's estimate of σ²_real in the latest round),
+    ``effective_noise_var`` (measured total error per real symbol, set by :meth:`calibrate`),
     ``symbol_rate`` (real symbols per second during the data bursts: 2·n_data·fs/symbol_len), ``scale`` (c),
     ``history`` (one dict per FEEL round), ``stats`` (counters).
     """
@@ -192,15 +198,28 @@ class RadioSumChannel:
         return Reception(y=torch.from_numpy(np.ascontiguousarray(y)), noise_var=noise_var, energy=energy)
 
     # ------------------------------------------------------------------ calibration and reports
-    def calibrate(self, rounds: int = 1) -> float:
-        """Run ``rounds`` probe rounds of zeros (channel refresh + one data burst each) so that the truncated-inversion
-        plan exists before the first real round; sets and returns the nominal σ²_real."""
+    def calibrate(self, rounds: int = 2, seed: int = 0) -> float:
+        """Probe rounds that the PS can check: every device sends pseudo-random Gaussian symbols from a generator both
+        sides seed with ``(seed, round, device)``, scaled to the schemes' energy ‖x_m‖² = P_t.
+
+        Afterwards the truncated-inversion plan exists (the first real round's ``csi`` is informed), ``noise_var`` is
+        the PS's thermal-noise estimate σ²_real = N_c / (2c²) of the last probe, and ``effective_noise_var`` is the
+        measured error per real symbol, mean (ŷ − Σ_m x_m)² over the devices that transmitted: thermal noise plus
+        what imperfect CSI, feedback quantization and residual timing/CFO add (returned). Probe rounds are not
+        counted in ``history`` nor ``stats["rounds"]``."""
+        errors = []
         for r in range(rounds):
-            x = torch.zeros(self.n_devices, self.channel_uses)
-            self.transmit(x, self.csi(-1 - r))
-            self.history.pop()
+            x = np.stack([np.random.default_rng([seed, r, m]).standard_normal(self.channel_uses)
+                          for m in range(self.n_devices)]).astype(np.float32)
+            x *= np.sqrt(self.power / np.sum(x.astype(np.float64) ** 2, axis=1, keepdims=True)).astype(np.float32)
+            rec = self.transmit(torch.from_numpy(x), self.csi(-1 - r))
+            h = self.history.pop()
             self.stats["rounds"] -= 1
-        return self.noise_var
+            if h["finite"] and h["sent"]:
+                errors.append(float(np.mean((rec.y.numpy().astype(np.float64) - x[h["sent"]].sum(axis=0)) ** 2)))
+        self.effective_noise_var = float(np.mean(errors)) if errors else float("nan")
+        self.calibration = {"rounds": rounds, "errors": errors, "noise_var": self.noise_var}
+        return self.effective_noise_var
 
     def _record_burst(self, res, values: np.ndarray) -> None:
         """Residual timing (against the truth) and the NMSE of the sum next to a genie with perfect sync and CSI."""
@@ -236,6 +255,7 @@ class RadioSumChannel:
 
         sess = self.session
         base = {"stats": dict(self.stats), "noise_var": self.noise_var, "scale": self.scale,
+                "effective_noise_var": self.effective_noise_var, "calibration": self.calibration,
                 "data_symbols": sess.data_symbols, "devices": self.n_devices,
                 "connected": [d.index for d in sess.devices if d.state == "connected"],
                 "excluded_devices": {str(d.index): d.excluded for d in sess.devices if d.excluded},
@@ -297,6 +317,10 @@ def build_cell(scn, cfg: SyncConfig, seed: int):
     preambles = [0 if i in scn.same_preamble else i + 1 for i in range(k)]
     session = SyncSession(ps, radios, of, cfg, preambles=preambles, data_symbols=scn.data_symbols,
                           n_pilot_symbols=2 * k, rng=np.random.default_rng(seed + 1))
+    for i, dev in enumerate(session.devices):       # the scenario's faults, as run_trial applies them
+        dev.answers = i not in scn.never_answer
+        dev.alive_until_round = scn.dropout.get(i)
+    session.lost_beacons = set(scn.lost_beacons)
     truth = CellTruth(delays=delays, offsets=offsets, cfo_ppm=ppm, sco_ppm=sco,
                       tau_max=np.array([_uplink_tau_max(air, nm) for nm in names]),
                       gains=np.stack([_uplink_gain(air, nm, of) for nm in names]), noise_power=n0,
@@ -317,7 +341,7 @@ def loopback_sum_channel(n_devices: int, snr_db: float = 10.0, seed: int = 0, pr
                          calibrate: bool = True, **scenario) -> RadioSumChannel:
     """A RadioSumChannel on a fresh in-process air: K = ``n_devices`` devices placed as in :mod:`lab.sync_experiment`
     (``scenario``: further :class:`lab.sync_experiment.Scenario` fields, e.g. max_delay_cp, cfo_ppm, sco_ppm,
-    preset), synchronized once (beacons, random access, timing advance), then calibrated with one probe round.
+    preset), synchronized once (beacons, random access, timing advance), then calibrated with two probe rounds.
 
     ``snr_db``: per-subcarrier SNR at the PS for a unit-gain link; ``profile``: multipath ("none", "TDL-A".."TDL-E");
     ``power``/``channel_uses``: the FEEL scheme's P_t and s (they fix the scale c). The air, the PS radio and the
