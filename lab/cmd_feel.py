@@ -15,8 +15,6 @@ from typing import Optional
 
 import typer
 
-RADIO_UNAVAILABLE = ("radio path not available yet: needs sync (timing advance and pre-equalization for the devices' "
-                     "superposed transmissions); use --radio none for the symbol-level channel")
 
 
 def _fail(msg: str) -> None:
@@ -146,10 +144,12 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(1, help="torch CPU threads per run"),
         jobs: int = typer.Option(1, help="runs in parallel (processes)"),
         progress: bool = typer.Option(True, help="show a progress bar"),
+        radio_snr_db: float = typer.Option(20.0, help="--radio loopback: per-subcarrier SNR of the simulated air"),
     ):
         """Federated learning over the air: run schemes x partitions x powers, write JSON + PNG, print a table."""
+        factory = None
         if radio != "none":
-            _fail(RADIO_UNAVAILABLE)
+            factory = _radio_factory(radio, radio_snr_db, seed, scheme)
         from learning.feel.data import load_dataset
         from learning.feel.runner import FeelConfig
 
@@ -171,9 +171,15 @@ def register(app: typer.Typer) -> None:
         except (ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
         out.mkdir(parents=True, exist_ok=True)
-        jobs_args = [(c, out / f"{run_name(c)}.json", out / "checkpoints" / f"{run_name(c)}.pt", resume,
-                      checkpoint_every, data_dir, threads) for c in configs]
-        results = _run_all(jobs_args, jobs, progress)
+        suffix = "" if radio == "none" else "_radio"
+        jobs_args = [(c, out / f"{run_name(c)}{suffix}.json", out / "checkpoints" / f"{run_name(c)}{suffix}.pt",
+                      resume, checkpoint_every, data_dir, threads) for c in configs]
+        if factory is not None and jobs > 1:
+            _fail("--jobs > 1 is for the symbol-level channel; the radio path runs one configuration at a time")
+        try:
+            results = _run_all(jobs_args, jobs, progress, factory)
+        except ValueError as exc:
+            _fail(str(exc))
         png = plot_accuracy(results, out / f"feel_{dataset}_accuracy.png",
                             title=f"{dataset}, M={devices}, B={samples_per_device}, {fading} channel")
         typer.echo(results_table(results))
@@ -194,7 +200,59 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"wrote {plot_accuracy(results, out, title)}")
 
 
-def _run_all(jobs_args: list[tuple], jobs: int, progress: bool) -> list[dict]:
+def _radio_factory(radio: str, snr_db: float, seed: int, schemes: str):
+    """A channel factory ``(n_devices, s) -> RadioSumChannel`` for --radio loopback or a loopback YAML config."""
+    bad = sorted({s.strip() for s in schemes.split(",")} - {"analog", "uncoded"})
+    if bad:
+        _fail(f"--scheme {','.join(bad)} with --radio {radio}: the radio path carries superposed analog schemes "
+              f"(analog, uncoded); digital/ideal need no superposition, run them with --radio none")
+    if radio == "zmq":
+        _fail("--radio zmq: FEEL over ZeroMQ endpoints needs one process per device and is not wired yet; use "
+              "--radio loopback (same sync procedure on the in-process air)")
+    if radio == "loopback":
+        def make(n_devices: int, s: int):
+            from lab.feel_radio import RadioSumChannel, loopback_session
+            return RadioSumChannel(loopback_session(n_devices, s, snr_db=snr_db, seed=seed), s)
+        return make
+    if radio.endswith((".yaml", ".yml")):
+        from lab.config import ConfigError, load_config
+        try:
+            cfg = load_config(radio)
+        except ConfigError as exc:
+            _fail(str(exc))
+        if cfg.radio.driver != "loopback":
+            _fail(f"{radio}: radio.driver = {cfg.radio.driver!r}; FEEL runs over 'loopback' (simulated air) for now, "
+                  f"hardware needs one radio per device")
+
+        def make_cfg(n_devices: int, s: int):
+            return _yaml_channel(cfg, n_devices, s, seed)
+        return make_cfg
+    _fail(f"--radio {radio!r}: expected none, loopback, zmq or a hw_configs YAML file")
+
+
+def _yaml_channel(cfg, n_devices: int, s: int, seed: int):
+    """RadioSumChannel on an in-process Air built from a bench config's air/ofdm/sync sections."""
+    import math
+
+    from lab.feel_radio import RadioSumChannel
+    from radio.air import Air
+    from radio.loopback import LoopbackRadio
+    from sync.config import SyncConfig
+    from sync.procedure import SyncSession
+    import numpy as np
+    of = cfg.ofdm.to_config(cfg.radio.sample_rate)
+    air = Air.from_config(cfg.air, cfg.radio.sample_rate, cfg.radio.center_freq)
+    names = ["ps"] + [f"dev{i}" for i in range(n_devices)]
+    for nm in names:
+        air.add_endpoint(nm)
+    session = SyncSession(LoopbackRadio(air, "ps"), [LoopbackRadio(air, nm) for nm in names[1:]], of,
+                          cfg.sync or SyncConfig(), preambles=list(range(1, n_devices + 1)),
+                          data_symbols=math.ceil(s / (2 * of.n_data)), rng=np.random.default_rng([seed, 42]))
+    session.access()
+    return RadioSumChannel(session, s)
+
+
+def _run_all(jobs_args: list[tuple], jobs: int, progress: bool, factory=None) -> list[dict]:
     """Run the configurations (sequentially with a per-round bar, or in ``jobs`` processes)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -214,7 +272,7 @@ def _run_all(jobs_args: list[tuple], jobs: int, progress: bool) -> list[dict]:
                     bar.update(task, completed=rec["round"],
                                status=f"acc {acc:.3f}" if acc is not None else "")
                 results.append(run_feel(cfg, js, ckpt, resume=resume, checkpoint_every=every, data_dir=data_dir,
-                                        on_round=tick))
+                                        on_round=tick, channel=factory))
         else:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor

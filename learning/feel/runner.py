@@ -109,7 +109,8 @@ def git_revision() -> str:
 class FeelExperiment:
     """Holds every part of a run; :meth:`step` runs one round and returns its record.
 
-    channel: any :class:`SumChannel` (default: :class:`SymbolChannel` from the config).
+    channel: any :class:`SumChannel`, or a factory ``(n_devices, channel_uses) -> SumChannel`` (default:
+    :class:`SymbolChannel` from the config).
     """
 
     def __init__(self, cfg: FeelConfig, data_dir: str | Path | None = None, channel: SumChannel | None = None):
@@ -131,6 +132,8 @@ class FeelExperiment:
                                   amp_iterations=cfg.amp_iterations)
         self.fleet = DeviceFleet(torch.arange(cfg.devices), x, y, d, seed=cfg.seed)
         self.server = ParameterServer(self.model.initial(), cfg.optimizer, cfg.lr, cfg.explode_factor)
+        if channel is not None and not isinstance(channel, SumChannel) and callable(channel):
+            channel = channel(cfg.devices, self.s)  # a factory: (n_devices, channel_uses) -> SumChannel
         self.channel = channel or SymbolChannel(cfg.devices, cfg.noise_var, cfg.fading, cfg.threshold, cfg.seed,
                                                 cfg.symbol_rate)
         if self.channel.n_devices != cfg.devices:

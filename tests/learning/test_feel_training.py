@@ -81,11 +81,13 @@ def test_interrupted_run_resumes_bit_identically(data_dir, tmp_path):
         run_feel(FeelConfig(scheme="analog", **{**SMALL, "power": 5.0}), None, tmp_path / "part.pt", data_dir=data_dir)
 
 
-def test_cli_writes_json_png_and_rejects_radio_for_now(data_dir, tmp_path, capsys):
-    """`otalab feel` writes per-run JSON with the documented keys and a PNG; --radio other than none fails clearly."""
+def test_cli_writes_json_png_and_rejects_unsupported_radio(data_dir, tmp_path, capsys):
+    """`otalab feel` writes per-run JSON with the documented keys and a PNG; unsupported --radio uses fail clearly."""
     from lab.cli import main
     assert main(["feel", "--radio", "zmq"]) == 2
-    assert "radio path not available yet: needs sync" in capsys.readouterr().err
+    assert "--radio zmq" in capsys.readouterr().err
+    assert main(["feel", "--scheme", "digital", "--radio", "loopback"]) == 2
+    assert "superposed analog schemes" in capsys.readouterr().err
     rc = main(["feel", "--scheme", "ideal,digital", "--devices", "3", "--samples-per-device", "50", "--rounds", "2",
                "--power", "100", "--out", str(tmp_path), "--data-dir", str(data_dir), "--no-progress"])
     assert rc == 0
