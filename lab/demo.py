@@ -69,6 +69,11 @@ class _Stages:
         self.progress = progress
         self.seconds: dict[str, float] = {}
 
+    def say(self, text: str) -> None:
+        """A status line above the progress bar (nothing without a bar)."""
+        if self.progress is not None:
+            self.progress.console.print(text)
+
     def run(self, name: str, total: int):
         stages = self
 
@@ -254,12 +259,19 @@ def run_demo(cfg: DemoConfig, progress=None) -> dict:
         channel, sync = _sync_stage(cfg, channel_uses, st)
     result["sync"] = sync
     result["radio_channel"] = repr(channel)
+    stages.say(f"sync: {len(sync['connected'])}/{cfg.devices} devices connected, residual timing "
+               f"{_fmt(sync.get('residual_timing_rms_samples'), '.3f')} samples RMS, residual CFO "
+               f"{_fmt(sync.get('cfo_residual_rms_hz'), '.0f')} Hz RMS, sync overhead "
+               f"{_pct(sync.get('round_overhead_fraction'))} % of a round's air time "
+               f"({stages.seconds[next(reversed(stages.seconds))]:.1f} s)")
 
     runs: list[dict] = []
     if data is not None:
         n_runs = len(FEEL_RUNS) - (0 if cfg.symbol_level_analog else 1)
         with stages.run(f"FEEL on MNIST: {n_runs} runs × {cfg.rounds} rounds", n_runs * cfg.rounds) as st:
             runs = _feel_stage(cfg, channel, st)
+        stages.say("FEEL: " + ", ".join(f"{r['name']} {_fmt(r['final_accuracy'], '.3f')}" for r in runs)
+                   + f" test accuracy after {cfg.rounds} rounds")
         result["sync"] = _sync_metrics(channel)   # now over every data burst of the radio run
         radio_hist = channel.history
         result["radio_rounds"] = radio_hist
@@ -269,6 +281,8 @@ def run_demo(cfg: DemoConfig, progress=None) -> dict:
         result["jscc"] = _jscc_stage(cfg, channel, st)
     if "skipped" in result["jscc"]:
         result["notes"].append(f"DeepJSCC skipped: {result['jscc']['skipped']}")
+    else:
+        stages.say(f"DeepJSCC: {_fmt(result['jscc']['air'][0].get('psnr_db'), '.2f')} dB PSNR over the air")
 
     files = []
     if runs:

@@ -299,8 +299,10 @@ def build_cell(scn, cfg: SyncConfig, seed: int):
     air = Air(scn.sample_rate, scn.center_freq, seed=int(rng.integers(1 << 31)))
     air.add_endpoint("ps", noise_power=n0)
     names = [f"dev{i}" for i in range(k)]
+    # downlink SNR = uplink SNR + ps_power_db (a base station transmits more; modelled as lower noise at devices)
+    n0_dev = n0 * 10 ** (-getattr(scn, "ps_power_db", 0.0) / 10)
     for nm in names:
-        air.add_endpoint(nm, noise_power=n0)
+        air.add_endpoint(nm, noise_power=n0_dev)
     delays = rng.uniform(0, scn.max_delay_cp * of.cp_len, k)
     ppm = rng.uniform(-scn.cfo_ppm, scn.cfo_ppm, k)
     sco = rng.uniform(-scn.sco_ppm, scn.sco_ppm, k)
