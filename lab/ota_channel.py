@@ -338,6 +338,21 @@ def data_symbols_for(channel_uses: int, n_data: int, max_symbols: int = MAX_DATA
     return math.ceil(per_symbol / bursts)
 
 
+def radio_sum_channel(ps, devices: list, ofdm, sync: SyncConfig | None = None, *, power: float = 200.0,
+                      channel_uses: int = 3925, calibrate: bool = True, **session) -> RadioSumChannel:
+    """A RadioSumChannel over any radios: ``ps`` (the parameter server's Radio) and ``devices`` (list of Radio, each
+    with its own clock), ``ofdm`` a :class:`phy.ofdm.OfdmConfig`. Builds the SyncSession (``session``: further
+    SyncSession keyword arguments; data_symbols defaults to :func:`data_symbols_for`), runs random access once and
+    calibrates. No truth is attached (``sync_report`` then has the overhead and counters only)."""
+    session.setdefault("data_symbols", data_symbols_for(channel_uses, ofdm.n_data))
+    sess = SyncSession(ps, list(devices), ofdm, sync or SyncConfig(), **session)
+    sess.access()
+    channel = RadioSumChannel(sess, power, channel_uses)
+    if calibrate:
+        channel.calibrate()
+    return channel
+
+
 def loopback_sum_channel(n_devices: int, snr_db: float = 10.0, seed: int = 0, profile: str = "TDL-A", *,
                          power: float = 200.0, channel_uses: int = 3925, sync: SyncConfig | None = None,
                          calibrate: bool = True, **scenario) -> RadioSumChannel:

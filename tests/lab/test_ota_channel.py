@@ -204,3 +204,24 @@ def test_device_that_never_answers_is_inactive():
     rec = ch.transmit(x, ch.csi(0))
     assert ch.history[-1]["sent"] == [0]
     assert float(((rec.y - x[0]) ** 2).mean()) < 0.2 * float((x[0] ** 2).mean())
+
+
+def test_any_radios_without_truth():
+    """radio_sum_channel over plain radios (one ideal air, common clock): the sum arrives with the calibrated error
+    and the report has no truth-based metrics."""
+    from lab.ota_channel import radio_sum_channel
+    from radio.air import Air
+    from radio.loopback import LoopbackRadio
+
+    air = Air(20e6, 2.4e9, seed=4)
+    ps = LoopbackRadio(air, "ps", noise_power=0.01)
+    devs = [LoopbackRadio(air, f"d{i}", noise_power=0.001) for i in range(2)]
+    air.set_link("d0", "d1", None)
+    air.set_link("d1", "d0", None)
+    ch = radio_sum_channel(ps, devs, OfdmConfig.preset("wifi64"), power=20.0, channel_uses=300)
+    x = _updates(2, 300, 20.0, seed=5)
+    rec = ch.transmit(x, ch.csi(0))
+    err = float(((rec.y - x.sum(0)) ** 2).mean())
+    assert err < 3 * ch.effective_noise_var
+    rep = ch.sync_report()
+    assert "residual_timing_rms_samples" not in rep and rep["connected"] == [0, 1]
