@@ -608,7 +608,10 @@ class Receiver:
                                  Y[:, cfg.pilot_bins] * _cis(-ph)[:, None]])
             cpe, slope = self._pilot_phase(acq, yp, 0, w)
             cpe, slope = cpe[n_hdr:] + ph, slope[n_hdr:]
-            Yd *= _cis(-(cpe[:, None] + slope[:, None] * self._kd32[None, :]))
+            if np.any(slope):
+                Yd *= _cis(-(cpe[:, None] + slope[:, None] * self._kd32[None, :]))
+            else:                                   # no timing drift: one phase per symbol
+                Yd *= _cis(-cpe)[:, None]
             hp = acq.H[cfg.pilot_bins]
             hp2 = float((hp.real @ hp.real + hp.imag @ hp.imag) / hp.size)
             n_tot = n_hdr + n_pay
@@ -636,7 +639,7 @@ class Receiver:
             if hdr.kind == "digital" and not acq.genie and self.decision_directed:
                 X = self._dd_phase(X, h2s, _modem(hdr.modem), n_sym)
         X = X.reshape(-1)[:n_sym]
-        nv = np.broadcast_to(nv_k.astype(np.float32)[None, :], Yd.shape).reshape(-1)[:n_sym]
+        nv = np.tile(nv_k.astype(np.float32), Yd.shape[0])[:n_sym]
         values = nvr = payload = None
         crc_ok = True
         try:
@@ -667,9 +670,15 @@ class Receiver:
         c_s = sum_k |H_k|^2 X conj(slice(X)) over the real data symbols (four pilots per symbol leave a common-phase
         error of ~0.06 rad at 4 dB SNR, which costs QPSK ~0.3 dB; 48 data symbols per OFDM symbol do not)."""
         flat = X.reshape(-1)
-        dec = np.zeros_like(flat)
-        dec[:n_sym] = modem.constellation[modem.demodulate_hard(flat[:n_sym]).reshape(-1, modem.bits_per_symbol)
-                                          @ (1 << np.arange(modem.bits_per_symbol - 1, -1, -1))]
+        if modem.order <= 4:                         # BPSK/QPSK: the decision is the sign pattern
+            dec = np.sign(flat.real) if modem.order == 2 else np.sign(flat.real) + 1j * np.sign(flat.imag)
+            dec = dec.astype(np.complex64)
+            dec[n_sym:] = 0
+        else:
+            dec = np.zeros_like(flat)
+            dec[:n_sym] = modem.constellation[modem.demodulate_hard(flat[:n_sym])
+                                              .reshape(-1, modem.bits_per_symbol)
+                                              @ (1 << np.arange(modem.bits_per_symbol - 1, -1, -1))]
         c = (X * np.conj(dec.reshape(X.shape)) * h2[None, :]).sum(axis=1)
         a = np.angle(c.sum())
         ang = np.angle(c * np.exp(-1j * a))
