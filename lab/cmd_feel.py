@@ -132,6 +132,8 @@ def register(app: typer.Typer) -> None:
         batch_size: Optional[int] = typer.Option(None, help="local minibatch (default: whole local data set)"),
         amp_iterations: int = typer.Option(10, help="A-DSGD: AMP iterations at the server (it settles in ~10 at "
                                                     "s = d/2)"),
+        amp_threshold: str = typer.Option("sure-scaled", help="A-DSGD AMP denoiser: sure-scaled (SURE-tuned "
+                                                             "threshold and gain), sure (threshold only) or a lambda"),
         dropout_prob: float = typer.Option(0.0, help="probability that a device drops out mid-round"),
         fault: list[str] = typer.Option([], help="inject ROUND:DEVICE:KIND (nan, explode, drop); repeatable"),
         seed: int = typer.Option(0),
@@ -167,7 +169,8 @@ def register(app: typer.Typer) -> None:
                             partition=part, alpha=alpha, power=p, noise_var=noise_var, channel_uses=channel_uses, k=k,
                             rounds=rounds, optimizer=optimizer, lr=lr, local_steps=local_steps, local_lr=local_lr,
                             batch_size=batch_size, fading=fading, threshold=threshold, dropout_prob=dropout_prob,
-                            faults=tuple(fault), eval_every=eval_every, amp_iterations=amp_iterations, seed=seed))
+                            faults=tuple(fault), eval_every=eval_every, amp_iterations=amp_iterations,
+                            amp_threshold=amp_threshold, seed=seed))
         except (ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
         out.mkdir(parents=True, exist_ok=True)

@@ -67,6 +67,7 @@ class FeelConfig:
     faults: tuple[str, ...] = ()
     explode_factor: float = 10.0
     amp_iterations: int = 10
+    amp_threshold: str = "sure-scaled"
     symbol_rate: float = 1e6
     eval_every: int = 1
     seed: int = 0
@@ -82,6 +83,19 @@ class FeelConfig:
             raise ValueError(f"eval_every = {self.eval_every}: expected >= 1")
         for f in self.faults:
             parse_fault(f)
+        self.amp_denoiser()
+
+    def amp_denoiser(self) -> str | float:
+        """``amp_threshold`` as amp_recover takes it: "sure", "sure-scaled" or a float lambda."""
+        if self.amp_threshold in ("sure", "sure-scaled"):
+            return self.amp_threshold
+        try:
+            lam = float(self.amp_threshold)
+        except ValueError:
+            lam = -1.0
+        if not lam >= 0:
+            raise ValueError(f"amp_threshold = {self.amp_threshold!r}: expected 'sure-scaled', 'sure' or a lambda >= 0")
+        return lam
 
     def resolved(self, d: int) -> tuple[int, int]:
         """(s, k) for a model of size d."""
@@ -129,7 +143,7 @@ class FeelExperiment:
         d = self.model.dim
         self.s, self.k = cfg.resolved(d)
         self.scheme = make_scheme(cfg.scheme, d, self.s, cfg.power, cfg.noise_var, k=self.k, seed=cfg.seed + 7,
-                                  amp_iterations=cfg.amp_iterations)
+                                  amp_iterations=cfg.amp_iterations, amp_threshold=cfg.amp_denoiser())
         self.fleet = DeviceFleet(torch.arange(cfg.devices), x, y, d, seed=cfg.seed)
         self.server = ParameterServer(self.model.initial(), cfg.optimizer, cfg.lr, cfg.explode_factor)
         if channel is not None and not isinstance(channel, SumChannel) and callable(channel):
@@ -143,6 +157,7 @@ class FeelExperiment:
         self.records: list[dict] = []
         self.air_time = 0.0
         self.last_timing: dict[str, float] = {}
+        self.runtime_s = 0.0  # wall-clock seconds of earlier invocations (restored from the checkpoint)
 
     @property
     def round(self) -> int:
@@ -224,13 +239,15 @@ class FeelExperiment:
 
     def state_dict(self) -> dict:
         return {"version": CHECKPOINT_VERSION, "config": dataclasses.asdict(self.cfg), "server": self.server.state_dict(),
-                "error": self.fleet.error.clone(), "records": list(self.records), "air_time": self.air_time}
+                "error": self.fleet.error.clone(), "records": list(self.records), "air_time": self.air_time,
+                "runtime_s": self.runtime_s}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"checkpoint version {state.get('version')!r}: expected {CHECKPOINT_VERSION}")
         mine = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k != "rounds"}
         theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in state["config"].items() if k != "rounds"}
+        theirs = {k: theirs.get(k, mine[k]) for k in mine}  # fields added since the checkpoint: their defaults
         if mine != theirs:
             diff = sorted(k for k in mine if mine[k] != theirs.get(k))
             raise ValueError(f"checkpoint was written for a different configuration (differs in {', '.join(diff)}); "
@@ -239,6 +256,7 @@ class FeelExperiment:
         self.fleet.error = state["error"].clone()
         self.records = list(state["records"])
         self.air_time = float(state["air_time"])
+        self.runtime_s = float(state.get("runtime_s", 0.0))
 
 
 def save_checkpoint(exp: FeelExperiment, path: Path) -> None:
@@ -255,13 +273,15 @@ def rounds_to(records: list[dict], target: float) -> int | None:
 
 
 def summary(exp: FeelExperiment, runtime_s: float) -> dict:
-    """The run's JSON result (config, seed, git revision, per-round records, final metrics)."""
+    """The run's JSON result (config, seed, git revision, per-round records, final metrics); ``runtime_s`` adds the
+    wall-clock time of the invocations before a resume."""
     accs = [r["accuracy"] for r in exp.records if r.get("accuracy") is not None]
     return {
         "experiment": "feel", "config": dataclasses.asdict(exp.cfg), "seed": exp.cfg.seed, "git_revision": git_revision(),
         "d": exp.model.dim, "channel_uses": exp.s, "k": exp.k if exp.cfg.scheme == "analog" else None,
         "channel": repr(exp.channel), "rounds": exp.records, "final_accuracy": accs[-1] if accs else None,
-        "rounds_to_80": rounds_to(exp.records, 0.8), "total_air_time_s": exp.air_time, "runtime_s": runtime_s,
+        "rounds_to_80": rounds_to(exp.records, 0.8), "total_air_time_s": exp.air_time,
+        "runtime_s": exp.runtime_s + runtime_s,
         "torch_threads": torch.get_num_threads(),
     }
 
@@ -289,7 +309,9 @@ def run_feel(cfg: FeelConfig, out_json: str | Path | None = None, checkpoint: st
             if on_round:
                 on_round(rec)
             if ckpt and (exp.round % checkpoint_every == 0 or exp.round == last):
+                elapsed, exp.runtime_s = exp.runtime_s, exp.runtime_s + time.perf_counter() - start
                 save_checkpoint(exp, ckpt)
+                exp.runtime_s = elapsed
                 saved_round = exp.round
     except KeyboardInterrupt:
         # the round in flight may have left half-updated state, so only the last checkpoint is trusted

@@ -20,7 +20,8 @@ A-DSGD ("analog", TSP Sec. IV, Algorithm 2):
                                             so ||x_m||^2 = P_t exactly; the last channel use carries the scale.
                                             (h_m = 1 on AWGN; truncated inversion on fading, TWC Sec. III.)
     server: y = sum_m h_m x_m + z;  y_{s-1} / y_s ~= A_{s-1} sum_m w_m g_m^sp with w_m = sqrt(alpha_m)/sum_j sqrt(alpha_j)
-            and AMP recovers sum_m w_m g_m^sp (TSP Sec. IV-B), the weighted average of the sparse updates.
+            and AMP recovers sum_m w_m g_m^sp (TSP Sec. IV-B), the weighted average of the sparse updates
+            (soft-threshold AMP with SURE-tuned threshold and gain, learning.feel.amp).
 
 D-DSGD ("digital", TSP Sec. III, Algorithm 1):
     R_t = s/(2M) log2(1 + M P_t / (s sigma^2))  bits per device: an equal share of the Gaussian MAC sum capacity
@@ -180,7 +181,7 @@ class AnalogScheme(Scheme):
     uses_error_feedback = True
 
     def __init__(self, d, channel_uses, power, noise_var=1.0, k: int | None = None, seed: int = 0,
-                 amp_iterations: int = 10, amp_threshold: str | float = "sure"):
+                 amp_iterations: int = 10, amp_threshold: str | float = "sure-scaled"):
         super().__init__(d, channel_uses, power, noise_var)
         self.k = (channel_uses // 2) if k is None else int(k)
         if not 1 <= self.k <= d:
@@ -272,10 +273,11 @@ class UncodedScheme(Scheme):
 
 
 def make_scheme(name: str, d: int, channel_uses: int, power: float, noise_var: float = 1.0, k: int | None = None,
-                seed: int = 0, amp_iterations: int = 10) -> Scheme:
+                seed: int = 0, amp_iterations: int = 10, amp_threshold: str | float = "sure-scaled") -> Scheme:
     """Build a scheme by name (see :data:`SCHEMES`)."""
     if name == "analog":
-        return AnalogScheme(d, channel_uses, power, noise_var, k=k, seed=seed, amp_iterations=amp_iterations)
+        return AnalogScheme(d, channel_uses, power, noise_var, k=k, seed=seed, amp_iterations=amp_iterations,
+                            amp_threshold=amp_threshold)
     if name == "digital":
         return DigitalScheme(d, channel_uses, power, noise_var)
     if name == "ideal":
