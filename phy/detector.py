@@ -65,6 +65,7 @@ class SchmidlCoxDetector:
         self.lag1, self.w1 = n // 2, cp + n // 2
         self.lag2, self.w2, self.off2 = n, n + cp, cfg.symbol_len + cp
         self.span = self.off2 + self.w2 + self.lag2   # samples needed after d to evaluate T(d)
+        self.peak_window = self.span
         self.pfa_per_sample = pfa_per_sample
         self.threshold = gamma2_threshold(pfa_per_sample)
 
@@ -119,15 +120,17 @@ class SchmidlCoxDetector:
 
     def first_candidate(self, T: np.ndarray) -> tuple[int, int] | None:
         """The first peak of ``T``: (peak, first_crossing) where first_crossing is the first index with T above the
-        threshold and peak the argmax of T within one preamble-symbol length from it; None if T never crosses.
-        The search grows geometrically, so its cost is proportional to the distance to the crossing. A peak whose
-        window runs past the end of ``T`` is still returned; callers check ``first + symbol_len <= len(T)``."""
+        threshold and peak the argmax of T within :attr:`peak_window` samples from it (the whole statistic span: the
+        P2 window passing over the next frame's Schmidl-Cox symbol makes a side lobe up to ~one symbol before the
+        true peak); None if T never crosses. The search grows geometrically, so its cost is proportional to the
+        distance to the crossing. A peak whose window runs past the end of ``T`` is still returned; callers check
+        ``first + peak_window <= len(T)``."""
         i, step = 0, 4096
         while i < T.size:
             hits = np.flatnonzero(T[i:i + step] > self.threshold)
             if hits.size:
                 first = i + int(hits[0])
-                return first + int(np.argmax(T[first:first + self.cfg.symbol_len])), first
+                return first + int(np.argmax(T[first:first + self.peak_window])), first
             i += step
             step *= 2
         return None

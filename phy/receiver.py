@@ -246,6 +246,7 @@ class Receiver:
         self._pending = None    # (time of candidate, p1, p2) waiting for more samples
         self._cache = None      # (time of first position, T, P1, P2) detector metric already computed
         self._acq_cache = None  # (candidate time, _Acq, n_pay) of a frame whose payload is still arriving
+        self._failed: list[int] = []  # frame starts whose header failed recently (not re-counted)
         self.stats = {k: 0 for k in STAT_KEYS}
 
     def flush(self) -> list[RxFrame]:
@@ -329,7 +330,7 @@ class Receiver:
                 self._scan = self._t0 + start + T.size
                 return frames
             c, first = found
-            if first + self.cfg.symbol_len > T.size:
+            if first + det.peak_window > T.size:
                 self._scan = self._t0 + start + first      # peak window incomplete: wait for more samples
                 return frames
             self.stats["candidates"] += 1
@@ -374,16 +375,17 @@ class Receiver:
             if acq is None:   # not verified: look again just after this peak's plateau
                 self.stats["rejected"] += 1
                 return t_cand + cfg.cp_len + 1, None
+            t_acq = self._t0 + acq.start
+            if t_acq in self._failed:        # this very preamble was already tried: keep scanning
+                return t_cand + cfg.cp_len + 1, None
             self.stats["detected"] += 1
             hdr, y_hdr = self._decode_header(acq)
-            after_preamble = self._t0 + acq.start + fmt.preamble_len
-            if hdr is None:
-                self.stats["header_crc_fail"] += 1
-                return after_preamble, None
+            if hdr is None or self._n_payload_ofdm(hdr) is None:
+                self.stats["header_crc_fail" if hdr is None else "header_invalid"] += 1
+                self._failed.append(t_acq)
+                del self._failed[:-8]
+                return t_cand + cfg.cp_len + 1, None
             n_pay = self._n_payload_ofdm(hdr)
-            if n_pay is None:
-                self.stats["header_invalid"] += 1
-                return after_preamble, None
             acq.header, acq.y_hdr, acq.t_start = hdr, y_hdr, self._t0 + acq.start
         end = acq.start + fmt.frame_len(n_pay)
         if end > self._buf.size:
