@@ -85,12 +85,16 @@ def register(app: typer.Typer) -> None:
                                                    "phy's receiver on the in-process AWGN air) on the first N images"),
         ratio: Optional[str] = typer.Option(None, help="expected bandwidth ratio of every checkpoint, e.g. 1/6"),
         data_dir: Optional[Path] = typer.Option(None),
+        include: list[Path] = typer.Option([], "--include", help="merge the results of an earlier eval JSON "
+                                                                   "(e.g. baselines computed once)"),
         out: Path = typer.Option(Path("results/jscc_eval.json"), help="JSON results"),
         plot: Optional[Path] = typer.Option(None, help="PNG plot (default: OUT with .png)"),
         seed: int = typer.Option(0),
         threads: int = typer.Option(1),
     ):
         """PSNR and SSIM versus SNR for DeepJSCC checkpoints and the separation bound -> JSON + PNG."""
+        import json as _json
+
         import torch
 
         from learning.jscc.checkpoint import CheckpointError, load_checkpoint
@@ -122,7 +126,11 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"digital chain on {digital_images} images ...", err=True)
                 results += _digital_chain_records(images[:digital_images], snr_list, min(ratios) if ratios else 1 / 6,
                                                   seed)
-        except (ValueError, DataNotFoundError, CheckpointError) as exc:
+            for inc in include:
+                earlier = _json.loads(Path(inc).read_text(encoding="utf-8"))
+                results += earlier["results"]
+                models += earlier.get("models", [])
+        except (ValueError, DataNotFoundError, CheckpointError, OSError, KeyError) as exc:
             _fail(str(exc))
         path = save_results(out, results, title=f"DeepJSCC on CIFAR-10 test[:{len(images)}], {channel}",
                             models=models, n_images=len(images), channel=channel, seed=seed)
