@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from learning.feel.amp import (amp_recover, least_squares_estimate, lmmse_estimate, nmse_db, state_evolution,
-                               sure_threshold)
+                               sure_scaled_threshold, sure_threshold)
+from learning.feel.schemes import top_k_sparsify
 
 
 def _problem(n: int, big_n: int, k: int, noise_var: float, seed: int):
@@ -87,3 +88,42 @@ def test_amp_rejects_mismatched_shapes():
         amp_recover(torch.zeros(5), torch.zeros(4, 10))
     with pytest.raises(ValueError, match="threshold"):
         amp_recover(torch.zeros(4), torch.zeros(4, 10), threshold="median")
+
+
+def test_amp_beats_linear_on_an_adsgd_like_superposition():
+    """A-DSGD's target at the same s: the mean of M = 10 top-k vectors (k = n/2) of heavy-tailed, correlated
+    "gradients" (Student-t(3) common part + device part), so the sum is ~2/3 dense. Linear estimators sit at the bound
+    10 log10(1 - n/N) = -3 dB; AMP (default denoiser) must be at least 1.5 dB better."""
+    n, big_n, m = 600, 1200, 10
+    gen = torch.Generator().manual_seed(7)
+    A = torch.randn(n, big_n, generator=gen) / math.sqrt(n)
+    rng = np.random.default_rng(7)
+    grads = rng.standard_t(3, size=big_n)[None] + 0.5 * rng.standard_t(3, size=(m, big_n))
+    x = top_k_sparsify(torch.from_numpy(grads.astype(np.float32)), n // 2).mean(0)
+    noise_var = 1e-3 * float((A @ x).pow(2).mean())
+    y = A @ x + math.sqrt(noise_var) * torch.randn(n, generator=gen)
+    assert 0.5 * big_n < int((x != 0).sum()) < big_n          # denser than any single device's k
+    amp = nmse_db(amp_recover(y, A, iterations=30).x, x)
+    lmmse = nmse_db(lmmse_estimate(y, A, noise_var, float((x * x).mean())), x)
+    ls = nmse_db(least_squares_estimate(y, A), x)
+    assert amp < min(lmmse, ls) - 1.5
+
+
+def test_sure_scaled_threshold_is_the_brute_force_minimiser():
+    """For c eta(v; theta): SURE(theta, c) = ||c eta - v||^2 + 2 tau^2 c #{|v| > theta} - N tau^2; at every candidate
+    theta the best c is closed-form, and the returned pair must reach the smallest SURE over all candidates."""
+    v = np.random.default_rng(8).standard_t(3, size=400)
+    tau2 = 0.5
+
+    def sure(theta, c):
+        eta = np.sign(v) * np.maximum(np.abs(v) - theta, 0.0)
+        return np.sum((c * eta - v) ** 2) + 2 * tau2 * c * np.sum(np.abs(v) > theta) - v.size * tau2
+
+    best = np.inf
+    for theta in np.concatenate([[0.0], np.sort(np.abs(v))]):
+        eta = np.sign(v) * np.maximum(np.abs(v) - theta, 0.0)
+        k, s2 = np.sum(np.abs(v) > theta), np.sum(eta * eta)
+        c = max((np.sum(v * eta) - tau2 * k) / s2, 0.0) if s2 > 0 else 0.0
+        best = min(best, sure(theta, c))
+    theta, c = sure_scaled_threshold(torch.from_numpy(v.astype(np.float32)), torch.tensor(tau2))
+    assert sure(float(theta), float(c)) == pytest.approx(best, rel=1e-4, abs=1e-3)
