@@ -2,8 +2,10 @@
 
 ``otalab feel`` runs every combination of the comma-separated --scheme, --partition and --power values (the error-free
 benchmark once per partition, as it does not depend on the power), writes one JSON per run, an accuracy-vs-round PNG
-comparing the schemes and prints a table. Runs resume from their checkpoints. ``otalab feel-plot`` redraws a PNG from
-JSON files. Heavy imports (torch, matplotlib) happen inside the command functions.
+comparing the schemes and prints a table. Runs resume from their checkpoints. ``--radio loopback`` (or a loopback
+``hw_configs`` YAML) replaces the symbol-level channel by sync's over-the-air sum on the simulated air
+(:mod:`lab.feel_radio`). ``otalab feel-plot`` redraws a PNG from JSON files. Heavy imports (torch, matplotlib) happen
+inside the command functions.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ def plot_accuracy(results: list[dict], path: str | Path, title: str = "") -> Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    partitions = sorted({r["config"]["partition"] for r in results}, key=lambda p: ("iid", "noniid", "dirichlet").index(p)
-                        if p in ("iid", "noniid", "dirichlet") else 9)
+    order = ("iid", "noniid", "dirichlet")
+    partitions = sorted({r["config"]["partition"] for r in results}, key=lambda p: order.index(p) if p in order else 9)
     fig, axes = plt.subplots(1, len(partitions), figsize=(5.2 * len(partitions), 4), squeeze=False, sharey=True)
     styles = {"ideal": "k-", "analog": "-", "digital": "--", "uncoded": ":"}
     for ax, part in zip(axes[0], partitions):

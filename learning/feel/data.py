@@ -128,8 +128,8 @@ def _from_npz(name: str, path: Path) -> ImageDataset:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
         if missing:
             raise ValueError(f"{path}: missing arrays {sorted(missing)}; expected x_train, y_train, x_test, y_test")
-        return ImageDataset(name, z["x_train"], z["y_train"].astype(np.int64), z["x_test"], z["y_test"].astype(np.int64),
-                            str(path))
+        return ImageDataset(name, z["x_train"], z["y_train"].astype(np.int64), z["x_test"],
+                            z["y_test"].astype(np.int64), str(path))
 
 
 def _from_cifar_batches(directory: Path) -> ImageDataset:

@@ -238,7 +238,8 @@ class FeelExperiment:
         return record
 
     def state_dict(self) -> dict:
-        return {"version": CHECKPOINT_VERSION, "config": dataclasses.asdict(self.cfg), "server": self.server.state_dict(),
+        return {"version": CHECKPOINT_VERSION, "config": dataclasses.asdict(self.cfg),
+                "server": self.server.state_dict(),
                 "error": self.fleet.error.clone(), "records": list(self.records), "air_time": self.air_time,
                 "runtime_s": self.runtime_s}
 
@@ -277,7 +278,8 @@ def summary(exp: FeelExperiment, runtime_s: float) -> dict:
     wall-clock time of the invocations before a resume."""
     accs = [r["accuracy"] for r in exp.records if r.get("accuracy") is not None]
     return {
-        "experiment": "feel", "config": dataclasses.asdict(exp.cfg), "seed": exp.cfg.seed, "git_revision": git_revision(),
+        "experiment": "feel", "config": dataclasses.asdict(exp.cfg), "seed": exp.cfg.seed,
+        "git_revision": git_revision(),
         "d": exp.model.dim, "channel_uses": exp.s, "k": exp.k if exp.cfg.scheme == "analog" else None,
         "channel": repr(exp.channel), "rounds": exp.records, "final_accuracy": accs[-1] if accs else None,
         "rounds_to_80": rounds_to(exp.records, 0.8), "total_air_time_s": exp.air_time,

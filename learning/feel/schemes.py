@@ -19,7 +19,8 @@ A-DSGD ("analog", TSP Sec. IV, Algorithm 2):
     x_m = [sqrt(alpha_m) g~_m ; sqrt(alpha_m)] / h_m,   alpha_m = P_t h_m^2 / (||g~_m||^2 + 1)
                                             so ||x_m||^2 = P_t exactly; the last channel use carries the scale.
                                             (h_m = 1 on AWGN; truncated inversion on fading, TWC Sec. III.)
-    server: y = sum_m h_m x_m + z;  y_{s-1} / y_s ~= A_{s-1} sum_m w_m g_m^sp with w_m = sqrt(alpha_m)/sum_j sqrt(alpha_j)
+    server: y = sum_m h_m x_m + z;  y_{s-1} / y_s ~= A_{s-1} sum_m w_m g_m^sp,
+            w_m = sqrt(alpha_m) / sum_j sqrt(alpha_j)
             and AMP recovers sum_m w_m g_m^sp (TSP Sec. IV-B), the weighted average of the sparse updates
             (soft-threshold AMP with SURE-tuned threshold and gain, learning.feel.amp).
 
@@ -47,7 +48,7 @@ import torch
 from scipy.special import gammaln
 
 from learning.feel.amp import amp_recover
-from learning.feel.channel import Reception, RoundCsi
+from learning.feel.channel import Reception
 from learning.feel.messages import Aggregate, Transmission
 
 SCHEMES = ("analog", "digital", "ideal", "uncoded")
@@ -140,7 +141,8 @@ class Scheme(ABC):
         self.d, self.s, self.power, self.noise_var = int(d), int(channel_uses), float(power), float(noise_var)
 
     @abstractmethod
-    def encode(self, ec: torch.Tensor, csi_gain: torch.Tensor, n_transmitting: int) -> tuple[Transmission, torch.Tensor]:
+    def encode(self, ec: torch.Tensor, csi_gain: torch.Tensor,
+               n_transmitting: int) -> tuple[Transmission, torch.Tensor]:
         """Device side. ec: float32[M, d] error-compensated updates g_m + Delta_m of the devices that transmit;
         csi_gain: float32[M] their channel amplitudes h_m; n_transmitting: M' devices sharing the channel.
         Returns (transmission with ids left empty for the caller to fill, new error accumulators float32[M, d])."""
