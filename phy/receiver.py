@@ -16,9 +16,10 @@ Stages (one readable chain; only the first runs on every sample)
    passing with probability ``K (1-g)^(N-1)``). Timing is then moved to the earliest LTS-correlation path within
    cp/2 before the peak holding >= 30 % of it (first-path timing for multipath).
 3. **Fine CFO** (Moose / ML for a repeated block): ``eps = angle(sum r*(n) r(n+N))/(2 pi)`` over the ``N + cp``
-   periodic LTS products, unwrapped onto the chosen integer hypothesis. Its Cramér–Rao bound (two copies of an
-   unknown block of W samples at per-sample SNR g, lag D = N): ``var(eps) >= 1 / ((2 pi)^2 W g)`` subcarriers^2,
-   i.e. ``var(f) >= (fs / (2 pi N))^2 / (W g)`` Hz^2 (:func:`cfo_crlb_hz`).
+   periodic LTS products, unwrapped onto the chosen integer hypothesis. Cramér–Rao bound for the unknown periodic
+   block over the 2N + cp samples it uses (per-sample SNR g): ``var(eps) >= 1 / ((2 pi)^2 (N + 3 cp) g)``
+   subcarriers^2, i.e. ``std(f) >= fs / (2 pi N sqrt((N + 3 cp) g))`` (:func:`cfo_crlb_hz`; the estimator
+   reaches ~1.1x that at 10 dB).
 4. **Channel estimate**: FFT windows start ``b = cp/4`` samples inside the CP. LS on both LTS looks, averaged;
    per-bin noise variance ``sigma^2 = mean |Y1 - Y2|^2 / 2``; the LS estimate is projected onto ``cp`` time-domain
    taps (delays ``-b .. cp-b-1``) by least squares over the used subcarriers, keeping only *significant* taps:
@@ -71,14 +72,18 @@ def _cis(phase: np.ndarray) -> np.ndarray:
 
 
 def cfo_crlb_hz(cfg: OfdmConfig, snr: float) -> float:
-    """Cramér–Rao bound (standard deviation, Hz) of the fine CFO estimate from the LTS repetition.
+    """Cramér–Rao bound (standard deviation, Hz) of the CFO from the LTS block samples the fine estimator uses.
 
-    Model: two copies, N samples apart, of an unknown block of W = N + cp samples at per-sample SNR
-    g = snr * n_used / N (``snr`` = per-subcarrier linear SNR). CRB(phase) = 1/(W g), phase = 2 pi f N / fs.
+    Model: y(n) = s(n mod N) e^{j w n} + noise over the last 2N + cp samples of the LTS block (s unknown,
+    per-sample SNR g = snr * n_used / N, ``snr`` the linear per-subcarrier SNR). Projecting out s, an element of s
+    seen at times t_1..t_m contributes 2 sum (t_i - mean t)^2 |s|^2 / sigma^2 to the Fisher information of w: cp
+    elements are seen three times (4 N^2 each), N - cp twice (N^2 each), so with phase = w N:
+    var(phase) >= 1 / ((N + 3 cp) g), i.e. std(f) >= fs / (2 pi N sqrt((N + 3 cp) g)).
+    (Two disjoint copies of a W-sample block give the familiar 1/(W g).)
     """
     g = snr * cfg.n_used / cfg.fft_size
-    w = cfg.fft_size + cfg.cp_len
-    return float(cfg.sample_rate / (2 * np.pi * cfg.fft_size) / np.sqrt(w * g))
+    w_eff = cfg.fft_size + 3 * cfg.cp_len
+    return float(cfg.sample_rate / (2 * np.pi * cfg.fft_size) / np.sqrt(w_eff * g))
 
 
 @dataclass

@@ -80,8 +80,9 @@ def test_detection_at_3db(rng):
 
 @pytest.mark.slow
 def test_cfo_rmse_within_twice_crlb_and_integer_offsets(rng):
-    """Fine CFO = Moose/ML estimator on the repeated LTS; CRB for two copies (lag N) of an unknown block of
-    W = N + cp samples at per-sample SNR g = snr n_used/N:  std(f) >= fs / (2 pi N sqrt(W g)).
+    """Fine CFO = Moose/ML estimator on the repeated LTS; CRB for the unknown N-periodic block over the 2N + cp
+    samples used (cp samples seen three times, N - cp twice), per-sample SNR g = snr n_used/N:
+    std(f) >= fs / (2 pi N sqrt((N + 3 cp) g)).
     At 10 dB, 300 frames with CFO uniform in ±1.9 subcarrier spacings (integer part resolved by the receiver):
     RMSE <= 2 x CRB and every estimate within 0.5 spacing (no integer-ambiguity error)."""
     fb = FrameBuilder(WIFI)
