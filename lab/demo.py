@@ -31,6 +31,8 @@ import numpy as np
 
 #: the DeepJSCC checkpoint shipped with the package
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "jscc_adjscc_r6.pt"
+#: the part of the photo ``quick`` sends (rows, columns)
+QUICK_CROP = (slice(0, 96), slice(96, 224))
 #: display names of the FEEL runs, in the order they run: (key, scheme, channel)
 FEEL_RUNS = (("error-free", "ideal", "symbol"), ("D-DSGD", "digital", "symbol"),
              ("A-DSGD (radio)", "analog", "radio"), ("A-DSGD (symbol-level)", "analog", "symbol"))
@@ -187,7 +189,7 @@ def _jscc_stage(cfg: DemoConfig, channel, stage) -> dict:
     except (CheckpointError, DataNotFoundError, ValueError) as exc:
         return {"skipped": str(exc)}
     if cfg.quick:
-        img = np.ascontiguousarray(img[:96, 96:224])
+        img = np.ascontiguousarray(img[QUICK_CROP])
     cam, of, params = _camera_link(channel, cfg)
     link = RadioLink(cam, channel.ps, of)
     recs = send_images(model, img[None], link, cfg.snr_db)
@@ -320,6 +322,7 @@ def print_summary(result: dict, console) -> None:
     c = result["demo"]
     s = result["sync"]
     scn = s.get("scenario", {})
+    cal = s.get("calibration") or {}
     t = Table(title=f"1 · synchronization: {c['devices']} devices, {c['snr_db']:g} dB, {c['profile']}, one-way delays "
                     f"≤ {scn.get('max_delay_cp', '?')} CP, ±{scn.get('cfo_ppm', '?')} ppm CFO, "
                     f"±{scn.get('sco_ppm', '?')} ppm SCO")
@@ -336,8 +339,8 @@ def print_summary(result: dict, console) -> None:
                                                     f"{_fmt(s.get('cfo_residual_rms_subcarriers'), '.1e')}"),
             ("over-the-air sum NMSE / genie \\[dB]", f"{_fmt(s.get('nmse_db'), '.2f')} / "
                                                     f"{_fmt(s.get('nmse_genie_db'), '.2f')}"),
-            ("σ² per real: PS estimate | measured on probes", f"{_fmt(s.get('noise_var'), '.4f')} | "
-                                                              f"{_fmt(s.get('effective_noise_var'), '.4f')}"),
+            ("σ² per real on probes: PS's estimate | measured", f"{_fmt(cal.get('noise_var'), '.4f')} | "
+                                                               f"{_fmt(s.get('effective_noise_var'), '.4f')}"),
             ("power scale c = sqrt(⌈s/2⌉ / P_t)", f"{s['scale']:.4f}"),
             ("access air time \\[ms]", _fmt(s.get("access_air_time_ms"), ".2f")),
             ("FEEL round air time \\[ms] (data burst)", f"{_fmt(s.get('round_air_time_ms'), '.2f')} "

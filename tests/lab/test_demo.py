@@ -1,10 +1,10 @@
 """`otalab demo --quick` end to end (lab/demo.py, lab/cmd_demo.py): files written, numbers sane, missing data handled.
 
-Sanity bounds, each with its reason: test accuracy above 3× chance (0.1 for 10 classes) after 3 rounds of any scheme;
-A-DSGD over the waveform within 0.15 of A-DSGD on the symbol-level channel with the same measured noise (same
+Sanity bounds, each with its reason: test accuracy above 3× chance (0.1 for 10 classes) after 3 rounds of any
+scheme; A-DSGD over the waveform within 0.15 of A-DSGD on the symbol-level channel with the same measured noise (same
 algorithm, same data, so only the channel differs); every data burst inside the CP, −b ≤ e and e + τ_max ≤ cp − b;
-DeepJSCC PSNR over the air above 12 dB (a grey image scores ~10 dB) and the measured SNR within 10 dB of the
-configured 10 dB (multipath fading on the camera link costs a few dB).
+DeepJSCC PSNR over the air and on the symbol level at least 2 dB above a uniform image of the mean colour (which
+already scores 16.3 dB on the quick crop: PSNR is lenient on smooth photos).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
-from lab.demo import DEFAULT_CHECKPOINT, DemoConfig, run_demo
+from lab.demo import DEFAULT_CHECKPOINT, QUICK_CROP, DemoConfig, run_demo
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +83,19 @@ def test_quick_demo_deepjscc(quick_run):
     doc = json.loads((out / "demo.json").read_text())
     j = doc["jscc"]
     assert (out / "demo_jscc.png").stat().st_size > 5_000
+    import numpy as np
+
+    from learning.jscc.data import load_sample_photo
+    from learning.jscc.metrics import psnr_uint8
+
+    img = np.ascontiguousarray(load_sample_photo(j["photo"])[QUICK_CROP])
+    assert list(img.shape) == j["shape"]
+    grey = psnr_uint8(img, np.full_like(img, int(img.mean())))
     air = j["air"][0]
     assert air["status"] == "ok"
-    assert air["psnr_db"] > 12
-    assert abs(air["snr_db"] - 10.0) < 10
-    assert j["symbol_level"][0]["psnr_db"] > 12
+    assert air["snr_db"] is not None and air["snr_est_db"] is not None
+    assert air["psnr_db"] > grey + 2
+    assert j["symbol_level"][0]["psnr_db"] > grey + 2
 
 
 def test_missing_mnist_skips_feel_with_a_clear_note(tmp_path, monkeypatch):

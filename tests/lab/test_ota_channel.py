@@ -171,8 +171,8 @@ def test_noise_accounting_matches_theory(cell):
 
 
 def test_calibrated_error_predicts_later_rounds(cell):
-    """E (ŷ − Σ x_m)² per real symbol = effective_noise_var measured on the probe rounds (to within the round-to-round
-    spread of the CSI error, factor 1.6), and it is at least the thermal part (CSI errors only add)."""
+    """E (ŷ − Σ x_m)² per real symbol = effective_noise_var measured on the probe rounds (to within the
+    round-to-round spread of the CSI error, factor 1.6), and it is at least the thermal part (CSI errors only add)."""
     assert cell.effective_noise_var >= 0.9 * cell.calibration["noise_var"]
     for r in range(2):
         x = _updates(3, 2000, 100.0, seed=20 + r)
