@@ -15,20 +15,18 @@ import typer
 SWEEPS = {
     "ta-period": ("sync.ta_update_period", [1, 2, 4, 8]),
     "prach": ("sync.prach_oversampling", [4, 8, 16]),
-    "pilots": ("pilot_symbols_per_device", [1, 2, 4]),
+    "pilots": ("sync.pilot_symbols_per_device", [1, 2, 4, 8]),
     "devices": ("scenario.devices", [2, 4, 8, 16]),
     "snr": ("scenario.snr_db", [0.0, 10.0, 20.0]),
 }
 
 
-def run(scn, cfg, trials: int, seed: int, timing_advance: bool = True, pilot_symbols_per_device: int = 2,
-        progress=None) -> dict:
+def run(scn, cfg, trials: int, seed: int, timing_advance: bool = True, progress=None) -> dict:
     """Run ``trials`` trials and summarize them (see lab.sync_experiment.summarize)."""
     from lab.sync_experiment import run_trial, summarize
     out = []
     for t in range(trials):
-        out.append(run_trial(scn, cfg, seed + t, timing_advance=timing_advance,
-                             n_pilot_symbols=pilot_symbols_per_device * scn.devices))
+        out.append(run_trial(scn, cfg, seed + t, timing_advance=timing_advance))
         if progress:
             progress()
     summary = summarize(out, scn.sample_rate)
@@ -36,21 +34,19 @@ def run(scn, cfg, trials: int, seed: int, timing_advance: bool = True, pilot_sym
     return summary
 
 
-def sweep(name: str, scn, cfg, trials: int, seed: int, pilot_symbols_per_device: int = 2, progress=None) -> list[dict]:
+def sweep(name: str, scn, cfg, trials: int, seed: int, progress=None) -> list[dict]:
     """One point per value of sweep ``name``: its value, overhead fraction and NMSE (and the genie's)."""
     if name not in SWEEPS:
         raise typer.BadParameter(f"unknown sweep {name!r}; choose from {', '.join(SWEEPS)}", param_hint="--sweep")
     what, values = SWEEPS[name]
     points = []
     for v in values:
-        s, c, p = scn, cfg, pilot_symbols_per_device
+        s, c = scn, cfg
         if what.startswith("sync."):
             c = dataclasses.replace(cfg, **{what[5:]: v})
-        elif what.startswith("scenario."):
-            s = dataclasses.replace(scn, **{what[9:]: v})
         else:
-            p = v
-        r = run(s, c, trials, seed, pilot_symbols_per_device=p, progress=progress)
+            s = dataclasses.replace(scn, **{what[9:]: v})
+        r = run(s, c, trials, seed, progress=progress)
         points.append({"sweep": name, "value": v, "overhead_fraction": r["overhead_fraction"],
                        "nmse_db": r["nmse_db"], "nmse_genie_db": r["nmse_genie_db"],
                        "within_cp_fraction": r["within_cp_fraction"]})
@@ -106,6 +102,7 @@ def register(app: typer.Typer) -> None:
     def sync_cmd(
         devices: int = typer.Option(8, "--devices", "-k", min=1, help="number of devices K"),
         snr_db: float = typer.Option(10.0, "--snr-db", help="per-subcarrier SNR at the PS for a unit-gain link"),
+        ps_power_db: float = typer.Option(10.0, "--ps-power-db", help="PS transmit power above a device's [dB]"),
         max_delay_cp: float = typer.Option(20.0, "--max-delay-cp", min=0, help="largest one-way delay [CP lengths]"),
         cfo_ppm: float = typer.Option(10.0, "--cfo-ppm", min=0, help="device carrier offsets in ±ppm"),
         sco_ppm: float = typer.Option(10.0, "--sco-ppm", min=0, help="device sampling-clock offsets in ±ppm"),
@@ -113,7 +110,6 @@ def register(app: typer.Typer) -> None:
         delay_spread_ns: float = typer.Option(30.0, "--delay-spread-ns", min=0, help="RMS delay spread [ns]"),
         rounds: int = typer.Option(2, "--rounds", min=1, help="over-the-air sums per trial"),
         trials: int = typer.Option(5, "--trials", min=1, help="independent placements of the devices"),
-        pilots: int = typer.Option(2, "--pilots", min=1, help="uplink pilot symbols per device per refresh"),
         seed: int = typer.Option(0, "--seed"),
         no_timing_advance: bool = typer.Option(False, "--no-timing-advance",
                                                help="devices never apply TA (shows what TA is worth)"),
@@ -137,7 +133,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"otalab sync runs on the in-process air (driver 'loopback'); "
                                      f"{lab_cfg.source} selects driver {lab_cfg.radio.driver!r}", param_hint="--config")
         cfg = lab_cfg.sync
-        scn = Scenario(devices=devices, snr_db=snr_db, max_delay_cp=max_delay_cp, cfo_ppm=cfo_ppm, sco_ppm=sco_ppm,
+        scn = Scenario(devices=devices, snr_db=snr_db, ps_power_db=ps_power_db, max_delay_cp=max_delay_cp, cfo_ppm=cfo_ppm, sco_ppm=sco_ppm,
                        profile=channel, delay_spread_s=delay_spread_ns * 1e-9, rounds=rounds,
                        sample_rate=lab_cfg.radio.sample_rate, center_freq=lab_cfg.radio.center_freq,
                        preset=lab_cfg.ofdm.preset)
@@ -146,9 +142,8 @@ def register(app: typer.Typer) -> None:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("sync trials", total=trials * (1 + n_sweep))
             step = lambda: bar.advance(task)  # noqa: E731
-            result = run(scn, cfg, trials, seed, timing_advance=not no_timing_advance,
-                         pilot_symbols_per_device=pilots, progress=step)
-            result["sweeps"] = {name: sweep(name, scn, cfg, trials, seed, pilots, progress=step)
+            result = run(scn, cfg, trials, seed, timing_advance=not no_timing_advance, progress=step)
+            result["sweeps"] = {name: sweep(name, scn, cfg, trials, seed, progress=step)
                                 for name in sweep_names}
         of = scn.ofdm()
         result.update(scenario=dataclasses.asdict(scn), sync=dataclasses.asdict(cfg), timing_advance=not no_timing_advance,

@@ -2,7 +2,9 @@
 
 A trial places K devices in a cell on the in-process air: random distances (one-way delays up to the cell radius),
 random clock offsets (unknown start times), CFO and sampling-clock offsets in ppm, a multipath profile per link, and a
-noise floor that gives the PS the requested per-subcarrier SNR at unit channel gain. It runs the whole procedure
+noise floor that gives the PS the requested per-subcarrier SNR at unit channel gain. The PS is a base station: it
+transmits ``ps_power_db`` more power than a device (10 dB by default), so the downlink (beacons, control frames) runs
+at that much higher SNR than the uplink whose aggregation is measured. It runs the whole procedure
 (:class:`sync.procedure.SyncSession`: beacons → random access → timing advance → pilots and feedback → over-the-air
 sums of random vectors) and compares with the truth the simulation knows:
 
@@ -41,7 +43,8 @@ class Scenario:
     """One cell: K devices, geometry, oscillators, channel and SNR (see module docstring)."""
 
     devices: int = 8
-    snr_db: float = 10.0
+    snr_db: float = 10.0              # uplink: per-subcarrier SNR at the PS for a unit-gain link
+    ps_power_db: float = 10.0         # the PS (a base station) transmits this much more power than a device
     max_delay_cp: float = 20.0        # largest one-way delay in cyclic-prefix lengths (sets the cell radius)
     cfo_ppm: float = 10.0             # device carrier offsets uniform in ±cfo_ppm (PS at 0)
     sco_ppm: float = 10.0             # device sampling-clock offsets uniform in ±sco_ppm
@@ -54,7 +57,7 @@ class Scenario:
     data_symbols: int = 8
     preset: str = "wifi64"
     never_answer: tuple[int, ...] = ()        # devices that never transmit
-    dropout: dict[int, int] = field(default_factory=dict)  # device -> round from which it is silent
+    dropout: dict[int, int] = field(default_factory=dict)  # device -> round (1-based) from which it is silent
     same_preamble: tuple[int, ...] = ()       # devices forced onto preamble 0 (collisions)
     lost_beacons: tuple[int, ...] = ()        # access beacons (0-based) the PS never sends
 
@@ -89,8 +92,8 @@ def run_trial(scn: Scenario, cfg: SyncConfig, seed: int, *, timing_advance: bool
     air = Air(fs, fc, seed=int(rng.integers(1 << 31)))
     air.add_endpoint("ps", noise_power=n0)
     names = [f"dev{i}" for i in range(k)]
-    for nm in names:
-        air.add_endpoint(nm, noise_power=n0)
+    for nm in names:  # downlink SNR = uplink SNR + ps_power_db (modelled as lower noise at the devices)
+        air.add_endpoint(nm, noise_power=n0 * 10 ** (-scn.ps_power_db / 10))
     delays = rng.uniform(0, scn.max_delay_cp * of.cp_len, k)
     ppm = rng.uniform(-scn.cfo_ppm, scn.cfo_ppm, k)
     sco = rng.uniform(-scn.sco_ppm, scn.sco_ppm, k)

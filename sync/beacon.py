@@ -24,7 +24,8 @@ import numpy as np
 from phy.frame import FrameBuilder
 from phy.ofdm import OfdmConfig
 from phy.receiver import RxFrame
-from sync.prach import ml_delay
+from sync.precomp import fractional_delay
+from phy.chest import ml_delay
 
 _BEACON = struct.Struct("<4sqI")
 _MAGIC = b"OTAB"
@@ -96,7 +97,10 @@ class BeaconTracker:
         h = np.asarray(frame.channel)[cfg.used_bins]
         frac, _ = ml_delay(h, self._used, cfg.fft_size, 0.0, span=cfg.cp_len / 2)
         local = frame.t_start + frac
-        ref = self.source.waveform(ps_time, counter)
+        # the known frame, delayed by the fractional timing, so that the correlation phase does not move with it (a
+        # frequency-selective channel turns a drifting fractional delay into a drifting phase otherwise)
+        ref = fractional_delay(self.source.waveform(ps_time, counter), frac)[:-1] if frac else \
+            self.source.waveform(ps_time, counter)
         i0 = frame.t_start - stream_t0
         seg = stream[i0:i0 + ref.size]
         if i0 < 0 or seg.size != ref.size:
@@ -163,4 +167,7 @@ class BeaconTracker:
         steps = pred + np.angle(np.exp(1j * (np.diff(phase) - pred)))
         unwrapped = np.concatenate([[phase[0]], phase[0] + np.cumsum(steps)])
         slope = np.polyfit(t - t.mean(), unwrapped, 1)[0]
-        return float(self._f_ref + slope * fs / (2 * math.pi))
+        tracked = float(self._f_ref + slope * fs / (2 * math.pi))
+        # an unwrapping slip (low SNR) shows as a jump far beyond the per-beacon estimates' spread: keep those then
+        spread = float(np.std([o.cfo_hz for o in self.obs])) + 0.002 * self.cfg.subcarrier_spacing
+        return tracked if abs(tracked - fine) <= 4 * spread else fine

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft as sfft
 
+from phy.chest import ml_delay
+
 
 def largest_prime_at_most(n: int) -> int:
     """Largest prime ≤ n (n ≥ 2)."""
@@ -132,29 +134,6 @@ def delay_crlb_samples(snr_per_subcarrier: float, subcarriers: np.ndarray, fft_s
     m = np.asarray(subcarriers, dtype=np.float64)
     spread = np.sum((m - m.mean()) ** 2) / fft_size ** 2
     return float(1.0 / math.sqrt(8 * math.pi ** 2 * snr_per_subcarrier * spread))
-
-
-def ml_delay(z: np.ndarray, subcarriers: np.ndarray, fft_size: int, coarse: float = 0.0,
-             span: float = 1.0) -> tuple[float, complex]:
-    """Single-path maximum-likelihood delay from de-rotated subcarriers z[m] = Y[m] X*[m] (|X| = 1).
-
-    Maximizes |Σ_m z[m] exp(+j 2 pi m tau / N)| over tau in coarse ± span with three zoom stages (16 points each)
-    and a parabolic step; returns (tau in samples, complex gain h = Σ z e^{+j..} / M). Attains the Cramér–Rao bound
-    of :func:`delay_crlb_samples` at moderate SNR (tested)."""
-    m = np.asarray(subcarriers, dtype=np.float64)
-    w = 2 * np.pi * m / fft_size
-    centre, step = float(coarse), float(span)
-    for _ in range(3):
-        grid = centre + np.linspace(-step, step, 17)
-        val = np.abs(np.exp(1j * np.outer(grid, w)) @ z)
-        i = min(max(int(np.argmax(val)), 1), len(grid) - 2)
-        a, b, c = val[i - 1], val[i], val[i + 1]
-        denom = a - 2 * b + c
-        frac = 0.5 * (a - c) / denom if denom < 0 else 0.0
-        centre = grid[i] + frac * (grid[1] - grid[0])
-        step = grid[1] - grid[0]
-    h = complex(np.exp(1j * w * centre) @ z / m.size)
-    return float(centre), h
 
 
 class PrachWaveform:

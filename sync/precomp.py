@@ -43,12 +43,26 @@ class InversionPlan:
     reasons: dict[int, str]
 
 
-def truncated_inversion(channels: np.ndarray, power: float, gain_threshold: float) -> InversionPlan:
+def regularized_inverse(channels: np.ndarray, error_var=None) -> np.ndarray:
+    """conj(H) / (|H|² + e): the inverse of estimated channels regularized by their estimation-error variance e
+    (float or float[K]); plain 1/H for e = 0. With noisy estimates the plain inverse blows up where the channel is in a
+    deep fade and the estimate is mostly noise; the regularized one stays bounded (an LMMSE-style inverse)."""
+    h = np.asarray(channels)
+    e = 0.0 if error_var is None else np.asarray(error_var, dtype=np.float64)
+    if np.ndim(e):
+        e = e.reshape(e.shape + (1,) * (h.ndim - e.ndim))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.conj(h) / (np.abs(h) ** 2 + e)
+
+
+def truncated_inversion(channels: np.ndarray, power: float, gain_threshold: float,
+                        error_var=None) -> InversionPlan:
     """Plan truncated channel inversion for K devices (see module docstring).
 
     ``channels``: complex[K, M] uplink channel estimates per device and subcarrier; ``power``: per-device power budget
     per subcarrier (relative to unit-power symbols); ``gain_threshold``: a device is active iff its harmonic-mean power
-    gain 1/q_k ≥ gain_threshold. Non-finite estimates make a device silent."""
+    gain 1/q_k ≥ gain_threshold; ``error_var`` (float[K], optional): estimation-error variance of each device's
+    channels, for the regularized inverse (:func:`regularized_inverse`). Non-finite estimates make a device silent."""
     h = np.asarray(channels)
     if h.ndim != 2:
         raise ValueError(f"channels must be complex[K, M], got shape {h.shape}")
@@ -56,15 +70,31 @@ def truncated_inversion(channels: np.ndarray, power: float, gain_threshold: floa
         raise ValueError(f"power budget must be > 0, got {power}")
     if not gain_threshold > 0:
         raise ValueError(f"gain_threshold must be > 0, got {gain_threshold}")
+    # activity: the plain inverse's power q_k = mean 1/|H|² against the threshold (the TWC rule; with a noisy estimate
+    # it is the conservative side); alpha: the power the devices will really spend, that of the regularized inverse
     mag2 = np.abs(h) ** 2
     finite = np.all(np.isfinite(mag2), axis=1) & np.all(mag2 > 0, axis=1)
     q = np.full(h.shape[0], np.inf)
     q[finite] = np.mean(1.0 / mag2[finite], axis=1)
+    inv = regularized_inverse(h, error_var)
     active = finite & (q <= 1.0 / gain_threshold)
     reasons = {int(k): ("no valid channel estimate" if not finite[k] else
                         f"channel too weak: harmonic-mean gain {1 / q[k]:.3g} < threshold {gain_threshold:.3g}")
                for k in np.flatnonzero(~active)}
-    alpha = float(np.sqrt(power / q[active].max())) if active.any() else 0.0
+    q_tx = np.mean(np.abs(inv[active]) ** 2, axis=1) if active.any() else np.zeros(0)
+    alpha = float(np.sqrt(power / q_tx.max())) if active.any() else 0.0
     pre = np.zeros(h.shape, dtype=np.complex64)
-    pre[active] = (alpha / h[active]).astype(np.complex64)
+    pre[active] = (alpha * inv[active]).astype(np.complex64)
     return InversionPlan(alpha=alpha, active=active, q=q, precoders=pre, reasons=reasons)
+
+
+def fractional_delay(x: np.ndarray, frac: float) -> np.ndarray:
+    """Delay a burst by ``frac`` samples (any real; exact for a band-limited burst) with a linear phase in the
+    frequency domain; the burst is zero-padded so the circular shift wraps into silence. complex64[len(x) + 1]
+    (one extra sample holds the tail) unless frac == 0."""
+    if frac == 0:
+        return np.asarray(x, np.complex64)
+    n = 1 << int(np.ceil(np.log2(x.size + 2 * abs(frac) + 8)))
+    f = np.fft.fftfreq(n)
+    y = np.fft.ifft(np.fft.fft(x, n) * np.exp(-2j * np.pi * f * frac))[:x.size + 1]
+    return y.astype(np.complex64)

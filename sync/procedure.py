@@ -33,7 +33,7 @@ from phy.receiver import Receiver, RxFrame
 from radio.base import LateError, Radio
 from sync.beacon import BeaconSource, BeaconTracker
 from sync.config import SyncConfig
-from sync.precomp import cfo_precompensate, truncated_inversion
+from sync.precomp import cfo_precompensate, fractional_delay, regularized_inverse, truncated_inversion
 from sync.prach import PrachConfig, PrachDetector, PrachWaveform, delay_crlb_samples
 from sync.timing_advance import (TimingAdvanceCommand, TimingAdvanceLoop, quantize_ta, ta_step_samples)
 from sync.uplink import UplinkEstimator, decode_feedback, delay_basis, encode_feedback
@@ -74,6 +74,7 @@ class DeviceNode:
     msg3_slot: int | None = None
     csi: np.ndarray | None = None     # complex64[n_used] uplink channel from the PS's feedback
     csi_round: int = -1               # the round that feedback belongs to
+    csi_error_var: float = 0.0        # its estimation-error variance (for the regularized inverse)
     alpha: float = 0.0
     active: bool = False
     excluded: str | None = None
@@ -138,11 +139,12 @@ class SyncSession:
         self.guard = self.tail + one_way + ofdm.cp_len
         self.backoff = cfg.window_backoff if cfg.window_backoff is not None else ofdm.cp_len // 2
         self.ta_step = ta_step_samples(ofdm.fft_size, cfg.nr_mu if cfg.ta_standard == "nr" else None)
-        self.n_pilot = max(int(n_pilot_symbols or 2 * self.k), self.k)
+        # > K symbols: the spare code space gives the noise level
+        self.n_pilot = max(int(n_pilot_symbols or cfg.pilot_symbols_per_device * self.k), self.k + 1)
         # denoise the uplink estimates to delays where an aligned device's channel can be: from a little before the
         # window back-off to the back-off plus the delay spread
         self.uplink = UplinkEstimator(ofdm.used_subcarriers, ofdm.fft_size, self.k, self.n_pilot,
-                                      taps=spread + 5, first_delay=self.backoff - 2)
+                                      taps=ofdm.cp_len + 8, first_delay=self.backoff - 4)
         self.prach_wave = PrachWaveform(self.prach)
         self.prach_det = PrachDetector(self.prach, cfg.prach_false_alarm)
         self.beacon = BeaconSource(ofdm, cfg.control_code_rate)
@@ -153,7 +155,8 @@ class SyncSession:
             raise ValueError(f"preambles must list {self.k} indices in 0..{self.prach.n_preambles - 1}, got {pre}")
         #: dedicated preambles (all distinct): 2-step contention-free access; shared ones need msg3/msg4
         self.contention_free = len(set(pre)) == len(pre) if contention_free is None else contention_free
-        self._codes: dict[int, int] = {}
+        #: contention-free: the PS handed out the dedicated preambles, so it knows them and their pilot codes
+        self._codes: dict[int, int] = {p: i for i, p in enumerate(pre)} if self.contention_free else {}
         self.devices = [DeviceNode(i, r, pre[i]) for i, r in enumerate(devices)]
         for d in self.devices:
             d.tracker = BeaconTracker(ofdm, cfg.beacon_period, code_rate=cfg.control_code_rate)
@@ -237,12 +240,18 @@ class SyncSession:
         d.last_tx_local = local
         return True
 
-    def _ofdm_burst(self, grid_used: np.ndarray, frac: float) -> np.ndarray:
-        """OFDM symbols from values on the used subcarriers (complex[n_sym, n_used]), delayed by frac samples."""
+    def _ofdm_burst(self, grid_used: np.ndarray, frac: float, sco_ppm: float = 0.0) -> np.ndarray:
+        """OFDM symbols from values on the used subcarriers (complex[n_sym, n_used]), delayed by ``frac`` samples.
+
+        Sampling-clock pre-compensation: a device whose clock runs ``sco_ppm`` fast (as its beacon tracker measures)
+        would compress the burst in PS time, so symbol s is delayed by a further sco_ppm·1e-6 · s · symbol_len samples
+        (a per-symbol phase ramp: exact for the cyclic part, the drift inside one symbol is negligible)."""
         cfg = self.ofdm
-        grid = np.zeros((grid_used.shape[0], cfg.fft_size), np.complex64)
-        ramp = np.exp(-2j * np.pi * np.asarray(cfg.used_subcarriers) * frac / cfg.fft_size)
-        grid[:, cfg.used_bins] = grid_used * ramp[None, :]
+        n_sym = grid_used.shape[0]
+        grid = np.zeros((n_sym, cfg.fft_size), np.complex64)
+        delay = frac + sco_ppm * 1e-6 * cfg.symbol_len * np.arange(n_sym)
+        ramp = np.exp(-2j * np.pi * np.outer(delay, np.asarray(cfg.used_subcarriers)) / cfg.fft_size)
+        grid[:, cfg.used_bins] = grid_used * ramp
         return grid_to_time(cfg, grid)
 
     # ------------------------------------------------------------------ phases
@@ -305,8 +314,10 @@ class SyncSession:
         entries = []
         for j, det in enumerate(dets):
             steps = quantize_ta(det.delay, self.ta_step, absolute=True, max_steps=1 << 15)
-            if self.contention_free and not det.collision:
-                j = self._codes.setdefault(det.index, len(self._codes))
+            if self.contention_free:
+                if det.index not in self._codes:   # nobody was given this preamble: a false alarm
+                    continue
+                j = self._codes[det.index]
             entries.append(_RAR.pack(det.index, steps, j, int(det.collision)))
             self.prach_snr[det.index] = det.power / max(self._noise_from_prach(window), 1e-30)
             self.prach_estimates[(slot, det.index)] = det.delay
@@ -346,7 +357,7 @@ class SyncSession:
             advance = d.pending_ta if self.timing_advance else 0.0
             saved = d.ta.advance
             d.ta.advance = advance
-            self._device_send(d, lambda frac, m=msg: _fractional_delay_frame(m, frac), ps_slot, "msg3")
+            self._device_send(d, lambda frac, m=msg: fractional_delay(m, frac), ps_slot, "msg3")
             d.ta.advance = saved
         n_slots = max(len(dets), 1)
         msg3_end = msg3_start + n_slots * (msg3_len + 2 * self.ofdm.cp_len)
@@ -415,7 +426,8 @@ class SyncSession:
             if not self._alive(d):
                 continue
             pilots = self.uplink.transmit_grid(d.code)
-            self._device_send(d, lambda frac, p=pilots: self._ofdm_burst(p, frac), slot, "pilots")
+            self._device_send(d, lambda frac, p=pilots, d=d: self._ofdm_burst(p, frac, d.tracker.sco_ppm), slot,
+                              "pilots")
         n = self.n_pilot * of.symbol_len
         x = self._ps_read(slot, slot + n)
         self._book("pilots", slot, slot + n)
@@ -435,10 +447,16 @@ class SyncSession:
             if (self.timing_advance and cfg.ta_update_period and self.round % cfg.ta_update_period == 0
                     and est.present[c]):
                 ta_steps[d.index] = quantize_ta(err, self.ta_step, absolute=False, max_steps=127)
-        self.noise_var = self._noise_estimate(grid, est)
-        self.plan = truncated_inversion(np.where(present[:, None], chans, np.nan), cfg.power, cfg.gain_threshold)
-        body = encode_feedback(self.plan.alpha, self.uplink.to_taps(chans), self.uplink.first_delay, ta_steps,
-                               self.plan.active, cfg.feedback_bits)
+        self.noise_var = self.uplink.last_noise_var
+        err = np.zeros(self.k)
+        taps = np.zeros((self.k, self.uplink.taps), np.complex64)
+        shift = np.zeros(self.k)
+        for d in connected:
+            err[d.index], taps[d.index], shift[d.index] = est.error_var[d.code], est.taps[d.code], est.shift[d.code]
+        self.plan = truncated_inversion(np.where(present[:, None], chans, np.nan), cfg.power, cfg.gain_threshold,
+                                        error_var=err)
+        body = encode_feedback(self.plan.alpha, taps, self.uplink.first_delay, ta_steps, self.plan.active,
+                               cfg.feedback_bits, error_var=err, shift=shift)
         fb_at = self.t
         fb = self._control_frame("feedback", body, seq=self.round)
         self._ps_send(fb, fb_at, "feedback")
@@ -450,7 +468,7 @@ class SyncSession:
                 if kind != "feedback" or d.state != "connected":
                     continue
                 try:
-                    alpha, taps, first, steps, act = decode_feedback(b)
+                    alpha, taps, first, steps, act, err, shift = decode_feedback(b)
                 except ValueError as exc:
                     self.events.append(f"device {d.index}: bad feedback ({exc})")
                     continue
@@ -458,23 +476,17 @@ class SyncSession:
                 d.ta.apply(cmd, d.radio.time_now())
                 # advancing by Δ samples multiplies the channel the PS will see by exp(+j 2 pi m Δ / N)
                 m = np.asarray(of.used_subcarriers, dtype=np.float64)
-                h = delay_basis(m, of.fft_size, first, taps.shape[1]) @ taps[d.index]
+                h = (delay_basis(m, of.fft_size, first, taps.shape[1]) @ taps[d.index]) \
+                    * np.exp(-2j * np.pi * m * shift[d.index] / of.fft_size)
                 d.csi = (h * np.exp(2j * np.pi * m * cmd.samples / of.fft_size)).astype(np.complex64)
                 d.alpha, d.active, d.csi_round = alpha, bool(act[d.index]), self.round
+                d.csi_error_var = float(err[d.index])
 
     def _windows(self, x: np.ndarray, n_sym: int) -> np.ndarray:
         """FFT of ``n_sym`` symbols of a slot read from its start, each window ``backoff`` samples before the CP end
         (the samples before the slot only fall in the discarded CP, so zeros stand in for them)."""
         shifted = np.concatenate([np.zeros(self.backoff, np.complex64), x])[:x.size]
         return time_to_grid(self.ofdm, shifted, n_sym, start=0)
-
-    def _noise_estimate(self, grid: np.ndarray, est) -> float:
-        """Per-subcarrier noise variance at the PS from what the pilots' code space leaves unexplained."""
-        of = self.ofdm
-        y = grid[:, of.used_bins]
-        model = (self.uplink.codes.T @ np.where(np.isfinite(est.channel), est.channel, 0)) * self.uplink.pilot[None]
-        dof = max(self.n_pilot * of.n_used - self.k * self.uplink.taps, 1)
-        return float(np.sum(np.abs(y - model) ** 2) / dof)
 
     def _alive(self, d: DeviceNode) -> bool:
         return d.answers and (d.alive_until_round is None or self.round < d.alive_until_round)
@@ -505,9 +517,10 @@ class SyncSession:
             grid[:, data_pos] = v.reshape(self.data_symbols, of.n_data)
             grid[:, pilot_pos] = sum_pilot
             with np.errstate(all="ignore"):
-                pre = np.where(np.abs(d.csi) > 0, d.alpha / d.csi, 0).astype(np.complex64)
+                pre = np.nan_to_num(d.alpha * regularized_inverse(d.csi, d.csi_error_var)).astype(np.complex64)
             grid *= pre[None, :]
-            if self._device_send(d, lambda frac, g=grid: self._ofdm_burst(g, frac), slot, "data"):
+            if self._device_send(d, lambda frac, g=grid, d=d: self._ofdm_burst(g, frac, d.tracker.sco_ppm), slot,
+                                 "data"):
                 tx_local[d.index] = d.last_tx_local
                 sent.append(d.index)
         n = self.data_symbols * of.symbol_len
@@ -546,15 +559,3 @@ class SyncSession:
         if not snr or not np.isfinite(snr):
             return float("nan")
         return delay_crlb_samples(snr, self.prach.subcarriers, self.prach.fft_size)
-
-
-def _fractional_delay_frame(x: np.ndarray, frac: float) -> np.ndarray:
-    """Delay a whole frame by ``frac`` ∈ [0, 1) samples by linear-phase filtering in the frequency domain (the frame
-    is zero-padded so that the circular shift wraps into silence)."""
-    if frac == 0:
-        return x
-    n = 1 << int(math.ceil(math.log2(x.size + 8)))
-    spec = np.fft.fft(x, n)
-    f = np.fft.fftfreq(n)
-    y = np.fft.ifft(spec * np.exp(-2j * np.pi * f * frac))[:x.size + 1]
-    return y.astype(np.complex64)

@@ -3,9 +3,10 @@
 Pilots are code-multiplexed: all K devices send ``n_symbols`` pilot OFDM symbols at the same time, device k
 multiplying its pilot by the k-th row of an orthogonal cover code (DFT code of length n_symbols ≥ K). The PS despreads,
 so each device's estimate collects the energy of all ``n_symbols`` symbols — K times what time-division pilots of the
-same air time would give. The despread LS estimate is then denoised in the delay domain: it is projected onto
-channels whose impulse response lies in the window the CP tolerates (``taps`` delays from ``first_delay`` on, relative
-to the PS's FFT window start), which cuts the estimation noise by taps / n_used.
+same air time would give. The despread LS estimate is then denoised in the delay domain with phy's significant-tap
+estimator (:class:`phy.chest.SignificantTapEstimator`) over the window the CP tolerates (``taps`` delays from
+``first_delay`` on, relative to the PS's FFT window start), which cuts the estimation noise to about
+kept taps / n_used of the LS noise.
 
 The estimate also gives the device's timing error (single-path ML delay, the same estimator as the PRACH) and its
 received SNR. Feedback (channel, timing-advance update, common amplitude) is serialized to bytes with ``bits`` per real
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sync.prach import ml_delay
+from phy.chest import SignificantTapEstimator, ml_delay
 
 
 def delay_basis(subcarriers: np.ndarray, fft_size: int, first_delay: int, taps: int) -> np.ndarray:
@@ -48,12 +49,16 @@ def cover_codes(n_devices: int, n_symbols: int) -> np.ndarray:
 class UplinkEstimate:
     """PS's view of each device from the pilots: ``channel`` complex64[K, n_used] (per used subcarrier, denoised),
     ``delay`` float[K] delay in samples relative to the FFT window start (ML single path), ``snr`` float[K]
-    per-subcarrier received SNR estimate, ``present`` bool[K] (pilot energy above the detection threshold)."""
+    per-subcarrier received SNR estimate, ``present`` bool[K] (pilot energy above the detection threshold),
+    ``error_var`` float[K] estimation-error variance per subcarrier (noise / n_symbols · kept taps / n_used)."""
 
     channel: np.ndarray
     delay: np.ndarray
     snr: np.ndarray
     present: np.ndarray
+    error_var: np.ndarray
+    taps: np.ndarray     # complex64[K, taps]: the compact model the feedback carries (see SignificantTapEstimator)
+    shift: np.ndarray    # float[K]: its fractional delay
 
 
 class UplinkEstimator:
@@ -71,15 +76,8 @@ class UplinkEstimator:
         self.pilot = pilot_sequence(self.m.size)
         self.first_delay = first_delay
         self.taps = taps
-        basis = delay_basis(self.m, fft_size, first_delay, taps)
-        self._pinv = np.linalg.pinv(basis)
-        self._proj = (basis @ self._pinv).astype(np.complex64)  # orthogonal projector onto the delay window
+        self.chest = SignificantTapEstimator(self.m, fft_size, first_delay, taps, align=True)
         self.noise_var = noise_var
-
-    def to_taps(self, channel: np.ndarray) -> np.ndarray:
-        """Delay-domain coefficients (complex64[..., taps]) of channels in the estimator's window (exact for its
-        estimates, which lie in that window): the compact form the feedback carries."""
-        return (np.asarray(channel) @ self._pinv.T).astype(np.complex64)
 
     def transmit_grid(self, device: int) -> np.ndarray:
         """Device ``device``'s pilot values: complex64[n_symbols, n_used] (pilot × its cover code)."""
@@ -91,60 +89,82 @@ class UplinkEstimator:
         n_sym = self.codes.shape[1]
         if grid.shape != (n_sym, self.m.size):
             raise ValueError(f"pilot grid has shape {grid.shape}: expected ({n_sym}, {self.m.size})")
-        ls = (self.codes.conj() @ grid) / n_sym * self.pilot.conj()[None, :]  # [K, n_used]
-        # noise: what the code space does not explain (rows orthogonal to all codes) or the raw residual
-        h = ls @ self._proj.T
+        k = self.codes.shape[0]
+        ls = (self.codes.conj() @ grid) / n_sym * self.pilot.conj()[None, :]  # [K, n_used], noise sigma²/n_sym
+        # noise sigma² per subcarrier: what the code space does not explain (needs n_symbols > K), else given
         if self.noise_var is not None:
             noise = self.noise_var
-        elif n_sym > self.codes.shape[0]:
+        elif n_sym > k:
             resid = grid - (self.codes.T @ ls) * self.pilot[None, :]
-            noise = float(np.mean(np.abs(resid) ** 2)) * n_sym / (n_sym - self.codes.shape[0])
+            noise = float(np.mean(np.abs(resid) ** 2)) * n_sym / (n_sym - k)
         else:
-            noise = float(np.mean(np.abs(ls - h) ** 2)) * n_sym * self.m.size / max(self.m.size - self.taps, 1)
+            raise ValueError("the noise level cannot be estimated with n_symbols == devices: give noise_var")
+        # per device: its own set of significant taps (a loop over devices: each needs its own least squares)
+        fits = [self.chest.fit_taps(ls[i], noise / n_sym) for i in range(k)]
+        taps = np.stack([f[0] for f in fits])
+        shift = np.array([f[1] for f in fits])
+        h = self.chest.response(taps, shift)
+        error_var = np.array([noise / n_sym * f[2] / self.m.size for f in fits])
         power = np.mean(np.abs(h) ** 2, axis=1)
         snr = power / max(noise, 1e-30)
         present = np.isfinite(snr) & (snr * n_sym * self.m.size / self.taps > 20.0)  # ≈ 13 dB detection margin
+        self.last_noise_var = noise
         centre = self.first_delay + self.taps / 2
         delay = np.array([ml_delay(ls[k], self.m, self.fft_size, centre, span=self.taps / 2)[0]
                           for k in range(ls.shape[0])])
-        return UplinkEstimate(channel=h.astype(np.complex64), delay=delay, snr=snr, present=present)
+        return UplinkEstimate(channel=h.astype(np.complex64), delay=delay, snr=snr, present=present,
+                              error_var=error_var, taps=taps, shift=shift)
 
 
 # ------------------------------------------------------------------------------------- feedback serialization
 _HEAD = struct.Struct("<fHBbB")    # alpha, n_devices, bits, first delay, taps
-_DEV = struct.Struct("<HbBf")      # device, TA steps (relative), flags (1 = active), scale
+_DEV = struct.Struct("<HbBfff")    # device, TA steps (relative), flags (1 = active), scale, error var, shift
+
+
+def _pack(q: np.ndarray, bits: int) -> bytes:
+    """Signed integers (|q| < 2**(bits-1)) → a big-endian bit string of ``bits`` bits each."""
+    u = (q.astype(np.int64) + (1 << (bits - 1))).astype(np.uint32)
+    b = (u[:, None] >> np.arange(bits - 1, -1, -1, dtype=np.uint32)) & 1
+    return np.packbits(b.astype(np.uint8).reshape(-1)).tobytes()
+
+
+def _unpack(data: bytes, count: int, bits: int) -> np.ndarray:
+    b = np.unpackbits(np.frombuffer(data, np.uint8))[:count * bits].reshape(count, bits).astype(np.int64)
+    return (b << np.arange(bits - 1, -1, -1)).sum(axis=1) - (1 << (bits - 1))
 
 
 def encode_feedback(alpha: float, taps: np.ndarray, first_delay: int, ta_steps: np.ndarray, active: np.ndarray,
-                    bits: int) -> bytes:
+                    bits: int, error_var: np.ndarray | None = None, shift: np.ndarray | None = None) -> bytes:
     """Serialize the common amplitude, per-device TA updates, active flags and delay-domain channels
-    (complex[K, taps], ``bits`` per real number with a per-device scale) for one downlink frame."""
+    (complex[K, taps] plus a fractional delay ``shift`` float[K]; ``bits`` per real number with a per-device scale,
+    bit-packed) and the estimates' error variances (float[K], for the regularized inverse) for one downlink frame."""
     if not 2 <= bits <= 16:
         raise ValueError(f"feedback bits must be in 2..16, got {bits}")
     taps = np.asarray(taps)
     k, n_taps = taps.shape
     levels = 2 ** (bits - 1) - 1
-    dtype = "<i1" if bits <= 8 else "<i2"
     out = [_HEAD.pack(alpha, k, bits, int(first_delay), n_taps)]
     iq = np.stack([taps.real, taps.imag], axis=-1).reshape(k, 2 * n_taps)
     iq = np.nan_to_num(iq, nan=0.0, posinf=0.0, neginf=0.0)
     scale = np.max(np.abs(iq), axis=1)
     scale = np.where(scale > 0, scale, 1.0)
-    q = np.clip(np.round(iq / scale[:, None] * levels), -levels, levels).astype(dtype)
+    q = np.clip(np.round(iq / scale[:, None] * levels), -levels, levels)
     for i in range(k):
-        out.append(_DEV.pack(i, int(np.clip(ta_steps[i], -127, 127)), int(bool(active[i])), float(scale[i])))
-        out.append(q[i].tobytes())
+        err = 0.0 if error_var is None else float(error_var[i])
+        sh = 0.0 if shift is None else float(shift[i])
+        out.append(_DEV.pack(i, int(np.clip(ta_steps[i], -127, 127)), int(bool(active[i])), float(scale[i]), err, sh))
+        out.append(_pack(q[i], bits))
     return b"".join(out)
 
 
-def decode_feedback(data: bytes) -> tuple[float, np.ndarray, int, np.ndarray, np.ndarray]:
+def decode_feedback(data: bytes) -> tuple[float, np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Inverse of :func:`encode_feedback`: (alpha, taps complex64[K, taps], first_delay, ta_steps int[K],
-    active bool[K]). Raises ValueError on a payload of the wrong size."""
+    active bool[K], error_var float[K], shift float[K]). Raises ValueError on a payload of the wrong size."""
     if len(data) < _HEAD.size:
         raise ValueError(f"feedback payload of {len(data)} bytes is shorter than its header ({_HEAD.size})")
     alpha, k, bits, first_delay, n_taps = _HEAD.unpack_from(data, 0)
-    width = 1 if bits <= 8 else 2
-    per = _DEV.size + 2 * n_taps * width
+    packed = (2 * n_taps * bits + 7) // 8
+    per = _DEV.size + packed
     if len(data) != _HEAD.size + k * per:
         raise ValueError(f"feedback payload has {len(data)} bytes: expected {_HEAD.size + k * per} "
                          f"for {k} devices × {n_taps} taps")
@@ -152,12 +172,13 @@ def decode_feedback(data: bytes) -> tuple[float, np.ndarray, int, np.ndarray, np
     taps = np.empty((k, n_taps), np.complex64)
     ta = np.empty(k, int)
     act = np.empty(k, bool)
+    err = np.empty(k, np.float32)
+    shift = np.empty(k, np.float32)
     off = _HEAD.size
     for i in range(k):
-        _, ta[i], flags, scale = _DEV.unpack_from(data, off)
+        _, ta[i], flags, scale, err[i], shift[i] = _DEV.unpack_from(data, off)
         act[i] = bool(flags & 1)
-        q = np.frombuffer(data, "<i1" if width == 1 else "<i2", 2 * n_taps, off + _DEV.size)
-        q = q.astype(np.float32) / levels * scale
+        q = _unpack(data[off + _DEV.size:off + per], 2 * n_taps, bits).astype(np.float32) / levels * scale
         taps[i] = q[0::2] + 1j * q[1::2]
         off += per
-    return float(alpha), taps, int(first_delay), ta, act
+    return float(alpha), taps, int(first_delay), ta, act, err, shift
