@@ -4,7 +4,7 @@ Problem: y = A x + w with A in R^{n x N} (entries i.i.d. N(0, 1/n), undersamplin
 w ~ N(0, sigma^2 I_n). A-DSGD's parameter server uses it to recover the superposed sparse gradients from the
 s - 1 projected channel outputs (Amiri & Gündüz, TSP 2020, Sec. IV-B, "the PS uses AMP").
 
-Iterative soft-thresholding AMP (Donoho, Maleki & Montanari, PNAS 2009, eq. (1.2)-(1.3)):
+Iterative soft-thresholding AMP (Donoho, Maleki & Montanari, PNAS 2009, the AMP iteration):
 
     v^t     = x^t + A^T r^t                                    (pseudo-data ~ x + tau_t Z)
     x^{t+1} = eta(v^t; theta_t),  eta(v; theta) = sign(v) max(|v| - theta, 0)
@@ -12,7 +12,7 @@ Iterative soft-thresholding AMP (Donoho, Maleki & Montanari, PNAS 2009, eq. (1.2
 
 with tau_t^2 estimated as ||r^t||^2 / n. The threshold theta_t is either lambda * tau_t (fixed lambda; then the
 per-entry MSE follows the state evolution :func:`state_evolution`,
-tau_{t+1}^2 = sigma^2 + (1/delta) E[(eta(X + tau_t Z; lambda tau_t) - X)^2], DMM 2009 eq. (1.6)), or the minimiser
+tau_{t+1}^2 = sigma^2 + (1/delta) E[(eta(X + tau_t Z; lambda tau_t) - X)^2], DMM 2009 state evolution), or the minimiser
 of Stein's unbiased risk estimate of the soft-threshold denoiser on the pseudo-data (parameterless AMP, Mousavi,
 Maleki & Baraniuk 2015): SURE(theta) = N tau^2 - 2 tau^2 #{|v_i| <= theta} + sum_i min(v_i^2, theta^2).
 The default, "sure-scaled", also tunes a gain c_t of the soft threshold, x^{t+1} = c_t eta(v^t; theta_t), by SURE
@@ -156,7 +156,7 @@ def least_squares_estimate(y: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
 
 def state_evolution(x_samples: np.ndarray, delta: float, noise_var: float, lam: float, iterations: int = 30,
                     seed: int = 0) -> np.ndarray:
-    """Predicted per-entry MSE E[(x^t - x)^2] of fixed-lambda AMP, t = 1..iterations (DMM 2009, eq. (1.6)).
+    """Predicted per-entry MSE E[(x^t - x)^2] of fixed-lambda AMP, t = 1..iterations (DMM 2009 state evolution).
 
     tau_0^2 = sigma^2 + E[X^2] / delta;  mse_t = E[(eta(X + tau_t Z; lambda tau_t) - X)^2];
     tau_{t+1}^2 = sigma^2 + mse_t / delta.  The expectation over X uses ``x_samples`` (float[K], draws from the

@@ -1,6 +1,6 @@
 """The over-the-air sum channel: the protocol FEEL schemes talk to, and its symbol-level implementation.
 
-A round on a *sum channel* (Gaussian multiple-access channel, Amiri & Gündüz TSP 2020 eq. (3)):
+A round on a *sum channel* (Gaussian multiple-access channel, Amiri & Gündüz TSP 2020, Sec. II system model):
 
     y = sum_m h_m x_m + z,   x_m in R^s (device m's radiated real symbols), z ~ N(0, sigma^2 I_s)
 

@@ -6,8 +6,8 @@ distributed stochastic gradient descent over-the-air", IEEE TSP 2020 (below "TSP
 wireless fading channels", IEEE TWC 2020 (below "TWC"):
 
 * d model size, M devices, s real channel uses per round, P_t energy per device per round over those s uses
-  (constraint (1/T) sum_t ||x_m(t)||^2 <= P-bar, TSP eq. (4); here P_t = P-bar every round), sigma^2 noise variance.
-* g_m(theta_t) local gradient; Delta_m(t) error accumulator; g_m^ec = g_m + Delta_m (TSP eq. (10), (17)).
+  (constraint (1/T) sum_t ||x_m(t)||^2 <= P-bar, TSP Sec. II; here P_t = P-bar every round), sigma^2 noise variance.
+* g_m(theta_t) local gradient; Delta_m(t) error accumulator; g_m^ec = g_m + Delta_m (TSP Sec. III and IV).
 
 Error-free ("ideal"): the server gets (1/M) sum_m g_m exactly (TSP Sec. VI "error-free shared link").
 
@@ -26,9 +26,9 @@ A-DSGD ("analog", TSP Sec. IV, Algorithm 2):
 
 D-DSGD ("digital", TSP Sec. III, Algorithm 1):
     R_t = s/(2M) log2(1 + M P_t / (s sigma^2))  bits per device: an equal share of the Gaussian MAC sum capacity
-                                            with power P_t/s per channel use (TSP eq. (9)); on fading the received
+                                            with power P_t/s per channel use (TSP Sec. III); on fading the received
                                             powers P_t h_m^2 of the active devices replace M P_t.
-    q_t = max{q : log2 C(d, q) + 33 <= R_t}  (positions + 32-bit mean + 1 sign bit, TSP eq. (12))
+    q_t = max{q : log2 C(d, q) + 33 <= R_t}  (positions + 32-bit mean + 1 sign bit, TSP Sec. III)
     top-q mean/sign quantization: mu+ = mean of the q largest entries of g_m^ec, mu- = mean of the q smallest;
     if mu+ > |mu-| send mu+ at the q largest positions, else mu- at the q smallest; Delta_m(t+1) = g_m^ec - g^q_m.
     server: (1/M') sum_m g^q_m over the M' messages received.
@@ -52,7 +52,7 @@ from learning.feel.channel import Reception
 from learning.feel.messages import Aggregate, Transmission
 
 SCHEMES = ("analog", "digital", "ideal", "uncoded")
-#: D-DSGD overhead per message: 32 bits for the mean value and 1 sign bit (TSP eq. (12))
+#: D-DSGD overhead per message: 32 bits for the mean value and 1 sign bit (TSP Sec. III)
 DDSGD_OVERHEAD_BITS = 33
 #: largest A-DSGD projection matrix built (float32 bytes)
 MAX_PROJECTION_BYTES = 2 * 2**30
@@ -60,7 +60,7 @@ MAX_PROJECTION_BYTES = 2 * 2**30
 
 def ddsgd_bits_per_device(s: int, n_devices: int, power: float, noise_var: float,
                           gains: np.ndarray | None = None) -> float:
-    """R_t = s/(2M) log2(1 + sum_m P_t h_m^2 / (s sigma^2)) bits per device per round (TSP eq. (9) with h_m = 1).
+    """R_t = s/(2M) log2(1 + sum_m P_t h_m^2 / (s sigma^2)) bits per device per round (TSP Sec. III with h_m = 1).
 
     gains: float[M] effective amplitudes of the M transmitting devices (None: AWGN, all 1); if fewer than M are
     given (a remote device knowing only its own gain), their mean square stands in for the others'.
@@ -80,7 +80,7 @@ def log2_binomial(d: int, q: np.ndarray | int) -> np.ndarray:
 
 
 def ddsgd_sparsity(d: int, bits: float) -> int:
-    """q_t = max{q in [0, d/2] : log2 C(d, q) + 33 <= bits} (TSP eq. (12)); 0 when not even one entry fits."""
+    """q_t = max{q in [0, d/2] : log2 C(d, q) + 33 <= bits} (TSP Sec. III); 0 when not even one entry fits."""
     q = np.arange(1, d // 2 + 1)
     fits = log2_binomial(d, q) + DDSGD_OVERHEAD_BITS <= bits
     return int(fits.sum())  # log2 C(d, q) is increasing on [0, d/2], so the fitting q form a prefix

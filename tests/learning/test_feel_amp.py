@@ -49,7 +49,7 @@ def test_amp_beats_linear_estimators_at_same_measurements():
 
 def test_amp_follows_state_evolution():
     """Fixed-lambda soft-threshold AMP: empirical per-entry MSE matches the state evolution
-    tau_{t+1}^2 = sigma^2 + (1/delta) E[(eta(X + tau_t Z; lambda tau_t) - X)^2] (DMM 2009 eq. (1.6)) within 1 dB."""
+    tau_{t+1}^2 = sigma^2 + (1/delta) E[(eta(X + tau_t Z; lambda tau_t) - X)^2] (DMM 2009 state evolution) within 1 dB."""
     n, big_n, k, noise_var, lam = 1000, 2000, 200, 1e-2, 1.5
     A, x, y = _problem(n, big_n, k, noise_var, seed=3)
     res = amp_recover(y, A, iterations=40, threshold=lam, tol=0.0)

@@ -18,8 +18,8 @@ from learning.feel.schemes import (AnalogScheme, DigitalScheme, UncodedScheme, d
 
 @pytest.mark.parametrize("s, m, power", [(3925, 25, 200.0), (3925, 25, 1000.0), (1000, 10, 50.0), (500, 100, 5.0)])
 def test_ddsgd_bit_budget_matches_capacity_formula(s, m, power):
-    """R_t = s/(2M) log2(1 + M P_t/(s sigma^2)) (equal share of the Gaussian MAC sum capacity, TSP eq. (9)) and
-    q_t = max{q : log2 C(d, q) + 33 <= R_t} (TSP eq. (12)), checked with exact integer binomials."""
+    """R_t = s/(2M) log2(1 + M P_t/(s sigma^2)) (equal share of the Gaussian MAC sum capacity, TSP Sec. III) and
+    q_t = max{q : log2 C(d, q) + 33 <= R_t} (TSP Sec. III), checked with exact integer binomials."""
     d = 7850
     bits = ddsgd_bits_per_device(s, m, power, 1.0)
     assert bits == pytest.approx(s / (2 * m) * math.log2(1 + m * power / s), rel=1e-12)
