@@ -455,6 +455,9 @@ class SyncSession:
             err[d.index], taps[d.index], shift[d.index] = est.error_var[d.code], est.taps[d.code], est.shift[d.code]
         self.plan = truncated_inversion(np.where(present[:, None], chans, np.nan), cfg.power, cfg.gain_threshold,
                                         error_var=err)
+        for d in connected:
+            if not present[d.index]:
+                self.plan.reasons[d.index] = "no uplink pilot received (device silent or dropped out)"
         body = encode_feedback(self.plan.alpha, taps, self.uplink.first_delay, ta_steps, self.plan.active,
                                cfg.feedback_bits, error_var=err, shift=shift)
         fb_at = self.t
@@ -536,8 +539,7 @@ class SyncSession:
             y = y * np.exp(-1j * np.angle(cpe))[:, None]
         est = (y[:, data_pos] / alpha).reshape(-1)[:values.shape[1]]
         truth = values[active].sum(axis=0) if active else np.zeros(values.shape[1], values.dtype)
-        excluded = {d.index: d.excluded or (plan.reasons.get(d.index) if plan else None) or
-                    ("dropped out (no pilot energy)" if not self._alive(d) else "not active")
+        excluded = {d.index: d.excluded or (plan.reasons.get(d.index) if plan else None) or "not active"
                     for d in self.devices if d.index not in active}
         return RoundResult(estimate=est, truth=truth, noise_var=(self.noise_var or float("nan")) / alpha ** 2,
                            alpha=alpha, active=active, excluded=excluded, slot=slot, tx_local=tx_local,

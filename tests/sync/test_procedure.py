@@ -66,7 +66,7 @@ def test_failures_are_handled_and_reported():
     assert any("collision" in e or "failed" in e for e in tr["events"])
     assert any("beacon 1 lost" in e for e in tr["events"])
     r0, r1, r2 = tr["rounds"]
-    assert 5 in r0["active"] and 5 not in r1["active"] and "dropped" in r1["excluded"]["5"]
+    assert 5 in r0["active"] and 5 not in r1["active"] and "dropped out" in r1["excluded"]["5"]
     for r in (r0, r1, r2):   # the rounds go on, with every device that stayed aligned
         assert set(r["active"]) >= {0, 4, 6, 7}
         assert r["err"] / r["ref"] < 0.1
