@@ -33,7 +33,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from phy.ofdm import OfdmConfig, grid_to_time
+from phy.ofdm import OfdmConfig, _fft, grid_to_time
+
+_ifft = _fft.ifft
 
 #: modulation name <-> 3-bit header code
 MODULATIONS = ("bpsk", "qpsk", "16qam", "64qam", "256qam")
@@ -169,6 +171,8 @@ class FrameFormat:
         self.lts_time = np.concatenate([t[n - 2 * cp:], t, t]).astype(np.complex64)
         self.pilot_polarity = (1.0 - 2.0 * rng.integers(0, 2, 127)).astype(np.float32)
         # unit-power QPSK filler for the unused tail of the last payload symbol (keeps every subcarrier at unit power)
+        self._pilots = np.zeros((0, cfg.n_pilots), np.complex64)
+        self._grid = np.zeros((0, cfg.fft_size), np.complex64)
         self.pad_symbols = np.exp(1j * np.pi / 4 * (2 * rng.integers(0, 4, cfg.n_data) + 1)).astype(np.complex64)
         # header: 8 Golay codewords, bit j of codeword c at position 8 j + c
         self.n_hdr_coded = 2 * HEADER_BITS
@@ -179,9 +183,24 @@ class FrameFormat:
 
     def pilot_block(self, first_symbol: int, n_sym: int) -> np.ndarray:
         """Pilot values with polarity for symbols ``first_symbol ..`` (0 = first header symbol): complex64
-        [n_sym, n_pilots]."""
-        pol = self.pilot_polarity[(first_symbol + np.arange(n_sym)) % self.pilot_polarity.size]
-        return (pol[:, None] * self.cfg.pilot_array[None, :]).astype(np.complex64)
+        [n_sym, n_pilots] (a read-only view of a cached table)."""
+        end = first_symbol + n_sym
+        if end > self._pilots.shape[0]:
+            rows = max(end, 2 * self._pilots.shape[0])
+            pol = self.pilot_polarity[np.arange(rows) % self.pilot_polarity.size]
+            self._pilots = (pol[:, None] * self.cfg.pilot_array[None, :]).astype(np.complex64)
+            self._pilots.flags.writeable = False
+        return self._pilots[first_symbol:end]
+
+    def grid_template(self, n_sym: int) -> np.ndarray:
+        """A fresh grid complex64 [n_sym, N] with the pilots of symbols 0..n_sym-1 in place, zeros elsewhere."""
+        if n_sym > self._grid.shape[0]:
+            rows = max(n_sym, 2 * self._grid.shape[0])
+            g = np.zeros((rows, self.cfg.fft_size), np.complex64)
+            g[:, self.cfg.pilot_bins] = self.pilot_block(0, rows)
+            g.flags.writeable = False
+            self._grid = g
+        return self._grid[:n_sym].copy()
 
     def header_symbols(self, header: FrameHeader) -> np.ndarray:
         """BPSK header symbols on the data subcarriers: float32 [n_hdr_symbols * n_data]."""
@@ -300,15 +319,18 @@ class FrameBuilder:
         cfg, fmt = self.cfg, self.fmt
         n_hdr = fmt.n_hdr_symbols
         n_pay = fmt.n_symbols(payload_symbols.size)
-        grid = np.zeros((n_hdr + n_pay, cfg.fft_size), np.complex64)
-        grid[:n_hdr, cfg.data_bins] = fmt.header_symbols(hdr).reshape(n_hdr, cfg.n_data)
-        data = np.empty(n_pay * cfg.n_data, np.complex64)
-        data[:payload_symbols.size] = payload_symbols
-        data[payload_symbols.size:] = fmt.pad_symbols[:data.size - payload_symbols.size]
-        grid[n_hdr:, cfg.data_bins] = data.reshape(n_pay, cfg.n_data)
-        grid[:, cfg.pilot_bins] = fmt.pilot_block(0, n_hdr + n_pay)
+        n = n_hdr + n_pay
+        grid = fmt.grid_template(n)                                  # pilots already in place
+        data = np.empty((n, cfg.n_data), np.complex64)
+        data[:n_hdr] = fmt.header_symbols(hdr).reshape(n_hdr, cfg.n_data)
+        flat = data[n_hdr:].reshape(-1)
+        flat[:payload_symbols.size] = payload_symbols
+        flat[payload_symbols.size:] = fmt.pad_symbols[:flat.size - payload_symbols.size]
+        grid[:, cfg.data_bins] = data
         out = np.empty(fmt.frame_len(n_pay), np.complex64)
         out[:cfg.symbol_len] = fmt.sc_time
         out[cfg.symbol_len:fmt.preamble_len] = fmt.lts_time
-        out[fmt.preamble_len:] = grid_to_time(cfg, grid)
+        body = out[fmt.preamble_len:].reshape(n, cfg.symbol_len)
+        body[:, cfg.cp_len:] = _ifft(grid, axis=1, norm="ortho", overwrite_x=True)
+        body[:, :cfg.cp_len] = body[:, cfg.fft_size:]
         return out
