@@ -20,8 +20,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/demo"), "--out", help="folder for demo.json and the PNG plots"),
         quick: bool = typer.Option(False, "--quick", help="small version (4 devices, 3 rounds, image crop): < 1 min"),
         seed: int = typer.Option(0, "--seed", help="placement of the devices, data partition, noise"),
-        devices: Optional[int] = typer.Option(None, "--devices", "-k", min=1, max=12,
-                                              help="devices K (default 8, --quick 4)"),
+        devices: Optional[int] = typer.Option(None, "--devices", "-k", min=1, max=11,
+                                              help="devices K (default 8, --quick 4; the PRACH has 11 dedicated preambles)"),
         rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="FEEL rounds (default 20, --quick 3)"),
         snr_db: float = typer.Option(10.0, "--snr-db", help="per-subcarrier SNR at the PS for a unit-gain link"),
         channel: str = typer.Option("TDL-A", "--channel", help="multipath profile: none, TDL-A..TDL-E"),
@@ -31,8 +31,7 @@ def register(app: typer.Typer) -> None:
         no_symbol_analog: bool = typer.Option(False, "--no-symbol-analog",
                                               help="skip the symbol-level A-DSGD comparison run"),
     ):
-        """The lab in a few minutes: sync K devices, train MNIST with A-DSGD over the air next to D-DSGD and
-        error-free, and send a DeepJSCC photo over the same air; prints a summary, writes JSON and PNGs."""
+        """Start here: sync K devices, train MNIST with A-DSGD over the air vs D-DSGD, send a DeepJSCC photo."""
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -2,7 +2,8 @@
 
 Sanity bounds, each with its reason: test accuracy above 3× chance (0.1 for 10 classes) after 3 rounds of any
 scheme; A-DSGD over the waveform within 0.15 of A-DSGD on the symbol-level channel with the same measured noise
-(same algorithm, same data, so only the channel differs); every data burst inside the CP, −b ≤ e and e + τ_max ≤ cp − b;
+(same algorithm, same data, so only the channel differs); every data burst inside the CP,
+−b ≤ e and e + τ_max ≤ cp − b;
 DeepJSCC's SSIM over the air and on the symbol level at least 0.1 above sending nothing (an image of the photo's
 mean colour, which already scores 19.6 dB PSNR / 0.22 SSIM on the quick crop), and the symbol-level PSNR above it too.
 """
