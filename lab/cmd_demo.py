@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
         quick: bool = typer.Option(False, "--quick", help="small version (4 devices, 3 rounds, image crop): < 1 min"),
         seed: int = typer.Option(0, "--seed", help="placement of the devices, data partition, noise"),
         devices: Optional[int] = typer.Option(None, "--devices", "-k", min=1, max=11,
-                                              help="devices K (default 8, --quick 4; the PRACH has 11 dedicated preambles)"),
+                                              help="devices K (default 8, --quick 4; at most the 11 dedicated "
+                                                   "PRACH preambles)"),
         rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="FEEL rounds (default 20, --quick 3)"),
         snr_db: float = typer.Option(10.0, "--snr-db", help="per-subcarrier SNR at the PS for a unit-gain link"),
         channel: str = typer.Option("TDL-A", "--channel", help="multipath profile: none, TDL-A..TDL-E"),
