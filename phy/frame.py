@@ -284,8 +284,9 @@ class FrameBuilder:
             raise ValueError(f"values has {x.size} entries: expected 1 .. {MAX_LENGTH}")
         if not np.all(np.isfinite(x)):
             raise ValueError("values contains NaN or infinite entries: expected finite reals")
+        seq = self._check_seq(seq)
         s, scale = AnalogMapper(power).to_symbols(x.astype(np.float32))
-        hdr = FrameHeader("analog", "bpsk", None, int(x.size), self._check_seq(seq), float(np.float32(scale)))
+        hdr = FrameHeader("analog", "bpsk", None, int(x.size), seq, float(np.float32(scale)))
         return self._assemble(hdr, np.asarray(s, np.complex64))
 
     def build_digital(self, payload: bytes, seq: int, modem: str = "qpsk", code_rate: float | None = 0.5
@@ -297,6 +298,7 @@ class FrameBuilder:
         payload = bytes(payload)
         if not 1 <= len(payload) <= MAX_LENGTH:
             raise ValueError(f"payload has {len(payload)} bytes: expected 1 .. {MAX_LENGTH}")
+        seq = self._check_seq(seq)
         mname = MODULATIONS[modulation_index(modem)]
         rate = CODE_RATES[code_rate_index(code_rate)]
         bits = _codec(mname, rate).encode(payload)
@@ -306,7 +308,7 @@ class FrameBuilder:
         if pad:
             bits = np.concatenate([bits, np.zeros(pad, np.uint8)])
         s = mod.modulate(bits)
-        hdr = FrameHeader("digital", mname, rate, len(payload), self._check_seq(seq), 1.0)
+        hdr = FrameHeader("digital", mname, rate, len(payload), seq, 1.0)
         return self._assemble(hdr, s)
 
     @staticmethod
