@@ -35,10 +35,11 @@ def _split(text: str, cast, name: str) -> list:
 
 
 def run_name(cfg) -> str:
-    """File stem of a run: feel_<dataset>_<scheme>_<partition>[_P<power>]_M<devices>[_<fading>]."""
+    """File stem of a run: feel_<dataset>_<scheme>_<partition>[<alpha>][_P<power>]_M<devices>[_<fading>]."""
     power = "" if cfg.scheme == "ideal" else f"_P{cfg.power:g}"
     fading = "" if cfg.fading == "none" else f"_{cfg.fading}"
-    return f"feel_{cfg.dataset}_{cfg.scheme}_{cfg.partition}{power}_M{cfg.devices}{fading}"
+    part = f"{cfg.partition}{cfg.alpha:g}" if cfg.partition == "dirichlet" else cfg.partition
+    return f"feel_{cfg.dataset}_{cfg.scheme}_{part}{power}_M{cfg.devices}{fading}"
 
 
 def _worker(args: tuple) -> dict:
