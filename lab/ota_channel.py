@@ -148,9 +148,10 @@ class RadioSumChannel:
 
     def transmit(self, x: torch.Tensor, csi: RoundCsi) -> Reception:
         """Carry x float32[K, s] (rows of devices with ``csi.active`` False are sent as zeros) as one or more
-        over-the-air sums; returns ŷ float32[s] ≈ Σ_m x_m + z and σ²_real (module docstring)."""
-        if x.dim() != 2 or x.shape[0] != self.n_devices:
-            raise ValueError(f"x has shape {tuple(x.shape)}; expected [n_devices={self.n_devices}, s]")
+        over-the-air sums; returns ŷ float32[s] ≈ Σ_m x_m + z and σ²_real (module docstring). An s other than
+        ``channel_uses`` is carried with the same scale c (its subcarrier power is then not 1 on average)."""
+        if x.dim() != 2 or x.shape[0] != self.n_devices or x.shape[1] < 1:
+            raise ValueError(f"x has shape {tuple(x.shape)}; expected [n_devices={self.n_devices}, s >= 1]")
         xs = x.detach().to(torch.float32).cpu().numpy()
         send = csi.active.cpu().numpy().astype(bool)
         xs = np.where(send[:, None], xs, 0.0).astype(np.float32)

@@ -142,8 +142,10 @@ def test_bad_arguments_name_the_value():
     with pytest.raises(ValueError, match="channel_uses"):
         RadioSumChannel(FakeSession(), power=1.0, channel_uses=0)
     ch = RadioSumChannel(FakeSession(k=3), power=1.0, channel_uses=10)
-    with pytest.raises(ValueError, match=r"\[n_devices=3, s\]"):
+    with pytest.raises(ValueError, match=r"\[n_devices=3, s >= 1\]"):
         ch.transmit(torch.zeros(2, 10), ch.csi(0))
+    with pytest.raises(ValueError, match=r"\(3, 0\)"):
+        ch.transmit(torch.zeros(3, 0), ch.csi(0))
 
 
 def test_data_symbols_for():
