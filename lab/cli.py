@@ -39,8 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         return 1
     except Exception as exc:  # click usage errors carry their own message and exit code
-        import click
-        if isinstance(exc, click.ClickException):
+        try:
+            from click import ClickException
+        except ImportError:  # typer >= 0.20 vendors click instead of depending on it
+            from typer._click.exceptions import ClickException
+        if isinstance(exc, ClickException):
             exc.show()
             return exc.exit_code
         raise
