@@ -117,3 +117,9 @@ def test_missing_mnist_skips_feel_with_a_clear_note(tmp_path, monkeypatch):
     assert any("DeepJSCC skipped" in n for n in res["notes"])
     assert (tmp_path / "out" / "demo.json").is_file()
     assert res["sync"]["within_cp_fraction"] == 1.0
+
+
+def test_bad_option_is_a_usage_error(capsys):
+    """More devices than dedicated PRACH preambles: exit code 2 with the option named, no traceback."""
+    assert main(["demo", "--devices", "20"]) == 2
+    assert "--devices" in capsys.readouterr().err
