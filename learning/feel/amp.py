@@ -17,9 +17,9 @@ of Stein's unbiased risk estimate of the soft-threshold denoiser on the pseudo-d
 Maleki & Baraniuk 2015): SURE(theta) = N tau^2 - 2 tau^2 #{|v_i| <= theta} + sum_i min(v_i^2, theta^2).
 The default, "sure-scaled", also tunes a gain c_t of the soft threshold, x^{t+1} = c_t eta(v^t; theta_t), by SURE
 (Onsager term scaled by c_t). A-DSGD's superposed signal is the sum of M top-k vectors with different supports, so
-it is much denser than k (Fig. 5: 4,600-7,600 non-zeros of 7,850 at n = 3,924). Plain soft thresholding then falls
-behind LMMSE, while the scaled family contains linear shrinkage (theta = 0) and stays ahead of it (measured with
-``otalab bench feel --amp-vs-linear``; see docs/feel.md).
+it is much denser than k (Fig. 5: 3,550-7,750 non-zeros of 7,850 at n = 3,924). Plain soft thresholding then falls
+behind LMMSE, while the scaled family contains linear shrinkage (theta = 0) and stays ahead of or level with it
+(measured with ``otalab bench feel --amp-vs-linear``; see docs/feel.md).
 
 Written here (not taken from a library) because it is the project's core and must run batched in torch float32:
 every function accepts a leading batch of independent problems sharing A.
