@@ -131,8 +131,8 @@ class FrameHeader:
     @classmethod
     def from_bits(cls, bits: np.ndarray) -> "FrameHeader | None":
         """Parse 96 bits; None if the CRC fails or a field is invalid."""
-        from phy.crc import bits_to_bytes, crc16
-        data = bytes(bits_to_bytes(np.asarray(bits, dtype=np.uint8)))
+        from phy.crc import crc16
+        data = np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
         if len(data) != 12 or crc16(data[:10]) != int.from_bytes(data[10:12], "big"):
             return None
         b0 = data[0]

@@ -58,6 +58,9 @@ from phy.detector import SchmidlCoxDetector
 from phy.frame import FrameHeader, _codec, _modem, frame_format
 from phy.ofdm import OfdmConfig, _fft
 
+#: decision-directed phase refinement is applied below this estimated linear SNR (10 dB)
+DD_MAX_SNR = 10.0
+
 STAT_KEYS = ("samples", "nonfinite_samples", "gaps", "candidates", "detected", "rejected", "header_crc_fail",
              "header_invalid", "truncated", "frames", "payload_crc_fail", "payload_error")
 
@@ -167,7 +170,8 @@ class Receiver:
         Channel taps are kept when their matched-filter power exceeds this multiple of its noise variance (9: a
         pure-noise tap passes with probability e^-9 = 1.2e-4); 0 keeps all ``cp`` taps.
     decision_directed : bool
-        Digital payloads: refine the common phase with the data decisions after pilot tracking (default True).
+        Digital payloads: refine the common phase with the data decisions after pilot tracking (default True;
+        applied when the estimated SNR is below 10 dB, where the pilots alone leave a costly phase error).
     genie : dict | None
         Test hook: ``{"channel": complex [N] per FFT bin or scalar, "noise_var": float, "cfo_hz": float,
         "frame_starts": int array}``; the receiver then uses these instead of its estimates (timing: the nearest true
@@ -574,7 +578,12 @@ class Receiver:
         """Per-symbol common phase error from pilot columns ``Yp`` [n_sym, n_p], centered moving sum of ``smooth``."""
         n_sym = Yp.shape[0]
         z = (Yp * np.conj(self.fmt.pilot_block(first, n_sym) * acq.H[self.cfg.pilot_bins][None, :])).sum(axis=1)
-        if smooth > 1 and n_sym > 1:
+        if smooth == 3 and n_sym > 1:
+            zs = z.copy()
+            zs[1:] += z[:-1]
+            zs[:-1] += z[1:]
+            z = zs
+        elif smooth > 1 and n_sym > 1:
             c = np.concatenate([[0], np.cumsum(z)])
             idx = np.arange(n_sym)
             z = c[np.minimum(idx + smooth // 2 + 1, n_sym)] - c[np.maximum(idx - smooth // 2, 0)]
@@ -643,7 +652,8 @@ class Receiver:
         else:
             X = Yd * (1.0 / Hd).astype(np.complex64)[None, :]
             nv_k = noise / h2s
-            if hdr.kind == "digital" and not acq.genie and self.decision_directed:
+            # (above ~10 dB the frame-wide pilot fit is already accurate to ~0.02 rad: skip the extra pass)
+            if hdr.kind == "digital" and not acq.genie and self.decision_directed and acq.snr < DD_MAX_SNR:
                 X = self._dd_phase(X, h2s, _modem(hdr.modem), n_sym)
         X = X.reshape(-1)[:n_sym]
         nv = np.tile(nv_k.astype(np.float32), Yd.shape[0])[:n_sym]
