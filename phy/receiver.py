@@ -210,6 +210,7 @@ class Receiver:
         # LTS verification threshold (see module docstring)
         m = n  # conservative dimension, see module docstring
         n_hyp = 2 * int(np.ceil((self.max_cfo + 1) / 2)) + 1
+        self._j_max = int(np.ceil((self.max_cfo + 1) / 2)) + 1
         k_trials = n_hyp * (2 * self.search + 1)
         q = min(0.5, self.false_alarm_rate / (fa_window * detect_pfa))
         self.lts_threshold = float(1.0 - (q / k_trials) ** (1.0 / (m - 1)))
@@ -428,7 +429,7 @@ class Receiver:
         eps_a = np.angle(p1) / np.pi
         eps_b = np.angle(p2) / (2 * np.pi)
         hyps = sorted({round(eps_b + round(eps_a + 2 * j - eps_b), 9)
-                       for j in range(-3, 4) if abs(eps_a + 2 * j) <= self.max_cfo + 1.0})
+                       for j in range(-self._j_max, self._j_max + 1) if abs(eps_a + 2 * j) <= self.max_cfo + 1.0})
         lo = i0 + sl + 2 * cp - S
         if lo < 0:
             return None
