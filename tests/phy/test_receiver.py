@@ -224,3 +224,13 @@ def test_back_to_back_frames_all_received(rng, preset):
     got = _feed(rx, x, 1 << 16)
     assert [f.seq for f in got] == list(range(20)) and [f.t_start for f in got] == list(starts)
     assert rx.stats["header_crc_fail"] == 0 and rx.stats["candidates"] == 20
+
+
+@pytest.mark.parametrize("eps", [-4.6, -2.5, 3.3])
+def test_large_integer_cfo_with_wider_search(rng, eps):
+    """CFOs of several subcarrier spacings are resolved when max_cfo_subcarriers covers them (the SC phase is
+    ambiguous by 2 spacings, the LTS lag-N phase by 1; the LTS correlation picks the hypothesis)."""
+    fb = FrameBuilder(WIFI)
+    x, _ = chan.stream([fb.build_analog(rng.standard_normal(500), seq=1)], 200, lead=200)
+    got = Receiver(WIFI, max_cfo_subcarriers=5.0).process(chan.awgn(chan.cfo(x, eps, 64), 15.0, rng), 0)
+    assert len(got) == 1 and abs(got[0].cfo_hz / WIFI.subcarrier_spacing - eps) < 0.05
