@@ -105,7 +105,17 @@ def _sync_stage(cfg: DemoConfig, channel_uses: int, stage) -> tuple[object, dict
     channel = loopback_sum_channel(cfg.devices, cfg.snr_db, cfg.seed, cfg.profile, power=cfg.power,
                                    channel_uses=channel_uses)
     stage.advance()
-    return channel, _sync_metrics(channel)
+    metrics = _sync_metrics(channel)
+    # the same cell (same seed: same delays, offsets, channels) with devices that never apply timing advance
+    no_ta = loopback_sum_channel(cfg.devices, cfg.snr_db, cfg.seed, cfg.profile, power=cfg.power,
+                                 channel_uses=channel_uses, timing_advance=False)
+    rep = no_ta.sync_report()
+    metrics["without_timing_advance"] = {k: rep.get(k) for k in (
+        "within_cp_fraction", "bursts", "residual_timing_rms_samples", "nmse_db", "nmse_genie_db", "connected")}
+    plan = no_ta.session.plan
+    metrics["without_timing_advance"]["in_sum"] = int(plan.active.sum()) if plan is not None else 0
+    stage.advance()
+    return channel, metrics
 
 
 def _sync_metrics(channel) -> dict:
@@ -121,6 +131,7 @@ def _sync_metrics(channel) -> dict:
     rep["round_overhead_fraction"] = 1 - after.get("data", 0) / total if total else float("nan")
     rep["data_burst_ms"] = sess.data_symbols * sess.ofdm.symbol_len / sess.fs * 1e3
     rep["window_backoff"] = sess.backoff
+    rep["in_sum"] = int(sess.plan.active.sum()) if sess.plan is not None else 0
     rep["cp_len"] = sess.ofdm.cp_len
     scn = getattr(channel, "scenario", None)
     if scn is not None:
@@ -268,7 +279,7 @@ def run_demo(cfg: DemoConfig, progress=None) -> dict:
         result["notes"].append(f"FEEL skipped: MNIST not found. {exc}")
     channel_uses = d // 2
 
-    with stages.run("sync: beacons, random access, timing advance", 1) as st:
+    with stages.run("sync: beacons, random access, timing advance (and without TA)", 2) as st:
         channel, sync = _sync_stage(cfg, channel_uses, st)
     result["sync"] = sync
     result["radio_channel"] = repr(channel)
@@ -285,7 +296,8 @@ def run_demo(cfg: DemoConfig, progress=None) -> dict:
             runs = _feel_stage(cfg, channel, st)
         stages.say("FEEL: " + ", ".join(f"{r['name']} {_fmt(r['final_accuracy'], '.3f')}" for r in runs)
                    + f" test accuracy after {cfg.rounds} rounds")
-        result["sync"] = _sync_metrics(channel)   # now over every data burst of the radio run
+        # now over every data burst of the radio run
+        result["sync"] = {**_sync_metrics(channel), "without_timing_advance": sync["without_timing_advance"]}
         radio_hist = channel.history
         result["radio_rounds"] = radio_hist
     result["feel"] = runs
@@ -341,6 +353,7 @@ def print_summary(result: dict, console) -> None:
     t.add_column("value", justify="right")
     excluded = ", ".join(f"dev{k}: {v}" for k, v in s.get("excluded_devices", {}).items()) or "none"
     rows = [("devices connected", f"{len(s['connected'])} / {s['devices']}  (excluded: {excluded})"),
+            ("devices in the sum (last round)", f"{s.get('in_sum', '?')} / {s['devices']}"),
             ("PRACH timing RMSE / CRLB \\[samples]", f"{_fmt(s.get('timing_rmse_samples'), '.3f')} / "
                                                     f"{_fmt(s.get('timing_crlb_samples'), '.3f')}"),
             ("residual timing RMS \\[samples | ns]", f"{_fmt(s.get('residual_timing_rms_samples'), '.3f')} | "
@@ -358,6 +371,15 @@ def print_summary(result: dict, console) -> None:
                                                         f"({_fmt(s.get('data_burst_ms'), '.2f')})"),
             ("sync overhead per round \\[% air time]", _pct(s.get("round_overhead_fraction"))),
             ("device-rounds silent though expected (missed feedback)", str(s["stats"]["mismatch"]))]
+    w = s.get("without_timing_advance")
+    if w:
+        rows += [("same cell, devices never apply timing advance:", ""),
+                 ("  devices in the sum (uplink pilots found)", f"{w.get('in_sum')} / {s['devices']}"),
+                 ("  their data bursts inside the CP", f"{_pct(w.get('within_cp_fraction'))} % of "
+                                                       f"{w.get('bursts') or 0}"),
+                 ("  their residual timing RMS \\[samples]", _fmt(w.get("residual_timing_rms_samples"), ".1f")),
+                 ("  over-the-air sum NMSE / genie \\[dB]", f"{_fmt(w.get('nmse_db'), '.2f')} / "
+                                                           f"{_fmt(w.get('nmse_genie_db'), '.2f')}")]
     for name, value in rows:
         t.add_row(name, value)
     console.print(t)

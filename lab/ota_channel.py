@@ -164,7 +164,8 @@ class RadioSumChannel:
         est = np.zeros(u.shape[1], np.complex64)
         noise, sent_all, bursts = [], np.ones(self.n_devices, bool), []
         for a in range(0, u.shape[1], cap):
-            res = self.session.data_round(u[:, a:a + cap])
+            with np.errstate(invalid="ignore", divide="ignore"):   # no device heard: NaN, counted below
+                res = self.session.data_round(u[:, a:a + cap])
             est[a:a + cap] = res.estimate
             noise.append(res.noise_var)
             sent = np.zeros(self.n_devices, bool)
@@ -285,7 +286,7 @@ def _uplink_tau_max(air: Air, name: str) -> int:
     return int(link.tap_lags[-1]) if link is not None else 0
 
 
-def build_cell(scn, cfg: SyncConfig, seed: int):
+def build_cell(scn, cfg: SyncConfig, seed: int, *, timing_advance: bool = True):
     """The in-process air of :func:`lab.sync_experiment.run_trial` for Scenario ``scn`` (same draws for the same seed):
     returns (air, ps radio, device radios, session before access, CellTruth).
 
@@ -318,8 +319,8 @@ def build_cell(scn, cfg: SyncConfig, seed: int):
     ps = LoopbackRadio(air, "ps")
     radios = [OffsetClockRadio(LoopbackRadio(air, nm), int(o)) for nm, o in zip(names, offsets)]
     preambles = [0 if i in scn.same_preamble else i + 1 for i in range(k)]
-    session = SyncSession(ps, radios, of, cfg, preambles=preambles, data_symbols=scn.data_symbols,
-                          n_pilot_symbols=2 * k, rng=np.random.default_rng(seed + 1))
+    session = SyncSession(ps, radios, of, cfg, preambles=preambles, timing_advance=timing_advance,
+                          data_symbols=scn.data_symbols, n_pilot_symbols=2 * k, rng=np.random.default_rng(seed + 1))
     for i, dev in enumerate(session.devices):       # the scenario's faults, as run_trial applies them
         dev.answers = i not in scn.never_answer
         dev.alive_until_round = scn.dropout.get(i)
@@ -356,14 +357,15 @@ def radio_sum_channel(ps, devices: list, ofdm, sync: SyncConfig | None = None, *
 
 def loopback_sum_channel(n_devices: int, snr_db: float = 10.0, seed: int = 0, profile: str = "TDL-A", *,
                          power: float = 200.0, channel_uses: int = 3925, sync: SyncConfig | None = None,
-                         calibrate: bool = True, **scenario) -> RadioSumChannel:
+                         calibrate: bool = True, timing_advance: bool = True, **scenario) -> RadioSumChannel:
     """A RadioSumChannel on a fresh in-process air: K = ``n_devices`` devices placed as in :mod:`lab.sync_experiment`
     (``scenario``: further :class:`lab.sync_experiment.Scenario` fields, e.g. max_delay_cp, cfo_ppm, sco_ppm,
     preset), synchronized once (beacons, random access, timing advance), then calibrated with two probe rounds.
 
     ``snr_db``: per-subcarrier SNR at the PS for a unit-gain link; ``profile``: multipath ("none", "TDL-A".."TDL-E");
-    ``power``/``channel_uses``: the FEEL scheme's P_t and s (they fix the scale c). The air, the PS radio and the
-    truth are reachable as ``channel.air``, ``channel.ps`` and ``channel.truth``."""
+    ``power``/``channel_uses``: the FEEL scheme's P_t and s (they fix the scale c); ``timing_advance`` False: the
+    devices never apply TA (what TA is worth). The air, the PS radio and the truth are reachable as ``channel.air``,
+    ``channel.ps`` and ``channel.truth``."""
     from lab.sync_experiment import Scenario
     from phy.ofdm import OfdmConfig
 
@@ -372,7 +374,7 @@ def loopback_sum_channel(n_devices: int, snr_db: float = 10.0, seed: int = 0, pr
     n_data = OfdmConfig.preset(preset, sample_rate=sample_rate).n_data
     scenario.setdefault("data_symbols", data_symbols_for(channel_uses, n_data))
     scn = Scenario(devices=n_devices, snr_db=snr_db, profile=profile, **scenario)
-    air, ps, radios, session, truth = build_cell(scn, sync or SyncConfig(), seed)
+    air, ps, radios, session, truth = build_cell(scn, sync or SyncConfig(), seed, timing_advance=timing_advance)
     session.access()
     channel = RadioSumChannel(session, power, channel_uses, truth=truth)
     channel.air, channel.ps, channel.radios, channel.scenario = air, ps, radios, scn

@@ -63,6 +63,10 @@ def test_quick_demo_sync_numbers(quick_run):
     assert 0 < s["noise_var"] <= s["effective_noise_var"] * 1.1
     assert 0 < s["round_overhead_fraction"] < 1
     assert len(doc["radio_rounds"]) == 3
+    assert s["in_sum"] == len(s["connected"])
+    # without TA a device's burst arrives 2·delay late; with delays up to 20 CP that misses the CP (e ≤ cp − b − τ_max)
+    w = s["without_timing_advance"]
+    assert w["in_sum"] < s["in_sum"] or w["within_cp_fraction"] < 1
 
 
 def test_quick_demo_feel_numbers(quick_run):
