@@ -22,9 +22,11 @@ Stages (one readable chain; only the first runs on every sample)
    reaches ~1.1x that at 10 dB).
 4. **Channel estimate**: FFT windows start ``b = cp/4`` samples inside the CP. LS on both LTS looks, averaged;
    per-bin noise variance ``sigma^2 = mean |Y1 - Y2|^2 / 2``; the LS estimate is projected onto ``cp`` time-domain
-   taps (delays ``-b .. cp-b-1``) by least squares over the used subcarriers, keeping only *significant* taps:
-   those where the matched-filter impulse response ``g = F^H H_ls / n_used`` has power above ``tap_threshold`` x its
-   noise variance ``sigma^2 / (2 n_used)`` (a pure-noise tap passes with probability ``exp(-tap_threshold)``). This interpolates across DC and the guard band and reduces the
+   taps (delays ``-b .. cp-b-1``) by least squares over the used subcarriers, keeping only *significant* taps, found
+   by orthogonal matching pursuit: add the tap where the matched filter of the residual, ``g = F^H r / n_used``, is
+   strongest while its power exceeds ``tap_threshold`` x its noise variance ``sigma^2 / (2 n_used)`` (a pure-noise
+   tap passes with probability ``exp(-tap_threshold)``; the residual removes the band-limited side lobes of the
+   strong taps, which a one-shot threshold would keep). This interpolates across DC and the guard band and reduces the
    estimation-error variance from ``sigma^2/2`` (raw LS) to about ``sigma^2/2 * L_kept / n_used``
    (1 tap over AWGN). SNR estimate ``(mean|H_ls|^2 - sigma^2/2) / sigma^2``.
 5. **Header**: pilot common-phase correction (smoothed over 3 symbols, no slope), BPSK soft values ``Re(conj(H) Y)``, soft-ML Golay, CRC-16.
@@ -241,7 +243,6 @@ class Receiver:
                                  / max(float(self._kp @ self._kp), 1e-12)).astype(np.float32)
         self._phase_n = (-2 * np.pi / n) * np.arange(n, dtype=np.float64)
         self._phase_2n = np.concatenate([self._phase_n, self._phase_n])
-        self._win_idx = np.arange(2 * self.search + 1)[:, None] + np.arange(2 * n)[None, :]
         self._lts_half = (0.5 * self.fmt.lts_grid[cfg.used_bins].real).astype(np.float32)
         self._backoff_phase = np.exp(2j * np.pi * np.fft.fftfreq(n, 1.0 / n) * self.backoff / n)
         self.reset()
@@ -443,10 +444,13 @@ class Receiver:
         pw[0] = 0.0
         np.cumsum(e2, out=pw[1:])
         energy = np.maximum(pw[2 * n:2 * n + 2 * S + 1] - pw[:2 * S + 1], 1e-30)
-        win = seg[self._win_idx]                                           # [2S+1, 2N]
         hyp = np.asarray(hyps)
         tmpl = self._lts_pair_conj[:, None] * _cis(np.outer(self._m2n, -2 * np.pi / n * hyp))
-        c = win @ tmpl
+        # c[tau, h] = sum_m tmpl[m, h] seg[tau + m] (np.correlate conjugates its second argument). Small products
+        # stay out of BLAS on purpose: a multithreaded OpenBLAS can take milliseconds per call on a busy machine.
+        c = np.empty((2 * S + 1, hyp.size), np.complex64)
+        for h in range(hyp.size):
+            c[:, h] = np.correlate(seg, np.conj(tmpl[:, h]), "valid")
         rho2 = (c.real * c.real + c.imag * c.imag) / energy[:, None]       # [2S+1, n_hyp]
         k, h = divmod(int(np.argmax(rho2)), rho2.shape[1])
         rho_max, e, rho = float(rho2[k, h]), float(hyp[h]), rho2[:, h]
@@ -472,20 +476,23 @@ class Receiver:
         d = Yu[0] - Yu[1]
         sigma2 = float((d.real @ d.real + d.imag @ d.imag) / (2 * d.size))
         h_ls = (Yu[0] + Yu[1]) * self._lts_half
-        # significant-tap selection on the matched-filter CIR g = F^H h_ls / n_used (noise sigma^2/(2 n_used) per
-        # tap), then least squares on the kept taps only (well conditioned, pseudo-inverse cached per tap set)
-        g = self._F_used_h @ h_ls
-        keep = (g.real * g.real + g.imag * g.imag) > self.tap_threshold * sigma2 / (2 * cfg.n_used)
-        if not keep.any():
-            keep[np.argmax(np.abs(g))] = True
-        key = keep.tobytes()
-        fit = self._fit_cache.get(key)
-        if fit is None:
-            sel = np.flatnonzero(keep)
-            fit = (self._F_all[:, sel] @ np.linalg.pinv(self._F_used[:, sel])).astype(np.complex64)
-            if len(self._fit_cache) < 4096:
-                self._fit_cache[key] = fit
-        H = fit @ h_ls
+        # significant taps by orthogonal matching pursuit: repeatedly add the tap where the matched filter of the
+        # residual, g = F^H r / n_used (noise sigma^2/(2 n_used) per tap), is strongest, while its power exceeds
+        # tap_threshold x that noise; least squares on the kept taps (well conditioned; projector cached per tap set)
+        thr = self.tap_threshold * sigma2 / (2 * cfg.n_used)
+        keep = np.zeros(self._F_used.shape[1], bool)
+        r = h_ls
+        for _ in range(keep.size):      # a few iterations: one per significant path
+            g = np.einsum("ij,j->i", self._F_used_h, r)
+            p = g.real * g.real + g.imag * g.imag
+            p[keep] = 0.0
+            k = int(np.argmax(p))
+            if keep.any() and not p[k] > thr:
+                break
+            keep[k] = True
+            proj_used, fit = self._tap_fit(keep)
+            r = h_ls - np.einsum("ij,j->i", proj_used, h_ls)
+        H = np.einsum("ij,j->i", fit, h_ls)
         n_taps = int(keep.sum())
         sig = float((h_ls.real @ h_ls.real + h_ls.imag @ h_ls.imag) / h_ls.size) - sigma2 / 2
         sigma2 = max(sigma2, 1e-12 * max(sig, 1e-30))
@@ -494,6 +501,19 @@ class Receiver:
         return _Acq(start=start, eps=eps, H=H, sigma2=sigma2,
                     err_var=(sigma2 / 2 * n_taps / cfg.n_used) * self._used_mask, snr=snr,
                     ref=lts0)
+
+    def _tap_fit(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For a tap set: (projector onto its span over the used bins [n_used, n_used], LS fit to all FFT bins
+        [N, n_used]), complex64, cached."""
+        key = keep.tobytes()
+        fit = self._fit_cache.get(key)
+        if fit is None:
+            sel = np.flatnonzero(keep)
+            pinv = np.linalg.pinv(self._F_used[:, sel])
+            fit = ((self._F_used[:, sel] @ pinv).astype(np.complex64), (self._F_all[:, sel] @ pinv).astype(np.complex64))
+            if len(self._fit_cache) < 4096:
+                self._fit_cache[key] = fit
+        return fit
 
     def _genie_acquire(self, i0: int) -> _Acq | None:
         g, cfg = self.genie, self.cfg
