@@ -80,9 +80,25 @@ def _uplink_gain(air: Air, dev: str, ofdm: OfdmConfig) -> np.ndarray:
     return np.abs(resp)
 
 
-def run_trial(scn: Scenario, cfg: SyncConfig, seed: int, *, timing_advance: bool = True,
-              n_pilot_symbols: int | None = None) -> dict:
-    """One trial (module docstring); returns per-device truths and estimates and per-round aggregation errors."""
+@dataclass
+class Cell:
+    """A built scenario: the air, the PS's radio, the devices' radios (each with its own clock), their preambles, the
+    sync settings sized for the cell, and the truth (delays, carrier and clock offsets) the evaluation needs."""
+
+    air: Air
+    ps: LoopbackRadio
+    radios: list
+    preambles: list[int]
+    cfg: SyncConfig
+    delays: np.ndarray
+    ppm: np.ndarray
+    sco: np.ndarray
+    offsets: np.ndarray
+    rng: np.random.Generator
+
+
+def build_cell(scn: Scenario, cfg: SyncConfig, seed: int) -> Cell:
+    """Place the devices of ``scn`` on a new in-process air (module docstring); deterministic for ``seed``."""
     rng = np.random.default_rng(seed)
     of = scn.ofdm()
     k = scn.devices
@@ -110,7 +126,21 @@ def run_trial(scn: Scenario, cfg: SyncConfig, seed: int, *, timing_advance: bool
     ps = LoopbackRadio(air, "ps")
     radios = [OffsetClockRadio(LoopbackRadio(air, nm), int(o)) for nm, o in zip(names, offsets)]
     preambles = [0 if i in scn.same_preamble else i + 1 for i in range(k)]
-    session = SyncSession(ps, radios, of, cfg, preambles=preambles, timing_advance=timing_advance,
+    return Cell(air, ps, radios, preambles, cfg, delays, ppm, sco, offsets, rng)
+
+
+def run_trial(scn: Scenario, cfg: SyncConfig, seed: int, *, timing_advance: bool = True,
+              n_pilot_symbols: int | None = None) -> dict:
+    """One trial (module docstring); returns per-device truths and estimates and per-round aggregation errors."""
+    cell = build_cell(scn, cfg, seed)
+    air, rng, cfg = cell.air, cell.rng, cell.cfg
+    delays, ppm, sco, offsets = cell.delays, cell.ppm, cell.sco, cell.offsets
+    of = scn.ofdm()
+    k = scn.devices
+    fc = scn.center_freq
+    n0 = 10 ** (-scn.snr_db / 10)
+    names = [f"dev{i}" for i in range(k)]
+    session = SyncSession(cell.ps, cell.radios, of, cfg, preambles=cell.preambles, timing_advance=timing_advance,
                           data_symbols=scn.data_symbols, n_pilot_symbols=n_pilot_symbols,
                           rng=np.random.default_rng(seed + 1))
     for i, dev in enumerate(session.devices):

@@ -11,7 +11,9 @@ apart by where their correlation peak falls (zones of ``n_cs`` samples), and dif
 Detection at the PS (frequency domain, per root): Y = FFT(window after the CP), correlation c = IFFT(Y · conj(X_u)).
 A device on shift ``c`` whose preamble arrives ``tau`` samples after the slot start gives a peak at ``c + tau``. The
 noise-only statistic |c[n]|² / E|c|² is Exp(1) distributed, so a threshold ``eta`` on the zone maximum gives a false-alarm
-probability per zone ``1 - (1 - exp(-eta))**n_cs`` (solved for eta from the requested rate).
+probability per zone ``1 - (1 - exp(-eta))**n_cs`` (solved for eta from the requested rate). The noise level is the
+median of the correlation power away from the zones' peaks (it includes other roots' leakage), but never below the
+thermal level measured on the FFT bins outside the ZC band (which stays right however many preambles fill the zones).
 
 Fine delay: the maximum-likelihood estimate for one path with unknown complex gain, ``argmax_tau |sum_m Y[m] X*[m]
 exp(+j 2 pi m tau / N)|``, refined around the integer peak by two zoom stages and a parabola. Its Cramér–Rao bound is
@@ -194,11 +196,20 @@ class PrachDetector:
         self.waveform = PrachWaveform(cfg)
         self._bins = np.mod(cfg.subcarriers, cfg.fft_size)
         self._m = cfg.subcarriers.astype(np.float64)
-        # Exp(1) statistic, max over a zone of n_cs samples: P_fa(zone) = 1 - (1 - e^-eta)^n_cs
-        self.threshold = -math.log(1 - (1 - false_alarm_rate) ** (1.0 / cfg.n_cs))
+        # Exp(1) statistic, max over a zone of n_cs samples: P_fa(zone) = 1 - (1 - e^-eta)^n_cs. With the noise level
+        # estimated from M out-of-band bins (sigma² · Gamma(M, 1/M)), P(|c|²/est > eta) = (1 + eta/M)^-M instead.
+        p_sample = 1 - (1 - false_alarm_rate) ** (1.0 / cfg.n_cs)
+        self.threshold = -math.log(p_sample)
         self.collision_separation = collision_separation
         self.collision_ratio = collision_ratio
         self._conj = {r: np.conj(zadoff_chu(r, cfg.n_zc)) for r in cfg.roots}
+        # bins away from the ZC band (2 bins of margin each side): noise only
+        outside = np.ones(cfg.fft_size, bool)
+        outside[np.mod(np.arange(-cfg.n_zc // 2 - 2, cfg.n_zc - cfg.n_zc // 2 + 2), cfg.fft_size)] = False
+        self._noise_bins = np.flatnonzero(outside)
+        if self._noise_bins.size >= 16:
+            m = self._noise_bins.size
+            self.threshold = m * (p_sample ** (-1.0 / m) - 1)
 
     def correlate(self, window: np.ndarray) -> tuple[dict[int, np.ndarray], np.ndarray]:
         """Per root, the circular correlation c[n] (complex128[fft_size], peak h·n_zc/N for a preamble of gain h),
@@ -207,7 +218,9 @@ class PrachDetector:
         window = np.asarray(window)
         if window.shape != (cfg.fft_size,):
             raise ValueError(f"PRACH window must have shape ({cfg.fft_size},), got {window.shape}")
-        y = sfft.fft(window.astype(np.complex128), norm="ortho")[self._bins]
+        full = sfft.fft(window.astype(np.complex128), norm="ortho")
+        y = full[self._bins]
+        self._sigma2 = float(np.mean(np.abs(full[self._noise_bins]) ** 2)) if self._noise_bins.size >= 16 else None
         out = {}
         spec = np.zeros(cfg.fft_size, dtype=np.complex128)
         for r, xc in self._conj.items():
@@ -231,8 +244,17 @@ class PrachDetector:
         out: list[PrachDetection] = []
         for k, root in enumerate(cfg.roots):
             power = np.abs(corr[root]) ** 2
-            # noise level: median of Exp(sigma) is sigma ln 2; robust against the few peaks
-            noise = float(np.median(power)) / math.log(2) + 1e-30
+            # noise + interference per correlation sample: the median of the correlation power away from every
+            # zone's peak (median of Exp(s) is s ln 2; other roots leak in at about 1/n_zc), never below the
+            # thermal level n_zc sigma² / N² measured on the bins outside the ZC band
+            mask = np.ones(cfg.fft_size, bool)
+            for s_ in range(cfg.shifts_per_root):
+                lo = s_ * cfg.n_cs - cfg.early_margin
+                j = lo + int(np.argmax(power[np.arange(lo, lo + cfg.n_cs) % cfg.fft_size]))
+                mask[np.arange(j - 3, j + 4) % cfg.fft_size] = False
+            noise = float(np.median(power[mask])) / math.log(2) + 1e-30
+            if self._sigma2 is not None:
+                noise = max(noise, self._sigma2 * cfg.n_zc / cfg.fft_size ** 2)
             metric = power / noise
             for s in range(cfg.shifts_per_root):
                 lo = s * cfg.n_cs - cfg.early_margin

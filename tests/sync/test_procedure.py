@@ -85,6 +85,7 @@ def test_prach_timing_rmse_is_reported_next_to_its_bound():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_every_device_inside_the_cp_in_999_of_1000_trials():
     """1,000 independent trials of the issue's scenario (K = 8, clock offsets anywhere, delays up to 20 CPs, ±10 ppm
     CFO and SCO, TDL-A, 10 dB): in ≥ 99.9 % of them every device's data symbols arrive inside the CP at the PS
