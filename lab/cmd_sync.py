@@ -16,6 +16,7 @@ SWEEPS = {
     "ta-period": ("sync.ta_update_period", [1, 2, 4, 8]),
     "prach": ("sync.prach_oversampling", [4, 8, 16]),
     "pilots": ("sync.pilot_symbols_per_device", [1, 2, 4, 8]),
+    "pilot-period": ("sync.pilot_period", [1, 2, 4]),
     "devices": ("scenario.devices", [2, 4, 8, 16]),
     "snr": ("scenario.snr_db", [0.0, 10.0, 20.0]),
 }

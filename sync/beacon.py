@@ -29,7 +29,6 @@ from phy.chest import ml_delay
 
 _BEACON = struct.Struct("<4sqI")
 _MAGIC = b"OTAB"
-BEACON_MODEM = "bpsk"
 
 
 def beacon_payload(ps_time: int, counter: int) -> bytes:
@@ -46,17 +45,17 @@ def parse_beacon(payload: bytes | None) -> tuple[int, int] | None:
 
 
 class BeaconSource:
-    """PS side: the beacon waveform for a given PS time and counter (complex64[len]); BPSK, LDPC ``code_rate``
-    (None: uncoded, for high SNR and fast simulation)."""
+    """PS side: the beacon waveform for a given PS time and counter (complex64[len]); ``modem`` with LDPC
+    ``code_rate`` (None: uncoded, for high SNR and fast simulation)."""
 
-    def __init__(self, cfg: OfdmConfig, code_rate: float | None = 0.5):
+    def __init__(self, cfg: OfdmConfig, code_rate: float | None = 0.5, modem: str = "qpsk"):
         self.builder = FrameBuilder(cfg)
-        self.code_rate = code_rate
-        self.length = self.builder.frame_len(n_bytes=_BEACON.size, modem=BEACON_MODEM, code_rate=code_rate)
+        self.code_rate, self.modem = code_rate, modem
+        self.length = self.builder.frame_len(n_bytes=_BEACON.size, modem=modem, code_rate=code_rate)
 
     def waveform(self, ps_time: int, counter: int) -> np.ndarray:
         return self.builder.build_digital(beacon_payload(ps_time, counter), seq=counter & 0xFFFF,
-                                          modem=BEACON_MODEM, code_rate=self.code_rate)
+                                          modem=self.modem, code_rate=self.code_rate)
 
 
 @dataclass
@@ -74,11 +73,12 @@ class BeaconObservation:
 class BeaconTracker:
     """Device side: turns received beacons into a PS→local time map and a CFO estimate (see module docstring)."""
 
-    def __init__(self, cfg: OfdmConfig, period: int, history: int = 16, code_rate: float | None = 0.5):
+    def __init__(self, cfg: OfdmConfig, period: int, history: int = 16, code_rate: float | None = 0.5,
+                 modem: str = "qpsk"):
         self.cfg = cfg
         self.period = period
         self.history = history
-        self.source = BeaconSource(cfg, code_rate)
+        self.source = BeaconSource(cfg, code_rate, modem)
         self.obs: list[BeaconObservation] = []
         self.missed = 0
         self._used = np.asarray(cfg.used_subcarriers, dtype=np.float64)

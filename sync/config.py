@@ -32,7 +32,8 @@ class SyncConfig:
     power: float = 1.0                  # device power budget per subcarrier (unit-power symbols)
     gain_threshold: float = 0.05        # truncated inversion: active iff harmonic-mean channel gain ≥ this
     window_backoff: int | None = None   # PS FFT window starts this many samples before the CP end (default cp/2)
-    control_code_rate: float | None = 0.5  # LDPC rate of beacons and control frames (None: uncoded BPSK)
+    control_code_rate: float | None = 0.5  # LDPC rate of beacons and control frames (None: uncoded)
+    control_modem: Literal["bpsk", "qpsk", "16qam"] = "qpsk"  # their modulation (the PS has power to spare)
 
     def __post_init__(self):
         for name in ("beacon_period", "beacons_before_access", "prach_oversampling", "time_alignment_timer",

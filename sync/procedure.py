@@ -38,7 +38,6 @@ from sync.prach import PrachConfig, PrachDetector, PrachWaveform, delay_crlb_sam
 from sync.timing_advance import (TimingAdvanceCommand, TimingAdvanceLoop, quantize_ta, ta_step_samples)
 from sync.uplink import UplinkEstimator, decode_feedback, delay_basis, encode_feedback
 
-CONTROL_MODEM = "bpsk"
 _RAR = struct.Struct("<HhHB")     # preamble index, TA steps, msg3 slot, flags (1 = collision)
 _MSG3 = struct.Struct("<4sHH")    # magic, device id, preamble index
 _MSG4 = struct.Struct("<HH")      # device id, cover code
@@ -147,7 +146,7 @@ class SyncSession:
                                       taps=ofdm.cp_len + 8, first_delay=self.backoff - 4)
         self.prach_wave = PrachWaveform(self.prach)
         self.prach_det = PrachDetector(self.prach, cfg.prach_false_alarm)
-        self.beacon = BeaconSource(ofdm, cfg.control_code_rate)
+        self.beacon = BeaconSource(ofdm, cfg.control_code_rate, cfg.control_modem)
         self.builder = FrameBuilder(ofdm)
         self.ps_receiver = Receiver(ofdm)
         pre = list(range(self.k)) if preambles is None else list(preambles)
@@ -159,7 +158,8 @@ class SyncSession:
         self._codes: dict[int, int] = {p: i for i, p in enumerate(pre)} if self.contention_free else {}
         self.devices = [DeviceNode(i, r, pre[i]) for i, r in enumerate(devices)]
         for d in self.devices:
-            d.tracker = BeaconTracker(ofdm, cfg.beacon_period, code_rate=cfg.control_code_rate)
+            d.tracker = BeaconTracker(ofdm, cfg.beacon_period, code_rate=cfg.control_code_rate,
+                                      modem=cfg.control_modem)
             d.ta = TimingAdvanceLoop(self.ta_step, cfg.time_alignment_timer)
             d.receiver = Receiver(ofdm)
             d.cursor = d.radio.time_now()
@@ -170,6 +170,7 @@ class SyncSession:
         self.tx_samples: dict[str, int] = defaultdict(int)
         self.events: list[str] = []
         self.round = 0
+        self._prepared = False
         self.plan = None
         self.prach_snr: dict[int, float] = {}
         self.prach_estimates: dict[tuple[int, int], float] = {}  # (slot, preamble) -> delay after the slot start
@@ -197,7 +198,7 @@ class SyncSession:
         self.tx_samples[kind] += x.size
 
     def _control_frame(self, kind: str, body: bytes, seq: int = 0) -> np.ndarray:
-        return self.builder.build_digital(_control(kind, body), seq=seq & 0xFFFF, modem=CONTROL_MODEM,
+        return self.builder.build_digital(_control(kind, body), seq=seq & 0xFFFF, modem=self.cfg.control_modem,
                                           code_rate=self.cfg.control_code_rate)
 
     # ------------------------------------------------------------------ device side
@@ -326,7 +327,7 @@ class SyncSession:
         self._ps_send(rar, rar_at, "rar")
         self._ps_read(rar_at, rar_at + rar.size)
         self._book("rar", rar_at, rar_at + rar.size)
-        msg3_len = self.builder.frame_len(n_bytes=_MSG3.size, modem=CONTROL_MODEM,
+        msg3_len = self.builder.frame_len(n_bytes=_MSG3.size, modem=self.cfg.control_modem,
                                           code_rate=self.cfg.control_code_rate)
         msg3_start = self.t
         got_rar = set()
@@ -494,6 +495,17 @@ class SyncSession:
     def _alive(self, d: DeviceNode) -> bool:
         return d.answers and (d.alive_until_round is None or self.round < d.alive_until_round)
 
+    def prepare_round(self) -> list[int]:
+        """Start the next round: its beacon and, every ``pilot_period`` rounds, uplink pilots and feedback. Returns
+        the devices the PS expects in this round's sum (the scheme can encode for exactly them). ``data_round``
+        calls it when it was not called first."""
+        self.round += 1
+        if self.plan is None or (self.round - 1) % self.cfg.pilot_period == 0:
+            self.send_beacons(1)
+            self.refresh_channels()
+        self._prepared = True
+        return [int(i) for i in np.flatnonzero(self.plan.active)] if self.plan is not None else []
+
     def data_round(self, values: np.ndarray) -> RoundResult:
         """One over-the-air sum of ``values`` (complex[K, n], n ≤ data_symbols · n_data)."""
         of = self.ofdm
@@ -501,19 +513,18 @@ class SyncSession:
         n_cap = self.data_symbols * of.n_data
         if values.ndim != 2 or values.shape[0] != self.k or values.shape[1] > n_cap:
             raise ValueError(f"values must be complex[{self.k}, ≤{n_cap}], got shape {values.shape}")
-        self.round += 1
-        if self.cfg.pilot_period and (self.plan is None or self.round % self.cfg.pilot_period == 0):
-            self.send_beacons(1)
-            self.refresh_channels()
+        if not self._prepared:
+            self.prepare_round()
+        self._prepared = False
         slot = self.t
         data_pos = np.flatnonzero(np.isin(np.asarray(of.used_subcarriers), np.asarray(of.data_subcarriers)))
         pilot_pos = np.flatnonzero(np.isin(np.asarray(of.used_subcarriers), np.asarray(of.pilot_subcarriers)))
         sum_pilot = np.ones(pilot_pos.size, np.complex64)
         tx_local, sent = {}, []
         for d in self.devices:
-            if (d.state != "connected" or not d.active or d.csi is None or d.csi_round != self.round
-                    or not self._alive(d)):
-                continue  # a device that missed this round's feedback stays silent rather than use stale CSI
+            if (d.state != "connected" or not d.active or d.csi is None
+                    or self.round - d.csi_round >= self.cfg.pilot_period or not self._alive(d)):
+                continue  # a device that missed the latest feedback stays silent rather than use stale CSI
             grid = np.zeros((self.data_symbols, of.n_used), np.complex64)
             v = np.zeros(n_cap, np.complex64)
             v[:values.shape[1]] = values[d.index]

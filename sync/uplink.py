@@ -144,16 +144,17 @@ def encode_feedback(alpha: float, taps: np.ndarray, first_delay: int, ta_steps: 
     k, n_taps = taps.shape
     levels = 2 ** (bits - 1) - 1
     out = [_HEAD.pack(alpha, k, bits, int(first_delay), n_taps)]
-    iq = np.stack([taps.real, taps.imag], axis=-1).reshape(k, 2 * n_taps)
-    iq = np.nan_to_num(iq, nan=0.0, posinf=0.0, neginf=0.0)
-    scale = np.max(np.abs(iq), axis=1)
-    scale = np.where(scale > 0, scale, 1.0)
-    q = np.clip(np.round(iq / scale[:, None] * levels), -levels, levels)
+    taps = np.nan_to_num(taps, nan=0.0, posinf=0.0, neginf=0.0)
     for i in range(k):
+        kept = taps[i] != 0                     # only the significant taps travel: a bit mask, then their values
+        iq = np.stack([taps[i][kept].real, taps[i][kept].imag], axis=-1).reshape(-1)
+        scale = float(np.max(np.abs(iq))) if iq.size and np.max(np.abs(iq)) > 0 else 1.0
+        q = np.clip(np.round(iq / scale * levels), -levels, levels)
         err = 0.0 if error_var is None else float(error_var[i])
         sh = 0.0 if shift is None else float(shift[i])
-        out.append(_DEV.pack(i, int(np.clip(ta_steps[i], -127, 127)), int(bool(active[i])), float(scale[i]), err, sh))
-        out.append(_pack(q[i], bits))
+        out.append(_DEV.pack(i, int(np.clip(ta_steps[i], -127, 127)), int(bool(active[i])), scale, err, sh))
+        out.append(np.packbits(kept.astype(np.uint8)).tobytes())
+        out.append(_pack(q, bits) if q.size else b"")
     return b"".join(out)
 
 
@@ -163,22 +164,28 @@ def decode_feedback(data: bytes) -> tuple[float, np.ndarray, int, np.ndarray, np
     if len(data) < _HEAD.size:
         raise ValueError(f"feedback payload of {len(data)} bytes is shorter than its header ({_HEAD.size})")
     alpha, k, bits, first_delay, n_taps = _HEAD.unpack_from(data, 0)
-    packed = (2 * n_taps * bits + 7) // 8
-    per = _DEV.size + packed
-    if len(data) != _HEAD.size + k * per:
-        raise ValueError(f"feedback payload has {len(data)} bytes: expected {_HEAD.size + k * per} "
-                         f"for {k} devices × {n_taps} taps")
     levels = 2 ** (bits - 1) - 1
-    taps = np.empty((k, n_taps), np.complex64)
+    mask_len = (n_taps + 7) // 8
+    taps = np.zeros((k, n_taps), np.complex64)
     ta = np.empty(k, int)
     act = np.empty(k, bool)
     err = np.empty(k, np.float32)
     shift = np.empty(k, np.float32)
     off = _HEAD.size
     for i in range(k):
+        if len(data) < off + _DEV.size + mask_len:
+            raise ValueError(f"feedback payload of {len(data)} bytes ends inside device {i} of {k}")
         _, ta[i], flags, scale, err[i], shift[i] = _DEV.unpack_from(data, off)
         act[i] = bool(flags & 1)
-        q = _unpack(data[off + _DEV.size:off + per], 2 * n_taps, bits).astype(np.float32) / levels * scale
-        taps[i] = q[0::2] + 1j * q[1::2]
-        off += per
+        kept = np.unpackbits(np.frombuffer(data, np.uint8, mask_len, off + _DEV.size))[:n_taps].astype(bool)
+        n_val = 2 * int(kept.sum())
+        size = (n_val * bits + 7) // 8
+        off += _DEV.size + mask_len
+        if len(data) < off + size:
+            raise ValueError(f"feedback payload of {len(data)} bytes ends inside device {i}'s taps")
+        q = _unpack(data[off:off + size], n_val, bits).astype(np.float32) / levels * scale
+        taps[i, kept] = q[0::2] + 1j * q[1::2]
+        off += size
+    if off != len(data):
+        raise ValueError(f"feedback payload has {len(data)} bytes: expected {off} for {k} devices")
     return float(alpha), taps, int(first_delay), ta, act, err, shift

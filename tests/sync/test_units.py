@@ -111,7 +111,9 @@ def test_feedback_round_trip_and_bad_size():
     assert list(ta) == [1, -2, 0] and list(act) == [True, False, True]
     scale = np.max(np.abs(np.stack([taps.real, taps.imag])), axis=(0, 2))
     assert np.max(np.abs(t2 - taps), axis=1).max() <= (scale / 127).max() * 0.5 * math.sqrt(2) + 1e-6
-    with pytest.raises(ValueError, match="expected"):
+    with pytest.raises(ValueError, match="ends inside"):
         decode_feedback(blob[:-1])
+    with pytest.raises(ValueError, match="expected"):
+        decode_feedback(blob + b"\0")
     with pytest.raises(ValueError, match="bits"):
         encode_feedback(1.0, taps, 0, np.zeros(3), np.ones(3, bool), bits=1)
