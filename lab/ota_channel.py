@@ -45,7 +45,6 @@ measure the residual timing and CFO errors.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -54,9 +53,6 @@ import torch
 
 from learning.feel.channel import Reception, RoundCsi
 from radio.air import Air
-from radio.channel import LinkParams
-from radio.clock import OffsetClockRadio
-from radio.loopback import LoopbackRadio
 from sync.config import SyncConfig
 from sync.precomp import truncated_inversion
 from sync.procedure import SyncSession
@@ -287,49 +283,27 @@ def _uplink_tau_max(air: Air, name: str) -> int:
 
 
 def build_cell(scn, cfg: SyncConfig, seed: int, *, timing_advance: bool = True):
-    """The in-process air of :func:`lab.sync_experiment.run_trial` for Scenario ``scn`` (same draws for the same seed):
-    returns (air, ps radio, device radios, session before access, CellTruth).
-
-    Local wrapper until lab.sync_experiment offers this step on its own (run_trial builds and runs in one go)."""
+    """The in-process cell of :func:`lab.sync_experiment.build_cell` for Scenario ``scn`` (same draws for the same seed)
+    with its SyncSession (before access) and the scenario's faults applied: returns (air, ps radio, device radios,
+    session, CellTruth)."""
     from lab.sync_experiment import _uplink_gain
+    from lab.sync_experiment import build_cell as place_devices
 
-    rng = np.random.default_rng(seed)
+    cell = place_devices(scn, cfg, seed)
     of = scn.ofdm()
-    k = scn.devices
-    n0 = 10 ** (-scn.snr_db / 10)
-    cfg = dataclasses.replace(cfg, cell_radius_m=scn.cell_radius_m())
-    air = Air(scn.sample_rate, scn.center_freq, seed=int(rng.integers(1 << 31)))
-    air.add_endpoint("ps", noise_power=n0)
-    names = [f"dev{i}" for i in range(k)]
-    # downlink SNR = uplink SNR + ps_power_db (a base station transmits more; modelled as lower noise at devices)
-    n0_dev = n0 * 10 ** (-getattr(scn, "ps_power_db", 0.0) / 10)
-    for nm in names:
-        air.add_endpoint(nm, noise_power=n0_dev)
-    delays = rng.uniform(0, scn.max_delay_cp * of.cp_len, k)
-    ppm = rng.uniform(-scn.cfo_ppm, scn.cfo_ppm, k)
-    sco = rng.uniform(-scn.sco_ppm, scn.sco_ppm, k)
-    offsets = rng.integers(0, max(scn.clock_offset_max, 1), k)
-    for i, a in enumerate(names):
-        for b in names:
-            if a != b:
-                air.set_link(a, b, None)
-        common = dict(delay_samples=float(delays[i]), profile=scn.profile, delay_spread_s=scn.delay_spread_s)
-        air.set_link("ps", a, LinkParams(cfo_ppm=-ppm[i], sco_ppm=sco[i], **common))
-        air.set_link(a, "ps", LinkParams(cfo_ppm=ppm[i], sco_ppm=-sco[i], **common))
-    ps = LoopbackRadio(air, "ps")
-    radios = [OffsetClockRadio(LoopbackRadio(air, nm), int(o)) for nm, o in zip(names, offsets)]
-    preambles = [0 if i in scn.same_preamble else i + 1 for i in range(k)]
-    session = SyncSession(ps, radios, of, cfg, preambles=preambles, timing_advance=timing_advance,
-                          data_symbols=scn.data_symbols, n_pilot_symbols=2 * k, rng=np.random.default_rng(seed + 1))
+    names = [f"dev{i}" for i in range(scn.devices)]
+    session = SyncSession(cell.ps, cell.radios, of, cell.cfg, preambles=cell.preambles,
+                          timing_advance=timing_advance, data_symbols=scn.data_symbols,
+                          rng=np.random.default_rng(seed + 1))
     for i, dev in enumerate(session.devices):       # the scenario's faults, as run_trial applies them
         dev.answers = i not in scn.never_answer
         dev.alive_until_round = scn.dropout.get(i)
     session.lost_beacons = set(scn.lost_beacons)
-    truth = CellTruth(delays=delays, offsets=offsets, cfo_ppm=ppm, sco_ppm=sco,
-                      tau_max=np.array([_uplink_tau_max(air, nm) for nm in names]),
-                      gains=np.stack([_uplink_gain(air, nm, of) for nm in names]), noise_power=n0,
-                      center_freq=scn.center_freq)
-    return air, ps, radios, session, truth
+    truth = CellTruth(delays=cell.delays, offsets=cell.offsets, cfo_ppm=cell.ppm, sco_ppm=cell.sco,
+                      tau_max=np.array([_uplink_tau_max(cell.air, nm) for nm in names]),
+                      gains=np.stack([_uplink_gain(cell.air, nm, of) for nm in names]),
+                      noise_power=10 ** (-scn.snr_db / 10), center_freq=scn.center_freq)
+    return cell.air, cell.ps, cell.radios, session, truth
 
 
 def data_symbols_for(channel_uses: int, n_data: int, max_symbols: int = MAX_DATA_SYMBOLS) -> int:
