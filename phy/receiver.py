@@ -52,16 +52,20 @@ Bad input (pure noise, truncated frames, corrupted headers, NaN/inf samples, emp
 
 from __future__ import annotations
 
+import cmath
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from phy.detector import SchmidlCoxDetector
-from phy.frame import FrameHeader, _codec, _modem, frame_format
+from phy.frame import FrameHeader, _codec, _modem, frame_format, golay_codebook, golay_decode_soft
 from phy.ofdm import OfdmConfig, _fft
 
 #: decision-directed phase refinement is applied below this estimated linear SNR (10 dB)
 DD_MAX_SNR = 10.0
+#: detector metric chunk (positions) after a candidate, and its limit while nothing is found (doubling)
+CHUNK_MIN, CHUNK_MAX = 768, 1 << 16
 
 STAT_KEYS = ("samples", "nonfinite_samples", "gaps", "candidates", "detected", "rejected", "header_crc_fail",
              "header_invalid", "truncated", "frames", "payload_crc_fail", "payload_error")
@@ -74,6 +78,32 @@ def _cis(phase: np.ndarray) -> np.ndarray:
     np.cos(ph, out=out.real)
     np.sin(ph, out=out.imag)
     return out
+
+
+@lru_cache(maxsize=1)
+def _golay_lookup() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted codeword integers int64 [4096], their info bits uint8 [4096, 12], bit weights int64 [24])."""
+    cw = golay_codebook()[0]
+    wts = 1 << np.arange(23, -1, -1, dtype=np.int64)
+    ints = cw.astype(np.int64) @ wts
+    order = np.argsort(ints)
+    info = ((order[:, None] >> np.arange(11, -1, -1)[None, :]) & 1).astype(np.uint8)
+    return ints[order], info, wts
+
+
+def _golay_header(fmt, soft: np.ndarray) -> FrameHeader | None:
+    """Same result as ``fmt.decode_header(soft)`` (soft-ML Golay), faster: a codeword whose 24 hard decisions
+    (no zero soft value) already form a codeword is that codeword's ML decision (the correlation sum_j s_j c_j is at
+    most sum_j |s_j|, reached only by c = sign(s)); only the other codewords go through the 4096-way correlation."""
+    s = soft[fmt.hdr_perm].reshape(-1, 24)
+    ints, info, wts = _golay_lookup()
+    v = (s < 0).astype(np.int64) @ wts
+    i = np.minimum(np.searchsorted(ints, v), ints.size - 1)
+    ok = (ints[i] == v) & np.all(s != 0, axis=1)
+    bits = info[i]
+    if not ok.all():
+        bits[~ok] = golay_decode_soft(s[~ok].reshape(-1)).reshape(-1, 12)
+    return FrameHeader.from_bits(bits.reshape(-1))
 
 
 def cfo_crlb_hz(cfg: OfdmConfig, snr: float) -> float:
@@ -226,11 +256,14 @@ class Receiver:
         self._F_used = F_used
         self._F_used_h = (F_used.conj().T / cfg.n_used).astype(np.complex64)           # [L, n_used]
         self._fit_cache: dict[bytes, np.ndarray] = {}
+        self._plans: dict[tuple, tuple[int, int]] = {}
         self._F_all = np.exp(-2j * np.pi * np.outer(all_k, taps) / n).astype(np.complex64)  # [N, L]
         self._used_mask = np.zeros(n, np.float32)
         self._used_mask[cfg.used_bins] = 1.0
         self.tap_threshold = float(tap_threshold)
         self._m2n = np.arange(2 * n, dtype=np.float64)
+        self._m_seg = np.arange(2 * n + 2 * self.search, dtype=np.float64)
+        self._int_templates: dict[int, np.ndarray] = {}
         kp = np.asarray(cfg.pilot_subcarriers, dtype=np.float64)
         self._kp = kp - kp.mean()
         self._kp_mean = kp.mean()
@@ -254,6 +287,8 @@ class Receiver:
         self._cache = None      # (time of first position, T, P1, P2) detector metric already computed
         self._acq_cache = None  # (candidate time, _Acq, n_pay) of a frame whose payload is still arriving
         self._failed: list[int] = []  # frame starts whose header failed recently (not re-counted)
+        self._chunk = CHUNK_MIN  # detector metric positions computed per step (grows over noise)
+        self._ready: list[tuple[_Acq, int]] = []  # complete frames (acquisition, payload symbols) to demodulate
         self.stats = {k: 0 for k in STAT_KEYS}
 
     def flush(self) -> list[RxFrame]:
@@ -314,60 +349,75 @@ class Receiver:
 
     # ------------------------------------------------------------------ main loop
     def _run(self) -> list[RxFrame]:
-        frames: list[RxFrame] = []
+        """Scan, acquire and parse headers frame by frame; then demodulate all frames completed in this block
+        together (:meth:`_decode_ready`)."""
+        self._ready = []
+        self._scan_frames()
+        return self._decode_ready()
+
+    def _scan_frames(self) -> None:
         det = self.detector
         while True:
             if self._pending is not None:
                 t_cand, p1, p2 = self._pending
                 res = self._handle(t_cand - self._t0, p1, p2)
                 if res is None:
-                    return frames            # wait for more samples
+                    return                   # wait for more samples
                 self._pending = None
-                nxt, frame = res
-                self._scan = max(self._scan, nxt)
-                if frame is not None:
-                    frames.append(frame)
+                self._scan = max(self._scan, res)
                 continue
             start = max(0, self._scan - self._t0)
-            T, P1, P2 = self._metric_from(self._t0 + start)
-            if T.size == 0:
-                return frames
+            t_abs = self._t0 + start
+            avail = self._t0 + self._buf.size - det.span + 1 - t_abs     # positions evaluable now
+            if avail <= 0:
+                return
+            # the metric is computed lazily, in chunks growing while nothing is found: positions inside a decoded
+            # frame are skipped by the scan and never evaluated (most of a stream of back-to-back frames)
+            n = min(avail, self._chunk)
+            T, P1, P2 = self._metric_from(t_abs, n)
             found = det.first_candidate(T)
+            if found is not None and found[1] + det.peak_window > n and n < avail:
+                n = min(avail, found[1] + det.peak_window)
+                T, P1, P2 = self._metric_from(t_abs, n)
+                found = det.first_candidate(T)
             if found is None:
-                self._scan = self._t0 + start + T.size
-                return frames
+                self._scan = t_abs + n
+                self._chunk = min(2 * self._chunk, CHUNK_MAX)
+                continue
+            self._chunk = CHUNK_MIN
             c, first = found
             if first + det.peak_window > T.size:
-                self._scan = self._t0 + start + first      # peak window incomplete: wait for more samples
-                return frames
+                self._scan = t_abs + first      # peak window incomplete: wait for more samples
+                return
             self.stats["candidates"] += 1
-            self._pending = (self._t0 + start + c, complex(P1[c]), complex(P2[c]))
-            self._scan = self._t0 + start + c + 1
+            self._pending = (t_abs + c, complex(P1[c]), complex(P2[c]))
+            self._scan = t_abs + c + 1
 
-    def _metric_from(self, t_abs: int):
-        """Detector metric for positions t_abs .. (last evaluable), computed once per sample and cached."""
+    def _metric_from(self, t_abs: int, n: int):
+        """Detector metric (T, P1, P2) for the ``n`` positions t_abs .. t_abs + n - 1 (all evaluable), each position
+        computed once and cached."""
         det = self.detector
-        end = self._t0 + self._buf.size - det.span + 1
         c = self._cache
         if c is None or not c[0] <= t_abs <= c[0] + c[1].size:
             c = (t_abs, *(a[:0] for a in det.metric(np.zeros(0, np.complex64))))
         t_c, T, P1, P2 = c
         t_from = t_c + T.size
-        if end > t_from:
+        if t_abs + n > t_from:
             i = t_from - self._t0
-            nT, nP1, nP2 = det.metric(self._buf[i:])
+            nT, nP1, nP2 = det.metric(self._buf[i:i + t_abs + n - t_from + det.span - 1])
             T, P1, P2 = (np.concatenate([a[t_abs - t_c:], b]) for a, b in ((T, nT), (P1, nP1), (P2, nP2)))
             t_c = t_abs
         k = t_abs - t_c
         self._cache = (t_abs, T[k:], P1[k:], P2[k:])
-        return self._cache[1:]
+        return T[k:k + n], P1[k:k + n], P2[k:k + n]
 
     # ------------------------------------------------------------------ per candidate
     def _handle(self, i0: int, p1: complex, p2: complex):
         """Acquire, decode header and payload of the candidate at buffer index ``i0``.
 
-        Returns None (need more samples) or (next scan time, RxFrame | None). Acquisition and header are kept in
-        ``self._acq_cache`` while the payload is still arriving.
+        Returns None (need more samples) or the next scan time. A complete frame is queued in ``self._ready`` for
+        :meth:`_decode_ready`; acquisition and header are kept in ``self._acq_cache`` while the payload is still
+        arriving.
         """
         cfg, fmt = self.cfg, self.fmt
         t_cand = self._t0 + i0
@@ -381,17 +431,17 @@ class Receiver:
             acq = self._acquire(i0, p1, p2)
             if acq is None:   # not verified: look again just after this peak's plateau
                 self.stats["rejected"] += 1
-                return t_cand + cfg.cp_len + 1, None
+                return t_cand + cfg.cp_len + 1
             t_acq = self._t0 + acq.start
             if t_acq in self._failed:        # this very preamble was already tried: keep scanning
-                return t_cand + cfg.cp_len + 1, None
+                return t_cand + cfg.cp_len + 1
             self.stats["detected"] += 1
             hdr, y_hdr = self._decode_header(acq)
             if hdr is None or self._n_payload_ofdm(hdr) is None:
                 self.stats["header_crc_fail" if hdr is None else "header_invalid"] += 1
                 self._failed.append(t_acq)
                 del self._failed[:-8]
-                return t_cand + cfg.cp_len + 1, None
+                return t_cand + cfg.cp_len + 1
             n_pay = self._n_payload_ofdm(hdr)
             acq.header, acq.y_hdr, acq.t_start = hdr, y_hdr, self._t0 + acq.start
         end = acq.start + fmt.frame_len(n_pay)
@@ -399,9 +449,9 @@ class Receiver:
             self._acq_cache = (t_cand, acq, n_pay)
             return None
         self._acq_cache = None
-        frame = self._decode_payload(acq, n_pay)
+        self._ready.append((acq, n_pay))
         self.stats["frames"] += 1
-        return self._t0 + end - cfg.cp_len, frame
+        return self._t0 + end - cfg.cp_len
 
     def _n_payload_ofdm(self, hdr: FrameHeader) -> int | None:
         if hdr.length < 1:
@@ -423,30 +473,32 @@ class Receiver:
         S = self.search
         if self.genie is not None:
             return self._genie_acquire(i0)
-        eps_a = np.angle(p1) / np.pi
-        eps_b = np.angle(p2) / (2 * np.pi)
-        hyps = sorted({round(eps_b + round(eps_a + 2 * j - eps_b), 9)
-                       for j in range(-self._j_max, self._j_max + 1) if abs(eps_a + 2 * j) <= self.max_cfo + 1.0})
+        eps_a = cmath.phase(p1) / np.pi
+        eps_b = cmath.phase(p2) / (2 * np.pi)
+        # hypotheses eps_b + k for the integers k consistent with eps_a (ambiguous by 2) within the search range
+        ks = sorted({round(eps_a + 2 * j - eps_b)
+                     for j in range(-self._j_max, self._j_max + 1) if abs(eps_a + 2 * j) <= self.max_cfo + 1.0})
         lo = i0 + sl + 2 * cp - S
         if lo < 0:
             return None
         seg = self._buf[lo:lo + 2 * n + 2 * S]
         if seg.size < 2 * n + 2 * S:
             return None
-        # |corr| for CFO hypothesis e: the rotation exp(-j 2 pi e n / N) factors into a per-lag phase (irrelevant for
-        # the magnitude) times a rotated template, so all hypotheses are one matrix product
         e2 = seg.real * seg.real + seg.imag * seg.imag
         pw = np.empty(e2.size + 1)
         pw[0] = 0.0
         np.cumsum(e2, out=pw[1:])
         energy = np.maximum(pw[2 * n:2 * n + 2 * S + 1] - pw[:2 * S + 1], 1e-30)
-        hyp = np.asarray(hyps)
-        tmpl = self._lts_pair_conj[:, None] * _cis(np.outer(self._m2n, -2 * np.pi / n * hyp))
-        # c[tau, h] = sum_m tmpl[m, h] seg[tau + m] (np.correlate conjugates its second argument). Small products
-        # stay out of BLAS on purpose: a multithreaded OpenBLAS can take milliseconds per call on a busy machine.
-        c = np.empty((2 * S + 1, hyp.size), np.complex64)
-        for h in range(hyp.size):
-            c[:, h] = np.correlate(seg, np.conj(tmpl[:, h]), "valid")
+        # |corr| for CFO hypothesis eps_b + k: removing exp(j 2 pi eps_b t / N) from the segment once changes every
+        # correlation only by a per-lag phase (irrelevant for the magnitude); the integer part k is a cached rotated
+        # template. c[tau, h] = sum_m tmpl_k[m] seg[tau + m] (np.correlate conjugates its second argument). Small
+        # products stay out of BLAS on purpose: a multithreaded OpenBLAS can take milliseconds per call on a busy
+        # machine.
+        seg_r = seg * _cis((-2 * np.pi * eps_b / n) * self._m_seg)
+        c = np.empty((2 * S + 1, len(ks)), np.complex64)
+        for h, k_int in enumerate(ks):
+            c[:, h] = np.correlate(seg_r, self._lts_template(k_int), "valid")
+        hyp = eps_b + np.asarray(ks, dtype=np.float64)
         rho2 = (c.real * c.real + c.imag * c.imag) / energy[:, None]       # [2S+1, n_hyp]
         k, h = divmod(int(np.argmax(rho2)), rho2.shape[1])
         rho_max, e, rho = float(rho2[k, h]), float(hyp[h]), rho2[:, h]
@@ -498,6 +550,15 @@ class Receiver:
                     err_var=(sigma2 / 2 * n_taps / cfg.n_used) * self._used_mask, snr=snr,
                     ref=lts0)
 
+    def _lts_template(self, k: int) -> np.ndarray:
+        """conj(LTS pair template rotated by k subcarriers), complex64 [2N], for np.correlate; cached."""
+        v = self._int_templates.get(k)
+        if v is None:
+            v = np.conj(self._lts_pair_conj * _cis(self._m2n * (-2 * np.pi / self.cfg.fft_size * k)))
+            if len(self._int_templates) < 256:
+                self._int_templates[k] = v
+        return v
+
     def _tap_fit(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For a tap set: (projector onto its span over the used bins [n_used, n_used], LS fit to all FFT bins
         [N, n_used]), complex64, cached."""
@@ -548,49 +609,6 @@ class Receiver:
         starts = base + np.arange(n_sym) * sl + (cfg.cp_len - self.backoff)
         return Y, (2 * np.pi * acq.eps / n) * (starts - acq.ref)
 
-    def _pilot_phase(self, acq: _Acq, Yp: np.ndarray, first: int, smooth: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per-symbol common phase and phase slope (rad per subcarrier) from the pilot columns ``Yp`` complex
-        [n_sym, n_p] (residual CFO phase already removed): float [n_sym] x 2.
-
-        Model: phase(s, k) = a + b s + d (s - s_lts) k - a residual CFO makes the common phase linear in the symbol
-        index s; a sampling-clock offset makes the slope across subcarriers grow linearly from zero at the LTS. The
-        pilot phases (after removing the mean phase increment per symbol, so they do not wrap) are fitted by least
-        squares over the whole frame, averaging the pilot noise over all n_sym * n_p pilots; d is kept only when
-        significant (3 sigma). With ``smooth`` >= 3 the residual common phase is
-        additionally tracked by a centered moving average over ``smooth`` symbols (for phase noise; costs noise).
-        """
-        n_sym = Yp.shape[0]
-        z = Yp * np.conj(self.fmt.pilot_block(first, n_sym) * acq.H[self.cfg.pilot_bins][None, :])
-        s_idx = np.arange(n_sym, dtype=np.float64)
-        drift = float(np.angle(np.vdot(z[:-1], z[1:]))) if n_sym > 1 else 0.0
-        z = z * _cis(-drift * s_idx)[:, None]
-        theta0 = float(np.angle(z.sum()))
-        phi = np.angle(z * np.complex64(np.exp(-1j * theta0)))                    # [n_sym, n_p], small
-        kp = self._kp[None, :]
-        # common phase: a + b s (least squares over all pilots of the frame)
-        sc = s_idx - s_idx.mean()
-        w_s = phi.mean(axis=1)
-        b = float(sc @ w_s / (sc @ sc)) if n_sym > 1 else 0.0
-        cpe = w_s.mean() + b * sc
-        # slope across subcarriers: d (s - s_ref) k, zero at the LTS (where the channel was estimated; 1.5 symbols
-        # before the first header symbol), kept only where it is significant (> 3 sigma) - four pilots per symbol
-        # cannot afford free per-symbol slopes at low SNR
-        u = (s_idx + 1.5)[:, None] * kp
-        resid = phi - cpe[:, None]
-        uu = float(np.sum(u * u))
-        d = float(np.sum(u * resid) / uu)
-        var_phi = float(np.mean((resid - d * u) ** 2))
-        if d * d * uu < 9.0 * var_phi:
-            d = 0.0
-        slope = d * (s_idx + 1.5)
-        if smooth > 1 and n_sym > 1:
-            res = (z * _cis(-(theta0 + cpe[:, None] + slope[:, None] * kp))).sum(axis=1)
-            c = np.concatenate([[0], np.cumsum(res)])
-            h = smooth // 2
-            res = c[np.minimum(np.arange(n_sym) + h + 1, n_sym)] - c[np.maximum(np.arange(n_sym) - h, 0)]
-            cpe = cpe + np.angle(res)
-        return theta0 + drift * s_idx + cpe - slope * self._kp_mean, slope
-
     def _pilot_cpe(self, acq: _Acq, Yp: np.ndarray, first: int, smooth: int) -> np.ndarray:
         """Per-symbol common phase error from pilot columns ``Yp`` [n_sym, n_p], centered moving sum of ``smooth``."""
         n_sym = Yp.shape[0]
@@ -621,109 +639,244 @@ class Receiver:
         soft = (Yd * np.conj(acq.H[cfg.data_bins])[None, :]).real.reshape(-1)
         if not np.all(np.isfinite(soft)):
             return None, None
-        return fmt.decode_header(soft), Y
+        return _golay_header(fmt, soft), Y
 
-    def _decode_payload(self, acq: _Acq, n_pay: int) -> RxFrame:
-        cfg, fmt, hdr = self.cfg, self.fmt, acq.header
-        n_hdr = fmt.n_hdr_symbols
-        Y, ph = self._symbols_fft(acq, n_hdr, n_pay)
-        Hd = acq.H[cfg.data_bins]
-        h2 = Hd.real * Hd.real + Hd.imag * Hd.imag
-        sigma2 = acq.sigma2
-        noise = sigma2 + acq.err_var[cfg.data_bins]                       # per data subcarrier
-        Yd = Y[:, cfg.data_bins]
-        if acq.genie:
-            Yd *= _cis(-ph)[:, None]
+    # ------------------------------------------------------------------ payload, batched over frames
+    def _decode_ready(self) -> list[RxFrame]:
+        """Demodulate the frames queued by :meth:`_handle` (in stream order). Frames of one shape (same kind,
+        modulation, code rate, payload length) go through :meth:`_decode_payloads` together: one FFT, one pilot fit,
+        one equalizer and one LLR/decoder call per shape instead of per frame (a few-thousand-sample frame is
+        otherwise dominated by numpy's per-call overhead). Each frame's numbers are those it gets alone."""
+        ready, self._ready = self._ready, []
+        if not ready:
+            return []
+        groups: dict[tuple, list[int]] = {}
+        for i, (acq, n_pay) in enumerate(ready):
+            h = acq.header
+            groups.setdefault((h.kind, h.modem, h.code_rate, h.length, n_pay), []).append(i)
+        out: list[RxFrame | None] = [None] * len(ready)
+        for idx in groups.values():
+            for i, frame in zip(idx, self._decode_payloads([ready[i][0] for i in idx], ready[idx[0]][1])):
+                out[i] = frame
+        return out
+
+    def _plan(self, hdr: FrameHeader) -> tuple[int, int]:
+        """(payload data symbols, coded bits) announced by a header (coded bits 0 for analog), cached."""
+        key = (hdr.kind, hdr.modem, hdr.code_rate, hdr.length)
+        plan = self._plans.get(key)
+        if plan is None:
+            if hdr.kind == "analog":
+                plan = (-(-hdr.length // 2), 0)
+            else:
+                n_bits = _codec(hdr.modem, hdr.code_rate).n_coded_bits(hdr.length)
+                plan = (-(-n_bits // _modem(hdr.modem).bits_per_symbol), n_bits)
+            if len(self._plans) < 1024:
+                self._plans[key] = plan
+        return plan
+
+    def _payload_fft(self, acqs: list[_Acq], first: int, n_sym: int) -> tuple[np.ndarray, np.ndarray]:
+        """FFT of OFDM symbols ``first .. first+n_sym`` (0 = first header symbol) of F frames, within-window CFO
+        removed: (complex64 [F, n_sym, N], residual phase float64 [F, n_sym] still to be removed)."""
+        cfg, fmt = self.cfg, self.fmt
+        n, sl = cfg.fft_size, cfg.symbol_len
+        off = cfg.cp_len - self.backoff
+        w = np.empty((len(acqs), n_sym, n), np.complex64)
+        for f, acq in enumerate(acqs):
+            base = acq.start + fmt.preamble_len + first * sl
+            w[f] = self._buf[base:base + n_sym * sl].reshape(n_sym, sl)[:, off:off + n]
+        eps = np.array([acq.eps for acq in acqs])
+        w *= _cis(self._phase_n[None, :] * eps[:, None])[:, None, :]
+        Y = _fft.fft(w, axis=2, norm="ortho", overwrite_x=True)
+        rel = np.array([acq.start - acq.ref for acq in acqs])
+        starts = rel[:, None] + (fmt.preamble_len + (first + np.arange(n_sym)) * sl + off)[None, :]
+        return Y, (2 * np.pi * eps / n)[:, None] * starts
+
+    def _decode_payloads(self, acqs: list[_Acq], n_pay: int) -> list[RxFrame]:
+        """Equalize and decode F frames with the same header shape (kind, modem, code rate, length): every array
+        below carries a leading frame axis F (Y complex64 [F, n_pay, N], H complex64 [F, N], ...)."""
+        cfg, fmt, hdr = self.cfg, self.fmt, acqs[0].header
+        n_frames, n_hdr = len(acqs), fmt.n_hdr_symbols
+        genie = acqs[0].genie
+        Y, ph = self._payload_fft(acqs, n_hdr, n_pay)
+        H = np.stack([acq.H for acq in acqs])
+        Hd = H[:, cfg.data_bins]
+        h2 = Hd.real * Hd.real + Hd.imag * Hd.imag                                   # float32 [F, n_data]
+        sigma2 = np.array([acq.sigma2 for acq in acqs])
+        noise = sigma2.astype(np.float32)[:, None] + np.stack([acq.err_var for acq in acqs])[:, cfg.data_bins]
+        Yd = Y[:, :, cfg.data_bins]
+        if genie:
+            Yd *= _cis(-ph)[:, :, None]
         else:
             w = self.pilot_smoothing
-            y_hdr, ph_hdr = acq.y_hdr, self._hdr_phase(acq)
-            yp = np.concatenate([y_hdr[:, cfg.pilot_bins] * _cis(-ph_hdr)[:, None],
-                                 Y[:, cfg.pilot_bins] * _cis(-ph)[:, None]])
-            cpe, slope = self._pilot_phase(acq, yp, 0, w)
-            cpe, slope = cpe[n_hdr:] + ph, slope[n_hdr:]
+            pb = cfg.pilot_bins
+            y_hdr = np.stack([acq.y_hdr for acq in acqs])
+            _, ph_hdr = self._payload_fft_phase(acqs, 0, n_hdr)
+            yp = np.concatenate([y_hdr[:, :, pb] * _cis(-ph_hdr)[:, :, None], Y[:, :, pb] * _cis(-ph)[:, :, None]],
+                                axis=1)
+            cpe, slope = self._pilot_phase(H[:, pb], yp, w)
+            cpe, slope = cpe[:, n_hdr:] + ph, slope[:, n_hdr:]
             if np.any(slope):
-                Yd *= _cis(-(cpe[:, None] + slope[:, None] * self._kd32[None, :]))
+                Yd *= _cis(-(cpe[:, :, None] + slope[:, :, None] * self._kd32))
             else:                                   # no timing drift: one phase per symbol
-                Yd *= _cis(-cpe)[:, None]
-            hp = acq.H[cfg.pilot_bins]
-            hp2 = float((hp.real @ hp.real + hp.imag @ hp.imag) / hp.size)
+                Yd *= _cis(-cpe)[:, :, None]
+            hp = H[:, pb]
+            hp2 = (hp.real * hp.real + hp.imag * hp.imag).sum(axis=1) / hp.shape[1]
             n_tot = n_hdr + n_pay
-            phase_var = sigma2 / (2 * max(hp2, 1e-30)) * (self._phase_var_shape / max(n_tot / 2, 1.0)
-                                                         + (1.0 / (w * cfg.n_pilots) if w > 1 else 0.0))
+            phase_var = (sigma2 / (2 * np.maximum(hp2, 1e-30)))[:, None] \
+                * (self._phase_var_shape / max(n_tot / 2, 1.0) + (1.0 / (w * cfg.n_pilots) if w > 1 else 0.0))
             noise = noise + h2 * phase_var
         noise = noise.astype(np.float32)
-        if hdr.kind == "analog":
-            n_sym = -(-hdr.length // 2)
-        else:
-            n_sym = -(-_codec(hdr.modem, hdr.code_rate).n_coded_bits(hdr.length)
-                      // _modem(hdr.modem).bits_per_symbol)
+        n_sym, n_bits = self._plan(hdr)
         h2s = np.maximum(h2, 1e-30).astype(np.float32)
         if hdr.kind == "analog" and self.equalizer == "mmse":
             # symbol power prior estimated from the data (AnalogMapper makes it `power`, 1 by default)
-            y2 = (Yd.real * Yd.real + Yd.imag * Yd.imag).sum(axis=0)
-            p = float((y2 / h2s).sum() / Yd.size - (noise / h2s).sum() / noise.size)
-            p = max(p, 1e-6)
+            y2 = (Yd.real * Yd.real + Yd.imag * Yd.imag).sum(axis=1)
+            p = (y2 / h2s).sum(axis=1) / (n_pay * cfg.n_data) - (noise / h2s).sum(axis=1) / cfg.n_data
+            p = np.maximum(p, 1e-6).astype(np.float32)[:, None]
             den = p * h2s + noise
-            X = Yd * (p * np.conj(Hd) / den).astype(np.complex64)[None, :]
+            X = Yd * (p * np.conj(Hd) / den).astype(np.complex64)[:, None, :]
             nv_k = p * noise / den
         else:
-            X = Yd * (1.0 / Hd).astype(np.complex64)[None, :]
+            X = Yd * (1.0 / Hd).astype(np.complex64)[:, None, :]
             nv_k = noise / h2s
             # (above ~10 dB the frame-wide pilot fit is already accurate to ~0.02 rad: skip the extra pass)
-            if hdr.kind == "digital" and not acq.genie and self.decision_directed and acq.snr < DD_MAX_SNR:
-                X = self._dd_phase(X, h2s, _modem(hdr.modem), n_sym)
-        X = X.reshape(-1)[:n_sym]
-        nv = np.tile(nv_k.astype(np.float32), Yd.shape[0])[:n_sym]
-        values = nvr = payload = None
-        crc_ok = True
+            if hdr.kind == "digital" and not genie and self.decision_directed:
+                sel = np.array([acq.snr < DD_MAX_SNR for acq in acqs])
+                if sel.any():
+                    X[sel] = self._dd_phase(X[sel], h2s[sel], _modem(hdr.modem), n_sym)
+        X = X.reshape(n_frames, -1)[:, :n_sym]
+        nv = np.empty((n_frames, n_pay, cfg.n_data), np.float32)
+        nv[...] = nv_k.astype(np.float32)[:, None, :]
+        nv = nv.reshape(n_frames, -1)[:, :n_sym]
+        values = [None] * n_frames
+        nvr = [None] * n_frames
+        payload = [None] * n_frames
+        crc_ok = [True] * n_frames
+        if hdr.kind == "analog":
+            from phy.analog import AnalogMapper
+            mapper = AnalogMapper()
+            for f, acq in enumerate(acqs):
+                try:
+                    values[f], nvr[f] = mapper.from_symbols(X[f], acq.header.scale, length=hdr.length,
+                                                            noise_var=nv[f])
+                except ValueError:
+                    self.stats["payload_error"] += 1
+                    crc_ok[f] = False
+        else:
+            payload, crc_ok = self._decode_digital(hdr, X, nv, n_bits)
+        return [RxFrame(t_start=self._t0 + acq.start, seq=acq.header.seq, kind=hdr.kind, values=values[f],
+                        noise_var=nvr[f], payload=payload[f], crc_ok=crc_ok[f],
+                        snr_db=float(10 * np.log10(acq.snr)), cfo_hz=acq.eps * cfg.subcarrier_spacing,
+                        symbols=X[f], symbol_noise_var=nv[f],
+                        channel=(acq.H * self._backoff_phase).astype(np.complex64), header=acq.header,
+                        n_samples=fmt.frame_len(n_pay), noise_power=acq.sigma2)
+                for f, acq in enumerate(acqs)]
+
+    def _decode_digital(self, hdr: FrameHeader, X: np.ndarray, nv: np.ndarray, n_bits: int
+                        ) -> tuple[list, list]:
+        """LLRs and payload decoding of F digital frames (X complex64 [F, n_sym], nv float32 [F, n_sym]) in one call;
+        a frame with bad values (non-finite) is counted as a payload error on its own."""
+        codec, modem = _codec(hdr.modem, hdr.code_rate), _modem(hdr.modem)
+        n_frames = X.shape[0]
         try:
-            if hdr.kind == "analog":
-                from phy.analog import AnalogMapper
-                values, nvr = AnalogMapper().from_symbols(X, hdr.scale, length=hdr.length, noise_var=nv)
-            else:
-                codec = _codec(hdr.modem, hdr.code_rate)
-                llr = _modem(hdr.modem).demodulate_llr(X, nv)
-                n_bits = codec.n_coded_bits(hdr.length)
-                payload, crc_ok = codec.decode(llr[:n_bits], hdr.length)
-                crc_ok = bool(crc_ok)
-                if not crc_ok:
-                    self.stats["payload_crc_fail"] += 1
+            llr = modem.demodulate_llr(X, nv)[:, :n_bits]
+            data, ok = codec.decode_batch(llr, hdr.length)
+            payload, crc_ok = [row.tobytes() for row in data], [bool(v) for v in ok]
         except ValueError:
-            self.stats["payload_error"] += 1
-            crc_ok = False
-        return RxFrame(t_start=self._t0 + acq.start, seq=hdr.seq, kind=hdr.kind, values=values, noise_var=nvr,
-                       payload=payload, crc_ok=crc_ok, snr_db=float(10 * np.log10(acq.snr)),
-                       cfo_hz=acq.eps * cfg.subcarrier_spacing, symbols=X, symbol_noise_var=nv,
-                       channel=(acq.H * self._backoff_phase).astype(np.complex64),
-                       header=hdr, n_samples=fmt.frame_len(n_pay), noise_power=acq.sigma2)
+            if n_frames == 1:
+                self.stats["payload_error"] += 1
+                return [None], [False]
+            payload, crc_ok = [], []
+            for f in range(n_frames):
+                p, c = self._decode_digital(hdr, X[f:f + 1], nv[f:f + 1], n_bits)
+                payload += p
+                crc_ok += c
+            return payload, crc_ok
+        self.stats["payload_crc_fail"] += crc_ok.count(False)
+        return payload, crc_ok
 
     @staticmethod
     def _dd_phase(X: np.ndarray, h2: np.ndarray, modem, n_sym: int) -> np.ndarray:
-        """Decision-directed refinement of the common phase (digital payloads): X complex64 [n_pay, n_data] after
-        pilot correction and ZF. The phase a + b s (s = OFDM symbol index) is fitted to the per-symbol correlations
-        c_s = sum_k |H_k|^2 X conj(slice(X)) over the real data symbols (four pilots per symbol leave a common-phase
-        error of ~0.06 rad at 4 dB SNR, which costs QPSK ~0.3 dB; 48 data symbols per OFDM symbol do not)."""
-        flat = X.reshape(-1)
+        """Decision-directed refinement of the common phase (digital payloads): X complex64 [F, n_pay, n_data] after
+        pilot correction and ZF, h2 float32 [F, n_data]. Per frame, the phase a + b s (s = OFDM symbol index) is
+        fitted to the per-symbol correlations c_s = sum_k |H_k|^2 X conj(slice(X)) over the real data symbols (four
+        pilots per symbol leave a common-phase error of ~0.06 rad at 4 dB SNR, which costs QPSK ~0.3 dB; 48 data
+        symbols per OFDM symbol do not)."""
+        n_frames, n_pay = X.shape[:2]
+        flat = X.reshape(n_frames, -1)
         if modem.order <= 4:                         # BPSK/QPSK: the decision is the sign pattern
             dec = np.sign(flat.real) if modem.order == 2 else np.sign(flat.real) + 1j * np.sign(flat.imag)
             dec = dec.astype(np.complex64)
-            dec[n_sym:] = 0
+            dec[:, n_sym:] = 0
         else:
             dec = np.zeros_like(flat)
-            dec[:n_sym] = modem.constellation[modem.demodulate_hard(flat[:n_sym])
-                                              .reshape(-1, modem.bits_per_symbol)
-                                              @ (1 << np.arange(modem.bits_per_symbol - 1, -1, -1))]
-        c = (X * np.conj(dec.reshape(X.shape)) * h2[None, :]).sum(axis=1)
-        a = np.angle(c.sum())
-        ang = np.angle(c * np.exp(-1j * a))
+            dec[:, :n_sym] = modem.constellation[modem.demodulate_hard(flat[:, :n_sym])
+                                                 .reshape(n_frames, -1, modem.bits_per_symbol)
+                                                 @ (1 << np.arange(modem.bits_per_symbol - 1, -1, -1))]
+        c = (X * np.conj(dec.reshape(X.shape)) * h2[:, None, :]).sum(axis=2)         # [F, n_pay]
+        a = np.angle(c.sum(axis=1))
+        ang = np.angle(c * np.exp(-1j * a)[:, None])
         wgt = np.abs(c)
-        s_idx = np.arange(X.shape[0], dtype=np.float64)
-        sc = s_idx - (wgt @ s_idx) / max(wgt.sum(), 1e-30)
-        b = float((wgt * sc) @ ang / max((wgt * sc) @ sc, 1e-30)) if X.shape[0] > 1 else 0.0
-        return X * _cis(-(a + b * sc))[:, None]
+        s_idx = np.arange(n_pay, dtype=np.float64)
+        sc = s_idx[None, :] - ((wgt @ s_idx) / np.maximum(wgt.sum(axis=1), 1e-30))[:, None]
+        if n_pay > 1:
+            b = ((wgt * sc) * ang).sum(axis=1) / np.maximum(((wgt * sc) * sc).sum(axis=1), 1e-30)
+        else:
+            b = np.zeros(n_frames)
+        return X * _cis(-(a[:, None] + b[:, None] * sc))[:, :, None]
 
-    def _hdr_phase(self, acq: _Acq) -> np.ndarray:
+    def _payload_fft_phase(self, acqs: list[_Acq], first: int, n_sym: int) -> tuple[None, np.ndarray]:
+        """Only the residual phase float64 [F, n_sym] of :meth:`_payload_fft` (for symbols already transformed)."""
         cfg, fmt = self.cfg, self.fmt
-        starts = acq.start + fmt.preamble_len + np.arange(fmt.n_hdr_symbols) * cfg.symbol_len \
-            + (cfg.cp_len - self.backoff)
-        return (2 * np.pi * acq.eps / cfg.fft_size) * (starts - acq.ref)
+        off = cfg.cp_len - self.backoff
+        eps = np.array([acq.eps for acq in acqs])
+        rel = np.array([acq.start - acq.ref for acq in acqs])
+        starts = rel[:, None] + (fmt.preamble_len + (first + np.arange(n_sym)) * cfg.symbol_len + off)[None, :]
+        return None, (2 * np.pi * eps / cfg.fft_size)[:, None] * starts
+
+    def _pilot_phase(self, Hp: np.ndarray, Yp: np.ndarray, smooth: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-symbol common phase and phase slope (rad per subcarrier) of F frames from their pilot columns ``Yp``
+        complex64 [F, n_sym, n_p] (symbol 0 = first header symbol; residual CFO phase already removed) and pilot
+        channels ``Hp`` complex64 [F, n_p]: float64 [F, n_sym] x 2.
+
+        Model: phase(s, k) = a + b s + d (s - s_lts) k - a residual CFO makes the common phase linear in the symbol
+        index s; a sampling-clock offset makes the slope across subcarriers grow linearly from zero at the LTS. The
+        pilot phases (after removing the mean phase increment per symbol, so they do not wrap) are fitted by least
+        squares over the whole frame, averaging the pilot noise over all n_sym * n_p pilots; d is kept only when
+        significant (3 sigma). With ``smooth`` >= 3 the residual common phase is
+        additionally tracked by a centered moving average over ``smooth`` symbols (for phase noise; costs noise).
+        """
+        n_frames, n_sym = Yp.shape[:2]
+        z = Yp * np.conj(self.fmt.pilot_block(0, n_sym)[None, :, :] * Hp[:, None, :])
+        s_idx = np.arange(n_sym, dtype=np.float64)
+        if n_sym > 1:
+            drift = np.angle((np.conj(z[:, :-1]) * z[:, 1:]).sum(axis=(1, 2)))
+        else:
+            drift = np.zeros(n_frames)
+        z = z * _cis(-drift[:, None] * s_idx)[:, :, None]
+        theta0 = np.angle(z.sum(axis=(1, 2)))
+        phi = np.angle(z * np.exp(-1j * theta0).astype(np.complex64)[:, None, None])      # [F, n_sym, n_p], small
+        kp = self._kp
+        # common phase: a + b s (least squares over all pilots of the frame)
+        sc = s_idx - s_idx.mean()
+        w_s = phi.mean(axis=2)
+        b = (w_s @ sc) / (sc @ sc) if n_sym > 1 else np.zeros(n_frames)
+        cpe = w_s.mean(axis=1)[:, None] + b[:, None] * sc[None, :]
+        # slope across subcarriers: d (s - s_ref) k, zero at the LTS (where the channel was estimated; 1.5 symbols
+        # before the first header symbol), kept only where it is significant (> 3 sigma) - four pilots per symbol
+        # cannot afford free per-symbol slopes at low SNR
+        u = (s_idx + 1.5)[:, None] * kp[None, :]
+        resid = phi - cpe[:, :, None]
+        uu = float(np.sum(u * u))
+        d = (resid * u).sum(axis=(1, 2)) / uu
+        var_phi = ((resid - d[:, None, None] * u) ** 2).mean(axis=(1, 2))
+        d = np.where(d * d * uu < 9.0 * var_phi, 0.0, d)
+        slope = d[:, None] * (s_idx + 1.5)[None, :]
+        if smooth > 1 and n_sym > 1:
+            res = (z * _cis(-(theta0[:, None, None] + cpe[:, :, None] + slope[:, :, None] * kp))).sum(axis=2)
+            c = np.concatenate([np.zeros((n_frames, 1), res.dtype), np.cumsum(res, axis=1)], axis=1)
+            h = smooth // 2
+            idx = np.arange(n_sym)
+            res = c[:, np.minimum(idx + h + 1, n_sym)] - c[:, np.maximum(idx - h, 0)]
+            cpe = cpe + np.angle(res)
+        return theta0[:, None] + drift[:, None] * s_idx + cpe - slope * self._kp_mean, slope
