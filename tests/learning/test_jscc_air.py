@@ -62,16 +62,23 @@ def test_in_process_air_matches_symbol_level(shipped, cifar8):
 
 
 def test_zmq_air_matches_symbol_level(shipped, cifar8):
-    """The same over the ZeroMQ broker (in-process broker thread, two ZmqRadio endpoints on 127.0.0.1:0)."""
+    """The same over the ZeroMQ broker (in-process broker thread, two ZmqRadio endpoints on 127.0.0.1:0), averaged
+    over five multipath realizations (air seeds 4..8, 4 images each): mean gap to the symbol-level simulation at the
+    same measured SNR < 1 dB, and no single realization more than 1.5 dB off (a deep fade leaves a non-white error
+    that the AWGN-trained decoder handles worse than white noise of the same power)."""
     from radio.air import Air
     from radio.zmq_air import BrokerConfig, ChannelBroker, ZmqRadio
 
-    air = Air(20e6, 2.4e9, seed=4, default_link=MULTIPATH, default_noise_power=0.1)
-    with ChannelBroker(air, BrokerConfig(endpoints=["t", "r"]), bind="tcp://127.0.0.1:0") as b, \
-            ZmqRadio(b.endpoint, "t") as tx, ZmqRadio(b.endpoint, "r") as rx:
-        link = RadioLink(tx, rx, OfdmConfig.preset("wifi64"))
-        psnr_air, psnr_sym, _ = _compare_with_symbol_level(shipped, cifar8[:4], link)
-    assert abs(psnr_air - psnr_sym) < 1.0, (psnr_air, psnr_sym)
+    gaps = []
+    for seed in range(4, 9):
+        air = Air(20e6, 2.4e9, seed=seed, default_link=MULTIPATH, default_noise_power=0.1)
+        with ChannelBroker(air, BrokerConfig(endpoints=["t", "r"]), bind="tcp://127.0.0.1:0") as b, \
+                ZmqRadio(b.endpoint, "t") as tx, ZmqRadio(b.endpoint, "r") as rx:
+            link = RadioLink(tx, rx, OfdmConfig.preset("wifi64"))
+            psnr_air, psnr_sym, _ = _compare_with_symbol_level(shipped, cifar8[:4], link)
+        gaps.append(psnr_sym - psnr_air)
+    assert abs(np.mean(gaps)) < 1.0, gaps
+    assert max(abs(g) for g in gaps) < 1.5, gaps
 
 
 def test_lost_and_nan_frames_are_reported_and_skipped(shipped, cifar8):
