@@ -204,6 +204,11 @@ class Receiver:
     decision_directed : bool
         Digital payloads: refine the common phase with the data decisions after pilot tracking (default True;
         applied when the estimated SNR is below 10 dB, where the pilots alone leave a costly phase error).
+    defer_decode : bool
+        LDPC-coded digital frames are returned undecoded: ``payload`` None, ``crc_ok`` False and
+        ``extra["llr"]`` float32 [n_coded_bits] holding the coded-bit LLRs; :func:`decode_frames` then decodes many
+        such frames - from this and other receivers - in one batched LDPC call per payload shape (their CRC failures
+        are not counted in ``stats``). Uncoded and analog frames are unaffected. Default False.
     genie : dict | None
         Test hook: ``{"channel": complex [N] per FFT bin or scalar, "noise_var": float, "cfo_hz": float,
         "frame_starts": int array}``; the receiver then uses these instead of its estimates (timing: the nearest true
@@ -215,7 +220,7 @@ class Receiver:
     def __init__(self, cfg: OfdmConfig, false_alarm_rate: float = 1e-4, *, equalizer: str = "mmse",
                  fa_window: int = 4096, detect_pfa: float = 1e-5, max_cfo_subcarriers: float = 2.0,
                  pilot_smoothing: int = 1, max_payload_symbols: int = 1 << 16, tap_threshold: float = 9.0,
-                 decision_directed: bool = True, genie: dict | None = None):
+                 decision_directed: bool = True, defer_decode: bool = False, genie: dict | None = None):
         if not isinstance(cfg, OfdmConfig):
             raise TypeError(f"cfg must be an OfdmConfig, got {type(cfg).__name__}")
         if not 0 < false_alarm_rate < 1:
@@ -235,6 +240,7 @@ class Receiver:
         self.max_payload_symbols = int(max_payload_symbols)
         self.genie = genie
         self.decision_directed = bool(decision_directed)
+        self.defer_decode = bool(defer_decode)
         self.detector = SchmidlCoxDetector(cfg, detect_pfa)
         n, cp = cfg.fft_size, cfg.cp_len
         self.search = cp                      # fine-timing search ±cp around the coarse estimate
@@ -752,6 +758,7 @@ class Receiver:
         nvr = [None] * n_frames
         payload = [None] * n_frames
         crc_ok = [True] * n_frames
+        extra = [{} for _ in range(n_frames)]
         if hdr.kind == "analog":
             from phy.analog import AnalogMapper
             mapper = AnalogMapper()
@@ -763,37 +770,41 @@ class Receiver:
                     self.stats["payload_error"] += 1
                     crc_ok[f] = False
         else:
-            payload, crc_ok = self._decode_digital(hdr, X, nv, n_bits)
+            payload, crc_ok, extra = self._decode_digital(hdr, X, nv, n_bits)
         return [RxFrame(t_start=self._t0 + acq.start, seq=acq.header.seq, kind=hdr.kind, values=values[f],
                         noise_var=nvr[f], payload=payload[f], crc_ok=crc_ok[f],
                         snr_db=float(10 * np.log10(acq.snr)), cfo_hz=acq.eps * cfg.subcarrier_spacing,
                         symbols=X[f], symbol_noise_var=nv[f],
                         channel=(acq.H * self._backoff_phase).astype(np.complex64), header=acq.header,
-                        n_samples=fmt.frame_len(n_pay), noise_power=acq.sigma2)
+                        n_samples=fmt.frame_len(n_pay), noise_power=acq.sigma2, extra=extra[f])
                 for f, acq in enumerate(acqs)]
 
     def _decode_digital(self, hdr: FrameHeader, X: np.ndarray, nv: np.ndarray, n_bits: int
-                        ) -> tuple[list, list]:
-        """LLRs and payload decoding of F digital frames (X complex64 [F, n_sym], nv float32 [F, n_sym]) in one call;
-        a frame with bad values (non-finite) is counted as a payload error on its own."""
+                        ) -> tuple[list, list, list]:
+        """LLRs and payload decoding of F digital frames (X complex64 [F, n_sym], nv float32 [F, n_sym]) in one call:
+        (payloads, crc_ok, extra dicts) per frame; a frame with bad values (non-finite) is counted as a payload error
+        on its own. With ``defer_decode`` coded frames keep their LLRs in the extra dict instead."""
         codec, modem = _codec(hdr.modem, hdr.code_rate), _modem(hdr.modem)
         n_frames = X.shape[0]
         try:
             llr = modem.demodulate_llr(X, nv)[:, :n_bits]
+            if self.defer_decode and hdr.code_rate is not None:
+                return [None] * n_frames, [False] * n_frames, [{"llr": row} for row in llr]
             data, ok = codec.decode_batch(llr, hdr.length)
             payload, crc_ok = [row.tobytes() for row in data], [bool(v) for v in ok]
         except ValueError:
             if n_frames == 1:
                 self.stats["payload_error"] += 1
-                return [None], [False]
-            payload, crc_ok = [], []
+                return [None], [False], [{}]
+            payload, crc_ok, extra = [], [], []
             for f in range(n_frames):
-                p, c = self._decode_digital(hdr, X[f:f + 1], nv[f:f + 1], n_bits)
+                p, c, e = self._decode_digital(hdr, X[f:f + 1], nv[f:f + 1], n_bits)
                 payload += p
                 crc_ok += c
-            return payload, crc_ok
+                extra += e
+            return payload, crc_ok, extra
         self.stats["payload_crc_fail"] += crc_ok.count(False)
-        return payload, crc_ok
+        return payload, crc_ok, [{} for _ in range(n_frames)]
 
     @staticmethod
     def _dd_phase(X: np.ndarray, h2: np.ndarray, modem, n_sym: int) -> np.ndarray:
@@ -880,3 +891,38 @@ class Receiver:
             res = c[:, np.minimum(idx + h + 1, n_sym)] - c[:, np.maximum(idx - h, 0)]
             cpe = cpe + np.angle(res)
         return theta0[:, None] + drift[:, None] * s_idx + cpe - slope * self._kp_mean, slope
+
+
+def decode_frames(frames) -> int:
+    """Decode frames returned by receivers made with ``defer_decode=True``: one batched LDPC call
+    (:meth:`DigitalCodec.decode_batch`) per payload shape (modulation, code rate, length) over all given frames, e.g.
+    the same broadcast frame as received by K devices.
+
+    frames : iterable of :class:`RxFrame` (others, and frames already decoded, are skipped). Each frame with
+    ``extra["llr"]`` gets ``payload`` (bytes) and ``crc_ok`` filled in place and its LLRs removed. Returns the number
+    of frames decoded. The result per frame is exactly that of decoding it alone.
+    """
+    groups: dict[tuple, list[RxFrame]] = {}
+    for fr in frames:
+        if isinstance(fr, RxFrame) and fr.kind == "digital" and "llr" in fr.extra:
+            h = fr.header
+            groups.setdefault((h.modem, h.code_rate, h.length), []).append(fr)
+    for (modem, rate, length), group in groups.items():
+        codec = _codec(modem, rate)
+        try:
+            data, ok = codec.decode_batch(np.stack([fr.extra["llr"] for fr in group]), length)
+        except ValueError:       # only one frame's bad LLRs: decode one by one, that frame fails alone
+            data, ok = [], []
+            for fr in group:
+                try:
+                    d, o = codec.decode_batch(fr.extra["llr"][None, :], length)
+                    data.append(d[0])
+                    ok.append(bool(o[0]))
+                except ValueError:
+                    data.append(None)
+                    ok.append(False)
+        for fr, d, o in zip(group, data, ok):
+            fr.payload = None if d is None else d.tobytes()
+            fr.crc_ok = bool(o)
+            del fr.extra["llr"]
+    return sum(len(g) for g in groups.values())
