@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if command -v apt-get >/dev/null 2>&1 && [ -z "${OTALAB_SKIP_APT:-}" ]; then
   need=()
-  for pkg in python3-venv python3-uhd libiio0; do
+  for pkg in python3-venv python3-uhd libiio0 libiio-utils; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then
