@@ -268,6 +268,8 @@ class Receiver:
         self._used_mask[cfg.used_bins] = 1.0
         self.tap_threshold = float(tap_threshold)
         self._m2n = np.arange(2 * n, dtype=np.float64)
+        self._hdr_offsets = self.fmt.preamble_len + np.arange(self.fmt.n_hdr_symbols) * cfg.symbol_len \
+            + (cp - self.backoff)
         self._m_seg = np.arange(2 * n + 2 * self.search, dtype=np.float64)
         self._int_templates: dict[int, np.ndarray] = {}
         kp = np.asarray(cfg.pilot_subcarriers, dtype=np.float64)
@@ -521,11 +523,17 @@ class Receiver:
         r = self._buf[a:a + 2 * n + cp]
         eps_f = np.angle(np.vdot(r[:n + cp], r[n:])) / (2 * np.pi)
         eps = float(eps_f + round(e - eps_f))
-        # channel estimate from the two LTS looks (FFT windows b samples inside the CP)
+        # channel estimate from the two LTS looks (FFT windows b samples inside the CP); the header symbols go
+        # through the same FFT call (same window offset and within-window CFO rotation)
         lts0 = start + sl + 2 * cp - self.backoff
-        w = self._buf[lts0:lts0 + 2 * n].reshape(2, n) * _cis(self._phase_n * eps)[None, :]
-        Y = _fft.fft(w, axis=1, norm="ortho")
-        Y[1] *= np.complex64(np.exp(-2j * np.pi * eps * n / n))
+        n_hdr = self.fmt.n_hdr_symbols
+        w = np.empty((2 + n_hdr, n), np.complex64)
+        w[:2] = self._buf[lts0:lts0 + 2 * n].reshape(2, n)
+        h0 = start + self.fmt.preamble_len
+        w[2:] = self._buf[h0:h0 + n_hdr * sl].reshape(n_hdr, sl)[:, cp - self.backoff:cp - self.backoff + n]
+        w *= _cis(self._phase_n * eps)[None, :]
+        Y = _fft.fft(w, axis=1, norm="ortho", overwrite_x=True)
+        Y[1] *= np.complex64(cmath.exp(-2j * np.pi * eps))
         Yu = Y[:, cfg.used_bins]
         d = Yu[0] - Yu[1]
         sigma2 = float((d.real @ d.real + d.imag @ d.imag) / (2 * d.size))
@@ -554,7 +562,7 @@ class Receiver:
         # reference phase: the first LTS FFT window; symbol windows get exp(-j 2 pi eps (t - lts0) / N)
         return _Acq(start=start, eps=eps, H=H, sigma2=sigma2,
                     err_var=(sigma2 / 2 * n_taps / cfg.n_used) * self._used_mask, snr=snr,
-                    ref=lts0)
+                    ref=lts0, y_hdr=Y[2:])
 
     def _lts_template(self, k: int) -> np.ndarray:
         """conj(LTS pair template rotated by k subcarriers), complex64 [2N], for np.correlate; cached."""
@@ -633,7 +641,10 @@ class Receiver:
     def _decode_header(self, acq: _Acq):
         """Header fields (or None) and the header FFT (reused for pilot smoothing)."""
         cfg, fmt = self.cfg, self.fmt
-        Y, ph = self._symbols_fft(acq, 0, fmt.n_hdr_symbols)
+        if acq.y_hdr is None:
+            Y, ph = self._symbols_fft(acq, 0, fmt.n_hdr_symbols)
+        else:                                   # transformed with the LTS in _acquire
+            Y, ph = acq.y_hdr, (2 * np.pi * acq.eps / cfg.fft_size) * ((acq.start - acq.ref) + self._hdr_offsets)
         Yd = Y[:, cfg.data_bins]
         if acq.genie:
             Yd *= _cis(-ph)[:, None]
