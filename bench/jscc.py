@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lab.bench_jscc import main  # noqa: E402
+from lab.bench_jscc import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

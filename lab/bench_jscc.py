@@ -47,7 +47,12 @@ def main(argv: list[str] | None = None) -> dict:
     from learning.jscc.baselines import CODECS
     from learning.jscc.checkpoint import load_checkpoint
     from learning.jscc.data import load_cifar10, to_tensor, to_uint8
-    from learning.jscc.digital import choose_mcs, decode_payload, encode_for_budget, max_payload_bytes
+    from learning.jscc.digital import (
+        choose_mcs,
+        decode_payload,
+        encode_for_budget,
+        max_payload_bytes,
+    )
     from phy.fec import DigitalCodec
     from phy.modulation import QamModem
 

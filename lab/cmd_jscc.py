@@ -9,7 +9,6 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -32,22 +31,22 @@ def register(app: typer.Typer) -> None:
         out_dir: Path = typer.Option(..., "--out-dir", help="where last.pt, best.pt and log.jsonl go"),
         model: str = typer.Option("adjscc", help="model: adjscc (SNR-adaptive) or bourtsoulatze (reference)"),
         ratio: str = typer.Option("1/6", help="bandwidth ratio k/n (c/96)"),
-        filters: Optional[str] = typer.Option(None, help="4 hidden channel counts, e.g. 32,64,64,64"),
+        filters: str | None = typer.Option(None, help="4 hidden channel counts, e.g. 32,64,64,64"),
         channel: str = typer.Option("awgn", help="training channel: awgn, rayleigh, ofdm"),
-        snr_db: Optional[float] = typer.Option(None, help="train at this one SNR (reference models)"),
+        snr_db: float | None = typer.Option(None, help="train at this one SNR (reference models)"),
         snr_min_db: float = typer.Option(0.0, help="SNR range for SNR-adaptive training"),
         snr_max_db: float = typer.Option(20.0),
         steps: int = typer.Option(20000, help="optimizer steps (cosine learning-rate schedule over them)"),
         batch_size: int = typer.Option(64),
         lr: float = typer.Option(1e-3),
         seed: int = typer.Option(0),
-        data_dir: Optional[Path] = typer.Option(None, help="directory with cifar10.npz or cifar-10-batches-py/"),
-        train_images: Optional[int] = typer.Option(None, help="use only the first N training images"),
+        data_dir: Path | None = typer.Option(None, help="directory with cifar10.npz or cifar-10-batches-py/"),
+        train_images: int | None = typer.Option(None, help="use only the first N training images"),
         val_images: int = typer.Option(1000, help="validation images held out from the end of the train split"),
         eval_every: int = typer.Option(1000),
         ckpt_every: int = typer.Option(250),
         threads: int = typer.Option(1, help="torch CPU threads"),
-        time_limit_min: Optional[float] = typer.Option(None, help="stop with a checkpoint after this many minutes"),
+        time_limit_min: float | None = typer.Option(None, help="stop with a checkpoint after this many minutes"),
         resume: bool = typer.Option(True, help="resume from OUT_DIR/last.pt if present"),
         progress: bool = typer.Option(True, help="show a progress bar"),
     ):
@@ -78,17 +77,17 @@ def register(app: typer.Typer) -> None:
         n_images: int = typer.Option(200, help="first N CIFAR-10 test images"),
         channel: str = typer.Option("awgn", help="simulated channel: awgn, rayleigh, ofdm"),
         baselines: str = typer.Option("separation", help="comma-separated: separation, none"),
-        codecs: Optional[str] = typer.Option(None, help="codecs for the separation bound (default: all available)"),
-        baseline_images: Optional[int] = typer.Option(None, help="separation bound on the first N images only "
+        codecs: str | None = typer.Option(None, help="codecs for the separation bound (default: all available)"),
+        baseline_images: int | None = typer.Option(None, help="separation bound on the first N images only "
                                                                  "(default: all; it costs ~1 s per image)"),
         digital_images: int = typer.Option(0, help="also run the real digital chain (codec+LDPC+QAM+OFDM through "
                                                    "phy's receiver on the in-process AWGN air) on the first N images"),
-        ratio: Optional[str] = typer.Option(None, help="expected bandwidth ratio of every checkpoint, e.g. 1/6"),
-        data_dir: Optional[Path] = typer.Option(None),
+        ratio: str | None = typer.Option(None, help="expected bandwidth ratio of every checkpoint, e.g. 1/6"),
+        data_dir: Path | None = typer.Option(None),
         include: list[Path] = typer.Option([], "--include", help="merge the results of an earlier eval JSON "
                                                                    "(e.g. baselines computed once)"),
         out: Path = typer.Option(Path("results/jscc_eval.json"), help="JSON results"),
-        plot: Optional[Path] = typer.Option(None, help="PNG plot (default: OUT with .png)"),
+        plot: Path | None = typer.Option(None, help="PNG plot (default: OUT with .png)"),
         seed: int = typer.Option(0),
         threads: int = typer.Option(1),
     ):
@@ -99,7 +98,12 @@ def register(app: typer.Typer) -> None:
 
         from learning.jscc.checkpoint import CheckpointError, load_checkpoint
         from learning.jscc.data import DataNotFoundError, load_cifar10
-        from learning.jscc.evaluate import evaluate_model, evaluate_separation, plot_results, save_results
+        from learning.jscc.evaluate import (
+            evaluate_model,
+            evaluate_separation,
+            plot_results,
+            save_results,
+        )
 
         torch.set_num_threads(threads)
         try:
@@ -140,17 +144,17 @@ def register(app: typer.Typer) -> None:
 
     @jscc.command("send")
     def send_cmd(
-        config: Optional[Path] = typer.Option(None, "--config", help="bench config (hw_configs/*.yaml)"),
+        config: Path | None = typer.Option(None, "--config", help="bench config (hw_configs/*.yaml)"),
         set_: list[str] = typer.Option([], "--set", help="override a config key, e.g. air.snr_db=5"),
         images: list[Path] = typer.Option([], "--images", help="image files (cropped to multiples of 4)"),
         cifar: int = typer.Option(4, help="when no --images/--photo: the first N CIFAR-10 test images"),
         photo: list[str] = typer.Option([], "--photo", help="scikit-image sample photo(s): astronaut, chelsea, ..."),
         checkpoint: Path = typer.Option(DEFAULT_CHECKPOINT, "--checkpoint", "-c"),
-        snr_db: Optional[float] = typer.Option(None, help="SNR the encoder (and the digital MCS) is set for; "
+        snr_db: float | None = typer.Option(None, help="SNR the encoder (and the digital MCS) is set for; "
                                                           "default: air.snr_db of the config, else 10"),
         digital: bool = typer.Option(True, help="also send the image with the digital chain (codec+LDPC+QAM)"),
         symbol_level: bool = typer.Option(False, help="skip the radio: symbol-level AWGN at --snr-db"),
-        data_dir: Optional[Path] = typer.Option(None),
+        data_dir: Path | None = typer.Option(None),
         out_dir: Path = typer.Option(Path("results/jscc_send"), help="side-by-side PNG and JSON go here"),
         json_out: bool = typer.Option(False, "--json", help="print the JSON record to stdout"),
         threads: int = typer.Option(1),
@@ -162,10 +166,22 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from lab.config import ConfigError, load_config
-        from lab.jscc_air import (DigitalRadioLink, RadioLink, SymbolLink, json_records, open_radio_pair,
-                                  send_images, side_by_side)
+        from lab.jscc_air import (
+            DigitalRadioLink,
+            RadioLink,
+            SymbolLink,
+            json_records,
+            open_radio_pair,
+            send_images,
+            side_by_side,
+        )
         from learning.jscc.checkpoint import CheckpointError, load_checkpoint
-        from learning.jscc.data import DataNotFoundError, load_cifar10, load_image_file, load_sample_photo
+        from learning.jscc.data import (
+            DataNotFoundError,
+            load_cifar10,
+            load_image_file,
+            load_sample_photo,
+        )
 
         torch.set_num_threads(threads)
         try:

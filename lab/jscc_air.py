@@ -168,7 +168,11 @@ class DigitalRadioLink:
 
     def __call__(self, images: np.ndarray, ratio: float) -> list[tuple[np.ndarray, dict]]:
         """images uint8 [N, H, W, 3] -> per image (received image, info); ``ratio`` k/n sets the channel uses."""
-        from learning.jscc.digital import decode_payload, encode_for_budget, max_payload_bytes
+        from learning.jscc.digital import (
+            decode_payload,
+            encode_for_budget,
+            max_payload_bytes,
+        )
 
         out: list = [None] * len(images)
         sends = []

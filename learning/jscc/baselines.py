@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -22,7 +22,12 @@ from pathlib import Path
 
 import torch
 
-from learning.jscc.models import JsccModel, build_model, channels_for_ratio, ratio_string
+from learning.jscc.models import (
+    JsccModel,
+    build_model,
+    channels_for_ratio,
+    ratio_string,
+)
 
 FORMAT = "otalab-jscc/1"
 

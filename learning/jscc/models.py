@@ -22,15 +22,15 @@ Symbol convention (shared with ``phy.analog.AnalogMapper``): the latent ``z`` of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Callable
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 #: registry name -> model class
-MODELS: dict[str, type["JsccModel"]] = {}
+MODELS: dict[str, type[JsccModel]] = {}
 
 
 def register_model(name: str) -> Callable[[type], type]:
@@ -293,5 +293,18 @@ def psnr_db(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(1.0 / mse)
 
 
-__all__ = ["MODELS", "register_model", "build_model", "JsccModel", "BourtsoulatzeJSCC", "AdaptiveJSCC", "GDN",
-           "AttentionFeature", "power_normalize", "channels_for_ratio", "ratio_string", "count_parameters", "psnr_db"]
+__all__ = [
+    "GDN",
+    "MODELS",
+    "AdaptiveJSCC",
+    "AttentionFeature",
+    "BourtsoulatzeJSCC",
+    "JsccModel",
+    "build_model",
+    "channels_for_ratio",
+    "count_parameters",
+    "power_normalize",
+    "psnr_db",
+    "ratio_string",
+    "register_model",
+]

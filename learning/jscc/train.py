@@ -21,16 +21,27 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from learning.jscc.channels import build_channel
-from learning.jscc.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from learning.jscc.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from learning.jscc.data import load_cifar10, to_tensor
-from learning.jscc.models import build_model, channels_for_ratio, count_parameters, psnr_db, ratio_string
+from learning.jscc.models import (
+    build_model,
+    channels_for_ratio,
+    count_parameters,
+    psnr_db,
+    ratio_string,
+)
 
 
 @dataclasses.dataclass
@@ -118,7 +129,13 @@ def _batch_indices(cfg: TrainConfig, n: int, step: int) -> np.ndarray:
 def _progress(cfg: TrainConfig, start: int):
     if not cfg.progress:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     prog = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     TextColumn("{task.fields[info]}"), transient=False)

@@ -133,7 +133,11 @@ def test_digital_chain_delivers_then_falls_off_the_cliff(cifar8):
     exactly the codec's; forcing that MCS at 5 dB fails every CRC and the receiver shows the mean colour (the cliff)."""
     from lab.jscc_air import DigitalRadioLink
     from learning.jscc.baselines import MEAN_RGB
-    from learning.jscc.digital import decode_payload, encode_for_budget, max_payload_bytes
+    from learning.jscc.digital import (
+        decode_payload,
+        encode_for_budget,
+        max_payload_bytes,
+    )
     from radio.loopback import loopback_pair
 
     imgs = cifar8[:2]

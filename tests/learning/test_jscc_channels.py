@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from learning.jscc.channels import (AwgnChannel, OfdmChannel, RayleighBlockChannel, build_channel, measured_snr_db)
+from learning.jscc.channels import (
+    AwgnChannel,
+    OfdmChannel,
+    RayleighBlockChannel,
+    build_channel,
+    measured_snr_db,
+)
 from learning.jscc.models import power_normalize
 
 

@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from learning.jscc import data as jdata
-from learning.jscc.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from learning.jscc.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from learning.jscc.models import build_model
 
 

@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from learning.jscc.channels import AwgnChannel
-from learning.jscc.models import (GDN, MODELS, build_model, channels_for_ratio, power_normalize, psnr_db,
-                                  ratio_string)
+from learning.jscc.models import (
+    GDN,
+    MODELS,
+    build_model,
+    channels_for_ratio,
+    power_normalize,
+    psnr_db,
+    ratio_string,
+)
 
 SMALL = (4, 8, 8, 8)
 

@@ -27,7 +27,7 @@ def test_resume_after_crash_is_identical(tmp_path):
     """Run A trains 8 steps straight; run B crashes after step 5 (last checkpoint at step 3) and resumes: the final
     weights, Adam state and validation log agree exactly (batch order, SNRs and noise are checkpointed)."""
     make_fake_cifar(tmp_path, "npz", n_train=72)
-    quiet = lambda msg: None  # noqa: E731
+    quiet = lambda msg: None
     train(_cfg(tmp_path, "a"), log=quiet)
 
     def crash(step):
