@@ -4,7 +4,7 @@
 benchmark once per partition, as it does not depend on the power), writes one JSON per run, an accuracy-vs-round PNG
 comparing the schemes and prints a table. Runs resume from their checkpoints. ``--radio loopback`` (or a loopback
 ``hw_configs`` YAML) replaces the symbol-level channel by sync's over-the-air sum on the simulated air
-(:mod:`lab.feel_radio`). ``otalab feel-plot`` redraws a PNG from JSON files. Heavy imports (torch, matplotlib) happen
+(:mod:`lab.ota_channel`). ``otalab feel-plot`` redraws a PNG from JSON files. Heavy imports (torch, matplotlib) happen
 inside the command functions.
 """
 
@@ -207,7 +207,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _radio_factory(radio: str, snr_db: float, seed: int, schemes: str):
-    """A channel factory ``(n_devices, s) -> RadioSumChannel`` for --radio loopback or a loopback YAML config."""
+    """A channel factory ``(n_devices, s, power) -> RadioSumChannel`` for --radio loopback or a loopback YAML config."""
     bad = sorted({s.strip() for s in schemes.split(",")} - {"analog", "uncoded"})
     if bad:
         _fail(f"--scheme {','.join(bad)} with --radio {radio}: the radio path carries superposed analog schemes "
@@ -216,9 +216,9 @@ def _radio_factory(radio: str, snr_db: float, seed: int, schemes: str):
         _fail("--radio zmq: FEEL over ZeroMQ endpoints needs one process per device and is not wired yet; use "
               "--radio loopback (same sync procedure on the in-process air)")
     if radio == "loopback":
-        def make(n_devices: int, s: int):
-            from lab.feel_radio import RadioSumChannel, loopback_session
-            return RadioSumChannel(loopback_session(n_devices, s, snr_db=snr_db, seed=seed), s)
+        def make(n_devices: int, s: int, power: float):
+            from lab.ota_channel import loopback_sum_channel
+            return loopback_sum_channel(n_devices, snr_db=snr_db, seed=seed, power=power, channel_uses=s)
         return make
     if radio.endswith((".yaml", ".yml")):
         from lab.config import ConfigError, load_config
@@ -230,32 +230,28 @@ def _radio_factory(radio: str, snr_db: float, seed: int, schemes: str):
             _fail(f"{radio}: radio.driver = {cfg.radio.driver!r}; FEEL runs over 'loopback' (simulated air) for now, "
                   f"hardware needs one radio per device")
 
-        def make_cfg(n_devices: int, s: int):
-            return _yaml_channel(cfg, n_devices, s, seed)
+        def make_cfg(n_devices: int, s: int, power: float):
+            return _yaml_channel(cfg, n_devices, s, power, seed)
         return make_cfg
     _fail(f"--radio {radio!r}: expected none, loopback, zmq or a hw_configs YAML file")
 
 
-def _yaml_channel(cfg, n_devices: int, s: int, seed: int):
+def _yaml_channel(cfg, n_devices: int, s: int, power: float, seed: int):
     """RadioSumChannel on an in-process Air built from a bench config's air/ofdm/sync sections."""
-    import math
+    import numpy as np
 
-    from lab.feel_radio import RadioSumChannel
+    from lab.ota_channel import radio_sum_channel
     from radio.air import Air
     from radio.loopback import LoopbackRadio
     from sync.config import SyncConfig
-    from sync.procedure import SyncSession
-    import numpy as np
     of = cfg.ofdm.to_config(cfg.radio.sample_rate)
     air = Air.from_config(cfg.air, cfg.radio.sample_rate, cfg.radio.center_freq)
     names = ["ps"] + [f"dev{i}" for i in range(n_devices)]
     for nm in names:
         air.add_endpoint(nm)
-    session = SyncSession(LoopbackRadio(air, "ps"), [LoopbackRadio(air, nm) for nm in names[1:]], of,
-                          cfg.sync or SyncConfig(), preambles=list(range(1, n_devices + 1)),
-                          data_symbols=math.ceil(s / (2 * of.n_data)), rng=np.random.default_rng([seed, 42]))
-    session.access()
-    return RadioSumChannel(session, s)
+    return radio_sum_channel(LoopbackRadio(air, "ps"), [LoopbackRadio(air, nm) for nm in names[1:]], of,
+                             cfg.sync or SyncConfig(), power=power, channel_uses=s,
+                             preambles=list(range(1, n_devices + 1)), rng=np.random.default_rng([seed, 42]))
 
 
 def _run_all(jobs_args: list[tuple], jobs: int, progress: bool, factory=None) -> list[dict]:

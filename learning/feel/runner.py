@@ -123,7 +123,7 @@ def git_revision() -> str:
 class FeelExperiment:
     """Holds every part of a run; :meth:`step` runs one round and returns its record.
 
-    channel: any :class:`SumChannel`, or a factory ``(n_devices, channel_uses) -> SumChannel`` (default:
+    channel: any :class:`SumChannel`, or a factory ``(n_devices, channel_uses, power) -> SumChannel`` (default:
     :class:`SymbolChannel` from the config).
     """
 
@@ -147,7 +147,7 @@ class FeelExperiment:
         self.fleet = DeviceFleet(torch.arange(cfg.devices), x, y, d, seed=cfg.seed)
         self.server = ParameterServer(self.model.initial(), cfg.optimizer, cfg.lr, cfg.explode_factor)
         if channel is not None and not isinstance(channel, SumChannel) and callable(channel):
-            channel = channel(cfg.devices, self.s)  # a factory: (n_devices, channel_uses) -> SumChannel
+            channel = channel(cfg.devices, self.s, cfg.power)  # a factory: (n_devices, s, P_t) -> SumChannel
         self.channel = channel or SymbolChannel(cfg.devices, cfg.noise_var, cfg.fading, cfg.threshold, cfg.seed,
                                                 cfg.symbol_rate)
         if self.channel.n_devices != cfg.devices:

@@ -1,4 +1,5 @@
-"""The FEEL radio path: the SumChannel protocol over sync's over-the-air sum on the in-process loopback air."""
+"""The FEEL radio path: the SumChannel protocol over sync's over-the-air sum on the in-process loopback air
+(lab.ota_channel, as `otalab feel --radio loopback` uses it)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,16 @@ pytest.importorskip("sync.procedure")
 
 @pytest.fixture(scope="module")
 def channel():
-    from lab.feel_radio import RadioSumChannel, loopback_session
-    return RadioSumChannel(loopback_session(3, 200, snr_db=25.0, seed=0), 200)
+    from lab.ota_channel import loopback_sum_channel
+    return loopback_sum_channel(3, snr_db=25.0, seed=0, profile="none", power=50.0, channel_uses=200)
 
 
 def test_radio_channel_superposes_with_the_reported_noise(channel):
-    """y = sum_m x_m + w: the measured error power matches the PS's noise estimate (sync's noise_var / alpha^2, per
-    real value / 2) within the chi-square spread of 200 values plus the estimate's own error (factor 2.5)."""
+    """y = sum_m x_m + w: the measured error power matches the channel's reported noise per real value within the
+    chi-square spread of 200 values plus the estimate's own error (factor 2.5)."""
     assert isinstance(channel, SumChannel)
     gen = torch.Generator().manual_seed(0)
-    x = 0.5 * torch.randn(3, 200, generator=gen)
+    x = 0.5 * torch.randn(3, 200, generator=gen)   # energy per device ≈ 50 = P_t
     rec = channel.transmit(x, channel.csi(0))
     err = float(((rec.y - x.sum(0)) ** 2).mean())
     assert math.isfinite(rec.noise_var) and 0.4 < err / rec.noise_var < 2.5
@@ -32,5 +33,5 @@ def test_radio_channel_superposes_with_the_reported_noise(channel):
 
 
 def test_radio_channel_validates_shapes(channel):
-    with pytest.raises(ValueError, match="expected \\[3, 200\\]"):
+    with pytest.raises(ValueError, match="n_devices=3"):
         channel.transmit(torch.zeros(2, 200), channel.csi(0))
