@@ -111,15 +111,18 @@ class PrachConfig:
 
     @classmethod
     def for_cell(cls, fft_size_data: int, used_fraction: float, sample_rate: float, max_rtt_samples: float,
-                 delay_spread_samples: float, oversampling: int = 16, n_roots: int = 12) -> "PrachConfig":
+                 delay_spread_samples: float, oversampling: int = 16, n_roots: int = 12,
+                 min_preambles: int = 0) -> "PrachConfig":
         """Size a PRACH for a cell: IFFT ``oversampling`` × the data FFT, ZC on the same used band, CP/guard/zone from
-        the largest round trip (2 × cell radius / c × fs) plus the delay spread."""
+        the largest round trip (2 × cell radius / c × fs) plus the delay spread; at least ``n_roots`` roots, more if
+        ``min_preambles`` preambles would not fit."""
         fft_size = fft_size_data * oversampling
         n_zc = largest_prime_at_most(max(3, int(fft_size * used_fraction)))
         need = int(math.ceil(max_rtt_samples + delay_spread_samples)) + 8
         cp = max(need, fft_size_data // 4)
         n_cs = min(fft_size, max(need + 8, 1))
         n_cs = fft_size // (fft_size // n_cs)  # equal zones
+        n_roots = max(n_roots, -(-min_preambles // (fft_size // n_cs)))
         rng = np.random.default_rng(n_zc)
         roots = tuple(sorted(int(r) for r in rng.choice(np.arange(1, n_zc), size=min(n_roots, n_zc - 1),
                                                           replace=False)))

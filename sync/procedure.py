@@ -127,7 +127,8 @@ class SyncSession:
         self.data_symbols = int(data_symbols)
         spread = ofdm.cp_len // 2 if max_delay_spread is None else int(max_delay_spread)
         self.prach = PrachConfig.for_cell(ofdm.fft_size, ofdm.n_used / ofdm.fft_size, self.fs,
-                                          cfg.max_rtt_samples(self.fs), spread, cfg.prach_oversampling)
+                                          cfg.max_rtt_samples(self.fs), spread, cfg.prach_oversampling,
+                                          min_preambles=self.k + 1)
         if self.k > self.prach.n_preambles:
             raise ValueError(f"{self.k} devices but only {self.prach.n_preambles} PRACH preambles")
         one_way = int(math.ceil(cfg.max_rtt_samples(self.fs) / 2))

@@ -20,12 +20,14 @@ import math
 
 import torch
 
-#: 802.11a/g (``wifi64``) data subcarrier indices: ±1..±26 without the pilots ±7, ±21 (48 subcarriers)
-WIFI64_DATA_SUBCARRIERS: tuple[int, ...] = tuple(
-    k for k in range(-26, 27) if k != 0 and abs(k) not in (7, 21))
+from phy.ofdm import OfdmConfig
+
+#: data subcarrier indices of phy's ``wifi64`` preset (the numerology the radio path uses)
+WIFI64_DATA_SUBCARRIERS: tuple[int, ...] = tuple(OfdmConfig.preset("wifi64").data_subcarriers)
 
 
 def _snr_vector(snr_db, batch: int, device) -> torch.Tensor:
+    """snr_db (a scalar or float[B], dB) as float32[B]; ValueError for other shapes."""
     t = torch.as_tensor(snr_db, dtype=torch.float32, device=device)
     if t.dim() == 0:
         t = t.expand(batch)

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from learning.jscc.channels import _snr_vector
+
 #: registry name -> model class
 MODELS: dict[str, type[JsccModel]] = {}
 
@@ -190,12 +192,7 @@ class JsccModel(nn.Module):
 def _snr_tensor(snr_db, batch: int, device) -> torch.Tensor:
     if snr_db is None:
         raise ValueError("snr_db is required by an SNR-adaptive model (float or float [B] in dB)")
-    t = torch.as_tensor(snr_db, dtype=torch.float32, device=device)
-    if t.dim() == 0:
-        t = t.expand(batch)
-    if t.shape != (batch,):
-        raise ValueError(f"snr_db shape {tuple(t.shape)}: expected a scalar or [{batch}]")
-    return t
+    return _snr_vector(snr_db, batch, device)
 
 
 @register_model("bourtsoulatze")
