@@ -65,6 +65,8 @@ from phy.ofdm import OfdmConfig, _fft
 #: decision-directed phase refinement is applied below this estimated linear SNR (10 dB)
 DD_MAX_SNR = 10.0
 #: detector metric chunk (positions) after a candidate, and its limit while nothing is found (doubling)
+#: most candidates acquired ahead in one batch
+SPECULATE_MAX = 64
 CHUNK_MIN, CHUNK_MAX = 768, 1 << 16
 
 STAT_KEYS = ("samples", "nonfinite_samples", "gaps", "candidates", "detected", "rejected", "header_crc_fail",
@@ -175,6 +177,7 @@ class _Acq:
     genie: bool = False
     ref: int = 0        # buffer index of the phase reference (first LTS FFT window)
     y_hdr: np.ndarray | None = None
+    hdr_done: bool = False  # header already decoded (batched acquisition)
     t_start: int = 0    # absolute time of ``start`` (buffer indices move when the buffer is trimmed)
 
 
@@ -271,7 +274,7 @@ class Receiver:
         self._hdr_offsets = self.fmt.preamble_len + np.arange(self.fmt.n_hdr_symbols) * cfg.symbol_len \
             + (cp - self.backoff)
         self._m_seg = np.arange(2 * n + 2 * self.search, dtype=np.float64)
-        self._int_templates: dict[int, np.ndarray] = {}
+        self._template_table = np.zeros((0, 2 * n), np.complex64)
         kp = np.asarray(cfg.pilot_subcarriers, dtype=np.float64)
         self._kp = kp - kp.mean()
         self._kp_mean = kp.mean()
@@ -297,6 +300,8 @@ class Receiver:
         self._failed: list[int] = []  # frame starts whose header failed recently (not re-counted)
         self._chunk = CHUNK_MIN  # detector metric positions computed per step (grows over noise)
         self._ready: list[tuple[_Acq, int]] = []  # complete frames (acquisition, payload symbols) to demodulate
+        self._spec: dict[int, tuple] = {}  # candidate time -> (P1, P2, _Acq | None, buffer t0) acquired ahead
+        self._len_guess = 0      # length of the last frame received (guess for the next one, see _speculate)
         self.stats = {k: 0 for k in STAT_KEYS}
 
     def flush(self) -> list[RxFrame]:
@@ -305,6 +310,7 @@ class Receiver:
             self.stats["truncated"] += 1
         self._pending = None
         self._cache = self._acq_cache = None
+        self._spec = {}
         self._buf = np.zeros(0, np.complex64)
         self._t0 = self._scan = self._next_t if self._next_t is not None else 0
         return []
@@ -340,6 +346,7 @@ class Receiver:
                         self.stats["truncated"] += 1
                 self._pending = None
                 self._cache = self._acq_cache = None
+                self._spec = {}
                 self._buf = x.copy()
                 self._t0 = self._scan = t0
             else:
@@ -432,7 +439,9 @@ class Receiver:
         cached = self._acq_cache
         if cached is not None and cached[0] == t_cand:
             _, acq, n_pay = cached
-            acq.start = acq.t_start - self._t0
+            shift = acq.t_start - self._t0 - acq.start       # the buffer was trimmed meanwhile
+            acq.start += shift
+            acq.ref += shift
         else:
             if i0 + fmt.preamble_len + fmt.header_len + self.search > self._buf.size:
                 return None
@@ -444,13 +453,14 @@ class Receiver:
             if t_acq in self._failed:        # this very preamble was already tried: keep scanning
                 return t_cand + cfg.cp_len + 1
             self.stats["detected"] += 1
-            hdr, y_hdr = self._decode_header(acq)
+            hdr, y_hdr = (acq.header, acq.y_hdr) if acq.hdr_done else self._decode_header(acq)
             if hdr is None or self._n_payload_ofdm(hdr) is None:
                 self.stats["header_crc_fail" if hdr is None else "header_invalid"] += 1
                 self._failed.append(t_acq)
                 del self._failed[:-8]
                 return t_cand + cfg.cp_len + 1
             n_pay = self._n_payload_ofdm(hdr)
+            self._len_guess = fmt.frame_len(n_pay)
             acq.header, acq.y_hdr, acq.t_start = hdr, y_hdr, self._t0 + acq.start
         end = acq.start + fmt.frame_len(n_pay)
         if end > self._buf.size:
@@ -476,102 +486,199 @@ class Receiver:
         return n_pay if n_pay <= self.max_payload_symbols else None
 
     def _acquire(self, i0: int, p1: complex, p2: complex) -> _Acq | None:
-        cfg = self.cfg
-        n, cp, sl = cfg.fft_size, cfg.cp_len, cfg.symbol_len
-        S = self.search
+        """Acquisition of the candidate at buffer index ``i0`` (None: not verified). Candidates are acquired in
+        batches (:meth:`_acquire_batch`, headers by :meth:`_decode_headers`): this one together with those that
+        would follow it if it is a frame (:meth:`_speculate`); the scan later takes theirs from ``self._spec`` when
+        it arrives at the same candidate with the same metric values."""
         if self.genie is not None:
             return self._genie_acquire(i0)
-        eps_a = cmath.phase(p1) / np.pi
-        eps_b = cmath.phase(p2) / (2 * np.pi)
-        # hypotheses eps_b + k for the integers k consistent with eps_a (ambiguous by 2) within the search range
-        ks = sorted({round(eps_a + 2 * j - eps_b)
-                     for j in range(-self._j_max, self._j_max + 1) if abs(eps_a + 2 * j) <= self.max_cfo + 1.0})
-        lo = i0 + sl + 2 * cp - S
-        if lo < 0:
-            return None
-        seg = self._buf[lo:lo + 2 * n + 2 * S]
-        if seg.size < 2 * n + 2 * S:
-            return None
+        hit = self._spec.pop(self._t0 + i0, None)
+        if hit is not None and hit[0] == p1 and hit[1] == p2:
+            acq, t0 = hit[2], hit[3]
+            if acq is not None:                 # buffer indices of that time -> now
+                acq.start += t0 - self._t0
+                acq.ref += t0 - self._t0
+            return acq
+        cands = [(i0, p1, p2)] + self._speculate(i0)
+        acqs = self._acquire_batch(cands)
+        self._decode_headers([a for a in acqs if a is not None])
+        self._spec = {self._t0 + c[0]: (c[1], c[2], a, self._t0) for c, a in zip(cands[1:], acqs[1:])}
+        return acqs[0]
+
+    def _acquire_batch(self, cands: list[tuple[int, complex, complex]]) -> list[_Acq | None]:
+        """Acquisition (see :meth:`_acquire`) of F candidates ``(buffer index, P1, P2)`` at once; each result is
+        the one the candidate gets alone (every array below has a leading candidate axis). Verified candidates also
+        carry their header symbols' FFT in ``y_hdr`` (the header follows in :meth:`_decode_headers`)."""
+        cfg, fmt = self.cfg, self.fmt
+        n, cp, sl, S = cfg.fft_size, cfg.cp_len, cfg.symbol_len, self.search
+        out: list[_Acq | None] = [None] * len(cands)
+        seg_len = 2 * n + 2 * S
+        ok = [f for f, (i0, _, _) in enumerate(cands)
+              if i0 + sl + 2 * cp - S >= 0 and i0 + sl + 2 * cp - S + seg_len <= self._buf.size]
+        if not ok:
+            return out
+        i0s = np.array([cands[f][0] for f in ok])
+        eps_b = np.array([cmath.phase(cands[f][2]) / (2 * np.pi) for f in ok])
+        # hypotheses eps_b + k for the integers k consistent with eps_a (ambiguous by 2) within the search range;
+        # shorter lists are padded with their last entry (a repeated hypothesis never wins argmax's first maximum)
+        ks = []
+        for f, e_b in zip(ok, eps_b):
+            e_a = cmath.phase(cands[f][1]) / np.pi
+            ks.append(sorted({round(e_a + 2 * j - e_b) for j in range(-self._j_max, self._j_max + 1)
+                              if abs(e_a + 2 * j) <= self.max_cfo + 1.0}))
+        n_h = max(len(k) for k in ks)
+        ks = np.array([k + [k[-1]] * (n_h - len(k)) for k in ks], dtype=np.int64)      # [F, n_h]
+        lo = i0s + (sl + 2 * cp - S)
+        seg = self._buf[lo[:, None] + np.arange(seg_len)[None, :]]                    # [F, 2N + 2S]
         e2 = seg.real * seg.real + seg.imag * seg.imag
-        pw = np.empty(e2.size + 1)
-        pw[0] = 0.0
-        np.cumsum(e2, out=pw[1:])
-        energy = np.maximum(pw[2 * n:2 * n + 2 * S + 1] - pw[:2 * S + 1], 1e-30)
+        pw = np.zeros((len(ok), seg_len + 1))
+        np.cumsum(e2, axis=1, out=pw[:, 1:])
+        energy = np.maximum(pw[:, 2 * n:2 * n + 2 * S + 1] - pw[:, :2 * S + 1], 1e-30)    # [F, 2S+1]
         # |corr| for CFO hypothesis eps_b + k: removing exp(j 2 pi eps_b t / N) from the segment once changes every
         # correlation only by a per-lag phase (irrelevant for the magnitude); the integer part k is a cached rotated
-        # template. c[tau, h] = sum_m tmpl_k[m] seg[tau + m] (np.correlate conjugates its second argument). Small
-        # products stay out of BLAS on purpose: a multithreaded OpenBLAS can take milliseconds per call on a busy
-        # machine.
-        seg_r = seg * _cis((-2 * np.pi * eps_b / n) * self._m_seg)
-        c = np.empty((2 * S + 1, len(ks)), np.complex64)
-        for h, k_int in enumerate(ks):
-            c[:, h] = np.correlate(seg_r, self._lts_template(k_int), "valid")
-        hyp = eps_b + np.asarray(ks, dtype=np.float64)
-        rho2 = (c.real * c.real + c.imag * c.imag) / energy[:, None]       # [2S+1, n_hyp]
-        k, h = divmod(int(np.argmax(rho2)), rho2.shape[1])
-        rho_max, e, rho = float(rho2[k, h]), float(hyp[h]), rho2[:, h]
-        if not rho_max > self.lts_threshold:
-            return None
+        # template: c[f, tau, h] = sum_m tmpl_k[m] seg_r[f, tau + m] (einsum, no BLAS: a multithreaded OpenBLAS can
+        # take milliseconds per small call on a busy machine)
+        seg_r = seg * _cis((-2 * np.pi / n) * eps_b[:, None] * self._m_seg[None, :])
+        win = np.lib.stride_tricks.sliding_window_view(seg_r, 2 * n, axis=1)         # [F, 2S+1, 2N] (view)
+        tmpl = self._lts_templates(ks)                                                # [F, n_h, 2N]
+        c = np.einsum("ftm,fhm->fth", win, tmpl)
+        rho2 = (c.real * c.real + c.imag * c.imag) / energy[:, :, None]               # [F, 2S+1, n_h]
+        best = np.argmax(rho2.reshape(len(ok), -1), axis=1)
+        k_pk, h_pk = np.divmod(best, n_h)
+        rows = np.arange(len(ok))
+        rho_max = rho2[rows, k_pk, h_pk]
+        e = eps_b + ks[rows, h_pk]
         # earliest significant path within cp/2 before the peak
-        lo_k = max(0, k - cp // 2)
-        k = lo_k + int(np.argmax(rho[lo_k:k + 1] >= 0.3 * rho_max))
-        start = i0 + (k - S)
-        if start < 0:
-            return None
+        rho = rho2[rows, :, h_pk]                                                     # [F, 2S+1]
+        tau = np.arange(2 * S + 1)[None, :]
+        near = (tau >= (k_pk - cp // 2)[:, None]) & (tau <= k_pk[:, None]) & (rho >= 0.3 * rho_max[:, None])
+        start = i0s + (np.argmax(near, axis=1) - S)
+        good = (rho_max > self.lts_threshold) & (start >= 0)
+        if not good.any():
+            return out
+        sel = np.flatnonzero(good)
+        start, e = start[sel], e[sel]
         # fine CFO: lag-N correlation over the N + cp periodic LTS products (Moose), unwrapped onto hypothesis e
-        a = start + sl + cp
-        r = self._buf[a:a + 2 * n + cp]
-        eps_f = np.angle(np.vdot(r[:n + cp], r[n:])) / (2 * np.pi)
-        eps = float(eps_f + round(e - eps_f))
+        r = self._buf[(start + sl + cp)[:, None] + np.arange(2 * n + cp)[None, :]]
+        eps_f = np.angle((np.conj(r[:, :n + cp]) * r[:, n:]).sum(axis=1)) / (2 * np.pi)
+        eps = eps_f + np.round(e - eps_f)
         # channel estimate from the two LTS looks (FFT windows b samples inside the CP); the header symbols go
         # through the same FFT call (same window offset and within-window CFO rotation)
         lts0 = start + sl + 2 * cp - self.backoff
-        n_hdr = self.fmt.n_hdr_symbols
-        w = np.empty((2 + n_hdr, n), np.complex64)
-        w[:2] = self._buf[lts0:lts0 + 2 * n].reshape(2, n)
-        h0 = start + self.fmt.preamble_len
-        w[2:] = self._buf[h0:h0 + n_hdr * sl].reshape(n_hdr, sl)[:, cp - self.backoff:cp - self.backoff + n]
-        w *= _cis(self._phase_n * eps)[None, :]
-        Y = _fft.fft(w, axis=1, norm="ortho", overwrite_x=True)
-        Y[1] *= np.complex64(cmath.exp(-2j * np.pi * eps))
-        Yu = Y[:, cfg.used_bins]
-        d = Yu[0] - Yu[1]
-        sigma2 = float((d.real @ d.real + d.imag @ d.imag) / (2 * d.size))
-        h_ls = (Yu[0] + Yu[1]) * self._lts_half
-        # significant taps by orthogonal matching pursuit: repeatedly add the tap where the matched filter of the
-        # residual, g = F^H r / n_used (noise sigma^2/(2 n_used) per tap), is strongest, while its power exceeds
-        # tap_threshold x that noise; least squares on the kept taps (well conditioned; projector cached per tap set)
-        thr = self.tap_threshold * sigma2 / (2 * cfg.n_used)
+        n_hdr = fmt.n_hdr_symbols
+        w = np.empty((sel.size, 2 + n_hdr, n), np.complex64)
+        for j, (a, h0) in enumerate(zip(lts0, start + fmt.preamble_len)):
+            w[j, :2] = self._buf[a:a + 2 * n].reshape(2, n)
+            w[j, 2:] = self._buf[h0:h0 + n_hdr * sl].reshape(n_hdr, sl)[:, cp - self.backoff:cp - self.backoff + n]
+        w *= _cis(self._phase_n[None, :] * eps[:, None])[:, None, :]
+        Y = _fft.fft(w, axis=2, norm="ortho", overwrite_x=True)
+        Y[:, 1] *= np.exp(-2j * np.pi * eps).astype(np.complex64)[:, None]
+        Yu = Y[:, :2, cfg.used_bins]
+        d = Yu[:, 0] - Yu[:, 1]
+        sigma2 = (d.real * d.real + d.imag * d.imag).sum(axis=1) / (2 * d.shape[1])
+        h_ls = (Yu[:, 0] + Yu[:, 1]) * self._lts_half
+        sig = (h_ls.real * h_ls.real + h_ls.imag * h_ls.imag).sum(axis=1) / h_ls.shape[1] - sigma2 / 2
+        for j, f in enumerate(sel):
+            H, n_taps = self._channel_taps(h_ls[j], float(sigma2[j]))
+            s2 = max(float(sigma2[j]), 1e-12 * max(float(sig[j]), 1e-30))
+            # reference phase: the first LTS FFT window; symbol windows get exp(-j 2 pi eps (t - lts0) / N)
+            out[ok[f]] = _Acq(start=int(start[j]), eps=float(eps[j]), H=H, sigma2=s2,
+                              err_var=(s2 / 2 * n_taps / cfg.n_used) * self._used_mask,
+                              snr=max(float(sig[j]), 1e-12) / s2, ref=int(lts0[j]), y_hdr=Y[j, 2:])
+        return out
+
+    def _channel_taps(self, h_ls: np.ndarray, sigma2: float) -> tuple[np.ndarray, int]:
+        """Significant taps of the LS estimate h_ls complex64 [n_used] by orthogonal matching pursuit: repeatedly add
+        the tap where the matched filter of the residual, g = F^H r / n_used (noise sigma^2/(2 n_used) per tap), is
+        strongest, while its power exceeds tap_threshold x that noise; least squares on the kept taps (well
+        conditioned; projector cached per tap set). Returns (H complex64 [N] per FFT bin, number of taps)."""
+        thr = self.tap_threshold * sigma2 / (2 * self.cfg.n_used)
         keep = np.zeros(self._F_used.shape[1], bool)
         r = h_ls
+        n_taps = 0
         for _ in range(keep.size):      # a few iterations: one per significant path
             g = np.einsum("ij,j->i", self._F_used_h, r)
             p = g.real * g.real + g.imag * g.imag
             p[keep] = 0.0
             k = int(np.argmax(p))
-            if keep.any() and not p[k] > thr:
+            if n_taps and not p[k] > thr:
                 break
             keep[k] = True
+            n_taps += 1
             proj_used, fit = self._tap_fit(keep)
             r = h_ls - np.einsum("ij,j->i", proj_used, h_ls)
-        H = np.einsum("ij,j->i", fit, h_ls)
-        n_taps = int(keep.sum())
-        sig = float((h_ls.real @ h_ls.real + h_ls.imag @ h_ls.imag) / h_ls.size) - sigma2 / 2
-        sigma2 = max(sigma2, 1e-12 * max(sig, 1e-30))
-        snr = max(sig, 1e-12) / sigma2
-        # reference phase: the first LTS FFT window; symbol windows get exp(-j 2 pi eps (t - lts0) / N)
-        return _Acq(start=start, eps=eps, H=H, sigma2=sigma2,
-                    err_var=(sigma2 / 2 * n_taps / cfg.n_used) * self._used_mask, snr=snr,
-                    ref=lts0, y_hdr=Y[2:])
+        return np.einsum("ij,j->i", fit, h_ls), n_taps
 
-    def _lts_template(self, k: int) -> np.ndarray:
-        """conj(LTS pair template rotated by k subcarriers), complex64 [2N], for np.correlate; cached."""
-        v = self._int_templates.get(k)
-        if v is None:
-            v = np.conj(self._lts_pair_conj * _cis(self._m2n * (-2 * np.pi / self.cfg.fft_size * k)))
-            if len(self._int_templates) < 256:
-                self._int_templates[k] = v
-        return v
+    def _lts_templates(self, ks: np.ndarray) -> np.ndarray:
+        """LTS pair templates rotated by k subcarriers (conjugated reference, normalized), complex64 [..., 2N] for
+        the integers ``ks`` [...]; the table grows to cover the largest |k| asked for."""
+        kmax = int(np.abs(ks).max())
+        tab = self._template_table
+        if tab.shape[0] < 2 * kmax + 1:
+            kk = np.arange(-kmax, kmax + 1, dtype=np.float64)
+            tab = self._lts_pair_conj[None, :] * _cis((-2 * np.pi / self.cfg.fft_size) * kk[:, None]
+                                                      * self._m2n[None, :])
+            self._template_table = tab
+        return tab[ks + (tab.shape[0] // 2)]
+
+    def _decode_headers(self, acqs: list[_Acq]) -> None:
+        """Header of F acquired candidates at once (see :meth:`_decode_header`; their header FFTs come from
+        :meth:`_acquire_batch`): sets ``header`` (None when the CRC or a field fails) and ``hdr_done`` in place."""
+        if not acqs:
+            return
+        cfg, fmt = self.cfg, self.fmt
+        Y = np.stack([a.y_hdr for a in acqs])                                        # [F, n_hdr, N]
+        H = np.stack([a.H for a in acqs])
+        eps = np.array([a.eps for a in acqs])
+        rel = np.array([a.start - a.ref for a in acqs])
+        ph = (2 * np.pi * eps / cfg.fft_size)[:, None] * (rel[:, None] + self._hdr_offsets[None, :])
+        n_sym = Y.shape[1]
+        # common phase only, smoothed over 3 symbols: at low SNR a per-symbol phase slope from a few pilots costs
+        # more than the (sub-sample) timing drift it would remove over a few header symbols
+        pb = cfg.pilot_bins
+        z = (Y[:, :, pb] * _cis(-ph)[:, :, None]
+             * np.conj(fmt.pilot_block(0, n_sym)[None, :, :] * H[:, None, pb])).sum(axis=2)
+        if n_sym > 1:
+            zs = z.copy()
+            zs[:, 1:] += z[:, :-1]
+            zs[:, :-1] += z[:, 1:]
+            z = zs
+        Yd = Y[:, :, cfg.data_bins] * _cis(-(np.angle(z) + ph))[:, :, None]
+        soft = (Yd * np.conj(H[:, cfg.data_bins])[:, None, :]).real.reshape(len(acqs), -1)
+        finite = np.isfinite(soft).all(axis=1)
+        for a, s, fin in zip(acqs, soft, finite):
+            a.header = _golay_header(fmt, s) if fin else None
+            a.hdr_done = True
+
+    def _speculate(self, i0: int) -> list[tuple[int, complex, complex]]:
+        """Candidates that would follow the one at buffer index ``i0`` if it and the next ones are frames as long as
+        the last frame received: the first candidate from the earliest position where the scan would resume after
+        it (its earliest start + that length - cp), then the same from each candidate found, to the end of the
+        buffer. The metric is computed once from that first position, so the scan later reads the very same values
+        and gets these candidates when the guess holds (otherwise it acquires on its own: a wrong guess costs time,
+        never a result)."""
+        det, fmt = self.detector, self.fmt
+        if not self._len_guess:
+            return []
+        step = self._len_guess - self.cfg.cp_len - self.search
+        need = fmt.preamble_len + fmt.header_len + self.search
+        first = i0 + step
+        avail = self._buf.size - det.span + 1 - first
+        out: list[tuple[int, complex, complex]] = []
+        if avail <= 0:
+            return out
+        T, P1, P2 = self._metric_from(self._t0 + first, avail)
+        pos = 0
+        while len(out) < SPECULATE_MAX and pos < T.size:
+            found = det.first_candidate(T[pos:])
+            if found is None or found[1] + det.peak_window > T.size - pos:
+                break
+            c = pos + found[0]
+            if first + c + need > self._buf.size:
+                break
+            out.append((first + c, complex(P1[c]), complex(P2[c])))
+            pos = c + step
+        return out
 
     def _tap_fit(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For a tap set: (projector onto its span over the used bins [n_used, n_used], LS fit to all FFT bins
