@@ -58,7 +58,9 @@ def register(app: typer.Typer) -> None:
             base = load_config(config, list(sets))
             ofdm_cfg = base.ofdm.to_config(base.radio.sample_rate)
             scale = tx_scale_for(ofdm_cfg)
-            simulated = base.radio.driver == "loopback"
+            # the simulated air: loopback radios, or emulated Plutos (the real pyadi-iio + libiio stack on the air)
+            simulated = base.radio.driver == "loopback" or (base.radio.driver == "pluto"
+                                                              and getattr(base.radio_args, "emulate", False))
             extra = [f"air.channel={channel}", f"air.cfo_ppm={cfo_ppm}", f"air.seed={seed}"]
             if snr_db is not None:
                 extra += ["air.snr_db=null", f"air.noise_power={air_noise_power(snr_db, scale)!r}"]

@@ -76,14 +76,18 @@ def run_link(tx_radio: Radio, rx_radio: Radio, cfg, *, mod: str = "qpsk", code_r
             p = rng.integers(0, 256, payload_bytes, dtype=np.uint8).tobytes()
             truth.append(p)
             bursts.append(fb.build_digital(p, seq=seq, modem=mod, code_rate=code_rate))
-    # schedule every frame (timed TX), then read the whole stretch (timed RX)
+    # schedule every frame, then read the whole stretch (timed RX). A radio whose timed TX is realised on the host
+    # (Pluto) queues one continuous stream padded to whole TX buffers: it places each frame as early as it can after
+    # the previous one, and its returned start time is the frame's true start.
     lead = 4 * cfg.symbol_len
     t_first = max(tx_radio.time_now(), rx_radio.time_now()) + lead
+    timed = tx_radio.capabilities.timed_tx
     starts, t = [], t_first
     for b in bursts:
-        starts.append(t)
-        tx_radio.tx((b * np.float32(scale)).astype(np.complex64), at=t)
-        t += b.size + gap
+        x = (b * np.float32(scale)).astype(np.complex64)
+        start = tx_radio.tx(x, at=t if timed or not starts else None)
+        starts.append(start)
+        t = start + b.size + gap
     t_end = t + lead
     rx = Receiver(cfg, **(receiver_kwargs or {}))
     got: dict[int, object] = {}
