@@ -129,6 +129,10 @@ def register(app: typer.Typer) -> None:
         from lab.results import metadata, write_json
         from lab.sync_experiment import Scenario
 
+        unknown = [s for s in sweep_names if s not in SWEEPS]
+        if unknown:
+            raise typer.BadParameter(f"unknown sweep {unknown[0]!r}; choose from {', '.join(SWEEPS)}",
+                                     param_hint="--sweep")
         lab_cfg = load_config(config, overrides)
         if lab_cfg.radio.driver != "loopback":
             raise typer.BadParameter(f"otalab sync runs on the in-process air (driver 'loopback'); "
