@@ -226,7 +226,7 @@ def time_to_grid(cfg: OfdmConfig, samples: np.ndarray, n_sym: int, start: int = 
 
     Returns complex64 [n_sym, fft_size] in FFT-bin order (orthonormal FFT, CP dropped).
     """
-    n, sl = cfg.fft_size, cfg.symbol_len
+    sl = cfg.symbol_len
     seg = samples[start:start + n_sym * sl]
     if seg.size != n_sym * sl:
         raise ValueError(f"samples hold {seg.size} samples from {start}: expected {n_sym} symbols = {n_sym * sl}")
