@@ -295,7 +295,7 @@ class Receiver:
         self._scan = 0          # sample time of the next candidate position to examine
         self._next_t = None     # expected t0 of the next block
         self._pending = None    # (time of candidate, p1, p2) waiting for more samples
-        self._cache = None      # (time of first position, T, P1, P2) detector metric already computed
+        self._cache = None      # [[time of first position, T, P1, P2], ...] detector metric already computed
         self._acq_cache = None  # (candidate time, _Acq, n_pay) of a frame whose payload is still arriving
         self._failed: list[int] = []  # frame starts whose header failed recently (not re-counted)
         self._chunk = CHUNK_MIN  # detector metric positions computed per step (grows over noise)
@@ -388,7 +388,7 @@ class Receiver:
                 return
             # the metric is computed lazily, in chunks growing while nothing is found: positions inside a decoded
             # frame are skipped by the scan and never evaluated (most of a stream of back-to-back frames)
-            n = min(avail, self._chunk)
+            n = min(avail, self._cached_positions(t_abs) or self._chunk)   # what is computed already first
             T, P1, P2 = self._metric_from(t_abs, n)
             found = det.first_candidate(T)
             if found is not None and found[1] + det.peak_window > n and n < avail:
@@ -408,23 +408,41 @@ class Receiver:
             self._pending = (t_abs + c, complex(P1[c]), complex(P2[c]))
             self._scan = t_abs + c + 1
 
-    def _metric_from(self, t_abs: int, n: int):
-        """Detector metric (T, P1, P2) for the ``n`` positions t_abs .. t_abs + n - 1 (all evaluable), each position
-        computed once and cached."""
+    def _cached_positions(self, t_abs: int) -> int:
+        """Number of consecutive positions from ``t_abs`` whose metric is already computed."""
+        for t_c, T, _, _ in self._cache or []:
+            if t_c <= t_abs < t_c + T.size:
+                return t_c + T.size - t_abs
+        return 0
+
+    def _metric_from(self, t_abs: int, n: int, ahead: bool = False):
+        """Detector metric (T, P1, P2) for the ``n`` positions t_abs .. t_abs + n - 1 (all evaluable). Computed
+        positions are kept as ranges of consecutive positions - the scan's and those :meth:`_speculate` computed
+        ahead of it - so each is computed once and the scan reads the very values the speculation saw. A scan call
+        (``ahead`` False) drops what lies before ``t_abs``."""
         det = self.detector
-        c = self._cache
-        if c is None or not c[0] <= t_abs <= c[0] + c[1].size:
-            c = (t_abs, *(a[:0] for a in det.metric(np.zeros(0, np.complex64))))
-        t_c, T, P1, P2 = c
+        ranges = self._cache or []
+        if not ahead:
+            ranges = [r for r in ranges if r[0] + r[1].size >= t_abs]
+        rng = next((r for r in ranges if r[0] <= t_abs <= r[0] + r[1].size), None)
+        if rng is None:
+            rng = [t_abs, *(a[:0] for a in det.metric(np.zeros(0, np.complex64)))]
+            ranges.append(rng)
+            ranges.sort(key=lambda r: r[0])
+        t_c, T, P1, P2 = rng
+        lo = 0 if ahead else t_abs - t_c
         t_from = t_c + T.size
         if t_abs + n > t_from:
             i = t_from - self._t0
-            nT, nP1, nP2 = det.metric(self._buf[i:i + t_abs + n - t_from + det.span - 1])
-            T, P1, P2 = (np.concatenate([a[t_abs - t_c:], b]) for a, b in ((T, nT), (P1, nP1), (P2, nP2)))
-            t_c = t_abs
-        k = t_abs - t_c
-        self._cache = (t_abs, T[k:], P1[k:], P2[k:])
-        return T[k:k + n], P1[k:k + n], P2[k:k + n]
+            new = det.metric(self._buf[i:i + t_abs + n - t_from + det.span - 1])
+            rng[1:] = [np.concatenate([a[lo:], b]) for a, b in zip((T, P1, P2), new)]
+            rng[0] = t_c + lo
+        elif lo:
+            rng[1:] = [a[lo:] for a in (T, P1, P2)]
+            rng[0] = t_c + lo
+        self._cache = ranges
+        k = t_abs - rng[0]
+        return rng[1][k:k + n], rng[2][k:k + n], rng[3][k:k + n]
 
     # ------------------------------------------------------------------ per candidate
     def _handle(self, i0: int, p1: complex, p2: complex):
@@ -521,13 +539,13 @@ class Receiver:
         eps_b = np.array([cmath.phase(cands[f][2]) / (2 * np.pi) for f in ok])
         # hypotheses eps_b + k for the integers k consistent with eps_a (ambiguous by 2) within the search range;
         # shorter lists are padded with their last entry (a repeated hypothesis never wins argmax's first maximum)
-        ks = []
+        ks_list = []
         for f, e_b in zip(ok, eps_b):
             e_a = cmath.phase(cands[f][1]) / np.pi
-            ks.append(sorted({round(e_a + 2 * j - e_b) for j in range(-self._j_max, self._j_max + 1)
-                              if abs(e_a + 2 * j) <= self.max_cfo + 1.0}))
-        n_h = max(len(k) for k in ks)
-        ks = np.array([k + [k[-1]] * (n_h - len(k)) for k in ks], dtype=np.int64)      # [F, n_h]
+            ks_list.append(sorted({round(e_a + 2 * j - e_b) for j in range(-self._j_max, self._j_max + 1)
+                                   if abs(e_a + 2 * j) <= self.max_cfo + 1.0}))
+        n_h = max(len(k) for k in ks_list)
+        ks = np.array([k + [k[-1]] * (n_h - len(k)) for k in ks_list], dtype=np.int64)  # [F, n_h]
         lo = i0s + (sl + 2 * cp - S)
         seg = self._buf[lo[:, None] + np.arange(seg_len)[None, :]]                    # [F, 2N + 2S]
         e2 = seg.real * seg.real + seg.imag * seg.imag
@@ -536,12 +554,15 @@ class Receiver:
         energy = np.maximum(pw[:, 2 * n:2 * n + 2 * S + 1] - pw[:, :2 * S + 1], 1e-30)    # [F, 2S+1]
         # |corr| for CFO hypothesis eps_b + k: removing exp(j 2 pi eps_b t / N) from the segment once changes every
         # correlation only by a per-lag phase (irrelevant for the magnitude); the integer part k is a cached rotated
-        # template: c[f, tau, h] = sum_m tmpl_k[m] seg_r[f, tau + m] (einsum, no BLAS: a multithreaded OpenBLAS can
-        # take milliseconds per small call on a busy machine)
+        # template: c[f, tau, h] = sum_m tmpl_k[m] seg_r[f, tau + m] (np.correlate conjugates its second argument;
+        # faster here than einsum or a batched matmul, and no BLAS: a multithreaded OpenBLAS can take milliseconds
+        # per small call on a busy machine)
         seg_r = seg * _cis((-2 * np.pi / n) * eps_b[:, None] * self._m_seg[None, :])
-        win = np.lib.stride_tricks.sliding_window_view(seg_r, 2 * n, axis=1)         # [F, 2S+1, 2N] (view)
-        tmpl = self._lts_templates(ks)                                                # [F, n_h, 2N]
-        c = np.einsum("ftm,fhm->fth", win, tmpl)
+        tmpl = self._lts_templates(ks)                                       # conj templates [F, n_h, 2N]
+        c = np.empty((len(ok), 2 * S + 1, n_h), np.complex64)
+        for f, k_f in enumerate(ks_list):
+            for h in range(n_h):
+                c[f, :, h] = np.correlate(seg_r[f], tmpl[f, h], "valid") if h < len(k_f) else c[f, :, h - 1]
         rho2 = (c.real * c.real + c.imag * c.imag) / energy[:, :, None]               # [F, 2S+1, n_h]
         best = np.argmax(rho2.reshape(len(ok), -1), axis=1)
         k_pk, h_pk = np.divmod(best, n_h)
@@ -610,14 +631,14 @@ class Receiver:
         return np.einsum("ij,j->i", fit, h_ls), n_taps
 
     def _lts_templates(self, ks: np.ndarray) -> np.ndarray:
-        """LTS pair templates rotated by k subcarriers (conjugated reference, normalized), complex64 [..., 2N] for
-        the integers ``ks`` [...]; the table grows to cover the largest |k| asked for."""
+        """conj(LTS pair templates rotated by k subcarriers, conjugated and normalized), complex64 [..., 2N], for
+        np.correlate, for the integers ``ks`` [...]; the table grows to cover the largest |k| asked for."""
         kmax = int(np.abs(ks).max())
         tab = self._template_table
         if tab.shape[0] < 2 * kmax + 1:
             kk = np.arange(-kmax, kmax + 1, dtype=np.float64)
-            tab = self._lts_pair_conj[None, :] * _cis((-2 * np.pi / self.cfg.fft_size) * kk[:, None]
-                                                      * self._m2n[None, :])
+            tab = np.conj(self._lts_pair_conj[None, :] * _cis((-2 * np.pi / self.cfg.fft_size) * kk[:, None]
+                                                              * self._m2n[None, :]))
             self._template_table = tab
         return tab[ks + (tab.shape[0] // 2)]
 
@@ -662,22 +683,30 @@ class Receiver:
             return []
         step = self._len_guess - self.cfg.cp_len - self.search
         need = fmt.preamble_len + fmt.header_len + self.search
-        first = i0 + step
-        avail = self._buf.size - det.span + 1 - first
+        pos = i0 + step                 # buffer index where the search resumes
+        chunk = CHUNK_MIN
         out: list[tuple[int, complex, complex]] = []
-        if avail <= 0:
-            return out
-        T, P1, P2 = self._metric_from(self._t0 + first, avail)
-        pos = 0
-        while len(out) < SPECULATE_MAX and pos < T.size:
-            found = det.first_candidate(T[pos:])
-            if found is None or found[1] + det.peak_window > T.size - pos:
+        while len(out) < SPECULATE_MAX:     # the scan loop of _scan_frames, on the guessed frame ends
+            avail = self._buf.size - det.span + 1 - pos
+            if avail <= 0:
                 break
-            c = pos + found[0]
-            if first + c + need > self._buf.size:
+            m = min(avail, chunk)
+            T, P1, P2 = self._metric_from(self._t0 + pos, m, ahead=True)
+            found = det.first_candidate(T)
+            if found is not None and found[1] + det.peak_window > m and m < avail:
+                m = min(avail, found[1] + det.peak_window)
+                T, P1, P2 = self._metric_from(self._t0 + pos, m, ahead=True)
+                found = det.first_candidate(T)
+            if found is None:
+                pos += m
+                chunk = min(2 * chunk, CHUNK_MAX)
+                continue
+            c = found[0]
+            if found[1] + det.peak_window > T.size or pos + c + need > self._buf.size:
                 break
-            out.append((first + c, complex(P1[c]), complex(P2[c])))
-            pos = c + step
+            out.append((pos + c, complex(P1[c]), complex(P2[c])))
+            pos += c + step
+            chunk = CHUNK_MIN
         return out
 
     def _tap_fit(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
