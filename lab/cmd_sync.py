@@ -14,7 +14,7 @@ import typer
 #: sweep name -> (what varies, values); each value changes the Scenario, the SyncConfig or the session
 SWEEPS = {
     "ta-period": ("sync.ta_update_period", [1, 2, 4, 8]),
-    "prach": ("sync.prach_oversampling", [4, 8, 16]),
+    "prach": ("sync.prach_oversampling", [16, 32, 64]),
     "pilots": ("sync.pilot_symbols_per_device", [1, 2, 4, 8]),
     "pilot-period": ("sync.pilot_period", [1, 2, 4]),
     "devices": ("scenario.devices", [2, 4, 8, 16]),

@@ -43,6 +43,8 @@ class SyncConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.cell_radius_m < 0:
             raise ValueError(f"cell_radius_m must be ≥ 0, got {self.cell_radius_m}")
+        if self.prach_oversampling & (self.prach_oversampling - 1):
+            raise ValueError(f"prach_oversampling must be a power of two, got {self.prach_oversampling}")
         if not 0 < self.prach_false_alarm < 1:
             raise ValueError(f"prach_false_alarm must be in (0, 1), got {self.prach_false_alarm}")
         if self.nr_mu not in (0, 1, 2, 3, 4):

@@ -119,6 +119,10 @@ class PrachConfig:
         fft_size = fft_size_data * oversampling
         n_zc = largest_prime_at_most(max(3, int(fft_size * used_fraction)))
         need = int(math.ceil(max_rtt_samples + delay_spread_samples)) + 8
+        if need > fft_size:
+            raise ValueError(f"a PRACH of {fft_size} samples ({oversampling} x the {fft_size_data}-point data FFT) "
+                             f"cannot resolve round trips up to {need} samples: raise prach_oversampling to at least "
+                             f"{1 << math.ceil(math.log2(need / fft_size_data))} or shrink the cell")
         cp = max(need, fft_size_data // 4)
         n_cs = min(fft_size, max(need + 8, 1))
         n_cs = fft_size // (fft_size // n_cs)  # equal zones

@@ -113,3 +113,9 @@ def test_garbage_windows():
         det.detect(np.zeros(10, complex))
     assert det.detect(np.full(CFG.fft_size, np.nan, complex)) == []
     det.detect(np.zeros(CFG.fft_size, complex))  # silence must not crash
+
+
+def test_a_prach_too_short_for_the_cell_is_refused():
+    """A cyclic-shift zone shorter than the round trip would alias far devices onto wrong delays: refuse it."""
+    with pytest.raises(ValueError, match="prach_oversampling"):
+        PrachConfig.for_cell(64, 52 / 64, 20e6, max_rtt_samples=640, delay_spread_samples=8, oversampling=4)
