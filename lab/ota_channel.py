@@ -282,14 +282,16 @@ def _uplink_tau_max(air: Air, name: str) -> int:
     return int(link.tap_lags[-1]) if link is not None else 0
 
 
-def build_cell(scn, cfg: SyncConfig, seed: int, *, timing_advance: bool = True):
+def build_cell(scn, cfg: SyncConfig, seed: int, *, timing_advance: bool = True, cell=None):
     """The in-process cell of :func:`lab.sync_experiment.build_cell` for Scenario ``scn`` (same draws for the same seed)
     with its SyncSession (before access) and the scenario's faults applied: returns (air, ps radio, device radios,
-    session, CellTruth)."""
+    session, CellTruth). ``cell``: an already placed :class:`lab.sync_experiment.Cell` with its radios attached
+    (e.g. ZeroMQ endpoints, :mod:`lab.zmq_cell`) instead of a new loopback one."""
     from lab.sync_experiment import _uplink_gain
     from lab.sync_experiment import build_cell as place_devices
 
-    cell = place_devices(scn, cfg, seed)
+    if cell is None:
+        cell = place_devices(scn, cfg, seed)
     of = scn.ofdm()
     names = [f"dev{i}" for i in range(scn.devices)]
     session = SyncSession(cell.ps, cell.radios, of, cell.cfg, preambles=cell.preambles,

@@ -30,6 +30,7 @@ import numpy as np
 
 from phy.ofdm import OfdmConfig
 from radio.air import Air
+from radio.base import Radio
 from radio.channel import LinkParams
 from radio.clock import OffsetClockRadio
 from radio.loopback import LoopbackRadio
@@ -86,8 +87,8 @@ class Cell:
     sync settings sized for the cell, and the truth (delays, carrier and clock offsets) the evaluation needs."""
 
     air: Air
-    ps: LoopbackRadio
-    radios: list
+    ps: Radio | None
+    radios: list | None
     preambles: list[int]
     cfg: SyncConfig
     delays: np.ndarray
@@ -97,8 +98,13 @@ class Cell:
     rng: np.random.Generator
 
 
-def build_cell(scn: Scenario, cfg: SyncConfig, seed: int) -> Cell:
-    """Place the devices of ``scn`` on a new in-process air (module docstring); deterministic for ``seed``."""
+def place_devices(scn: Scenario, cfg: SyncConfig, seed: int) -> Cell:
+    """Place the devices of ``scn`` on a new in-process air (module docstring); deterministic for ``seed``.
+
+    Returns a :class:`Cell` whose ``ps`` and ``radios`` are None: the air holds endpoints ``"ps"`` and
+    ``"dev0"`` … ``"dev{K-1}"`` with their noise and links, and the radios are the caller's choice
+    (:func:`build_cell`: in-process loopback; :mod:`lab.zmq_cell`: ZeroMQ endpoints on a broker serving this air).
+    The random draws are the same as :func:`build_cell`'s, in the same order."""
     rng = np.random.default_rng(seed)
     of = scn.ofdm()
     k = scn.devices
@@ -123,10 +129,17 @@ def build_cell(scn: Scenario, cfg: SyncConfig, seed: int) -> Cell:
         # compresses what it sends (sco ± on the two directions)
         air.set_link("ps", a, LinkParams(cfo_ppm=-ppm[i], sco_ppm=sco[i], **common))
         air.set_link(a, "ps", LinkParams(cfo_ppm=ppm[i], sco_ppm=-sco[i], **common))
-    ps = LoopbackRadio(air, "ps")
-    radios = [OffsetClockRadio(LoopbackRadio(air, nm), int(o)) for nm, o in zip(names, offsets)]
     preambles = [0 if i in scn.same_preamble else i + 1 for i in range(k)]
-    return Cell(air, ps, radios, preambles, cfg, delays, ppm, sco, offsets, rng)
+    return Cell(air, None, None, preambles, cfg, delays, ppm, sco, offsets, rng)
+
+
+def build_cell(scn: Scenario, cfg: SyncConfig, seed: int) -> Cell:
+    """Place the devices of ``scn`` on a new in-process air (:func:`place_devices`) behind loopback radios, each
+    device with its own clock (:class:`radio.clock.OffsetClockRadio`); deterministic for ``seed``."""
+    cell = place_devices(scn, cfg, seed)
+    cell.ps = LoopbackRadio(cell.air, "ps")
+    cell.radios = [OffsetClockRadio(LoopbackRadio(cell.air, f"dev{i}"), int(o)) for i, o in enumerate(cell.offsets)]
+    return cell
 
 
 def run_trial(scn: Scenario, cfg: SyncConfig, seed: int, *, timing_advance: bool = True,
