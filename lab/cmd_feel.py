@@ -4,7 +4,8 @@
 benchmark once per partition, as it does not depend on the power), writes one JSON per run, an accuracy-vs-round PNG
 comparing the schemes and prints a table. Runs resume from their checkpoints. ``--radio loopback`` (or a loopback
 ``hw_configs`` YAML) replaces the symbol-level channel by sync's over-the-air sum on the simulated air
-(:mod:`lab.ota_channel`). ``otalab feel-plot`` redraws a PNG from JSON files. Heavy imports (torch, matplotlib) happen
+(:mod:`lab.ota_channel`); ``--radio zmq`` runs the same cell with every sample carried over ZeroMQ (a broker in a
+background thread on 127.0.0.1 and one endpoint per node, :mod:`lab.zmq_cell`). ``otalab feel-plot`` redraws a PNG from JSON files. Heavy imports (torch, matplotlib) happen
 inside the command functions.
 """
 
@@ -149,7 +150,7 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(1, help="torch CPU threads per run"),
         jobs: int = typer.Option(1, help="runs in parallel (processes)"),
         progress: bool = typer.Option(True, help="show a progress bar"),
-        radio_snr_db: float = typer.Option(20.0, help="--radio loopback: per-subcarrier SNR of the simulated air"),
+        radio_snr_db: float = typer.Option(20.0, help="--radio loopback/zmq: per-subcarrier SNR of the simulated air"),
     ):
         """Federated learning over the air: run schemes x partitions x powers, write JSON + PNG, print a table."""
         factory = None
@@ -186,6 +187,9 @@ def register(app: typer.Typer) -> None:
             results = _run_all(jobs_args, jobs, progress, factory)
         except ValueError as exc:
             _fail(str(exc))
+        finally:
+            if hasattr(factory, "close"):
+                factory.close()
         png = plot_accuracy(results, out / f"feel_{dataset}_accuracy.png",
                             title=f"{dataset}, M={devices}, B={samples_per_device}, {fading} channel")
         typer.echo(results_table(results))
@@ -207,14 +211,14 @@ def register(app: typer.Typer) -> None:
 
 
 def _radio_factory(radio: str, snr_db: float, seed: int, schemes: str):
-    """A channel factory ``(n_devices, s, power) -> RadioSumChannel`` for --radio loopback or a loopback YAML config."""
+    """A channel factory ``(n_devices, s, power) -> RadioSumChannel`` for --radio loopback, zmq (the same cell over an
+    in-process ZeroMQ broker) or a loopback YAML config."""
     bad = sorted({s.strip() for s in schemes.split(",")} - {"analog", "uncoded"})
     if bad:
         _fail(f"--scheme {','.join(bad)} with --radio {radio}: the radio path carries superposed analog schemes "
               f"(analog, uncoded); digital/ideal need no superposition, run them with --radio none")
     if radio == "zmq":
-        _fail("--radio zmq: FEEL over ZeroMQ endpoints needs one process per device and is not wired yet; use "
-              "--radio loopback (same sync procedure on the in-process air)")
+        return _ZmqFactory(snr_db, seed)
     if radio == "loopback":
         def make(n_devices: int, s: int, power: float):
             from lab.ota_channel import loopback_sum_channel
@@ -234,6 +238,26 @@ def _radio_factory(radio: str, snr_db: float, seed: int, schemes: str):
             return _yaml_channel(cfg, n_devices, s, power, seed)
         return make_cfg
     _fail(f"--radio {radio!r}: expected none, loopback, zmq or a hw_configs YAML file")
+
+
+class _ZmqFactory:
+    """--radio zmq: the loopback cell with every sample carried over ZeroMQ — a ChannelBroker in a background thread
+    (127.0.0.1, a free port) and the PS and device ZmqRadio endpoints in this process (:mod:`lab.zmq_cell`). Call
+    :meth:`close` when the runs are done (stops every broker it started)."""
+
+    def __init__(self, snr_db: float, seed: int):
+        self.snr_db, self.seed = snr_db, seed
+        self.cells: list = []
+
+    def __call__(self, n_devices: int, s: int, power: float):
+        from lab.zmq_cell import zmq_sum_channel
+        channel = zmq_sum_channel(n_devices, snr_db=self.snr_db, seed=self.seed, power=power, channel_uses=s)
+        self.cells.append(channel.cell)
+        return channel
+
+    def close(self) -> None:
+        while self.cells:
+            self.cells.pop().close()
 
 
 def _yaml_channel(cfg, n_devices: int, s: int, power: float, seed: int):
