@@ -94,10 +94,17 @@ def _golay_lookup() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _golay_header(fmt, soft: np.ndarray) -> FrameHeader | None:
-    """Same result as ``fmt.decode_header(soft)`` (soft-ML Golay), faster: a codeword whose 24 hard decisions
-    (no zero soft value) already form a codeword is that codeword's ML decision (the correlation sum_j s_j c_j is at
-    most sum_j |s_j|, reached only by c = sign(s)); only the other codewords go through the 4096-way correlation."""
-    s = soft[fmt.hdr_perm].reshape(-1, 24)
+    """Same result as ``fmt.decode_header(soft)`` (soft-ML Golay), faster: see :func:`_golay_headers`."""
+    return _golay_headers(fmt, soft[None, :])[0]
+
+
+def _golay_headers(fmt, soft: np.ndarray) -> list[FrameHeader | None]:
+    """``fmt.decode_header`` (soft-ML Golay + CRC) of F headers, soft float [F, n_hdr_symbols * n_data]. A codeword
+    whose 24 hard decisions (no zero soft value) already form a codeword is that codeword's ML decision (the
+    correlation sum_j s_j c_j is at most sum_j |s_j|, reached only by c = sign(s)); only the other codewords go
+    through the 4096-way correlation."""
+    n_frames = soft.shape[0]
+    s = soft[:, fmt.hdr_perm].reshape(-1, 24)
     ints, info, wts = _golay_lookup()
     v = (s < 0).astype(np.int64) @ wts
     i = np.minimum(np.searchsorted(ints, v), ints.size - 1)
@@ -105,7 +112,7 @@ def _golay_header(fmt, soft: np.ndarray) -> FrameHeader | None:
     bits = info[i]
     if not ok.all():
         bits[~ok] = golay_decode_soft(s[~ok].reshape(-1)).reshape(-1, 12)
-    return FrameHeader.from_bits(bits.reshape(-1))
+    return [FrameHeader.from_bits(b) for b in bits.reshape(n_frames, -1)]
 
 
 def cfo_crlb_hz(cfg: OfdmConfig, snr: float) -> float:
@@ -599,36 +606,44 @@ class Receiver:
         sigma2 = (d.real * d.real + d.imag * d.imag).sum(axis=1) / (2 * d.shape[1])
         h_ls = (Yu[:, 0] + Yu[:, 1]) * self._lts_half
         sig = (h_ls.real * h_ls.real + h_ls.imag * h_ls.imag).sum(axis=1) / h_ls.shape[1] - sigma2 / 2
+        H, n_taps = self._channel_taps(h_ls, sigma2)
         for j, f in enumerate(sel):
-            H, n_taps = self._channel_taps(h_ls[j], float(sigma2[j]))
             s2 = max(float(sigma2[j]), 1e-12 * max(float(sig[j]), 1e-30))
             # reference phase: the first LTS FFT window; symbol windows get exp(-j 2 pi eps (t - lts0) / N)
-            out[ok[f]] = _Acq(start=int(start[j]), eps=float(eps[j]), H=H, sigma2=s2,
-                              err_var=(s2 / 2 * n_taps / cfg.n_used) * self._used_mask,
+            out[ok[f]] = _Acq(start=int(start[j]), eps=float(eps[j]), H=H[j], sigma2=s2,
+                              err_var=(s2 / 2 * int(n_taps[j]) / cfg.n_used) * self._used_mask,
                               snr=max(float(sig[j]), 1e-12) / s2, ref=int(lts0[j]), y_hdr=Y[j, 2:])
         return out
 
-    def _channel_taps(self, h_ls: np.ndarray, sigma2: float) -> tuple[np.ndarray, int]:
-        """Significant taps of the LS estimate h_ls complex64 [n_used] by orthogonal matching pursuit: repeatedly add
-        the tap where the matched filter of the residual, g = F^H r / n_used (noise sigma^2/(2 n_used) per tap), is
-        strongest, while its power exceeds tap_threshold x that noise; least squares on the kept taps (well
-        conditioned; projector cached per tap set). Returns (H complex64 [N] per FFT bin, number of taps)."""
-        thr = self.tap_threshold * sigma2 / (2 * self.cfg.n_used)
-        keep = np.zeros(self._F_used.shape[1], bool)
-        r = h_ls
-        n_taps = 0
-        for _ in range(keep.size):      # a few iterations: one per significant path
-            g = np.einsum("ij,j->i", self._F_used_h, r)
+    def _channel_taps(self, h_ls: np.ndarray, sigma2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Significant taps of the LS estimates h_ls complex64 [F, n_used] by orthogonal matching pursuit, per frame:
+        repeatedly add the tap where the matched filter of the residual, g = F^H r / n_used (noise
+        sigma^2/(2 n_used) per tap), is strongest, while its power exceeds tap_threshold x that noise; least squares
+        on the kept taps (well conditioned; projector cached per tap set). All frames still adding taps go through
+        one matched-filter product per step. Returns (H complex64 [F, N] per FFT bin, taps kept int [F])."""
+        n_frames, n_l = h_ls.shape[0], self._F_used.shape[1]
+        thr = self.tap_threshold * np.asarray(sigma2, dtype=np.float64) / (2 * self.cfg.n_used)
+        keep = np.zeros((n_frames, n_l), bool)
+        n_taps = np.zeros(n_frames, np.int64)
+        r = h_ls.copy()
+        fits: list[np.ndarray | None] = [None] * n_frames
+        active = np.arange(n_frames)
+        for _ in range(n_l):            # a few steps: one per significant path
+            g = np.einsum("ij,fj->fi", self._F_used_h, r[active])
             p = g.real * g.real + g.imag * g.imag
-            p[keep] = 0.0
-            k = int(np.argmax(p))
-            if n_taps and not p[k] > thr:
+            p[keep[active]] = 0.0
+            k = np.argmax(p, axis=1)
+            go = (n_taps[active] == 0) | (p[np.arange(active.size), k] > thr[active])
+            active, k = active[go], k[go]
+            if not active.size:
                 break
-            keep[k] = True
-            n_taps += 1
-            proj_used, fit = self._tap_fit(keep)
-            r = h_ls - np.einsum("ij,j->i", proj_used, h_ls)
-        return np.einsum("ij,j->i", fit, h_ls), n_taps
+            keep[active, k] = True
+            n_taps[active] += 1
+            for f in active:
+                proj_used, fits[f] = self._tap_fit(keep[f])
+                r[f] = h_ls[f] - np.einsum("ij,j->i", proj_used, h_ls[f])
+        H = np.stack([np.einsum("ij,j->i", fit, h) for fit, h in zip(fits, h_ls)])
+        return H, n_taps
 
     def _lts_templates(self, ks: np.ndarray) -> np.ndarray:
         """conj(LTS pair templates rotated by k subcarriers, conjugated and normalized), complex64 [..., 2N], for
@@ -667,8 +682,9 @@ class Receiver:
         Yd = Y[:, :, cfg.data_bins] * _cis(-(np.angle(z) + ph))[:, :, None]
         soft = (Yd * np.conj(H[:, cfg.data_bins])[:, None, :]).real.reshape(len(acqs), -1)
         finite = np.isfinite(soft).all(axis=1)
-        for a, s, fin in zip(acqs, soft, finite):
-            a.header = _golay_header(fmt, s) if fin else None
+        hdrs = _golay_headers(fmt, np.where(finite[:, None], soft, 0.0))
+        for a, h, fin in zip(acqs, hdrs, finite):
+            a.header = h if fin else None
             a.hdr_done = True
 
     def _speculate(self, i0: int) -> list[tuple[int, complex, complex]]:
