@@ -22,12 +22,19 @@ SWEEPS = {
 }
 
 
-def run(scn, cfg, trials: int, seed: int, timing_advance: bool = True, progress=None) -> dict:
-    """Run ``trials`` trials and summarize them (see lab.sync_experiment.summarize)."""
+def run(scn, cfg, trials: int, seed: int, timing_advance: bool = True, progress=None, zmq=None) -> dict:
+    """Run ``trials`` trials and summarize them (see lab.sync_experiment.summarize). ``zmq``: a
+    :class:`radio.zmq_air.ZmqArgs` to carry every trial over ZeroMQ (an in-process broker on 127.0.0.1 with that wire
+    format, :class:`lab.zmq_cell.ZmqCell`) instead of the in-process air; the results are the same."""
     from lab.sync_experiment import run_trial, summarize
     out = []
     for t in range(trials):
-        out.append(run_trial(scn, cfg, seed + t, timing_advance=timing_advance))
+        if zmq is None:
+            out.append(run_trial(scn, cfg, seed + t, timing_advance=timing_advance))
+        else:
+            from lab.zmq_cell import ZmqCell
+            with ZmqCell(scn, cfg, seed + t, wire=zmq.wire, timeout_s=zmq.timeout_s) as zc:
+                out.append(run_trial(scn, cfg, seed + t, timing_advance=timing_advance, cell=zc.cell))
         if progress:
             progress()
     summary = summarize(out, scn.sample_rate)
@@ -35,7 +42,7 @@ def run(scn, cfg, trials: int, seed: int, timing_advance: bool = True, progress=
     return summary
 
 
-def sweep(name: str, scn, cfg, trials: int, seed: int, progress=None) -> list[dict]:
+def sweep(name: str, scn, cfg, trials: int, seed: int, progress=None, zmq=None) -> list[dict]:
     """One point per value of sweep ``name``: its value, overhead fraction and NMSE (and the genie's)."""
     if name not in SWEEPS:
         raise typer.BadParameter(f"unknown sweep {name!r}; choose from {', '.join(SWEEPS)}", param_hint="--sweep")
@@ -47,7 +54,7 @@ def sweep(name: str, scn, cfg, trials: int, seed: int, progress=None) -> list[di
             c = dataclasses.replace(cfg, **{what[5:]: v})
         else:
             s = dataclasses.replace(scn, **{what[9:]: v})
-        r = run(s, c, trials, seed, progress=progress)
+        r = run(s, c, trials, seed, progress=progress, zmq=zmq)
         points.append({"sweep": name, "value": v, "overhead_fraction": r["overhead_fraction"],
                        "nmse_db": r["nmse_db"], "nmse_genie_db": r["nmse_genie_db"],
                        "within_cp_fraction": r["within_cp_fraction"]})
@@ -134,9 +141,11 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"unknown sweep {unknown[0]!r}; choose from {', '.join(SWEEPS)}",
                                      param_hint="--sweep")
         lab_cfg = load_config(config, overrides)
-        if lab_cfg.radio.driver != "loopback":
-            raise typer.BadParameter(f"otalab sync runs on the in-process air (driver 'loopback'); "
-                                     f"{lab_cfg.source} selects driver {lab_cfg.radio.driver!r}", param_hint="--config")
+        if lab_cfg.radio.driver not in ("loopback", "zmq"):
+            raise typer.BadParameter(f"otalab sync runs on the simulated air (driver 'loopback', or 'zmq': the same "
+                                     f"air served by an in-process ZeroMQ broker); {lab_cfg.source} selects driver "
+                                     f"{lab_cfg.radio.driver!r}", param_hint="--config")
+        zmq = lab_cfg.radio_args if lab_cfg.radio.driver == "zmq" else None
         cfg = lab_cfg.sync
         scn = Scenario(devices=devices, snr_db=snr_db, ps_power_db=ps_power_db, max_delay_cp=max_delay_cp, cfo_ppm=cfo_ppm, sco_ppm=sco_ppm,
                        profile=channel, delay_spread_s=delay_spread_ns * 1e-9, rounds=rounds,
@@ -147,11 +156,12 @@ def register(app: typer.Typer) -> None:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("sync trials", total=trials * (1 + n_sweep))
             step = lambda: bar.advance(task)  # noqa: E731
-            result = run(scn, cfg, trials, seed, timing_advance=not no_timing_advance, progress=step)
-            result["sweeps"] = {name: sweep(name, scn, cfg, trials, seed, progress=step)
+            result = run(scn, cfg, trials, seed, timing_advance=not no_timing_advance, progress=step, zmq=zmq)
+            result["sweeps"] = {name: sweep(name, scn, cfg, trials, seed, progress=step, zmq=zmq)
                                 for name in sweep_names}
         of = scn.ofdm()
         result.update(scenario=dataclasses.asdict(scn), sync=dataclasses.asdict(cfg), timing_advance=not no_timing_advance,
+                      driver=lab_cfg.radio.driver,
                       cp_len=of.cp_len, window_backoff=cfg.window_backoff or of.cp_len // 2,
                       seed=seed, **metadata(config=str(config) if config else None))
         table = Table(title=f"otalab sync: {devices} devices, {snr_db:g} dB, {channel}, {trials} trials")

@@ -143,9 +143,13 @@ def build_cell(scn: Scenario, cfg: SyncConfig, seed: int) -> Cell:
 
 
 def run_trial(scn: Scenario, cfg: SyncConfig, seed: int, *, timing_advance: bool = True,
-              n_pilot_symbols: int | None = None) -> dict:
-    """One trial (module docstring); returns per-device truths and estimates and per-round aggregation errors."""
-    cell = build_cell(scn, cfg, seed)
+              n_pilot_symbols: int | None = None, cell: Cell | None = None) -> dict:
+    """One trial (module docstring); returns per-device truths and estimates and per-round aggregation errors.
+
+    ``cell``: the cell of (scn, cfg, seed) placed by :func:`place_devices` with its radios attached and not used yet
+    (e.g. ``lab.zmq_cell.ZmqCell(scn, cfg, seed).cell``: the same trial over ZeroMQ); default :func:`build_cell`."""
+    if cell is None:
+        cell = build_cell(scn, cfg, seed)
     air, rng, cfg = cell.air, cell.rng, cell.cfg
     delays, ppm, sco, offsets = cell.delays, cell.ppm, cell.sco, cell.offsets
     of = scn.ofdm()

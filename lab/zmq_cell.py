@@ -21,6 +21,8 @@ sample (tests/lab/test_feel_zmq.py checks this).
 
 from __future__ import annotations
 
+from typing import Self
+
 from lab.sync_experiment import Scenario, place_devices
 from radio.clock import OffsetClockRadio
 from radio.zmq_air import BrokerConfig, ChannelBroker, ZmqRadio
@@ -75,7 +77,7 @@ class ZmqCell:
             self._endpoints.pop().close()
         self.broker.stop()
 
-    def __enter__(self) -> ZmqCell:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
