@@ -84,8 +84,8 @@ def test_interrupted_run_resumes_bit_identically(data_dir, tmp_path):
 def test_cli_writes_json_png_and_rejects_unsupported_radio(data_dir, tmp_path, capsys):
     """`otalab feel` writes per-run JSON with the documented keys and a PNG; unsupported --radio uses fail clearly."""
     from lab.cli import main
-    assert main(["feel", "--radio", "zmq"]) == 2
-    assert "--radio zmq" in capsys.readouterr().err
+    assert main(["feel", "--radio", "nonsense"]) == 2     # (--radio zmq is wired now: tests/lab/test_feel_zmq.py)
+    assert "--radio 'nonsense'" in capsys.readouterr().err
     assert main(["feel", "--scheme", "digital", "--radio", "loopback"]) == 2
     assert "superposed analog schemes" in capsys.readouterr().err
     rc = main(["feel", "--scheme", "ideal,digital", "--devices", "3", "--samples-per-device", "50", "--rounds", "2",
