@@ -1,7 +1,7 @@
 """Streaming OFDM receiver: :class:`Receiver` turns a continuous complex64 sample stream into :class:`RxFrame` objects.
 
-Stages (one readable chain; only the first runs on every sample)
---------------------------------------------------------------
+Stages (one readable chain; only the first runs on the samples between frames)
+-----------------------------------------------------------------------------
 1. **Detection** (:class:`phy.detector.SchmidlCoxDetector`): Schmidl–Cox + LTS-periodicity statistic ``T`` from
    running sums, threshold from its Gamma(2,1) null (per-sample false-alarm ``detect_pfa``), peak picking.
 2. **Acquisition** per candidate ``d0``: fractional CFO from ``angle(P1)/pi`` (subcarrier units, ambiguous by 2) and
@@ -45,6 +45,12 @@ Stages (one readable chain; only the first runs on every sample)
    unbiased estimate ``Y/H`` (for one stream per subcarrier the unbiased MMSE equals ZF) with ``sigma_eff^2/|H|^2``
    into :meth:`QamModem.demodulate_llr`, then :meth:`DigitalCodec.decode`.
 
+Batching (speed; results are those of one frame at a time): detection is evaluated lazily from the scan position;
+a candidate is acquired (stages 2-5) together with the candidates that would follow it if the next frames are as
+long as the last one received (:meth:`Receiver._speculate`), and all frames completed in one ``process`` call are
+demodulated (stage 6) together, per payload shape. With ``defer_decode=True`` LDPC decoding is left to
+:func:`decode_frames`, which batches it over frames from any number of receivers.
+
 Bad input (pure noise, truncated frames, corrupted headers, NaN/inf samples, empty blocks) is counted in
 :attr:`Receiver.stats` and dropped. ``process`` raises only ``ValueError`` for a ``samples`` argument that is not a
 1-D numeric array, or a ``t0`` that is not an integer.
@@ -59,7 +65,14 @@ from functools import lru_cache
 import numpy as np
 
 from phy.detector import SchmidlCoxDetector
-from phy.frame import FrameHeader, _codec, _modem, frame_format, golay_codebook, golay_decode_soft
+from phy.frame import (
+    FrameHeader,
+    _codec,
+    _modem,
+    frame_format,
+    golay_codebook,
+    golay_decode_soft,
+)
 from phy.ofdm import OfdmConfig, _fft
 
 #: decision-directed phase refinement is applied below this estimated linear SNR (10 dB)
@@ -879,7 +892,7 @@ class Receiver:
             w = self.pilot_smoothing
             pb = cfg.pilot_bins
             y_hdr = np.stack([acq.y_hdr for acq in acqs])
-            _, ph_hdr = self._payload_fft_phase(acqs, 0, n_hdr)
+            ph_hdr = self._residual_phase(acqs, 0, n_hdr)
             yp = np.concatenate([y_hdr[:, :, pb] * _cis(-ph_hdr)[:, :, None], Y[:, :, pb] * _cis(-ph)[:, :, None]],
                                 axis=1)
             cpe, slope = self._pilot_phase(H[:, pb], yp, w)
@@ -999,14 +1012,14 @@ class Receiver:
             b = np.zeros(n_frames)
         return X * _cis(-(a[:, None] + b[:, None] * sc))[:, :, None]
 
-    def _payload_fft_phase(self, acqs: list[_Acq], first: int, n_sym: int) -> tuple[None, np.ndarray]:
-        """Only the residual phase float64 [F, n_sym] of :meth:`_payload_fft` (for symbols already transformed)."""
+    def _residual_phase(self, acqs: list[_Acq], first: int, n_sym: int) -> np.ndarray:
+        """The residual CFO phase float64 [F, n_sym] of :meth:`_payload_fft` alone (symbols already transformed)."""
         cfg, fmt = self.cfg, self.fmt
         off = cfg.cp_len - self.backoff
         eps = np.array([acq.eps for acq in acqs])
         rel = np.array([acq.start - acq.ref for acq in acqs])
         starts = rel[:, None] + (fmt.preamble_len + (first + np.arange(n_sym)) * cfg.symbol_len + off)[None, :]
-        return None, (2 * np.pi * eps / cfg.fft_size)[:, None] * starts
+        return (2 * np.pi * eps / cfg.fft_size)[:, None] * starts
 
     def _pilot_phase(self, Hp: np.ndarray, Yp: np.ndarray, smooth: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-symbol common phase and phase slope (rad per subcarrier) of F frames from their pilot columns ``Yp``
