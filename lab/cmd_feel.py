@@ -230,9 +230,11 @@ def _radio_factory(radio: str, snr_db: float, seed: int, schemes: str):
             cfg = load_config(radio)
         except ConfigError as exc:
             _fail(str(exc))
+        if cfg.radio.driver == "zmq":
+            return _ZmqBrokerFactory(cfg, seed)
         if cfg.radio.driver != "loopback":
-            _fail(f"{radio}: radio.driver = {cfg.radio.driver!r}; FEEL runs over 'loopback' (simulated air) for now, "
-                  f"hardware needs one radio per device")
+            _fail(f"{radio}: radio.driver = {cfg.radio.driver!r}; FEEL runs over 'loopback' or 'zmq' (simulated air) "
+                  f"for now, hardware needs one radio per device")
 
         def make_cfg(n_devices: int, s: int, power: float):
             return _yaml_channel(cfg, n_devices, s, power, seed)
@@ -258,6 +260,49 @@ class _ZmqFactory:
     def close(self) -> None:
         while self.cells:
             self.cells.pop().close()
+
+
+class _ZmqBrokerFactory:
+    """--radio <zmq YAML>: connect to the running broker at ``radio.args.address`` (``otalab air --config ...``) as
+    endpoints "ps" (holds the clock) and "dev0".."dev{M-1}" (``hold_clock=False``, each behind an OffsetClockRadio with a
+    random clock offset drawn from the seed), all in this process; the broker's air (its YAML ``air`` section) is the
+    channel. OFDM and sync settings come from this YAML. :meth:`close` closes the endpoints."""
+
+    def __init__(self, cfg, seed: int):
+        self.cfg, self.seed = cfg, seed
+        self.radios: list = []
+
+    def __call__(self, n_devices: int, s: int, power: float):
+        import dataclasses
+
+        import numpy as np
+
+        from lab.ota_channel import radio_sum_channel
+        from radio.base import RadioError
+        from radio.clock import OffsetClockRadio
+        from radio.zmq_air import ZmqRadio
+        from sync.config import SyncConfig
+        cfg, args = self.cfg, self.cfg.radio_args
+        rate, freq = cfg.radio.sample_rate, cfg.radio.center_freq
+        try:
+            ps = ZmqRadio.from_args(dataclasses.replace(args, name="ps", hold_clock=True), rate, freq)
+            self.radios.append(ps)
+            offsets = np.random.default_rng([self.seed, 43]).integers(0, 100_000, n_devices)
+            devices = []
+            for i, off in enumerate(offsets):
+                radio = ZmqRadio.from_args(dataclasses.replace(args, name=f"dev{i}", hold_clock=False), rate, freq)
+                self.radios.append(radio)
+                devices.append(OffsetClockRadio(radio, int(off)))
+        except RadioError as exc:
+            self.close()
+            raise ValueError(f"--radio {cfg.source}: {exc} (is `otalab air --config {cfg.source}` running?)") from None
+        return radio_sum_channel(ps, devices, cfg.ofdm.to_config(rate), cfg.sync or SyncConfig(), power=power,
+                                 channel_uses=s, preambles=list(range(1, n_devices + 1)),
+                                 rng=np.random.default_rng([self.seed, 42]))
+
+    def close(self) -> None:
+        while self.radios:
+            self.radios.pop().close()
 
 
 def _yaml_channel(cfg, n_devices: int, s: int, power: float, seed: int):

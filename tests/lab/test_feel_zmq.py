@@ -9,6 +9,8 @@ ZeroMQ must equal the in-process run with the same seed (calibration error, ever
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -70,3 +72,38 @@ def test_otalab_feel_radio_zmq(shared_data, tmp_path):
     res = json.loads((tmp_path / "feel_mnist_analog_iid_P200_M3_radio.json").read_text())
     assert res["channel"].startswith("RadioSumChannel(") and len(res["rounds"]) == 1
     assert np.isfinite(res["final_accuracy"])
+
+
+@pytest.mark.timeout(120)
+def test_otalab_feel_against_a_running_broker(shared_data, tmp_path, capsys):
+    """`otalab feel --radio <zmq YAML>` connects to the broker at radio.args.address (here one started from
+    hw_configs/zmq.yaml on a free port, as `otalab air` would) and trains over it; a dead address fails clearly."""
+    import json
+
+    import yaml
+
+    from lab.cli import main
+    from lab.config import load_config
+    from radio.zmq_air import ChannelBroker
+    if not (shared_data / "mnist.npz").is_file():
+        pytest.skip(f"MNIST not found at {shared_data / 'mnist.npz'}")
+    zmq_yaml = Path(__file__).resolve().parents[2] / "hw_configs" / "zmq.yaml"
+    data = yaml.safe_load(zmq_yaml.read_text())
+    argv = ["feel", "--devices", "3", "--rounds", "1", "--samples-per-device", "100", "--out", str(tmp_path),
+            "--no-progress", "--data-dir", str(shared_data)]
+    with ChannelBroker.from_config(load_config(zmq_yaml), bind="tcp://127.0.0.1:0") as broker:
+        data["radio"]["args"]["address"] = broker.endpoint
+        cfg = tmp_path / "zmq-running.yaml"
+        cfg.write_text(yaml.safe_dump(data))
+        rc = main([*argv, "--radio", str(cfg)])
+        names = set(broker.endpoints())
+    assert rc in (0, None)
+    assert {"ps", "dev0", "dev1", "dev2"} <= names
+    res = json.loads((tmp_path / "feel_mnist_analog_iid_P200_M3_radio.json").read_text())
+    assert res["channel"].startswith("RadioSumChannel(") and np.isfinite(res["final_accuracy"])
+
+    data["radio"]["args"].update(address=broker.endpoint, timeout_s=0.5)     # the broker is gone now
+    cfg.write_text(yaml.safe_dump(data))
+    capsys.readouterr()
+    assert main([*argv, "--radio", str(cfg)]) == 2
+    assert "is `otalab air --config" in capsys.readouterr().err
