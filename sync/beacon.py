@@ -93,9 +93,11 @@ class BeaconTracker:
             return False
         ps_time, counter = parsed
         cfg = self.cfg
-        # fractional timing from the channel estimate's phase slope (window at the CP end of the LTS)
+        # fractional timing from the channel estimate's phase slope (window at the CP end of the LTS), searched within
+        # a sample of the receiver's first-path timing so that a strong later path cannot pull it (and, as the
+        # channel or noise changes, make it jump between paths)
         h = np.asarray(frame.channel)[cfg.used_bins]
-        frac, _ = ml_delay(h, self._used, cfg.fft_size, 0.0, span=cfg.cp_len / 2)
+        frac, _ = ml_delay(h, self._used, cfg.fft_size, 0.0, span=1.0)
         local = frame.t_start + frac
         # the known frame, delayed by the fractional timing, so that the correlation phase does not move with it (a
         # frequency-selective channel turns a drifting fractional delay into a drifting phase otherwise)

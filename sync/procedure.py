@@ -74,6 +74,7 @@ class DeviceNode:
     csi: np.ndarray | None = None     # complex64[n_used] uplink channel from the PS's feedback
     csi_round: int = -1               # the round that feedback belongs to
     csi_error_var: float = 0.0        # its estimation-error variance (for the regularized inverse)
+    ta_refined: bool = False          # a closed-loop TA update followed its random access
     alpha: float = 0.0
     active: bool = False
     excluded: str | None = None
@@ -141,10 +142,10 @@ class SyncSession:
         self.ta_step = ta_step_samples(ofdm.fft_size, cfg.nr_mu if cfg.ta_standard == "nr" else None)
         # > K symbols: the spare code space gives the noise level
         self.n_pilot = max(int(n_pilot_symbols or cfg.pilot_symbols_per_device * self.k), self.k + 1)
-        # denoise the uplink estimates to delays where an aligned device's channel can be: from a little before the
-        # window back-off to the back-off plus the delay spread
+        # denoise the uplink estimates over the delays the CP tolerates (FFT-window coordinates 0 .. cp, i.e. arrival
+        # errors -b .. cp - b), with a few samples of margin for the tails of fractional delays
         self.uplink = UplinkEstimator(ofdm.used_subcarriers, ofdm.fft_size, self.k, self.n_pilot,
-                                      taps=ofdm.cp_len + 8, first_delay=self.backoff - 4)
+                                      taps=ofdm.cp_len + 8, first_delay=-4)
         self.prach_wave = PrachWaveform(self.prach)
         self.prach_det = PrachDetector(self.prach, cfg.prach_false_alarm)
         self.beacon = BeaconSource(ofdm, cfg.control_code_rate, cfg.control_modem)
@@ -444,11 +445,14 @@ class SyncSession:
             c = d.code
             present[d.index] = est.present[c]
             chans[d.index] = est.channel[c]
-            err = est.delay[c] - self.backoff
-            self.pilot_delay[d.index] = float(err)
-            if (self.timing_advance and cfg.ta_update_period and self.round % cfg.ta_update_period == 0
-                    and est.present[c]):
+            self.pilot_delay[d.index] = float(est.delay[c] - self.backoff)
+            # closed-loop TA: centre the device's paths (first..last) in what the CP tolerates, [-b, cp - b] in arrival
+            # error; right after access (the PRACH only saw the strongest path) and every ta_update_period rounds
+            err = float(np.mean(est.span[c])) - self.backoff - (self.ofdm.cp_len - 2 * self.backoff) / 2
+            due = not d.ta_refined or (cfg.ta_update_period and self.round % cfg.ta_update_period == 0)
+            if self.timing_advance and due and est.present[c]:
                 ta_steps[d.index] = quantize_ta(err, self.ta_step, absolute=False, max_steps=127)
+                d.ta_refined = True
         self.noise_var = self.uplink.last_noise_var
         err = np.zeros(self.k)
         taps = np.zeros((self.k, self.uplink.taps), np.complex64)

@@ -59,6 +59,7 @@ class UplinkEstimate:
     error_var: np.ndarray
     taps: np.ndarray     # complex64[K, taps]: the compact model the feedback carries (see SignificantTapEstimator)
     shift: np.ndarray    # float[K]: its fractional delay
+    span: np.ndarray     # float[K, 2]: first and last path (≥ 10 % of the strongest's power), window coordinates
 
 
 class UplinkEstimator:
@@ -112,8 +113,14 @@ class UplinkEstimator:
         centre = self.first_delay + self.taps / 2
         delay = np.array([ml_delay(ls[k], self.m, self.fft_size, centre, span=self.taps / 2)[0]
                           for k in range(ls.shape[0])])
+        p = np.abs(taps) ** 2
+        strong = p >= 0.1 * p.max(axis=1, keepdims=True).clip(1e-30)
+        lags = np.arange(self.taps) + self.first_delay
+        first = np.where(strong.any(axis=1), np.argmax(strong, axis=1), 0)
+        last = self.taps - 1 - np.argmax(strong[:, ::-1], axis=1)
+        span = np.stack([lags[first], lags[last]], axis=1) + shift[:, None]
         return UplinkEstimate(channel=h.astype(np.complex64), delay=delay, snr=snr, present=present,
-                              error_var=error_var, taps=taps, shift=shift)
+                              error_var=error_var, taps=taps, shift=shift, span=span)
 
 
 # ------------------------------------------------------------------------------------- feedback serialization
