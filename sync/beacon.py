@@ -99,9 +99,11 @@ class BeaconTracker:
         h = np.asarray(frame.channel)[cfg.used_bins]
         frac, _ = ml_delay(h, self._used, cfg.fft_size, 0.0, span=1.0)
         local = frame.t_start + frac
+        # the copy to correlate with is best delayed by the overall (single-path ML) delay of the channel
+        frac_fit, _ = ml_delay(h, self._used, cfg.fft_size, 0.0, span=cfg.cp_len / 2)
         # the known frame, delayed by the fractional timing, so that the correlation phase does not move with it (a
         # frequency-selective channel turns a drifting fractional delay into a drifting phase otherwise)
-        ref = fractional_delay(self.source.waveform(ps_time, counter), frac)[:-1] if frac else \
+        ref = fractional_delay(self.source.waveform(ps_time, counter), frac_fit)[:-1] if frac_fit else \
             self.source.waveform(ps_time, counter)
         i0 = frame.t_start - stream_t0
         seg = stream[i0:i0 + ref.size]
