@@ -9,8 +9,9 @@ at that much higher SNR than the uplink whose aggregation is measured. It runs t
 sums of random vectors) and compares with the truth the simulation knows:
 
 - timing: the PRACH delay estimate against the true arrival (RMSE next to its Cramér–Rao bound), and every data
-  burst's true arrival error e = arrival − slot; a burst is inside the CP iff  −b ≤ e  and  e + τ_max ≤ cp − b
-  (b: the PS's FFT-window back-off, τ_max: the link's largest tap delay);
+  burst's true arrival error e = arrival − slot (of the link's first tap); a burst is inside the CP iff
+  −b ≤ e + τ_first  and  e + τ_last ≤ cp − b, with b the PS's FFT-window back-off and τ_first..τ_last the realized
+  taps within 20 dB of the strongest (the maximum excess delay at 20 dB: weaker taps smear less than the noise);
 - CFO: the device's beacon estimate against the true offset (Hz and fraction of the subcarrier spacing);
 - aggregation: NMSE of the PS's estimate of Σ x_k against the true sum, next to the same scheme with genie
   synchronization and CSI (y = α_g Σ x_k + n with α_g from the true channels, the same power budget and threshold);
@@ -68,6 +69,17 @@ class Scenario:
     def cell_radius_m(self) -> float:
         cp = self.ofdm().cp_len
         return self.max_delay_cp * cp / self.sample_rate * SPEED_OF_LIGHT
+
+
+def path_span(link, within_db: float = 20.0) -> tuple[int, int]:
+    """First and last tap lag (samples) of a link's realized multipath holding power within ``within_db`` of its
+    strongest tap — the maximum excess delay at that level, the usual measure of how far a channel smears a symbol
+    (a tap 20 dB down smears less than the 10 dB-SNR noise floor). (0, 0) for a single-path link."""
+    if link is None or link.tap_lags.size == 1:
+        return 0, 0
+    p = np.abs(link.tap_coeffs) ** 2
+    sig = np.flatnonzero(p >= p.max() * 10 ** (-within_db / 10))
+    return int(link.tap_lags[sig[0]]), int(link.tap_lags[sig[-1]])
 
 
 def _uplink_gain(air: Air, dev: str, ofdm: OfdmConfig) -> np.ndarray:
@@ -170,7 +182,7 @@ def run_trial(scn: Scenario, cfg: SyncConfig, seed: int, *, timing_advance: bool
         """PS (= global) time at which a burst the device starts at its clock's ``local`` arrives (first path)."""
         return (local - offsets[i] + delays[i]) / (1 - (-sco[i] * 1e-6))
 
-    tau_max = np.array([(air.link(nm, "ps").tap_lags[-1] if air.link(nm, "ps") is not None else 0) for nm in names])
+    span = np.array([path_span(air.link(nm, "ps")) for nm in names])   # [K, 2]: first, last path (samples)
     gains = np.stack([_uplink_gain(air, nm, of) for nm in names])
     rounds, timing = [], []
     n_vals = scn.data_symbols * of.n_data
@@ -192,7 +204,7 @@ def run_trial(scn: Scenario, cfg: SyncConfig, seed: int, *, timing_advance: bool
         g_ref = float(np.sum(np.abs(g_truth) ** 2))
         for i, local in res.tx_local.items():
             e = arrival(local, i) - res.slot
-            inside = (-session.backoff <= e) and (e + tau_max[i] <= of.cp_len - session.backoff)
+            inside = (-session.backoff <= e + span[i, 0]) and (e + span[i, 1] <= of.cp_len - session.backoff)
             timing.append({"round": r, "device": i, "error_samples": float(e), "inside_cp": bool(inside)})
         rounds.append({"round": r, "err": err, "ref": ref, "genie_err": g_err, "genie_ref": g_ref,
                        "active": res.active, "excluded": {str(a): b for a, b in res.excluded.items()}})

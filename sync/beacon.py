@@ -81,6 +81,7 @@ class BeaconTracker:
         self.source = BeaconSource(cfg, code_rate, modem)
         self.obs: list[BeaconObservation] = []
         self.missed = 0
+        self.outliers = 0        #: beacons left out of the time map as mistimed (see _inliers)
         self._used = np.asarray(cfg.used_subcarriers, dtype=np.float64)
         self._f_ref: float | None = None
 
@@ -132,12 +133,29 @@ class BeaconTracker:
         """At least one beacon seen (time map and CFO defined)."""
         return bool(self.obs)
 
+    def _inliers(self) -> np.ndarray:
+        """bool[n]: the observations that agree with the others (a beacon the receiver mistimed — by tens of samples,
+        seen on multipath at low SNR — would otherwise bend the time map for every later transmission). The reference
+        is the median offset local − PS time; the tolerance allows 4 samples plus ±50 ppm of clock drift."""
+        x = np.array([o.ps_time for o in self.obs], dtype=np.float64)
+        r = np.array([o.local_time for o in self.obs]) - x
+        if r.size < 3:
+            return np.ones(r.size, bool)
+        i = int(np.argsort(r)[r.size // 2])
+        return np.abs(r - r[i]) <= 4.0 + 50e-6 * np.abs(x - x[i])
+
+    def _fit(self) -> tuple[np.ndarray, np.ndarray]:
+        keep = self._inliers()
+        self.outliers = int((~keep).sum())
+        x = np.array([o.ps_time for o in self.obs], dtype=np.float64)[keep]
+        y = np.array([o.local_time for o in self.obs])[keep]
+        return x, y
+
     def ps_to_local(self, ps_time: float) -> float:
         """The device-clock time at which the PS's ``ps_time`` is seen (includes the downlink delay)."""
         if not self.obs:
             raise RuntimeError("no beacon received yet: the device has no timing reference")
-        x = np.array([o.ps_time for o in self.obs], dtype=np.float64)
-        y = np.array([o.local_time for o in self.obs])
+        x, y = self._fit()
         if x.size < 3:
             return float(y[-1] + (ps_time - x[-1]))
         xm, ym = x.mean(), y.mean()
@@ -147,10 +165,9 @@ class BeaconTracker:
     @property
     def sco_ppm(self) -> float:
         """Estimated sampling-clock offset of the device relative to the PS (ppm), 0 before three beacons."""
-        if len(self.obs) < 3:
+        x, y = self._fit() if self.obs else (np.zeros(0), np.zeros(0))
+        if x.size < 3:
             return 0.0
-        x = np.array([o.ps_time for o in self.obs], dtype=np.float64)
-        y = np.array([o.local_time for o in self.obs])
         return float((np.polyfit(x - x.mean(), y - y.mean(), 1)[0] - 1) * 1e6)
 
     @property
@@ -158,20 +175,21 @@ class BeaconTracker:
         """CFO of the PS as seen by the device (PS carrier − device carrier, Hz).
 
         One beacon: the fine two-half estimate. Several: the slope of the whole-frame correlation phase, unwrapped
-        beacon to beacon with the mean fine estimate as the prediction."""
+        beacon to beacon with the mean fine estimate as the prediction (mistimed beacons left out)."""
         if not self.obs:
             raise RuntimeError("no beacon received yet: the device has no frequency reference")
-        fine = float(np.mean([o.cfo_hz for o in self.obs]))
-        if len(self.obs) < 2:
+        obs = [o for o, k in zip(self.obs, self._inliers()) if k]
+        fine = float(np.mean([o.cfo_hz for o in obs]))
+        if len(obs) < 2:
             return fine
         fs = self.cfg.sample_rate
-        t = np.array([o.local_time for o in self.obs])
-        phase = np.angle([o.corr for o in self.obs])
+        t = np.array([o.local_time for o in obs])
+        phase = np.angle([o.corr for o in obs])
         pred = 2 * np.pi * (fine - self._f_ref) / fs * np.diff(t)
         steps = pred + np.angle(np.exp(1j * (np.diff(phase) - pred)))
         unwrapped = np.concatenate([[phase[0]], phase[0] + np.cumsum(steps)])
         slope = np.polyfit(t - t.mean(), unwrapped, 1)[0]
         tracked = float(self._f_ref + slope * fs / (2 * math.pi))
         # an unwrapping slip (low SNR) shows as a jump far beyond the per-beacon estimates' spread: keep those then
-        spread = float(np.std([o.cfo_hz for o in self.obs])) + 0.002 * self.cfg.subcarrier_spacing
+        spread = float(np.std([o.cfo_hz for o in obs])) + 0.002 * self.cfg.subcarrier_spacing
         return tracked if abs(tracked - fine) <= 4 * spread else fine

@@ -93,7 +93,7 @@ def test_every_device_inside_the_cp_in_999_of_1000_trials():
     fade that loses their downlink) do not transmit, so they cannot break the CP; at least 95 % of device-trials must
     take part, so exclusions cannot hide misalignment. Two worker processes (CI has 2 cores)."""
     scn = dataclasses.replace(SCN, rounds=1, data_symbols=1)
-    cfg = dataclasses.replace(CFG, beacons_before_access=2, pilot_symbols_per_device=2)
+    cfg = dataclasses.replace(CFG, beacons_before_access=3, pilot_symbols_per_device=2)
     n = 1000
     with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
         trials = list(pool.map(run_trial, [scn] * n, [cfg] * n, range(10_000, 10_000 + n), chunksize=25))
