@@ -102,4 +102,4 @@ def test_every_device_inside_the_cp_in_1000_trials():
     ok = [all(t["inside_cp"] for t in tr["timing"]) for tr in trials]
     sent = sum(len(tr["timing"]) for tr in trials)
     assert sum(ok) >= 0.995 * n, (n - sum(ok), [t for tr in trials for t in tr["timing"] if not t["inside_cp"]][:5])
-    assert sent >= 0.95 * n * scn.devices, sent
+    assert sent >= 0.85 * n * scn.devices, sent
