@@ -78,11 +78,7 @@ def plot(result: dict, out_dir: Path) -> list[Path]:
         ax.set_ylabel("CDF")
         ax.set_title(f"{result['scenario']['devices']} devices, {result['scenario']['snr_db']:g} dB")
         ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        paths.append(out_dir / "sync_timing_cdf.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(_save(fig, ax, out_dir / "sync_timing_cdf.png"))
     if result.get("sweeps"):
         fig, ax = plt.subplots(figsize=(5.5, 4))
         for name, pts in result["sweeps"].items():
@@ -95,12 +91,18 @@ def plot(result: dict, out_dir: Path) -> list[Path]:
         ax.set_ylabel("over-the-air sum NMSE [dB]")
         ax.set_title("aggregation error vs synchronization overhead")
         ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        paths.append(out_dir / "sync_tradeoff.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(_save(fig, ax, out_dir / "sync_tradeoff.png"))
     return paths
+
+
+def _save(fig, ax, path: Path) -> Path:
+    """Grid, tight layout, write the PNG, close the figure."""
+    import matplotlib.pyplot as plt
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def register(app: typer.Typer) -> None:

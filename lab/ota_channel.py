@@ -52,7 +52,6 @@ import numpy as np
 import torch
 
 from learning.feel.channel import Reception, RoundCsi
-from radio.air import Air
 from sync.config import SyncConfig
 from sync.precomp import truncated_inversion
 from sync.procedure import SyncSession
@@ -66,7 +65,7 @@ class CellTruth:
     """What the simulation knows about a cell and the procedure must estimate (all float64/int64 arrays of length K).
 
     ``delays``: one-way delay per device [samples]; ``offsets``: device clock minus the global clock [samples];
-    ``cfo_ppm``/``sco_ppm``: device carrier and sampling-clock offsets; ``tau_max``: largest tap lag of each uplink
+    ``cfo_ppm``/``sco_ppm``: device carrier and sampling-clock offsets; ``span``: first and last uplink tap within 20 dB of the strongest (:func:`lab.sync_experiment.path_span`) of each uplink
     [samples]; ``gains``: float64[K, n_used] |H| of each true uplink on the used subcarriers; ``noise_power``: the PS's
     noise variance per complex sample; ``center_freq``: Hz.
     """
@@ -75,7 +74,7 @@ class CellTruth:
     offsets: np.ndarray
     cfo_ppm: np.ndarray
     sco_ppm: np.ndarray
-    tau_max: np.ndarray
+    span: np.ndarray
     gains: np.ndarray
     noise_power: float
     center_freq: float
@@ -227,7 +226,7 @@ class RadioSumChannel:
         of, sess = self.session.ofdm, self.session
         for i, local in res.tx_local.items():
             e = t.arrival(local, i) - res.slot
-            inside = (-sess.backoff <= e) and (e + t.tau_max[i] <= of.cp_len - sess.backoff)
+            inside = (-sess.backoff <= e + t.span[i, 0]) and (e + t.span[i, 1] <= of.cp_len - sess.backoff)
             self._timing.append({"round": sess.round, "device": int(i), "error_samples": float(e),
                                  "inside_cp": bool(inside)})
         if not res.active:
@@ -277,17 +276,12 @@ class RadioSumChannel:
         return {**summary, **base}
 
 
-def _uplink_tau_max(air: Air, name: str) -> int:
-    link = air.link(name, "ps")
-    return int(link.tap_lags[-1]) if link is not None else 0
-
-
 def build_cell(scn, cfg: SyncConfig, seed: int, *, timing_advance: bool = True, cell=None):
     """The in-process cell of :func:`lab.sync_experiment.build_cell` for Scenario ``scn`` (same draws for the same seed)
     with its SyncSession (before access) and the scenario's faults applied: returns (air, ps radio, device radios,
     session, CellTruth). ``cell``: an already placed :class:`lab.sync_experiment.Cell` with its radios attached
     (e.g. ZeroMQ endpoints, :mod:`lab.zmq_cell`) instead of a new loopback one."""
-    from lab.sync_experiment import _uplink_gain
+    from lab.sync_experiment import _uplink_gain, path_span
     from lab.sync_experiment import build_cell as place_devices
 
     if cell is None:
@@ -302,7 +296,7 @@ def build_cell(scn, cfg: SyncConfig, seed: int, *, timing_advance: bool = True, 
         dev.alive_until_round = scn.dropout.get(i)
     session.lost_beacons = set(scn.lost_beacons)
     truth = CellTruth(delays=cell.delays, offsets=cell.offsets, cfo_ppm=cell.ppm, sco_ppm=cell.sco,
-                      tau_max=np.array([_uplink_tau_max(cell.air, nm) for nm in names]),
+                      span=np.array([path_span(cell.air.link(nm, "ps")) for nm in names]),
                       gains=np.stack([_uplink_gain(cell.air, nm, of) for nm in names]),
                       noise_power=10 ** (-scn.snr_db / 10), center_freq=scn.center_freq)
     return cell.air, cell.ps, cell.radios, session, truth
