@@ -26,18 +26,24 @@ def ml_delay(z: np.ndarray, subcarriers: np.ndarray, fft_size: int, coarse: floa
 
     Maximizes |Σ_m z[m] exp(+j 2 pi m tau / N)| over tau in coarse ± span with three zoom stages (16 points each)
     and a parabolic step; returns (tau in samples, complex gain h = Σ z e^{+j..} / M). Attains the Cramér–Rao bound
-    (``sync.prach.delay_crlb_samples``) at moderate SNR (tested)."""
+    (``sync.prach.delay_crlb_samples``) at moderate SNR (tested). The result stays within coarse ± span: where the
+    largest value in that range is on its edge (the single-path optimum lies outside), the edge is returned."""
     m = np.asarray(subcarriers, dtype=np.float64)
     w = 2 * np.pi * m / fft_size
+    lo, hi = float(coarse) - float(span), float(coarse) + float(span)
     centre, step = float(coarse), float(span)
     for _ in range(3):
         grid = centre + np.linspace(-step, step, 17)
         val = np.abs(np.exp(1j * np.outer(grid, w)) @ z)
-        i = min(max(int(np.argmax(val)), 1), len(grid) - 2)
-        a, b, c = val[i - 1], val[i], val[i + 1]
-        denom = a - 2 * b + c
-        frac = 0.5 * (a - c) / denom if denom < 0 else 0.0
-        centre = grid[i] + frac * (grid[1] - grid[0])
+        i = int(np.argmax(val))
+        frac = 0.0
+        if 0 < i < len(grid) - 1:   # interior maximum: parabolic step, |frac| <= 1/2 as val[i] is the largest
+            a, b, c = val[i - 1], val[i], val[i + 1]
+            denom = a - 2 * b + c
+            frac = 0.5 * (a - c) / denom if denom < 0 else 0.0
+        # a maximum on the grid's edge: the optimum lies outside the range, so stay on the edge (a parabola
+        # extrapolated there lands many samples away when the peak is flat)
+        centre = min(max(grid[i] + frac * (grid[1] - grid[0]), lo), hi)
         step = grid[1] - grid[0]
     h = complex(np.exp(1j * w * centre) @ z / m.size)
     return float(centre), h
