@@ -54,18 +54,25 @@ class AnalogMapper:
             raise ValueError(f"x has dtype {x.dtype}; expected real values")
         if not np.all(np.isfinite(x)):
             raise ValueError(f"x contains {int(np.sum(~np.isfinite(x)))} non-finite values; expected finite")
+        return self._map(x)
+
+    def _map(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """:meth:`to_symbols` of a validated finite real vector [L]."""
         length = x.size
-        padded = np.zeros(2 * ((length + 1) // 2), dtype=np.float64)
+        padded = np.empty(2 * ((length + 1) // 2), dtype=np.float64)   # pairs (x[2i], x[2i+1]) side by side
         padded[:length] = x
-        pairs = padded[0::2] + 1j * padded[1::2]
-        peak = float(np.max(np.abs(padded))) if padded.size else 0.0
+        padded[length:] = 0.0
+        peak = max(float(padded.max()), -float(padded.min())) if padded.size else 0.0
         if peak == 0.0:
-            return pairs.astype(np.complex64), 1.0
-        energy = float(np.mean(np.abs(pairs / peak) ** 2))  # normalized by the peak: no under/overflow
+            return padded.view(np.complex128).astype(np.complex64), 1.0
+        u = padded / peak                                          # normalized by the peak: no under/overflow
+        energy = float(np.dot(u, u)) / (padded.size // 2)           # mean |pair / peak|^2
         scale = float(np.sqrt(self.power / energy) / peak)
         if not np.isfinite(scale):
             raise ValueError(f"x has peak magnitude {peak:g}; its power-normalizing scale overflows float64")
-        return (pairs * scale).astype(np.complex64), scale
+        out = np.empty(padded.size, np.float32)
+        np.multiply(padded, scale, out=out, casting="same_kind")
+        return out.view(np.complex64), scale
 
     def from_symbols(
         self,

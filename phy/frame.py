@@ -27,12 +27,14 @@ per complex sample) for a unit-gain link.
 
 from __future__ import annotations
 
+import binascii
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
+from phy.crc import crc32
 from phy.ofdm import OfdmConfig, _fft, grid_to_time
 
 _ifft = _fft.ifft
@@ -92,6 +94,12 @@ def golay_codebook() -> tuple[np.ndarray, np.ndarray]:
     return cw, np.ascontiguousarray((1.0 - 2.0 * cw).T.astype(np.float32))
 
 
+@lru_cache(maxsize=1)
+def _golay_pm_rows() -> np.ndarray:
+    """±1 codewords (bit 0 -> +1) as rows: float32 [4096, 24]."""
+    return np.ascontiguousarray(golay_codebook()[1].T)
+
+
 def golay_encode(bits: np.ndarray) -> np.ndarray:
     """uint8 [12 k] -> uint8 [24 k] (codeword c occupies bits [24c, 24c+24))."""
     blocks = np.asarray(bits, dtype=np.int64).reshape(-1, 12)
@@ -118,15 +126,17 @@ class FrameHeader:
     seq: int
     scale: float       # analog scale from AnalogMapper (1.0 for digital)
 
-    def to_bits(self) -> np.ndarray:
-        """96 header bits (fields + CRC-16), uint8."""
-        from phy.crc import bytes_to_bits, crc16
+    def to_bytes(self) -> bytes:
+        """The 12 header bytes (fields + CRC-16, big-endian): :meth:`to_bits` packed MSB first."""
         b0 = ((self.kind == "digital") << 7) | (modulation_index(self.modem) << 4) \
             | (code_rate_index(self.code_rate) << 1)
         body = bytes([b0]) + self.length.to_bytes(3, "big") + self.seq.to_bytes(2, "big") \
             + struct.pack(">f", self.scale)
-        data = body + crc16(body).to_bytes(2, "big")
-        return np.asarray(bytes_to_bits(data), dtype=np.uint8)
+        return body + binascii.crc_hqx(body, 0xFFFF).to_bytes(2, "big")   # = phy.crc.crc16 (CRC-16/CCITT-FALSE)
+
+    def to_bits(self) -> np.ndarray:
+        """96 header bits (fields + CRC-16), uint8."""
+        return np.unpackbits(np.frombuffer(self.to_bytes(), dtype=np.uint8))
 
     @classmethod
     def from_bits(cls, bits: np.ndarray) -> "FrameHeader | None":
@@ -180,6 +190,9 @@ class FrameFormat:
         self.hdr_perm = (np.arange(24)[None, :] * 8 + np.arange(8)[:, None]).reshape(-1)  # codeword bit -> slot
         self.preamble_len = cfg.symbol_len + 2 * cp + 2 * n
         self.header_len = self.n_hdr_symbols * cfg.symbol_len
+        self.preamble = np.concatenate([self.sc_time, self.lts_time]).astype(np.complex64)   # [preamble_len]
+        self.preamble.flags.writeable = False
+        self._data_index = np.zeros(0, np.int64)
 
     def pilot_block(self, first_symbol: int, n_sym: int) -> np.ndarray:
         """Pilot values with polarity for symbols ``first_symbol ..`` (0 = first header symbol): complex64
@@ -202,12 +215,25 @@ class FrameFormat:
             self._grid = g
         return self._grid[:n_sym].copy()
 
+    def data_index(self, n_sym: int) -> np.ndarray:
+        """Flat indices of the data cells of a grid [n_sym, N] (symbol-major, data subcarriers in their order):
+        int64 [n_sym * n_data] (a read-only view of a cached table)."""
+        size = n_sym * self.cfg.n_data
+        if size > self._data_index.size:
+            rows = max(n_sym, 2 * (self._data_index.size // self.cfg.n_data))
+            idx = (np.arange(rows, dtype=np.int64)[:, None] * self.cfg.fft_size + self.cfg.data_bins[None, :])
+            idx = idx.reshape(-1)
+            idx.flags.writeable = False
+            self._data_index = idx
+        return self._data_index[:size]
+
     def header_symbols(self, header: FrameHeader) -> np.ndarray:
         """BPSK header symbols on the data subcarriers: float32 [n_hdr_symbols * n_data]."""
-        coded = golay_encode(header.to_bits())
-        slots = np.zeros(self.n_hdr_symbols * self.cfg.n_data, np.float32)
-        slots[self.hdr_perm] = 1.0 - 2.0 * coded
-        slots[self.n_hdr_coded:] = 1.0
+        # the 96 header bits as 8 Golay information words of 12 bits (MSB first), each mapped to its ±1 codeword
+        word = int.from_bytes(header.to_bytes(), "big")
+        info = [(word >> (84 - 12 * c)) & 0xFFF for c in range(HEADER_BITS // 12)]
+        slots = np.ones(self.n_hdr_symbols * self.cfg.n_data, np.float32)
+        slots[self.hdr_perm] = _golay_pm_rows().take(info, axis=0).reshape(-1)
         return slots
 
     def decode_header(self, soft: np.ndarray) -> FrameHeader | None:
@@ -279,15 +305,18 @@ class FrameBuilder:
         """Analog frame: ``values`` float [L] (1 <= L <= 2^24-1, finite) carried as complex pairs with mean power
         ``power`` per data subcarrier. Returns complex64 [frame_len(n_values=L)]."""
         from phy.analog import AnalogMapper
-        x = np.asarray(values, dtype=np.float64).reshape(-1) if np.ndim(values) else np.array([values], float)
+        x = np.asarray(values, dtype=np.float32).reshape(-1)          # the values are carried as float32
         if x.size == 0 or x.size > MAX_LENGTH:
             raise ValueError(f"values has {x.size} entries: expected 1 .. {MAX_LENGTH}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("values contains NaN or infinite entries: expected finite reals")
+        if not np.isfinite(x).all():
+            if not np.isfinite(np.asarray(values, dtype=np.float64)).all():
+                raise ValueError("values contains NaN or infinite entries: expected finite reals")
+            raise ValueError(f"values has a magnitude up to {np.max(np.abs(np.asarray(values, np.float64))):g}: "
+                             "expected finite float32 values (|x| < 3.4e38)")
         seq = self._check_seq(seq)
-        s, scale = AnalogMapper(power).to_symbols(x.astype(np.float32))
+        s, scale = AnalogMapper(power)._map(x)
         hdr = FrameHeader("analog", "bpsk", None, int(x.size), seq, float(np.float32(scale)))
-        return self._assemble(hdr, np.asarray(s, np.complex64))
+        return self._assemble(hdr, s)
 
     def build_digital(self, payload: bytes, seq: int, modem: str = "qpsk", code_rate: float | None = 0.5
                       ) -> np.ndarray:
@@ -301,13 +330,18 @@ class FrameBuilder:
         seq = self._check_seq(seq)
         mname = MODULATIONS[modulation_index(modem)]
         rate = CODE_RATES[code_rate_index(code_rate)]
-        bits = _codec(mname, rate).encode(payload)
-        mod = _modem(mname)
-        m = mod.bits_per_symbol
-        pad = (-bits.size) % m
-        if pad:
-            bits = np.concatenate([bits, np.zeros(pad, np.uint8)])
-        s = mod.modulate(bits)
+        codec, mod = _codec(mname, rate), _modem(mname)
+        if rate is None:
+            # uncoded: the coded bits are the payload and its CRC-32 (big-endian) bits, zero-padded to whole symbols
+            # (phy.fec.DigitalCodec's layout), mapped byte-wise without unpacking them
+            s = mod.modulate_bytes(payload + crc32(payload).to_bytes(4, "big"), codec.n_coded_bits(len(payload)))
+        else:
+            bits = codec.encode(payload)
+            m = mod.bits_per_symbol
+            pad = (-bits.size) % m
+            if pad:
+                bits = np.concatenate([bits, np.zeros(pad, np.uint8)])
+            s = mod.modulate(bits)
         hdr = FrameHeader("digital", mname, rate, len(payload), seq, 1.0)
         return self._assemble(hdr, s)
 
@@ -322,16 +356,15 @@ class FrameBuilder:
         n_hdr = fmt.n_hdr_symbols
         n_pay = fmt.n_symbols(payload_symbols.size)
         n = n_hdr + n_pay
+        n_h, n_p = n_hdr * cfg.n_data, payload_symbols.size
+        data = np.empty(n * cfg.n_data, np.complex64)                # header, payload, filler in cell order
+        data[:n_h] = fmt.header_symbols(hdr)
+        data[n_h:n_h + n_p] = payload_symbols
+        data[n_h + n_p:] = fmt.pad_symbols[:data.size - n_h - n_p]
         grid = fmt.grid_template(n)                                  # pilots already in place
-        data = np.empty((n, cfg.n_data), np.complex64)
-        data[:n_hdr] = fmt.header_symbols(hdr).reshape(n_hdr, cfg.n_data)
-        flat = data[n_hdr:].reshape(-1)
-        flat[:payload_symbols.size] = payload_symbols
-        flat[payload_symbols.size:] = fmt.pad_symbols[:flat.size - payload_symbols.size]
-        grid[:, cfg.data_bins] = data
+        grid.reshape(-1)[fmt.data_index(n)] = data
         out = np.empty(fmt.frame_len(n_pay), np.complex64)
-        out[:cfg.symbol_len] = fmt.sc_time
-        out[cfg.symbol_len:fmt.preamble_len] = fmt.lts_time
+        out[:fmt.preamble_len] = fmt.preamble
         body = out[fmt.preamble_len:].reshape(n, cfg.symbol_len)
         body[:, cfg.cp_len:] = _ifft(grid, axis=1, norm="ortho", overwrite_x=True)
         body[:, :cfg.cp_len] = body[:, cfg.fft_size:]

@@ -92,6 +92,13 @@ class QamModem:
             q_label = bits[:, 1::2] @ weights
             points = self._levels[i_label] + 1j * self._levels[q_label]
         self.constellation = points.astype(np.complex64)
+        # modulator tables: symbol of the label in the top m bits of a byte, complex64 [256]; and, when m divides 8,
+        # the 8/m symbols a whole byte carries, complex64 [256, 8/m]
+        self._shifted_table = self.constellation[np.arange(256) >> (8 - m)]
+        if 8 % m == 0:
+            shifts = np.arange(8 - m, -1, -m)
+            self._byte_table = np.ascontiguousarray(
+                self.constellation[(np.arange(256)[:, None] >> shifts[None, :]) & (self.order - 1)])
         self._prepare_axis_tables()
 
     @classmethod
@@ -160,11 +167,49 @@ class QamModem:
                 f"bits has shape {b.shape}; expected a last axis whose length is a multiple of "
                 f"bits_per_symbol={m} ({self.name})"
             )
-        if b.dtype != np.bool_ and b.size and (b.min() < 0 or b.max() > 1):
+        if b.dtype != np.bool_ and b.size and (b.max() > 1 or (b.dtype.kind != "u" and b.min() < 0)):
             raise ValueError(f"bits must hold only 0 and 1; got values in [{b.min()}, {b.max()}]")
-        groups = b.reshape(*b.shape[:-1], b.shape[-1] // m, m).astype(np.intp)
-        labels = groups @ (1 << np.arange(m - 1, -1, -1))
-        return self.constellation[labels]
+        if b.dtype.kind not in "bu" or b.dtype.itemsize != 1:
+            b = b.astype(np.uint8)
+        n = b.shape[-1] // m
+        if 8 % m == 0 and b.shape[-1] % 8 == 0:
+            # whole bytes: one packbits and one row gather from the byte -> 8/m symbols table
+            packed = np.packbits(b, axis=-1)
+            return self._byte_table.take(packed, axis=0).reshape(*b.shape[:-1], n)
+        # m bits per label: packbits pads each group to a byte (label << (8 - m))
+        labels = np.packbits(b.reshape(*b.shape[:-1], n, m), axis=-1)[..., 0]
+        return self._shifted_table.take(labels)
+
+    def modulate_bytes(self, data: bytes, n_bits: int | None = None) -> np.ndarray:
+        """Map the bits of ``data`` (MSB of each byte first), zero-padded to ``n_bits`` bits, to symbols; the same
+        as ``modulate(concatenate([unpackbits(data), zeros]))``.
+
+        Args:
+            data: bytes (or a uint8 array [B]).
+            n_bits: total bits, a multiple of m and >= 8 B (default: 8 B rounded up to a multiple of m).
+
+        Returns:
+            complex64[n_bits / m].
+        """
+        byts = np.frombuffer(bytes(data), dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) \
+            else np.asarray(data, dtype=np.uint8).reshape(-1)
+        m = self.bits_per_symbol
+        n_data = 8 * byts.size
+        if n_bits is None:
+            n_bits = m * -(-n_data // m)
+        if isinstance(n_bits, bool) or int(n_bits) != n_bits or n_bits < n_data or n_bits % m:
+            raise ValueError(f"n_bits={n_bits!r}: expected a multiple of bits_per_symbol={m} that is >= "
+                             f"{n_data} (the bits of data)")
+        n_bits = int(n_bits)
+        if 8 % m:
+            bits = np.zeros(n_bits, np.uint8)
+            bits[:n_data] = np.unpackbits(byts)
+            return self.modulate(bits)
+        out = np.empty(n_bits // m, np.complex64)
+        k = n_data // m
+        out[:k] = self._byte_table.take(byts, axis=0).reshape(-1)
+        out[k:] = self._shifted_table[0]
+        return out
 
     # ------------------------------------------------------------------ demapping
     def demodulate_llr(self, y: np.ndarray, noise_var: float | np.ndarray, method: str = "exact") -> np.ndarray:

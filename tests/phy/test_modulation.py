@@ -47,6 +47,27 @@ def test_qam16_matches_3gpp_table() -> None:
 
 
 @pytest.mark.parametrize("order", ORDERS)
+def test_table_mapping_equals_label_definition(order: int, rng: np.random.Generator) -> None:
+    """modulate (byte-table and packed-label paths, any 0/1 dtype) and modulate_bytes (zero-padded) both give
+    constellation[label], label = the m bits of a symbol read MSB first."""
+    modem = QamModem(order)
+    m = modem.bits_per_symbol
+    weights = 1 << np.arange(m - 1, -1, -1)
+    for n_sym in (8, 7, 1):                       # whole bytes (8 symbols) and not
+        bits = rng.integers(0, 2, (2, n_sym * m), dtype=np.uint8)
+        want = modem.constellation[bits.reshape(2, n_sym, m) @ weights]
+        for b in (bits, bits.astype(bool), bits.astype(np.int64), bits.astype(np.float64)):
+            np.testing.assert_array_equal(modem.modulate(b), want)
+    data = rng.integers(0, 256, 11, dtype=np.uint8).tobytes()
+    n_bits = m * (-(-88 // m) + 3)
+    bits = np.concatenate([np.unpackbits(np.frombuffer(data, np.uint8)), np.zeros(n_bits - 88, np.uint8)])
+    np.testing.assert_array_equal(modem.modulate_bytes(data, n_bits), modem.modulate(bits))
+    assert modem.modulate_bytes(data).size == -(-88 // m)
+    with pytest.raises(ValueError, match="n_bits"):
+        modem.modulate_bytes(data, 80)
+
+
+@pytest.mark.parametrize("order", ORDERS)
 def test_noiseless_roundtrip_batched(order: int, rng: np.random.Generator) -> None:
     """modulate -> demodulate_hard / sign of LLR is the identity; leading batch axes are kept."""
     modem = QamModem(order)

@@ -124,6 +124,22 @@ def test_header_roundtrip_and_crc():
         assert FrameHeader.from_bits(b) != h
 
 
+def test_uncoded_frame_carries_the_codec_bits():
+    """The uncoded fast path (payload + CRC-32 bytes mapped byte-wise) carries exactly DigitalCodec.encode's bits:
+    the frame equals one assembled from the codec's bits, for every modulation (64-QAM needs zero padding), and the
+    header bytes are the packed header bits."""
+    from phy.fec import DigitalCodec
+    from phy.modulation import QamModem
+    fb = FrameBuilder(OfdmConfig.preset("wifi64"))
+    payload = bytes(range(37))
+    for modem in ("bpsk", "qpsk", "16qam", "64qam", "256qam"):
+        bits = DigitalCodec(modem, None).encode(payload)
+        hdr = FrameHeader("digital", modem, None, len(payload), 9, 1.0)
+        want = fb._assemble(hdr, QamModem.from_name(modem).modulate(bits))
+        np.testing.assert_array_equal(fb.build_digital(payload, 9, modem=modem, code_rate=None), want)
+        assert hdr.to_bytes() == np.packbits(hdr.to_bits()).tobytes()
+
+
 @pytest.mark.parametrize("kwargs, words", [
     (dict(payload=b"", seq=0), ["payload", "0 bytes"]),
     (dict(payload=b"x", seq=70000), ["seq", "70000"]),
