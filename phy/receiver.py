@@ -284,9 +284,10 @@ class Receiver:
         all_k = np.fft.fftfreq(n, 1.0 / n)
         self._F_used = F_used
         self._F_used_h = (F_used.conj().T / cfg.n_used).astype(np.complex64)           # [L, n_used]
-        self._fit_cache: dict[bytes, np.ndarray] = {}
+        self._gram = F_used.conj().T @ F_used                                          # [L, L] complex128
+        self._fit_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self._plans: dict[tuple, tuple[int, int]] = {}
-        self._F_all = np.exp(-2j * np.pi * np.outer(all_k, taps) / n).astype(np.complex64)  # [N, L]
+        self._F_all = np.exp(-2j * np.pi * np.outer(all_k, taps) / n)                     # [N, L] complex128
         self._used_mask = np.zeros(n, np.float32)
         self._used_mask[cfg.used_bins] = 1.0
         self.tap_threshold = float(tap_threshold)
@@ -294,7 +295,13 @@ class Receiver:
         self._hdr_offsets = self.fmt.preamble_len + np.arange(self.fmt.n_hdr_symbols) * cfg.symbol_len \
             + (cp - self.backoff)
         self._m_seg = np.arange(2 * n + 2 * self.search, dtype=np.float64)
-        self._template_table = np.zeros((0, 2 * n), np.complex64)
+        self._template_table = np.zeros((0, 2 * n + 2 * self.search), np.complex64)
+        # buffer offsets, from a frame start, of the two LTS FFT windows and the header symbols' FFT windows
+        hdr_win = self.fmt.preamble_len + np.arange(self.fmt.n_hdr_symbols)[:, None] * cfg.symbol_len \
+            + (cp - self.backoff) + np.arange(n)[None, :]
+        self._acq_offsets = np.concatenate([cfg.symbol_len + 2 * cp - self.backoff + np.arange(2 * n).reshape(2, n),
+                                            hdr_win]).astype(np.int64)                # [2 + n_hdr, N]
+        self._fine_offsets = cfg.symbol_len + cp + np.arange(2 * n + cp, dtype=np.int64)
         kp = np.asarray(cfg.pilot_subcarriers, dtype=np.float64)
         self._kp = kp - kp.mean()
         self._kp_mean = kp.mean()
@@ -556,33 +563,34 @@ class Receiver:
         if not ok:
             return out
         i0s = np.array([cands[f][0] for f in ok])
-        eps_b = np.array([cmath.phase(cands[f][2]) / (2 * np.pi) for f in ok])
-        # hypotheses eps_b + k for the integers k consistent with eps_a (ambiguous by 2) within the search range;
-        # shorter lists are padded with their last entry (a repeated hypothesis never wins argmax's first maximum)
-        ks_list = []
-        for f, e_b in zip(ok, eps_b):
-            e_a = cmath.phase(cands[f][1]) / np.pi
-            ks_list.append(sorted({round(e_a + 2 * j - e_b) for j in range(-self._j_max, self._j_max + 1)
-                                   if abs(e_a + 2 * j) <= self.max_cfo + 1.0}))
-        n_h = max(len(k) for k in ks_list)
-        ks = np.array([k + [k[-1]] * (n_h - len(k)) for k in ks_list], dtype=np.int64)  # [F, n_h]
+        eps_b = np.array([cmath.phase(cands[f][2]) for f in ok]) / (2 * np.pi)
+        e_a = np.array([cmath.phase(cands[f][1]) for f in ok]) / np.pi
+        # hypotheses eps_b + k for the integers k consistent with eps_a (ambiguous by 2) within the search range:
+        # k = round(eps_a + 2 j - eps_b) for the j with |eps_a + 2 j| <= max_cfo + 1 (a contiguous, ascending run of
+        # j); shorter runs are padded with their last entry (a repeated hypothesis never wins argmax's first maximum)
+        jj = np.arange(-self._j_max, self._j_max + 1)
+        e_j = e_a[:, None] + 2 * jj[None, :]
+        valid = np.abs(e_j) <= self.max_cfo + 1.0
+        first = np.argmax(valid, axis=1)
+        count = valid.sum(axis=1)
+        n_h = int(count.max())
+        col = np.minimum(first[:, None] + np.arange(n_h)[None, :], (first + count - 1)[:, None])
+        ks = np.round(np.take_along_axis(e_j, col, axis=1) - eps_b[:, None]).astype(np.int64)    # [F, n_h]
         lo = i0s + (sl + 2 * cp - S)
-        seg = self._buf[lo[:, None] + np.arange(seg_len)[None, :]]                    # [F, 2N + 2S]
+        seg = self._buf.take(lo[:, None] + np.arange(seg_len)[None, :])                # [F, 2N + 2S]
         e2 = seg.real * seg.real + seg.imag * seg.imag
         pw = np.zeros((len(ok), seg_len + 1))
         np.cumsum(e2, axis=1, out=pw[:, 1:])
         energy = np.maximum(pw[:, 2 * n:2 * n + 2 * S + 1] - pw[:, :2 * S + 1], 1e-30)    # [F, 2S+1]
         # |corr| for CFO hypothesis eps_b + k: removing exp(j 2 pi eps_b t / N) from the segment once changes every
         # correlation only by a per-lag phase (irrelevant for the magnitude); the integer part k is a cached rotated
-        # template: c[f, tau, h] = sum_m tmpl_k[m] seg_r[f, tau + m] (np.correlate conjugates its second argument;
-        # faster here than einsum or a batched matmul, and no BLAS: a multithreaded OpenBLAS can take milliseconds
-        # per small call on a busy machine)
+        # template. All (candidate, hypothesis) correlations c[f, h, tau] = sum_m tmpl_k[m] seg_r[f, tau + m] at once
+        # as circular correlations over the segment length (no wrap-around for tau <= 2S): one FFT of the segments,
+        # one product with the templates' cached spectra, one inverse FFT
         seg_r = seg * _cis((-2 * np.pi / n) * eps_b[:, None] * self._m_seg[None, :])
-        tmpl = self._lts_templates(ks)                                       # conj templates [F, n_h, 2N]
-        c = np.empty((len(ok), 2 * S + 1, n_h), np.complex64)
-        for f, k_f in enumerate(ks_list):
-            for h in range(n_h):
-                c[f, :, h] = np.correlate(seg_r[f], tmpl[f, h], "valid") if h < len(k_f) else c[f, :, h - 1]
+        spec = _fft.fft(seg_r, axis=1, overwrite_x=True)
+        prod = spec[:, None, :] * self._lts_templates(ks)                              # [F, n_h, 2N + 2S]
+        c = _fft.ifft(prod, axis=2, overwrite_x=True)[:, :, :2 * S + 1].transpose(0, 2, 1)  # [F, 2S+1, n_h]
         rho2 = (c.real * c.real + c.imag * c.imag) / energy[:, :, None]               # [F, 2S+1, n_h]
         best = np.argmax(rho2.reshape(len(ok), -1), axis=1)
         k_pk, h_pk = np.divmod(best, n_h)
@@ -600,17 +608,13 @@ class Receiver:
         sel = np.flatnonzero(good)
         start, e = start[sel], e[sel]
         # fine CFO: lag-N correlation over the N + cp periodic LTS products (Moose), unwrapped onto hypothesis e
-        r = self._buf[(start + sl + cp)[:, None] + np.arange(2 * n + cp)[None, :]]
+        r = self._buf.take(start[:, None] + self._fine_offsets[None, :])
         eps_f = np.angle((np.conj(r[:, :n + cp]) * r[:, n:]).sum(axis=1)) / (2 * np.pi)
         eps = eps_f + np.round(e - eps_f)
         # channel estimate from the two LTS looks (FFT windows b samples inside the CP); the header symbols go
         # through the same FFT call (same window offset and within-window CFO rotation)
         lts0 = start + sl + 2 * cp - self.backoff
-        n_hdr = fmt.n_hdr_symbols
-        w = np.empty((sel.size, 2 + n_hdr, n), np.complex64)
-        for j, (a, h0) in enumerate(zip(lts0, start + fmt.preamble_len)):
-            w[j, :2] = self._buf[a:a + 2 * n].reshape(2, n)
-            w[j, 2:] = self._buf[h0:h0 + n_hdr * sl].reshape(n_hdr, sl)[:, cp - self.backoff:cp - self.backoff + n]
+        w = self._buf.take(start[:, None, None] + self._acq_offsets[None, :, :])        # [F, 2 + n_hdr, N]
         w *= _cis(self._phase_n[None, :] * eps[:, None])[:, None, :]
         Y = _fft.fft(w, axis=2, norm="ortho", overwrite_x=True)
         Y[:, 1] *= np.exp(-2j * np.pi * eps).astype(np.complex64)[:, None]
@@ -620,29 +624,34 @@ class Receiver:
         h_ls = (Yu[:, 0] + Yu[:, 1]) * self._lts_half
         sig = (h_ls.real * h_ls.real + h_ls.imag * h_ls.imag).sum(axis=1) / h_ls.shape[1] - sigma2 / 2
         H, n_taps = self._channel_taps(h_ls, sigma2)
-        for j, f in enumerate(sel):
-            s2 = max(float(sigma2[j]), 1e-12 * max(float(sig[j]), 1e-30))
+        s2 = np.maximum(sigma2, 1e-12 * np.maximum(sig, 1e-30))
+        snr = np.maximum(sig, 1e-12) / s2
+        err_var = (s2 / 2 * n_taps / cfg.n_used).astype(np.float32)[:, None] * self._used_mask
+        for j, (f, st, ep, s2_j, snr_j, ref) in enumerate(zip(sel.tolist(), start.tolist(), eps.tolist(), s2.tolist(),
+                                                              snr.tolist(), lts0.tolist())):
             # reference phase: the first LTS FFT window; symbol windows get exp(-j 2 pi eps (t - lts0) / N)
-            out[ok[f]] = _Acq(start=int(start[j]), eps=float(eps[j]), H=H[j], sigma2=s2,
-                              err_var=(s2 / 2 * int(n_taps[j]) / cfg.n_used) * self._used_mask,
-                              snr=max(float(sig[j]), 1e-12) / s2, ref=int(lts0[j]), y_hdr=Y[j, 2:])
+            out[ok[f]] = _Acq(start=st, eps=ep, H=H[j], sigma2=s2_j, err_var=err_var[j], snr=snr_j, ref=ref,
+                              y_hdr=Y[j, 2:])
         return out
 
     def _channel_taps(self, h_ls: np.ndarray, sigma2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Significant taps of the LS estimates h_ls complex64 [F, n_used] by orthogonal matching pursuit, per frame:
         repeatedly add the tap where the matched filter of the residual, g = F^H r / n_used (noise
         sigma^2/(2 n_used) per tap), is strongest, while its power exceeds tap_threshold x that noise; least squares
-        on the kept taps (well conditioned; projector cached per tap set). All frames still adding taps go through
-        one matched-filter product per step. Returns (H complex64 [F, N] per FFT bin, taps kept int [F])."""
+        on the kept taps (well conditioned). Returns (H complex64 [F, N] per FFT bin, taps kept int [F]).
+
+        Computed in the tap domain: with g0 = F^H h_ls / n_used and the Gram matrix A = F^H F, the residual of the LS
+        fit on a tap set S has the matched filter g = g0 - A[:, S] A_SS^-1 g0[S], and the fit is
+        H = n_used F_all[:, S] A_SS^-1 g0[S] (the same numbers as projecting h_ls, with L-sized instead of
+        n_used-sized products; matrices cached per tap set). All frames go through one product per step."""
         n_frames, n_l = h_ls.shape[0], self._F_used.shape[1]
         thr = self.tap_threshold * np.asarray(sigma2, dtype=np.float64) / (2 * self.cfg.n_used)
         keep = np.zeros((n_frames, n_l), bool)
         n_taps = np.zeros(n_frames, np.int64)
-        r = h_ls.copy()
-        fits: list[np.ndarray | None] = [None] * n_frames
+        g0 = np.einsum("ij,fj->fi", self._F_used_h, h_ls)                               # [F, L]
+        g = g0
         active = np.arange(n_frames)
         for _ in range(n_l):            # a few steps: one per significant path
-            g = np.einsum("ij,fj->fi", self._F_used_h, r[active])
             p = g.real * g.real + g.imag * g.imag
             p[keep[active]] = 0.0
             k = np.argmax(p, axis=1)
@@ -652,21 +661,30 @@ class Receiver:
                 break
             keep[active, k] = True
             n_taps[active] += 1
-            for f in active:
-                proj_used, fits[f] = self._tap_fit(keep[f])
-                r[f] = h_ls[f] - np.einsum("ij,j->i", proj_used, h_ls[f])
-        H = np.stack([np.einsum("ij,j->i", fit, h) for fit, h in zip(fits, h_ls)])
+            resid = np.stack([self._tap_fit(keep[f])[0] for f in active.tolist()])      # [A, L, L]
+            g = g0[active] - np.einsum("fij,fj->fi", resid, g0[active])
+        H = np.empty((n_frames, self.cfg.fft_size), np.complex64)
+        groups: dict[bytes, list[int]] = {}
+        for f in range(n_frames):
+            groups.setdefault(keep[f].tobytes(), []).append(f)
+        for idx in groups.values():
+            fit, sel = self._tap_fit(keep[idx[0]])[1:]
+            H[idx] = np.einsum("fs,sn->fn", g0[idx][:, sel], fit)
         return H, n_taps
 
     def _lts_templates(self, ks: np.ndarray) -> np.ndarray:
-        """conj(LTS pair templates rotated by k subcarriers, conjugated and normalized), complex64 [..., 2N], for
-        np.correlate, for the integers ``ks`` [...]; the table grows to cover the largest |k| asked for."""
+        """Spectra for the circular correlations of :meth:`_acquire_batch`: conj(FFT) over 2N + 2S samples of the
+        normalized LTS pair rotated by k subcarriers (zero-padded), complex64 [..., 2N + 2S], for the integers
+        ``ks`` [...]; the table grows to cover the largest |k| asked for."""
         kmax = int(np.abs(ks).max())
         tab = self._template_table
         if tab.shape[0] < 2 * kmax + 1:
             kk = np.arange(-kmax, kmax + 1, dtype=np.float64)
-            tab = np.conj(self._lts_pair_conj[None, :] * _cis((-2 * np.pi / self.cfg.fft_size) * kk[:, None]
-                                                              * self._m2n[None, :]))
+            n2 = self._lts_pair_conj.size
+            tmpl = np.zeros((kk.size, self._m_seg.size), np.complex64)
+            tmpl[:, :n2] = np.conj(self._lts_pair_conj[None, :] * _cis((-2 * np.pi / self.cfg.fft_size) * kk[:, None]
+                                                                       * self._m2n[None, :]))
+            tab = np.conj(_fft.fft(tmpl, axis=1)).astype(np.complex64)
             self._template_table = tab
         return tab[ks + (tab.shape[0] // 2)]
 
@@ -738,15 +756,18 @@ class Receiver:
             chunk = CHUNK_MIN
         return out
 
-    def _tap_fit(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For a tap set: (projector onto its span over the used bins [n_used, n_used], LS fit to all FFT bins
-        [N, n_used]), complex64, cached."""
+    def _tap_fit(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For a tap set S (bool [L]), cached: (residual map R complex64 [L, L] with g = g0 - R g0: columns S hold
+        A[:, S] A_SS^-1, the others zero; fit complex64 [|S|, N] with H = g0[S] @ fit, fit = n_used (F_all[:, S]
+        A_SS^-1)^T; the tap indices S int64 [|S|])."""
         key = keep.tobytes()
         fit = self._fit_cache.get(key)
         if fit is None:
             sel = np.flatnonzero(keep)
-            pinv = np.linalg.pinv(self._F_used[:, sel])
-            fit = ((self._F_used[:, sel] @ pinv).astype(np.complex64), (self._F_all[:, sel] @ pinv).astype(np.complex64))
+            inv = np.linalg.inv(self._gram[np.ix_(sel, sel)])
+            resid = np.zeros(self._gram.shape, np.complex64)
+            resid[:, sel] = self._gram[:, sel] @ inv
+            fit = (resid, (self.cfg.n_used * (self._F_all[:, sel] @ inv)).T.astype(np.complex64), sel)
             if len(self._fit_cache) < 4096:
                 self._fit_cache[key] = fit
         return fit
