@@ -25,8 +25,9 @@ This is what the threshold is set from (``pfa_per_sample``); ``tests/phy/test_re
 Under a frame with per-sample SNR ``g`` the normalized correlations approach ``rho = g / (1 + g)``, so
 ``T ~ (W1 + W2) rho^2`` (= 49 at 3 dB per-subcarrier SNR for wifi64, against a threshold of ~14 at 1e-5).
 
-Cost: three running sums (``cumsum``) per sample, complex64/float32 in blocks of ``BLOCK`` samples (float32 running
-sums over at most 2^16 samples keep ~1e-3 relative precision on the windowed differences).
+Cost: the window sums are built from sums of 2^k-sample blocks (one vector add per level, complex64/float32, in
+passes of ``BLOCK`` positions): no running sums, so each value depends only on its own samples (not on where the
+computation started) and carries a float32 error of a few roundings (~1e-7 relative) instead of a long running sum's.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ import numpy as np
 
 from phy.ofdm import OfdmConfig
 
-BLOCK = 1 << 16
+#: metric positions per vectorized pass (the pass's temporaries stay in the CPU caches)
+BLOCK = 1 << 12
 
 
 def gamma2_threshold(pfa: float) -> float:
@@ -47,6 +49,41 @@ def gamma2_threshold(pfa: float) -> float:
         f = np.log1p(t) - t - np.log(pfa)
         t -= f / (1.0 / (1.0 + t) - 1.0)
     return float(t)
+
+
+def _binary_blocks(width: int) -> list[tuple[int, int]]:
+    """A window of ``width`` samples as consecutive blocks of 2^k samples, largest first: [(k, offset), ...]."""
+    out, pos = [], 0
+    for k in range(width.bit_length() - 1, -1, -1):
+        if width >> k & 1:
+            out.append((k, pos))
+            pos += 1 << k
+    return out
+
+
+def _block_sums(x: np.ndarray, keep: set[int]) -> dict[int, np.ndarray]:
+    """{k: sums of 2^k consecutive samples of x for k in keep}: level k [i] = sum of x[i:i + 2^k], built by one
+    vector add per level (levels not asked for are dropped as soon as the next one exists)."""
+    levels = {0: x} if 0 in keep else {}
+    prev = x
+    for k in range(1, max(keep) + 1):
+        h = 1 << (k - 1)
+        prev = np.add(prev[:-h], prev[h:])
+        if k in keep:
+            levels[k] = prev
+    return levels
+
+
+def _window_sum(levels: dict[int, np.ndarray], blocks: list[tuple[int, int]], start: int, out: np.ndarray) -> None:
+    """out[d] = sum of the window at ``start + d`` (blocks from :func:`_binary_blocks`) for d < out.size."""
+    n = out.size
+    parts = [levels[k][start + o:start + o + n] for k, o in blocks]
+    if len(parts) == 1:
+        out[...] = parts[0]
+        return
+    np.add(parts[0], parts[1], out=out)
+    for q in parts[2:]:
+        out += q
 
 
 class SchmidlCoxDetector:
@@ -65,19 +102,41 @@ class SchmidlCoxDetector:
         self.lag1, self.w1 = n // 2, cp + n // 2
         self.lag2, self.w2, self.off2 = n, n + cp, cfg.symbol_len + cp
         self.span = self.off2 + self.w2 + self.lag2   # samples needed after d to evaluate T(d)
+        self._blocks_p = [_binary_blocks(self.w1), _binary_blocks(self.w2)]
+        self._blocks_e = [_binary_blocks(self.w1 + self.lag1), _binary_blocks(self.w2 + self.lag2)]
+        self._levels_p = {k for b in self._blocks_p for k, _ in b}
+        self._levels_e = {k for b in self._blocks_e for k, _ in b}
+        self._k = np.array([[(self.w1 + self.lag1) ** 2 / self.w1], [(self.w2 + self.lag2) ** 2 / self.w2]],
+                           np.float32)
         self.peak_window = self.span
         self.pfa_per_sample = pfa_per_sample
         self.threshold = gamma2_threshold(pfa_per_sample)
 
     def metric(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Metric for every start ``d`` in ``[0, len(r) - span]``.
+        """Metric for every start ``d`` in ``[0, r.shape[-1] - span]``.
 
-        r : complex64 [M]. Returns (T float32 [M - span + 1], P1 complex64 [..], P2 complex64 [..]).
+        r : complex64 [M], or [K, M] for K independent segments at once (row k gives exactly ``metric(r[k])``).
+        Returns (T float32 [..., M - span + 1], P1 complex64 [..], P2 complex64 [..]).
+
+        Every value is a function of the ``span`` samples from its start only (window sums of fixed blocks, no
+        running sums), so it does not depend on where the computation started: K segments are computed as one
+        concatenated stream, of which the starts straddling two segments are dropped.
         """
-        n_out = r.size - self.span + 1
+        n_out = r.shape[-1] - self.span + 1
         if n_out <= 0:
-            e = np.zeros(0, np.float32)
+            e = np.zeros((*r.shape[:-1], 0), np.float32)
             return e, e.astype(np.complex64), e.astype(np.complex64)
+        if r.ndim > 1:
+            k, m = r.shape
+            flat = self.metric(np.ascontiguousarray(r).reshape(-1))
+            out = []
+            for a in flat:
+                full = np.empty(k * m, a.dtype)
+                full[:a.size] = a
+                out.append(full.reshape(k, m)[:, :n_out])
+            return tuple(out)
+        if n_out <= BLOCK:
+            return self._block(r, n_out)
         T = np.empty(n_out, np.float32)
         P1 = np.empty(n_out, np.complex64)
         P2 = np.empty(n_out, np.complex64)
@@ -86,37 +145,31 @@ class SchmidlCoxDetector:
             T[a:b], P1[a:b], P2[a:b] = self._block(r[a:b + self.span - 1], b - a)
         return T, P1, P2
 
-    @staticmethod
-    def _window(c: np.ndarray, start: int, width: int, n_out: int) -> np.ndarray:
-        """sum_{m<width} x[d + start + m] for d < n_out, given c = concat([0], cumsum(x))."""
-        return c[start + width:start + width + n_out] - c[start:start + n_out]
-
     def _block(self, r: np.ndarray, n_out: int):
+        """T, P1, P2 of the first ``n_out`` starts of r [n_out + span - 1]: window sums of the lag products (both in
+        one array, so one set of block sums serves both) and of the power, each from sums of 2^k-sample blocks."""
         l1, w1, l2, w2, o2 = self.lag1, self.w1, self.lag2, self.w2, self.off2
-        pw = np.empty(r.size + 1, np.float32)
-        pw[0] = 0.0
-        np.cumsum(r.real * r.real + r.imag * r.imag, out=pw[1:])
-        c1 = np.empty(r.size - l1 + 1, np.complex64)
-        c1[0] = 0.0
-        np.cumsum(np.conj(r[:-l1]) * r[l1:], out=c1[1:])
-        seg = r[o2:o2 + n_out + w2 - 1 + l2]
-        c2 = np.empty(seg.size - l2 + 1, np.complex64)
-        c2[0] = 0.0
-        np.cumsum(np.conj(seg[:-l2]) * seg[l2:], out=c2[1:])
-        p1 = self._window(c1, 0, w1, n_out)
-        p2 = self._window(c2, 0, w2, n_out)
-        e1 = self._window(pw, 0, w1 + l1, n_out)
-        e2 = self._window(pw, o2, w2 + l2, n_out)
+        len1, len2 = n_out + w1 - 1, n_out + w2 - 1
+        rc = np.conj(r)
+        x = np.empty(len1 + len2, np.complex64)            # [lag-L products | lag-N products from o2]
+        np.multiply(rc[:len1], r[l1:l1 + len1], out=x[:len1])
+        np.multiply(rc[o2:o2 + len2], r[o2 + l2:o2 + l2 + len2], out=x[len1:])
+        levels = _block_sums(x, self._levels_p)
+        p = np.empty((2, n_out), np.complex64)               # P1, P2
+        _window_sum(levels, self._blocks_p[0], 0, p[0])
+        _window_sum(levels, self._blocks_p[1], len1, p[1])
+        sq = np.square(r.view(np.float32))
+        levels = _block_sums(np.add(sq[0::2], sq[1::2]), self._levels_e)
+        e = np.empty((2, n_out), np.float32)                 # E1, E2
+        _window_sum(levels, self._blocks_e[0], 0, e[0])
+        _window_sum(levels, self._blocks_e[1], o2, e[1])
         # T = |P1|^2 (W1+L)^2 / (W1 E1^2) + |P2|^2 (W2+N)^2 / (W2 E2^2); zero where there is no energy
-        tiny = np.float32(1e-30)
-        k1 = np.float32((w1 + l1) ** 2 / w1)
-        k2 = np.float32((w2 + l2) ** 2 / w2)
-        a1 = p1.real * p1.real + p1.imag * p1.imag
-        a2 = p2.real * p2.real + p2.imag * p2.imag
-        np.maximum(e1, tiny, out=e1)
-        np.maximum(e2, tiny, out=e2)
-        t = a1 * k1 / (e1 * e1) + a2 * k2 / (e2 * e2)
-        return t, p1, p2
+        np.maximum(e, np.float32(1e-30), out=e)
+        q = np.abs(p)
+        q /= e
+        np.square(q, out=q)
+        q *= self._k
+        return np.add(q[0], q[1]), p[0], p[1]
 
     def first_candidate(self, T: np.ndarray) -> tuple[int, int] | None:
         """The first peak of ``T``: (peak, first_crossing) where first_crossing is the first index with T above the

@@ -724,7 +724,8 @@ class Receiver:
         it (its earliest start + that length - cp), then the same from each candidate found, to the end of the
         buffer. The metric is computed once from that first position, so the scan later reads the very same values
         and gets these candidates when the guess holds (otherwise it acquires on its own: a wrong guess costs time,
-        never a result)."""
+        never a result). Once a candidate is found, the following ones are looked for in one batch
+        (:meth:`_speculate_batch`) on the guess that they keep the same spacing."""
         det, fmt = self.detector, self.fmt
         if not self._len_guess:
             return []
@@ -733,7 +734,15 @@ class Receiver:
         pos = i0 + step                 # buffer index where the search resumes
         chunk = CHUNK_MIN
         out: list[tuple[int, complex, complex]] = []
+        period = 0
         while len(out) < SPECULATE_MAX:     # the scan loop of _scan_frames, on the guessed frame ends
+            if period:
+                got = self._speculate_batch(pos, period, step, need, SPECULATE_MAX - len(out))
+                period = 0
+                if got:
+                    out += got
+                    pos = got[-1][0] + step
+                    continue
             avail = self._buf.size - det.span + 1 - pos
             if avail <= 0:
                 break
@@ -753,7 +762,49 @@ class Receiver:
                 break
             out.append((pos + c, complex(P1[c]), complex(P2[c])))
             pos += c + step
+            period = c + step
             chunk = CHUNK_MIN
+        return out
+
+    def _speculate_batch(self, pos: int, period: int, step: int, need: int, max_n: int
+                         ) -> list[tuple[int, complex, complex]]:
+        """The next candidates of :meth:`_speculate` from buffer index ``pos`` on, on the guess that they follow each
+        other every ``period`` samples: the detector metric of K windows around ``pos + j period`` (``SPEC_MARGIN``
+        samples of slack each side for timing jitter) in one call, then the sequential search on them, as long as
+        each resume position falls inside its window and each candidate's peak window ends inside it. Accepted
+        windows join the metric cache (the scan reads these very values); the rest is dropped. Returns the
+        candidates accepted (possibly none)."""
+        det = self.detector
+        margin = self.cfg.cp_len + self.search
+        width = CHUNK_MIN + 2 * margin                      # metric positions per window
+        n_win = min(max_n, (self._buf.size - det.span + 1 - width - pos + margin) // period + 1)
+        if n_win < 2:
+            return []
+        starts = pos - margin + period * np.arange(n_win)
+        t_starts = self._t0 + starts
+        for t_c, T, _, _ in self._cache or []:                   # never shadow metric values computed already
+            clash = (t_starts < t_c + T.size) & (t_starts + width > t_c)
+            if clash.any():
+                n_win = int(np.argmax(clash))
+        if n_win < 2:
+            return []
+        starts = starts[:n_win]
+        T, P1, P2 = det.metric(self._buf.take(starts[:, None] + np.arange(width + det.span - 1)[None, :]))
+        out: list[tuple[int, complex, complex]] = []
+        ranges = self._cache if self._cache is not None else []
+        for j, s in enumerate(starts.tolist()):
+            off = pos - s
+            if not 0 <= off < width:
+                break
+            found = det.first_candidate(T[j, off:])
+            if found is None or found[1] + det.peak_window > width - off or pos + found[0] + need > self._buf.size:
+                break
+            c = off + found[0]
+            out.append((pos + found[0], complex(P1[j, c]), complex(P2[j, c])))
+            ranges.append([self._t0 + pos, T[j, off:], P1[j, off:], P2[j, off:]])
+            pos += found[0] + step
+        ranges.sort(key=lambda r: r[0])
+        self._cache = ranges
         return out
 
     def _tap_fit(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
