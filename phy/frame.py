@@ -28,6 +28,7 @@ per complex sample) for a unit-gain link.
 from __future__ import annotations
 
 import binascii
+import math
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
@@ -141,16 +142,19 @@ class FrameHeader:
     @classmethod
     def from_bits(cls, bits: np.ndarray) -> "FrameHeader | None":
         """Parse 96 bits; None if the CRC fails or a field is invalid."""
-        from phy.crc import crc16
-        data = np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
-        if len(data) != 12 or crc16(data[:10]) != int.from_bytes(data[10:12], "big"):
+        return cls.from_bytes(np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "FrameHeader | None":
+        """Parse the 12 header bytes (:meth:`to_bytes`); None if the CRC fails or a field is invalid."""
+        if len(data) != 12 or binascii.crc_hqx(data[:10], 0xFFFF) != int.from_bytes(data[10:12], "big"):
             return None
         b0 = data[0]
         mod, rate = (b0 >> 4) & 7, (b0 >> 1) & 7
         if mod >= len(MODULATIONS) or rate >= len(CODE_RATES) or b0 & 1:
             return None
         scale = struct.unpack(">f", data[6:10])[0]
-        if not np.isfinite(scale) or scale <= 0:
+        if not math.isfinite(scale) or scale <= 0:
             return None
         return cls(kind="digital" if b0 >> 7 else "analog", modem=MODULATIONS[mod], code_rate=CODE_RATES[rate],
                    length=int.from_bytes(data[1:4], "big"), seq=int.from_bytes(data[4:6], "big"), scale=float(scale))

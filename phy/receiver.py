@@ -59,6 +59,7 @@ Bad input (pure noise, truncated frames, corrupted headers, NaN/inf samples, emp
 from __future__ import annotations
 
 import cmath
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -125,7 +126,8 @@ def _golay_headers(fmt, soft: np.ndarray) -> list[FrameHeader | None]:
     bits = info[i]
     if not ok.all():
         bits[~ok] = golay_decode_soft(s[~ok].reshape(-1)).reshape(-1, 12)
-    return [FrameHeader.from_bits(b) for b in bits.reshape(n_frames, -1)]
+    packed = np.packbits(bits.reshape(n_frames, -1), axis=1)                        # [F, 12] header bytes
+    return [FrameHeader.from_bytes(row.tobytes()) for row in packed]
 
 
 def cfo_crlb_hz(cfg: OfdmConfig, snr: float) -> float:
@@ -287,6 +289,8 @@ class Receiver:
         self._gram = F_used.conj().T @ F_used                                          # [L, L] complex128
         self._fit_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self._plans: dict[tuple, tuple[int, int]] = {}
+        self._n_pay_cache: dict[tuple, int | None] = {}
+        self._pay_offsets: dict[tuple[int, int], np.ndarray] = {}
         self._F_all = np.exp(-2j * np.pi * np.outer(all_k, taps) / n)                     # [N, L] complex128
         self._used_mask = np.zeros(n, np.float32)
         self._used_mask[cfg.used_bins] = 1.0
@@ -328,6 +332,8 @@ class Receiver:
         self._chunk = CHUNK_MIN  # detector metric positions computed per step (grows over noise)
         self._ready: list[tuple[_Acq, int]] = []  # complete frames (acquisition, payload symbols) to demodulate
         self._spec: dict[int, tuple] = {}  # candidate time -> (P1, P2, _Acq | None, buffer t0) acquired ahead
+        # candidates the speculation found, in stream order: (search start, first crossing, candidate, P1, P2) times
+        self._spec_found: list[tuple[int, int, int, complex, complex]] = []
         self._len_guess = 0      # length of the last frame received (guess for the next one, see _speculate)
         self.stats = {k: 0 for k in STAT_KEYS}
 
@@ -338,6 +344,7 @@ class Receiver:
         self._pending = None
         self._cache = self._acq_cache = None
         self._spec = {}
+        self._spec_found = []
         self._buf = np.zeros(0, np.complex64)
         self._t0 = self._scan = self._next_t if self._next_t is not None else 0
         return []
@@ -374,6 +381,7 @@ class Receiver:
                 self._pending = None
                 self._cache = self._acq_cache = None
                 self._spec = {}
+                self._spec_found = []
                 self._buf = x.copy()
                 self._t0 = self._scan = t0
             else:
@@ -413,6 +421,18 @@ class Receiver:
             avail = self._t0 + self._buf.size - det.span + 1 - t_abs     # positions evaluable now
             if avail <= 0:
                 return
+            # the speculation already searched from at most here and found its first threshold crossing at or after
+            # this position: the scan would find the very same candidate (the metric depends only on the samples)
+            spec = self._spec_found
+            while spec and spec[0][1] < t_abs:
+                spec.pop(0)
+            if spec and spec[0][0] <= t_abs:
+                _, _, t_c, p1, p2 = spec.pop(0)
+                self._chunk = CHUNK_MIN
+                self.stats["candidates"] += 1
+                self._pending = (t_c, p1, p2)
+                self._scan = t_c + 1
+                continue
             # the metric is computed lazily, in chunks growing while nothing is found: positions inside a decoded
             # frame are skipped by the scan and never evaluated (most of a stream of back-to-back frames)
             n = min(avail, self._cached_positions(t_abs) or self._chunk)   # what is computed already first
@@ -499,12 +519,12 @@ class Receiver:
                 return t_cand + cfg.cp_len + 1
             self.stats["detected"] += 1
             hdr, y_hdr = (acq.header, acq.y_hdr) if acq.hdr_done else self._decode_header(acq)
-            if hdr is None or self._n_payload_ofdm(hdr) is None:
+            n_pay = None if hdr is None else self._n_payload_ofdm(hdr)
+            if n_pay is None:
                 self.stats["header_crc_fail" if hdr is None else "header_invalid"] += 1
                 self._failed.append(t_acq)
                 del self._failed[:-8]
                 return t_cand + cfg.cp_len + 1
-            n_pay = self._n_payload_ofdm(hdr)
             self._len_guess = fmt.frame_len(n_pay)
             acq.header, acq.y_hdr, acq.t_start = hdr, y_hdr, self._t0 + acq.start
         end = acq.start + fmt.frame_len(n_pay)
@@ -517,6 +537,16 @@ class Receiver:
         return self._t0 + end - cfg.cp_len
 
     def _n_payload_ofdm(self, hdr: FrameHeader) -> int | None:
+        """Payload OFDM symbols announced by a header; None when invalid (cached per header shape)."""
+        key = (hdr.kind, hdr.modem, hdr.code_rate, hdr.length)
+        if key in self._n_pay_cache:
+            return self._n_pay_cache[key]
+        n_pay = self._count_payload_ofdm(hdr)
+        if len(self._n_pay_cache) < 1024:
+            self._n_pay_cache[key] = n_pay
+        return n_pay
+
+    def _count_payload_ofdm(self, hdr: FrameHeader) -> int | None:
         if hdr.length < 1:
             return None
         if hdr.kind == "analog":
@@ -734,10 +764,11 @@ class Receiver:
         pos = i0 + step                 # buffer index where the search resumes
         chunk = CHUNK_MIN
         out: list[tuple[int, complex, complex]] = []
+        found_at: list[tuple[int, int]] = []       # (search start, first crossing) times of each candidate
         period = 0
         while len(out) < SPECULATE_MAX:     # the scan loop of _scan_frames, on the guessed frame ends
             if period:
-                got = self._speculate_batch(pos, period, step, need, SPECULATE_MAX - len(out))
+                got = self._speculate_batch(pos, period, step, need, SPECULATE_MAX - len(out), found_at)
                 period = 0
                 if got:
                     out += got
@@ -761,19 +792,22 @@ class Receiver:
             if found[1] + det.peak_window > T.size or pos + c + need > self._buf.size:
                 break
             out.append((pos + c, complex(P1[c]), complex(P2[c])))
+            found_at.append((self._t0 + pos, self._t0 + pos + found[1]))
             pos += c + step
             period = c + step
             chunk = CHUNK_MIN
+        self._spec_found = [(a, b, self._t0 + c[0], c[1], c[2]) for (a, b), c in zip(found_at, out)]
         return out
 
-    def _speculate_batch(self, pos: int, period: int, step: int, need: int, max_n: int
-                         ) -> list[tuple[int, complex, complex]]:
+    def _speculate_batch(self, pos: int, period: int, step: int, need: int, max_n: int,
+                         found_at: list[tuple[int, int]]) -> list[tuple[int, complex, complex]]:
         """The next candidates of :meth:`_speculate` from buffer index ``pos`` on, on the guess that they follow each
         other every ``period`` samples: the detector metric of K windows around ``pos + j period`` (``SPEC_MARGIN``
         samples of slack each side for timing jitter) in one call, then the sequential search on them, as long as
         each resume position falls inside its window and each candidate's peak window ends inside it. Accepted
         windows join the metric cache (the scan reads these very values); the rest is dropped. Returns the
-        candidates accepted (possibly none)."""
+        candidates accepted (possibly none) and appends their (search start, first crossing) times to
+        ``found_at``."""
         det = self.detector
         margin = self.cfg.cp_len + self.search
         width = CHUNK_MIN + 2 * margin                      # metric positions per window
@@ -801,6 +835,7 @@ class Receiver:
                 break
             c = off + found[0]
             out.append((pos + found[0], complex(P1[j, c]), complex(P2[j, c])))
+            found_at.append((self._t0 + pos, self._t0 + pos + found[1]))
             ranges.append([self._t0 + pos, T[j, off:], P1[j, off:], P2[j, off:]])
             pos += found[0] + step
         ranges.sort(key=lambda r: r[0])
@@ -934,10 +969,12 @@ class Receiver:
         cfg, fmt = self.cfg, self.fmt
         n, sl = cfg.fft_size, cfg.symbol_len
         off = cfg.cp_len - self.backoff
-        w = np.empty((len(acqs), n_sym, n), np.complex64)
-        for f, acq in enumerate(acqs):
-            base = acq.start + fmt.preamble_len + first * sl
-            w[f] = self._buf[base:base + n_sym * sl].reshape(n_sym, sl)[:, off:off + n]
+        offsets = self._pay_offsets.get((first, n_sym))
+        if offsets is None:                 # FFT windows of those symbols relative to the frame start [n_sym, N]
+            offsets = fmt.preamble_len + (first + np.arange(n_sym))[:, None] * sl + off + np.arange(n)[None, :]
+            if len(self._pay_offsets) < 64:
+                self._pay_offsets[(first, n_sym)] = offsets
+        w = self._buf.take(np.array([acq.start for acq in acqs])[:, None, None] + offsets[None, :, :])
         eps = np.array([acq.eps for acq in acqs])
         w *= _cis(self._phase_n[None, :] * eps[:, None])[:, None, :]
         Y = _fft.fft(w, axis=2, norm="ortho", overwrite_x=True)
@@ -1019,12 +1056,13 @@ class Receiver:
                     crc_ok[f] = False
         else:
             payload, crc_ok, extra = self._decode_digital(hdr, X, nv, n_bits)
+        channel = (H * self._backoff_phase).astype(np.complex64)
+        n_samples = fmt.frame_len(n_pay)
         return [RxFrame(t_start=self._t0 + acq.start, seq=acq.header.seq, kind=hdr.kind, values=values[f],
                         noise_var=nvr[f], payload=payload[f], crc_ok=crc_ok[f],
-                        snr_db=float(10 * np.log10(acq.snr)), cfo_hz=acq.eps * cfg.subcarrier_spacing,
-                        symbols=X[f], symbol_noise_var=nv[f],
-                        channel=(acq.H * self._backoff_phase).astype(np.complex64), header=acq.header,
-                        n_samples=fmt.frame_len(n_pay), noise_power=acq.sigma2, extra=extra[f])
+                        snr_db=10 * math.log10(acq.snr), cfo_hz=acq.eps * cfg.subcarrier_spacing,
+                        symbols=X[f], symbol_noise_var=nv[f], channel=channel[f], header=acq.header,
+                        n_samples=n_samples, noise_power=acq.sigma2, extra=extra[f])
                 for f, acq in enumerate(acqs)]
 
     def _decode_digital(self, hdr: FrameHeader, X: np.ndarray, nv: np.ndarray, n_bits: int
