@@ -765,10 +765,10 @@ class Receiver:
         chunk = CHUNK_MIN
         out: list[tuple[int, complex, complex]] = []
         found_at: list[tuple[int, int]] = []       # (search start, first crossing) times of each candidate
-        period = 0
+        period = reach = 0
         while len(out) < SPECULATE_MAX:     # the scan loop of _scan_frames, on the guessed frame ends
             if period:
-                got = self._speculate_batch(pos, period, step, need, SPECULATE_MAX - len(out), found_at)
+                got = self._speculate_batch(pos, period, reach, step, need, SPECULATE_MAX - len(out), found_at)
                 period = 0
                 if got:
                     out += got
@@ -794,23 +794,24 @@ class Receiver:
             out.append((pos + c, complex(P1[c]), complex(P2[c])))
             found_at.append((self._t0 + pos, self._t0 + pos + found[1]))
             pos += c + step
-            period = c + step
+            period, reach = c + step, found[1] + det.peak_window
             chunk = CHUNK_MIN
         self._spec_found = [(a, b, self._t0 + c[0], c[1], c[2]) for (a, b), c in zip(found_at, out)]
         return out
 
-    def _speculate_batch(self, pos: int, period: int, step: int, need: int, max_n: int,
+    def _speculate_batch(self, pos: int, period: int, reach: int, step: int, need: int, max_n: int,
                          found_at: list[tuple[int, int]]) -> list[tuple[int, complex, complex]]:
         """The next candidates of :meth:`_speculate` from buffer index ``pos`` on, on the guess that they follow each
-        other every ``period`` samples: the detector metric of K windows around ``pos + j period`` (``SPEC_MARGIN``
-        samples of slack each side for timing jitter) in one call, then the sequential search on them, as long as
+        other every ``period`` samples: the detector metric of K windows around ``pos + j period`` (``reach``
+        positions, as far as the last search had to look, plus cp + search positions of slack each side for timing
+        jitter) in one call, then the sequential search on them, as long as
         each resume position falls inside its window and each candidate's peak window ends inside it. Accepted
         windows join the metric cache (the scan reads these very values); the rest is dropped. Returns the
         candidates accepted (possibly none) and appends their (search start, first crossing) times to
         ``found_at``."""
         det = self.detector
         margin = self.cfg.cp_len + self.search
-        width = CHUNK_MIN + 2 * margin                      # metric positions per window
+        width = reach + 2 * margin                          # metric positions per window
         n_win = min(max_n, (self._buf.size - det.span + 1 - width - pos + margin) // period + 1)
         if n_win < 2:
             return []
