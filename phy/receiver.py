@@ -335,6 +335,7 @@ class Receiver:
         # candidates the speculation found, in stream order: (search start, first crossing, candidate, P1, P2) times
         self._spec_found: list[tuple[int, int, int, complex, complex]] = []
         self._len_guess = 0      # length of the last frame received (guess for the next one, see _speculate)
+        self._spacing_guess = (0, 0)   # (candidate spacing, search reach) the last speculation found
         self.stats = {k: 0 for k in STAT_KEYS}
 
     def flush(self) -> list[RxFrame]:
@@ -365,11 +366,15 @@ class Receiver:
         if arr.size == 0:
             return []
         with np.errstate(all="ignore"):
-            x = arr.astype(np.complex64)    # values beyond float32 range become inf and are zeroed below
-            bad = ~np.isfinite(x)
-            if bad.any():
-                self.stats["nonfinite_samples"] += int(bad.sum())
-                x[bad] = 0
+            # values beyond float32 range become inf and are zeroed below; the block is copied into the buffer
+            # anyway, so complex64 input is not copied here (a finite sum rules out non-finite samples cheaply)
+            x = arr if arr.dtype == np.complex64 else arr.astype(np.complex64)
+            if not np.isfinite(x.sum()):
+                bad = ~np.isfinite(x)
+                if bad.any():
+                    self.stats["nonfinite_samples"] += int(bad.sum())
+                    x = x.copy() if x is arr else x
+                    x[bad] = 0
             if t0 is None:
                 t0 = self._next_t if self._next_t is not None else 0
             t0 = int(t0)
@@ -473,7 +478,7 @@ class Receiver:
             ranges = [r for r in ranges if r[0] + r[1].size >= t_abs]
         rng = next((r for r in ranges if r[0] <= t_abs <= r[0] + r[1].size), None)
         if rng is None:
-            rng = [t_abs, *(a[:0] for a in det.metric(np.zeros(0, np.complex64)))]
+            rng = [t_abs, np.zeros(0, np.float32), np.zeros(0, np.complex64), np.zeros(0, np.complex64)]
             ranges.append(rng)
             ranges.sort(key=lambda r: r[0])
         t_c, T, P1, P2 = rng
@@ -765,7 +770,7 @@ class Receiver:
         chunk = CHUNK_MIN
         out: list[tuple[int, complex, complex]] = []
         found_at: list[tuple[int, int]] = []       # (search start, first crossing) times of each candidate
-        period = reach = 0
+        period, reach = self._spacing_guess     # as last time, if known: start with a batch
         while len(out) < SPECULATE_MAX:     # the scan loop of _scan_frames, on the guessed frame ends
             if period:
                 got = self._speculate_batch(pos, period, reach, step, need, SPECULATE_MAX - len(out), found_at)
@@ -795,6 +800,7 @@ class Receiver:
             found_at.append((self._t0 + pos, self._t0 + pos + found[1]))
             pos += c + step
             period, reach = c + step, found[1] + det.peak_window
+            self._spacing_guess = (period, reach)
             chunk = CHUNK_MIN
         self._spec_found = [(a, b, self._t0 + c[0], c[1], c[2]) for (a, b), c in zip(found_at, out)]
         return out
