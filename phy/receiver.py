@@ -819,13 +819,13 @@ class Receiver:
         margin = self.cfg.cp_len + self.search
         width = reach + 2 * margin                          # metric positions per window
         n_win = min(max_n, (self._buf.size - det.span + 1 - width - pos + margin) // period + 1)
-        if n_win < 2:
+        if n_win < 2 or pos < margin:
             return []
         starts = pos - margin + period * np.arange(n_win)
         t_starts = self._t0 + starts
         for t_c, T, _, _ in self._cache or []:                   # never shadow metric values computed already
             clash = (t_starts < t_c + T.size) & (t_starts + width > t_c)
-            if clash.any():
+            if clash[:n_win].any():
                 n_win = int(np.argmax(clash))
         if n_win < 2:
             return []

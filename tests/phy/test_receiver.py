@@ -40,6 +40,43 @@ def test_detector_null_is_gamma2(rng):
     assert det.threshold == pytest.approx(-np.log(1e-5) + np.log1p(det.threshold), rel=1e-9)
 
 
+@pytest.mark.parametrize("preset", ["wifi64", "wide256"])
+def test_detector_metric_definition_locality_and_batches(rng, preset):
+    """T(d) = |P1|^2 (W1+L)^2 / (W1 E1^2) + |P2|^2 (W2+N)^2 / (W2 E2^2) with P1, P2, E1, E2 the window sums of the
+    module docstring, evaluated in float64 as the reference: the float32 metric is within 1e-4 relative over a
+    stream longer than one pass (BLOCK). Each value depends only on its own samples: a metric started elsewhere,
+    and the rows of a [K, M] batch, give the very same bits."""
+    cfg = OfdmConfig.preset(preset)
+    det = SchmidlCoxDetector(cfg)
+    r = _noise(rng, 3 * 4096 + 1000) * np.exp(2j * np.pi * 0.01 * np.arange(3 * 4096 + 1000))
+    r[3000:3000 + cfg.fft_size] *= 50.0                     # a strong burst: wide dynamic range
+    r = r.astype(np.complex64)
+    T, P1, P2 = det.metric(r)
+    x = r.astype(np.complex128)
+    n_out = x.size - det.span + 1
+
+    def win(v, start, width):
+        c = np.concatenate([[0], np.cumsum(v)])
+        return c[start + width:start + width + n_out] - c[start:start + n_out]
+
+    l1, w1, l2, w2, o2 = det.lag1, det.w1, det.lag2, det.w2, det.off2
+    p1 = win(np.conj(x[:-l1]) * x[l1:], 0, w1)
+    p2 = win(np.conj(x[:-l2]) * x[l2:], o2, w2)
+    pw = np.abs(x) ** 2
+    e1, e2 = win(pw, 0, w1 + l1), win(pw, o2, w2 + l2)
+    t = np.abs(p1) ** 2 * (w1 + l1) ** 2 / (w1 * e1 ** 2) + np.abs(p2) ** 2 * (w2 + l2) ** 2 / (w2 * e2 ** 2)
+    np.testing.assert_allclose(T, t, rtol=1e-4)
+    np.testing.assert_allclose(P1, p1, rtol=1e-4, atol=1e-5 * np.sqrt(w1) * 0.01)
+    for a in (1, 777, 4096):
+        part = det.metric(r[a:a + 2000])
+        for got, full in zip(part, (T, P1, P2)):
+            np.testing.assert_array_equal(got, full[a:a + got.size])
+    rows = np.stack([r[5:1505], r[999:2499], r[4000:5500]])
+    for k, a in enumerate((5, 999, 4000)):
+        for got, full in zip(det.metric(rows), (T, P1, P2)):
+            np.testing.assert_array_equal(got[k], full[a:a + 1500 - det.span + 1])
+
+
 def test_false_alarms_on_pure_noise(rng):
     """Expected false detections per fa_window (4096) samples <= false_alarm_rate (union bound over stage-1
     candidates x Beta(1, N-1) LTS-verification tail). Default 1e-4: none in 2e6 samples (488 windows, expected
