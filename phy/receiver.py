@@ -96,6 +96,14 @@ def _cis(phase: np.ndarray) -> np.ndarray:
     return out
 
 
+def _rows(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """x[starts[i]:starts[i] + width] for every i as a new array [len(starts), width] (one gather of whole rows from
+    a strided view; every row must lie inside x, which the view's row count enforces)."""
+    view = np.lib.stride_tricks.as_strided(x, shape=(max(x.size - width + 1, 0), width),
+                                           strides=(x.strides[0], x.strides[0]), writeable=False)
+    return view[starts]
+
+
 @lru_cache(maxsize=1)
 def _golay_lookup() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sorted codeword integers int64 [4096], their info bits uint8 [4096, 12], bit weights int64 [24])."""
@@ -290,7 +298,6 @@ class Receiver:
         self._fit_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self._plans: dict[tuple, tuple[int, int]] = {}
         self._n_pay_cache: dict[tuple, int | None] = {}
-        self._pay_offsets: dict[tuple[int, int], np.ndarray] = {}
         self._F_all = np.exp(-2j * np.pi * np.outer(all_k, taps) / n)                     # [N, L] complex128
         self._used_mask = np.zeros(n, np.float32)
         self._used_mask[cfg.used_bins] = 1.0
@@ -305,7 +312,6 @@ class Receiver:
             + (cp - self.backoff) + np.arange(n)[None, :]
         self._acq_offsets = np.concatenate([cfg.symbol_len + 2 * cp - self.backoff + np.arange(2 * n).reshape(2, n),
                                             hdr_win]).astype(np.int64)                # [2 + n_hdr, N]
-        self._fine_offsets = cfg.symbol_len + cp + np.arange(2 * n + cp, dtype=np.int64)
         kp = np.asarray(cfg.pilot_subcarriers, dtype=np.float64)
         self._kp = kp - kp.mean()
         self._kp_mean = kp.mean()
@@ -612,7 +618,7 @@ class Receiver:
         col = np.minimum(first[:, None] + np.arange(n_h)[None, :], (first + count - 1)[:, None])
         ks = np.round(np.take_along_axis(e_j, col, axis=1) - eps_b[:, None]).astype(np.int64)    # [F, n_h]
         lo = i0s + (sl + 2 * cp - S)
-        seg = self._buf.take(lo[:, None] + np.arange(seg_len)[None, :])                # [F, 2N + 2S]
+        seg = _rows(self._buf, lo, seg_len)                                            # [F, 2N + 2S]
         e2 = seg.real * seg.real + seg.imag * seg.imag
         pw = np.zeros((len(ok), seg_len + 1))
         np.cumsum(e2, axis=1, out=pw[:, 1:])
@@ -643,7 +649,7 @@ class Receiver:
         sel = np.flatnonzero(good)
         start, e = start[sel], e[sel]
         # fine CFO: lag-N correlation over the N + cp periodic LTS products (Moose), unwrapped onto hypothesis e
-        r = self._buf.take(start[:, None] + self._fine_offsets[None, :])
+        r = _rows(self._buf, start + (sl + cp), 2 * n + cp)
         eps_f = np.angle((np.conj(r[:, :n + cp]) * r[:, n:]).sum(axis=1)) / (2 * np.pi)
         eps = eps_f + np.round(e - eps_f)
         # channel estimate from the two LTS looks (FFT windows b samples inside the CP); the header symbols go
@@ -830,7 +836,7 @@ class Receiver:
         if n_win < 2:
             return []
         starts = starts[:n_win]
-        T, P1, P2 = det.metric(self._buf.take(starts[:, None] + np.arange(width + det.span - 1)[None, :]))
+        T, P1, P2 = det.metric(_rows(self._buf, starts, width + det.span - 1))
         out: list[tuple[int, complex, complex]] = []
         ranges = self._cache if self._cache is not None else []
         for j, s in enumerate(starts.tolist()):
@@ -976,14 +982,10 @@ class Receiver:
         cfg, fmt = self.cfg, self.fmt
         n, sl = cfg.fft_size, cfg.symbol_len
         off = cfg.cp_len - self.backoff
-        offsets = self._pay_offsets.get((first, n_sym))
-        if offsets is None:                 # FFT windows of those symbols relative to the frame start [n_sym, N]
-            offsets = fmt.preamble_len + (first + np.arange(n_sym))[:, None] * sl + off + np.arange(n)[None, :]
-            if len(self._pay_offsets) < 64:
-                self._pay_offsets[(first, n_sym)] = offsets
-        w = self._buf.take(np.array([acq.start for acq in acqs])[:, None, None] + offsets[None, :, :])
+        base = np.array([acq.start for acq in acqs]) + (fmt.preamble_len + first * sl)
+        w = _rows(self._buf, base, n_sym * sl).reshape(len(acqs), n_sym, sl)[:, :, off:off + n]
         eps = np.array([acq.eps for acq in acqs])
-        w *= _cis(self._phase_n[None, :] * eps[:, None])[:, None, :]
+        w = w * _cis(self._phase_n[None, :] * eps[:, None])[:, None, :]
         Y = _fft.fft(w, axis=2, norm="ortho", overwrite_x=True)
         rel = np.array([acq.start - acq.ref for acq in acqs])
         starts = rel[:, None] + (fmt.preamble_len + (first + np.arange(n_sym)) * sl + off)[None, :]
