@@ -89,11 +89,11 @@ def test_prach_timing_rmse_is_reported_next_to_its_bound():
 def test_every_device_inside_the_cp_in_1000_trials():
     """1,000 independent trials of the issue's scenario (K = 8, clock offsets anywhere, delays up to 20 CPs, ±10 ppm
     CFO and SCO, TDL-A, 10 dB): every device's data symbols arrive inside the CP at the PS (−b ≤ e + tau_first and
-    e + tau_last ≤ cp − b, from the simulation's truth) in ≥ 99.5 % of them. The issue asks for 99.9 %; measured
-    997/1000 (seeds 10000-10999): the misses are beacons the receiver mistimed by tens of samples among the first
-    few, before the tracker has enough of them to out-vote one. Devices excluded by the procedure (e.g. a deep fade
-    that loses their downlink) do not transmit, so they cannot break the CP; at least 95 % of device-trials must take
-    part, so exclusions cannot hide misalignment. Two worker processes (CI has 2 cores)."""
+    e + tau_last ≤ cp − b, from the simulation's truth) in ≥ 99.9 % of them, as the issue asks (measured: 1000/1000
+    for seeds 10000-10999 and for 20000-20999). Devices the procedure leaves out of a round (truncated inversion
+    silences a deeply faded device; a lost downlink) do not transmit, so they cannot break the CP; at least 85 % of
+    device-trials must take part (measured 89.9 %), so exclusions cannot hide misalignment. Two worker processes
+    (CI has 2 cores)."""
     scn = dataclasses.replace(SCN, rounds=1, data_symbols=1)
     cfg = dataclasses.replace(CFG, beacons_before_access=3, pilot_symbols_per_device=2)
     n = 1000
@@ -101,5 +101,5 @@ def test_every_device_inside_the_cp_in_1000_trials():
         trials = list(pool.map(run_trial, [scn] * n, [cfg] * n, range(10_000, 10_000 + n), chunksize=25))
     ok = [all(t["inside_cp"] for t in tr["timing"]) for tr in trials]
     sent = sum(len(tr["timing"]) for tr in trials)
-    assert sum(ok) >= 0.995 * n, (n - sum(ok), [t for tr in trials for t in tr["timing"] if not t["inside_cp"]][:5])
+    assert sum(ok) >= 0.999 * n, (n - sum(ok), [t for tr in trials for t in tr["timing"] if not t["inside_cp"]][:5])
     assert sent >= 0.85 * n * scn.devices, sent
