@@ -837,14 +837,26 @@ class Receiver:
             return []
         starts = starts[:n_win]
         T, P1, P2 = det.metric(_rows(self._buf, starts, width + det.span - 1))
+        # first threshold crossing of every window and the peak after it, for all windows at once; a window whose
+        # first crossing lies before its resume position is searched on its own (det.first_candidate)
+        above = T > det.threshold
+        first_all = np.argmax(above, axis=1)
+        any_all = above[np.arange(n_win), first_all]
+        pw = det.peak_window
+        peak_all = first_all + np.argmax(np.take_along_axis(
+            T, np.minimum(first_all[:, None] + np.arange(pw)[None, :], width - 1), axis=1), axis=1)
         out: list[tuple[int, complex, complex]] = []
         ranges = self._cache if self._cache is not None else []
-        for j, s in enumerate(starts.tolist()):
+        for j, (s, f_j, a_j, p_j) in enumerate(zip(starts.tolist(), first_all.tolist(), any_all.tolist(),
+                                                   peak_all.tolist())):
             off = pos - s
             if not 0 <= off < width:
                 break
-            found = det.first_candidate(T[j, off:])
-            if found is None or found[1] + det.peak_window > width - off or pos + found[0] + need > self._buf.size:
+            if a_j and f_j >= off:
+                found = (p_j - off, f_j - off)
+            else:
+                found = det.first_candidate(T[j, off:])
+            if found is None or found[1] + pw > width - off or pos + found[0] + need > self._buf.size:
                 break
             c = off + found[0]
             out.append((pos + found[0], complex(P1[j, c]), complex(P2[j, c])))
