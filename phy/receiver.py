@@ -585,7 +585,9 @@ class Receiver:
                 acq.start += t0 - self._t0
                 acq.ref += t0 - self._t0
             return acq
-        cands = [(i0, p1, p2)] + self._speculate(i0)
+        # a speculated candidate after this one means the last guess of frame lengths skipped this frame
+        irregular = any(t > self._t0 + i0 for t in self._spec)
+        cands = [(i0, p1, p2)] + self._speculate(i0, irregular)
         acqs = self._acquire_batch(cands)
         self._decode_headers([a for a in acqs if a is not None])
         self._spec = {self._t0 + c[0]: (c[1], c[2], a, self._t0) for c, a in zip(cands[1:], acqs[1:])}
@@ -759,32 +761,37 @@ class Receiver:
             a.header = h if fin else None
             a.hdr_done = True
 
-    def _speculate(self, i0: int) -> list[tuple[int, complex, complex]]:
+    def _speculate(self, i0: int, irregular: bool = False) -> list[tuple[int, complex, complex]]:
         """Candidates that would follow the one at buffer index ``i0`` if it and the next ones are frames as long as
         the last frame received: the first candidate from the earliest position where the scan would resume after
         it (its earliest start + that length - cp), then the same from each candidate found, to the end of the
         buffer. The metric is computed once from that first position, so the scan later reads the very same values
         and gets these candidates when the guess holds (otherwise it acquires on its own: a wrong guess costs time,
         never a result). Once a candidate is found, the following ones are looked for in one batch
-        (:meth:`_speculate_batch`) on the guess that they keep the same spacing."""
+        (:meth:`_speculate_batch`) on the guess that they keep the same spacing. ``irregular`` (the last guess
+        skipped a frame: lengths vary): resume instead where the shortest possible frame would end, so that no frame
+        is skipped (the metric then also covers the frame bodies)."""
         det, fmt = self.detector, self.fmt
         if not self._len_guess:
             return []
-        step = self._len_guess - self.cfg.cp_len - self.search
+        shortest = fmt.frame_len(1) if irregular else self._len_guess
+        step = shortest - self.cfg.cp_len - self.search
         need = fmt.preamble_len + fmt.header_len + self.search
         pos = i0 + step                 # buffer index where the search resumes
         chunk = CHUNK_MIN
         out: list[tuple[int, complex, complex]] = []
         found_at: list[tuple[int, int]] = []       # (search start, first crossing) times of each candidate
         period, reach = self._spacing_guess     # as last time, if known: start with a batch
+        batches = not irregular
         while len(out) < SPECULATE_MAX:     # the scan loop of _scan_frames, on the guessed frame ends
-            if period:
+            if period and batches:
                 got = self._speculate_batch(pos, period, reach, step, need, SPECULATE_MAX - len(out), found_at)
                 period = 0
                 if got:
                     out += got
                     pos = got[-1][0] + step
                     continue
+                batches = False                     # irregular spacing: no more batches in this call
             avail = self._buf.size - det.span + 1 - pos
             if avail <= 0:
                 break
