@@ -117,3 +117,41 @@ class AnalogMapper:
         x_hat = (pairs[:length] / scale).astype(np.float32)
         nv_real = np.repeat(nv / (2.0 * scale**2), 2)[:length].astype(np.float32)
         return x_hat, nv_real
+
+    def from_symbols_batch(
+        self, y: np.ndarray, scales: np.ndarray, length: int, noise_var: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`from_symbols` of F vectors at once (F frames of the same length): row f of the results is exactly
+        ``from_symbols(y[f], scales[f], length, noise_var[f])``.
+
+        Args:
+            y: complex array [F, ceil(L/2)].
+            scales: [F] scales (each finite and > 0).
+            length: L, with ceil(L/2) == y.shape[1].
+            noise_var: complex noise variance per symbol, finite and >= 0, broadcastable to y.
+
+        Returns:
+            (x_hat float32[F, L], noise_var_real float32[F, L]).
+        """
+        y = np.asarray(y)
+        if y.ndim != 2:
+            raise ValueError(f"y has shape {y.shape}; expected [F, ceil(L/2)] complex symbols")
+        sc = np.asarray(scales, dtype=np.float64).reshape(-1)
+        if sc.size != y.shape[0] or not np.all(np.isfinite(sc)) or np.any(sc <= 0):
+            raise ValueError(f"scales = {scales!r}: expected {y.shape[0]} finite values > 0")
+        length = int(length)
+        if length < 0 or (length + 1) // 2 != y.shape[1]:
+            raise ValueError(f"length={length} needs ceil(length/2) == y.shape[1] = {y.shape[1]} symbols")
+        nv = np.asarray(noise_var, dtype=np.float64)
+        if np.any(~np.isfinite(nv)) or np.any(nv < 0):
+            raise ValueError("noise_var must be finite and >= 0 (complex noise variance per symbol)")
+        try:
+            nv = np.broadcast_to(nv, y.shape)
+        except ValueError:
+            raise ValueError(f"noise_var shape {nv.shape} does not broadcast to y shape {y.shape}") from None
+        pairs = np.empty((y.shape[0], 2 * y.shape[1]), dtype=np.float64)
+        pairs[:, 0::2] = y.real
+        pairs[:, 1::2] = y.imag
+        x_hat = (pairs[:, :length] / sc[:, None]).astype(np.float32)
+        nv_real = np.repeat(nv / (2.0 * sc**2)[:, None], 2, axis=1)[:, :length].astype(np.float32)
+        return x_hat, nv_real

@@ -1074,14 +1074,18 @@ class Receiver:
         extra = [{} for _ in range(n_frames)]
         if hdr.kind == "analog":
             from phy.analog import AnalogMapper
-            mapper = AnalogMapper()
-            for f, acq in enumerate(acqs):
-                try:
-                    values[f], nvr[f] = mapper.from_symbols(X[f], acq.header.scale, length=hdr.length,
-                                                            noise_var=nv[f])
-                except ValueError:
-                    self.stats["payload_error"] += 1
-                    crc_ok[f] = False
+            # AnalogMapper.from_symbols of every frame in one call; a frame whose noise variances are not finite
+            # and >= 0 is a payload error on its own
+            good = np.isfinite(nv).all(axis=1) & (nv >= 0).all(axis=1)
+            for f in np.flatnonzero(~good).tolist():
+                self.stats["payload_error"] += 1
+                crc_ok[f] = False
+            idx = np.flatnonzero(good)
+            if idx.size:
+                vals, nvrs = AnalogMapper().from_symbols_batch(
+                    X[idx], np.array([acqs[f].header.scale for f in idx.tolist()]), hdr.length, nv[idx])
+                for j, f in enumerate(idx.tolist()):
+                    values[f], nvr[f] = vals[j], nvrs[j]
         else:
             payload, crc_ok, extra = self._decode_digital(hdr, X, nv, n_bits)
         channel = (H * self._backoff_phase).astype(np.complex64)
