@@ -119,8 +119,8 @@ class SchmidlCoxDetector:
         Returns (T float32 [..., M - span + 1], P1 complex64 [..], P2 complex64 [..]).
 
         Every value is a function of the ``span`` samples from its start only (window sums of fixed blocks, no
-        running sums), so it does not depend on where the computation started (the same bits; tested): K segments are computed as one
-        concatenated stream, of which the starts straddling two segments are dropped.
+        running sums), so it does not depend on where the computation started (the same bits; tested): K segments
+        are computed as one concatenated stream, of which the starts straddling two segments are dropped.
         """
         n_out = r.shape[-1] - self.span + 1
         if n_out <= 0:

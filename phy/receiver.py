@@ -3,7 +3,7 @@
 Stages (one readable chain; only the first runs on the samples between frames)
 -----------------------------------------------------------------------------
 1. **Detection** (:class:`phy.detector.SchmidlCoxDetector`): Schmidl–Cox + LTS-periodicity statistic ``T`` from
-   running sums, threshold from its Gamma(2,1) null (per-sample false-alarm ``detect_pfa``), peak picking.
+   window sums, threshold from its Gamma(2,1) null (per-sample false-alarm ``detect_pfa``), peak picking.
 2. **Acquisition** per candidate ``d0``: fractional CFO from ``angle(P1)/pi`` (subcarrier units, ambiguous by 2) and
    ``angle(P2)/(2 pi)`` (ambiguous by 1); the integer hypotheses ``eps_a + 2j`` within ``max_cfo_subcarriers`` are
    resolved, together with **fine timing**, by the normalized cross-correlation ``rho^2`` of the CFO-corrected stream
@@ -47,8 +47,11 @@ Stages (one readable chain; only the first runs on the samples between frames)
 
 Batching (speed; results are those of one frame at a time): detection is evaluated lazily from the scan position;
 a candidate is acquired (stages 2-5) together with the candidates that would follow it if the next frames are as
-long as the last one received (:meth:`Receiver._speculate`), and all frames completed in one ``process`` call are
-demodulated (stage 6) together, per payload shape. With ``defer_decode=True`` LDPC decoding is left to
+long as the last one received (:meth:`Receiver._speculate`; their detector windows in one batch when the frames also
+keep their spacing), and all frames completed in one ``process`` call are demodulated (stage 6) together, per payload
+shape. Numpy's per-call cost (~1-3 µs) dominates short frames, so each stage works on all frames of a batch with
+array operations: FFT correlations for all timing/CFO hypotheses, tap selection in the tap domain, one gather of
+whole rows for the FFT windows. With ``defer_decode=True`` LDPC decoding is left to
 :func:`decode_frames`, which batches it over frames from any number of receivers.
 
 Bad input (pure noise, truncated frames, corrupted headers, NaN/inf samples, empty blocks) is counted in
