@@ -145,7 +145,7 @@ class FrameHeader:
         return cls.from_bytes(np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes())
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "FrameHeader | None":
+    def from_bytes(cls, data: bytes) -> FrameHeader | None:
         """Parse the 12 header bytes (:meth:`to_bytes`); None if the CRC fails or a field is invalid."""
         if len(data) != 12 or binascii.crc_hqx(data[:10], 0xFFFF) != int.from_bytes(data[10:12], "big"):
             return None

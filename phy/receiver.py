@@ -600,7 +600,7 @@ class Receiver:
         """Acquisition (see :meth:`_acquire`) of F candidates ``(buffer index, P1, P2)`` at once; each result is
         the one the candidate gets alone (every array below has a leading candidate axis). Verified candidates also
         carry their header symbols' FFT in ``y_hdr`` (the header follows in :meth:`_decode_headers`)."""
-        cfg, fmt = self.cfg, self.fmt
+        cfg = self.cfg
         n, cp, sl, S = cfg.fft_size, cfg.cp_len, cfg.symbol_len, self.search
         out: list[_Acq | None] = [None] * len(cands)
         seg_len = 2 * n + 2 * S
