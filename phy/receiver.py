@@ -298,6 +298,7 @@ class Receiver:
         self._F_used = F_used
         self._F_used_h = (F_used.conj().T / cfg.n_used).astype(np.complex64)           # [L, n_used]
         self._gram = F_used.conj().T @ F_used                                          # [L, L] complex128
+        self._tap_bins = np.arange(-self.backoff, cp - self.backoff) % n                 # FFT bins of the tap delays
         self._fit_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self._plans: dict[tuple, tuple[int, int]] = {}
         self._n_pay_cache: dict[tuple, int | None] = {}
@@ -686,15 +687,19 @@ class Receiver:
         sigma^2/(2 n_used) per tap), is strongest, while its power exceeds tap_threshold x that noise; least squares
         on the kept taps (well conditioned). Returns (H complex64 [F, N] per FFT bin, taps kept int [F]).
 
-        Computed in the tap domain: with g0 = F^H h_ls / n_used and the Gram matrix A = F^H F, the residual of the LS
-        fit on a tap set S has the matched filter g = g0 - A[:, S] A_SS^-1 g0[S], and the fit is
-        H = n_used F_all[:, S] A_SS^-1 g0[S] (the same numbers as projecting h_ls, with L-sized instead of
-        n_used-sized products; matrices cached per tap set). All frames go through one product per step."""
+        Computed in the tap domain: with g0 = F^H h_ls / n_used (an inverse FFT of h_ls on its bins, read at the tap
+        delays) and the Gram matrix A = F^H F, the residual of the LS fit on a tap set S has the matched filter
+        g = g0 - A[:, S] A_SS^-1 g0[S], and the fit is H = n_used F_all[:, S] A_SS^-1 g0[S] (the same numbers as
+        projecting h_ls, with L-sized products; matrices cached per tap set). The frames still adding taps go
+        through one product per step and tap set."""
         n_frames, n_l = h_ls.shape[0], self._F_used.shape[1]
+        n = self.cfg.fft_size
         thr = self.tap_threshold * np.asarray(sigma2, dtype=np.float64) / (2 * self.cfg.n_used)
         keep = np.zeros((n_frames, n_l), bool)
         n_taps = np.zeros(n_frames, np.int64)
-        g0 = np.einsum("ij,fj->fi", self._F_used_h, h_ls)                               # [F, L]
+        spec = np.zeros((n_frames, n), np.complex64)
+        spec[:, self.cfg.used_bins] = h_ls
+        g0 = _fft.ifft(spec, axis=1, overwrite_x=True)[:, self._tap_bins] * np.float32(n / self.cfg.n_used)  # [F, L]
         g = g0
         active = np.arange(n_frames)
         for _ in range(n_l):            # a few steps: one per significant path
@@ -707,16 +712,24 @@ class Receiver:
                 break
             keep[active, k] = True
             n_taps[active] += 1
-            resid = np.stack([self._tap_fit(keep[f])[0] for f in active.tolist()])      # [A, L, L]
-            g = g0[active] - np.einsum("fij,fj->fi", resid, g0[active])
-        H = np.empty((n_frames, self.cfg.fft_size), np.complex64)
-        groups: dict[bytes, list[int]] = {}
-        for f in range(n_frames):
-            groups.setdefault(keep[f].tobytes(), []).append(f)
-        for idx in groups.values():
-            fit, sel = self._tap_fit(keep[idx[0]])[1:]
-            H[idx] = np.einsum("fs,sn->fn", g0[idx][:, sel], fit)
+            g = np.empty((active.size, n_l), np.complex64)
+            for rows in self._tap_groups(keep[active]):
+                resid, _, sel = self._tap_fit(keep[active[rows[0]]])
+                ga = g0[active[rows]]
+                g[rows] = ga - np.einsum("fs,ls->fl", ga[:, sel], resid)
+        H = np.empty((n_frames, n), np.complex64)
+        for rows in self._tap_groups(keep):
+            _, fit, sel = self._tap_fit(keep[rows[0]])
+            H[rows] = np.einsum("fs,sn->fn", g0[rows][:, sel], fit)
         return H, n_taps
+
+    @staticmethod
+    def _tap_groups(keep: np.ndarray) -> list[list[int]]:
+        """Rows of ``keep`` bool [F, L] grouped by equal tap sets (row indices, in order of first appearance)."""
+        groups: dict[bytes, list[int]] = {}
+        for f, key in enumerate(np.packbits(keep, axis=1)):
+            groups.setdefault(key.tobytes(), []).append(f)
+        return list(groups.values())
 
     def _lts_templates(self, ks: np.ndarray) -> np.ndarray:
         """Spectra for the circular correlations of :meth:`_acquire_batch`: conj(FFT) over 2N + 2S samples of the
@@ -878,17 +891,16 @@ class Receiver:
         return out
 
     def _tap_fit(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For a tap set S (bool [L]), cached: (residual map R complex64 [L, L] with g = g0 - R g0: columns S hold
-        A[:, S] A_SS^-1, the others zero; fit complex64 [|S|, N] with H = g0[S] @ fit, fit = n_used (F_all[:, S]
-        A_SS^-1)^T; the tap indices S int64 [|S|])."""
+        """For a tap set S (bool [L]), cached: (residual map R = A[:, S] A_SS^-1 complex64 [L, |S|], so that
+        g = g0 - R g0[S]; fit complex64 [|S|, N] with H = g0[S] @ fit, fit = n_used (F_all[:, S] A_SS^-1)^T; the
+        tap indices S int64 [|S|])."""
         key = keep.tobytes()
         fit = self._fit_cache.get(key)
         if fit is None:
             sel = np.flatnonzero(keep)
             inv = np.linalg.inv(self._gram[np.ix_(sel, sel)])
-            resid = np.zeros(self._gram.shape, np.complex64)
-            resid[:, sel] = self._gram[:, sel] @ inv
-            fit = (resid, (self.cfg.n_used * (self._F_all[:, sel] @ inv)).T.astype(np.complex64), sel)
+            fit = ((self._gram[:, sel] @ inv).astype(np.complex64),
+                   (self.cfg.n_used * (self._F_all[:, sel] @ inv)).T.astype(np.complex64), sel)
             if len(self._fit_cache) < 4096:
                 self._fit_cache[key] = fit
         return fit
