@@ -49,6 +49,8 @@ HEADER_BITS = 96
 MAX_LENGTH = (1 << 24) - 1
 MAX_SEQ = (1 << 16) - 1
 _PN_SEED = 0x5C0FDA  # fixed: transmitter and receiver must agree
+#: the 12 header bytes as (kind/modulation/rate byte << 24 | length, seq, scale, CRC-16), big-endian
+_HEADER_STRUCT = struct.Struct(">IHfH")
 
 
 def code_rate_index(code_rate) -> int:
@@ -147,17 +149,19 @@ class FrameHeader:
     @classmethod
     def from_bytes(cls, data: bytes) -> FrameHeader | None:
         """Parse the 12 header bytes (:meth:`to_bytes`); None if the CRC fails or a field is invalid."""
-        if len(data) != 12 or binascii.crc_hqx(data[:10], 0xFFFF) != int.from_bytes(data[10:12], "big"):
+        if len(data) != 12:
             return None
-        b0 = data[0]
+        word, seq, scale, crc = _HEADER_STRUCT.unpack(data)       # (b0 << 24 | length), seq, scale, CRC-16
+        if binascii.crc_hqx(data[:10], 0xFFFF) != crc:
+            return None
+        b0 = word >> 24
         mod, rate = (b0 >> 4) & 7, (b0 >> 1) & 7
         if mod >= len(MODULATIONS) or rate >= len(CODE_RATES) or b0 & 1:
             return None
-        scale = struct.unpack(">f", data[6:10])[0]
         if not math.isfinite(scale) or scale <= 0:
             return None
         return cls(kind="digital" if b0 >> 7 else "analog", modem=MODULATIONS[mod], code_rate=CODE_RATES[rate],
-                   length=int.from_bytes(data[1:4], "big"), seq=int.from_bytes(data[4:6], "big"), scale=float(scale))
+                   length=word & 0xFFFFFF, seq=seq, scale=scale)
 
 
 # ------------------------------------------------------------------------------------------ frame format

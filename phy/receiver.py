@@ -133,7 +133,10 @@ def _golay_headers(fmt, soft: np.ndarray) -> list[FrameHeader | None]:
     ints, info, wts = _golay_lookup()
     v = (s < 0).astype(np.int64) @ wts
     i = np.minimum(np.searchsorted(ints, v), ints.size - 1)
-    ok = (ints[i] == v) & np.all(s != 0, axis=1)
+    ok = ints[i] == v
+    zero = s == 0
+    if zero.any():                      # a zero soft value leaves the hard decision open: full correlation
+        ok &= ~zero.any(axis=1)
     bits = info[i]
     if not ok.all():
         bits[~ok] = golay_decode_soft(s[~ok].reshape(-1)).reshape(-1, 12)
