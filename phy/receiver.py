@@ -699,22 +699,22 @@ class Receiver:
         n = self.cfg.fft_size
         thr = self.tap_threshold * np.asarray(sigma2, dtype=np.float64) / (2 * self.cfg.n_used)
         keep = np.zeros((n_frames, n_l), bool)
-        n_taps = np.zeros(n_frames, np.int64)
         spec = np.zeros((n_frames, n), np.complex64)
         spec[:, self.cfg.used_bins] = h_ls
         g0 = _fft.ifft(spec, axis=1, overwrite_x=True)[:, self._tap_bins] * np.float32(n / self.cfg.n_used)  # [F, L]
         g = g0
         active = np.arange(n_frames)
-        for _ in range(n_l):            # a few steps: one per significant path
+        for step in range(n_l):         # a few steps: one per significant path
             p = g.real * g.real + g.imag * g.imag
-            p[keep[active]] = 0.0
+            if step:                    # kept taps have (numerically) no residual; the first tap is always kept
+                p[keep[active]] = 0.0
             k = np.argmax(p, axis=1)
-            go = (n_taps[active] == 0) | (p[np.arange(active.size), k] > thr[active])
-            active, k = active[go], k[go]
-            if not active.size:
-                break
+            if step:
+                go = p[np.arange(active.size), k] > thr[active]
+                active, k = active[go], k[go]
+                if not active.size:
+                    break
             keep[active, k] = True
-            n_taps[active] += 1
             g = np.empty((active.size, n_l), np.complex64)
             for rows in self._tap_groups(keep[active]):
                 resid, _, sel = self._tap_fit(keep[active[rows[0]]])
@@ -724,11 +724,13 @@ class Receiver:
         for rows in self._tap_groups(keep):
             _, fit, sel = self._tap_fit(keep[rows[0]])
             H[rows] = np.einsum("fs,sn->fn", g0[rows][:, sel], fit)
-        return H, n_taps
+        return H, keep.sum(axis=1)
 
     @staticmethod
     def _tap_groups(keep: np.ndarray) -> list[list[int]]:
         """Rows of ``keep`` bool [F, L] grouped by equal tap sets (row indices, in order of first appearance)."""
+        if (keep == keep[0]).all():
+            return [list(range(keep.shape[0]))]
         groups: dict[bytes, list[int]] = {}
         for f, key in enumerate(np.packbits(keep, axis=1)):
             groups.setdefault(key.tobytes(), []).append(f)
