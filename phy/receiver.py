@@ -305,6 +305,7 @@ class Receiver:
         self._fit_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self._plans: dict[tuple, tuple[int, int]] = {}
         self._n_pay_cache: dict[tuple, int | None] = {}
+        self._pilot_grids: dict[int, tuple] = {}
         self._F_all = np.exp(-2j * np.pi * np.outer(all_k, taps) / n)                     # [N, L] complex128
         self._used_mask = np.zeros(n, np.float32)
         self._used_mask[cfg.used_bins] = 1.0
@@ -1183,6 +1184,20 @@ class Receiver:
         starts = rel[:, None] + (fmt.preamble_len + (first + np.arange(n_sym)) * cfg.symbol_len + off)[None, :]
         return (2 * np.pi * eps / cfg.fft_size)[:, None] * starts
 
+    def _pilot_grid(self, n_sym: int) -> tuple:
+        """Constants of :meth:`_pilot_phase` for n_sym symbols, cached: (s float64 [n_sym], s - mean(s), sum of its
+        squares, s + 1.5 (symbols from the LTS), u = (s + 1.5) k_p [n_sym, n_p], sum of u^2)."""
+        grid = self._pilot_grids.get(n_sym)
+        if grid is None:
+            s_idx = np.arange(n_sym, dtype=np.float64)
+            sc = s_idx - s_idx.mean()
+            s_lts = s_idx + 1.5
+            u = s_lts[:, None] * self._kp[None, :]
+            grid = (s_idx, sc, sc @ sc, s_lts, u, float(np.sum(u * u)))
+            if len(self._pilot_grids) < 256:
+                self._pilot_grids[n_sym] = grid
+        return grid
+
     def _pilot_phase(self, Hp: np.ndarray, Yp: np.ndarray, smooth: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-symbol common phase and phase slope (rad per subcarrier) of F frames from their pilot columns ``Yp``
         complex64 [F, n_sym, n_p] (symbol 0 = first header symbol; residual CFO phase already removed) and pilot
@@ -1197,7 +1212,7 @@ class Receiver:
         """
         n_frames, n_sym = Yp.shape[:2]
         z = Yp * np.conj(self.fmt.pilot_block(0, n_sym)[None, :, :] * Hp[:, None, :])
-        s_idx = np.arange(n_sym, dtype=np.float64)
+        s_idx, sc, scsc, s_lts, u, uu = self._pilot_grid(n_sym)
         if n_sym > 1:
             drift = np.angle((np.conj(z[:, :-1]) * z[:, 1:]).sum(axis=(1, 2)))
         else:
@@ -1207,20 +1222,17 @@ class Receiver:
         phi = np.angle(z * np.exp(-1j * theta0).astype(np.complex64)[:, None, None])      # [F, n_sym, n_p], small
         kp = self._kp
         # common phase: a + b s (least squares over all pilots of the frame)
-        sc = s_idx - s_idx.mean()
-        w_s = phi.mean(axis=2)
-        b = (w_s @ sc) / (sc @ sc) if n_sym > 1 else np.zeros(n_frames)
-        cpe = w_s.mean(axis=1)[:, None] + b[:, None] * sc[None, :]
+        w_s = phi.sum(axis=2) / phi.shape[2]                                  # mean over the pilots
+        b = (w_s @ sc) / scsc if n_sym > 1 else np.zeros(n_frames)
+        cpe = (w_s.sum(axis=1) / n_sym)[:, None] + b[:, None] * sc[None, :]
         # slope across subcarriers: d (s - s_ref) k, zero at the LTS (where the channel was estimated; 1.5 symbols
         # before the first header symbol), kept only where it is significant (> 3 sigma) - four pilots per symbol
         # cannot afford free per-symbol slopes at low SNR
-        u = (s_idx + 1.5)[:, None] * kp[None, :]
         resid = phi - cpe[:, :, None]
-        uu = float(np.sum(u * u))
         d = (resid * u).sum(axis=(1, 2)) / uu
-        var_phi = ((resid - d[:, None, None] * u) ** 2).mean(axis=(1, 2))
+        var_phi = np.square(resid - d[:, None, None] * u).sum(axis=(1, 2)) / resid[0].size
         d = np.where(d * d * uu < 9.0 * var_phi, 0.0, d)
-        slope = d[:, None] * (s_idx + 1.5)[None, :]
+        slope = d[:, None] * s_lts[None, :]
         if smooth > 1 and n_sym > 1:
             res = (z * _cis(-(theta0[:, None, None] + cpe[:, :, None] + slope[:, :, None] * kp))).sum(axis=2)
             c = np.concatenate([np.zeros((n_frames, 1), res.dtype), np.cumsum(res, axis=1)], axis=1)
