@@ -99,24 +99,9 @@ class AnalogMapper:
         scale = float(scale)
         if not np.isfinite(scale) or scale <= 0:
             raise ValueError(f"scale={scale!r} must be finite and > 0")
-        if length is None:
-            length = 2 * y.size
-        length = int(length)
-        if length < 0 or (length + 1) // 2 != y.size:
-            raise ValueError(f"length={length} needs ceil(length/2) == len(y) = {y.size} symbols")
-        nv = np.asarray(noise_var, dtype=np.float64)
-        if np.any(~np.isfinite(nv)) or np.any(nv < 0):
-            raise ValueError("noise_var must be finite and >= 0 (complex noise variance per symbol)")
-        try:
-            nv = np.broadcast_to(nv, y.shape)
-        except ValueError:
-            raise ValueError(f"noise_var shape {nv.shape} does not broadcast to y shape {y.shape}") from None
-        pairs = np.empty(2 * y.size, dtype=np.float64)
-        pairs[0::2] = y.real
-        pairs[1::2] = y.imag
-        x_hat = (pairs[:length] / scale).astype(np.float32)
-        nv_real = np.repeat(nv / (2.0 * scale**2), 2)[:length].astype(np.float32)
-        return x_hat, nv_real
+        x_hat, nv_real = self.from_symbols_batch(y[None], [scale], 2 * y.size if length is None else length,
+                                                 _broadcast_noise(noise_var, y.shape)[None])
+        return x_hat[0], nv_real[0]
 
     def from_symbols_batch(
         self, y: np.ndarray, scales: np.ndarray, length: int, noise_var: np.ndarray
@@ -142,16 +127,21 @@ class AnalogMapper:
         length = int(length)
         if length < 0 or (length + 1) // 2 != y.shape[1]:
             raise ValueError(f"length={length} needs ceil(length/2) == y.shape[1] = {y.shape[1]} symbols")
-        nv = np.asarray(noise_var, dtype=np.float64)
-        if np.any(~np.isfinite(nv)) or np.any(nv < 0):
-            raise ValueError("noise_var must be finite and >= 0 (complex noise variance per symbol)")
-        try:
-            nv = np.broadcast_to(nv, y.shape)
-        except ValueError:
-            raise ValueError(f"noise_var shape {nv.shape} does not broadcast to y shape {y.shape}") from None
+        nv = _broadcast_noise(noise_var, y.shape)
         pairs = np.empty((y.shape[0], 2 * y.shape[1]), dtype=np.float64)
         pairs[:, 0::2] = y.real
         pairs[:, 1::2] = y.imag
         x_hat = (pairs[:, :length] / sc[:, None]).astype(np.float32)
         nv_real = np.repeat(nv / (2.0 * sc**2)[:, None], 2, axis=1)[:, :length].astype(np.float32)
         return x_hat, nv_real
+
+
+def _broadcast_noise(noise_var, shape: tuple[int, ...]) -> np.ndarray:
+    """noise_var (float64) broadcast to ``shape``; ValueError unless it is finite, >= 0 and broadcastable."""
+    nv = np.asarray(noise_var, dtype=np.float64)
+    if np.any(~np.isfinite(nv)) or np.any(nv < 0):
+        raise ValueError("noise_var must be finite and >= 0 (complex noise variance per symbol)")
+    try:
+        return np.broadcast_to(nv, shape)
+    except ValueError:
+        raise ValueError(f"noise_var shape {nv.shape} does not broadcast to y shape {shape}") from None
