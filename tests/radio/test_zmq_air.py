@@ -130,6 +130,10 @@ def test_buffer_bound_drops_old_samples_but_never_those_a_pending_rx_asked_for()
         assert result["rx"][1] == 0 and result["rx"][0].size == 1000
         with pytest.raises(RadioError, match="exceeds the broker's buffer_samples=1000"):
             b.rx(1001)
+        deadline = time.monotonic() + 10               # advance() returns at once; the clock runs on its own
+        while b.time_now() < 5000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert b.time_now() == 5000
         with pytest.raises(LateError):                 # unread samples beyond the bound were dropped
             b.rx(10, at=1000)
         assert b.rx(1000, at=4000)[1] == 4000
