@@ -283,7 +283,7 @@ def run_demo(cfg: DemoConfig, progress=None) -> dict:
     result["sync"] = sync
     result["radio_channel"] = repr(channel)
     stages.say(f"sync: {len(sync['connected'])}/{cfg.devices} devices connected, residual timing "
-               f"{_fmt(sync.get('residual_timing_rms_samples'), '.3f')} samples RMS, residual CFO "
+               f"{_fmt(sync.get('residual_timing_rms_samples'), '.3f')} samples RMS on the probe rounds, residual CFO "
                f"{_fmt(sync.get('cfo_residual_rms_hz'), '.0f')} Hz RMS, sync overhead "
                f"{_pct(sync.get('round_overhead_fraction'))} % of a round's air time "
                f"({stages.seconds[next(reversed(stages.seconds))]:.1f} s)")
