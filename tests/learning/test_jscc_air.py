@@ -48,7 +48,9 @@ def _compare_with_symbol_level(model, images, link):
 def test_in_process_air_matches_symbol_level(shipped, cifar8):
     """Multipath (TDL-A), 1 ppm CFO, fractional delay, streaming receiver (detection, CFO, channel estimation, MMSE):
     PSNR within 1 dB of the symbol-level AWGN simulation at the same measured SNR, and the receiver's SNR estimate
-    within 2 dB of the measured one."""
+    within 1 dB of the measured one on average over the images (2.5 dB for each: the LTS-based estimate averages the
+    subcarriers evenly, while an image's measured SNR weights them by where its latent puts its power, which varies
+    from image to image on a frequency-selective channel)."""
     from radio.loopback import loopback_pair
 
     tx, rx = loopback_pair(snr_db=10.0, link=MULTIPATH, seed=3)
@@ -58,7 +60,8 @@ def test_in_process_air_matches_symbol_level(shipped, cifar8):
     assert abs(psnr_air - psnr_sym) < 1.0, (psnr_air, psnr_sym)
     est = np.array([r["snr_est_db"] for r in air])
     meas = np.array([r["snr_db"] for r in air])
-    assert np.all(np.abs(est - meas) < 2.0), (est, meas)
+    assert abs(np.mean(est - meas)) < 1.0, (est, meas)
+    assert np.all(np.abs(est - meas) < 2.5), (est, meas)
 
 
 def test_zmq_air_matches_symbol_level(shipped, cifar8):
