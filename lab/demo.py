@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: the DeepJSCC checkpoint shipped with the package
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "jscc_adjscc_r6.pt"
+from lab.cmd_jscc import DEFAULT_CHECKPOINT  # noqa: F401  (the shipped DeepJSCC checkpoint; re-exported)
 #: the part of the photo ``quick`` sends (rows, columns)
 QUICK_CROP = (slice(0, 96), slice(96, 224))
 #: display names of the FEEL runs, in the order they run: (key, scheme, channel)
