@@ -99,6 +99,17 @@ def _cis(phase: np.ndarray) -> np.ndarray:
     return out
 
 
+def _sum3(z: np.ndarray) -> np.ndarray:
+    """Centred sum of 3 along the last axis (z[..., s-1] + z[..., s] + z[..., s+1], missing ends left out), same
+    shape and dtype as z [..., n_sym]."""
+    if z.shape[-1] < 2:
+        return z
+    zs = z.copy()
+    zs[..., 1:] += z[..., :-1]
+    zs[..., :-1] += z[..., 1:]
+    return zs
+
+
 def _rows(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     """x[starts[i]:starts[i] + width] for every i as a new array [len(starts), width] (one gather of whole rows from
     a strided view; every row must lie inside x, which the view's row count enforces)."""
@@ -761,21 +772,14 @@ class Receiver:
         cfg, fmt = self.cfg, self.fmt
         Y = np.stack([a.y_hdr for a in acqs])                                        # [F, n_hdr, N]
         H = np.stack([a.H for a in acqs])
-        eps = np.array([a.eps for a in acqs])
-        rel = np.array([a.start - a.ref for a in acqs])
-        ph = (2 * np.pi * eps / cfg.fft_size)[:, None] * (rel[:, None] + self._hdr_offsets[None, :])
         n_sym = Y.shape[1]
+        ph = self._residual_phase(acqs, 0, n_sym)
         # common phase only, smoothed over 3 symbols: at low SNR a per-symbol phase slope from a few pilots costs
         # more than the (sub-sample) timing drift it would remove over a few header symbols
         pb = cfg.pilot_bins
         z = (Y[:, :, pb] * _cis(-ph)[:, :, None]
              * np.conj(fmt.pilot_block(0, n_sym)[None, :, :] * H[:, None, pb])).sum(axis=2)
-        if n_sym > 1:
-            zs = z.copy()
-            zs[:, 1:] += z[:, :-1]
-            zs[:, :-1] += z[:, 1:]
-            z = zs
-        Yd = Y[:, :, cfg.data_bins] * _cis(-(np.angle(z) + ph))[:, :, None]
+        Yd = Y[:, :, cfg.data_bins] * _cis(-(np.angle(_sum3(z)) + ph))[:, :, None]
         soft = (Yd * np.conj(H[:, cfg.data_bins])[:, None, :]).real.reshape(len(acqs), -1)
         finite = np.isfinite(soft).all(axis=1)
         hdrs = _golay_headers(fmt, np.where(finite[:, None], soft, 0.0))
@@ -948,20 +952,12 @@ class Receiver:
         starts = base + np.arange(n_sym) * sl + (cfg.cp_len - self.backoff)
         return Y, (2 * np.pi * acq.eps / n) * (starts - acq.ref)
 
-    def _pilot_cpe(self, acq: _Acq, Yp: np.ndarray, first: int, smooth: int) -> np.ndarray:
-        """Per-symbol common phase error from pilot columns ``Yp`` [n_sym, n_p], centered moving sum of ``smooth``."""
+    def _pilot_cpe(self, acq: _Acq, Yp: np.ndarray, first: int) -> np.ndarray:
+        """Per-symbol common phase error float64 [n_sym] from pilot columns ``Yp`` [n_sym, n_p], smoothed over 3
+        symbols (:func:`_sum3`)."""
         n_sym = Yp.shape[0]
         z = (Yp * np.conj(self.fmt.pilot_block(first, n_sym) * acq.H[self.cfg.pilot_bins][None, :])).sum(axis=1)
-        if smooth == 3 and n_sym > 1:
-            zs = z.copy()
-            zs[1:] += z[:-1]
-            zs[:-1] += z[1:]
-            z = zs
-        elif smooth > 1 and n_sym > 1:
-            c = np.concatenate([[0], np.cumsum(z)])
-            idx = np.arange(n_sym)
-            z = c[np.minimum(idx + smooth // 2 + 1, n_sym)] - c[np.maximum(idx - smooth // 2, 0)]
-        return np.angle(z)
+        return np.angle(_sum3(z))
 
     def _decode_header(self, acq: _Acq):
         """Header fields (or None) and the header FFT (reused for pilot smoothing)."""
@@ -976,7 +972,7 @@ class Receiver:
         else:
             # common phase only, smoothed over 3 symbols: at low SNR a per-symbol phase slope from a few pilots
             # costs more than the (sub-sample) timing drift it would remove over a few header symbols
-            cpe = self._pilot_cpe(acq, Y[:, cfg.pilot_bins] * _cis(-ph)[:, None], 0, 3)
+            cpe = self._pilot_cpe(acq, Y[:, cfg.pilot_bins] * _cis(-ph)[:, None], 0)
             Yd *= _cis(-(cpe + ph))[:, None]
         soft = (Yd * np.conj(acq.H[cfg.data_bins])[None, :]).real.reshape(-1)
         if not np.all(np.isfinite(soft)):
@@ -1027,9 +1023,7 @@ class Receiver:
         eps = np.array([acq.eps for acq in acqs])
         w = w * _cis(self._phase_n[None, :] * eps[:, None])[:, None, :]
         Y = _fft.fft(w, axis=2, norm="ortho", overwrite_x=True)
-        rel = np.array([acq.start - acq.ref for acq in acqs])
-        starts = rel[:, None] + (fmt.preamble_len + (first + np.arange(n_sym)) * sl + off)[None, :]
-        return Y, (2 * np.pi * eps / n)[:, None] * starts
+        return Y, self._residual_phase(acqs, first, n_sym)
 
     def _decode_payloads(self, acqs: list[_Acq], n_pay: int) -> list[RxFrame]:
         """Equalize and decode F frames with the same header shape (kind, modem, code rate, length): every array
