@@ -118,6 +118,8 @@ def crc16(data: BytesLike | np.ndarray) -> int | np.ndarray:
     Returns:
         int for a single message, int64[...] for a batch of bit rows.
     """
+    if isinstance(data, (bytes, bytearray, memoryview)):     # one message: straight to C (frame headers)
+        return binascii.crc_hqx(data, 0xFFFF)
     rows, batch = _rows(data)
     values = [binascii.crc_hqx(r, 0xFFFF) for r in rows]
     return values[0] if batch is None else np.array(values, dtype=np.int64).reshape(batch)

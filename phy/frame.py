@@ -27,7 +27,6 @@ per complex sample) for a unit-gain link.
 
 from __future__ import annotations
 
-import binascii
 import math
 import struct
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from phy.crc import crc32
+from phy.crc import crc16, crc32
 from phy.ofdm import OfdmConfig, _fft, grid_to_time
 
 _ifft = _fft.ifft
@@ -135,7 +134,7 @@ class FrameHeader:
             | (code_rate_index(self.code_rate) << 1)
         body = bytes([b0]) + self.length.to_bytes(3, "big") + self.seq.to_bytes(2, "big") \
             + struct.pack(">f", self.scale)
-        return body + binascii.crc_hqx(body, 0xFFFF).to_bytes(2, "big")   # = phy.crc.crc16 (CRC-16/CCITT-FALSE)
+        return body + crc16(body).to_bytes(2, "big")
 
     def to_bits(self) -> np.ndarray:
         """96 header bits (fields + CRC-16), uint8."""
@@ -152,7 +151,7 @@ class FrameHeader:
         if len(data) != 12:
             return None
         word, seq, scale, crc = _HEADER_STRUCT.unpack(data)       # (b0 << 24 | length), seq, scale, CRC-16
-        if binascii.crc_hqx(data[:10], 0xFFFF) != crc:
+        if crc16(data[:10]) != crc:
             return None
         b0 = word >> 24
         mod, rate = (b0 >> 4) & 7, (b0 >> 1) & 7
