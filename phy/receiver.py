@@ -314,8 +314,7 @@ class Receiver:
         self._gram = F_used.conj().T @ F_used                                          # [L, L] complex128
         self._tap_bins = np.arange(-self.backoff, cp - self.backoff) % n                 # FFT bins of the tap delays
         self._fit_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
-        self._plans: dict[tuple, tuple[int, int]] = {}
-        self._n_pay_cache: dict[tuple, int | None] = {}
+        self._plans: dict[tuple, tuple[int, int, int] | None] = {}
         self._pilot_grids: dict[int, tuple] = {}
         self._F_all = np.exp(-2j * np.pi * np.outer(all_k, taps) / n)                     # [N, L] complex128
         self._used_mask = np.zeros(n, np.float32)
@@ -549,7 +548,8 @@ class Receiver:
                 return t_cand + cfg.cp_len + 1
             self.stats["detected"] += 1
             hdr, y_hdr = (acq.header, acq.y_hdr) if acq.hdr_done else self._decode_header(acq)
-            n_pay = None if hdr is None else self._n_payload_ofdm(hdr)
+            plan = None if hdr is None else self._plan(hdr)
+            n_pay = None if plan is None else plan[2]
             if n_pay is None:
                 self.stats["header_crc_fail" if hdr is None else "header_invalid"] += 1
                 self._failed.append(t_acq)
@@ -566,29 +566,30 @@ class Receiver:
         self.stats["frames"] += 1
         return self._t0 + end - cfg.cp_len
 
-    def _n_payload_ofdm(self, hdr: FrameHeader) -> int | None:
-        """Payload OFDM symbols announced by a header; None when invalid (cached per header shape)."""
+    def _plan(self, hdr: FrameHeader) -> tuple[int, int, int] | None:
+        """(payload data symbols, coded bits (0 for analog), payload OFDM symbols) announced by a header; None when
+        invalid (cached per header shape)."""
         key = (hdr.kind, hdr.modem, hdr.code_rate, hdr.length)
-        if key in self._n_pay_cache:
-            return self._n_pay_cache[key]
-        n_pay = self._count_payload_ofdm(hdr)
-        if len(self._n_pay_cache) < 1024:
-            self._n_pay_cache[key] = n_pay
-        return n_pay
+        if key in self._plans:
+            return self._plans[key]
+        plan = self._make_plan(hdr)
+        if len(self._plans) < 1024:
+            self._plans[key] = plan
+        return plan
 
-    def _count_payload_ofdm(self, hdr: FrameHeader) -> int | None:
+    def _make_plan(self, hdr: FrameHeader) -> tuple[int, int, int] | None:
         if hdr.length < 1:
             return None
         if hdr.kind == "analog":
-            n_sym = -(-hdr.length // 2)
+            n_sym, n_bits = -(-hdr.length // 2), 0
         else:
             try:
-                bits = _codec(hdr.modem, hdr.code_rate).n_coded_bits(hdr.length)
+                n_bits = _codec(hdr.modem, hdr.code_rate).n_coded_bits(hdr.length)
             except ValueError:
                 return None
-            n_sym = -(-bits // _modem(hdr.modem).bits_per_symbol)
+            n_sym = -(-n_bits // _modem(hdr.modem).bits_per_symbol)
         n_pay = self.fmt.n_symbols(n_sym)
-        return n_pay if n_pay <= self.max_payload_symbols else None
+        return (n_sym, n_bits, n_pay) if n_pay <= self.max_payload_symbols else None
 
     def _acquire(self, i0: int, p1: complex, p2: complex) -> _Acq | None:
         """Acquisition of the candidate at buffer index ``i0`` (None: not verified). Candidates are acquired in
@@ -998,20 +999,6 @@ class Receiver:
                 out[i] = frame
         return out
 
-    def _plan(self, hdr: FrameHeader) -> tuple[int, int]:
-        """(payload data symbols, coded bits) announced by a header (coded bits 0 for analog), cached."""
-        key = (hdr.kind, hdr.modem, hdr.code_rate, hdr.length)
-        plan = self._plans.get(key)
-        if plan is None:
-            if hdr.kind == "analog":
-                plan = (-(-hdr.length // 2), 0)
-            else:
-                n_bits = _codec(hdr.modem, hdr.code_rate).n_coded_bits(hdr.length)
-                plan = (-(-n_bits // _modem(hdr.modem).bits_per_symbol), n_bits)
-            if len(self._plans) < 1024:
-                self._plans[key] = plan
-        return plan
-
     def _payload_fft(self, acqs: list[_Acq], first: int, n_sym: int) -> tuple[np.ndarray, np.ndarray]:
         """FFT of OFDM symbols ``first .. first+n_sym`` (0 = first header symbol) of F frames, within-window CFO
         removed: (complex64 [F, n_sym, N], residual phase float64 [F, n_sym] still to be removed)."""
@@ -1060,7 +1047,7 @@ class Receiver:
                 * (self._phase_var_shape / max(n_tot / 2, 1.0) + (1.0 / (w * cfg.n_pilots) if w > 1 else 0.0))
             noise = noise + h2 * phase_var
         noise = noise.astype(np.float32)
-        n_sym, n_bits = self._plan(hdr)
+        n_sym, n_bits, _ = self._plan(hdr)
         h2s = np.maximum(h2, 1e-30).astype(np.float32)
         if hdr.kind == "analog" and self.equalizer == "mmse":
             # symbol power prior estimated from the data (AnalogMapper makes it `power`, 1 by default)
