@@ -465,12 +465,7 @@ class Receiver:
             # the metric is computed lazily, in chunks growing while nothing is found: positions inside a decoded
             # frame are skipped by the scan and never evaluated (most of a stream of back-to-back frames)
             n = min(avail, self._cached_positions(t_abs) or self._chunk)   # what is computed already first
-            T, P1, P2 = self._metric_from(t_abs, n)
-            found = det.first_candidate(T)
-            if found is not None and found[1] + det.peak_window > n and n < avail:
-                n = min(avail, found[1] + det.peak_window)
-                T, P1, P2 = self._metric_from(t_abs, n)
-                found = det.first_candidate(T)
+            n, (T, P1, P2), found = self._search(t_abs, n, avail)
             if found is None:
                 self._scan = t_abs + n
                 self._chunk = min(2 * self._chunk, CHUNK_MAX)
@@ -483,6 +478,19 @@ class Receiver:
             self.stats["candidates"] += 1
             self._pending = (t_abs + c, complex(P1[c]), complex(P2[c]))
             self._scan = t_abs + c + 1
+
+    def _search(self, t_abs: int, n: int, avail: int, ahead: bool = False):
+        """The first candidate (``det.first_candidate``) in the metric of the ``n`` positions from ``t_abs``, the
+        metric extended (up to ``avail`` positions) when the candidate's peak window runs past them: (positions
+        searched, (T, P1, P2) of them, candidate or None)."""
+        det = self.detector
+        metric = self._metric_from(t_abs, n, ahead)
+        found = det.first_candidate(metric[0])
+        if found is not None and found[1] + det.peak_window > n and n < avail:
+            n = min(avail, found[1] + det.peak_window)
+            metric = self._metric_from(t_abs, n, ahead)
+            found = det.first_candidate(metric[0])
+        return n, metric, found
 
     def _cached_positions(self, t_abs: int) -> int:
         """Number of consecutive positions from ``t_abs`` whose metric is already computed."""
@@ -822,13 +830,7 @@ class Receiver:
             avail = self._buf.size - det.span + 1 - pos
             if avail <= 0:
                 break
-            m = min(avail, chunk)
-            T, P1, P2 = self._metric_from(self._t0 + pos, m, ahead=True)
-            found = det.first_candidate(T)
-            if found is not None and found[1] + det.peak_window > m and m < avail:
-                m = min(avail, found[1] + det.peak_window)
-                T, P1, P2 = self._metric_from(self._t0 + pos, m, ahead=True)
-                found = det.first_candidate(T)
+            m, (T, P1, P2), found = self._search(self._t0 + pos, min(avail, chunk), avail, ahead=True)
             if found is None:
                 pos += m
                 chunk = min(2 * chunk, CHUNK_MAX)
