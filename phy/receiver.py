@@ -321,8 +321,6 @@ class Receiver:
         self._used_mask[cfg.used_bins] = 1.0
         self.tap_threshold = float(tap_threshold)
         self._m2n = np.arange(2 * n, dtype=np.float64)
-        self._hdr_offsets = self.fmt.preamble_len + np.arange(self.fmt.n_hdr_symbols) * cfg.symbol_len \
-            + (cp - self.backoff)
         self._m_seg = np.arange(2 * n + 2 * self.search, dtype=np.float64)
         self._template_table = np.zeros((0, 2 * n + 2 * self.search), np.complex64)
         # buffer offsets, from a frame start, of the two LTS FFT windows and the header symbols' FFT windows
@@ -555,7 +553,7 @@ class Receiver:
             if t_acq in self._failed:        # this very preamble was already tried: keep scanning
                 return t_cand + cfg.cp_len + 1
             self.stats["detected"] += 1
-            hdr, y_hdr = (acq.header, acq.y_hdr) if acq.hdr_done else self._decode_header(acq)
+            hdr, y_hdr = (acq.header, acq.y_hdr) if acq.hdr_done else self._decode_header(acq)   # genie
             plan = None if hdr is None else self._plan(hdr)
             n_pay = None if plan is None else plan[2]
             if n_pay is None:
@@ -955,32 +953,17 @@ class Receiver:
         starts = base + np.arange(n_sym) * sl + (cfg.cp_len - self.backoff)
         return Y, (2 * np.pi * acq.eps / n) * (starts - acq.ref)
 
-    def _pilot_cpe(self, acq: _Acq, Yp: np.ndarray, first: int) -> np.ndarray:
-        """Per-symbol common phase error float64 [n_sym] from pilot columns ``Yp`` [n_sym, n_p], smoothed over 3
-        symbols (:func:`_sum3`)."""
-        n_sym = Yp.shape[0]
-        z = (Yp * np.conj(self.fmt.pilot_block(first, n_sym) * acq.H[self.cfg.pilot_bins][None, :])).sum(axis=1)
-        return np.angle(_sum3(z))
-
     def _decode_header(self, acq: _Acq):
-        """Header fields (or None) and the header FFT (reused for pilot smoothing)."""
-        cfg, fmt = self.cfg, self.fmt
-        if acq.y_hdr is None:
-            Y, ph = self._symbols_fft(acq, 0, fmt.n_hdr_symbols)
-        else:                                   # transformed with the LTS in _acquire
-            Y, ph = acq.y_hdr, (2 * np.pi * acq.eps / cfg.fft_size) * ((acq.start - acq.ref) + self._hdr_offsets)
+        """Header fields (or None) and the header FFT (reused for pilot smoothing) of a genie acquisition (the
+        others' headers are decoded with their acquisition, in batches: :meth:`_decode_headers`)."""
+        cfg = self.cfg
+        Y, ph = self._symbols_fft(acq, 0, self.fmt.n_hdr_symbols)
         Yd = Y[:, cfg.data_bins]
-        if acq.genie:
-            Yd *= _cis(-ph)[:, None]
-        else:
-            # common phase only, smoothed over 3 symbols: at low SNR a per-symbol phase slope from a few pilots
-            # costs more than the (sub-sample) timing drift it would remove over a few header symbols
-            cpe = self._pilot_cpe(acq, Y[:, cfg.pilot_bins] * _cis(-ph)[:, None], 0)
-            Yd *= _cis(-(cpe + ph))[:, None]
+        Yd *= _cis(-ph)[:, None]
         soft = (Yd * np.conj(acq.H[cfg.data_bins])[None, :]).real.reshape(-1)
         if not np.all(np.isfinite(soft)):
             return None, None
-        return _golay_header(fmt, soft), Y
+        return _golay_header(self.fmt, soft), Y
 
     # ------------------------------------------------------------------ payload, batched over frames
     def _decode_ready(self) -> list[RxFrame]:
