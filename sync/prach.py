@@ -217,6 +217,9 @@ class PrachDetector:
         if self._noise_bins.size >= 16:
             m = self._noise_bins.size
             self.threshold = m * (p_sample ** (-1.0 / m) - 1)
+        #: int[shifts_per_root, n_cs]: correlation indices of each cyclic-shift zone (from ``early_margin`` before it)
+        self._zones = (np.arange(cfg.shifts_per_root)[:, None] * cfg.n_cs - cfg.early_margin
+                       + np.arange(cfg.n_cs)) % cfg.fft_size
 
     def correlate(self, window: np.ndarray) -> tuple[dict[int, np.ndarray], np.ndarray]:
         """Per root, the circular correlation c[n] (complex128[fft_size], peak h·n_zc/N for a preamble of gain h),
@@ -254,22 +257,19 @@ class PrachDetector:
             # noise + interference per correlation sample: the median of the correlation power away from every
             # zone's peak (median of Exp(s) is s ln 2; other roots leak in at about 1/n_zc), never below the
             # thermal level n_zc sigma² / N² measured on the bins outside the ZC band
+            zones = power[self._zones]                                  # [shifts, n_cs]
+            peak = self._zones[np.arange(zones.shape[0]), np.argmax(zones, axis=1)]
             mask = np.ones(cfg.fft_size, bool)
-            for s_ in range(cfg.shifts_per_root):
-                lo = s_ * cfg.n_cs - cfg.early_margin
-                j = lo + int(np.argmax(power[np.arange(lo, lo + cfg.n_cs) % cfg.fft_size]))
-                mask[np.arange(j - 3, j + 4) % cfg.fft_size] = False
+            mask[(peak[:, None] + np.arange(-3, 4)) % cfg.fft_size] = False
             noise = float(np.median(power[mask])) / math.log(2) + 1e-30
             if self._sigma2 is not None:
                 noise = max(noise, self._sigma2 * cfg.n_zc / cfg.fft_size ** 2)
-            metric = power / noise
-            for s in range(cfg.shifts_per_root):
+            metric = zones / noise
+            for s in np.flatnonzero(metric.max(axis=1) >= self.threshold):
+                s = int(s)
                 lo = s * cfg.n_cs - cfg.early_margin
-                idx = np.arange(lo, lo + cfg.n_cs) % cfg.fft_size
-                zone = metric[idx]
+                zone = metric[s]
                 j = int(np.argmax(zone))
-                if zone[j] < self.threshold:
-                    continue
                 coarse = float(lo + j)
                 delay, h = self.fine_delay(y, root, coarse)
                 delay -= s * cfg.n_cs
