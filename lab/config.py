@@ -53,16 +53,16 @@ class RadioSection:
 
 #: driver name -> "module:Class" of the dataclass that validates ``radio.args`` for that driver
 DRIVER_ARGS: dict[str, str] = {
-    "loopback": "radio.loopback:LoopbackArgs",
-    "zmq": "radio.zmq_air:ZmqArgs",
-    "pluto": "radio.pluto:PlutoArgs",
-    "usrp": "radio.usrp:UsrpArgs",
+    "loopback": "radio.drivers.loopback:LoopbackArgs",
+    "zmq": "radio.drivers.zmq:ZmqArgs",
+    "pluto": "radio.drivers.pluto:PlutoArgs",
+    "usrp": "radio.drivers.usrp:UsrpArgs",
 }
 
 #: section name -> "module:Class" of its schema dataclass
 SECTIONS: dict[str, str] = {
     "radio": "lab.config:RadioSection",
-    "air": "radio.air:AirConfig",
+    "air": "radio.sim.air:AirConfig",
     "ofdm": "phy.ofdm:OfdmSection",
     "sync": "sync.config:SyncConfig",
 }

@@ -2,7 +2,7 @@
 setting whose COMPLETE file (headers included) fits the payload those channel uses carry.
 
 The bytes go through phy's ``FrameBuilder.build_digital`` (CRC-32, 5G LDPC, QAM, OFDM) and the same radio path as
-DeepJSCC (``lab.jscc_air.DigitalRadioLink``); a CRC failure means no image at all (the receiver shows the mean colour):
+DeepJSCC (``lab.experiments.jscc_air.DigitalRadioLink``); a CRC failure means no image at all (the receiver shows the mean colour):
 the cliff effect. One leading byte tells the receiver which codec made the file.
 """
 

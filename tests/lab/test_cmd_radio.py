@@ -1,4 +1,4 @@
-"""`otalab radio probe`, `otalab replay` and lab.radios.open_radio."""
+"""`otalab radio probe`, `otalab replay` and lab.factory.open_radio."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from lab.cli import main
-from lab.cmd_radio import run_probe, run_replay
+from lab.cli.radio import run_probe, run_replay
 from lab.config import load_config
-from lab.radios import open_radio
+from lab.factory import open_radio
 from radio.base import RadioError
 from tests.radio.uhd_double import make_uhd
 

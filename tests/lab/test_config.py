@@ -170,7 +170,7 @@ def test_broken_schema_module_is_not_hidden(monkeypatch):
         raise ModuleNotFoundError("No module named 'some_dependency'", name="some_dependency")
     monkeypatch.setattr(cfgmod.importlib, "import_module", import_module)
     with pytest.raises(ModuleNotFoundError, match="some_dependency"):
-        cfgmod._load_schema("radio.air:AirConfig")
+        cfgmod._load_schema("radio.sim.air:AirConfig")
 
 
 def test_real_sections_load_defaults():

@@ -1,4 +1,4 @@
-"""`otalab demo --quick` end to end (lab/demo.py, lab/cmd_demo.py): files written, numbers sane, missing data handled.
+"""`otalab demo --quick` end to end (lab/experiments/demo.py, lab/cli/demo.py): files written, numbers sane, missing data handled.
 
 Sanity bounds, each with its reason: test accuracy above 3× chance (0.1 for 10 classes) after 3 rounds of any
 scheme; A-DSGD over the waveform within 0.15 of A-DSGD on the symbol-level channel with the same measured noise
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
-from lab.demo import DEFAULT_CHECKPOINT, QUICK_CROP, DemoConfig, run_demo
+from lab.experiments.demo import DEFAULT_CHECKPOINT, QUICK_CROP, DemoConfig, run_demo
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_summary_tables_render_from_the_json(quick_run):
 
     from rich.console import Console
 
-    from lab.demo import print_summary
+    from lab.experiments.demo import print_summary
 
     doc = json.loads((quick_run[1] / "demo.json").read_text())
     buf = io.StringIO()

@@ -1,11 +1,11 @@
 """A-DSGD over the in-process air against the symbol-level channel (issue "Done when", federated learning).
 
 The same short MNIST A-DSGD run (10 devices, single-layer softmax d = 7850, s = d/2, P_t = 200, 25 rounds, seed 0)
-once over :func:`lab.ota_channel.loopback_sum_channel` — TDL-A multipath, ±10 ppm CFO and SCO, random clock offsets and
+once over :func:`lab.experiments.feel_air.loopback_sum_channel` — TDL-A multipath, ±10 ppm CFO and SCO, random clock offsets and
 one-way delays up to 20 cyclic prefixes, timing advance on, 10 dB per-subcarrier SNR: every round is beacon, pilots,
 CSI feedback and one OFDM burst in which all devices transmit at once — and once over the symbol-level
 :class:`learning.feel.channel.SymbolChannel`, y = Σ_m x_m + z with z ~ N(0, σ²) per real channel use, at the
-σ² the radio channel measured with probe rounds (``effective_noise_var``, :func:`lab.demo.symbol_noise_var`).
+σ² the radio channel measured with probe rounds (``effective_noise_var``, :func:`lab.experiments.demo.symbol_noise_var`).
 If the waveform path is what the symbol-level model says (a sum plus Gaussian noise of that variance), the two runs
 reach the same accuracy within 2 points.
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lab.demo import symbol_noise_var
-from lab.ota_channel import loopback_sum_channel
+from lab.experiments.demo import symbol_noise_var
+from lab.experiments.feel_air import loopback_sum_channel
 from learning.feel.runner import FeelConfig, run_feel
 
 DEVICES, ROUNDS, SAMPLES = 10, 25, 1000
@@ -35,7 +35,7 @@ def test_adsgd_over_the_air_matches_symbol_level(shared_data):
     assert channel.expected_active().all(), channel.sync_report()["excluded_devices"]
     sigma2 = symbol_noise_var(channel)
     assert channel.noise_var * 0.8 <= sigma2 <= 2.0 * channel.noise_var, (sigma2, channel.noise_var)
-    # both runs configure the scheme (AMP) with the same σ², as lab.demo does; only the channel differs
+    # both runs configure the scheme (AMP) with the same σ², as lab.experiments.demo does; only the channel differs
     cfg = FeelConfig(scheme="analog", dataset="mnist", devices=DEVICES, samples_per_device=SAMPLES, power=200.0,
                      noise_var=sigma2, rounds=ROUNDS, eval_every=ROUNDS, seed=0)
 

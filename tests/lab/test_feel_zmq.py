@@ -1,8 +1,8 @@
 """FEEL A-DSGD over the ZeroMQ air (issue "Done when": a short run over the ZeroMQ air works in an integration test).
 
-:class:`lab.zmq_cell.ZmqCell` serves the :mod:`lab.sync_experiment` cell (TDL-A, CFO/SCO, clock offsets, delays) from
-a :class:`radio.zmq_air.ChannelBroker` on 127.0.0.1 port 0 to a PS endpoint and K device endpoints in this process;
-:func:`lab.zmq_cell.zmq_sum_channel` runs the sync procedure over them. The broker computes the same
+:class:`lab.experiments.zmq_cell.ZmqCell` serves the :mod:`lab.experiments.sync_trials` cell (TDL-A, CFO/SCO, clock offsets, delays) from
+a :class:`radio.servers.zmq_broker.ChannelBroker` on 127.0.0.1 port 0 to a PS endpoint and K device endpoints in this process;
+:func:`lab.experiments.zmq_cell.zmq_sum_channel` runs the sync procedure over them. The broker computes the same
 ``Air.advance`` as the loopback hub and the air's noise is random-access, so the reference is exact: the run over
 ZeroMQ must equal the in-process run with the same seed (calibration error, every received sum, accuracy).
 """
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from lab.ota_channel import loopback_sum_channel
-from lab.zmq_cell import zmq_sum_channel
+from lab.experiments.feel_air import loopback_sum_channel
+from lab.experiments.zmq_cell import zmq_sum_channel
 from learning.feel.runner import FeelConfig, run_feel
 
 DEVICES, ROUNDS, S = 4, 3, 7850 // 2
@@ -84,7 +84,7 @@ def test_otalab_feel_against_a_running_broker(shared_data, tmp_path, capsys):
 
     from lab.cli import main
     from lab.config import load_config
-    from radio.zmq_air import ChannelBroker
+    from radio.servers.zmq_broker import ChannelBroker
     if not (shared_data / "mnist.npz").is_file():
         pytest.skip(f"MNIST not found at {shared_data / 'mnist.npz'}")
     zmq_yaml = Path(__file__).resolve().parents[2] / "hw_configs" / "zmq.yaml"

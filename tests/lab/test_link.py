@@ -1,4 +1,4 @@
-"""`otalab link` and lab.link.run_link over the in-process simulated air (radio.loopback)."""
+"""`otalab link` and lab.experiments.link.run_link over the in-process simulated air (radio.drivers.loopback)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ def test_run_link_loopback_snr_and_ber():
     """Loopback air with noise set by air_noise_power: the receiver's SNR estimate matches --snr-db (mean over
     frames within 0.5 dB) and uncoded QPSK BER at 7 dB is within 25 % of Q(sqrt(2 Es/N0)) (32 kbit, ~400 errors,
     >= 4 sigma)."""
-    from lab.link import air_noise_power, run_link, tx_scale_for
-    from radio.air import Air
-    from radio.loopback import LoopbackRadio
+    from lab.experiments.link import air_noise_power, run_link, tx_scale_for
+    from radio.sim.air import Air
+    from radio.drivers.loopback import LoopbackRadio
 
     cfg = OfdmConfig.preset("wifi64")
     scale = tx_scale_for(cfg)

@@ -1,4 +1,4 @@
-"""RadioSumChannel (lab/ota_channel.py): FEEL's SumChannel over a SyncSession.
+"""RadioSumChannel (lab/experiments/feel_air.py): FEEL's SumChannel over a SyncSession.
 
 Mapping logic is checked against a stand-in session that returns the exact sum (pairing, scale, odd s, several bursts,
 inactive devices, bad data); the physical claims run on the in-process air: the noise accounting
@@ -16,7 +16,7 @@ import torch
 
 from learning.feel.channel import RoundCsi, SumChannel
 from learning.feel.schemes import AnalogScheme
-from lab.ota_channel import RadioSumChannel, data_symbols_for, loopback_sum_channel
+from lab.experiments.feel_air import RadioSumChannel, data_symbols_for, loopback_sum_channel
 from phy.ofdm import OfdmConfig
 from sync.procedure import RoundResult
 
@@ -211,9 +211,9 @@ def test_device_that_never_answers_is_inactive():
 def test_any_radios_without_truth():
     """radio_sum_channel over plain radios (one ideal air, common clock): the sum arrives with the calibrated error
     and the report has no truth-based metrics."""
-    from lab.ota_channel import radio_sum_channel
-    from radio.air import Air
-    from radio.loopback import LoopbackRadio
+    from lab.experiments.feel_air import radio_sum_channel
+    from radio.sim.air import Air
+    from radio.drivers.loopback import LoopbackRadio
 
     air = Air(20e6, 2.4e9, seed=4)
     ps = LoopbackRadio(air, "ps", noise_power=0.01)

@@ -1,5 +1,5 @@
 """The FEEL radio path: the SumChannel protocol over sync's over-the-air sum on the in-process loopback air
-(lab.ota_channel, as `otalab feel --radio loopback` uses it)."""
+(lab.experiments.feel_air, as `otalab feel --radio loopback` uses it)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ pytest.importorskip("sync.procedure")
 
 @pytest.fixture(scope="module")
 def channel():
-    from lab.ota_channel import loopback_sum_channel
+    from lab.experiments.feel_air import loopback_sum_channel
     return loopback_sum_channel(3, snr_db=25.0, seed=0, profile="none", power=50.0, channel_uses=200)
 
 

@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from lab.cmd_jscc import DEFAULT_CHECKPOINT
-from lab.jscc_air import RadioLink, SymbolLink, send_images
+from lab.cli.jscc import DEFAULT_CHECKPOINT
+from lab.experiments.jscc_air import RadioLink, SymbolLink, send_images
 from learning.jscc.checkpoint import load_checkpoint
 from phy.ofdm import OfdmConfig
-from radio.channel import LinkParams
+from radio.sim.channel import LinkParams
 
 MULTIPATH = LinkParams(profile="TDL-A", delay_spread_s=30e-9, cfo_ppm=1.0, delay_samples=17.3)
 
@@ -51,7 +51,7 @@ def test_in_process_air_matches_symbol_level(shipped, cifar8):
     within 1 dB of the measured one on average over the images (2.5 dB for each: the LTS-based estimate averages the
     subcarriers evenly, while an image's measured SNR weights them by where its latent puts its power, which varies
     from image to image on a frequency-selective channel)."""
-    from radio.loopback import loopback_pair
+    from radio.drivers.loopback import loopback_pair
 
     tx, rx = loopback_pair(snr_db=10.0, link=MULTIPATH, seed=3)
     link = RadioLink(tx, rx, OfdmConfig.preset("wifi64"))
@@ -69,8 +69,9 @@ def test_zmq_air_matches_symbol_level(shipped, cifar8):
     over five multipath realizations (air seeds 4..8, 4 images each): mean gap to the symbol-level simulation at the
     same measured SNR < 1 dB, and no single realization more than 1.5 dB off (a deep fade leaves a non-white error
     that the AWGN-trained decoder handles worse than white noise of the same power)."""
-    from radio.air import Air
-    from radio.zmq_air import BrokerConfig, ChannelBroker, ZmqRadio
+    from radio.sim.air import Air
+    from radio.servers.zmq_broker import BrokerConfig, ChannelBroker
+    from radio.drivers.zmq import ZmqRadio
 
     gaps = []
     for seed in range(4, 9):
@@ -86,7 +87,7 @@ def test_zmq_air_matches_symbol_level(shipped, cifar8):
 
 def test_lost_and_nan_frames_are_reported_and_skipped(shipped, cifar8):
     """A frame the receiver never delivers is 'lost'; one with NaN values is 'non-finite'; neither is decoded."""
-    from radio.loopback import loopback_pair
+    from radio.drivers.loopback import loopback_pair
 
     tx, rx = loopback_pair(snr_db=30.0, seed=5)
     link = RadioLink(tx, rx, OfdmConfig.preset("wifi64"))
@@ -134,14 +135,14 @@ def test_send_cli_writes_png_and_json(shipped, tmp_path, shared_data, capsys):
 def test_digital_chain_delivers_then_falls_off_the_cliff(cifar8):
     """The practical chain over the same air: at 20 dB with its MCS (64-QAM 5/6) every CRC passes and the image is
     exactly the codec's; forcing that MCS at 5 dB fails every CRC and the receiver shows the mean colour (the cliff)."""
-    from lab.jscc_air import DigitalRadioLink
+    from lab.experiments.jscc_air import DigitalRadioLink
     from learning.jscc.baselines import MEAN_RGB
     from learning.jscc.digital import (
         decode_payload,
         encode_for_budget,
         max_payload_bytes,
     )
-    from radio.loopback import loopback_pair
+    from radio.drivers.loopback import loopback_pair
 
     imgs = cifar8[:2]
     tx, rx = loopback_pair(snr_db=20.0, seed=6)

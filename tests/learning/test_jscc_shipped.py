@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lab.cmd_jscc import DEFAULT_CHECKPOINT
+from lab.cli.jscc import DEFAULT_CHECKPOINT
 from learning.jscc.checkpoint import load_checkpoint
 from learning.jscc.evaluate import evaluate_model
 from learning.jscc.metrics import psnr_uint8

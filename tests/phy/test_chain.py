@@ -106,7 +106,7 @@ def _multipath(rng, n_frames, snr_db, use_air):
     for i, v in enumerate(vals):
         f = np.concatenate([np.zeros(60, np.complex64), fb.build_analog(v, seq=i), np.zeros(200, np.complex64)])
         if use_air:
-            from radio.channel import LinkChannel, LinkParams
+            from radio.sim.channel import LinkChannel, LinkParams
             ch = LinkChannel(LinkParams(profile="TDL-C", delay_spread_s=50e-9), 20e6, 2.4e9, seed=int(i))
             bulk, h = ch.impulse_response
             y = ch.process(f)
@@ -121,12 +121,12 @@ def _multipath(rng, n_frames, snr_db, use_air):
 
 @pytest.mark.parametrize("use_air", [False, True], ids=["local-exp-tdl", "air-TDL-C"])
 def test_analog_nmse_multipath_within_2db(rng, use_air):
-    """Block-fading multipath (local exponential 6-tap TDL, or radio.channel's 3GPP TDL-C at 50 ns delay spread (longest path 430 ns = 8.7 samples, inside the CP)
+    """Block-fading multipath (local exponential 6-tap TDL, or radio.sim.channel's 3GPP TDL-C at 50 ns delay spread (longest path 430 ns = 8.7 samples, inside the CP)
     when the air module is present), SNR 15 dB: NMSE within 2 dB of the per-subcarrier MMSE prediction
     mean_k s_eff,k^2 / (|H_k|^2 + s_eff,k^2), s_eff,k^2 = sigma^2 (1 + L/(2 n_used)) + |H_k|^2 var(phi_k) with the
     true |H_k|^2 of each realization (L = channel length)."""
     if use_air:
-        pytest.importorskip("radio.channel")
+        pytest.importorskip("radio.sim.channel")
     snr_db = 15.0
     vals, ys, hs = _multipath(rng, 30, snr_db, use_air)
     s2, kd, shape = _analog_prediction(WIFI, snr_db, None, None)

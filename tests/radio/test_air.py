@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from radio.air import Air, AirConfig
+from radio.sim.air import Air, AirConfig
 from radio.base import LateError
-from radio.channel import LinkParams
+from radio.sim.channel import LinkParams
 
 FS = 20e6
 FC = 2.4e9
@@ -229,7 +229,7 @@ def test_redraw_fading_is_deterministic_and_changes_taps():
 def test_receiver_noise_is_white_circular_gaussian():
     """w ~ CN(0, σ²): E|w|² = σ², E[w²] = 0 (circular), kurtosis of Re w = 3, no correlation at lags 1..3 nor between
     consecutive noise blocks (the per-block generators are independent). Tolerances: 5 standard errors."""
-    from radio.air import NOISE_BLOCK
+    from radio.sim.air import NOISE_BLOCK
     sigma2 = 0.37
     air = Air(FS, FC, seed=8)
     air.add_endpoint("rx", noise_power=sigma2)

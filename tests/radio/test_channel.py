@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from radio.channel import (FD_HALF_LENGTH, LinkChannel, LinkParams, fractional_delay_filter,
+from radio.sim.channel import (FD_HALF_LENGTH, LinkChannel, LinkParams, fractional_delay_filter,
                            power_delay_profile)
-from radio.tdl import TDL_PROFILES
+from radio.sim.tdl import TDL_PROFILES
 
 FS = 20e6
 FC = 2.4e9

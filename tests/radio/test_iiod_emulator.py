@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from radio.air import Air
-from radio.channel import LinkParams
-from radio.iiod_emulator import (CommandError, EmulatorSettings, PlutoEmulator, parse_command,
+from radio.sim.air import Air
+from radio.sim.channel import LinkParams
+from radio.servers.iiod_emulator import (CommandError, EmulatorSettings, PlutoEmulator, parse_command,
                                  start_emulated_pluto)
-from radio.loopback import LoopbackRadio
-from radio.pluto_context import RX_FULL_SCALE, TX_FULL_SCALE
+from radio.drivers.loopback import LoopbackRadio
+from radio.servers.pluto_context import RX_FULL_SCALE, TX_FULL_SCALE
 
 try:
     import adi

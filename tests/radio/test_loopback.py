@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from radio.air import Air
+from radio.sim.air import Air
 from radio.base import LateError
-from radio.channel import LinkParams
-from radio.loopback import LoopbackArgs, LoopbackRadio, loopback_pair
+from radio.sim.channel import LinkParams
+from radio.drivers.loopback import LoopbackArgs, LoopbackRadio, loopback_pair
 
 FS = 1e6
 FC = 915e6
@@ -85,7 +85,7 @@ def test_buffer_of_a_radio_that_never_reads_is_bounded():
     busy = LoopbackRadio(air, "busy")
     for _ in range(50):
         busy.rx(500)
-    from radio.loopback import _hub
+    from radio.drivers.loopback import _hub
     buf = _hub(air).buffers["quiet"]
     assert buf.size <= 1000
     with pytest.raises(LateError):

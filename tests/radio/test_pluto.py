@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from lab.config import ConfigError, load_config
-from radio.air import Air
+from radio.sim.air import Air
 from radio.base import LateError, RadioError
-from radio.channel import LinkParams
-from radio.iiod_emulator import EmulatorSettings
-from radio.pluto import INSTALL_HINT, PlutoArgs, PlutoRadio
-from radio.pluto_context import TX_FULL_SCALE
+from radio.sim.channel import LinkParams
+from radio.servers.iiod_emulator import EmulatorSettings
+from radio.drivers.pluto import INSTALL_HINT, PlutoArgs, PlutoRadio
+from radio.servers.pluto_context import TX_FULL_SCALE
 
 try:
     import adi  # noqa: F401
@@ -244,7 +244,8 @@ def test_cyclic_transmission_through_the_air_has_no_gaps(rng):
 def test_emulator_on_a_zeromq_air_endpoint(rng):
     """The RF side can be any Radio: a ZmqRadio on a ChannelBroker. Self-link delay D and receiver noise N0: the
     burst sent at ``at`` is found at at + D with error variance N0 + 2·Δ²/12 (Δ = 2**-11)."""
-    from radio.zmq_air import BrokerConfig, ChannelBroker, ZmqRadio
+    from radio.servers.zmq_broker import BrokerConfig, ChannelBroker
+    from radio.drivers.zmq import ZmqRadio
 
     air = Air(2e6, 2.4e9, seed=4, default_noise_power=1e-3)
     broker = ChannelBroker(air, BrokerConfig(endpoints=["p"]), bind="tcp://127.0.0.1:0")
@@ -273,7 +274,7 @@ def test_emulate_command_serves_plutos_that_share_one_air(rng):
     (at the emulators' power-on), whoever reads first. Device 1 hears device 0's burst through the default unit link
     and device 0 hears itself (hear_self), each at amplitude 1 plus the air's noise N0 = 10**(-snr_db/10): error
     variance N0 + 2·Δ²/12."""
-    from lab.cmd_emulate import device_names, serve_pluto
+    from lab.cli.emulate import device_names, serve_pluto
 
     assert device_names("pluto0", 3) == ["pluto0", "pluto1", "pluto2"] and device_names("tx", 2) == ["tx", "tx1"]
     cfg = load_config(EMULATED, ["air.snr_db=20"])

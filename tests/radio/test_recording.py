@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from radio.loopback import loopback_pair
+from radio.drivers.loopback import loopback_pair
 from radio.recording import RecordingRadio, read_recording, recording_meta_path
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radio import usrp as usrp_mod
-from radio.usrp import UsrpArgs, UsrpRadio
+from radio.drivers import usrp as usrp_mod
+from radio.drivers.usrp import UsrpArgs, UsrpRadio
 from tests.radio.uhd_double import make_uhd
 
 pytestmark = pytest.mark.uhd

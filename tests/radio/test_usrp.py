@@ -1,4 +1,4 @@
-"""The USRP driver (radio/usrp.py) against a recording double of UHD's API, plus hardware tests that need a USRP.
+"""The USRP driver (radio/drivers/usrp.py) against a recording double of UHD's API, plus hardware tests that need a USRP.
 
 Hardware tests (marked ``hardware``) skip without a USRP; on a lab machine run::
 
@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from lab.config import ConfigError, build
-from radio import usrp as usrp_mod
+from radio.drivers import usrp as usrp_mod
 from radio.base import LateError, RadioError
-from radio.usrp import UsrpArgs, UsrpRadio
+from radio.drivers.usrp import UsrpArgs, UsrpRadio
 from tests.radio.uhd_double import make_uhd
 
 RATE = 20e6

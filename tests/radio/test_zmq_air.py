@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import zmq
 
-from radio.air import Air, AirConfig
+from radio.sim.air import Air, AirConfig
 from radio.base import LateError, RadioError
-from radio.zmq_air import BrokerConfig, ChannelBroker, ZmqArgs, ZmqRadio
-from radio.zmq_wire import SC16_SCALE, ProtocolError, decode_samples, encode_samples, pack, unpack
+from radio.servers.zmq_broker import BrokerConfig, ChannelBroker
+from radio.drivers.zmq import ZmqArgs, ZmqRadio
+from radio.servers.zmq_wire import SC16_SCALE, ProtocolError, decode_samples, encode_samples, pack, unpack
 
 LOCAL = "tcp://127.0.0.1:0"
 CONFIGS = Path(__file__).resolve().parents[2] / "hw_configs"
@@ -180,7 +181,7 @@ def test_malformed_messages_get_clear_errors_and_do_not_stop_the_broker(broker):
 def test_free_pacing_waits_for_the_slowest_endpoint(broker, monkeypatch):
     """The clock never passes an endpoint's horizon: a receiver's rx(n, at) waits until the transmitter declares it
     is done up to at+n (tx end or advance); a long wait is reported as a "stalled" event naming the holder."""
-    monkeypatch.setattr("radio.zmq_air.STALL_REPORT_S", 0.05)
+    monkeypatch.setattr("radio.servers.zmq_broker.STALL_REPORT_S", 0.05)
     with ZmqRadio(broker.endpoint, "a") as a, ZmqRadio(broker.endpoint, "b") as b:
         result = {}
         reader = threading.Thread(target=lambda: result.setdefault("rx", b.rx(2000, at=0)))
@@ -322,7 +323,7 @@ def test_zmq_args_and_broker_settings_load_from_yaml(tmp_path):
 # ------------------------------------------------------------------------------------------------------ otalab air
 def test_otalab_air_serves_the_configured_air(capsys):
     from lab.cli import main
-    from lab.cmd_air import bind_address, build_broker
+    from lab.cli.air import bind_address, build_broker
     assert bind_address("tcp://127.0.0.1:5555", 0) == "tcp://127.0.0.1:0"
     with pytest.raises(ValueError, match="--port = 70000"):
         bind_address("tcp://127.0.0.1:5555", 70000)

@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from radio.air import Air, AirConfig
-from radio.zmq_air import BrokerConfig, ChannelBroker
-from radio.zmq_wire import SC16_SCALE, decode_samples, encode_samples
+from radio.sim.air import Air, AirConfig
+from radio.servers.zmq_broker import BrokerConfig, ChannelBroker
+from radio.servers.zmq_wire import SC16_SCALE, decode_samples, encode_samples
 
 FS, FC = 1e6, 2.4e9
 N_TOTAL = 20_000
@@ -27,7 +27,7 @@ RECEIVERS = {"rx_fc32": "fc32", "rx_sc16": "sc16"}
 TX_SCRIPT = """
 import json, sys
 import numpy as np
-from radio.zmq_air import ZmqRadio
+from radio.drivers.zmq import ZmqRadio
 a = json.loads(sys.argv[1])
 data = np.load(a["bursts"])
 with ZmqRadio(a["address"], a["name"], wire=a["wire"], receive=False, timeout_s=20) as radio:
@@ -40,7 +40,7 @@ with ZmqRadio(a["address"], a["name"], wire=a["wire"], receive=False, timeout_s=
 RX_SCRIPT = """
 import json, sys, threading
 import numpy as np
-from radio.zmq_air import ZmqRadio
+from radio.drivers.zmq import ZmqRadio
 a = json.loads(sys.argv[1])
 radios = {name: ZmqRadio(a["address"], name, wire=wire, timeout_s=20) for name, wire in a["receivers"].items()}
 got = {}
@@ -67,7 +67,7 @@ np.savez(a["out"], **got)
 STREAM_SCRIPT = """
 import json, sys
 import numpy as np
-from radio.zmq_air import ZmqRadio
+from radio.drivers.zmq import ZmqRadio
 a = json.loads(sys.argv[1])
 radio = ZmqRadio(a["address"], a["name"], heartbeat_s=0.05, timeout_s=20, receive=a["mode"] == "rx")
 x = np.full(a["block"], 0.1, np.complex64)

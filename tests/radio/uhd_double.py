@@ -1,4 +1,4 @@
-"""A recording test double of UHD's Python API (the parts :mod:`radio.usrp` uses), with a simulated USRP.
+"""A recording test double of UHD's Python API (the parts :mod:`radio.drivers.usrp` uses), with a simulated USRP.
 
 ``make_uhd()`` returns ``(uhd, device, log)``: a module-like object to pass as ``UsrpRadio(..., uhd_module=uhd)``,
 the simulated device (one board, one channel) and an :class:`ApiLog` of every UHD name touched, type constructed,

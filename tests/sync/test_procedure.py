@@ -15,7 +15,7 @@ import pytest
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-from lab.sync_experiment import Scenario, run_trial, summarize
+from lab.experiments.sync_trials import Scenario, run_trial, summarize
 from sync.config import SyncConfig
 
 CFG = SyncConfig()

@@ -1,0 +1,272 @@
+"""`otalab jscc train|eval|send`: DeepJSCC image transmission (see docs/deepjscc.md).
+
+Heavy imports (torch, the models, phy, radio) happen inside the command functions so that ``otalab --help`` stays
+fast.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+#: the checkpoint shipped with the package (SNR-adaptive model, k/n = 1/6, AWGN 0..20 dB)
+from lab.experiments.jscc_air import DEFAULT_CHECKPOINT
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise SystemExit(2)  # (typer.Exit would be swallowed by click in lab.cli.main's standalone_mode=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``otalab jscc`` with its subcommands."""
+    jscc = typer.Typer(name="jscc", no_args_is_help=True, help="DeepJSCC image transmission: train, evaluate, send.")
+    app.add_typer(jscc, name="jscc")
+
+    @jscc.command("train")
+    def train_cmd(
+        out_dir: Path = typer.Option(..., "--out-dir", help="where last.pt, best.pt and log.jsonl go"),
+        model: str = typer.Option("adjscc", help="model: adjscc (SNR-adaptive) or bourtsoulatze (reference)"),
+        ratio: str = typer.Option("1/6", help="bandwidth ratio k/n (c/96)"),
+        filters: str | None = typer.Option(None, help="4 hidden channel counts, e.g. 32,64,64,64"),
+        channel: str = typer.Option("awgn", help="training channel: awgn, rayleigh, ofdm"),
+        snr_db: float | None = typer.Option(None, help="train at this one SNR (reference models)"),
+        snr_min_db: float = typer.Option(0.0, help="SNR range for SNR-adaptive training"),
+        snr_max_db: float = typer.Option(20.0),
+        steps: int = typer.Option(20000, help="optimizer steps (cosine learning-rate schedule over them)"),
+        batch_size: int = typer.Option(64),
+        lr: float = typer.Option(1e-3),
+        seed: int = typer.Option(0),
+        data_dir: Path | None = typer.Option(None, help="directory with cifar10.npz or cifar-10-batches-py/"),
+        train_images: int | None = typer.Option(None, help="use only the first N training images"),
+        val_images: int = typer.Option(1000, help="validation images held out from the end of the train split"),
+        eval_every: int = typer.Option(1000),
+        ckpt_every: int = typer.Option(250),
+        threads: int = typer.Option(1, help="torch CPU threads"),
+        time_limit_min: float | None = typer.Option(None, help="stop with a checkpoint after this many minutes"),
+        resume: bool = typer.Option(True, help="resume from OUT_DIR/last.pt if present"),
+        progress: bool = typer.Option(True, help="show a progress bar"),
+    ):
+        """Train a DeepJSCC model with the channel in the loop (CPU is fine; resumes after a crash)."""
+        from learning.jscc.checkpoint import CheckpointError
+        from learning.jscc.data import DataNotFoundError
+        from learning.jscc.train import TrainConfig, train
+
+        try:
+            fl = tuple(int(v) for v in filters.split(",")) if filters else None
+            lo, hi = (snr_db, snr_db) if snr_db is not None else (snr_min_db, snr_max_db)
+            cfg = TrainConfig(out_dir=str(out_dir), model=model, ratio=ratio, filters=fl, channel=channel,
+                              snr_min_db=lo, snr_max_db=hi, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                              data_dir=str(data_dir) if data_dir else None, train_images=train_images,
+                              val_images=val_images, eval_every=eval_every, ckpt_every=ckpt_every, threads=threads,
+                              time_limit_s=None if time_limit_min is None else 60.0 * time_limit_min,
+                              progress=progress, resume=resume,
+                              command="otalab jscc train " + shlex.join(sys.argv[3:] if _from_shell() else []))
+            train(cfg)
+        except (ValueError, DataNotFoundError, CheckpointError) as exc:
+            _fail(str(exc))
+
+    @jscc.command("eval")
+    def eval_cmd(
+        checkpoint: list[Path] = typer.Option(None, "--checkpoint", "-c",
+                                              help="checkpoint(s) to evaluate (default: the shipped one)"),
+        snrs: str = typer.Option("0,2.5,5,7.5,10,12.5,15,17.5,20", help="SNRs in dB, comma-separated"),
+        n_images: int = typer.Option(200, help="first N CIFAR-10 test images"),
+        channel: str = typer.Option("awgn", help="simulated channel: awgn, rayleigh, ofdm"),
+        baselines: str = typer.Option("separation", help="comma-separated: separation, none"),
+        codecs: str | None = typer.Option(None, help="codecs for the separation bound (default: all available)"),
+        baseline_images: int | None = typer.Option(None, help="separation bound on the first N images only "
+                                                                 "(default: all; it costs ~1 s per image)"),
+        digital_images: int = typer.Option(0, help="also run the real digital chain (codec+LDPC+QAM+OFDM through "
+                                                   "phy's receiver on the in-process AWGN air) on the first N images"),
+        ratio: str | None = typer.Option(None, help="expected bandwidth ratio of every checkpoint, e.g. 1/6"),
+        data_dir: Path | None = typer.Option(None),
+        include: list[Path] = typer.Option([], "--include", help="merge the results of an earlier eval JSON "
+                                                                   "(e.g. baselines computed once)"),
+        out: Path = typer.Option(Path("results/jscc_eval.json"), help="JSON results"),
+        plot: Path | None = typer.Option(None, help="PNG plot (default: OUT with .png)"),
+        seed: int = typer.Option(0),
+        threads: int = typer.Option(1),
+    ):
+        """PSNR and SSIM versus SNR for DeepJSCC checkpoints and the separation bound -> JSON + PNG."""
+        import json as _json
+
+        import torch
+
+        from learning.jscc.checkpoint import CheckpointError, load_checkpoint
+        from learning.jscc.data import DataNotFoundError, load_cifar10
+        from learning.jscc.evaluate import (
+            evaluate_model,
+            evaluate_separation,
+            plot_results,
+            save_results,
+        )
+
+        torch.set_num_threads(threads)
+        try:
+            snr_list = [float(s) for s in snrs.split(",") if s.strip()]
+        except ValueError:
+            _fail(f"--snrs {snrs!r}: expected comma-separated numbers in dB")
+        try:
+            images = load_cifar10("test", data_dir, 0, n_images)
+            results, models = [], []
+            ratios = set()
+            for ck in checkpoint or [DEFAULT_CHECKPOINT]:
+                model, meta = load_checkpoint(ck, expect_ratio=ratio)
+                ratios.add(model.ratio)
+                models.append({"checkpoint": str(ck), **{k: meta.get(k) for k in (
+                    "model_name", "ratio", "steps", "images_seen", "epochs", "wall_s", "command", "val_psnr_db")}})
+                typer.echo(f"evaluating {ck} ...", err=True)
+                results += evaluate_model(model, meta, images, snr_list, channel, seed)
+            if "separation" in baselines.split(","):
+                for r in sorted(ratios):
+                    typer.echo(f"separation bound at k/n = {r:.4f} on {len(images)} images ...", err=True)
+                    results += evaluate_separation(images[:baseline_images], snr_list, r,
+                                                   codecs.split(",") if codecs else None)
+            if digital_images > 0:
+                typer.echo(f"digital chain on {digital_images} images ...", err=True)
+                results += _digital_chain_records(images[:digital_images], snr_list, min(ratios) if ratios else 1 / 6,
+                                                  seed)
+            for inc in include:
+                earlier = _json.loads(Path(inc).read_text(encoding="utf-8"))
+                results += earlier["results"]
+                models += earlier.get("models", [])
+        except (ValueError, DataNotFoundError, CheckpointError, OSError, KeyError) as exc:
+            _fail(str(exc))
+        path = save_results(out, results, title=f"DeepJSCC on CIFAR-10 test[:{len(images)}], {channel}",
+                            models=models, n_images=len(images), channel=channel, seed=seed)
+        png = plot_results(path, plot or out.with_suffix(".png"))
+        _print_table(results)
+        typer.echo(f"wrote {path} and {png}", err=True)
+
+    @jscc.command("send")
+    def send_cmd(
+        config: Path | None = typer.Option(None, "--config", help="bench config (hw_configs/*.yaml)"),
+        set_: list[str] = typer.Option([], "--set", help="override a config key, e.g. air.snr_db=5"),
+        images: list[Path] = typer.Option([], "--images", help="image files (cropped to multiples of 4)"),
+        cifar: int = typer.Option(4, help="when no --images/--photo: the first N CIFAR-10 test images"),
+        photo: list[str] = typer.Option([], "--photo", help="scikit-image sample photo(s): astronaut, chelsea, ..."),
+        checkpoint: Path = typer.Option(DEFAULT_CHECKPOINT, "--checkpoint", "-c"),
+        snr_db: float | None = typer.Option(None, help="SNR the encoder (and the digital MCS) is set for; "
+                                                          "default: air.snr_db of the config, else 10"),
+        digital: bool = typer.Option(True, help="also send the image with the digital chain (codec+LDPC+QAM)"),
+        symbol_level: bool = typer.Option(False, help="skip the radio: symbol-level AWGN at --snr-db"),
+        data_dir: Path | None = typer.Option(None),
+        out_dir: Path = typer.Option(Path("results/jscc_send"), help="side-by-side PNG and JSON go here"),
+        json_out: bool = typer.Option(False, "--json", help="print the JSON record to stdout"),
+        threads: int = typer.Option(1),
+    ):
+        """Send images as DeepJSCC analog symbols (phy analog frames) through a radio; PSNR/SSIM, PNG and JSON."""
+        import json as _json
+
+        import numpy as np
+        import torch
+
+        from lab.config import ConfigError, load_config
+        from lab.experiments.jscc_air import (
+            DigitalRadioLink,
+            RadioLink,
+            SymbolLink,
+            json_records,
+            open_radio_pair,
+            send_images,
+            side_by_side,
+        )
+        from learning.jscc.checkpoint import CheckpointError, load_checkpoint
+        from learning.jscc.data import (
+            DataNotFoundError,
+            load_cifar10,
+            load_image_file,
+            load_sample_photo,
+        )
+
+        torch.set_num_threads(threads)
+        try:
+            cfg = load_config(config, set_)
+            model, meta = load_checkpoint(checkpoint)
+            imgs = [load_image_file(p) for p in images] + [load_sample_photo(p) for p in photo]
+            if not imgs:
+                imgs = list(load_cifar10("test", data_dir, 0, cifar))
+        except (ConfigError, CheckpointError, DataNotFoundError, ValueError, FileNotFoundError) as exc:
+            _fail(str(exc))
+        snr = snr_db if snr_db is not None else (cfg.air.snr_db if cfg.air.snr_db is not None else 10.0)
+        batch = np.empty(len(imgs), dtype=object)
+        batch[:] = imgs
+        closers = []
+        try:
+            if symbol_level:
+                link, dig = SymbolLink(snr), None
+            else:
+                from phy.ofdm import OfdmConfig  # noqa: F401  (the config's ofdm section builds it)
+
+                tx, rx, closers = open_radio_pair(cfg)
+                ofdm = cfg.ofdm.to_config(cfg.radio.sample_rate)
+                link = RadioLink(tx, rx, ofdm)
+                dig = DigitalRadioLink(tx, rx, ofdm, snr) if digital else None
+            stacked = np.stack(imgs) if len({i.shape for i in imgs}) == 1 else batch
+            records = send_images(model, stacked, link, snr, dig)
+        except ValueError as exc:
+            _fail(str(exc))
+        finally:
+            for c in closers:
+                c.close()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        png = out_dir / "side_by_side.png"
+        side_by_side(imgs, records, png)
+        doc = {"config": str(config) if config else None, "checkpoint": str(checkpoint), "encoder_snr_db": snr,
+               "driver": "symbol-level" if symbol_level else cfg.radio.driver,
+               "link_stats": getattr(link, "stats", None), "digital_stats": getattr(dig, "stats", None) if not
+               symbol_level else None, "results": json_records(records)}
+        path = out_dir / "send.json"
+        path.write_text(_json.dumps(doc, indent=1), encoding="utf-8")
+        for r in records:
+            ps = "lost" if r["psnr_db"] is None else f"{r['psnr_db']:.2f} dB SSIM {r['ssim']:.3f}"
+            extra = (f"measured SNR {r['snr_db']:.2f} dB, receiver estimate {r['snr_est_db']:.2f} dB"
+                     if r["method"].startswith("deepjscc") else f"{r.get('codec')} {r.get('status')}")
+            typer.echo(f"image {r['image']} {r['method']:<22} {ps:<24} {extra}", err=json_out)
+        typer.echo(f"wrote {png} and {path}", err=True)
+        if json_out:
+            typer.echo(_json.dumps(doc))
+
+
+def _digital_chain_records(images, snrs: list[float], ratio: float, seed: int) -> list[dict]:
+    """Mean PSNR/SSIM of the real digital chain over the in-process AWGN air (wifi64) at each SNR."""
+    import numpy as np
+
+    from lab.experiments.jscc_air import DigitalRadioLink
+    from learning.jscc.metrics import psnr_uint8, ssim_uint8
+    from phy.ofdm import OfdmConfig
+    from radio.drivers.loopback import loopback_pair
+
+    out = []
+    for snr in snrs:
+        tx, rx = loopback_pair(snr_db=snr, seed=seed)
+        link = DigitalRadioLink(tx, rx, OfdmConfig.preset("wifi64"), snr)
+        res = link(images, ratio)
+        ps = [psnr_uint8(a, img) for a, (img, _) in zip(images, res)]
+        ss = [ssim_uint8(a, img) for a, (img, _) in zip(images, res)]
+        out.append({"method": "digital-chain", "snr_db": float(snr), "psnr_db": float(np.mean(ps)),
+                    "ssim": float(np.mean(ss)), "psnr_std_db": float(np.std(ps)), "n_images": len(images),
+                    "channel": "awgn air (wifi64 OFDM, full receiver)", "modem": link.modem,
+                    "code_rate": round(link.code_rate, 4), **{f"frames_{k}": v for k, v in link.stats.items()}})
+    return out
+
+
+def _print_table(results: list[dict]) -> None:
+    """PSNR (SSIM) per method and SNR as a plain-text table on stdout."""
+    snrs = sorted({r["snr_db"] for r in results})
+    methods = list(dict.fromkeys(r["method"] for r in results))
+    cell = {(r["method"], r["snr_db"]): r for r in results}
+    typer.echo("method".ljust(32) + "".join(f"{s:>15g}" for s in snrs))
+    for m in methods:
+        row = "".join(f"{cell[(m, s)]['psnr_db']:>7.2f} ({cell[(m, s)]['ssim']:.3f})" if (m, s) in cell else " " * 15
+                      for s in snrs)
+        typer.echo(m.ljust(32) + row)
+
+
+def _from_shell() -> bool:
+    """True when invoked as ``otalab jscc ...`` from a shell (so sys.argv holds the real command line)."""
+    return len(sys.argv) > 2 and sys.argv[1:3] == ["jscc", "train"]

@@ -1,0 +1,111 @@
+"""`otalab link`: send N OFDM frames over the simulated air (or the radios of a bench config) and measure them.
+
+Heavy imports (numpy, phy, radio) happen inside the command so that ``otalab --help`` stays fast. The experiment
+logic is :func:`lab.experiments.link.run_link`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+MODS = ("analog", "bpsk", "qpsk", "16qam", "64qam", "256qam")
+RATES = {"none": None, "1/2": 1 / 2, "2/3": 2 / 3, "3/4": 3 / 4, "5/6": 5 / 6}
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise SystemExit(2)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``otalab link``."""
+
+    @app.command("link")
+    def link_cmd(
+        mod: str = typer.Option("qpsk", "--mod", help="analog | bpsk | qpsk | 16qam | 64qam | 256qam"),
+        code_rate: str = typer.Option("none", "--code-rate", help="none | 1/2 | 2/3 | 3/4 | 5/6 (LDPC, digital)"),
+        snr_db: Optional[float] = typer.Option(20.0, "--snr-db",
+                                               help="per-subcarrier SNR on the simulated air (sets its noise)"),
+        channel: str = typer.Option("awgn", "--channel", help="awgn | TDL-A .. TDL-E | exp (simulated air)"),
+        cfo_ppm: float = typer.Option(0.0, "--cfo-ppm", help="carrier frequency offset of the link, ppm of fc"),
+        frames: int = typer.Option(100, "--frames", min=1),
+        payload_bytes: int = typer.Option(500, "--payload-bytes", min=1, help="digital payload per frame"),
+        n_values: int = typer.Option(2048, "--n-values", min=1, help="analog values per frame"),
+        seed: int = typer.Option(0, "--seed"),
+        config: Optional[Path] = typer.Option(None, "--config", help="bench config (hw_configs/*.yaml)"),
+        sets: list[str] = typer.Option([], "--set", help="override a config key, e.g. --set ofdm.preset=wide256"),
+        json_path: Optional[Path] = typer.Option(None, "--json", help="write the result JSON here (atomically)"),
+        progress: bool = typer.Option(True, help="show a progress bar"),
+    ):
+        """Send FRAMES frames tx -> rx and print BER/BLER (digital) or NMSE (analog), detection, SNR and CFO."""
+        from lab.config import ConfigError, load_config
+        from lab.experiments.link import air_noise_power, format_table, run_link, tx_scale_for
+        from lab.factory import make_air, open_radio
+        from lab.results import metadata, write_json
+        from radio.base import RadioError
+
+        if mod not in MODS:
+            _fail(f"--mod {mod!r}: expected one of {', '.join(MODS)}")
+        if code_rate not in RATES:
+            _fail(f"--code-rate {code_rate!r}: expected one of {', '.join(RATES)}")
+        if mod == "analog" and RATES[code_rate] is not None:
+            _fail("--code-rate applies to digital modulations only; use --code-rate none with --mod analog")
+        try:
+            base = load_config(config, list(sets))
+            ofdm_cfg = base.ofdm.to_config(base.radio.sample_rate)
+            scale = tx_scale_for(ofdm_cfg)
+            # the simulated air: loopback radios, or emulated Plutos (the real pyadi-iio + libiio stack on the air)
+            simulated = base.radio.driver == "loopback" or (base.radio.driver == "pluto"
+                                                              and getattr(base.radio_args, "emulate", False))
+            extra = [f"air.channel={channel}", f"air.cfo_ppm={cfo_ppm}", f"air.seed={seed}"]
+            if snr_db is not None:
+                extra += ["air.snr_db=null", f"air.noise_power={air_noise_power(snr_db, scale)!r}"]
+            lc = load_config(config, list(sets) + extra) if simulated else base
+        except (ConfigError, ValueError) as exc:
+            _fail(str(exc))
+        closers = []
+        try:
+            air = make_air(lc) if simulated else None
+            tx = open_radio(lc, "tx", air=air)
+            closers.append(tx)
+            rx = open_radio(lc, "rx", air=air)
+            closers.append(rx)
+        except (RadioError, ValueError, OSError) as exc:
+            for c in closers:
+                c.close()
+            _fail(str(exc))
+        cfo_true = cfo_ppm * 1e-6 * lc.radio.center_freq if simulated else None
+        bar = None
+        try:
+            if progress and sys.stderr.isatty():
+                from rich.progress import Progress
+                bar = Progress(transient=True)
+                bar.start()
+                task = bar.add_task("link", total=1.0)
+                prog = lambda done, total: bar.update(task, completed=done / total)  # noqa: E731
+            else:
+                prog = None
+            res = run_link(tx, rx, ofdm_cfg, mod=mod, code_rate=RATES[code_rate], frames=frames,
+                           payload_bytes=payload_bytes, n_values=n_values, seed=seed, tx_scale=scale,
+                           cfo_hz_true=cfo_true, snr_db_true=snr_db if simulated else None, progress=prog)
+        except (RadioError, ValueError) as exc:
+            _fail(str(exc))
+        finally:
+            if bar is not None:
+                bar.stop()
+            for c in closers:
+                c.close()
+        res["config"] = {"source": lc.source, "raw": lc.raw, "driver": lc.radio.driver, "channel": channel,
+                         "cfo_ppm": cfo_ppm, "snr_db": snr_db}
+        res["seed"] = seed
+        res.update(metadata())
+        typer.echo(f"otalab link: {mod}" + (f" rate {code_rate}" if mod != "analog" else "")
+                   + f", {lc.radio.driver}, {channel}, {ofdm_cfg.fft_size}-FFT")
+        typer.echo(format_table(res))
+        if json_path is not None:
+            write_json(json_path, res)
+            typer.echo(f"wrote {json_path}")

@@ -1,0 +1,488 @@
+"""ADALM-PLUTO (AD9363) radio on pyadi-iio's ``adi.Pluto``, with host-side sample-count timing.
+
+The Pluto has no hardware timestamps (capabilities ``timed_tx=False, timed_rx=False``), so this driver keeps the
+clock on the host:
+
+* **RX clock.** The driver counts every sample it has fetched from the device since it was opened; consecutive
+  ``rx()`` calls read consecutive hardware buffers (``rx_buffer_size`` samples each) and hand out a contiguous
+  stream, keeping the unread rest of a buffer for the next call. ``time_now()`` and every ``t0`` are these counts.
+* **Timed TX on the host.** ``tx(samples, at)`` writes one continuous, non-cyclic TX stream in fixed-size buffers
+  (``tx_buffer_size``): it prepends ``at − max(now, end of the queued stream)`` zeros, where *now* is the RX count,
+  and pads the burst's tail with zeros to a whole buffer. A burst therefore leaves the antenna at ``at + L`` in RX-count
+  time, where L is the device's TX→RX latency: unknown but constant on real hardware (DMA and FIFO depths), which is
+  exactly what sync's timing advance measures and removes; ``radio.args.emulator.tx_latency_samples`` in the
+  emulator (0 by default). ``at`` before *now*, or inside a burst still queued, raises :class:`LateError`.
+
+Accuracy: sample-exact against the emulator (:mod:`radio.servers.iiod_emulator`: RX is produced as it is read). On hardware
+the device keeps filling its kernel RX buffers (libiio's default: 4) while the host is between ``rx()`` calls, so the
+RX count can lag the device by up to ``4 · rx_buffer_size`` samples at the moment a TX is pushed — that is the
+``timing_accuracy_samples`` this driver reports for hardware (a bound from the buffering model, not a measurement);
+calling ``rx()`` steadily and scheduling ``at`` shortly ahead keeps the error small and constant. If the host falls
+behind by more than the kernel buffers, samples are dropped (overflow) and the count no longer tracks device time.
+
+Scaling: TX amplitude 1.0 ↔ int16 word ``TX_FULL_SCALE = 2**14`` (pyadi-iio's convention, 6 dB below the DAC's
+full scale); RX words are 12-bit, so RX amplitude 1.0 ↔ ``RX_FULL_SCALE = 2**11``. In digital loopback (mode 1) the
+RX words are the TX words unchanged (as the emulator returns them), so the driver divides by ``TX_FULL_SCALE`` and
+``rx`` returns exactly what ``tx`` sent (up to the int16 rounding).
+
+Install: ``apt install libiio0`` (Debian/Ubuntu; the C library), then ``pip install "pylibiio>=0.25,<1" pyadi-iio``
+(or ``pip install otalab[pluto]``). ``adi`` and ``iio`` are imported only when a Pluto is opened.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+from radio.base import LateError, Radio, RadioCapabilities, RadioError, as_samples
+from radio.servers.iiod_emulator import EmulatorSettings, IiodServer, start_emulated_pluto
+from radio.servers.pluto_context import RX_FULL_SCALE, TX_FULL_SCALE
+
+GAIN_CONTROL_MODES = ("manual", "slow_attack", "fast_attack")
+INSTALL_HINT = ('PlutoSDR support needs libiio and pyadi-iio: install the C library (Debian/Ubuntu: '
+                '"sudo apt install libiio0"), then "pip install \'pylibiio>=0.25,<1\' pyadi-iio" '
+                '(or "pip install otalab[pluto]")')
+#: how many RX buffers libiio's kernel side queues by default (bounds the host-side timing error on hardware)
+KERNEL_RX_BUFFERS = 4
+
+
+@dataclass
+class PlutoArgs:
+    """``radio.args`` of driver "pluto" (YAML), validated on construction.
+
+    ``tx_attenuation_db`` None takes ``-radio.tx_gain``; ``rf_bandwidth`` None takes the sample rate. ``emulate``
+    true: instead of ``uri``, open an in-process emulated Pluto on the simulated air (``air`` section) with
+    ``emulator`` settings (see :class:`radio.servers.iiod_emulator.EmulatorSettings`).
+    """
+
+    uri: str = "ip:192.168.2.1"
+    rf_bandwidth: float | None = None
+    gain_control_mode: Literal["manual", "slow_attack", "fast_attack"] = "manual"
+    tx_attenuation_db: float | None = None
+    rx_buffer_size: int = 16384
+    tx_buffer_size: int = 4096
+    tx_cyclic_buffer: bool = False
+    loopback: Literal[0, 1, 2] = 0
+    emulate: bool = False
+    emulator: EmulatorSettings = field(default_factory=EmulatorSettings)
+
+    def __post_init__(self):
+        if not isinstance(self.uri, str) or ":" not in self.uri:
+            raise ValueError(f"uri must be a libiio URI such as 'ip:192.168.2.1' or 'usb:1.2.5', got {self.uri!r}")
+        if self.gain_control_mode not in GAIN_CONTROL_MODES:
+            raise ValueError(f"gain_control_mode must be one of {GAIN_CONTROL_MODES}, got {self.gain_control_mode!r}")
+        if self.tx_attenuation_db is not None and not 0 <= self.tx_attenuation_db <= 89.75:
+            raise ValueError(f"tx_attenuation_db must be 0..89.75 dB, got {self.tx_attenuation_db}")
+        if self.rf_bandwidth is not None and not 200e3 <= self.rf_bandwidth <= 56e6:
+            raise ValueError(f"rf_bandwidth must be 200 kHz..56 MHz, got {self.rf_bandwidth}")
+        for name in ("rx_buffer_size", "tx_buffer_size"):
+            if not 16 <= getattr(self, name) <= 1 << 24:
+                raise ValueError(f"{name} must be 16..16777216 samples, got {getattr(self, name)}")
+        if self.loopback not in (0, 1, 2) or isinstance(self.loopback, bool):
+            raise ValueError(f"loopback must be 0 (off), 1 (digital) or 2 (RF), got {self.loopback!r}")
+
+
+def _import_adi():
+    """Import pyadi-iio lazily; a missing package or C library becomes a RadioError with the install command."""
+    try:
+        import adi  # noqa: PLC0415  (heavy, optional)
+        import iio  # noqa: PLC0415
+    except (ImportError, OSError) as exc:
+        raise RadioError(f"{INSTALL_HINT} ({type(exc).__name__}: {exc})") from None
+    return adi, iio
+
+
+_AIR_LOCKS: "weakref.WeakKeyDictionary[object, threading.RLock]" = weakref.WeakKeyDictionary()
+
+
+def air_lock(air) -> threading.RLock:
+    """The one lock that every emulated Pluto on ``air`` must share (the Air is not thread-safe)."""
+    lock = _AIR_LOCKS.get(air)
+    if lock is None:
+        lock = _AIR_LOCKS[air] = threading.RLock()
+    return lock
+
+
+class _Resources:
+    """What a PlutoRadio must release, in libiio's order: buffers, then the context; then an owned emulator and the
+    air endpoint radio behind it. Every step runs even if an earlier one fails."""
+
+    def __init__(self):
+        self.sdr = None
+        self.server: IiodServer | None = None
+        self.rf: Radio | None = None
+
+    def release(self) -> None:
+        sdr, self.sdr = self.sdr, None
+        if sdr is not None:
+            for step in (sdr.tx_destroy_buffer, sdr.rx_destroy_buffer):
+                try:
+                    step()
+                except Exception:
+                    pass
+            sdr._ctx = None
+        server, self.server = self.server, None
+        if server is not None:
+            server.close()
+        rf, self.rf = self.rf, None
+        if rf is not None:
+            rf.close()
+
+
+class PlutoRadio(Radio):
+    """A PlutoSDR through libiio (real, or the emulator), with a host-side sample-count clock (module docstring).
+
+    ``sample_rate`` (S/s), ``center_freq`` (Hz, both LOs), ``tx_gain`` (dB, the TX hardwaregain: 0 or negative, i.e.
+    minus the attenuation), ``rx_gain`` (dB, the manual RX hardwaregain). ``uri`` overrides ``args.uri``.
+    """
+
+    driver = "pluto"
+
+    def __init__(self, args: PlutoArgs | None = None, *, sample_rate: float = 2e6, center_freq: float = 2.4e9,
+                 tx_gain: float = -10.0, rx_gain: float = 30.0, uri: str | None = None):
+        self.args = args = args or PlutoArgs()
+        self.uri = uri or args.uri
+        self._res = _Resources()
+        self._finalizer = weakref.finalize(self, self._res.release)   # also at interpreter exit: libiio order
+        self._loopback = 0
+        adi, iio = _import_adi()
+        try:
+            ctx = iio.Context(self.uri)
+        except Exception as exc:  # libiio raises OSError with errno, or plain Exception for bad URIs
+            raise RadioError(f"could not open PlutoSDR at uri {self.uri!r}: {exc} (is it plugged in and "
+                             f"reachable? a USB Pluto is usually ip:192.168.2.1; see `iio_info -s`)") from None
+        try:
+            self._sdr = adi.Pluto(uri_ctx=ctx)
+        except Exception as exc:
+            raise RadioError(f"the device at uri {self.uri!r} is not a PlutoSDR (no ad9361-phy / cf-ad9361-lpc "
+                             f"devices): {exc}") from None
+        self._rx_next = 0                      # sample time of the next sample rx() hands out
+        self._hw_next = 0                      # samples fetched from the device so far (the clock)
+        self._pending = np.zeros(0, np.complex64)   # fetched but not yet handed out: times [_hw_next-len, _hw_next)
+        self._tx_end = 0                       # end (RX-count time) of the queued TX stream
+        try:
+            self._sdr.rx_enabled_channels = [0]
+            self._sdr.tx_enabled_channels = [0]
+            self._sdr.rx_buffer_size = args.rx_buffer_size
+            self.sample_rate = sample_rate
+            self.center_freq = center_freq
+            self.rf_bandwidth = args.rf_bandwidth if args.rf_bandwidth is not None else \
+                min(max(sample_rate, 200e3), 56e6)
+            self.gain_control_mode = args.gain_control_mode
+            if args.gain_control_mode == "manual":
+                self.rx_gain = rx_gain
+            self.tx_gain = -args.tx_attenuation_db if args.tx_attenuation_db is not None else tx_gain
+            self.loopback = args.loopback
+            self._sdr.tx_cyclic_buffer = bool(args.tx_cyclic_buffer)
+        except Exception:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------------------------------- construction
+    @classmethod
+    def emulated(cls, rf: Radio | None, args: PlutoArgs | None = None, *, lock: threading.RLock | None = None,
+                 port: int = 0, **kwargs) -> "PlutoRadio":
+        """Start an in-process emulated Pluto whose RF side is ``rf`` (e.g. a LoopbackRadio) on ``port`` (0: a free
+        one; ``args.emulator.port`` is for ``otalab emulate`` only) and connect to it; ``close()`` stops both.
+
+        ``kwargs`` are the constructor's (sample_rate, center_freq, tx_gain, rx_gain). Emulators whose ``rf``
+        radios share one Air must share ``lock`` (see :func:`air_lock`).
+        """
+        args = args or PlutoArgs(emulate=True)
+        server, uri = start_emulated_pluto(rf, port, host=args.emulator.host, settings=args.emulator, lock=lock)
+        try:
+            radio = cls(replace(args, uri=uri), uri=uri, **kwargs)
+        except Exception:
+            server.close()
+            raise
+        radio._server = server
+        return radio
+
+    @classmethod
+    def from_config(cls, section, args: PlutoArgs, air=None, endpoint: str | None = None,
+                    uri: str | None = None) -> "PlutoRadio":
+        """Open from a config's ``radio`` section (:class:`lab.config.RadioSection`) and its PlutoArgs.
+
+        ``args.emulate`` false: connect to ``uri`` (default ``args.uri``; a link of two real Plutos passes each its
+        own). True: put an emulated Pluto on ``air`` (a :class:`radio.sim.air.Air`) at endpoint ``endpoint`` (default
+        ``args.emulator.endpoint``; give each radio of a link its own) on a free local port, and connect to it through
+        libiio."""
+        kwargs = dict(sample_rate=section.sample_rate, center_freq=section.center_freq, tx_gain=section.tx_gain,
+                      rx_gain=section.rx_gain)
+        if not args.emulate:
+            return cls(args, uri=uri, **kwargs)
+        if air is None:
+            raise RadioError("radio.args.emulate is true but no simulated air was given to put the emulated Pluto on")
+        from radio.drivers.loopback import LoopbackRadio  # noqa: PLC0415  (only the emulated path needs the air)
+        with air_lock(air):
+            name = endpoint or args.emulator.endpoint
+            rf = LoopbackRadio(air, name)   # adds the endpoint (with the air's noise) if needed
+        args = replace(args, emulator=replace(args.emulator, endpoint=name))
+        try:
+            radio = cls.emulated(rf, args, lock=air_lock(air), **kwargs)
+        except Exception:
+            rf.close()
+            raise
+        radio._owned_rf = rf
+        return radio
+
+    # ------------------------------------------------------------------------------------------------ settings
+    def _get(self, name: str):
+        try:
+            return getattr(self._sdr, name)
+        except Exception as exc:
+            raise RadioError(f"PlutoSDR at {self.uri!r}: reading {name} failed: {exc}") from None
+
+    def _set(self, name: str, value, expected: str) -> None:
+        try:
+            setattr(self._sdr, name, value)
+        except Exception as exc:
+            raise RadioError(f"PlutoSDR at {self.uri!r}: setting {name} = {value!r} failed ({exc}); "
+                             f"expected {expected}") from None
+
+    @property
+    def sample_rate(self) -> float:
+        """Baseband sample rate (S/s) of RX and TX."""
+        return float(self._get("sample_rate"))
+
+    @sample_rate.setter
+    def sample_rate(self, value: float) -> None:
+        if not 521e3 <= value <= 61.44e6:
+            raise ValueError(f"sample_rate must be 521 kS/s..61.44 MS/s for a PlutoSDR, got {value}")
+        self._set("sample_rate", int(round(value)), "521e3..61.44e6 S/s")
+
+    @property
+    def center_freq(self) -> float:
+        """Carrier frequency (Hz): the RX LO (the setter tunes both LOs)."""
+        return self.rx_lo
+
+    @center_freq.setter
+    def center_freq(self, value: float) -> None:
+        self.rx_lo = value
+        self.tx_lo = value
+
+    @property
+    def rx_lo(self) -> float:
+        """RX local oscillator (Hz)."""
+        return float(self._get("rx_lo"))
+
+    @rx_lo.setter
+    def rx_lo(self, value: float) -> None:
+        self._set("rx_lo", int(round(value)), "70 MHz..6 GHz (325 MHz..3.8 GHz on a stock AD9363)")
+
+    @property
+    def tx_lo(self) -> float:
+        """TX local oscillator (Hz)."""
+        return float(self._get("tx_lo"))
+
+    @tx_lo.setter
+    def tx_lo(self, value: float) -> None:
+        self._set("tx_lo", int(round(value)), "70 MHz..6 GHz (325 MHz..3.8 GHz on a stock AD9363)")
+
+    @property
+    def rf_bandwidth(self) -> float:
+        """Analog filter bandwidth (Hz) of the RX path (the setter sets RX and TX)."""
+        return float(self._get("rx_rf_bandwidth"))
+
+    @rf_bandwidth.setter
+    def rf_bandwidth(self, value: float) -> None:
+        self._set("rx_rf_bandwidth", int(round(value)), "200 kHz..56 MHz")
+        self._set("tx_rf_bandwidth", int(round(min(value, 40e6))), "200 kHz..40 MHz")
+
+    @property
+    def gain_control_mode(self) -> str:
+        """RX AGC mode: "manual", "slow_attack" or "fast_attack"."""
+        return str(self._get("gain_control_mode_chan0"))
+
+    @gain_control_mode.setter
+    def gain_control_mode(self, value: str) -> None:
+        if value not in GAIN_CONTROL_MODES:
+            raise ValueError(f"gain_control_mode must be one of {GAIN_CONTROL_MODES}, got {value!r}")
+        self._set("gain_control_mode_chan0", value, f"one of {GAIN_CONTROL_MODES}")
+
+    @property
+    def rx_gain(self) -> float:
+        """RX hardware gain (dB); settable in manual gain control mode only."""
+        return float(self._get("rx_hardwaregain_chan0"))
+
+    @rx_gain.setter
+    def rx_gain(self, value: float) -> None:
+        if self.gain_control_mode != "manual":
+            raise RadioError(f"PlutoSDR at {self.uri!r}: rx_gain = {value} needs gain_control_mode 'manual' "
+                             f"(it is {self.gain_control_mode!r})")
+        self._set("rx_hardwaregain_chan0", float(value), "-1..73 dB")
+
+    @property
+    def tx_gain(self) -> float:
+        """TX hardware gain (dB): 0 or negative, i.e. minus the TX attenuation."""
+        return float(self._get("tx_hardwaregain_chan0"))
+
+    @tx_gain.setter
+    def tx_gain(self, value: float) -> None:
+        if not -89.75 <= value <= 0:
+            raise ValueError(f"tx_gain (TX hardwaregain) must be -89.75..0 dB, got {value}")
+        self._set("tx_hardwaregain_chan0", float(value), "-89.75..0 dB")
+
+    @property
+    def tx_attenuation_db(self) -> float:
+        """TX attenuation (dB, 0..89.75) = ``-tx_gain``."""
+        return -self.tx_gain
+
+    @tx_attenuation_db.setter
+    def tx_attenuation_db(self, value: float) -> None:
+        self.tx_gain = -value
+
+    @property
+    def rx_buffer_size(self) -> int:
+        """Samples per hardware RX buffer (a new size takes effect with a new buffer)."""
+        return int(self._sdr.rx_buffer_size)
+
+    @rx_buffer_size.setter
+    def rx_buffer_size(self, value: int) -> None:
+        if not 16 <= value <= 1 << 24:
+            raise ValueError(f"rx_buffer_size must be 16..16777216 samples, got {value}")
+        if value != self._sdr.rx_buffer_size:
+            self._sdr.rx_destroy_buffer()
+            self._sdr.rx_buffer_size = int(value)
+
+    @property
+    def tx_cyclic_buffer(self) -> bool:
+        """True: ``tx()`` replaces the transmission with ``samples`` repeated forever (until :meth:`stop_tx`)."""
+        return bool(self._sdr.tx_cyclic_buffer)
+
+    @tx_cyclic_buffer.setter
+    def tx_cyclic_buffer(self, value: bool) -> None:
+        self.stop_tx()
+        self._sdr.tx_cyclic_buffer = bool(value)
+
+    @property
+    def loopback(self) -> int:
+        """AD9361 loopback: 0 off, 1 digital (TX words → RX), 2 RF (inside the chip)."""
+        return int(self._get("loopback"))
+
+    @loopback.setter
+    def loopback(self, value: int) -> None:
+        if value not in (0, 1, 2) or isinstance(value, bool):
+            raise ValueError(f"loopback must be 0 (off), 1 (digital) or 2 (RF), got {value!r}")
+        self._set("loopback", int(value), "0, 1 or 2")
+        self._loopback = int(value)
+
+    @property
+    def emulator(self):
+        """The in-process :class:`radio.servers.iiod_emulator.PlutoEmulator` behind this radio (its ``stats`` count TX/RX
+        samples, late TX and cyclic gaps), or None for a real device."""
+        return self._server.emulator if self._server is not None else None
+
+    @property
+    def capabilities(self) -> RadioCapabilities:
+        accuracy = 0.0 if self._server is not None else float(KERNEL_RX_BUFFERS * self.args.rx_buffer_size)
+        return RadioCapabilities(timed_tx=False, timed_rx=False, full_duplex=True,
+                                 simulated=self._server is not None, timing_accuracy_samples=accuracy)
+
+    def settings(self) -> dict:
+        s = super().settings()
+        s.update(uri=self.uri, rf_bandwidth=self.rf_bandwidth, gain_control_mode=self.gain_control_mode,
+                 loopback=self.loopback, rx_buffer_size=self.rx_buffer_size, tx_buffer_size=self.args.tx_buffer_size,
+                 tx_cyclic_buffer=self.tx_cyclic_buffer, emulated=self._server is not None)
+        return s
+
+    # --------------------------------------------------------------------------------------------- streaming
+    def time_now(self) -> int:
+        """Samples fetched from the device since the radio was opened (the host-side clock)."""
+        return self._hw_next
+
+    def _fetch(self) -> np.ndarray:
+        """One hardware RX buffer as complex64 full-scale amplitudes."""
+        try:
+            raw = self._sdr.rx()
+        except Exception as exc:
+            raise RadioError(f"PlutoSDR at {self.uri!r}: RX buffer refill failed: {exc}") from None
+        scale = TX_FULL_SCALE if self._loopback == 1 else RX_FULL_SCALE
+        return (np.asarray(raw) / scale).astype(np.complex64)
+
+    def rx(self, n: int, at: int | None = None) -> tuple[np.ndarray, int]:
+        """Receive ``n`` samples (complex64 [n]) starting at ``at`` (None: where the last rx ended); returns
+        (samples, t0). Samples before the current stream position are gone (LateError)."""
+        if n < 0:
+            raise ValueError(f"rx: n must be >= 0 samples, got {n}")
+        start = self._rx_next if at is None else int(at)
+        have_from = self._hw_next - self._pending.size
+        if start < have_from:
+            raise LateError("PlutoSDR rx", start, have_from)
+        chunks, chunk_t0 = [self._pending], have_from
+        end = self._hw_next
+        while end < start + n:
+            buf = self._fetch()
+            if end + buf.size <= start:       # skipping ahead: drop whole buffers
+                chunks, chunk_t0 = [], end + buf.size
+            else:
+                chunks.append(buf)
+            end += buf.size
+            self._hw_next = end
+        data = np.concatenate(chunks) if len(chunks) != 1 else chunks[0]
+        off = start - chunk_t0
+        out = data[off:off + n].copy()
+        self._pending = data[off + n:]
+        self._rx_next = start + n
+        return out, start
+
+    def tx(self, samples: np.ndarray, at: int | None = None) -> int:
+        """Transmit complex64 [N] (|amplitude| ≤ 1) at RX-count time ``at`` (None: as soon as the queued stream
+        allows); returns the start time. In cyclic mode ``samples`` repeat until :meth:`stop_tx` (``at`` must be
+        None)."""
+        x = as_samples(samples)
+        words = np.clip(np.rint(x.view(np.float32) * TX_FULL_SCALE), -32768, 32767).view(np.complex64)
+        if self._sdr.tx_cyclic_buffer:
+            if at is not None:
+                raise ValueError("tx: timed transmission (at=...) needs tx_cyclic_buffer=False")
+            if x.size == 0:
+                raise ValueError("tx: a cyclic buffer needs at least one sample")
+            self.stop_tx()
+            self._push(words)
+            return self._hw_next
+        ref = max(self._hw_next, self._tx_end)
+        start = ref if at is None else int(at)
+        if start < ref:
+            what = "PlutoSDR tx" if start < self._hw_next else \
+                f"PlutoSDR tx (the queued transmission runs until sample {self._tx_end})"
+            raise LateError(what, start, ref)
+        if x.size == 0:
+            return start
+        size = self.args.tx_buffer_size
+        total = start - ref + x.size
+        stream = np.zeros(-(-total // size) * size, dtype=np.complex64)
+        stream[start - ref:total] = words
+        for chunk in stream.reshape(-1, size):
+            self._push(chunk)
+        self._tx_end = ref + stream.size
+        return start
+
+    def _push(self, words: np.ndarray) -> None:
+        try:
+            self._sdr.tx(words)
+        except Exception as exc:
+            raise RadioError(f"PlutoSDR at {self.uri!r}: TX buffer push failed: {exc}") from None
+
+    def stop_tx(self) -> None:
+        """Stop transmitting: destroys the TX buffer (ends a cyclic transmission)."""
+        if self._sdr is not None:
+            self._sdr.tx_destroy_buffer()
+        self._tx_end = self._hw_next
+
+    def close(self) -> None:
+        """Destroy the buffers, close the context and stop an owned emulator. Idempotent."""
+        self._finalizer()
+
+    # the device objects live in a holder that a finalizer can release without a reference to the radio
+    _sdr = property(lambda self: self._res.sdr, lambda self, v: setattr(self._res, "sdr", v))
+    _server = property(lambda self: self._res.server, lambda self, v: setattr(self._res, "server", v))
+    _owned_rf = property(lambda self: self._res.rf, lambda self, v: setattr(self._res, "rf", v))
+
+    def __repr__(self) -> str:
+        if self._sdr is None:
+            return f"PlutoRadio(uri={self.uri!r}, closed)"
+        return super().__repr__()
