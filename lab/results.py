@@ -1,7 +1,11 @@
 """Result files: JSON written atomically, with the metadata every experiment records (command, git revision, time).
 
 ``write_json(path, obj)`` writes to a temporary file in the same directory, fsyncs it and renames it over ``path``,
-so a reader (or a crashed run's successor) never sees half a file. NaN and infinity become null (strict JSON).
+so a reader (or a crashed run's successor) never sees half a file; a symbolic link at ``path`` is replaced, never
+followed (its target is left alone). The file gets the permissions of any new file under the process's umask (0644
+under umask 022), so a lab's shared results folder can read it. NaN and infinity become null (strict JSON).
+Every command writes its result record through this one function (``--json -`` prints it instead:
+:func:`lab.cli.common.emit_json`).
 """
 
 from __future__ import annotations
@@ -13,19 +17,25 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 
 
-def _clean(obj):
-    """numpy scalars/arrays → Python, non-finite floats → None, recursively."""
+_UMASK_LOCK = threading.Lock()
+#: the command line a result file records (set by :func:`lab.cli.main`; None: this process's argv)
+COMMAND_LINE: list[str] | None = None
+
+
+def to_jsonable(obj):
+    """numpy scalars/arrays → Python, non-finite floats → None, paths → str, recursively (strict JSON)."""
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [to_jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
+        return to_jsonable(obj.tolist())
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -35,14 +45,23 @@ def _clean(obj):
     return obj
 
 
+def _umask() -> int:
+    with _UMASK_LOCK:   # os.umask can only be read by setting it
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
 def write_json(path: str | os.PathLike, obj) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically; creates the parent directory. Returns the path."""
+    """Write ``obj`` as indented JSON to ``path`` atomically (module docstring); creates the parent directory.
+    Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())   # mkstemp makes 0600; a result file is as readable as any new file
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_clean(obj), f, indent=1, allow_nan=False)
+            json.dump(to_jsonable(obj), f, indent=1, allow_nan=False)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
@@ -66,7 +85,11 @@ def git_revision() -> str | None:
 
 
 def metadata(**extra) -> dict:
-    """What every result file records about how it was made."""
-    return {"command": " ".join(["otalab", *sys.argv[1:]]) if sys.argv else "otalab",
+    """What every result file records about how it was made: the command line, git revision and time, plus
+    ``extra`` (commands add ``config`` and ``seed``)."""
+    import shlex
+
+    argv = COMMAND_LINE if COMMAND_LINE is not None else ["otalab", *sys.argv[1:]]
+    return {"command": shlex.join(argv),
             "git_revision": git_revision(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **extra}

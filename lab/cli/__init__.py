@@ -11,7 +11,10 @@ import sys
 
 import typer
 
-from lab.cli import air, bench, demo, emulate, feel, jscc, link, radio, sync
+from lab import results
+
+import importlib
+import pkgutil
 
 app = typer.Typer(name="otalab", no_args_is_help=True, add_completion=False,
                   help="Over-the-air learning lab: OFDM PHY, timing advance, DeepJSCC and over-the-air federated "
@@ -24,15 +27,23 @@ def _root() -> None:
     """Over-the-air learning lab (see `otalab COMMAND --help`)."""
 
 
-for _module in (demo, link, air, radio, emulate, sync, jscc, feel, bench):
-    _module.register(app)
+#: commands in the order ``otalab --help`` lists them; any other ``lab.cli`` module with ``register`` follows
+_ORDER = ("demo", "cell", "link", "sync", "feel", "jscc", "infer", "ht", "stragglers", "node", "air", "radio",
+          "emulate", "data", "bench")
+_names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_") and m.name != "common"]
+for _name in sorted(_names, key=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n)):
+    _module = importlib.import_module(f"lab.cli.{_name}")
+    if hasattr(_module, "register"):
+        _module.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the exit code instead of exiting."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    results.COMMAND_LINE = ["otalab", *argv]   # what result files record as their command
     try:
         # with standalone_mode=False click turns `raise typer.Exit(code)` into this return value
-        rc = app(args=list(sys.argv[1:] if argv is None else argv), prog_name="otalab", standalone_mode=False)
+        rc = app(args=argv, prog_name="otalab", standalone_mode=False)
     except SystemExit as exc:  # typer/click exit paths
         return int(exc.code or 0)
     except typer.Exit as exc:
