@@ -57,7 +57,7 @@ def _estimate(k: int, rng: np.random.Generator, repeat: int) -> dict:
 
 def _procedure(k: int, seed: int) -> float:
     """Wall time of beacons + random access + TA for K devices on the in-process air (simulation included)."""
-    from lab.experiments.sync_trials import Scenario, build_cell
+    from lab.factory import Scenario, build_cell
     from sync.config import SyncConfig
     from sync.procedure import SyncSession
     scn = Scenario(devices=k, max_delay_cp=0.5, profile="none")

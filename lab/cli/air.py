@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         from radio.base import RadioError
         if not quiet:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-            logging.getLogger("radio.drivers.zmq").setLevel(logging.INFO)
+            logging.getLogger("radio.servers.zmq_broker").setLevel(logging.INFO)
         try:
             broker, cfg = build_broker(config, list(set_), port)
         except (ConfigError, ValueError, RadioError) as exc:

@@ -5,7 +5,7 @@ benchmark once per partition, as it does not depend on the power), writes one JS
 comparing the schemes and prints a table. Runs resume from their checkpoints. ``--radio loopback`` (or a loopback
 ``hw_configs`` YAML) replaces the symbol-level channel by sync's over-the-air sum on the simulated air
 (:mod:`lab.experiments.feel_air`); ``--radio zmq`` runs the same cell with every sample carried over ZeroMQ (a broker in a
-background thread on 127.0.0.1 and one endpoint per node, :mod:`lab.experiments.zmq_cell`). ``otalab feel-plot`` redraws a PNG from JSON files. Heavy imports (torch, matplotlib) happen
+background thread on 127.0.0.1 and one endpoint per node, :func:`lab.factory.build_cell`). ``otalab feel-plot`` redraws a PNG from JSON files. Heavy imports (torch, matplotlib) happen
 inside the command functions.
 """
 
@@ -18,11 +18,7 @@ from typing import Optional
 
 import typer
 
-
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise SystemExit(2)
+from lab.cli.common import fail
 
 
 def _split(text: str, cast, name: str) -> list:
@@ -158,6 +154,7 @@ def register(app: typer.Typer) -> None:
             factory = _radio_factory(radio, radio_snr_db, seed, scheme)
         from learning.feel.data import load_dataset
         from learning.feel.runner import FeelConfig
+        from radio.base import RadioError
 
         schemes = _split(scheme, str, "--scheme")
         partitions = _split(partition, str, "--partition")
@@ -176,17 +173,17 @@ def register(app: typer.Typer) -> None:
                             faults=tuple(fault), eval_every=eval_every, amp_iterations=amp_iterations,
                             amp_threshold=amp_threshold, seed=seed))
         except (ValueError, FileNotFoundError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
         out.mkdir(parents=True, exist_ok=True)
         suffix = "" if radio == "none" else "_radio"
         jobs_args = [(c, out / f"{run_name(c)}{suffix}.json", out / "checkpoints" / f"{run_name(c)}{suffix}.pt",
                       resume, checkpoint_every, data_dir, threads) for c in configs]
         if factory is not None and jobs > 1:
-            _fail("--jobs > 1 is for the symbol-level channel; the radio path runs one configuration at a time")
+            fail("--jobs > 1 is for the symbol-level channel; the radio path runs one configuration at a time")
         try:
             results = _run_all(jobs_args, jobs, progress, factory)
-        except ValueError as exc:
-            _fail(str(exc))
+        except (ValueError, RadioError) as exc:
+            fail(str(exc))
         finally:
             if hasattr(factory, "close"):
                 factory.close()
@@ -205,122 +202,33 @@ def register(app: typer.Typer) -> None:
         try:
             results = [json.loads(f.read_text()) for f in files]
         except (OSError, json.JSONDecodeError) as exc:
-            _fail(f"cannot read results: {exc}")
+            fail(f"cannot read results: {exc}")
         typer.echo(results_table(results))
         typer.echo(f"wrote {plot_accuracy(results, out, title)}")
 
 
 def _radio_factory(radio: str, snr_db: float, seed: int, schemes: str):
-    """A channel factory ``(n_devices, s, power) -> RadioSumChannel`` for --radio loopback, zmq (the same cell over an
-    in-process ZeroMQ broker) or a loopback YAML config."""
+    """The channel factory of --radio (:class:`lab.experiments.feel_air.ChannelFactory`): loopback, zmq (the same
+    cell over an in-process ZeroMQ broker) or a loopback/zmq bench config YAML."""
+    from lab.experiments.feel_air import ChannelFactory
+
     bad = sorted({s.strip() for s in schemes.split(",")} - {"analog", "uncoded"})
     if bad:
-        _fail(f"--scheme {','.join(bad)} with --radio {radio}: the radio path carries superposed analog schemes "
-              f"(analog, uncoded); digital/ideal need no superposition, run them with --radio none")
-    if radio == "zmq":
-        return _ZmqFactory(snr_db, seed)
-    if radio == "loopback":
-        def make(n_devices: int, s: int, power: float):
-            from lab.experiments.feel_air import loopback_sum_channel
-            return loopback_sum_channel(n_devices, snr_db=snr_db, seed=seed, power=power, channel_uses=s)
-        return make
+        fail(f"--scheme {','.join(bad)} with --radio {radio}: the radio path carries superposed analog schemes "
+             f"(analog, uncoded); digital/ideal need no superposition, run them with --radio none")
+    if radio in ("loopback", "zmq"):
+        return ChannelFactory(radio, snr_db, seed)
     if radio.endswith((".yaml", ".yml")):
         from lab.config import ConfigError, load_config
         try:
             cfg = load_config(radio)
         except ConfigError as exc:
-            _fail(str(exc))
-        if cfg.radio.driver == "zmq":
-            return _ZmqBrokerFactory(cfg, seed)
-        if cfg.radio.driver != "loopback":
-            _fail(f"{radio}: radio.driver = {cfg.radio.driver!r}; FEEL runs over 'loopback' or 'zmq' (simulated air) "
-                  f"for now, hardware needs one radio per device")
-
-        def make_cfg(n_devices: int, s: int, power: float):
-            return _yaml_channel(cfg, n_devices, s, power, seed)
-        return make_cfg
-    _fail(f"--radio {radio!r}: expected none, loopback, zmq or a hw_configs YAML file")
-
-
-class _ZmqFactory:
-    """--radio zmq: the loopback cell with every sample carried over ZeroMQ — a ChannelBroker in a background thread
-    (127.0.0.1, a free port) and the PS and device ZmqRadio endpoints in this process (:mod:`lab.experiments.zmq_cell`). Call
-    :meth:`close` when the runs are done (stops every broker it started)."""
-
-    def __init__(self, snr_db: float, seed: int):
-        self.snr_db, self.seed = snr_db, seed
-        self.cells: list = []
-
-    def __call__(self, n_devices: int, s: int, power: float):
-        from lab.experiments.zmq_cell import zmq_sum_channel
-        channel = zmq_sum_channel(n_devices, snr_db=self.snr_db, seed=self.seed, power=power, channel_uses=s)
-        self.cells.append(channel.cell)
-        return channel
-
-    def close(self) -> None:
-        while self.cells:
-            self.cells.pop().close()
-
-
-class _ZmqBrokerFactory:
-    """--radio <zmq YAML>: connect to the running broker at ``radio.args.address`` (``otalab air --config ...``) as
-    endpoints "ps" (holds the clock) and "dev0".."dev{M-1}" (``hold_clock=False``, each behind an OffsetClockRadio with a
-    random clock offset drawn from the seed), all in this process; the broker's air (its YAML ``air`` section) is the
-    channel. OFDM and sync settings come from this YAML. :meth:`close` closes the endpoints."""
-
-    def __init__(self, cfg, seed: int):
-        self.cfg, self.seed = cfg, seed
-        self.radios: list = []
-
-    def __call__(self, n_devices: int, s: int, power: float):
-        import dataclasses
-
-        import numpy as np
-
-        from lab.experiments.feel_air import radio_sum_channel
-        from radio.base import RadioError
-        from radio.wrappers import OffsetClockRadio
-        from radio.drivers.zmq import ZmqRadio
-        from sync.config import SyncConfig
-        cfg, args = self.cfg, self.cfg.radio_args
-        rate, freq = cfg.radio.sample_rate, cfg.radio.center_freq
-        try:
-            ps = ZmqRadio.from_args(dataclasses.replace(args, name="ps", hold_clock=True), rate, freq)
-            self.radios.append(ps)
-            offsets = np.random.default_rng([self.seed, 43]).integers(0, 100_000, n_devices)
-            devices = []
-            for i, off in enumerate(offsets):
-                radio = ZmqRadio.from_args(dataclasses.replace(args, name=f"dev{i}", hold_clock=False), rate, freq)
-                self.radios.append(radio)
-                devices.append(OffsetClockRadio(radio, int(off)))
-        except RadioError as exc:
-            self.close()
-            raise ValueError(f"--radio {cfg.source}: {exc} (is `otalab air --config {cfg.source}` running?)") from None
-        return radio_sum_channel(ps, devices, cfg.ofdm.to_config(rate), cfg.sync or SyncConfig(), power=power,
-                                 channel_uses=s, preambles=list(range(1, n_devices + 1)),
-                                 rng=np.random.default_rng([self.seed, 42]))
-
-    def close(self) -> None:
-        while self.radios:
-            self.radios.pop().close()
-
-
-def _yaml_channel(cfg, n_devices: int, s: int, power: float, seed: int):
-    """RadioSumChannel on an in-process Air built from a bench config's air/ofdm/sync sections."""
-    import numpy as np
-
-    from lab.experiments.feel_air import radio_sum_channel
-    from radio.sim.air import Air
-    from radio.drivers.loopback import LoopbackRadio
-    from sync.config import SyncConfig
-    of = cfg.ofdm.to_config(cfg.radio.sample_rate)
-    air = Air.from_config(cfg.air, cfg.radio.sample_rate, cfg.radio.center_freq)
-    names = ["ps"] + [f"dev{i}" for i in range(n_devices)]
-    for nm in names:
-        air.add_endpoint(nm)
-    return radio_sum_channel(LoopbackRadio(air, "ps"), [LoopbackRadio(air, nm) for nm in names[1:]], of,
-                             cfg.sync or SyncConfig(), power=power, channel_uses=s,
-                             preambles=list(range(1, n_devices + 1)), rng=np.random.default_rng([seed, 42]))
+            fail(str(exc))
+        if cfg.radio.driver not in ("loopback", "zmq"):
+            fail(f"{radio}: radio.driver = {cfg.radio.driver!r}; FEEL in one process runs over 'loopback' or 'zmq' "
+                 f"(simulated air); radios of their own run as a cell of nodes (`otalab cell`)")
+        return ChannelFactory(cfg, snr_db, seed)
+    fail(f"--radio {radio!r}: expected none, loopback, zmq or a hw_configs YAML file")
 
 
 def _run_all(jobs_args: list[tuple], jobs: int, progress: bool, factory=None) -> list[dict]:

@@ -166,12 +166,12 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from lab.config import ConfigError, load_config
+        from lab.factory import open_link_pair
         from lab.experiments.jscc_air import (
             DigitalRadioLink,
             RadioLink,
             SymbolLink,
             json_records,
-            open_radio_pair,
             send_images,
             side_by_side,
         )
@@ -202,7 +202,7 @@ def register(app: typer.Typer) -> None:
             else:
                 from phy.ofdm import OfdmConfig  # noqa: F401  (the config's ofdm section builds it)
 
-                tx, rx, closers = open_radio_pair(cfg)
+                tx, rx, closers = open_link_pair(cfg)
                 ofdm = cfg.ofdm.to_config(cfg.radio.sample_rate)
                 link = RadioLink(tx, rx, ofdm)
                 dig = DigitalRadioLink(tx, rx, ofdm, snr) if digital else None

@@ -7,18 +7,14 @@ logic is :func:`lab.experiments.link.run_link`.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Optional
 
 import typer
 
+from lab.cli.common import ConfigOpt, JsonOpt, ProgressOpt, SeedOpt, SetOpt, emit_json, fail, given, load_lab_config
+
 MODS = ("analog", "bpsk", "qpsk", "16qam", "64qam", "256qam")
 RATES = {"none": None, "1/2": 1 / 2, "2/3": 2 / 3, "3/4": 3 / 4, "5/6": 5 / 6}
-
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise SystemExit(2)
 
 
 def register(app: typer.Typer) -> None:
@@ -26,58 +22,75 @@ def register(app: typer.Typer) -> None:
 
     @app.command("link")
     def link_cmd(
+        ctx: typer.Context,
         mod: str = typer.Option("qpsk", "--mod", help="analog | bpsk | qpsk | 16qam | 64qam | 256qam"),
         code_rate: str = typer.Option("none", "--code-rate", help="none | 1/2 | 2/3 | 3/4 | 5/6 (LDPC, digital)"),
         snr_db: Optional[float] = typer.Option(20.0, "--snr-db",
-                                               help="per-subcarrier SNR on the simulated air (sets its noise)"),
-        channel: str = typer.Option("awgn", "--channel", help="awgn | TDL-A .. TDL-E | exp (simulated air)"),
-        cfo_ppm: float = typer.Option(0.0, "--cfo-ppm", help="carrier frequency offset of the link, ppm of fc"),
+                                               help="per-subcarrier SNR on the simulated air (default: the config's "
+                                                    "air.snr_db, else 20 dB)"),
+        channel: str = typer.Option("awgn", "--channel", help="awgn | TDL-A .. TDL-E | exp (simulated air; default: "
+                                                              "the config's air.channel)"),
+        cfo_ppm: float = typer.Option(0.0, "--cfo-ppm", help="carrier frequency offset of the link, ppm of fc "
+                                                             "(default: the config's air.cfo_ppm)"),
         frames: int = typer.Option(100, "--frames", min=1),
         payload_bytes: int = typer.Option(500, "--payload-bytes", min=1, help="digital payload per frame"),
         n_values: int = typer.Option(2048, "--n-values", min=1, help="analog values per frame"),
-        seed: int = typer.Option(0, "--seed"),
-        config: Optional[Path] = typer.Option(None, "--config", help="bench config (hw_configs/*.yaml)"),
-        sets: list[str] = typer.Option([], "--set", help="override a config key, e.g. --set ofdm.preset=wide256"),
-        json_path: Optional[Path] = typer.Option(None, "--json", help="write the result JSON here (atomically)"),
-        progress: bool = typer.Option(True, help="show a progress bar"),
+        seed: SeedOpt = 0,
+        config: ConfigOpt = None,
+        sets: SetOpt = [],  # noqa: B006  (typer reads the default)
+        json_path: JsonOpt = None,
+        progress: ProgressOpt = True,
     ):
         """Send FRAMES frames tx -> rx and print BER/BLER (digital) or NMSE (analog), detection, SNR and CFO."""
-        from lab.config import ConfigError, load_config
         from lab.experiments.link import air_noise_power, format_table, run_link, tx_scale_for
         from lab.factory import make_air, open_radio
-        from lab.results import metadata, write_json
+        from lab.results import metadata
         from radio.base import RadioError
 
         if mod not in MODS:
-            _fail(f"--mod {mod!r}: expected one of {', '.join(MODS)}")
+            fail(f"--mod {mod!r}: expected one of {', '.join(MODS)}")
         if code_rate not in RATES:
-            _fail(f"--code-rate {code_rate!r}: expected one of {', '.join(RATES)}")
+            fail(f"--code-rate {code_rate!r}: expected one of {', '.join(RATES)}")
         if mod == "analog" and RATES[code_rate] is not None:
-            _fail("--code-rate applies to digital modulations only; use --code-rate none with --mod analog")
+            fail("--code-rate applies to digital modulations only; use --code-rate none with --mod analog")
+        # precedence: flags the user gave > --set > YAML > defaults; the air's SNR is the per-subcarrier SNR of
+        # this command's frames, so it becomes the noise power for their transmit scale
+        base = load_lab_config(ctx, config, sets, {"channel": "air.channel", "cfo_ppm": "air.cfo_ppm",
+                                                   "seed": "air.seed"})
         try:
-            base = load_config(config, list(sets))
             ofdm_cfg = base.ofdm.to_config(base.radio.sample_rate)
             scale = tx_scale_for(ofdm_cfg)
             # the simulated air: loopback radios, or emulated Plutos (the real pyadi-iio + libiio stack on the air)
             simulated = base.radio.driver == "loopback" or (base.radio.driver == "pluto"
                                                               and getattr(base.radio_args, "emulate", False))
-            extra = [f"air.channel={channel}", f"air.cfo_ppm={cfo_ppm}", f"air.seed={seed}"]
-            if snr_db is not None:
-                extra += ["air.snr_db=null", f"air.noise_power={air_noise_power(snr_db, scale)!r}"]
-            lc = load_config(config, list(sets) + extra) if simulated else base
-        except (ConfigError, ValueError) as exc:
-            _fail(str(exc))
+            if simulated:
+                air = base.air
+                if given(ctx, "snr_db"):
+                    pass
+                elif air is not None and air.snr_db is not None:
+                    snr_db = air.snr_db
+                elif air is not None and air.noise_power is not None:
+                    snr_db = None   # the config's noise power stands as given
+                extra = ["air.snr_db=null", f"air.noise_power={air_noise_power(snr_db, scale)!r}"] \
+                    if snr_db is not None else []
+                lc = load_lab_config(ctx, config, list(sets) + extra, {"channel": "air.channel",
+                                                                       "cfo_ppm": "air.cfo_ppm", "seed": "air.seed"})
+                channel, cfo_ppm = (lc.air.channel, lc.air.cfo_ppm) if lc.air is not None else ("awgn", 0.0)
+            else:
+                lc, snr_db = base, None
+        except ValueError as exc:
+            fail(str(exc))
         closers = []
         try:
             air = make_air(lc) if simulated else None
-            tx = open_radio(lc, "tx", air=air)
+            tx = open_radio(lc, "tx", air=air, transmit_only=True)
             closers.append(tx)
             rx = open_radio(lc, "rx", air=air)
             closers.append(rx)
         except (RadioError, ValueError, OSError) as exc:
             for c in closers:
                 c.close()
-            _fail(str(exc))
+            fail(str(exc))
         cfo_true = cfo_ppm * 1e-6 * lc.radio.center_freq if simulated else None
         bar = None
         try:
@@ -93,7 +106,7 @@ def register(app: typer.Typer) -> None:
                            payload_bytes=payload_bytes, n_values=n_values, seed=seed, tx_scale=scale,
                            cfo_hz_true=cfo_true, snr_db_true=snr_db if simulated else None, progress=prog)
         except (RadioError, ValueError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
         finally:
             if bar is not None:
                 bar.stop()
@@ -101,11 +114,8 @@ def register(app: typer.Typer) -> None:
                 c.close()
         res["config"] = {"source": lc.source, "raw": lc.raw, "driver": lc.radio.driver, "channel": channel,
                          "cfo_ppm": cfo_ppm, "snr_db": snr_db}
-        res["seed"] = seed
-        res.update(metadata())
+        res.update(metadata(seed=seed))
         typer.echo(f"otalab link: {mod}" + (f" rate {code_rate}" if mod != "analog" else "")
-                   + f", {lc.radio.driver}, {channel}, {ofdm_cfg.fft_size}-FFT")
-        typer.echo(format_table(res))
-        if json_path is not None:
-            write_json(json_path, res)
-            typer.echo(f"wrote {json_path}")
+                   + f", {lc.radio.driver}, {channel}, {ofdm_cfg.fft_size}-FFT", err=json_path == "-")
+        typer.echo(format_table(res), err=json_path == "-")
+        emit_json(json_path, res)

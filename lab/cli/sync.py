@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from lab.cli.common import ConfigOpt, JsonOpt, ProgressOpt, SeedOpt, SetOpt, emit_json, load_lab_config
 from lab.experiments.sync_trials import SWEEPS
 
 def register(app: typer.Typer) -> None:
@@ -18,6 +19,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("sync")
     def sync_cmd(
+        ctx: typer.Context,
         devices: int = typer.Option(8, "--devices", "-k", min=1, help="number of devices K"),
         snr_db: float = typer.Option(10.0, "--snr-db", help="per-subcarrier SNR at the PS for a unit-gain link"),
         ps_power_db: float = typer.Option(10.0, "--ps-power-db", help="PS transmit power above a device's [dB]"),
@@ -28,22 +30,22 @@ def register(app: typer.Typer) -> None:
         delay_spread_ns: float = typer.Option(30.0, "--delay-spread-ns", min=0, help="RMS delay spread [ns]"),
         rounds: int = typer.Option(2, "--rounds", min=1, help="over-the-air sums per trial"),
         trials: int = typer.Option(5, "--trials", min=1, help="independent placements of the devices"),
-        seed: int = typer.Option(0, "--seed"),
+        seed: SeedOpt = 0,
         no_timing_advance: bool = typer.Option(False, "--no-timing-advance",
                                                help="devices never apply TA (shows what TA is worth)"),
         sweep_names: list[str] = typer.Option([], "--sweep", help=f"trade-off sweep: {', '.join(SWEEPS)}"),
-        config: Path | None = typer.Option(None, "--config", help="hw_configs YAML (ofdm, sync, radio rate/freq)"),
-        overrides: list[str] = typer.Option([], "--set", help="override a config key, e.g. sync.beacon_period=4000"),
-        json_path: Path | None = typer.Option(None, "--json", help="write the result JSON here (atomically)"),
+        config: ConfigOpt = None,
+        overrides: SetOpt = [],  # noqa: B006
+        json_path: JsonOpt = None,
         out: Path = typer.Option(Path("runs/sync"), "--out", help="folder for the PNG plots"),
+        progress: ProgressOpt = True,
     ):
         """Synchronize K devices for over-the-air computation on the simulated air and report accuracy and cost."""
         from rich.console import Console
         from rich.progress import Progress
         from rich.table import Table
 
-        from lab.config import load_config
-        from lab.results import metadata, write_json
+        from lab.results import metadata
         from lab.experiments.sync_trials import Scenario, run, sweep
         from lab.plots import plot_sync
 
@@ -51,7 +53,7 @@ def register(app: typer.Typer) -> None:
         if unknown:
             raise typer.BadParameter(f"unknown sweep {unknown[0]!r}; choose from {', '.join(SWEEPS)}",
                                      param_hint="--sweep")
-        lab_cfg = load_config(config, overrides)
+        lab_cfg = load_lab_config(ctx, config, overrides)
         if lab_cfg.radio.driver not in ("loopback", "zmq"):
             raise typer.BadParameter(f"otalab sync runs on the simulated air (driver 'loopback', or 'zmq': the same "
                                      f"air served by an in-process ZeroMQ broker); {lab_cfg.source} selects driver "
@@ -64,7 +66,7 @@ def register(app: typer.Typer) -> None:
                        preset=lab_cfg.ofdm.preset)
         n_sweep = sum(len(SWEEPS[s][1]) if s in SWEEPS else 0 for s in sweep_names)
         console = Console(stderr=True)
-        with Progress(console=console, transient=True) as bar:
+        with Progress(console=console, transient=True, disable=not progress) as bar:
             task = bar.add_task("sync trials", total=trials * (1 + n_sweep))
             step = lambda: bar.advance(task)  # noqa: E731
             result = run(scn, cfg, trials, seed, timing_advance=not no_timing_advance, progress=step, zmq=zmq)
@@ -74,7 +76,7 @@ def register(app: typer.Typer) -> None:
         result.update(scenario=dataclasses.asdict(scn), sync=dataclasses.asdict(cfg), timing_advance=not no_timing_advance,
                       driver=lab_cfg.radio.driver,
                       cp_len=of.cp_len, window_backoff=cfg.window_backoff or of.cp_len // 2,
-                      seed=seed, **metadata(config=str(config) if config else None))
+                      **metadata(config=str(config) if config else None, seed=seed))
         table = Table(title=f"otalab sync: {devices} devices, {snr_db:g} dB, {channel}, {trials} trials")
         table.add_column("metric")
         table.add_column("value", justify="right")
@@ -93,9 +95,7 @@ def register(app: typer.Typer) -> None:
             rows.append((f"  air time: {kind}", f"{100 * frac:.1f} %"))
         for name, value in rows:
             table.add_row(name, value)
-        Console().print(table)
+        Console(stderr=json_path == "-").print(table)
         for p in plot_sync(result, out):
             console.print(f"plot: {p}")
-        if json_path:
-            write_json(json_path, result)
-            console.print(f"json: {json_path}")
+        emit_json(json_path, result, echo=console.print)

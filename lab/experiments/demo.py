@@ -163,30 +163,10 @@ def _feel_stage(cfg: DemoConfig, channel, stage) -> list[dict]:
     return out
 
 
-def _camera_link(channel, cfg: DemoConfig):
-    """A "camera" endpoint on the cell's air, placed like a device, sending to the PS's radio."""
-    from radio.sim.channel import LinkParams
-    from radio.drivers.loopback import LoopbackRadio
-
-    air, scn = channel.air, channel.scenario
-    cam = LoopbackRadio(air, "camera", noise_power=0.0)
-    air.set_receiving("camera", False)
-    for name in air.endpoints:
-        if name not in ("camera", "ps"):
-            air.set_link("camera", name, None)
-    rng = np.random.default_rng([cfg.seed, 77])
-    of = scn.ofdm()
-    params = LinkParams(delay_samples=float(rng.uniform(0, scn.max_delay_cp * of.cp_len)),
-                        cfo_ppm=float(rng.uniform(-scn.cfo_ppm, scn.cfo_ppm)),
-                        sco_ppm=float(rng.uniform(-scn.sco_ppm, scn.sco_ppm)),
-                        profile=scn.profile, delay_spread_s=scn.delay_spread_s)
-    air.set_link("camera", "ps", params)
-    return cam, of, dataclasses.asdict(params)
-
-
 def _jscc_stage(cfg: DemoConfig, channel, stage) -> dict:
     """One DeepJSCC image over the air (camera → PS) and over the symbol-level AWGN channel; PNG side by side."""
     from lab.experiments.jscc_air import RadioLink, SymbolLink, json_records, send_images, side_by_side
+    from lab.factory import add_device_endpoint
     from learning.jscc.checkpoint import CheckpointError, load_checkpoint
     from learning.jscc.data import DataNotFoundError, load_sample_photo
 
@@ -199,7 +179,8 @@ def _jscc_stage(cfg: DemoConfig, channel, stage) -> dict:
         return {"skipped": str(exc)}
     if cfg.quick:
         img = np.ascontiguousarray(img[QUICK_CROP])
-    cam, of, params = _camera_link(channel, cfg)
+    cam, params = add_device_endpoint(channel.cell, channel.scenario, "camera", seed=cfg.seed)
+    of = channel.scenario.ofdm()
     link = RadioLink(cam, channel.ps, of)
     recs = send_images(model, img[None], link, cfg.snr_db)
     stage.advance()

@@ -36,8 +36,8 @@ a device that misses its CSI feedback (it then stays silent rather than use stal
 A round whose estimate is not finite (bad data from the air) is counted in ``stats["non_finite"]`` and returned as
 y = 0 with infinite noise variance, which every over-the-air scheme's decoder rejects.
 
-:func:`loopback_sum_channel` builds a whole cell on the in-process air — K devices with random one-way delays, clock
-offsets, carrier and sampling-clock offsets and multipath, as in :mod:`lab.experiments.sync_trials` — runs random access and
+:func:`sum_channel` builds a whole cell on the in-process air (or over ZeroMQ) — K devices with random one-way delays, clock
+offsets, carrier and sampling-clock offsets and multipath, as :func:`lab.factory.build_cell` places them — runs random access and
 timing advance once, calibrates with known probe rounds (:meth:`RadioSumChannel.calibrate`) and returns the channel
 ready to serve rounds, with the simulation's truth attached so that :meth:`RadioSumChannel.sync_report` can
 measure the residual timing and CFO errors.
@@ -46,47 +46,19 @@ measure the residual timing and CFO errors.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from lab.factory import (DEFAULT_BIND, CellTruth, Scenario, build_cell, cell_truth, config_cell, new_session)
 from learning.feel.channel import Reception, RoundCsi
+from phy.ofdm import OfdmConfig
 from sync.config import SyncConfig
 from sync.precomp import truncated_inversion
 from sync.procedure import SyncSession
 
 #: largest number of OFDM data symbols the builder puts into one data burst (longer vectors use several bursts)
 MAX_DATA_SYMBOLS = 64
-
-
-@dataclass
-class CellTruth:
-    """What the simulation knows about a cell and the procedure must estimate (all float64/int64 arrays of length K).
-
-    ``delays``: one-way delay per device [samples]; ``offsets``: device clock minus the global clock [samples];
-    ``cfo_ppm``/``sco_ppm``: device carrier and sampling-clock offsets; ``span``: first and last uplink tap within 20 dB of the strongest (:func:`lab.experiments.sync_trials.path_span`) of each uplink
-    [samples]; ``gains``: float64[K, n_used] |H| of each true uplink on the used subcarriers; ``noise_power``: the PS's
-    noise variance per complex sample; ``center_freq``: Hz.
-    """
-
-    delays: np.ndarray
-    offsets: np.ndarray
-    cfo_ppm: np.ndarray
-    sco_ppm: np.ndarray
-    span: np.ndarray
-    gains: np.ndarray
-    noise_power: float
-    center_freq: float
-
-    def arrival(self, local: float, i: int) -> float:
-        """PS (= global) time at which a burst that device ``i`` starts at its clock's ``local`` arrives (first
-        path): (local − offset + delay) / (1 + sco·1e-6), the uplink compressing the device's samples by sco ppm."""
-        return (local - self.offsets[i] + self.delays[i]) / (1 + self.sco_ppm[i] * 1e-6)
-
-    def cfo_hz(self) -> np.ndarray:
-        """True downlink carrier offset each device should measure on beacons: −cfo_ppm·1e-6·f_c (float64[K])."""
-        return -self.cfo_ppm * 1e-6 * self.center_freq
 
 
 class RadioSumChannel:
@@ -276,32 +248,6 @@ class RadioSumChannel:
         return {**summary, **base}
 
 
-def build_cell(scn, cfg: SyncConfig, seed: int, *, timing_advance: bool = True, cell=None):
-    """The in-process cell of :func:`lab.experiments.sync_trials.build_cell` for Scenario ``scn`` (same draws for the same seed)
-    with its SyncSession (before access) and the scenario's faults applied: returns (air, ps radio, device radios,
-    session, CellTruth). ``cell``: an already placed :class:`lab.experiments.sync_trials.Cell` with its radios attached
-    (e.g. ZeroMQ endpoints, :mod:`lab.experiments.zmq_cell`) instead of a new loopback one."""
-    from lab.experiments.sync_trials import _uplink_gain, path_span
-    from lab.experiments.sync_trials import build_cell as place_devices
-
-    if cell is None:
-        cell = place_devices(scn, cfg, seed)
-    of = scn.ofdm()
-    names = [f"dev{i}" for i in range(scn.devices)]
-    session = SyncSession(cell.ps, cell.radios, of, cell.cfg, preambles=cell.preambles,
-                          timing_advance=timing_advance, data_symbols=scn.data_symbols,
-                          rng=np.random.default_rng(seed + 1))
-    for i, dev in enumerate(session.devices):       # the scenario's faults, as run_trial applies them
-        dev.answers = i not in scn.never_answer
-        dev.alive_until_round = scn.dropout.get(i)
-    session.lost_beacons = set(scn.lost_beacons)
-    truth = CellTruth(delays=cell.delays, offsets=cell.offsets, cfo_ppm=cell.ppm, sco_ppm=cell.sco,
-                      span=np.array([path_span(cell.air.link(nm, "ps")) for nm in names]),
-                      gains=np.stack([_uplink_gain(cell.air, nm, of) for nm in names]),
-                      noise_power=10 ** (-scn.snr_db / 10), center_freq=scn.center_freq)
-    return cell.air, cell.ps, cell.radios, session, truth
-
-
 def data_symbols_for(channel_uses: int, n_data: int, max_symbols: int = MAX_DATA_SYMBOLS) -> int:
     """OFDM data symbols per burst so that ⌈s/2⌉ complex values fit in as few, equally full bursts as possible."""
     n_c = math.ceil(channel_uses / 2)
@@ -325,29 +271,83 @@ def radio_sum_channel(ps, devices: list, ofdm, sync: SyncConfig | None = None, *
     return channel
 
 
-def loopback_sum_channel(n_devices: int, snr_db: float = 10.0, seed: int = 0, profile: str = "TDL-A", *,
-                         power: float = 200.0, channel_uses: int = 3925, sync: SyncConfig | None = None,
-                         calibrate: bool = True, timing_advance: bool = True, **scenario) -> RadioSumChannel:
-    """A RadioSumChannel on a fresh in-process air: K = ``n_devices`` devices placed as in :mod:`lab.experiments.sync_trials`
-    (``scenario``: further :class:`lab.experiments.sync_trials.Scenario` fields, e.g. max_delay_cp, cfo_ppm, sco_ppm,
+def sum_channel(n_devices: int, snr_db: float = 10.0, seed: int = 0, profile: str = "TDL-A", *,
+                power: float = 200.0, channel_uses: int = 3925, sync: SyncConfig | None = None,
+                calibrate: bool = True, timing_advance: bool = True, air: str = "loopback",
+                bind: str = DEFAULT_BIND, wire: str = "fc32", **scenario) -> RadioSumChannel:
+    """A RadioSumChannel on a fresh cell (:func:`lab.factory.build_cell`): K = ``n_devices`` devices placed as in
+    :class:`lab.factory.Scenario` (``scenario``: further Scenario fields, e.g. max_delay_cp, cfo_ppm, sco_ppm,
     preset), synchronized once (beacons, random access, timing advance), then calibrated with two probe rounds.
 
     ``snr_db``: per-subcarrier SNR at the PS for a unit-gain link; ``profile``: multipath ("none", "TDL-A".."TDL-E");
     ``power``/``channel_uses``: the FEEL scheme's P_t and s (they fix the scale c); ``timing_advance`` False: the
-    devices never apply TA (what TA is worth). The air, the PS radio and the truth are reachable as ``channel.air``,
-    ``channel.ps`` and ``channel.truth``."""
-    from lab.experiments.sync_trials import Scenario
-    from phy.ofdm import OfdmConfig
-
+    devices never apply TA (what TA is worth); ``air``: "loopback" (in-process) or "zmq" (every sample over a
+    ZeroMQ broker in this process, ``bind``/``wire``; the same cell and procedure, the same samples). The air, the PS
+    radio, the truth and the cell are reachable as ``channel.air``, ``channel.ps``, ``channel.truth`` and
+    ``channel.cell`` (call ``channel.cell.close()`` when done)."""
     preset = scenario.get("preset", Scenario.preset)
     sample_rate = scenario.get("sample_rate", Scenario.sample_rate)
     n_data = OfdmConfig.preset(preset, sample_rate=sample_rate).n_data
     scenario.setdefault("data_symbols", data_symbols_for(channel_uses, n_data))
     scn = Scenario(devices=n_devices, snr_db=snr_db, profile=profile, **scenario)
-    air, ps, radios, session, truth = build_cell(scn, sync or SyncConfig(), seed, timing_advance=timing_advance)
-    session.access()
-    channel = RadioSumChannel(session, power, channel_uses, truth=truth)
-    channel.air, channel.ps, channel.radios, channel.scenario = air, ps, radios, scn
-    if calibrate:
-        channel.calibrate()
+    cell = build_cell(scn, sync or SyncConfig(), seed, air=air, bind=bind, wire=wire)
+    try:
+        session = new_session(cell, scn, seed, timing_advance=timing_advance)
+        session.access()
+        channel = RadioSumChannel(session, power, channel_uses, truth=cell_truth(cell, scn))
+        channel.air, channel.ps, channel.radios, channel.scenario, channel.cell = (cell.air, cell.ps, cell.radios,
+                                                                                   scn, cell)
+        if calibrate:
+            channel.calibrate()
+    except BaseException:
+        cell.close()
+        raise
     return channel
+
+
+def loopback_sum_channel(n_devices: int, snr_db: float = 10.0, seed: int = 0, profile: str = "TDL-A",
+                         **kw) -> RadioSumChannel:
+    """:func:`sum_channel` on the in-process air."""
+    return sum_channel(n_devices, snr_db, seed, profile, air="loopback", **kw)
+
+
+def zmq_sum_channel(n_devices: int, snr_db: float = 10.0, seed: int = 0, profile: str = "TDL-A",
+                    **kw) -> RadioSumChannel:
+    """:func:`sum_channel` with every sample carried over a ZeroMQ broker in this process."""
+    return sum_channel(n_devices, snr_db, seed, profile, air="zmq", **kw)
+
+
+def config_sum_channel(config, n_devices: int, s: int, power: float, seed: int) -> RadioSumChannel:
+    """A RadioSumChannel on the radios of a bench config (:func:`lab.factory.config_cell`: a loopback YAML's air, or
+    endpoints on the running ZeroMQ broker of a zmq YAML); ``channel.cell`` to close."""
+    cell = config_cell(config, n_devices, seed)
+    try:
+        channel = radio_sum_channel(cell.ps, cell.radios, cell.ofdm, cell.cfg, power=power, channel_uses=s,
+                                    preambles=cell.preambles, rng=cell.rng)
+    except BaseException:
+        cell.close()
+        raise
+    channel.cell = cell
+    return channel
+
+
+class ChannelFactory:
+    """``factory(n_devices, s, power) -> RadioSumChannel`` for ``otalab feel --radio``: "loopback" (the in-process
+    cell at ``snr_db``), "zmq" (the same cell over a ZeroMQ broker in this process) or a loaded bench config
+    (:func:`config_sum_channel`). :meth:`close` closes every cell it built."""
+
+    def __init__(self, radio, snr_db: float = 20.0, seed: int = 0):
+        self.radio, self.snr_db, self.seed = radio, float(snr_db), int(seed)
+        self.cells: list = []
+
+    def __call__(self, n_devices: int, s: int, power: float) -> RadioSumChannel:
+        if self.radio in ("loopback", "zmq"):
+            channel = sum_channel(n_devices, self.snr_db, self.seed, air=self.radio, power=power, channel_uses=s)
+        else:
+            channel = config_sum_channel(self.radio, n_devices, s, power, self.seed)
+        self.cells.append(channel.cell)
+        return channel
+
+    def close(self) -> None:
+        while self.cells:
+            self.cells.pop().close()

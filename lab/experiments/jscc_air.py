@@ -325,38 +325,6 @@ def side_by_side(images: np.ndarray, records: list[dict], path, scale: int = 4) 
     plt.close(fig)
 
 
-def open_radio_pair(cfg) -> tuple[object, object, list]:
-    """(tx radio, rx radio, objects to close) for a loaded bench config (``lab.config.LabConfig``).
-
-    ``loopback``: two endpoints ("jscc-tx", "jscc-rx") on an in-process Air built from the ``air:`` section.
-    ``zmq``: two endpoints ``<name>-tx`` and ``<name>-rx`` on the broker at ``radio.args.address`` (start it with
-    ``otalab air --config ...``). Other drivers: ValueError (one device would have to both send and receive).
-    """
-    driver = cfg.radio.driver
-    if driver == "loopback":
-        from radio.sim.air import Air
-        from radio.drivers.loopback import LoopbackRadio
-
-        air = Air.from_config(cfg.air, cfg.radio.sample_rate, cfg.radio.center_freq)
-        tx, rx = LoopbackRadio(air, "jscc-tx"), LoopbackRadio(air, "jscc-rx")
-        return tx, rx, [tx, rx]
-    if driver == "zmq":
-        from radio.drivers.zmq import ZmqRadio
-
-        a = cfg.radio_args
-        kw = dict(wire=a.wire, timeout_s=a.timeout_s, heartbeat_s=a.heartbeat_s, server_key=a.server_key,
-                  client_key=a.client_key)
-        tx = ZmqRadio(a.address, f"{a.name}-tx", receive=False, **kw)
-        try:
-            rx = ZmqRadio(a.address, f"{a.name}-rx", **kw)
-        except BaseException:
-            tx.close()
-            raise
-        return tx, rx, [tx, rx]
-    raise ValueError(f"radio.driver = {driver!r}: `jscc send` drives a transmitter and a receiver; supported drivers "
-                     "are 'loopback' (in-process air) and 'zmq' (broker); use two endpoints of the simulated air")
-
-
 def json_records(records: list[dict]) -> list[dict]:
     """Records without the decoded images (for JSON output)."""
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]

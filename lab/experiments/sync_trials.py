@@ -25,141 +25,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from phy.ofdm import OfdmConfig
-from radio.sim.air import Air
-from radio.base import Radio
-from radio.sim.channel import LinkParams
-from radio.wrappers import OffsetClockRadio
-from radio.drivers.loopback import LoopbackRadio
-from sync.config import SPEED_OF_LIGHT, SyncConfig
+from lab.factory import Cell, Scenario, build_cell, new_session, path_span, uplink_gain
+from sync.config import SyncConfig
 from sync.precomp import truncated_inversion
-from sync.procedure import SyncSession
-
-
-@dataclass
-class Scenario:
-    """One cell: K devices, geometry, oscillators, channel and SNR (see module docstring)."""
-
-    devices: int = 8
-    snr_db: float = 10.0              # uplink: per-subcarrier SNR at the PS for a unit-gain link
-    ps_power_db: float = 10.0         # the PS (a base station) transmits this much more power than a device
-    max_delay_cp: float = 20.0        # largest one-way delay in cyclic-prefix lengths (sets the cell radius)
-    cfo_ppm: float = 10.0             # device carrier offsets uniform in ±cfo_ppm (PS at 0)
-    sco_ppm: float = 10.0             # device sampling-clock offsets uniform in ±sco_ppm
-    center_freq: float = 2.4e9
-    sample_rate: float = 20e6
-    profile: str = "TDL-A"            # per-link multipath ("none" for AWGN)
-    delay_spread_s: float = 30e-9
-    clock_offset_max: int = 100_000   # device clocks start anywhere in [0, this) samples
-    rounds: int = 2
-    data_symbols: int = 8
-    preset: str = "wifi64"
-    never_answer: tuple[int, ...] = ()        # devices that never transmit
-    dropout: dict[int, int] = field(default_factory=dict)  # device -> round (1-based) from which it is silent
-    same_preamble: tuple[int, ...] = ()       # devices forced onto preamble 0 (collisions)
-    lost_beacons: tuple[int, ...] = ()        # access beacons (0-based) the PS never sends
-
-    def ofdm(self) -> OfdmConfig:
-        return OfdmConfig.preset(self.preset, sample_rate=self.sample_rate)
-
-    def cell_radius_m(self) -> float:
-        cp = self.ofdm().cp_len
-        return self.max_delay_cp * cp / self.sample_rate * SPEED_OF_LIGHT
-
-
-def path_span(link, within_db: float = 20.0) -> tuple[int, int]:
-    """First and last tap lag (samples) of a link's realized multipath holding power within ``within_db`` of its
-    strongest tap — the maximum excess delay at that level, the usual measure of how far a channel smears a symbol
-    (a tap 20 dB down smears less than the 10 dB-SNR noise floor). (0, 0) for a single-path link."""
-    if link is None or link.tap_lags.size == 1:
-        return 0, 0
-    p = np.abs(link.tap_coeffs) ** 2
-    sig = np.flatnonzero(p >= p.max() * 10 ** (-within_db / 10))
-    return int(link.tap_lags[sig[0]]), int(link.tap_lags[sig[-1]])
-
-
-def _uplink_gain(air: Air, dev: str, ofdm: OfdmConfig) -> np.ndarray:
-    """|H| of the true uplink channel on the used subcarriers (float[n_used])."""
-    link = air.link(dev, "ps")
-    if link is None:
-        return np.ones(ofdm.n_used)
-    bulk, h = link.impulse_response
-    m = np.asarray(ofdm.used_subcarriers, dtype=np.float64)
-    resp = np.exp(-2j * np.pi * np.outer(m, np.arange(h.size)) / ofdm.fft_size) @ h
-    return np.abs(resp)
-
-
-@dataclass
-class Cell:
-    """A built scenario: the air, the PS's radio, the devices' radios (each with its own clock), their preambles, the
-    sync settings sized for the cell, and the truth (delays, carrier and clock offsets) the evaluation needs."""
-
-    air: Air
-    ps: Radio | None
-    radios: list | None
-    preambles: list[int]
-    cfg: SyncConfig
-    delays: np.ndarray
-    ppm: np.ndarray
-    sco: np.ndarray
-    offsets: np.ndarray
-    rng: np.random.Generator
-
-
-def place_devices(scn: Scenario, cfg: SyncConfig, seed: int) -> Cell:
-    """Place the devices of ``scn`` on a new in-process air (module docstring); deterministic for ``seed``.
-
-    Returns a :class:`Cell` whose ``ps`` and ``radios`` are None: the air holds endpoints ``"ps"`` and
-    ``"dev0"`` … ``"dev{K-1}"`` with their noise and links, and the radios are the caller's choice
-    (:func:`build_cell`: in-process loopback; :mod:`lab.experiments.zmq_cell`: ZeroMQ endpoints on a broker serving this air).
-    The random draws are the same as :func:`build_cell`'s, in the same order."""
-    rng = np.random.default_rng(seed)
-    of = scn.ofdm()
-    k = scn.devices
-    fs, fc = scn.sample_rate, scn.center_freq
-    n0 = 10 ** (-scn.snr_db / 10)
-    cfg = dataclasses.replace(cfg, cell_radius_m=scn.cell_radius_m())
-    air = Air(fs, fc, seed=int(rng.integers(1 << 31)))
-    air.add_endpoint("ps", noise_power=n0)
-    names = [f"dev{i}" for i in range(k)]
-    for nm in names:  # downlink SNR = uplink SNR + ps_power_db (modelled as lower noise at the devices)
-        air.add_endpoint(nm, noise_power=n0 * 10 ** (-scn.ps_power_db / 10))
-    delays = rng.uniform(0, scn.max_delay_cp * of.cp_len, k)
-    ppm = rng.uniform(-scn.cfo_ppm, scn.cfo_ppm, k)
-    sco = rng.uniform(-scn.sco_ppm, scn.sco_ppm, k)
-    offsets = rng.integers(0, max(scn.clock_offset_max, 1), k)
-    for i, a in enumerate(names):
-        for j, b in enumerate(names):
-            if i != j:
-                air.set_link(a, b, None)
-        common = dict(delay_samples=float(delays[i]), profile=scn.profile, delay_spread_s=scn.delay_spread_s)
-        # downlink sees PS carrier − device carrier; the device's fast clock stretches what it receives and
-        # compresses what it sends (sco ± on the two directions)
-        air.set_link("ps", a, LinkParams(cfo_ppm=-ppm[i], sco_ppm=sco[i], **common))
-        air.set_link(a, "ps", LinkParams(cfo_ppm=ppm[i], sco_ppm=-sco[i], **common))
-    preambles = [0 if i in scn.same_preamble else i + 1 for i in range(k)]
-    return Cell(air, None, None, preambles, cfg, delays, ppm, sco, offsets, rng)
-
-
-def build_cell(scn: Scenario, cfg: SyncConfig, seed: int) -> Cell:
-    """Place the devices of ``scn`` on a new in-process air (:func:`place_devices`) behind loopback radios, each
-    device with its own clock (:class:`radio.wrappers.OffsetClockRadio`); deterministic for ``seed``."""
-    cell = place_devices(scn, cfg, seed)
-    cell.ps = LoopbackRadio(cell.air, "ps")
-    cell.radios = [OffsetClockRadio(LoopbackRadio(cell.air, f"dev{i}"), int(o)) for i, o in enumerate(cell.offsets)]
-    return cell
 
 
 def run_trial(scn: Scenario, cfg: SyncConfig, seed: int, *, timing_advance: bool = True,
               n_pilot_symbols: int | None = None, cell: Cell | None = None) -> dict:
     """One trial (module docstring); returns per-device truths and estimates and per-round aggregation errors.
 
-    ``cell``: the cell of (scn, cfg, seed) placed by :func:`place_devices` with its radios attached and not used yet
-    (e.g. ``lab.experiments.zmq_cell.ZmqCell(scn, cfg, seed).cell``: the same trial over ZeroMQ); default :func:`build_cell`."""
+    ``cell``: the cell of (scn, cfg, seed) built by :func:`lab.factory.build_cell` and not used yet (e.g. with
+    ``air="zmq"``: the same trial over ZeroMQ); default: a new in-process one."""
     if cell is None:
         cell = build_cell(scn, cfg, seed)
     air, rng, cfg = cell.air, cell.rng, cell.cfg
@@ -169,13 +48,7 @@ def run_trial(scn: Scenario, cfg: SyncConfig, seed: int, *, timing_advance: bool
     fc = scn.center_freq
     n0 = 10 ** (-scn.snr_db / 10)
     names = [f"dev{i}" for i in range(k)]
-    session = SyncSession(cell.ps, cell.radios, of, cfg, preambles=cell.preambles, timing_advance=timing_advance,
-                          data_symbols=scn.data_symbols, n_pilot_symbols=n_pilot_symbols,
-                          rng=np.random.default_rng(seed + 1))
-    for i, dev in enumerate(session.devices):
-        dev.answers = i not in scn.never_answer
-        dev.alive_until_round = scn.dropout.get(i)
-    session.lost_beacons = set(scn.lost_beacons)
+    session = new_session(cell, scn, seed, timing_advance=timing_advance, n_pilot_symbols=n_pilot_symbols)
     session.access()
 
     def arrival(local: float, i: int) -> float:
@@ -183,7 +56,7 @@ def run_trial(scn: Scenario, cfg: SyncConfig, seed: int, *, timing_advance: bool
         return (local - offsets[i] + delays[i]) / (1 - (-sco[i] * 1e-6))
 
     span = np.array([path_span(air.link(nm, "ps")) for nm in names])   # [K, 2]: first, last path (samples)
-    gains = np.stack([_uplink_gain(air, nm, of) for nm in names])
+    gains = np.stack([uplink_gain(air, nm, of) for nm in names])
     rounds, timing = [], []
     n_vals = scn.data_symbols * of.n_data
     for r in range(scn.rounds):
@@ -289,15 +162,14 @@ SWEEPS = {
 def run(scn, cfg, trials: int, seed: int, timing_advance: bool = True, progress=None, zmq=None) -> dict:
     """Run ``trials`` trials and summarize them (see lab.experiments.sync_trials.summarize). ``zmq``: a
     :class:`radio.drivers.zmq.ZmqArgs` to carry every trial over ZeroMQ (an in-process broker on 127.0.0.1 with that wire
-    format, :class:`lab.experiments.zmq_cell.ZmqCell`) instead of the in-process air; the results are the same."""
+    format, :func:`lab.factory.build_cell` with ``air="zmq"``) instead of the in-process air; the results are the same."""
     out = []
     for t in range(trials):
         if zmq is None:
             out.append(run_trial(scn, cfg, seed + t, timing_advance=timing_advance))
         else:
-            from lab.experiments.zmq_cell import ZmqCell  # noqa: PLC0415
-            with ZmqCell(scn, cfg, seed + t, wire=zmq.wire, timeout_s=zmq.timeout_s) as zc:
-                out.append(run_trial(scn, cfg, seed + t, timing_advance=timing_advance, cell=zc.cell))
+            with build_cell(scn, cfg, seed + t, air="zmq", wire=zmq.wire, timeout_s=zmq.timeout_s) as cell:
+                out.append(run_trial(scn, cfg, seed + t, timing_advance=timing_advance, cell=cell))
         if progress:
             progress()
     summary = summarize(out, scn.sample_rate)

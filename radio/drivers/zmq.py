@@ -40,6 +40,7 @@ class ZmqArgs:
     wire: Literal["fc32", "sc16"] = "fc32"
     timeout_s: float = 10.0
     heartbeat_s: float = 0.5
+    wait_timeout_s: float = 120.0
     hold_clock: bool = True
     receive: bool = True
     server_key: str | None = None
@@ -53,6 +54,8 @@ class ZmqArgs:
             raise ValueError(f"timeout_s must be > 0 s, got {self.timeout_s}")
         if not self.heartbeat_s > 0:
             raise ValueError(f"heartbeat_s must be > 0 s, got {self.heartbeat_s}")
+        if not self.wait_timeout_s > 0:
+            raise ValueError(f"wait_timeout_s must be > 0 s, got {self.wait_timeout_s}")
         if (self.server_key is None) != (self.client_key is None):
             raise ValueError("CURVE needs both server_key (broker public certificate) and client_key "
                              f"(this endpoint's secret certificate), got server_key={self.server_key!r}, "
@@ -74,12 +77,14 @@ class ZmqRadio(Radio):
     driver = "zmq"
 
     def __init__(self, address: str = DEFAULT_ADDRESS, name: str = "radio0", *, wire: str = "fc32",
-                 timeout_s: float = 10.0, heartbeat_s: float = 0.5, hold_clock: bool = True, receive: bool = True,
+                 timeout_s: float = 10.0, heartbeat_s: float = 0.5, wait_timeout_s: float = 120.0,
+                 hold_clock: bool = True, receive: bool = True,
                  server_key: str | None = None, client_key: str | None = None,
                  sample_rate: float | None = None, center_freq: float | None = None):
         check_wire(wire)
         self.address, self.name, self.wire = address, name, wire
         self.timeout_s, self.heartbeat_s = float(timeout_s), float(heartbeat_s)
+        self.wait_timeout_s = float(wait_timeout_s)
         self.hold_clock, self.receive = bool(hold_clock), bool(receive)
         self._closed = False
         self._seq = 0
@@ -119,6 +124,7 @@ class ZmqRadio(Radio):
                   center_freq: float | None = None) -> ZmqRadio:
         """Open from YAML ``radio.args`` (:class:`ZmqArgs`); rate/carrier, when given, must match the broker's."""
         return cls(args.address, args.name, wire=args.wire, timeout_s=args.timeout_s, heartbeat_s=args.heartbeat_s,
+                   wait_timeout_s=args.wait_timeout_s,
                    hold_clock=args.hold_clock, receive=args.receive, server_key=args.server_key,
                    client_key=args.client_key, sample_rate=sample_rate, center_freq=center_freq)
 
@@ -254,6 +260,11 @@ class ZmqRadio(Radio):
                 if wall - self._broker_seen > timeout:
                     raise RadioError(f"ZmqRadio {self.name!r}: broker at {self.address} stopped answering "
                                      f"heartbeats for {wall - self._broker_seen:.1f} s during {header['op']!r}")
+                if wall - start > self.wait_timeout_s:
+                    raise RadioError(f"ZmqRadio {self.name!r}: {header['op']!r} of {header.get('n', '?')} samples at "
+                                     f"{header.get('at')} waited {wall - start:.1f} s for the air's clock (the broker "
+                                     f"is alive but the clock is held by another endpoint: see the broker's "
+                                     f"'stalled' events; wait_timeout_s = {self.wait_timeout_s:g})")
             elif wall - start > timeout:
                 hint = " (CURVE keys?)" if self._keys is not None else ""
                 raise RadioError(f"ZmqRadio {self.name!r}: no reply from broker at {self.address} to "

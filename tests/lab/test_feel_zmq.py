@@ -1,8 +1,8 @@
 """FEEL A-DSGD over the ZeroMQ air (issue "Done when": a short run over the ZeroMQ air works in an integration test).
 
-:class:`lab.experiments.zmq_cell.ZmqCell` serves the :mod:`lab.experiments.sync_trials` cell (TDL-A, CFO/SCO, clock offsets, delays) from
+:class:`lab.factory.build_cell(air="zmq")` serves the :mod:`lab.experiments.sync_trials` cell (TDL-A, CFO/SCO, clock offsets, delays) from
 a :class:`radio.servers.zmq_broker.ChannelBroker` on 127.0.0.1 port 0 to a PS endpoint and K device endpoints in this process;
-:func:`lab.experiments.zmq_cell.zmq_sum_channel` runs the sync procedure over them. The broker computes the same
+:func:`lab.experiments.feel_air.zmq_sum_channel` runs the sync procedure over them. The broker computes the same
 ``Air.advance`` as the loopback hub and the air's noise is random-access, so the reference is exact: the run over
 ZeroMQ must equal the in-process run with the same seed (calibration error, every received sum, accuracy).
 """
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from lab.experiments.feel_air import loopback_sum_channel
-from lab.experiments.zmq_cell import zmq_sum_channel
+from lab.experiments.feel_air import zmq_sum_channel
 from learning.feel.runner import FeelConfig, run_feel
 
 DEVICES, ROUNDS, S = 4, 3, 7850 // 2

@@ -1,4 +1,4 @@
-"""`otalab sync --config hw_configs/zmq.yaml`: the sync experiment over ZeroMQ endpoints (lab.experiments.zmq_cell.ZmqCell).
+"""`otalab sync --config hw_configs/zmq.yaml`: the sync experiment over ZeroMQ endpoints (lab.factory.build_cell(air="zmq")).
 
 The broker runs the same ``Air.advance`` as the in-process air and its noise is random-access, so the reference is
 exact: every metric of the trial over ZeroMQ equals the in-process trial with the same seed.
