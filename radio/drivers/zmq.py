@@ -35,8 +35,8 @@ class ZmqArgs:
     that may miss slots). ``receive=False`` marks a transmit-only endpoint (no receive buffer, and the air computes no
     samples for it).
     ``server_key`` is the broker's public certificate, ``client_key`` this endpoint's secret certificate.
-    ``timed_tx=False`` poses as a radio without timed TX (a Pluto): the broker sends each burst ``tx_latency_samples``
-    after it arrives (after the previous one), and ``tx(at=...)`` is realised on the host by waiting until then.
+    ``timed_tx=False`` poses as a radio without timestamps whose TX stream is kept fed with zeros (a Pluto): a burst
+    for ``at`` leaves at ``at + tx_latency_samples``, a constant TX->RX latency (see the broker's docstring).
     """
 
     address: str = DEFAULT_ADDRESS
@@ -157,7 +157,7 @@ class ZmqRadio(Radio):
         realtime = self.pacing == "realtime"
         return RadioCapabilities(timed_tx=self.timed_tx, timed_rx=True, full_duplex=True, simulated=True,
                                  wall_clock=realtime,
-                                 timing_accuracy_samples=0.0 if self.timed_tx else 0.002 * self._sample_rate)
+                                 timing_accuracy_samples=0.0)
 
     @property
     def _sock(self) -> zmq.Socket:
@@ -172,16 +172,10 @@ class ZmqRadio(Radio):
     def tx(self, samples: np.ndarray, at: int | None = None) -> int:
         """Schedule complex64[N] samples at sample time ``at`` (None: right after this endpoint's previous
         transmission, or now). Returns the start time; LateError if ``at`` has passed on the broker. Without timed TX
-        (``timed_tx=False``) the call waits until ``at - tx_latency_samples`` and the burst leaves when it arrives:
-        the returned start time says when."""
+        (``timed_tx=False``, a Pluto with its TX stream kept fed) the burst leaves ``tx_latency_samples`` after ``at``
+        (the returned start time says when; real radios do not know this constant, timing advance absorbs it)."""
         x = as_samples(samples, f"ZmqRadio {self.name!r} tx samples")
         at = _as_time(at, "tx at")
-        if at is not None and not self.timed_tx:
-            now = self.time_now()
-            if at < now + self.tx_latency_samples:
-                raise LateError(f"tx of {x.size} samples from {self.name!r} (no timed TX, latency "
-                                f"{self.tx_latency_samples})", at, now)
-            time.sleep(max(0.0, (at - self.tx_latency_samples - now) / self._sample_rate))
         reply, _ = self._request({"op": "tx", "n": int(x.size), "at": at}, encode_samples(x, self.wire), wait=True)
         start = int(reply["at"])
         if at is not None:
@@ -193,11 +187,11 @@ class ZmqRadio(Radio):
     def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
         """The broker checked the deadline against its wall-derived clock when it accepted the burst, and the air
         superposes it to the sample at the start it returned: on time when that start is ``at`` (within
-        ``capabilities.timing_accuracy_samples`` for an endpoint without timed TX)."""
+        ``tx_latency_samples``, the stream's constant latency, for an endpoint without timed TX)."""
         start = self._sent.get(int(at))
         if start is None:
             return super().tx_status(at, timeout_s)
-        err = start - int(at)
+        err = start - int(at) - (0 if self.timed_tx else self.tx_latency_samples)
         if abs(err) <= self.capabilities.timing_accuracy_samples:
             return TxStatus(int(at), "on_time", f"left at sample {start}")
         return TxStatus(int(at), "late", f"left at sample {start}, {err} samples after {at}")

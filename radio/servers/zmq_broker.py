@@ -43,8 +43,9 @@ still held, with ``t0`` jumped and the reply's ``gap`` field saying how many wer
 LateError. The clock starts when the broker starts serving (after the endpoints in ``endpoints`` joined; the air's
 first-use set-up is done in the constructor), and endpoints learn its time in ``welcome``, so start-up time never
 makes the first bursts late. Per endpoint, ``hello`` may say ``timed_tx: false``
-(the endpoint poses as a radio without timed TX, e.g. a Pluto: each burst leaves at ``max(now + tx_latency, end of
-its previous burst)``, whatever ``at`` it asks) and ``tx_latency`` (samples). Endpoints that are slow get LateError or
+(the endpoint poses as a radio without timestamps whose TX stream is kept fed with zeros, a Pluto: a burst for
+``at`` leaves at ``at + tx_latency``, a constant TX->RX latency the endpoint is not told, which timing advance
+absorbs; ``at`` null: ``max(now + tx_latency, end of its previous burst)``) and ``tx_latency`` (samples). Endpoints that are slow get LateError or
 gaps, like a real radio. ``free``: the clock advances as fast as the slowest endpoint allows, to the
 minimum *horizon* of all live endpoints that hold the clock. An endpoint's horizon is the latest time it has declared
 itself done with: ``rx(n, at)`` declares ``at + n`` (it wants those samples), ``tx(samples, at)`` declares
@@ -611,8 +612,13 @@ class ChannelBroker:
             raise ProtocolError(f"'tx' of n={n} samples has no payload frame")
         samples = decode_samples(payload, ep.wire, n, what=f"'tx' payload from {ep.name!r}")
         now = self.wall_now()
-        if not ep.timed_tx:   # no timed TX: the burst leaves when it reaches the radio (after its TX stream)
-            start = max(now + ep.tx_latency, ep.tx_end)
+        if not ep.timed_tx:   # no timestamps: a TX stream kept fed with zeros, so TX index k leaves tx_latency
+            if at is None:    # samples after RX index k (a constant the radio does not know)
+                start = max(now + ep.tx_latency, ep.tx_end)
+            else:
+                if at < now:
+                    raise late_error(f"tx of {n} samples from {ep.name!r} (TX stream already past it)", at, now)
+                start = at + ep.tx_latency
         else:
             start = max(now, ep.tx_end) if at is None else at
         if start < now:
