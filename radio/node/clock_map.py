@@ -2,7 +2,8 @@
 
 Each RX block that ends at sample time ``t`` arrives at host time ``m = m0 + t / f + d`` where ``f`` is the radio's
 true sample rate (nominal rate times (1 + ppm offset)) and ``d >= 0`` the delivery latency (driver, USB, scheduler).
-A least-squares line through the last ``window`` points ``(t, m)`` gives the slope ``1 / f``; because latency is never
+A least-squares line through the last ``window`` points ``(t, m)``, refitted on the quarter of them that arrived
+most promptly (stalls of a loaded host delay arrivals in runs, which would tilt the line), gives the slope ``1 / f``; because latency is never
 negative, its intercept is then moved down to the least-delayed arrival in the window (the lower envelope, as NTP's
 minimum-delay filter does), so the map says when a sample *existed*, not when the host happened to see it.
 """
@@ -41,6 +42,9 @@ class ClockMap:
             y = pts[:, 1]
             if len(pts) >= 8 and np.ptp(x) > 0:
                 slope, icpt = np.polyfit(x, y, 1)
+                low = y - (slope * x + icpt) <= np.percentile(y - (slope * x + icpt), 25)
+                if low.sum() >= 8 and np.ptp(x[low]) > 0:   # refit on the prompt quarter: host stalls delay
+                    slope, icpt = np.polyfit(x[low], y[low], 1)   # arrivals, never advance them
                 if not 0.5 / self.sample_rate < slope < 2.0 / self.sample_rate:   # nonsense: keep the nominal rate
                     slope = 1.0 / self.sample_rate
             else:
