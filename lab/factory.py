@@ -66,7 +66,7 @@ def open_radio(config: LabConfig, role: str = "rx", *, air=None, endpoint: str |
     if driver == "loopback":
         radio = LoopbackRadio(air if air is not None else make_air(config),
                               endpoint or endpoint_name(args.endpoint, role),
-                              max_buffer_samples=args.max_buffer_samples)
+                              max_buffer_samples=args.max_buffer_samples, realtime=args.realtime)
     elif driver == "zmq":
         from radio.drivers.zmq import ZmqRadio  # noqa: PLC0415
 

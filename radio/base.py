@@ -18,12 +18,22 @@ Contract
     The radio's current sample time.
 ``close()``
     Releases the device; radios are context managers.
+``tx_status(at, timeout_s=0.0) -> TxStatus``
+    Whether the burst scheduled at ``at`` left on time, as far as the radio can tell (a USRP from its async messages,
+    a simulated air from its deadline check); the default says ``"unknown"``.
+
+Wall-clock radios (``capabilities.wall_clock``) run on their own clock whether or not anyone reads: ``rx(n)`` blocks
+until the samples exist, and a continuing ``rx(n)`` (``at=None``) after the reader fell behind further than the radio
+buffers returns the oldest samples still held, with ``t0`` jumped past the lost ones (as UHD's overflow does): the
+caller sees the gap as ``t0`` != where the previous read ended, never as a shifted index. ``thread_safe`` radios accept
+calls from several threads at once (e.g. a TX thread while an RX thread waits in ``rx``).
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -51,6 +61,26 @@ class RadioCapabilities:
     full_duplex: bool = True    # can transmit and receive at the same time
     simulated: bool = False     # a simulated air, not a physical device
     timing_accuracy_samples: float = 0.0  # documented accuracy of ``at`` when realised on the host
+    wall_clock: bool = False    # the clock runs on its own (hardware, realtime air), not only when someone reads
+
+
+@dataclass(frozen=True)
+class TxStatus:
+    """Outcome of one transmitted burst, as far as its radio can tell.
+
+    ``at``: the sample time the burst was scheduled at; ``state``: ``"on_time"`` (left at ``at``), ``"late"`` (left
+    later or not at all: the deadline had passed on the device), ``"underflow"`` (the device ran out of samples in the
+    middle of it), ``"unknown"`` (this radio cannot tell); ``detail``: a human-readable reason.
+    """
+
+    at: int
+    state: Literal["on_time", "late", "underflow", "unknown"] = "unknown"
+    detail: str = ""
+
+    @property
+    def on_time(self) -> bool | None:
+        """True/False when known, None for ``"unknown"``."""
+        return None if self.state == "unknown" else self.state == "on_time"
 
 
 def as_samples(samples, what: str = "samples") -> np.ndarray:
@@ -71,6 +101,8 @@ class Radio(abc.ABC):
 
     #: driver name used in configs and reprs ("loopback", "zmq", "pluto", "usrp")
     driver: str = "abstract"
+    #: calls may overlap from several threads (otherwise a caller such as the radio node serialises them)
+    thread_safe: bool = False
 
     @property
     @abc.abstractmethod
@@ -108,6 +140,11 @@ class Radio(abc.ABC):
     @abc.abstractmethod
     def time_now(self) -> int:
         """Current sample time."""
+
+    def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
+        """Whether the burst scheduled at sample time ``at`` left on time; waits at most ``timeout_s`` for the
+        device to tell. Default for radios that cannot tell: state ``"unknown"``."""
+        return TxStatus(int(at), "unknown", f"{type(self).__name__} does not report burst outcomes")
 
     def close(self) -> None:
         """Release the radio. Idempotent."""

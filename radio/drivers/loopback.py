@@ -8,20 +8,29 @@ other endpoints have not read yet in a shared hub, so radios can be driven one a
     t = dev.tx(burst, at=dev.time_now() + 1000)
     samples, t0 = ps.rx(4000, at=t)
 
+``realtime=True`` puts the air on the host's wall clock (a stand-in for hardware, used by the radio node): the air's
+sample time follows ``time.monotonic()`` at the sample rate from the moment the first realtime radio of that air is
+opened (one anchor per air, so every radio on it agrees); ``rx`` blocks until its samples exist, ``tx`` deadlines are
+checked against the wall-derived time, and a continuing ``rx`` that fell more than ``max_buffer_samples`` behind loses
+the oldest samples: it returns the oldest ones still held, with ``t0`` jumped (a gap), as a radio's overflow does.
+
 Memory is bounded: an endpoint's buffer keeps only samples it has not consumed yet (a ``rx`` moves its cursor) and at
 most ``max_buffer_samples`` of them; asking for samples that were dropped raises :class:`radio.base.LateError`.
 """
 
 from __future__ import annotations
 
+import collections
 import math
+import threading
+import time
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from radio.sim.air import Air
-from radio.base import LateError, Radio, RadioCapabilities, as_samples
+from radio.base import LateError, Radio, RadioCapabilities, TxStatus, as_samples
 from radio.sim.channel import LinkParams
 
 
@@ -31,6 +40,7 @@ class LoopbackArgs:
 
     endpoint: str = "radio0"
     max_buffer_samples: int = 1 << 23
+    realtime: bool = False
 
     def __post_init__(self):
         if not isinstance(self.endpoint, str) or not self.endpoint:
@@ -88,6 +98,18 @@ class _Hub:
     def __init__(self, air: Air):
         self.air = air
         self.buffers: dict[str, _Buffer] = {}
+        self.lock = threading.RLock()               # the air and the buffers are shared by radios in any thread
+        self.anchor: tuple[float, int] | None = None   # realtime: (time.monotonic(), air sample) of the wall clock
+
+    def wall_now(self) -> int:
+        """Realtime: the sample time the wall clock says now (the anchor is set by the first realtime radio)."""
+        mono, t = self.anchor
+        return t + int((time.monotonic() - mono) * self.air.sample_rate)
+
+    def wall_of(self, t: int) -> float:
+        """Realtime: ``time.monotonic()`` at which sample ``t`` exists."""
+        mono, t_a = self.anchor
+        return mono + (t - t_a) / self.air.sample_rate
 
     def register(self, name: str, limit: int) -> None:
         self.buffers[name] = _Buffer(self.air.now, limit)
@@ -115,9 +137,10 @@ class LoopbackRadio(Radio):
     air's default noise or ``noise_power``). Timed TX and RX are exact to the sample."""
 
     driver = "loopback"
+    thread_safe = True
 
     def __init__(self, air: Air, name: str, noise_power: float | None = None,
-                 max_buffer_samples: int = LoopbackArgs.max_buffer_samples):
+                 max_buffer_samples: int = LoopbackArgs.max_buffer_samples, realtime: bool = False):
         if not isinstance(air, Air):
             raise ValueError(f"air = {air!r}: expected a radio.sim.air.Air")
         if name not in air.endpoints:
@@ -130,11 +153,17 @@ class LoopbackRadio(Radio):
         self._hub.register(name, int(max_buffer_samples))
         self._cursor: int | None = None
         self._closed = False
+        self._realtime = bool(realtime)
+        self._sent: collections.deque[int] = collections.deque(maxlen=4096)   # start times of accepted bursts
+        if self._realtime:
+            with self._hub.lock:
+                if self._hub.anchor is None:
+                    self._hub.anchor = (time.monotonic(), air.now)
 
     @classmethod
     def from_args(cls, air: Air, args: LoopbackArgs) -> LoopbackRadio:
         """Build from the driver's config dataclass."""
-        return cls(air, args.endpoint, max_buffer_samples=args.max_buffer_samples)
+        return cls(air, args.endpoint, max_buffer_samples=args.max_buffer_samples, realtime=args.realtime)
 
     @property
     def air(self) -> Air:
@@ -156,16 +185,39 @@ class LoopbackRadio(Radio):
 
     @property
     def capabilities(self) -> RadioCapabilities:
-        return RadioCapabilities(timed_tx=True, timed_rx=True, full_duplex=True, simulated=True)
+        return RadioCapabilities(timed_tx=True, timed_rx=True, full_duplex=True, simulated=True,
+                                 wall_clock=self._realtime)
+
+    @property
+    def realtime(self) -> bool:
+        """True when the air follows the wall clock (see the module docstring)."""
+        return self._realtime
 
     def time_now(self) -> int:
+        if self._realtime:
+            return max(self._air.now, self._hub.wall_now())
         return self._air.now
 
     def tx(self, samples: np.ndarray, at: int | None = None) -> int:
-        """Schedule ``samples`` (complex64[N]) at ``at`` (None: the air's now); returns the start time."""
+        """Schedule ``samples`` (complex64[N]) at ``at`` (None: now); returns the start time. Realtime: LateError
+        when ``at`` is before the wall-derived sample time."""
         self._check_open()
         samples = as_samples(samples, "samples")
-        return self._air.schedule(self._name, samples, self._air.now if at is None else at)
+        with self._hub.lock:
+            now = self.time_now()
+            if at is None:
+                at = now
+            elif self._realtime and at < now:
+                raise LateError(f"transmission by {self._name!r}", int(at), now)
+            start = self._air.schedule(self._name, samples, at)
+            self._sent.append(start)
+        return start
+
+    def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
+        """A burst this radio accepted leaves exactly at its time (the air superposes it to the sample)."""
+        if int(at) in self._sent:
+            return TxStatus(int(at), "on_time", "accepted by the air before its deadline")
+        return super().tx_status(at, timeout_s)
 
     def rx(self, n: int, at: int | None = None) -> tuple[np.ndarray, int]:
         """Receive complex64[n] from ``at`` (None: where the last rx ended; first call: now). Advances the shared air
@@ -175,7 +227,30 @@ class LoopbackRadio(Radio):
             raise ValueError(f"n = {n!r}: expected an integer number of samples >= 0")
         if at is not None and (isinstance(at, bool) or not isinstance(at, (int, np.integer))):
             raise ValueError(f"at = {at!r}: expected an integer sample time or None")
+        if self._realtime:
+            return self._rx_realtime(int(n), at)
         t = (self._air.now if self._cursor is None else self._cursor) if at is None else int(at)
+        with self._hub.lock:
+            return self._read(t, int(n))
+
+    def _rx_realtime(self, n: int, at: int | None) -> tuple[np.ndarray, int]:
+        buf = self._hub.buffers[self._name]
+        now = self.time_now()
+        oldest = now - buf.limit          # what a radio buffering max_buffer_samples still holds
+        if at is None:
+            t = now if self._cursor is None else max(self._cursor, oldest)   # overflow: jump, never shift
+        else:
+            t = int(at)
+            if t < oldest:
+                raise LateError(f"reception by {self._name!r}", t, oldest)
+        delay = self._hub.wall_of(t + n) - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        with self._hub.lock:
+            buf.drop_before(min(t, self._air.now))
+            return self._read(t, n)
+
+    def _read(self, t: int, n: int) -> tuple[np.ndarray, int]:
         buf = self._hub.buffers[self._name]
         if t < buf.start:
             raise LateError(f"reception by {self._name!r}", t, buf.start)
@@ -185,7 +260,7 @@ class LoopbackRadio(Radio):
         self._hub.advance_to(t + n)
         if t < buf.start:   # the advance pushed the buffer beyond its bound
             raise LateError(f"reception by {self._name!r}", t, buf.start)
-        out = buf.read(t, int(n))
+        out = buf.read(t, n)
         buf.drop_before(t + n)
         self._cursor = t + n
         return out, t
@@ -194,7 +269,8 @@ class LoopbackRadio(Radio):
         """Leave the air (the endpoint stays, the receive buffer is released). Idempotent."""
         if not self._closed:
             self._closed = True
-            self._hub.buffers.pop(self._name, None)
+            with self._hub.lock:
+                self._hub.buffers.pop(self._name, None)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -6,6 +6,8 @@ The protocol, pacing and the broker's behaviour are described in :mod:`radio.ser
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
 import threading
 import time
@@ -16,7 +18,7 @@ from typing import Literal
 import numpy as np
 import zmq
 
-from radio.base import LateError, Radio, RadioCapabilities, RadioError, as_samples
+from radio.base import LateError, Radio, RadioCapabilities, RadioError, TxStatus, as_samples
 from radio.servers.zmq_broker import DEFAULT_ADDRESS, BrokerConfig, load_keypair
 from radio.servers.zmq_wire import (PROTOCOL_VERSION, ProtocolError, check_wire, decode_samples,
                                     encode_samples, pack, unpack)
@@ -33,6 +35,8 @@ class ZmqArgs:
     that may miss slots). ``receive=False`` marks a transmit-only endpoint (no receive buffer, and the air computes no
     samples for it).
     ``server_key`` is the broker's public certificate, ``client_key`` this endpoint's secret certificate.
+    ``timed_tx=False`` poses as a radio without timestamps whose TX stream is kept fed with zeros (a Pluto): a burst
+    for ``at`` leaves at ``at + tx_latency_samples``, a constant TX->RX latency (see the broker's docstring).
     """
 
     address: str = DEFAULT_ADDRESS
@@ -45,6 +49,8 @@ class ZmqArgs:
     receive: bool = True
     server_key: str | None = None
     client_key: str | None = None
+    timed_tx: bool = True
+    tx_latency_samples: int = 0
     broker: BrokerConfig = field(default_factory=BrokerConfig)
 
     def __post_init__(self):
@@ -56,6 +62,8 @@ class ZmqArgs:
             raise ValueError(f"heartbeat_s must be > 0 s, got {self.heartbeat_s}")
         if not self.wait_timeout_s > 0:
             raise ValueError(f"wait_timeout_s must be > 0 s, got {self.wait_timeout_s}")
+        if self.tx_latency_samples < 0:
+            raise ValueError(f"tx_latency_samples must be >= 0, got {self.tx_latency_samples}")
         if (self.server_key is None) != (self.client_key is None):
             raise ValueError("CURVE needs both server_key (broker public certificate) and client_key "
                              f"(this endpoint's secret certificate), got server_key={self.server_key!r}, "
@@ -72,22 +80,35 @@ class ZmqRadio(Radio):
     its own socket so that the broker knows the process is alive while it computes; calls that wait for the air
     (``rx`` in free pacing, back-pressured ``tx``) wait as long as the broker answers heartbeats and fail after
     ``timeout_s`` of broker silence. Samples are complex64; ``rx`` returns a writable array (no extra copy).
+
+    Thread-safe: each calling thread gets its own DEALER socket on the same session, so a TX thread is never blocked
+    by an RX thread waiting for samples. In realtime pacing a continuing ``rx`` after an overflow returns ``t0``
+    jumped past the lost samples; :attr:`overflows` and :attr:`lost_samples` count them.
     """
 
     driver = "zmq"
+    thread_safe = True
 
     def __init__(self, address: str = DEFAULT_ADDRESS, name: str = "radio0", *, wire: str = "fc32",
                  timeout_s: float = 10.0, heartbeat_s: float = 0.5, wait_timeout_s: float = 120.0,
                  hold_clock: bool = True, receive: bool = True,
                  server_key: str | None = None, client_key: str | None = None,
-                 sample_rate: float | None = None, center_freq: float | None = None):
+                 sample_rate: float | None = None, center_freq: float | None = None, timed_tx: bool = True,
+                 tx_latency_samples: int = 0):
         check_wire(wire)
+        self.timed_tx, self.tx_latency_samples = bool(timed_tx), int(tx_latency_samples)
+        self.overflows = 0
+        self.lost_samples = 0
+        self._sent: collections.OrderedDict[int, int] = collections.OrderedDict()   # asked at -> actual start
+        self._local = threading.local()
+        self._sockets: list[zmq.Socket] = []
+        self._sockets_lock = threading.Lock()
+        self._seqs = itertools.count(1)
         self.address, self.name, self.wire = address, name, wire
         self.timeout_s, self.heartbeat_s = float(timeout_s), float(heartbeat_s)
         self.wait_timeout_s = float(wait_timeout_s)
         self.hold_clock, self.receive = bool(hold_clock), bool(receive)
         self._closed = False
-        self._seq = 0
         self._session = ""
         self._keys = None
         if server_key or client_key:
@@ -97,7 +118,6 @@ class ZmqRadio(Radio):
             public, secret = load_keypair(client_key, "client_key", need_secret=True)
             self._keys = (server_public, public, secret)
         self._ctx = zmq.Context()
-        self._sock = self._socket()
         self._broker_seen = time.monotonic()
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
@@ -126,7 +146,8 @@ class ZmqRadio(Radio):
         return cls(args.address, args.name, wire=args.wire, timeout_s=args.timeout_s, heartbeat_s=args.heartbeat_s,
                    wait_timeout_s=args.wait_timeout_s,
                    hold_clock=args.hold_clock, receive=args.receive, server_key=args.server_key,
-                   client_key=args.client_key, sample_rate=sample_rate, center_freq=center_freq)
+                   client_key=args.client_key, sample_rate=sample_rate, center_freq=center_freq,
+                   timed_tx=args.timed_tx, tx_latency_samples=args.tx_latency_samples)
 
     # ----------------------------------------------------------------------------------------------- Radio API
     @property
@@ -139,15 +160,47 @@ class ZmqRadio(Radio):
 
     @property
     def capabilities(self) -> RadioCapabilities:
-        return RadioCapabilities(timed_tx=True, timed_rx=True, full_duplex=True, simulated=True)
+        realtime = self.pacing == "realtime"
+        return RadioCapabilities(timed_tx=self.timed_tx, timed_rx=True, full_duplex=True, simulated=True,
+                                 wall_clock=realtime,
+                                 timing_accuracy_samples=0.0)
+
+    @property
+    def _sock(self) -> zmq.Socket:
+        """This thread's DEALER socket (created on first use)."""
+        sock = getattr(self._local, "sock", None)
+        if sock is None:
+            if self._closed:
+                raise RadioError(f"ZmqRadio {self.name!r} is closed")
+            sock = self._local.sock = self._socket()
+        return sock
 
     def tx(self, samples: np.ndarray, at: int | None = None) -> int:
         """Schedule complex64[N] samples at sample time ``at`` (None: right after this endpoint's previous
-        transmission, or now). Returns the start time; LateError if ``at`` has passed on the broker."""
+        transmission, or now). Returns the start time; LateError if ``at`` has passed on the broker. Without timed TX
+        (``timed_tx=False``, a Pluto with its TX stream kept fed) the burst leaves ``tx_latency_samples`` after ``at``
+        (the returned start time says when; real radios do not know this constant, timing advance absorbs it)."""
         x = as_samples(samples, f"ZmqRadio {self.name!r} tx samples")
         at = _as_time(at, "tx at")
         reply, _ = self._request({"op": "tx", "n": int(x.size), "at": at}, encode_samples(x, self.wire), wait=True)
-        return int(reply["at"])
+        start = int(reply["at"])
+        if at is not None:
+            self._sent[at] = start
+            while len(self._sent) > 4096:
+                self._sent.popitem(last=False)
+        return start
+
+    def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
+        """The broker checked the deadline against its wall-derived clock when it accepted the burst, and the air
+        superposes it to the sample at the start it returned: on time when that start is ``at`` (within
+        ``tx_latency_samples``, the stream's constant latency, for an endpoint without timed TX)."""
+        start = self._sent.get(int(at))
+        if start is None:
+            return super().tx_status(at, timeout_s)
+        err = start - int(at) - (0 if self.timed_tx else self.tx_latency_samples)
+        if abs(err) <= self.capabilities.timing_accuracy_samples:
+            return TxStatus(int(at), "on_time", f"left at sample {start}")
+        return TxStatus(int(at), "late", f"left at sample {start}, {err} samples after {at}")
 
     def rx(self, n: int, at: int | None = None) -> tuple[np.ndarray, int]:
         """Receive complex64[n] starting at ``at`` (None: continue the stream). Returns (samples, t0)."""
@@ -155,6 +208,10 @@ class ZmqRadio(Radio):
             raise ValueError(f"ZmqRadio {self.name!r} rx n = {n!r}: expected an integer sample count >= 0")
         at = _as_time(at, "rx at")
         reply, payload = self._request({"op": "rx", "n": int(n), "at": at}, wait=True)
+        gap = int(reply.get("gap") or 0)
+        if gap and at is None:
+            self.overflows += 1
+            self.lost_samples += gap
         if payload is None:
             raise RadioError(f"ZmqRadio {self.name!r}: broker reply to rx carried no samples")
         try:
@@ -164,7 +221,7 @@ class ZmqRadio(Radio):
         return samples, int(reply["t0"])
 
     def time_now(self) -> int:
-        """The broker's sample clock."""
+        """The broker's sample clock (realtime pacing: derived from its wall clock, finer than its blocks)."""
         return int(self._request({"op": "time"})[0]["now"])
 
     def advance(self, until: int) -> int:
@@ -198,6 +255,8 @@ class ZmqRadio(Radio):
             sock.curve_publickey = public
             sock.curve_secretkey = secret
         sock.connect(self.address)
+        with self._sockets_lock:
+            self._sockets.append(sock)
         return sock
 
     def _hello(self) -> dict:
@@ -206,7 +265,8 @@ class ZmqRadio(Radio):
                                                 | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
         try:
             header = {"op": "hello", "name": self.name, "wire": self.wire, "version": PROTOCOL_VERSION,
-                      "hold": self.hold_clock, "receive": self.receive}
+                      "hold": self.hold_clock, "receive": self.receive, "timed_tx": self.timed_tx,
+                      "tx_latency": self.tx_latency_samples}
             return self._request(header, timeout=self.timeout_s, monitor=monitor)[0]
         finally:
             self._sock.disable_monitor()
@@ -218,14 +278,14 @@ class ZmqRadio(Radio):
         (free pacing); keep waiting while it answers heartbeats. Errors become LateError / RadioError."""
         if self._closed:
             raise RadioError(f"ZmqRadio {self.name!r} is closed")
-        self._seq += 1
-        seq = self._seq
+        seq = next(self._seqs)
         header = {**header, "seq": seq}
         if self._session:
             header["session"] = self._session
-        self._sock.send_multipart(pack(header, payload), copy=False)
+        sock = self._sock
+        sock.send_multipart(pack(header, payload), copy=False)
         poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
+        poller.register(sock, zmq.POLLIN)
         if monitor is not None:
             poller.register(monitor, zmq.POLLIN)
         timeout = self.timeout_s if timeout is None else timeout
@@ -240,8 +300,8 @@ class ZmqRadio(Radio):
                           else "the broker probably requires CURVE: set server_key and client_key")
                 raise RadioError(f"ZmqRadio {self.name!r}: the broker at {self.address} rejected the connection "
                                  f"(handshake failed: {zmq.Event(ev['event']).name}, value {ev['value']}); {advice}")
-            if self._sock in ready:
-                frames = self._sock.recv_multipart(copy=False)
+            if sock in ready:
+                frames = sock.recv_multipart(copy=False)
                 try:
                     reply, data = unpack(frames)
                 except ProtocolError as exc:
@@ -303,7 +363,10 @@ class ZmqRadio(Radio):
         self._hb_stop.set()
         if self._hb_thread is not None:
             self._hb_thread.join(timeout=5)
-        self._sock.close(linger=0)
+        with self._sockets_lock:
+            for sock in self._sockets:
+                sock.close(linger=0)
+            self._sockets.clear()
         self._ctx.term()
 
 

@@ -19,10 +19,11 @@ exactly one reply with the same ``seq``:
 =========  ==========================================  =====================================================
 request    fields                                      reply
 =========  ==========================================  =====================================================
-hello      name, wire, version, hold, receive          welcome: session, sample_rate, center_freq, now, pacing
+hello      name, wire, version, hold, receive,         welcome: session, sample_rate, center_freq, now, pacing
+           [timed_tx, tx_latency]
 tx         session, n, at (null: after the last tx)    ok: at, now — or error kind "late" (at < now)
-rx         session, n, at (null: continue the stream,  samples: t0, n + payload (sent once ``now ≥ at + n``)
-           the first time: start at now)
+rx         session, n, at (null: continue the stream,  samples: t0, n, gap + payload (sent once ``now ≥ at + n``;
+           the first time: start at now)               gap > 0: samples lost before t0, realtime overflow)
 advance    session, until                              ok: now
 time       —                                           ok: now
 hb         session                                     hb_ack: now (the endpoint's heartbeat thread)
@@ -30,12 +31,22 @@ bye        session                                     ok
 =========  ==========================================  =====================================================
 
 Errors come back as ``{"op": "error", "kind": ..., "message": ...}`` (kinds ``late``, ``protocol``, ``session``,
-``internal``); a malformed message never stops the broker, it is answered, counted and logged in :attr:`events`.
+``auth``, ``internal``); a malformed message never stops the broker, it is answered, counted and logged in :attr:`events`.
 
 Pacing
 ------
-``realtime``: the clock follows the wall clock at the sample rate (advancing in ``block_size`` steps); endpoints that
-are slow get LateError, like a real radio. ``free``: the clock advances as fast as the slowest endpoint allows, to the
+``realtime``: the clock follows the wall clock at the sample rate, as hardware's does. Samples are released in steps of
+at most ``block_size``; between steps the broker's time is derived from the wall clock (``time`` and every ``welcome``
+report it, and ``tx`` deadlines are checked against it, so a burst is late exactly when it would be on a radio). A
+continuing ``rx`` (``at`` null) of a reader that fell more than ``buffer_samples`` behind gets the oldest samples
+still held, with ``t0`` jumped and the reply's ``gap`` field saying how many were lost (UHD's overflow), not
+LateError. The clock starts when the broker starts serving (after the endpoints in ``endpoints`` joined; the air's
+first-use set-up is done in the constructor), and endpoints learn its time in ``welcome``, so start-up time never
+makes the first bursts late. Per endpoint, ``hello`` may say ``timed_tx: false``
+(the endpoint poses as a radio without timestamps whose TX stream is kept fed with zeros, a Pluto: a burst for
+``at`` leaves at ``at + tx_latency``, a constant TX->RX latency the endpoint is not told, which timing advance
+absorbs; ``at`` null: ``max(now + tx_latency, end of its previous burst)``) and ``tx_latency`` (samples). Endpoints that are slow get LateError or
+gaps, like a real radio. ``free``: the clock advances as fast as the slowest endpoint allows, to the
 minimum *horizon* of all live endpoints that hold the clock. An endpoint's horizon is the latest time it has declared
 itself done with: ``rx(n, at)`` declares ``at + n`` (it wants those samples), ``tx(samples, at)`` declares
 ``at + len(samples)`` (its transmit stream is in time order, as with a hardware TX stream), ``advance(until)``
@@ -75,7 +86,9 @@ log = logging.getLogger(__name__)
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 #: free pacing: seconds a receiver may wait on a clock held by others before the broker reports a "stalled" event
 STALL_REPORT_S = 2.0
-_WARNING_EVENTS = ("lost", "missing", "stalled", "protocol_error", "auth_rejected", "overrun")
+_WARNING_EVENTS = ("lost", "missing", "stalled", "protocol_error", "auth_rejected", "overrun", "impersonation",
+                   "insecure_bind")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 # --------------------------------------------------------------------------------------------------- configuration
@@ -87,7 +100,10 @@ class BrokerConfig:
     not depend on which process connects first); the clock waits for all of them to register (at most
     ``join_timeout_s`` seconds when set). Others may register at any time. ``secret_key`` (a certificate written by
     ``zmq.auth.create_certificates``) enables CURVE; then only clients whose public key is in one of the
-    ``allowed_keys`` files (``.key`` certificates, or directories of them) may connect.
+    ``allowed_keys`` files (``.key`` certificates, or directories of them) may connect, and each endpoint name is bound
+    to a key: the one ``name_keys`` gives it (name -> certificate file), else the key that first registered it; a
+    ``hello`` for that name from another key is refused and reported as an "impersonation" event. Binding an address
+    other than loopback/ipc without CURVE logs a warning (and an "insecure_bind" event).
     """
 
     bind: str = DEFAULT_ADDRESS
@@ -101,6 +117,7 @@ class BrokerConfig:
     join_timeout_s: float | None = None
     secret_key: str | None = None
     allowed_keys: list[str] = field(default_factory=list)
+    name_keys: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("block_size", "max_advance", "buffer_samples", "max_lead_samples"):
@@ -114,6 +131,8 @@ class BrokerConfig:
             raise ValueError(f"endpoints must be distinct names, got {self.endpoints}")
         if self.allowed_keys and not self.secret_key:
             raise ValueError("allowed_keys needs secret_key (the broker's CURVE certificate) to take effect")
+        if self.name_keys and not self.secret_key:
+            raise ValueError("name_keys needs secret_key (the broker's CURVE certificate) to take effect")
 
 
 @dataclass(frozen=True)
@@ -183,6 +202,8 @@ class _Endpoint:
         self.wire = "fc32"
         self.hold = True
         self.receive = True
+        self.timed_tx = True
+        self.tx_latency = 0
         self.last_seen = time.monotonic()
         self.reset(now)
 
@@ -269,6 +290,8 @@ class ChannelBroker:
         self._close_lock = threading.Lock()
         self._created = time.monotonic()
         self._rt_start: tuple[float, int] | None = None   # realtime: (wall, sample) when the clock started
+        self._name_keys: dict[str, bytes] = {}             # CURVE: endpoint name -> the z85 public key it is bound to
+        self._peer_key: bytes | None = None                # CURVE: z85 public key of the message being handled
         self._lags: collections.deque[float] = collections.deque(maxlen=100_000)
         self._stall: tuple[int, float, bool] | None = None   # (clock, since, reported)
         self.stats = collections.Counter()
@@ -294,6 +317,11 @@ class ChannelBroker:
             self._close_sockets()
             raise RadioError(f"ChannelBroker: cannot bind {bind or self.config.bind!r}: {exc}") from None
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if not self.config.secret_key and not _is_local(self.endpoint):
+            self._event("insecure_bind", "", f"bound {self.endpoint} (not loopback) without CURVE: anyone who can "
+                                             f"reach it may register any endpoint name; set secret_key/allowed_keys")
+        if self.config.pacing == "realtime":   # first-use set-up of the air (noise generators, FFT plans) now, not
+            self.air.advance(0)                # when the clock is already running
 
     # ----------------------------------------------------------------------------------------------- properties
     @classmethod
@@ -317,6 +345,18 @@ class ChannelBroker:
     def now(self) -> int:
         """The air's sample clock."""
         return int(self.air.now)
+
+    def wall_now(self) -> int:
+        """The sample time now: realtime pacing derives it from the wall clock (finer than the released blocks;
+        never before :attr:`now`); free pacing: :attr:`now`."""
+        start = self._rt_start
+        if self.config.pacing != "realtime" or start is None:
+            return self.now
+        return max(self.now, start[1] + int((time.monotonic() - start[0]) * self.sample_rate))
+
+    def wall_anchor(self) -> tuple[float, int] | None:
+        """Realtime: (``time.monotonic()``, sample) at which the clock started (None before it started)."""
+        return self._rt_start
 
     @property
     def events(self) -> list[BrokerEvent]:
@@ -408,6 +448,8 @@ class ChannelBroker:
         self._sock.curve_secretkey = secret
         self._sock.curve_publickey = public
         self._sock.curve_server = True
+        for name, path in self.config.name_keys.items():
+            self._name_keys[name] = load_keypair(path, f"name_keys[{name!r}]", need_secret=False)[0]
 
     def _close_sockets(self) -> None:
         with self._close_lock:
@@ -443,7 +485,10 @@ class ChannelBroker:
 
     def _poll_timeout_ms(self) -> int:
         if self.config.pacing == "realtime" and self._rt_start is not None:
-            due = self._rt_start[0] + (self.now + self.config.block_size - self._rt_start[1]) / self.sample_rate
+            first = self._first_rx_due()
+            release = self.now + self.config.block_size if first is None else min(first, self.now
+                                                                                   + self.config.block_size)
+            due = self._rt_start[0] + (release - self._rt_start[1]) / self.sample_rate
             return max(0, min(50, int((due - time.monotonic()) * 1000)))
         return 50
 
@@ -463,6 +508,12 @@ class ChannelBroker:
             return  # an empty routing envelope: nothing to answer
         rid = frames[0].bytes
         seq = None
+        self._peer_key = None
+        if self.config.secret_key:
+            try:
+                self._peer_key = frames[1].get("User-Id").encode()
+            except (zmq.ZMQError, AttributeError):
+                self._peer_key = None
         try:
             header, payload = unpack(frames[1:])
             seq = header.get("seq")
@@ -512,8 +563,20 @@ class ChannelBroker:
         wire = check_wire(wire_field(header, "wire", str))
         hold = wire_field(header, "hold", bool, optional=True)
         receive = wire_field(header, "receive", bool, optional=True)
+        timed_tx = wire_field(header, "timed_tx", bool, optional=True)
+        tx_latency = wire_field(header, "tx_latency", int, optional=True, minimum=0)
         if not name.strip():
             raise ProtocolError("'hello' field 'name' must be a non-empty string")
+        if self.config.secret_key:
+            bound = self._name_keys.get(name)
+            key = self._peer_key
+            if key is None or (bound is not None and bound != key):
+                who = key.decode() if key else "an unknown key"
+                self._event("impersonation", name, f"client key {who} tried to register {name!r}, which is bound "
+                                                   f"to key {bound.decode() if bound else '?'}: refused")
+                self._error(rid, seq, "auth", f"endpoint name {name!r} is bound to another CURVE key; refused")
+                return
+            self._name_keys[name] = key
         ep = self._endpoints.get(name)
         if ep is None:
             if name not in self._air_names():
@@ -530,13 +593,15 @@ class ChannelBroker:
             ep.reset(self.now)
         ep.wire, ep.hold = wire, True if hold is None else hold
         ep.receive = True if receive is None else receive
+        ep.timed_tx = True if timed_tx is None else timed_tx
+        ep.tx_latency = int(tx_latency or 0)
         ep.session = secrets.token_hex(8)
         ep.last_seen = time.monotonic()
         self._update_receiving(ep)
         self._sessions[ep.session] = ep
-        self._event(kind, name, f"wire={wire} hold={ep.hold} receive={ep.receive}")
+        self._event(kind, name, f"wire={wire} hold={ep.hold} receive={ep.receive} timed_tx={ep.timed_tx}")
         self._reply(rid, {"op": "welcome", "seq": seq, "session": ep.session, "sample_rate": self.sample_rate,
-                          "center_freq": self.center_freq, "now": self.now, "pacing": self.config.pacing,
+                          "center_freq": self.center_freq, "now": self.wall_now(), "pacing": self.config.pacing,
                           "heartbeat_timeout_s": self.config.heartbeat_timeout_s})
 
     def _op_tx(self, rid, seq, header, payload) -> None:
@@ -546,9 +611,18 @@ class ChannelBroker:
         if payload is None:
             raise ProtocolError(f"'tx' of n={n} samples has no payload frame")
         samples = decode_samples(payload, ep.wire, n, what=f"'tx' payload from {ep.name!r}")
-        start = max(self.now, ep.tx_end) if at is None else at
-        if start < self.now:
-            raise late_error(f"tx of {n} samples from {ep.name!r}", start, self.now)
+        now = self.wall_now()
+        if not ep.timed_tx:   # no timestamps: a TX stream kept fed with zeros, so TX index k leaves tx_latency
+            if at is None:    # samples after RX index k (a constant the radio does not know)
+                start = max(now + ep.tx_latency, ep.tx_end)
+            else:
+                if at < now:
+                    raise late_error(f"tx of {n} samples from {ep.name!r} (TX stream already past it)", at, now)
+                start = at + ep.tx_latency
+        else:
+            start = max(now, ep.tx_end) if at is None else at
+        if start < now:
+            raise late_error(f"tx of {n} samples from {ep.name!r}", start, now)
         if n:
             self.air.schedule(ep.name, samples, start)
         self.stats["tx_samples"] += n
@@ -568,7 +642,9 @@ class ChannelBroker:
         if n > self.config.buffer_samples:
             raise ProtocolError(f"'rx' of n={n} samples exceeds the broker's buffer_samples="
                                 f"{self.config.buffer_samples}; ask in smaller blocks")
-        start = (self.now if ep.read_ptr is None else ep.read_ptr) if at is None else at
+        start = (self.wall_now() if ep.read_ptr is None else ep.read_ptr) if at is None else at
+        if at is None and start < ep.buf_start and self.config.pacing == "realtime":
+            start = ep.buf_start   # overflow: the oldest samples still held, t0 jumped (the reply says the gap)
         if start < ep.buf_start:
             raise late_error(f"rx of {n} samples by {ep.name!r} (oldest buffered sample {ep.buf_start})", start,
                         self.now)
@@ -584,7 +660,7 @@ class ChannelBroker:
         self._reply(rid, {"op": "ok", "seq": seq, "now": self.now, "horizon": ep.horizon})
 
     def _op_time(self, rid, seq, header, payload) -> None:
-        self._reply(rid, {"op": "ok", "seq": seq, "now": self.now})
+        self._reply(rid, {"op": "ok", "seq": seq, "now": self.wall_now()})
 
     def _op_hb(self, rid, seq, header, payload) -> None:
         self._session(header)
@@ -612,11 +688,14 @@ class ChannelBroker:
                             at, now)
                 self._error(rid, seq, "late", str(exc), at=at, now=now, what=exc.what)
                 continue
+            gap = 0 if ep.read_ptr is None else max(0, at - ep.read_ptr)
             samples = ep.extract(at, n)
             ep.read_ptr = at + n
             ep.trim(at + n)
             self.stats["rx_samples"] += n
-            self._reply(rid, {"op": "samples", "seq": seq, "t0": at, "n": n, "now": now},
+            if gap:
+                self.stats["rx_gap_samples"] += gap
+            self._reply(rid, {"op": "samples", "seq": seq, "t0": at, "n": n, "now": now, "gap": gap},
                         encode_samples(samples, ep.wire))
         ep.pending_rx = keep
 
@@ -695,16 +774,22 @@ class ChannelBroker:
         t_wall, t_sample = self._rt_start
         target = t_sample + int((wall - t_wall) * self.sample_rate)
         block = self.config.block_size
-        if target - self.now < block:
-            return False
-        steps = (target - self.now) // block
-        if steps > 1 and (steps * block) > self.config.max_advance:
-            self._event("overrun", "", f"clock {target - self.now} samples behind the wall clock")
-            steps = max(1, self.config.max_advance // block)
-        self._advance(steps * block)
+        behind = target - self.now
+        due = self._first_rx_due()
+        if behind <= 0 or (behind < block and (due is None or due > target)):
+            return False   # release a block, or earlier when a reader's samples exist (as fine as a radio's)
+        step = behind
+        if step > self.config.max_advance:
+            self._event("overrun", "", f"clock {behind} samples behind the wall clock")
+            step = max(block, self.config.max_advance)
+        self._advance(step)
         ideal = t_wall + (self.now - t_sample) / self.sample_rate
         self._lags.append(time.monotonic() - ideal)
         return target - self.now >= block
+
+    def _first_rx_due(self) -> int | None:
+        """The earliest sample time at which a pending rx can be answered (None: none pending)."""
+        return min((at + n for e in self._endpoints.values() for _, _, at, n in e.pending_rx), default=None)
 
     def _check_liveness(self) -> None:
         wall = time.monotonic()
@@ -718,6 +803,15 @@ class ChannelBroker:
                 ep.reset(self.now)
                 self._event("lost", ep.name, f"no message for {wall - ep.last_seen:.2f} s "
                                              f"(heartbeat_timeout_s={timeout})")
+
+
+def _is_local(endpoint: str) -> bool:
+    """True for ipc/inproc endpoints and TCP endpoints bound to a loopback address."""
+    transport, _, rest = endpoint.partition("://")
+    if transport in ("ipc", "inproc"):
+        return True
+    host = rest.rsplit(":", 1)[0]
+    return host in _LOOPBACK_HOSTS or host.startswith("127.")
 
 
 class _SessionError(Exception):

@@ -1,0 +1,77 @@
+"""ClockMap: the radio's sample time <-> the host's ``time.monotonic()``, fitted to when RX blocks arrive.
+
+Each RX block that ends at sample time ``t`` arrives at host time ``m = m0 + t / f + d`` where ``f`` is the radio's
+true sample rate (nominal rate times (1 + ppm offset)) and ``d >= 0`` the delivery latency (driver, USB, scheduler).
+A least-squares line through the last ``window`` points ``(t, m)``, refitted on the quarter of them that arrived
+most promptly (stalls of a loaded host delay arrivals in runs, which would tilt the line), gives the slope ``1 / f``; because latency is never
+negative, its intercept is then moved down to the least-delayed arrival in the window (the lower envelope, as NTP's
+minimum-delay filter does), so the map says when a sample *existed*, not when the host happened to see it.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+import numpy as np
+
+
+class ClockMap:
+    """Fits ``mono = mono_ref + (t - t_ref) * seconds_per_sample`` to (sample time, arrival) points."""
+
+    def __init__(self, sample_rate: float, window: int = 256):
+        if not sample_rate > 0:
+            raise ValueError(f"sample_rate = {sample_rate!r}: expected > 0 samples/s")
+        if window < 2:
+            raise ValueError(f"window = {window!r}: expected >= 2 points")
+        self.sample_rate = float(sample_rate)
+        self._pts: collections.deque[tuple[int, float]] = collections.deque(maxlen=int(window))
+        self._lock = threading.Lock()
+        self.t_ref: int | None = None
+        self.mono_ref = 0.0
+        self.seconds_per_sample = 1.0 / self.sample_rate
+        self.residual_us = 0.0           # rms of the arrivals above the envelope (delivery jitter), µs
+
+    def add(self, t: int, mono: float) -> None:
+        """Record that the sample before ``t`` had arrived at host time ``mono``; refit."""
+        with self._lock:
+            self._pts.append((int(t), float(mono)))
+            pts = np.asarray(self._pts, dtype=np.float64)
+            t_ref = int(self._pts[-1][0])
+            x = pts[:, 0] - t_ref
+            y = pts[:, 1]
+            if len(pts) >= 8 and np.ptp(x) > 0:
+                slope, icpt = np.polyfit(x, y, 1)
+                low = y - (slope * x + icpt) <= np.percentile(y - (slope * x + icpt), 25)
+                if low.sum() >= 8 and np.ptp(x[low]) > 0:   # refit on the prompt quarter: host stalls delay
+                    slope, icpt = np.polyfit(x[low], y[low], 1)   # arrivals, never advance them
+                if not 0.5 / self.sample_rate < slope < 2.0 / self.sample_rate:   # nonsense: keep the nominal rate
+                    slope = 1.0 / self.sample_rate
+            else:
+                slope = 1.0 / self.sample_rate
+            resid = y - slope * x
+            icpt = float(resid.min())
+            self.t_ref, self.mono_ref, self.seconds_per_sample = t_ref, icpt, float(slope)
+            self.residual_us = float(np.sqrt(np.mean((resid - icpt) ** 2)) * 1e6)
+
+    @property
+    def ready(self) -> bool:
+        """True once a point has been recorded."""
+        return self.t_ref is not None
+
+    def to_mono(self, t: int) -> float:
+        """Host monotonic time at which sample ``t`` exists (exists: was taken by the radio's ADC)."""
+        with self._lock:
+            return self.mono_ref + (int(t) - self.t_ref) * self.seconds_per_sample
+
+    def to_sample(self, mono: float) -> int:
+        """The radio's sample time at host monotonic time ``mono``."""
+        with self._lock:
+            return self.t_ref + int(np.floor((mono - self.mono_ref) / self.seconds_per_sample))
+
+    def as_dict(self) -> dict:
+        """The current fit: t_ref, mono_ref, seconds_per_sample, rate_ppm (vs the nominal rate), residual_us."""
+        with self._lock:
+            return {"t_ref": self.t_ref, "mono_ref": self.mono_ref, "seconds_per_sample": self.seconds_per_sample,
+                    "rate_ppm": (1.0 / (self.seconds_per_sample * self.sample_rate) - 1.0) * 1e6,
+                    "residual_us": self.residual_us, "points": len(self._pts)}

@@ -1,0 +1,324 @@
+"""The radio node (radio.node): ring indexed by sample time, clock map, streaming on wall-clock radios, host stalls,
+the ZeroMQ local interface and `otalab node` in its own process; plus the realtime ZeroMQ air's hardware-true rules
+(wall-derived deadlines, untimed-TX endpoints, CURVE name binding, insecure-bind warning)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from radio.base import LateError, RadioError
+from radio.drivers.loopback import LoopbackRadio, _hub
+from radio.drivers.zmq import ZmqRadio
+from radio.node import ClockMap, RadioNode, SampleRing
+from radio.node.server import NodeClient, NodeServer
+from radio.servers.zmq_broker import BrokerConfig, ChannelBroker
+from radio.sim.air import Air
+
+FS = 1e6
+LOCAL = "tcp://127.0.0.1:0"
+ROOT = Path(__file__).resolve().parents[2]
+BURST = (np.exp(2j * np.pi * np.random.default_rng(7).random(64)) * 0.5).astype(np.complex64)
+
+
+# ------------------------------------------------------------------------------------------------- pieces
+def test_ring_fills_a_gap_at_its_own_sample_times_and_flags_it():
+    ring = SampleRing(1000)
+    ring.write(100, np.full(50, 1, np.complex64))
+    ring.write(180, np.full(20, 2, np.complex64))         # [150, 180) lost
+    x, gaps = ring.read(140, 60, timeout_s=0.1)
+    assert gaps == [(150, 180)]
+    np.testing.assert_array_equal(x[:10], 1)
+    np.testing.assert_array_equal(x[10:40], 0)
+    np.testing.assert_array_equal(x[40:], 2)               # sample 180 is at index 40: no shift
+    assert ring.gap_count == 1 and ring.gap_samples == 30
+    with pytest.raises(RadioError, match=r"waiting for samples \[190, 210\)"):
+        ring.read(190, 20, timeout_s=0.05)
+    ring.write(200, np.zeros(1500, np.complex64))          # wraps: only the newest 1000 held
+    with pytest.raises(LateError):
+        ring.read(600, 10, timeout_s=0.1)
+    assert ring.oldest() == 700
+
+
+def test_clock_map_recovers_rate_and_the_lower_envelope_of_delayed_arrivals():
+    """Arrivals m = m0 + t (1 + ppm 1e-6) / f + d with d >= 0 (exponential, mean 300 µs, one in ten prompt): the
+    fit's slope is 1/f_true (least squares) and its intercept the prompt arrivals (the envelope), to a few µs."""
+    rng = np.random.default_rng(1)
+    f, ppm, m0 = 1e6, 40.0, 100.0
+    cm = ClockMap(f, window=200)
+    ts = np.arange(1, 201) * 5000
+    delay = rng.exponential(300e-6, ts.size) * (rng.random(ts.size) > 0.1)
+    for t, d in zip(ts, delay):
+        cm.add(int(t), m0 + t / (f * (1 + ppm * 1e-6)) + d)
+    assert abs(cm.as_dict()["rate_ppm"] - ppm) < 25      # LS slope under 300 µs jitter over 1 s: ~ tens of ppm
+    t = int(ts[-1])
+    assert abs(cm.to_mono(t) - (m0 + t / (f * (1 + ppm * 1e-6)))) < 20e-6
+    assert abs(cm.to_sample(cm.to_mono(t + 1234)) - (t + 1234)) <= 1
+
+
+def test_node_refuses_a_radio_without_a_wall_clock():
+    air = Air(FS, 2.4e9)
+    with pytest.raises(RadioError, match="wall clock"):
+        RadioNode(LoopbackRadio(air, "a")).start()
+
+
+# ------------------------------------------------------------------------------------------------- streaming
+@contextlib.contextmanager
+def _loopback_nodes(buffer_samples: int = 1 << 23):
+    air = Air(FS, 2.4e9, seed=0)
+    a = LoopbackRadio(air, "a", noise_power=0.0, realtime=True)
+    b = LoopbackRadio(air, "b", noise_power=0.0, realtime=True, max_buffer_samples=buffer_samples)
+    hub = _hub(air)
+    na = nb = None
+    try:
+        na, nb = RadioNode(a, name="a").start(), RadioNode(b, name="b").start()
+        yield na, nb, hub.wall_of, lambda: nb.ring.gap_samples
+    finally:
+        for n in (na, nb):
+            if n is not None:
+                n.close()
+        a.close(), b.close()
+
+
+@contextlib.contextmanager
+def _zmq_nodes(buffer_samples: int = 1 << 21, timed_tx: bool = True):
+    air = Air(FS, 2.4e9, seed=0)
+    broker = ChannelBroker(air, BrokerConfig(pacing="realtime", block_size=1000, buffer_samples=buffer_samples),
+                           bind=LOCAL).start()
+    radios, nodes = [], []
+    try:
+        a = ZmqRadio(broker.endpoint, "a", timed_tx=timed_tx, tx_latency_samples=300)   # a node streams RX too
+        radios.append(a)
+        b = ZmqRadio(broker.endpoint, "b")
+        radios.append(b)
+        nodes = [RadioNode(a, name="a").start(), RadioNode(b, name="b").start()]
+
+        def truth(t):
+            mono, s = broker.wall_anchor()
+            return mono + (t - s) / FS
+
+        yield nodes[0], nodes[1], truth, lambda: broker.stats["rx_gap_samples"]
+    finally:
+        for n in nodes:
+            n.close()
+        broker.stop()
+
+
+NODES = {"loopback": _loopback_nodes, "zmq": _zmq_nodes}
+
+
+def _stream(na: RadioNode, nb: RadioNode, truth, seconds: float, period: float = 0.02, lead: float = 0.05,
+            stall: tuple[float, float] | None = None):
+    """Bursts from na every ``period`` s at ``lead`` s ahead for ``seconds``; each read back from nb's ring
+    ~0.2 s later. Returns (results, arrivals: list of (at, exact, flagged)), worst mapping error (s)."""
+    results, arrivals, worst, pending = [], [], 0.0, []
+    t_end = time.monotonic() + seconds
+    next_t = time.monotonic()
+    stalled = False
+    while time.monotonic() < t_end or pending:
+        now_m = time.monotonic()
+        if stall and not stalled and now_m > t_end - seconds + stall[0]:
+            nb.pause_rx(stall[1])
+            stalled = True
+        if now_m < t_end:
+            t_now = na.time_now()
+            worst = max(worst, abs(na.to_mono(t_now) - truth(t_now)), abs(nb.to_mono(nb.time_now())
+                                                                               - truth(nb.time_now())))
+            r = na.tx(BURST, t_now + int(lead * FS))
+            results.append(r)
+            pending.append(r.at)
+        while pending and (pending[0] + 0.2 * FS < na.time_now() or now_m >= t_end):
+            at = pending.pop(0)
+            x, gaps = nb.rx(at - 8, BURST.size + 16, timeout_s=3.0)
+            exact = (np.allclose(x[8:-8], BURST, atol=1e-6) and not np.any(x[:8]) and not np.any(x[-8:]))
+            arrivals.append((at, exact, bool(gaps)))
+        next_t += period
+        time.sleep(max(0.0, next_t - time.monotonic()))
+    return results, arrivals, worst
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(NODES))
+def test_ten_seconds_of_streaming_every_burst_lands_at_its_sample_time(kind):
+    """#14 Done when: 10 s at 1 MS/s, bursts scheduled 50 ms ahead every 20 ms. Timed radios (accuracy 0 samples):
+    every burst is received exactly at the asked sample time (noiseless ideal link, so sample-exact equality), or lies
+    in an interval the node flagged as lost; every lost sample is flagged (the ring's count equals the radio's); the
+    sample-time <-> monotonic map stays within 1 ms of the radio's true wall anchor."""
+    with NODES[kind]() as (na, nb, truth, radio_lost):
+        results, arrivals, worst = _stream(na, nb, truth, 10.0)
+        assert len(results) >= 400
+        late = [r for r in results if r.state != "on_time"]
+        # a loaded host (2 shared cores) may stall the sender past its 50 ms lead: such a burst must be reported
+        # late, never silently misplaced; allow at most 1 % of them
+        assert len(late) <= 0.01 * len(results) and all(r.state == "late" for r in late), late[:3]
+        assert all(r.start == r.at for r in results if r.state == "on_time")
+        bad = [a for a in arrivals if not a[1] and not a[2]]
+        assert not bad, f"{len(bad)} bursts neither at their sample time nor flagged lost: {bad[:3]}"
+        assert sum(a[1] for a in arrivals) >= 0.98 * len(arrivals)
+        assert nb.ring.gap_samples == radio_lost()
+        assert worst < 1e-3, f"clock map off by {worst * 1e3:.3f} ms"
+
+
+@pytest.mark.parametrize("kind", list(NODES))
+def test_host_stall_longer_than_the_radio_buffer_is_a_flagged_gap_not_a_shift(kind):
+    """The receiving node's RX thread stalls 0.5 s; the radio holds 0.15 s: samples are lost, the node flags them at
+    their own sample times, and every burst before, during and after is either exact at its time or flagged."""
+    ctx = _loopback_nodes(buffer_samples=150_000) if kind == "loopback" else _zmq_nodes(buffer_samples=150_000)
+    with ctx as (na, nb, truth, radio_lost):
+        results, arrivals, _ = _stream(na, nb, truth, 1.6, stall=(0.4, 0.5))
+        assert nb.ring.gap_count >= 1 and nb.ring.gap_samples >= 0.3 * FS
+        gaps = list(nb.ring.gaps)          # one overflow; catching up may lose a few more blocks right after it
+        g0, g1 = gaps[0][0], gaps[-1][1]
+        assert g1 - g0 < 0.5 * FS and sum(e - s for s, e in gaps) == nb.ring.gap_samples
+        assert not [a for a in arrivals if not a[1] and not a[2]]
+        assert any(a[2] for a in arrivals) and sum(a[1] for a in arrivals) >= len(arrivals) // 2
+        after = [a for a in arrivals if a[0] > g1]
+        assert after and all(a[1] for a in after)           # the index stayed true after the gap
+        if kind == "zmq":
+            assert nb.ring.gap_samples == radio_lost()
+
+
+def test_lead_check_refuses_late_bursts_and_zmq_untimed_endpoint_keeps_a_constant_latency():
+    """A burst less than `lead` ahead is refused (not sent). An endpoint posing as a Pluto (no timestamps, TX stream
+    kept fed, TX->RX latency 300 samples) puts every burst exactly 300 samples after its asked time: constant, so
+    timing advance absorbs it; the node reports it on time (the radio's own latency, not lateness)."""
+    with _zmq_nodes(timed_tx=False) as (na, nb, truth, _):
+        assert na.radio.capabilities.timed_tx is False
+        r = na.tx(BURST, na.time_now() + 100)
+        assert (r.accepted, r.state) == (False, "rejected")
+        for _ in range(5):
+            r = na.tx(BURST, na.time_now() + int(0.03 * FS))
+            assert r.accepted and r.start - r.at == 300 and r.state == "on_time", r
+            x, gaps = nb.rx(r.at + 300, BURST.size, timeout_s=2)
+            np.testing.assert_allclose(x, BURST, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------- interface
+def test_node_server_and_client_in_process():
+    with _loopback_nodes() as (na, nb, truth, _), NodeServer(na).start() as srv, NodeClient(srv.endpoint) as c:
+        assert c.name == "a" and c.sample_rate == FS
+        t = c.time_now()
+        assert abs(t - na.time_now()) < 0.05 * FS
+        r = c.tx(BURST, t + int(0.05 * FS))
+        assert r.state == "on_time" and r.start == r.at
+        assert c.tx(BURST, t).state == "rejected"
+        assert c.wait_until(r.at + BURST.size) >= r.at + BURST.size
+        with NodeServer(nb).start() as srv_b, NodeClient(srv_b.endpoint) as cb:
+            x, gaps = cb.rx(r.at, BURST.size)
+            np.testing.assert_allclose(x, BURST, atol=1e-6)
+            assert gaps == []
+        assert c.mapping()["points"] >= 2 and c.status()["tx_on_time"] == 1
+        with pytest.raises(RadioError, match="wait_until"):
+            c.wait_until(c.time_now() + int(60 * FS), timeout_s=0.1)
+
+
+def test_otalab_node_process_serves_clients_and_is_torn_down(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "lab.cli", "node", "-c", str(ROOT / "hw_configs/loopback.yaml"), "--set",
+           "radio.sample_rate=1e6", "--name", "dev3", "--seconds", "30", "--json", str(tmp_path / "node.json")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        info = json.loads(line)
+        assert info["node"] == "dev3" and info["driver"] == "loopback"
+        with NodeClient(info["endpoint"], timeout_s=5) as c:
+            t = c.time_now()
+            r = c.tx(BURST, t + int(0.05 * FS))
+            assert r.state == "on_time"
+            x, gaps = c.rx(t, 1000)
+            assert x.shape == (1000,) and gaps == []
+        proc.terminate()
+        proc.wait(timeout=10)
+        status = json.loads((tmp_path / "node.json").read_text())["status"]
+        assert status["tx_on_time"] == 1 and status["gaps"] == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+# ------------------------------------------------------------------------------------------------- stand-ins
+def _stand_in(kind: str):
+    """The other radios' wall-clock stand-ins, once they exist on this branch (names from issue #14's plan)."""
+    import dataclasses
+    if kind == "pluto":
+        from radio.drivers import pluto
+        args = getattr(pluto, "PlutoEmulatorArgs", None) or getattr(pluto, "EmulatorArgs", None)
+        ok = args is not None and "wall_clock" in {f.name for f in dataclasses.fields(args)}
+        return ok, "the Pluto emulator's wall-clock DMA mode (emulator.wall_clock) has not landed yet"
+    uhd_double = pytest.importorskip("tests.radio.uhd_double")
+    return hasattr(uhd_double, "wall_clock") or "wall_clock" in getattr(uhd_double, "__all__", ()), \
+        "the UHD double's wall-clock mode has not landed yet"
+
+
+@pytest.mark.parametrize("kind", ["pluto", "usrp"])
+def test_node_on_hardware_stand_ins(kind):
+    ok, why = _stand_in(kind)
+    if not ok:
+        pytest.skip(why)
+    pytest.fail(f"{kind} wall-clock stand-in exists: wire it into this test (open it with its wall-clock mode, run "
+                f"_stream as for loopback/zmq)")
+
+
+# ------------------------------------------------------------------------------------------------- broker rules
+def test_realtime_broker_checks_deadlines_against_the_wall_clock_not_its_blocks():
+    """block_size 50 ms: between released blocks, time_now() keeps moving (wall-derived), and a tx 5 ms in the past
+    of the wall clock but after the last released block is refused as late."""
+    cfg = BrokerConfig(pacing="realtime", block_size=50_000)
+    with ChannelBroker(Air(FS, 2.4e9), cfg, bind=LOCAL) as b, ZmqRadio(b.endpoint, "r") as r:
+        time.sleep(0.12)
+        t1 = r.time_now()
+        time.sleep(0.01)
+        t2 = r.time_now()
+        assert 0.005 * FS < t2 - t1 < 0.05 * FS             # finer than a 50 ms block
+        with pytest.raises(LateError):
+            r.tx(BURST, at=r.time_now() - 5000)
+        assert r.tx(BURST, at=r.time_now() + 20_000) > b.now
+
+
+def test_curve_binds_each_name_to_the_key_that_registered_it(tmp_path):
+    import zmq.auth
+    server_pub, server_sec = zmq.auth.create_certificates(tmp_path, "server")
+    (tmp_path / "c").mkdir()
+    a_pub, a_sec = zmq.auth.create_certificates(tmp_path / "c", "alice")
+    b_pub, b_sec = zmq.auth.create_certificates(tmp_path / "c", "bob")
+    cfg = BrokerConfig(secret_key=str(server_sec), allowed_keys=[str(tmp_path / "c")])
+    with ChannelBroker(Air(FS, 2.4e9), cfg, bind=LOCAL) as brk:
+        keys = {"server_key": str(server_pub)}
+        with ZmqRadio(brk.endpoint, "dev0", client_key=str(a_sec), **keys):
+            with pytest.raises(RadioError, match="bound to another CURVE key"):
+                ZmqRadio(brk.endpoint, "dev0", client_key=str(b_sec), timeout_s=5, **keys)
+        with ZmqRadio(brk.endpoint, "dev0", client_key=str(a_sec), **keys):   # its owner may come back
+            pass
+        with ZmqRadio(brk.endpoint, "dev1", client_key=str(b_sec), **keys):
+            pass
+        ev = [(e.kind, e.name) for e in brk.events if e.kind in ("impersonation", "registered", "reconnected")]
+        assert ev == [("registered", "dev0"), ("impersonation", "dev0"), ("reconnected", "dev0"),
+                      ("registered", "dev1")]
+    # a name <-> key table in the config binds before anyone registers
+    cfg = BrokerConfig(secret_key=str(server_sec), allowed_keys=[str(tmp_path / "c")],
+                       name_keys={"ps": str(a_pub)})
+    with ChannelBroker(Air(FS, 2.4e9), cfg, bind=LOCAL) as brk:
+        with pytest.raises(RadioError, match="bound to another CURVE key"):
+            ZmqRadio(brk.endpoint, "ps", client_key=str(b_sec), server_key=str(server_pub), timeout_s=5)
+        assert [e.kind for e in brk.events if e.name == "ps"] == ["impersonation"]
+
+
+def test_binding_a_public_address_without_curve_warns(caplog):
+    with caplog.at_level("WARNING", logger="radio.servers.zmq_broker"):
+        b = ChannelBroker(Air(FS, 2.4e9), BrokerConfig(), bind="tcp://0.0.0.0:0")
+        b.stop()
+        local = ChannelBroker(Air(FS, 2.4e9), BrokerConfig(), bind=LOCAL)
+        local.stop()
+    assert [e.kind for e in b.events if e.kind == "insecure_bind"] == ["insecure_bind"]
+    assert not [e for e in local.events if e.kind == "insecure_bind"]
+    assert "without CURVE" in caplog.text
