@@ -81,12 +81,31 @@ def _umask() -> int:
     return mask
 
 
+def plain(obj):
+    """``obj`` with numpy scalars turned into Python numbers and numpy arrays into tensors, recursively (dicts, lists,
+    tuples), so that ``torch.load(weights_only=True)`` can read it back (it refuses numpy globals)."""
+    import numpy as np
+    import torch
+
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [plain(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(plain(v) for v in obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    return obj
+
+
 def encode_checkpoint(kind: str, payload: dict, config: dict | None = None) -> bytes:
     """The container bytes for ``payload`` (see module docstring). ``config`` must be JSON-serializable."""
     import torch
 
     buf = io.BytesIO()
-    torch.save(payload, buf)
+    torch.save(plain(payload), buf)
     body = buf.getvalue()
     header = {"container": CONTAINER_VERSION, "kind": kind, "payload_bytes": len(body),
               "payload_sha256": hashlib.sha256(body).hexdigest(), "torch": str(torch.__version__),

@@ -56,7 +56,7 @@ def save_checkpoint(path: str | Path, model: JsccModel, meta: dict | None = None
 def read_checkpoint(path: str | Path) -> dict:
     """The verified payload dict (hash checked, ``weights_only=True``); CheckpointError naming the file otherwise."""
     path = Path(path)
-    header, raw = read_checkpoint_file(path, FORMAT)
+    _, raw = read_checkpoint_file(path, FORMAT)
     if raw.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: format {raw.get('format')!r}, expected {FORMAT!r}")
     for key in ("model", "meta", "state_dict"):

@@ -14,10 +14,11 @@ Images are handled as uint8 [N, H, W, 3] (HWC, RGB) arrays; :func:`to_tensor` tu
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
+
+from learning.safeio import restricted_pickle_load
 
 ENV_VAR = "OTALAB_DATA_DIR"
 NPZ_NAME = "cifar10.npz"
@@ -84,8 +85,10 @@ def load_cifar10(split: str = "test", data_dir: str | Path | None = None, start:
             path = directory / TV_DIR / name
             if not path.is_file():
                 raise DataNotFoundError(f"{path}: missing CIFAR-10 batch file (torchvision layout)")
-            with open(path, "rb") as fh:
-                batch = pickle.load(fh, encoding="bytes")
+            batch = restricted_pickle_load(path)  # numpy arrays and plain data only: no code runs
+            if not isinstance(batch, dict) or b"data" not in batch:
+                raise ValueError(f"{path}: expected a CIFAR-10 batch (a dict with b'data'), got "
+                                 f"{type(batch).__name__}")
             parts.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         x = np.concatenate(parts)
     if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
