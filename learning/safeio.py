@@ -187,7 +187,7 @@ def read_checkpoint_file(path: str | Path, kind: str | tuple[str, ...]) -> tuple
 # ------------------------------------------------------------------------------------------ restricted pickles
 _NUMPY_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
 }
 
