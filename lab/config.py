@@ -135,19 +135,31 @@ def _coerce(tp, value, where: str):
             return value
         raise ConfigError(f"{where} = {value!r}: expected true or false")
     if tp is int:
+        if isinstance(value, str) and _si_key(where):
+            value = parse_si(value, where)
         if (isinstance(value, bool) or not isinstance(value, (int, float))
                 or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer()))):
             raise ConfigError(f"{where} = {value!r}: expected an integer")
+        if not -INT_LIMIT <= value < INT_LIMIT:
+            raise ConfigError(f"{where} = {value!r}: expected an integer of magnitude below 2**63")
         return int(value)
     if tp is float:
         if isinstance(value, str):
+            if _si_key(where):
+                return parse_si(value, where)
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
-                pass
+                raise ConfigError(f"{where} = {value!r}: expected a number") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} = {value!r}: expected a number")
-        return float(value)
+        try:
+            out = float(value)
+        except OverflowError:
+            raise ConfigError(f"{where} = {value!r}: expected a finite number (this one overflows a float)") from None
+        if not math.isfinite(out):
+            raise ConfigError(f"{where} = {value!r}: expected a finite number")
+        return out
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where} = {value!r}: expected a string")
@@ -181,6 +193,11 @@ def build(cls, data: dict | None, where: str = ""):
         raise ConfigError(f"{where} = {data!r}: expected a mapping with keys {sorted(_field_names(cls))}")
     hints = typing.get_type_hints(cls)
     names = _field_names(cls)
+    for key in data:
+        if not isinstance(key, str):
+            path = f"{where}.{key!r}" if where else repr(key)
+            raise ConfigError(f"{path}: key {key!r} is a {type(key).__name__}; expected a string key, one of "
+                              f"{', '.join(sorted(names))}")
     unknown = sorted(set(data) - set(names))
     if unknown:
         key = unknown[0]
@@ -204,6 +221,183 @@ def _field_names(cls) -> list[str]:
 
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+_KEY = re.compile(r"[A-Za-z0-9_\-]+|[A-Za-z0-9_\-]+->[A-Za-z0-9_\-]+")
+
+#: integers must fit a signed 64-bit integer (numpy and the radios use int64 sample counts)
+INT_LIMIT = 1 << 63
+#: a config file larger than this is refused before it is parsed (bytes)
+MAX_CONFIG_BYTES = 1 << 20
+#: longest ``--set`` value (characters)
+MAX_SET_CHARS = 10_000
+#: most YAML nodes (scalars, lists, mappings, counted through aliases) a config may hold
+MAX_CONFIG_NODES = 100_000
+
+# ------------------------------------------------------------------------------------------------ SI suffixes
+_SI = {"p": 1e-12, "n": 1e-9, "u": 1e-6, "µ": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9,
+       "T": 1e12}
+_SI_RE = re.compile(r"\s*([-+]?(?:\d+(?:_\d+)*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([pnuµmkKMGT]?)\s*"
+                    r"(Hz|S/s|Sps|sps)?\s*")
+#: config keys (last dotted component) whose string values may carry an SI suffix: frequencies and rates
+SI_KEYS = frozenset({"sample_rate", "center_freq", "rf_bandwidth", "bandwidth", "master_clock_rate", "lo_offset",
+                     "symbol_rate", "freq", "rate"})
+
+
+def parse_si(text: str | float | int, what: str = "value") -> float:
+    """A frequency or rate written with an optional SI suffix and unit -> float.
+
+    ``"2.4G"`` -> 2.4e9, ``"20M"`` -> 2e7, ``"500k"`` -> 5e5, ``"1.5e6"``, ``"915 MHz"``, ``"10 MS/s"``; numbers pass
+    through. Suffixes: p n u (or µ) m k (or K) M G T; units Hz, S/s, sps (optional). Case matters: ``m`` is milli,
+    ``M`` mega. Raises :class:`ConfigError` naming ``what``, the value and the accepted forms for anything else
+    (including non-finite results).
+    """
+    if isinstance(text, bool):
+        raise ConfigError(f"{what} = {text!r}: expected a number with an optional SI suffix (e.g. 2.4G, 20M, 500k)")
+    if isinstance(text, (int, float)):
+        try:
+            value = float(text)
+        except OverflowError:
+            value = math.inf
+    else:
+        m = _SI_RE.fullmatch(str(text)) if isinstance(text, str) and len(text) <= 64 else None
+        if m is None:
+            raise ConfigError(f"{what} = {text!r}: expected a number with an optional SI suffix (p n u m k M G T) "
+                              f"and unit (Hz, S/s), e.g. 2.4G, 20M, 500k, 915MHz")
+        value = float(m.group(1).replace("_", "")) * _SI[m.group(2)]
+    if not math.isfinite(value):
+        raise ConfigError(f"{what} = {text!r}: expected a finite number")
+    return value
+
+
+def _si_key(where: str) -> bool:
+    leaf = where.rsplit(".", 1)[-1].rsplit(" ", 1)[-1]
+    return leaf in SI_KEYS or leaf.endswith(("_hz", "_freq", "_rate"))
+
+
+def _check_size(data, where: str) -> None:
+    """ConfigError if ``data`` holds more than MAX_CONFIG_NODES nodes (YAML aliases can nest exponentially)."""
+    budget = MAX_CONFIG_NODES
+    stack = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        budget -= 1
+        if budget < 0 or depth > 64:
+            raise ConfigError(f"{where}: more than {MAX_CONFIG_NODES} values or nesting deeper than 64 (YAML "
+                              f"aliases?); expected a bench config of modest size")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+            stack.extend((k, depth + 1) for k in node)
+        elif isinstance(node, (list, tuple)):
+            stack.extend((v, depth + 1) for v in node)
+
+
+# ----------------------------------------------------------------------------- physical and resource bounds
+#: dotted key -> (lowest, highest, unit and reason). Checked after the schemas have built their sections, for
+#: fields that exist (None values are skipped). Ranges hold every radio the lab drives, with room; a value outside
+#: is a typo or an attack, never a bench setting. ``air.*`` impairment bounds also apply to every ``air.links`` entry.
+MAX_DELAY_SAMPLES = 1 << 26
+BOUNDS: dict[str, tuple[float, float, str]] = {
+    "radio.sample_rate": (1e3, 1e10, "S/s"),
+    "radio.center_freq": (1e3, 1e11, "Hz"),
+    "radio.tx_gain": (-200.0, 200.0, "dB"),
+    "radio.rx_gain": (-200.0, 200.0, "dB"),
+    "air.snr_db": (-100.0, 300.0, "dB"),
+    "air.noise_power": (0.0, 1e30, "(linear, per complex sample)"),
+    "air.delay_samples": (0.0, float(MAX_DELAY_SAMPLES),
+                          f"samples (the delay line holds them as complex64: {MAX_DELAY_SAMPLES * 8 >> 20} MiB at "
+                          f"most)"),
+    "air.gain": (-1e6, 1e6, "(linear amplitude)"),
+    "air.path_loss_db": (-200.0, 400.0, "dB"),
+    "air.cfo_ppm": (-1e3, 1e3, "ppm (crystal oscillators: tens of ppm)"),
+    "air.sco_ppm": (-1e3, 1e3, "ppm"),
+    "air.phase_noise_linewidth_hz": (0.0, 1e9, "Hz"),
+    "air.doppler_hz": (0.0, 1e6, "Hz"),
+    "air.delay_spread_s": (0.0, 1e-4, "s (measured RMS delay spreads are below ~5 us)"),
+    "air.seed": (0, INT_LIMIT - 1, ""),
+    "radio.args.max_buffer_samples": (1, 1 << 28, "samples (2 GiB of complex64)"),
+    "radio.args.rx_buffer_size": (1, 1 << 24, "samples"),
+    "radio.args.tx_buffer_size": (1, 1 << 24, "samples"),
+    "radio.args.rf_bandwidth": (1e3, 1e10, "Hz"),
+    "radio.args.bandwidth": (1e3, 1e10, "Hz"),
+    "radio.args.master_clock_rate": (1e3, 1e10, "Hz"),
+    "radio.args.lo_offset": (-1e10, 1e10, "Hz"),
+    "radio.args.tx_attenuation_db": (0.0, 100.0, "dB"),
+    "radio.args.timeout_s": (1e-3, 86_400.0, "s"),
+    "radio.args.heartbeat_s": (1e-3, 3_600.0, "s"),
+    "radio.args.start_delay": (0.0, 3_600.0, "s"),
+    "radio.args.timeout": (0.0, 3_600.0, "s"),
+    "radio.args.channel": (0, 64, ""),
+    "sync.beacon_period": (1, 1 << 31, "samples"),
+    "sync.beacons_before_access": (1, 10_000, "beacons"),
+    "sync.cell_radius_m": (0.0, 3e5, "m (LTE's largest cell: 100 km)"),
+    "sync.prach_oversampling": (1, 256, "(the PRACH IFFT is this times the data FFT)"),
+    "sync.ta_update_period": (0, 1 << 31, "rounds"),
+    "sync.time_alignment_timer": (0, 1 << 62, "samples"),
+    "sync.max_access_attempts": (1, 1_000, "attempts"),
+    "sync.backoff_window": (1, 1 << 20, "PRACH slots"),
+    "sync.pilot_period": (1, 1 << 31, "rounds"),
+    "sync.pilot_symbols_per_device": (1, 4_096, "symbols"),
+    "sync.power": (1e-12, 1e6, "(per subcarrier)"),
+    "sync.gain_threshold": (1e-12, 1e6, ""),
+    "sync.window_backoff": (0, 1 << 20, "samples"),
+}
+_LINK_BOUNDS = ("delay_samples", "path_loss_db", "cfo_ppm", "sco_ppm", "phase_noise_linewidth_hz", "doppler_hz",
+                "delay_spread_s")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _check_value(source: str, key: str, value, lo, hi, unit: str) -> None:
+    if value is None or isinstance(value, (bool, str)):
+        return
+    mag = abs(value) if isinstance(value, complex) else value
+    if isinstance(value, complex) and key.endswith("gain"):
+        lo = 0.0
+    if not (isinstance(mag, (int, float)) and lo <= mag <= hi):
+        raise ConfigError(f"{source}: {key} = {value!r}: expected {_fmt(lo)} <= {key.rsplit('.', 1)[-1]} <= "
+                          f"{_fmt(hi)} {unit}".rstrip())
+
+
+def check_bounds(cfg: LabConfig) -> None:
+    """Physical and resource bounds (:data:`BOUNDS`) and the cross-field limits that need two sections:
+
+    * ``|cfo_ppm| * 1e-6 * center_freq < sample_rate / 2`` (a larger offset aliases: the receiver cannot see it);
+    * ``doppler_hz`` and ``phase_noise_linewidth_hz`` below ``sample_rate / 2``.
+
+    Raises :class:`ConfigError` naming file, key, value and the allowed range."""
+    roots = {"radio": cfg.radio, "air": cfg.air, "sync": cfg.sync, "ofdm": cfg.ofdm}
+    for key, (lo, hi, unit) in BOUNDS.items():
+        parts = key.split(".")
+        obj = cfg.radio_args if parts[:2] == ["radio", "args"] else roots.get(parts[0])
+        if obj is None:
+            continue
+        value = getattr(obj, parts[-1], None)
+        _check_value(cfg.source, key, value, lo, hi, unit)
+    fs, fc = cfg.radio.sample_rate, cfg.radio.center_freq
+    links = []
+    if cfg.air is not None:
+        links.append(("air", {k: getattr(cfg.air, k, None) for k in _LINK_BOUNDS}))
+        for name, over in (getattr(cfg.air, "links", None) or {}).items():
+            key = f"air.links[{name!r}]"
+            for field in _LINK_BOUNDS:
+                if field in over:
+                    lo, hi, unit = BOUNDS[f"air.{field}"]
+                    _check_value(cfg.source, f"{key}.{field}", over[field], lo, hi, unit)
+            if "gain" in over:
+                _check_value(cfg.source, f"{key}.gain", over["gain"], *BOUNDS["air.gain"])
+            links.append((key, over))
+    for key, params in links:
+        cfo = params.get("cfo_ppm")
+        if isinstance(cfo, (int, float)) and abs(cfo) * 1e-6 * fc >= fs / 2:
+            raise ConfigError(f"{cfg.source}: {key}.cfo_ppm = {cfo!r}: an offset of {abs(cfo) * 1e-6 * fc:.4g} Hz at "
+                              f"radio.center_freq = {fc:g} Hz; expected |cfo_ppm| * 1e-6 * center_freq below "
+                              f"sample_rate / 2 = {fs / 2:g} Hz")
+        for field in ("doppler_hz", "phase_noise_linewidth_hz"):
+            v = params.get(field)
+            if isinstance(v, (int, float)) and v >= fs / 2:
+                raise ConfigError(f"{cfg.source}: {key}.{field} = {v!r}: expected below sample_rate / 2 = "
+                                  f"{fs / 2:g} Hz")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -211,10 +405,22 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set radio.sample_rate=10e6")
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    keys = key.strip().split(".")
+    if any(not k.strip() or not _KEY.fullmatch(k.strip()) for k in keys):
+        raise ConfigError(f"--set {text!r}: key {key.strip()!r}; expected dotted names of letters, digits, '_' "
+                          f"and '-', e.g. radio.args.uri")
+    if len(raw) > MAX_SET_CHARS:
+        raise ConfigError(f"--set {key.strip()}: value of {len(raw)} characters; expected at most {MAX_SET_CHARS}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        why = " ".join(str(exc).split())
+        raise ConfigError(f"--set {key.strip()}={raw!r}: value is not valid YAML ({why}); expected a number, a "
+                          f"string, true/false, null, a [list] or a {{mapping}}") from None
     if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):  # YAML 1.1 reads 10e6 as a string
         value = float(value)
-    return key.strip().split("."), value
+    _check_size(value, f"--set {key.strip()}")
+    return [k.strip() for k in keys], value
 
 
 def load_raw(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict, str]:
@@ -225,10 +431,17 @@ def load_raw(path: str | Path | None, overrides: list[str] | tuple[str, ...] = (
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"{source}: config file not found")
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{source}: {size} bytes; expected a config file of at most {MAX_CONFIG_BYTES} bytes")
         try:
             data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        except (UnicodeDecodeError, RecursionError) as exc:
+            raise ConfigError(f"{source}: not a readable YAML text file ({type(exc).__name__}); expected UTF-8 "
+                              f"YAML") from None
+        _check_size(data, source)
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(SECTIONS)}), "
                               f"got {type(data).__name__}")
@@ -289,4 +502,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         radio_args = None
     else:
         radio_args = build(args_cls, radio.args, f"{source}: radio.args")
-    return LabConfig(source=source, radio_args=radio_args, raw=data, **sections)
+    cfg = LabConfig(source=source, radio_args=radio_args, raw=data, **sections)
+    check_bounds(cfg)
+    return cfg

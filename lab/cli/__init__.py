@@ -50,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     except typer.Abort:
         return 1
+    except ValueError as exc:  # a bad config or checkpoint that a command did not catch itself: exit 2, no traceback
+        from lab.config import ConfigError
+        from learning.safeio import CheckpointError
+        if not isinstance(exc, (ConfigError, CheckpointError)):
+            raise
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        return 2
     except Exception as exc:  # click usage errors carry their own message and exit code
         try:
             from click import ClickException

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import gzip
 import os
-import pickle
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from learning.safeio import restricted_pickle_load
 
 #: data set name -> accepted .npz file names
 NPZ_NAMES: dict[str, tuple[str, ...]] = {
@@ -136,8 +137,10 @@ def _from_cifar_batches(directory: Path) -> ImageDataset:
     def load(names):
         xs, ys = [], []
         for n in names:
-            with open(directory / n, "rb") as fh:
-                batch = pickle.load(fh, encoding="bytes")  # the user's own torchvision copy
+            batch = restricted_pickle_load(directory / n)  # numpy arrays and plain data only: no code runs
+            if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+                raise ValueError(f"{directory / n}: expected a CIFAR-10 batch (a dict with b'data' and b'labels'), "
+                                 f"got {type(batch).__name__}")
             xs.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
             ys.append(np.asarray(batch[b"labels"], np.int64))
         return np.concatenate(xs), np.concatenate(ys)

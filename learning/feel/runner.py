@@ -30,6 +30,7 @@ from learning.feel.models import FlatModel
 from learning.feel.partition import make_partition
 from learning.feel.schemes import SCHEMES, make_scheme
 from learning.feel.server import ParameterServer
+from learning.safeio import CheckpointError, read_checkpoint_file, write_checkpoint
 
 FAULT_KINDS = ("nan", "explode", "drop")
 CHECKPOINT_VERSION = 1
@@ -40,7 +41,9 @@ class FeelConfig:
     """One FEEL experiment. Defaults follow Amiri & Gündüz TSP 2020 Fig. 5 (MNIST, single layer, M = 25, B = 1000,
     s = d/2, k = s/2, noise variance 1, ADAM).
 
-    faults: "ROUND:DEVICE:KIND" strings (KIND in nan, explode, drop) injecting a broken or vanishing device.
+    faults: "ROUND:DEVICE:KIND" strings (KIND in nan, explode, drop) injecting a broken or vanishing device; ROUND is
+    the 0-based round index t (its record is round t + 1), DEVICE in 0..devices-1: a target that does not exist is a
+    ValueError naming it.
     channel_uses None: d // 2 (uncoded: d + 1); k None: s // 2.
     """
 
@@ -81,8 +84,16 @@ class FeelConfig:
             raise ValueError(f"dropout_prob = {self.dropout_prob}: expected 0 <= p < 1")
         if self.eval_every < 1:
             raise ValueError(f"eval_every = {self.eval_every}: expected >= 1")
+        if self.devices < 1:
+            raise ValueError(f"devices = {self.devices}: expected >= 1")
         for f in self.faults:
-            parse_fault(f)
+            rnd, dev, _ = parse_fault(f)
+            if rnd >= self.rounds:
+                raise ValueError(f"fault {f!r}: round {rnd} does not exist; expected ROUND in 0..{self.rounds - 1} "
+                                 f"(0-based, rounds = {self.rounds})")
+            if dev >= self.devices:
+                raise ValueError(f"fault {f!r}: device {dev} does not exist; expected DEVICE in "
+                                 f"0..{self.devices - 1} (devices = {self.devices})")
         self.amp_denoiser()
 
     def amp_denoiser(self) -> str | float:
@@ -169,7 +180,7 @@ class FeelExperiment:
         dropped = torch.from_numpy(np.random.default_rng([self.cfg.seed, t, 31]).random(self.cfg.devices)
                                    < self.cfg.dropout_prob)
         for rnd, dev, kind in self.faults:
-            if rnd != t or dev >= self.cfg.devices:
+            if rnd != t:
                 continue
             if kind == "drop":
                 dropped[dev] = True
@@ -253,19 +264,42 @@ class FeelExperiment:
             diff = sorted(k for k in mine if mine[k] != theirs.get(k))
             raise ValueError(f"checkpoint was written for a different configuration (differs in {', '.join(diff)}); "
                              f"use another --out or remove the checkpoint")
+        theta, error = state["server"]["theta"], state["error"]
+        for name, got, want in (("server.theta", theta, self.server.theta), ("error", error, self.fleet.error)):
+            if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
+                desc = f"{got.dtype} {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
+                raise ValueError(f"{name} is {desc}, expected {want.dtype} {tuple(want.shape)}")
         self.server.load_state_dict(state["server"])
-        self.fleet.error = state["error"].clone()
+        self.fleet.error = error.clone()
         self.records = list(state["records"])
         self.air_time = float(state["air_time"])
         self.runtime_s = float(state.get("runtime_s", 0.0))
 
 
+CHECKPOINT_KIND = "otalab-feel/1"
+
+
 def save_checkpoint(exp: FeelExperiment, path: Path) -> None:
-    """Write atomically: a temporary file in the same directory, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(exp.state_dict(), tmp)
-    os.replace(tmp, path)
+    """Write atomically as a hashed otalab checkpoint (:mod:`learning.safeio`) whose header holds the config."""
+    write_checkpoint(path, CHECKPOINT_KIND, exp.state_dict(), dataclasses.asdict(exp.cfg))
+
+
+def load_checkpoint(exp: FeelExperiment, path: Path) -> None:
+    """Verify ``path`` (SHA-256, ``weights_only=True``: no code runs) and restore ``exp`` from it.
+
+    Raises :class:`~learning.safeio.CheckpointError` naming the file for a corrupt, tampered, foreign or mismatching
+    checkpoint."""
+    _, state = read_checkpoint_file(path, CHECKPOINT_KIND)
+    try:
+        exp.load_state_dict(state)
+    except CheckpointError:
+        raise
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from None
+    except (KeyError, TypeError, RuntimeError, AttributeError, IndexError) as exc:
+        raise CheckpointError(f"checkpoint {path}: its state does not fit this experiment "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); expected "
+                              f"the state a run of this configuration writes") from None
 
 
 def rounds_to(records: list[dict], target: float) -> int | None:
@@ -301,7 +335,7 @@ def run_feel(cfg: FeelConfig, out_json: str | Path | None = None, checkpoint: st
     exp = FeelExperiment(cfg, data_dir, channel)
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and resume and ckpt.is_file():
-        exp.load_state_dict(torch.load(ckpt, weights_only=False))
+        load_checkpoint(exp, ckpt)
     start = time.perf_counter()
     last = cfg.rounds if stop_after is None else min(cfg.rounds, stop_after)
     saved_round = exp.round

@@ -14,10 +14,11 @@ Images are handled as uint8 [N, H, W, 3] (HWC, RGB) arrays; :func:`to_tensor` tu
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
+
+from learning.safeio import restricted_pickle_load
 
 ENV_VAR = "OTALAB_DATA_DIR"
 NPZ_NAME = "cifar10.npz"
@@ -84,8 +85,10 @@ def load_cifar10(split: str = "test", data_dir: str | Path | None = None, start:
             path = directory / TV_DIR / name
             if not path.is_file():
                 raise DataNotFoundError(f"{path}: missing CIFAR-10 batch file (torchvision layout)")
-            with open(path, "rb") as fh:
-                batch = pickle.load(fh, encoding="bytes")
+            batch = restricted_pickle_load(path)  # numpy arrays and plain data only: no code runs
+            if not isinstance(batch, dict) or b"data" not in batch:
+                raise ValueError(f"{path}: expected a CIFAR-10 batch (a dict with b'data'), got "
+                                 f"{type(batch).__name__}")
             parts.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         x = np.concatenate(parts)
     if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
@@ -110,21 +113,101 @@ def load_sample_photo(name: str, multiple: int = 4) -> np.ndarray:
     return np.ascontiguousarray(img[:h, :w, :3])
 
 
-def load_image_file(path: str | Path, multiple: int = 4) -> np.ndarray:
-    """An image file (PNG, JPEG, ...) as uint8 [H, W, 3], cropped to H, W divisible by ``multiple``.
+#: largest image :func:`load_image_file` decodes (pixels); env ``OTALAB_MAX_IMAGE_PIXELS`` or ``max_pixels`` raise it
+MAX_IMAGE_PIXELS = 4096 * 4096
+IMAGE_PIXELS_ENV = "OTALAB_MAX_IMAGE_PIXELS"
 
-    Raises ValueError naming the file for unreadable files and images smaller than ``multiple``.
+
+def max_image_pixels(max_pixels: int | None = None) -> int:
+    """The image size cap in pixels: ``max_pixels``, else ``$OTALAB_MAX_IMAGE_PIXELS``, else MAX_IMAGE_PIXELS."""
+    if max_pixels is not None:
+        return int(max_pixels)
+    raw = os.environ.get(IMAGE_PIXELS_ENV)
+    if not raw:
+        return MAX_IMAGE_PIXELS
+    try:
+        value = int(float(raw))
+    except (ValueError, OverflowError):
+        value = 0
+    if value < 1:
+        raise ValueError(f"{IMAGE_PIXELS_ENV} = {raw!r}: expected a positive number of pixels")
+    return value
+
+
+def image_to_rgb8(im) -> np.ndarray:
+    """Any Pillow image -> uint8 [H, W, 3] RGB, scaling (never clipping) what is not 8-bit.
+
+    * "I;16*" (16-bit greyscale): ``round(v * 255 / 65535)``;
+    * "I" (32-bit integer): 16-bit data (0 <= v <= 65535, how Pillow opens 16-bit PNGs) as above, anything else
+      scaled linearly from its min..max to 0..255;
+    * "F" (32-bit float): values in [0, 1] times 255, anything else scaled from its min..max; NaN/Inf is an error;
+    * images with alpha ("RGBA", "LA", "PA", "P" with transparency) are composited over white, the way viewers show
+      them; every other mode ("1", "L", "P", "CMYK", "YCbCr", "LAB", "HSV", ...) through Pillow's own conversion.
+    A constant image of a scaled mode maps to 0. Raises ValueError for non-finite float pixels.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        a = np.asarray(im.convert("F") if mode.startswith("I;16") and mode not in ("I;16", "I;16L", "I;16B") else im)
+        a = a.astype(np.float64)
+        if mode == "F" and not np.isfinite(a).all():
+            raise ValueError(f"{int((~np.isfinite(a)).sum())} NaN/Inf pixels in a float ('F') image; expected "
+                             f"finite values")
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if mode.startswith("I;16") or (mode == "I" and lo >= 0 and hi <= 65535):
+            scaled = a * (255.0 / 65535.0)
+        elif mode == "F" and lo >= 0 and hi <= 1:
+            scaled = a * 255.0
+        else:
+            scaled = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+        grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
+    if mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or im.mode == "RGBA":
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.ascontiguousarray(np.asarray(Image.alpha_composite(white, rgba).convert("RGB")))
+    return np.ascontiguousarray(np.asarray(im.convert("RGB")))
+
+
+def load_image_file(path: str | Path, multiple: int = 4, max_pixels: int | None = None) -> np.ndarray:
+    """An image file (PNG, JPEG, TIFF, ...; the first frame) as uint8 [H, W, 3], cropped to H, W divisible by
+    ``multiple``; every Pillow mode converted by :func:`image_to_rgb8` (16-bit and float scaled, not clipped).
+
+    ``max_pixels``: size cap (default :func:`max_image_pixels`: ``$OTALAB_MAX_IMAGE_PIXELS`` or 4096 x 4096), checked
+    from the header before the pixels are decoded; Pillow's decompression-bomb guard gives the same message.
+    Raises FileNotFoundError for a missing file and ValueError naming the file, the value and what was expected for
+    unreadable, oversized, non-finite or too small images.
+    """
+    import warnings
+
+    from PIL import Image
 
     path = Path(path)
+    cap = max_image_pixels(max_pixels)
     if not path.is_file():
         raise FileNotFoundError(f"image {path}: file not found")
+    hint = f"expected at most {cap} pixels (raise the cap with {IMAGE_PIXELS_ENV}=N)"
     try:
-        with Image.open(path) as im:
-            img = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"image {path}: not a readable image ({exc})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > cap:
+                    raise ValueError(f"image {path}: {w}x{h} = {w * h} pixels; {hint}")
+                im.load()
+                img = image_to_rgb8(im)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"image {path}: refused by Pillow's decompression-bomb guard ({exc}); {hint}") from None
+    except ValueError as exc:
+        if str(exc).startswith(f"image {path}:"):
+            raise
+        raise ValueError(f"image {path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many types on crafted files; none may escape
+        raise ValueError(f"image {path}: not a readable image ({type(exc).__name__}: {exc}); expected a PNG, JPEG, "
+                         f"TIFF or another format Pillow reads") from None
     h, w = (img.shape[0] // multiple) * multiple, (img.shape[1] // multiple) * multiple
     if h == 0 or w == 0:
         raise ValueError(f"image {path}: size {img.shape[0]}x{img.shape[1]}, expected at least {multiple}x{multiple}")

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from learning.feel.runner import FeelConfig, FeelExperiment, run_feel
+from learning.feel.runner import CHECKPOINT_KIND, FeelConfig, FeelExperiment, run_feel
+from learning.safeio import read_checkpoint_file
 
 SMALL = dict(devices=5, samples_per_device=100, rounds=4, lr=1e-2, channel_uses=1000)
 
@@ -70,11 +71,11 @@ def test_interrupted_run_resumes_bit_identically(data_dir, tmp_path):
     cfg = FeelConfig(scheme="analog", **{**SMALL, "rounds": 6})
     full = run_feel(cfg, tmp_path / "full.json", tmp_path / "full.pt", data_dir=data_dir)
     run_feel(cfg, None, tmp_path / "part.pt", data_dir=data_dir, stop_after=3, checkpoint_every=2)
-    state = torch.load(tmp_path / "part.pt", weights_only=False)
+    state = read_checkpoint_file(tmp_path / "part.pt", CHECKPOINT_KIND)[1]
     assert state["server"]["round"] == 3
     resumed = run_feel(cfg, tmp_path / "resumed.json", tmp_path / "part.pt", data_dir=data_dir)
     assert resumed["rounds"] == full["rounds"]
-    a, b = torch.load(tmp_path / "full.pt", weights_only=False), torch.load(tmp_path / "part.pt", weights_only=False)
+    a, b = (read_checkpoint_file(tmp_path / n, CHECKPOINT_KIND)[1] for n in ("full.pt", "part.pt"))
     assert torch.equal(a["server"]["theta"], b["server"]["theta"]) and torch.equal(a["error"], b["error"])
     assert full["rounds"][-1]["accuracy"] > 0.3  # and it learned something (chance: 0.1)
     with pytest.raises(ValueError, match="different configuration"):

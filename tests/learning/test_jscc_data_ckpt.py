@@ -106,7 +106,7 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
     good = save_checkpoint(tmp_path / "good.pt", model)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:500])
-    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match="truncated"):
         read_checkpoint(truncated)
     with pytest.raises(CheckpointError, match="file not found"):
         read_checkpoint(tmp_path / "missing.pt")
@@ -114,13 +114,18 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
         load_checkpoint(good, expect_ratio="1/12")
     with pytest.raises(CheckpointError, match="expected 'bourtsoulatze'"):
         load_checkpoint(good, expect_model="bourtsoulatze")
-    # an arbitrary pickled object is refused by weights_only=True
+    # a bare torch file (no content hash) is refused before it is unpickled
     evil = tmp_path / "evil.pt"
     torch.save({"format": "otalab-jscc/1", "obj": np.random.default_rng(0)}, evil)
-    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match="without otalab's content hash"):
+        read_checkpoint(evil)
+    # an arbitrary pickled object inside a correctly hashed container is refused by weights_only=True
+    from learning.safeio import write_checkpoint
+    write_checkpoint(evil, "otalab-jscc/1", {"format": "otalab-jscc/1", "obj": np.random.default_rng(0)})
+    with pytest.raises(CheckpointError, match="weights_only"):
         read_checkpoint(evil)
     other = tmp_path / "other.pt"
-    torch.save({"weights": torch.zeros(2)}, other)
+    write_checkpoint(other, "otalab-jscc/1", {"weights": torch.zeros(2)})
     with pytest.raises(CheckpointError, match="format None"):
         read_checkpoint(other)
     nan_model = _small_model()
