@@ -19,6 +19,7 @@ from typing import Optional
 import typer
 
 from lab.cli.common import fail
+from lab.plots import feel_accuracy_figure, feel_label, save_figure
 
 
 def _split(text: str, cast, name: str) -> list:
@@ -49,45 +50,6 @@ def _worker(args: tuple) -> dict:
     return run_feel(cfg, out_json, ckpt, resume=resume, checkpoint_every=every, data_dir=data_dir)
 
 
-def label(result: dict) -> str:
-    c = result["config"]
-    names = {"analog": "A-DSGD", "digital": "D-DSGD", "ideal": "error-free", "uncoded": "uncoded analog"}
-    power = "" if c["scheme"] == "ideal" else f", P={c['power']:g}"
-    return f"{names.get(c['scheme'], c['scheme'])}{power}"
-
-
-def plot_accuracy(results: list[dict], path: str | Path, title: str = "") -> Path:
-    """Accuracy vs round, one panel per partition, one line per scheme/power; writes a PNG and returns its path."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    order = ("iid", "noniid", "dirichlet")
-    partitions = sorted({r["config"]["partition"] for r in results}, key=lambda p: order.index(p) if p in order else 9)
-    fig, axes = plt.subplots(1, len(partitions), figsize=(5.2 * len(partitions), 4), squeeze=False, sharey=True)
-    styles = {"ideal": "k-", "analog": "-", "digital": "--", "uncoded": ":"}
-    for ax, part in zip(axes[0], partitions):
-        for r in sorted((r for r in results if r["config"]["partition"] == part),
-                        key=lambda r: (r["config"]["scheme"] != "ideal", r["config"]["scheme"], r["config"]["power"])):
-            pts = [(x["round"], x["accuracy"]) for x in r["rounds"] if x.get("accuracy") is not None]
-            if pts:
-                ax.plot(*zip(*pts), styles.get(r["config"]["scheme"], "-"), label=label(r), lw=1.3)
-        ax.set_title(f"{part.upper() if part == 'iid' else part}")
-        ax.set_xlabel("iteration t")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-    axes[0][0].set_ylabel("test accuracy")
-    axes[0][0].set_ylim(0.0, 1.0)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
 def results_table(results: list[dict]) -> str:
     """Markdown table: scheme, partition, power, final accuracy, rounds to 80 %, median NMSE, runtime."""
     import math
@@ -99,7 +61,7 @@ def results_table(results: list[dict]) -> str:
         med = nm[len(nm) // 2] if nm else math.nan
         power = "—" if c["scheme"] == "ideal" else f"{c['power']:g}"
         reach = r["rounds_to_80"] if r["rounds_to_80"] is not None else "never"
-        lines.append(f"| {label(r).split(',')[0]} | {c['partition']} | {power} | {r['final_accuracy']:.4f} | {reach} "
+        lines.append(f"| {feel_label(r).split(',')[0]} | {c['partition']} | {power} | {r['final_accuracy']:.4f} | {reach} "
                      f"| {med:.2f} | {r['runtime_s']:.0f} |")
     return "\n".join(lines)
 
@@ -187,8 +149,8 @@ def register(app: typer.Typer) -> None:
         finally:
             if hasattr(factory, "close"):
                 factory.close()
-        png = plot_accuracy(results, out / f"feel_{dataset}_accuracy.png",
-                            title=f"{dataset}, M={devices}, B={samples_per_device}, {fading} channel")
+        png = save_figure(feel_accuracy_figure(results, title=f"{dataset}, M={devices}, B={samples_per_device}, "
+                                                               f"{fading} channel"), out / f"feel_{dataset}_accuracy.png", dpi=90)
         typer.echo(results_table(results))
         for (_, js, *_rest) in jobs_args:
             typer.echo(f"wrote {js}")
@@ -204,7 +166,7 @@ def register(app: typer.Typer) -> None:
         except (OSError, json.JSONDecodeError) as exc:
             fail(f"cannot read results: {exc}")
         typer.echo(results_table(results))
-        typer.echo(f"wrote {plot_accuracy(results, out, title)}")
+        typer.echo(f"wrote {save_figure(feel_accuracy_figure(results, title), out, dpi=90)}")
 
 
 def _radio_factory(radio: str, snr_db: float, seed: int, schemes: str):
@@ -260,5 +222,5 @@ def _run_all(jobs_args: list[tuple], jobs: int, progress: bool, factory=None) ->
             with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
                 for res in pool.map(_worker, jobs_args):
                     results.append(res)
-                    bar.update(task, advance=1, status=f"{label(res)}: {res['final_accuracy']:.3f}")
+                    bar.update(task, advance=1, status=f"{feel_label(res)}: {res['final_accuracy']:.3f}")
     return results

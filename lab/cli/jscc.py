@@ -13,7 +13,9 @@ from pathlib import Path
 import typer
 
 #: the checkpoint shipped with the package (SNR-adaptive model, k/n = 1/6, AWGN 0..20 dB)
+from lab.cli.common import ConfigOpt, JsonOpt, ProgressOpt, SeedOpt, SetOpt, emit_json, load_lab_config, split_floats
 from lab.experiments.jscc_air import DEFAULT_CHECKPOINT
+from lab.plots import jscc_eval_figure, save_figure, side_by_side_figure
 
 
 def _fail(msg: str) -> None:
@@ -28,7 +30,7 @@ def register(app: typer.Typer) -> None:
 
     @jscc.command("train")
     def train_cmd(
-        out_dir: Path = typer.Option(..., "--out-dir", help="where last.pt, best.pt and log.jsonl go"),
+        out_dir: Path = typer.Option(..., "--out", help="folder for last.pt, best.pt and log.jsonl"),
         model: str = typer.Option("adjscc", help="model: adjscc (SNR-adaptive) or bourtsoulatze (reference)"),
         ratio: str = typer.Option("1/6", help="bandwidth ratio k/n (c/96)"),
         filters: str | None = typer.Option(None, help="4 hidden channel counts, e.g. 32,64,64,64"),
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(20000, help="optimizer steps (cosine learning-rate schedule over them)"),
         batch_size: int = typer.Option(64),
         lr: float = typer.Option(1e-3),
-        seed: int = typer.Option(0),
+        seed: SeedOpt = 0,
         data_dir: Path | None = typer.Option(None, help="directory with cifar10.npz or cifar-10-batches-py/"),
         train_images: int | None = typer.Option(None, help="use only the first N training images"),
         val_images: int = typer.Option(1000, help="validation images held out from the end of the train split"),
@@ -47,8 +49,8 @@ def register(app: typer.Typer) -> None:
         ckpt_every: int = typer.Option(250),
         threads: int = typer.Option(1, help="torch CPU threads"),
         time_limit_min: float | None = typer.Option(None, help="stop with a checkpoint after this many minutes"),
-        resume: bool = typer.Option(True, help="resume from OUT_DIR/last.pt if present"),
-        progress: bool = typer.Option(True, help="show a progress bar"),
+        resume: bool = typer.Option(True, help="resume from OUT/last.pt if present"),
+        progress: ProgressOpt = True,
     ):
         """Train a DeepJSCC model with the channel in the loop (CPU is fine; resumes after a crash)."""
         from learning.jscc.checkpoint import CheckpointError
@@ -71,9 +73,9 @@ def register(app: typer.Typer) -> None:
 
     @jscc.command("eval")
     def eval_cmd(
-        checkpoint: list[Path] = typer.Option(None, "--checkpoint", "-c",
+        checkpoint: list[Path] = typer.Option(None, "--checkpoint",
                                               help="checkpoint(s) to evaluate (default: the shipped one)"),
-        snrs: str = typer.Option("0,2.5,5,7.5,10,12.5,15,17.5,20", help="SNRs in dB, comma-separated"),
+        snrs: str = typer.Option("0,2.5,5,7.5,10,12.5,15,17.5,20", "--snr-db", help="SNRs in dB, a comma list"),
         n_images: int = typer.Option(200, help="first N CIFAR-10 test images"),
         channel: str = typer.Option("awgn", help="simulated channel: awgn, rayleigh, ofdm"),
         baselines: str = typer.Option("separation", help="comma-separated: separation, none"),
@@ -86,9 +88,9 @@ def register(app: typer.Typer) -> None:
         data_dir: Path | None = typer.Option(None),
         include: list[Path] = typer.Option([], "--include", help="merge the results of an earlier eval JSON "
                                                                    "(e.g. baselines computed once)"),
-        out: Path = typer.Option(Path("results/jscc_eval.json"), help="JSON results"),
-        plot: Path | None = typer.Option(None, help="PNG plot (default: OUT with .png)"),
-        seed: int = typer.Option(0),
+        json_path: JsonOpt = "runs/jscc/eval.json",
+        out: Path = typer.Option(Path("runs/jscc"), "--out", help="folder for the PNG plot"),
+        seed: SeedOpt = 0,
         threads: int = typer.Option(1),
     ):
         """PSNR and SSIM versus SNR for DeepJSCC checkpoints and the separation bound -> JSON + PNG."""
@@ -98,18 +100,11 @@ def register(app: typer.Typer) -> None:
 
         from learning.jscc.checkpoint import CheckpointError, load_checkpoint
         from learning.jscc.data import DataNotFoundError, load_cifar10
-        from learning.jscc.evaluate import (
-            evaluate_model,
-            evaluate_separation,
-            plot_results,
-            save_results,
-        )
+        from learning.jscc.evaluate import evaluate_model, evaluate_separation
+        from lab.results import metadata
 
         torch.set_num_threads(threads)
-        try:
-            snr_list = [float(s) for s in snrs.split(",") if s.strip()]
-        except ValueError:
-            _fail(f"--snrs {snrs!r}: expected comma-separated numbers in dB")
+        snr_list = split_floats(snrs, "--snr-db")
         try:
             images = load_cifar10("test", data_dir, 0, n_images)
             results, models = [], []
@@ -136,44 +131,47 @@ def register(app: typer.Typer) -> None:
                 models += earlier.get("models", [])
         except (ValueError, DataNotFoundError, CheckpointError, OSError, KeyError) as exc:
             _fail(str(exc))
-        path = save_results(out, results, title=f"DeepJSCC on CIFAR-10 test[:{len(images)}], {channel}",
-                            models=models, n_images=len(images), channel=channel, seed=seed)
-        png = plot_results(path, plot or out.with_suffix(".png"))
-        _print_table(results)
-        typer.echo(f"wrote {path} and {png}", err=True)
+        record = {"title": f"DeepJSCC on CIFAR-10 test[:{len(images)}], {channel}", "models": models,
+                  "n_images": len(images), "channel": channel, "results": results, **metadata(seed=seed)}
+        emit_json(json_path, record)
+        fig = jscc_eval_figure(record)
+        out.mkdir(parents=True, exist_ok=True)
+        png = save_figure(fig, out / "jscc_eval.png")
+        _print_table(results, err=json_path == "-")
+        typer.echo(f"plot: {png}", err=True)
 
     @jscc.command("send")
     def send_cmd(
-        config: Path | None = typer.Option(None, "--config", help="bench config (hw_configs/*.yaml)"),
-        set_: list[str] = typer.Option([], "--set", help="override a config key, e.g. air.snr_db=5"),
+        ctx: typer.Context,
+        config: ConfigOpt = None,
+        set_: SetOpt = [],  # noqa: B006
         images: list[Path] = typer.Option([], "--images", help="image files (cropped to multiples of 4)"),
         cifar: int = typer.Option(4, help="when no --images/--photo: the first N CIFAR-10 test images"),
         photo: list[str] = typer.Option([], "--photo", help="scikit-image sample photo(s): astronaut, chelsea, ..."),
-        checkpoint: Path = typer.Option(DEFAULT_CHECKPOINT, "--checkpoint", "-c"),
-        snr_db: float | None = typer.Option(None, help="SNR the encoder (and the digital MCS) is set for; "
-                                                          "default: air.snr_db of the config, else 10"),
+        checkpoint: Path = typer.Option(DEFAULT_CHECKPOINT, "--checkpoint", help="DeepJSCC checkpoint"),
+        snr_db: float | None = typer.Option(None, "--snr-db", help="per-subcarrier SNR: of the simulated air "
+                                            "(when the config gives none) and the one the encoder and the digital "
+                                            "MCS are set for; default: the config's air.snr_db, else 10"),
         digital: bool = typer.Option(True, help="also send the image with the digital chain (codec+LDPC+QAM)"),
         symbol_level: bool = typer.Option(False, help="skip the radio: symbol-level AWGN at --snr-db"),
         data_dir: Path | None = typer.Option(None),
-        out_dir: Path = typer.Option(Path("results/jscc_send"), help="side-by-side PNG and JSON go here"),
-        json_out: bool = typer.Option(False, "--json", help="print the JSON record to stdout"),
+        out_dir: Path = typer.Option(Path("runs/jscc_send"), "--out", help="folder for the side-by-side PNG"),
+        json_path: JsonOpt = None,
         threads: int = typer.Option(1),
     ):
         """Send images as DeepJSCC analog symbols (phy analog frames) through a radio; PSNR/SSIM, PNG and JSON."""
-        import json as _json
 
         import numpy as np
         import torch
 
-        from lab.config import ConfigError, load_config
         from lab.factory import open_link_pair
+        from lab.results import metadata
         from lab.experiments.jscc_air import (
             DigitalRadioLink,
             RadioLink,
             SymbolLink,
             json_records,
             send_images,
-            side_by_side,
         )
         from learning.jscc.checkpoint import CheckpointError, load_checkpoint
         from learning.jscc.data import (
@@ -184,15 +182,21 @@ def register(app: typer.Typer) -> None:
         )
 
         torch.set_num_threads(threads)
+        cfg = load_lab_config(ctx, config, set_)
+        if snr_db is not None and cfg.radio.driver == "loopback" and (cfg.air is None or (
+                cfg.air.snr_db is None and cfg.air.noise_power is None)):
+            # no config gives the simulated air a noise floor: --snr-db sets it (else the air would be noiseless
+            # and the decoder told an SNR the channel never had)
+            cfg = load_lab_config(ctx, config, list(set_) + [f"air.snr_db={snr_db}"])
         try:
-            cfg = load_config(config, set_)
             model, meta = load_checkpoint(checkpoint)
             imgs = [load_image_file(p) for p in images] + [load_sample_photo(p) for p in photo]
             if not imgs:
                 imgs = list(load_cifar10("test", data_dir, 0, cifar))
-        except (ConfigError, CheckpointError, DataNotFoundError, ValueError, FileNotFoundError) as exc:
+        except (CheckpointError, DataNotFoundError, ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
-        snr = snr_db if snr_db is not None else (cfg.air.snr_db if cfg.air.snr_db is not None else 10.0)
+        air_snr = cfg.air.snr_db if cfg.air is not None else None
+        snr = snr_db if snr_db is not None else (air_snr if air_snr is not None else 10.0)
         batch = np.empty(len(imgs), dtype=object)
         batch[:] = imgs
         closers = []
@@ -215,21 +219,20 @@ def register(app: typer.Typer) -> None:
                 c.close()
         out_dir.mkdir(parents=True, exist_ok=True)
         png = out_dir / "side_by_side.png"
-        side_by_side(imgs, records, png)
-        doc = {"config": str(config) if config else None, "checkpoint": str(checkpoint), "encoder_snr_db": snr,
+        save_figure(side_by_side_figure(imgs, records), png, dpi=100)
+        doc = {"checkpoint": str(checkpoint), "encoder_snr_db": snr,
                "driver": "symbol-level" if symbol_level else cfg.radio.driver,
                "link_stats": getattr(link, "stats", None), "digital_stats": getattr(dig, "stats", None) if not
-               symbol_level else None, "results": json_records(records)}
-        path = out_dir / "send.json"
-        path.write_text(_json.dumps(doc, indent=1), encoding="utf-8")
+               symbol_level else None, "results": json_records(records),
+               **metadata(config={"source": cfg.source, "raw": cfg.raw}, seed=None)}
+        json_out = json_path == "-"
         for r in records:
             ps = "lost" if r["psnr_db"] is None else f"{r['psnr_db']:.2f} dB SSIM {r['ssim']:.3f}"
             extra = (f"measured SNR {r['snr_db']:.2f} dB, receiver estimate {r['snr_est_db']:.2f} dB"
                      if r["method"].startswith("deepjscc") else f"{r.get('codec')} {r.get('status')}")
             typer.echo(f"image {r['image']} {r['method']:<22} {ps:<24} {extra}", err=json_out)
-        typer.echo(f"wrote {png} and {path}", err=True)
-        if json_out:
-            typer.echo(_json.dumps(doc))
+        typer.echo(f"plot: {png}", err=True)
+        emit_json(json_path, doc)
 
 
 def _digital_chain_records(images, snrs: list[float], ratio: float, seed: int) -> list[dict]:
@@ -255,7 +258,7 @@ def _digital_chain_records(images, snrs: list[float], ratio: float, seed: int) -
     return out
 
 
-def _print_table(results: list[dict]) -> None:
+def _print_table(results: list[dict], err: bool = False) -> None:
     """PSNR (SSIM) per method and SNR as a plain-text table on stdout."""
     snrs = sorted({r["snr_db"] for r in results})
     methods = list(dict.fromkeys(r["method"] for r in results))

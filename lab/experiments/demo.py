@@ -165,7 +165,8 @@ def _feel_stage(cfg: DemoConfig, channel, stage) -> list[dict]:
 
 def _jscc_stage(cfg: DemoConfig, channel, stage) -> dict:
     """One DeepJSCC image over the air (camera → PS) and over the symbol-level AWGN channel; PNG side by side."""
-    from lab.experiments.jscc_air import RadioLink, SymbolLink, json_records, send_images, side_by_side
+    from lab.experiments.jscc_air import RadioLink, SymbolLink, json_records, send_images
+    from lab.plots import save_figure, side_by_side_figure
     from lab.factory import add_device_endpoint
     from learning.jscc.checkpoint import CheckpointError, load_checkpoint
     from learning.jscc.data import DataNotFoundError, load_sample_photo
@@ -190,7 +191,7 @@ def _jscc_stage(cfg: DemoConfig, channel, stage) -> dict:
     for r in recs:
         r["method"] = "over the air"
     png = cfg.out / "demo_jscc.png"
-    side_by_side(img[None], recs + ref, png)
+    save_figure(side_by_side_figure(img[None], recs + ref), png, dpi=100)
     stage.advance()
     from learning.jscc.metrics import psnr_uint8, ssim_uint8
 
@@ -209,37 +210,13 @@ def _jscc_stage(cfg: DemoConfig, channel, stage) -> dict:
     return out
 
 
-def _plot_feel(runs: list[dict], path: Path, title: str) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    styles = {"error-free": "k-", "D-DSGD": "C1--", "A-DSGD (radio)": "C0-o", "A-DSGD (symbol-level)": "C2:"}
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for r in runs:
-        pts = [(x["round"], x["accuracy"]) for x in r["rounds"] if x.get("accuracy") is not None]
-        if pts:
-            ax.plot(*zip(*pts), styles.get(r["name"], "-"), label=r["name"], lw=1.4, ms=3)
-    ax.set_xlabel("round t")
-    ax.set_ylabel("MNIST test accuracy")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def run_demo(cfg: DemoConfig, progress=None) -> dict:
     """Run the three stages (module docstring); returns the result dict also written to ``<out>/demo.json``.
 
     ``progress``: a started ``rich.progress.Progress`` (None: no bar)."""
     import torch
 
-    from lab.plots import plot_sync
+    from lab.plots import demo_feel_figure, plot_sync, save_figure
     from lab.results import metadata, write_json
     from learning.feel.data import load_dataset
     from learning.feel.models import FlatModel
@@ -290,9 +267,9 @@ def run_demo(cfg: DemoConfig, progress=None) -> dict:
 
     files = []
     if runs:
-        files.append(_plot_feel(runs, cfg.out / "demo_feel_accuracy.png",
-                                f"MNIST, {cfg.devices} devices, {cfg.snr_db:g} dB {cfg.profile}, "
-                                f"σ² = {symbol_noise_var(channel):.3g} per real"))
+        fig = demo_feel_figure(runs, f"MNIST, {cfg.devices} devices, {cfg.snr_db:g} dB {cfg.profile}, "
+                                     f"σ² = {symbol_noise_var(channel):.3g} per real")
+        files.append(save_figure(fig, cfg.out / "demo_feel_accuracy.png"))
     sync_plot = {**result["sync"], "scenario": {"devices": cfg.devices, "snr_db": cfg.snr_db}}
     files += plot_sync(sync_plot, cfg.out)
     if result["jscc"].get("png"):

@@ -12,7 +12,7 @@ A *link* sends a batch of latent vectors and returns what the receiver made of e
   that are lost, or whose values are not finite, are reported and skipped — never decoded.
 
 :func:`send_images` runs the whole pipeline and returns per-image records (PSNR, SSIM, SNRs), and
-:func:`side_by_side` writes the original / DeepJSCC / digital comparison PNG.
+:func:`lab.plots.side_by_side_figure` draws the original / DeepJSCC / digital comparison.
 """
 
 from __future__ import annotations
@@ -292,37 +292,6 @@ def send_images(model, images: np.ndarray, link, encoder_snr_db: float, digital=
             rec["_image"] = img
             records.append(rec)
     return records
-
-
-def side_by_side(images: np.ndarray, records: list[dict], path, scale: int = 4) -> None:
-    """PNG grid: one row per image, columns original / DeepJSCC / digital (when present), with PSNR in the titles."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = list(dict.fromkeys(r["method"] for r in records))
-    n = len(images)
-    cols = 1 + len(methods)
-    fig, axes = plt.subplots(n, cols, figsize=(2.2 * cols, 2.2 * n), squeeze=False)
-    by = {(r["method"], r["image"]): r for r in records}
-    for i in range(n):
-        axes[i][0].imshow(images[i])
-        axes[i][0].set_title("original", fontsize=8)
-        for j, m in enumerate(methods, 1):
-            r = by.get((m, i))
-            ax = axes[i][j]
-            if r is not None and r.get("_image") is not None:
-                ax.imshow(r["_image"])
-                ax.set_title(f"{m}\n{r['psnr_db']:.1f} dB", fontsize=7)
-            else:
-                ax.text(0.5, 0.5, "lost" if r is None else r.get("status", "nothing fits"), ha="center")
-                ax.set_title(m, fontsize=7)
-    for ax in np.ravel(axes):
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def json_records(records: list[dict]) -> list[dict]:

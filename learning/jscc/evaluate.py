@@ -94,33 +94,3 @@ def save_results(path: str | Path, results: list[dict], **info) -> Path:
     return path
 
 
-def plot_results(json_path: str | Path, png_path: str | Path, title: str | None = None) -> Path:
-    """PSNR and SSIM versus SNR, one line per method, from a results JSON."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    doc = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    by_method: dict[str, list[dict]] = collections.defaultdict(list)
-    for r in doc["results"]:
-        by_method[r["method"]].append(r)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for method, recs in by_method.items():
-        recs = sorted(recs, key=lambda r: r["snr_db"])
-        style = "--" if method.startswith("separation") else ("-." if method.startswith("digital") else "-")
-        for ax, key in zip(axes, ("psnr_db", "ssim")):
-            ax.plot([r["snr_db"] for r in recs], [r[key] for r in recs], style, marker="o", ms=3, label=method)
-    axes[0].set_ylabel("PSNR (dB)")
-    axes[1].set_ylabel("SSIM")
-    for ax in axes:
-        ax.set_xlabel("SNR (dB)")
-        ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title or doc.get("title", "DeepJSCC vs separation"))
-    fig.tight_layout()
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
-    return png_path

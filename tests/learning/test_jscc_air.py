@@ -119,10 +119,11 @@ def test_send_cli_writes_png_and_json(shipped, tmp_path, shared_data, capsys):
 
     cfg = tmp_path / "air.yaml"
     cfg.write_text("radio: {driver: loopback}\nair: {snr_db: 20, channel: awgn}\n")
-    rc = main(["jscc", "send", "--config", str(cfg), "--cifar", "2", "--data-dir", str(shared_data),
-               "--out-dir", str(tmp_path / "out"), "--json", "--no-digital"])
+    rc = main(["jscc", "send", "-c", str(cfg), "--cifar", "2", "--data-dir", str(shared_data),
+               "--out", str(tmp_path / "out"), "--json", str(tmp_path / "out" / "send.json"), "--no-digital"])
     assert rc == 0
     doc = json.loads((tmp_path / "out" / "send.json").read_text())
+    assert doc["config"]["source"] == str(cfg) and doc["git_revision"] is None or isinstance(doc["git_revision"], str)
     assert (tmp_path / "out" / "side_by_side.png").stat().st_size > 1000
     methods = {r["method"] for r in doc["results"]}
     assert methods == {"deepjscc-adjscc"}
@@ -166,8 +167,8 @@ def test_eval_cli_json_and_plot(shipped, tmp_path, shared_data):
     from lab.cli import main
 
     out = tmp_path / "eval.json"
-    rc = main(["jscc", "eval", "--n-images", "3", "--snrs", "0,10", "--codecs", "webp,jpeg", "--data-dir",
-               str(shared_data), "--out", str(out), "--ratio", "1/6"])
+    rc = main(["jscc", "eval", "--n-images", "3", "--snr-db", "0,10", "--codecs", "webp,jpeg", "--data-dir",
+               str(shared_data), "--json", str(out), "--out", str(tmp_path), "--ratio", "1/6"])
     assert rc == 0
     doc = json.loads(out.read_text())
     methods = {r["method"] for r in doc["results"]}
@@ -176,6 +177,6 @@ def test_eval_cli_json_and_plot(shipped, tmp_path, shared_data):
         assert {"method", "snr_db", "psnr_db", "ssim"} <= set(r)
     jscc = sorted((r["snr_db"], r["psnr_db"]) for r in doc["results"] if r["method"] == "deepjscc-adjscc")
     assert jscc[1][1] > jscc[0][1]  # more SNR, better images
-    assert out.with_suffix(".png").stat().st_size > 1000
+    assert (tmp_path / "jscc_eval.png").stat().st_size > 1000
     assert main(["jscc", "eval", "--ratio", "1/12", "--n-images", "1", "--data-dir", str(shared_data),
-                 "--out", str(out)]) == 2
+                 "--json", str(out)]) == 2

@@ -63,7 +63,7 @@ def test_cli_train_and_bad_resume(tmp_path, capsys):
 
     make_fake_cifar(tmp_path, "torchvision", n_train=40)
     out = tmp_path / "run"
-    args = ["jscc", "train", "--out-dir", str(out), "--model", "bourtsoulatze", "--filters", "4,8,8,8",
+    args = ["jscc", "train", "--out", str(out), "--model", "bourtsoulatze", "--filters", "4,8,8,8",
             "--snr-db", "10", "--steps", "4", "--batch-size", "8", "--data-dir", str(tmp_path), "--val-images", "8",
             "--eval-every", "2", "--no-progress"]
     assert main(args) == 0
@@ -71,6 +71,6 @@ def test_cli_train_and_bad_resume(tmp_path, capsys):
     assert meta["snr_range_db"] == [10.0, 10.0] and meta["steps"] in (2, 4) and meta["images_seen"] > 0
     assert main(args[:-1] + ["--ratio", "1/12", "--steps", "6", "--no-progress"]) == 2
     assert "cannot resume" in capsys.readouterr().err
-    assert main(["jscc", "train", "--out-dir", str(out / "x"), "--data-dir", str(tmp_path / "nowhere"),
+    assert main(["jscc", "train", "--out", str(out / "x"), "--data-dir", str(tmp_path / "nowhere"),
                  "--no-progress"]) == 2
     assert "no cifar10.npz" in capsys.readouterr().err
