@@ -12,8 +12,11 @@ Files appear atomically: samples go to a temporary file next to the target while
 metadata (with the SHA-512 of the data and the sample count in ``otalab:sample_count``) to a temporary file and moves
 both into place with ``os.replace``. A reader never sees a half-written recording under the final names.
 
-:func:`read_recording` reads one stream back (metadata through the ``sigmf`` package). A data file cut short (a copy
-that stopped, a disk that filled) is read up to its last whole sample and reported as truncated instead of failing.
+:func:`read_recording` reads one stream back through the ``sigmf`` package's own reader, so recordings made elsewhere
+replay too: any complex datatype (``ci16_le`` from an SDR, ``cf32_le``, ...) and ``.sigmf`` archives; the SHA-512 is
+checked by sigmf. A data file cut short (a copy that stopped, a disk that filled) is read up to its last whole sample
+and reported as truncated instead of failing. :func:`read_raw_recording` reads a headerless complex64 file whose rate
+the caller states. A stream that recorded no sample is not written (a zero-length dataset says nothing).
 """
 
 from __future__ import annotations
@@ -114,14 +117,18 @@ class SigmfStreamWriter:
         meta.update({k if ":" in k else f"{EXTENSION}:{k}": v for k, v in extra.items()})
         self.annotations.append({"start": index, "length": int(length), "meta": meta})
 
-    def close(self) -> Path:
-        """Publish the recording (atomic); returns the metadata path."""
+    def close(self) -> Path | None:
+        """Publish the recording (atomic); returns the metadata path, or None when no sample was recorded (a stream
+        without samples is not written: a zero-length SigMF dataset says nothing and readers reject it)."""
         if self.closed:
-            return self.meta_path
+            return self.meta_path if self.count else None
         self.closed = True
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
+        if not self.count:
+            self._tmp_data.unlink(missing_ok=True)
+            return None
         os.replace(self._tmp_data, self.data_path)
         sigmf = _sigmf()
         meta = sigmf.SigMFFile(global_info={
@@ -141,7 +148,7 @@ class SigmfStreamWriter:
         tmp_meta = self.meta_path.with_name(f".{self.meta_path.name}.{os.getpid()}.tmp")
         tmp_meta.write_text(meta.dumps(pretty=True) + "\n", encoding="utf-8")
         os.replace(tmp_meta, self.meta_path)
-        if self.archive and self.count:  # also one .sigmf (tar) file holding both, e.g. to share a run
+        if self.archive:  # also one .sigmf (tar) file holding both, e.g. to share a run
             meta.set_data_file(self.data_path, skip_checksum=True)
             tmp_archive = self.archive_path.with_name(f".{self.archive_path.name}.{os.getpid()}.tmp")
             with open(tmp_archive, "wb") as fileobj:
@@ -207,7 +214,7 @@ class RecordingRadio(Radio):
         return getattr(self.radio, "stats", {})
 
     def paths(self) -> dict[str, Path]:
-        """stream -> path of its ``.sigmf-meta`` (exists after close)."""
+        """stream -> path of its ``.sigmf-meta`` (exists after close for streams that recorded samples)."""
         return {s: w.meta_path for s, w in self.writers.items()}
 
     def tx(self, samples: np.ndarray, at: int | None = None) -> int:
@@ -287,38 +294,111 @@ def recording_meta_path(path: str | Path) -> Path:
     return p.with_name(p.name + ".sigmf-meta")
 
 
+def _archive_path(path: Path) -> Path | None:
+    """The SigMF archive (``X.sigmf``) that ``path`` names, if that is what it names."""
+    if path.name.endswith(".sigmf") and path.is_file():
+        return path
+    base = recording_meta_path(path)
+    candidate = base.with_name(base.name[: -len(".sigmf-meta")] + ".sigmf")
+    return candidate if not base.is_file() and candidate.is_file() else None
+
+
 def read_recording(path: str | Path, verify: bool = True) -> Recording:
-    """Read a SigMF recording (cf32_le, one channel). A data file shorter than the metadata says is read to its last
-    whole sample and flagged ``truncated``; otherwise ``verify`` checks the SHA-512. Raises ValueError naming the
-    file when it is not a recording otalab can use."""
+    """Read one SigMF recording through the ``sigmf`` package's reader.
+
+    ``path``: ``X.sigmf-meta``, ``X.sigmf-data``, ``X`` or a SigMF archive ``X.sigmf``. Any complex datatype
+    (``cf32_le``, ``ci16_le``, ``ci8``, ``cu8``, ``cf64_be``, ...) with one channel; fixed-point samples are scaled
+    to [-1, 1) by sigmf (``ci16``: value / 2**15). Returns complex64[N] samples.
+
+    A data file shorter than the metadata's ``otalab:sample_count`` says (or with a partial last sample) is read to
+    its last whole sample and flagged ``truncated``; otherwise ``verify`` checks ``core:sha512`` through sigmf's own
+    hash check. Raises ValueError naming the file when it is not a recording otalab can use (real-valued or
+    multi-channel data, missing data file, changed data, invalid metadata).
+    """
+    import warnings  # noqa: PLC0415
+
     sigmf = _sigmf()
-    meta_path = recording_meta_path(path)
-    if not meta_path.is_file():
-        raise ValueError(f"{path}: no SigMF metadata file {meta_path}")
+    from sigmf import sigmffile  # noqa: PLC0415
+
+    p = Path(path)
+    archive = _archive_path(p)
+    meta_path = archive if archive is not None else recording_meta_path(p)
+    if archive is None and not meta_path.is_file():
+        raise ValueError(f"{path}: no SigMF metadata file {meta_path} (nor an archive "
+                         f"{meta_path.with_name(meta_path.name[: -len('.sigmf-meta')] + '.sigmf')})")
+    if archive is None:
+        data_path = meta_path.with_name(meta_path.name[: -len(".sigmf-meta")] + ".sigmf-data")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            dataset = meta.get("global", {}).get("core:dataset")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{meta_path}: not a valid SigMF recording: {exc}") from None
+        if dataset:  # a non-conforming dataset named by the metadata
+            data_path = meta_path.with_name(str(dataset))
+        if not data_path.is_file():
+            raise ValueError(f"{meta_path}: its data file {data_path} is missing")
+    else:
+        data_path = archive
+    def changed(exc: Exception) -> ValueError:
+        return ValueError(f"{data_path}: SHA-512 does not match {meta_path} (the data file was changed): {exc}")
+
     try:
-        handle = sigmf.SigMFFile(metadata=json.loads(meta_path.read_text(encoding="utf-8")))
-        handle.validate()
-    except Exception as exc:  # noqa: BLE001 - json and sigmf raise several types for unreadable files
+        with warnings.catch_warnings():   # a partial last sample warns; it is reported below as truncated
+            warnings.simplefilter("ignore")
+            # an archive's hash is checked by sigmf while it opens it (over the data member of the tar); a pair's
+            # below, once we know the data file is whole
+            handle = sigmffile.fromfile(str(meta_path), skip_checksum=archive is None or not verify)
+            handle.validate()
+    except sigmf.error.SigMFFileError as exc:
+        if "hash" in str(exc):
+            raise changed(exc) from None
         raise ValueError(f"{meta_path}: not a valid SigMF recording: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - json, jsonschema and sigmf raise several types for unreadable files
+        raise ValueError(f"{meta_path}: not a valid SigMF recording: {exc}") from None
+    if not isinstance(handle, sigmf.SigMFFile):
+        raise ValueError(f"{meta_path}: is a {type(handle).__name__}; otalab replays one recording")
     info = handle.get_global_info()
-    datatype = info.get("core:datatype")
-    if datatype != "cf32_le" or info.get("core:num_channels", 1) != 1:
-        raise ValueError(f"{meta_path}: core:datatype {datatype!r} with {info.get('core:num_channels', 1)} "
-                         f"channel(s); otalab replays one-channel 'cf32_le' recordings")
-    data_path = meta_path.with_name(meta_path.name[: -len(".sigmf-meta")] + ".sigmf-data")
-    if not data_path.is_file():
-        raise ValueError(f"{meta_path}: its data file {data_path} is missing")
-    n_bytes = data_path.stat().st_size
-    present = n_bytes // 8
-    samples = np.fromfile(data_path, dtype="<c8", count=present).astype(np.complex64, copy=False)
+    datatype = str(info.get("core:datatype"))
+    channels = int(info.get("core:num_channels", 1))
+    if not datatype.startswith("c") or channels != 1:
+        raise ValueError(f"{meta_path}: core:datatype {datatype!r} with {channels} channel(s); otalab replays "
+                         f"one-channel complex baseband (a datatype starting with 'c', e.g. 'cf32_le', 'ci16_le')")
+    present = int(handle.sample_count)
+    sample_bytes = handle.get_sample_size()
+    n_bytes = getattr(handle, "data_size_bytes", None)
+    if n_bytes is None:
+        n_bytes = data_path.stat().st_size if archive is None else present * sample_bytes
+    expected = int(info.get(_SAMPLE_COUNT, present))
+    truncated = present < expected or (archive is None and n_bytes % sample_bytes != 0)
+    if verify and archive is None and not truncated and info.get("core:sha512"):
+        try:
+            handle.calculate_hash()   # sigmf's check: raises when the data's SHA-512 differs from the metadata's
+        except sigmf.error.SigMFFileError as exc:
+            raise changed(exc) from None
+    samples = (np.asarray(handle.read_samples(), dtype=np.complex64).reshape(-1) if present
+               else np.zeros(0, np.complex64))
     captures = [(int(c["core:sample_start"]), int(c.get("core:global_index", c["core:sample_start"])),
                  float(c.get("core:frequency", 0.0))) for c in handle.get_captures()]
-    expected = int(info.get(_SAMPLE_COUNT, present))
-    truncated = present < expected or n_bytes % 8 != 0
-    if verify and not truncated and info.get("core:sha512"):
-        from sigmf import hashing  # noqa: PLC0415
-        if hashing.calculate_sha512(filename=data_path) != info["core:sha512"]:
-            raise ValueError(f"{data_path}: SHA-512 does not match {meta_path} (the data file was changed)")
     return Recording(path=meta_path, samples=samples, sample_rate=float(info["core:sample_rate"]),
                      captures=captures, annotations=list(handle.get_annotations()), global_info=info,
                      expected=expected, truncated=truncated)
+
+
+def read_raw_recording(path: str | Path, sample_rate: float, center_freq: float = 0.0) -> Recording:
+    """Read a headerless file of complex64 samples (interleaved little-endian float32 I/Q, as GNU Radio's file sink
+    and numpy's ``tofile`` write them) as one capture starting at sample time 0.
+
+    ``sample_rate`` (Hz, > 0) and ``center_freq`` (Hz) are not in the file: the caller states them. A partial last
+    sample (size not a multiple of 8 bytes) is dropped and flagged ``truncated``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{path}: no such raw sample file")
+    if not sample_rate or sample_rate <= 0:
+        raise ValueError(f"{path}: sample_rate={sample_rate!r}; a raw complex64 file needs the sample rate in Hz > 0")
+    n_bytes = p.stat().st_size
+    samples = np.fromfile(p, dtype="<c8", count=n_bytes // 8).astype(np.complex64, copy=False)
+    return Recording(path=p, samples=samples, sample_rate=float(sample_rate),
+                     captures=[(0, 0, float(center_freq))], annotations=[],
+                     global_info={"core:datatype": "cf32_le", "core:sample_rate": float(sample_rate)},
+                     expected=int(samples.size), truncated=n_bytes % 8 != 0)

@@ -199,13 +199,17 @@ def _ofdm(config, sample_rate: float):
     return section.to_config(sample_rate)
 
 
-def run_replay(path: str | Path, config=None, block: int = 1 << 16) -> dict:
-    """Run the OFDM receiver over a SigMF recording (each contiguous capture at its recorded sample times) and
-    return the frame report plus ``recording`` facts (samples, truncated, captures)."""
+def run_replay(path: str | Path, config=None, block: int = 1 << 16, sample_rate: float | None = None,
+               center_freq: float = 0.0) -> dict:
+    """Run the OFDM receiver over a recording (each contiguous capture at its recorded sample times) and return the
+    frame report plus ``recording`` facts (samples, truncated, captures). A SigMF recording (meta/data pair or
+    ``.sigmf`` archive, any complex datatype) by default; with ``sample_rate`` (Hz) a headerless complex64 file at
+    that rate and ``center_freq`` (Hz)."""
     from phy.receiver import Receiver  # noqa: PLC0415
-    from radio.recording import read_recording  # noqa: PLC0415
+    from radio.recording import read_raw_recording, read_recording  # noqa: PLC0415
 
-    rec = read_recording(path)
+    rec = (read_raw_recording(path, sample_rate, center_freq) if sample_rate is not None
+           else read_recording(path))
     ofdm_cfg = _ofdm(config, rec.sample_rate) if config is not None else _ofdm_default(rec.sample_rate)
     receiver = Receiver(ofdm_cfg)
     frames = []
@@ -219,6 +223,25 @@ def run_replay(path: str | Path, config=None, block: int = 1 << 16) -> dict:
                            "captures": len(rec.captures), "truncated": rec.truncated,
                            "annotations": len(rec.annotations)}
     return report
+
+
+def _looks_sigmf(path: Path) -> bool:
+    from radio.recording import recording_meta_path  # noqa: PLC0415
+
+    meta = recording_meta_path(path)
+    return (path.name.endswith(".sigmf") or meta.is_file()
+            or meta.with_name(meta.name[: -len(".sigmf-meta")] + ".sigmf").is_file())
+
+
+def _si_hz(text: str, option: str) -> float:
+    """'20M' -> 20e6, '2.4G' -> 2.4e9, '500k' -> 500e3, '1.92e6' -> 1.92e6 (Hz). Replace with lab.cli.common's SI
+    parser once it lands."""
+    scale = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
+    t = str(text).strip()
+    try:
+        return float(t[:-1]) * scale[t[-1]] if t and t[-1] in scale else float(t)
+    except ValueError:
+        raise ValueError(f"{option} {text!r}: expected a number in Hz, optionally with k, M or G (e.g. 20M)") from None
 
 
 def _ofdm_default(sample_rate: float):
@@ -314,14 +337,22 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     @app.command("replay")
-    def replay(recording: Path = typer.Argument(..., help="SigMF recording (X.sigmf-meta, X.sigmf-data or X)"),
+    def replay(recording: Path = typer.Argument(..., help="SigMF recording (X.sigmf-meta, X.sigmf-data, X or the "
+                                                          "archive X.sigmf), or a raw complex64 file with --rate"),
                config: Path = typer.Option(None, "--config", "-c", help="bench config for the OFDM numerology"),
                set_: list[str] = typer.Option([], "--set", help="override a config key"),
+               rate: str = typer.Option(None, "--rate", help="raw complex64 file: its sample rate (Hz; 20M, 1.92e6)"),
+               freq: str = typer.Option("0", "--freq", help="raw complex64 file: its centre frequency (Hz; 2.4G)"),
                json_out: bool = typer.Option(False, "--json", help="print JSON instead of tables")):
         """Run the OFDM receiver on a recording and report what a live link reports."""
         cfg = _load(config, set_) if (config or set_) else None
         try:
-            report = run_replay(recording, cfg)
+            sample_rate = _si_hz(rate, "--rate") if rate is not None else None
+            center_freq = _si_hz(freq, "--freq")
+            if sample_rate is None and not _looks_sigmf(recording):
+                raise ValueError(f"{recording}: no SigMF metadata file (X.sigmf-meta) or archive (X.sigmf); for a "
+                                 f"raw complex64 file give its sample rate, e.g. --rate 1.92M")
+            report = run_replay(recording, cfg, sample_rate=sample_rate, center_freq=center_freq)
         except ValueError as exc:
             typer.echo(f"replay error: {exc}", err=True)
             raise typer.Exit(2) from None

@@ -144,8 +144,8 @@ def symbol_noise_var(channel) -> float:
     return eff if math.isfinite(eff) else channel.noise_var
 
 
-def _feel_stage(cfg: DemoConfig, channel, stage) -> list[dict]:
-    """The FEEL runs of :data:`FEEL_RUNS` (radio A-DSGD over ``channel``); one summary dict per run."""
+def _feel_stage(cfg: DemoConfig, channel, stage, dataset: str = "mnist") -> list[dict]:
+    """The FEEL runs of :data:`FEEL_RUNS` (radio A-DSGD over ``channel``) on ``dataset``; one summary dict per run."""
     from learning.feel.runner import FeelConfig, run_feel
 
     noise = symbol_noise_var(channel)
@@ -153,7 +153,7 @@ def _feel_stage(cfg: DemoConfig, channel, stage) -> list[dict]:
     for key, scheme, kind in FEEL_RUNS:
         if kind == "symbol" and scheme == "analog" and not cfg.symbol_level_analog:
             continue
-        fc = FeelConfig(scheme=scheme, dataset="mnist", devices=cfg.devices, samples_per_device=cfg.samples_per_device,
+        fc = FeelConfig(scheme=scheme, dataset=dataset, devices=cfg.devices, samples_per_device=cfg.samples_per_device,
                         power=cfg.power, noise_var=noise, rounds=cfg.rounds, seed=cfg.seed, eval_every=1)
         t0 = time.perf_counter()
         res = run_feel(fc, data_dir=cfg.data_dir, channel=channel if kind == "radio" else None,
@@ -218,7 +218,7 @@ def run_demo(cfg: DemoConfig, progress=None) -> dict:
 
     from lab.plots import demo_feel_figure, plot_sync, save_figure
     from lab.results import metadata, write_json
-    from learning.feel.data import load_dataset
+    from learning.feel.data import DISPLAY_NAMES, load_first_available
     from learning.feel.models import FlatModel
 
     cfg = cfg.resolved()
@@ -227,12 +227,17 @@ def run_demo(cfg: DemoConfig, progress=None) -> dict:
     stages = _Stages(progress)
     result: dict = {"demo": dataclasses.asdict(cfg), "notes": []}
 
-    try:
-        data = load_dataset("mnist", cfg.data_dir)
+    dataset = "MNIST"
+    try:   # MNIST (the paper's) when found, else Fashion-MNIST (setup.sh installs Debian's dataset-fashion-mnist)
+        data, passed_over = load_first_available(data_dir=cfg.data_dir)
+        dataset = DISPLAY_NAMES[data.name]
+        result["dataset"] = {"name": data.name, "source": data.source}
+        if passed_over:
+            result["notes"].append(f"FEEL on {dataset} ({data.source}): {passed_over[0].split(';')[0]}")
         d = FlatModel.create("softmax", tuple(data.features("test")[:1].shape[1:]), data.n_classes, cfg.seed).dim
     except FileNotFoundError as exc:
         data, d = None, 7850
-        result["notes"].append(f"FEEL skipped: MNIST not found. {exc}")
+        result["notes"].append(f"FEEL skipped: neither MNIST nor Fashion-MNIST found. {exc}")
     channel_uses = d // 2
 
     with stages.run("sync: beacons, random access, timing advance (and without TA)", 2) as st:
@@ -248,8 +253,8 @@ def run_demo(cfg: DemoConfig, progress=None) -> dict:
     runs: list[dict] = []
     if data is not None:
         n_runs = len(FEEL_RUNS) - (0 if cfg.symbol_level_analog else 1)
-        with stages.run(f"FEEL on MNIST: {n_runs} runs × {cfg.rounds} rounds", n_runs * cfg.rounds) as st:
-            runs = _feel_stage(cfg, channel, st)
+        with stages.run(f"FEEL on {dataset}: {n_runs} runs × {cfg.rounds} rounds", n_runs * cfg.rounds) as st:
+            runs = _feel_stage(cfg, channel, st, data.name)
         stages.say("FEEL: " + ", ".join(f"{r['name']} {_fmt(r['final_accuracy'], '.3f')}" for r in runs)
                    + f" test accuracy after {cfg.rounds} rounds")
         # now over every data burst of the radio run
@@ -267,8 +272,8 @@ def run_demo(cfg: DemoConfig, progress=None) -> dict:
 
     files = []
     if runs:
-        fig = demo_feel_figure(runs, f"MNIST, {cfg.devices} devices, {cfg.snr_db:g} dB {cfg.profile}, "
-                                     f"σ² = {symbol_noise_var(channel):.3g} per real")
+        fig = demo_feel_figure(runs, f"{dataset}, {cfg.devices} devices, {cfg.snr_db:g} dB {cfg.profile}, "
+                                     f"σ² = {symbol_noise_var(channel):.3g} per real", dataset=dataset)
         files.append(save_figure(fig, cfg.out / "demo_feel_accuracy.png"))
     sync_plot = {**result["sync"], "scenario": {"devices": cfg.devices, "snr_db": cfg.snr_db}}
     files += plot_sync(sync_plot, cfg.out)
@@ -340,7 +345,8 @@ def print_summary(result: dict, console) -> None:
         t.add_row(name, value)
     console.print(t)
     if result.get("feel"):
-        f = Table(title=f"2 · FEEL on MNIST: {c['devices']} devices × {c['samples_per_device']} samples, "
+        name = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}.get(result.get("dataset", {}).get("name"), "MNIST")
+        f = Table(title=f"2 · FEEL on {name}: {c['devices']} devices × {c['samples_per_device']} samples, "
                         f"{c['rounds']} rounds, P_t = {c['power']:g}, s = d/2, symbol-level σ² = "
                         f"{result.get('symbol_noise_var') or 0:.3g}")
         for col, just in (("run", "left"), ("channel", "left"), ("final acc.", "right"), ("best acc.", "right"),

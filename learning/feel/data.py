@@ -196,3 +196,104 @@ def _load_cached(name: str, dirs: tuple[str, ...]) -> ImageDataset:
     raise FileNotFoundError(
         f"dataset {name!r} not found; searched: {', '.join(str(d) for d in searched)}. Put {hint[name]} into one of "
         f"them, or pass --data-dir / set OTALAB_DATA_DIR (nothing is downloaded automatically)")
+
+
+#: the data sets FEEL falls back through when none is named: MNIST (the paper's) first, then Fashion-MNIST (which
+#: setup.sh installs from Debian where apt exists)
+FEEL_DEFAULTS: tuple[str, ...] = ("mnist", "fashion-mnist")
+#: display names
+DISPLAY_NAMES: dict[str, str] = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+
+
+def load_first_available(names: tuple[str, ...] = FEEL_DEFAULTS, data_dir: str | Path | None = None
+                         ) -> tuple[ImageDataset, list[str]]:
+    """The first of ``names`` found (lookup order of :func:`load_dataset`), and one line per data set tried before it
+    and why it was passed over. Raises FileNotFoundError naming every data set and place when none is found."""
+    passed: list[str] = []
+    for name in names:
+        try:
+            return load_dataset(name, data_dir), passed
+        except FileNotFoundError as exc:
+            passed.append(f"{DISPLAY_NAMES.get(name, name)} not found: {exc}")
+    raise FileNotFoundError(" | ".join(passed) + " | get one with `otalab data fetch mnist` (needs internet), or "
+                            "`apt install dataset-fashion-mnist` on Debian/Ubuntu")
+
+
+# ------------------------------------------------------------------------------------------------ download
+#: What ``otalab data fetch`` downloads: the standard archives, checked by the MD5 sums torchvision also uses, into
+#: torchvision's layout (``<root>/MNIST/raw/*-ubyte.gz``, ``<root>/cifar-10-batches-py/``).
+DOWNLOADS: dict[str, dict] = {
+    "mnist": {"base_url": "https://ossci-datasets.s3.amazonaws.com/mnist/", "subdir": "MNIST/raw", "files": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"}},
+    "cifar10": {"base_url": "https://www.cs.toronto.edu/~kriz/", "subdir": "", "extract": "cifar-10-batches-py",
+                "files": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"}},
+}
+
+
+def default_download_root() -> Path:
+    """Where ``otalab data fetch`` puts data sets by default: ``OTALAB_DATA_DIR`` if set, else torchvision's cache
+    (both are on :func:`load_dataset`'s search path)."""
+    return Path(os.environ["OTALAB_DATA_DIR"]) if os.environ.get("OTALAB_DATA_DIR") else TORCHVISION_CACHE
+
+
+def _md5(path: Path) -> str:
+    import hashlib  # noqa: PLC0415
+
+    digest = hashlib.md5()  # noqa: S324 - the published checksums of these archives are MD5
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_dataset(name: str, root: str | Path | None = None, *, base_url: str | None = None,
+                  md5: dict[str, str] | None = None, progress=None) -> ImageDataset:
+    """Download ``name`` ("mnist" or "cifar10") into ``root`` (default :func:`default_download_root`) in torchvision's
+    layout, verify each file's MD5, unpack where needed, and return it loaded (which checks that it parses).
+
+    Files already present with the right checksum are not downloaded again. ``base_url`` and ``md5`` replace the
+    published location and sums (tests serve small files from a ``file://`` URL). ``progress(done_bytes, total)``
+    is called while a file downloads. Raises ValueError (unknown name), OSError (download failed) or
+    ValueError naming the file (checksum mismatch; the bad file is removed)."""
+    import tarfile  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    if name not in DOWNLOADS:
+        raise ValueError(f"data fetch {name!r}: expected one of {', '.join(DOWNLOADS)} (Fashion-MNIST: "
+                         f"apt install dataset-fashion-mnist)")
+    spec = DOWNLOADS[name]
+    root = Path(root) if root is not None else default_download_root()
+    target = root / spec["subdir"] if spec["subdir"] else root
+    target.mkdir(parents=True, exist_ok=True)
+    sums = md5 if md5 is not None else spec["files"]
+    url = base_url if base_url is not None else spec["base_url"]
+    for filename, expected in sums.items():
+        path = target / filename
+        if path.is_file() and _md5(path) == expected:
+            continue
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/" + filename, timeout=60) as response, \
+                    open(tmp, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0)
+                done = 0
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    done += len(block)
+                    if progress is not None:
+                        progress(done, total)
+            got = _md5(tmp)
+            if got != expected:
+                raise ValueError(f"{url.rstrip('/')}/{filename}: MD5 {got}, expected {expected}; not kept")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    if spec.get("extract") and not (target / spec["extract"] / "test_batch").is_file():
+        for filename in sums:
+            with tarfile.open(target / filename, "r:gz") as tar:
+                tar.extractall(target, filter="data")
+    _load_cached.cache_clear()
+    return load_dataset(name, root)

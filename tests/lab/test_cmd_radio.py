@@ -118,6 +118,7 @@ def test_open_radio_dispatch_and_missing_driver(tmp_path):
     usrp_cfg = load_config(REPO / "hw_configs" / "usrp-n2xx.yaml")
     with open_radio(usrp_cfg, uhd_module=uhd, record=tmp_path / "u") as radio:
         assert radio.driver == "usrp" and radio.sample_rate == 10e6
+        radio.rx(256, at=radio.time_now() + 1000)      # a recording is written for streams that hold samples
     assert (tmp_path / "u-rx.sigmf-meta").exists()
     cfg.radio_args = None
     with pytest.raises(RadioError, match="driver 'loopback' is not available"):

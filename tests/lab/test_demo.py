@@ -113,6 +113,7 @@ def test_missing_mnist_skips_feel_with_a_clear_note(tmp_path, monkeypatch):
     import learning.feel.data as feel_data
 
     monkeypatch.setattr(feel_data, "candidate_dirs", lambda data_dir=None: [Path(tmp_path / "nowhere")])
+    monkeypatch.setattr(feel_data, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")   # nor Debian's Fashion-MNIST
     feel_data._load_cached.cache_clear()
     try:
         res = run_demo(DemoConfig(out=tmp_path / "out", quick=True, devices=2, checkpoint=tmp_path / "none.pt"))

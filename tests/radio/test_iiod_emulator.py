@@ -335,7 +335,7 @@ def test_server_survives_random_command_lines(fuzz_server, lines):
     try:
         # WRITE/WRITEBUF would take the following lines as their payload: keep them out of this stream test
         payload = b"".join(line + b"\r\n" for line in lines
-                           if not line.decode("latin-1").upper().split()[:1] in (["WRITE"], ["WRITEBUF"]))
+                           if line.decode("latin-1").upper().split()[:1] not in (["WRITE"], ["WRITEBUF"]))
         sock.sendall(payload + b"EXIT\r\n")
         while sock.recv(65536):
             pass
