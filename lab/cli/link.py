@@ -7,6 +7,7 @@ logic is :func:`lab.experiments.link.run_link`.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -40,6 +41,8 @@ def register(app: typer.Typer) -> None:
         sets: SetOpt = [],  # noqa: B006  (typer reads the default)
         json_path: JsonOpt = None,
         progress: ProgressOpt = True,
+        plot: bool = typer.Option(False, "--plot", help="draw the received spectrum and the equalized constellation"),
+        out: Path = typer.Option(Path("runs/link"), "--out", help="folder for the --plot PNG"),
     ):
         """Send FRAMES frames tx -> rx and print BER/BLER (digital) or NMSE (analog), detection, SNR and CFO."""
         from lab.experiments.link import air_noise_power, format_table, run_link, tx_scale_for
@@ -104,7 +107,8 @@ def register(app: typer.Typer) -> None:
                 prog = None
             res = run_link(tx, rx, ofdm_cfg, mod=mod, code_rate=RATES[code_rate], frames=frames,
                            payload_bytes=payload_bytes, n_values=n_values, seed=seed, tx_scale=scale,
-                           cfo_hz_true=cfo_true, snr_db_true=snr_db if simulated else None, progress=prog)
+                           cfo_hz_true=cfo_true, snr_db_true=snr_db if simulated else None, progress=prog,
+                           keep=plot)
         except (RadioError, ValueError) as exc:
             fail(str(exc))
         finally:
@@ -118,4 +122,11 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"otalab link: {mod}" + (f" rate {code_rate}" if mod != "analog" else "")
                    + f", {lc.radio.driver}, {channel}, {ofdm_cfg.fft_size}-FFT", err=json_path == "-")
         typer.echo(format_table(res), err=json_path == "-")
+        view = res.pop("_view", None)
+        if plot and view is not None and view["samples"] is not None:
+            from lab.plots import constellation_spectrum_figure, save_figure
+
+            fig = constellation_spectrum_figure(view["samples"], lc.radio.sample_rate, view["symbols"],
+                                                title=f"otalab link: {mod}, {lc.radio.driver}, {channel}")
+            typer.echo(f"plot: {save_figure(fig, out / 'link.png')}", err=True)
         emit_json(json_path, res)

@@ -48,12 +48,14 @@ def run_link(tx_radio: Radio, rx_radio: Radio, cfg, *, mod: str = "qpsk", code_r
              frames: int = 100, payload_bytes: int = 500, n_values: int = 2048, seed: int = 0, gap: int = 200,
              tx_scale: float | None = None, cfo_hz_true: float | None = None, snr_db_true: float | None = None,
              block: int = 1 << 15, receiver_kwargs: dict | None = None,
-             progress: Callable[[int, int], None] | None = None) -> dict:
+             progress: Callable[[int, int], None] | None = None, keep: bool = False) -> dict:
     """Send ``frames`` frames tx -> rx and measure them (see the module docstring for the metrics).
 
     mod: "analog" or a modulation name ("bpsk", "qpsk", "16qam", "64qam", "256qam"); code_rate: None (uncoded) or
     1/2, 2/3, 3/4, 5/6 (digital). Analog frames carry ``n_values`` Gaussian reals, digital frames ``payload_bytes``
     random bytes. ``gap``: idle samples between frames. ``progress(done, total)`` is called per received block.
+    ``keep``: also return, under ``"_view"``, the first received block and the frames' equalized symbols (for
+    :func:`lab.plots.constellation_spectrum_figure`; not JSON).
     """
     from phy import FrameBuilder, Receiver
 
@@ -95,9 +97,12 @@ def run_link(tx_radio: Radio, rx_radio: Radio, cfg, *, mod: str = "qpsk", code_r
     total = t_end - t_rx
     t_wall = time.perf_counter()
     at = t_rx
+    first = None
     while at < t_end:
         n = min(block, t_end - at)
         samples, t0 = rx_radio.rx(n, at=at)
+        if keep and first is None:
+            first = samples.copy()
         for f in rx.process(samples, t0):
             got.setdefault(f.seq, f)
         at = t0 + samples.size
@@ -105,8 +110,12 @@ def run_link(tx_radio: Radio, rx_radio: Radio, cfg, *, mod: str = "qpsk", code_r
             progress(at - t_rx, total)
     rx.flush()
     elapsed = time.perf_counter() - t_wall
-    return _metrics(cfg, mod, code_rate, truth, starts, got, rx.stats, cfo_hz_true, snr_db_true, scale, seed,
-                    frames, payload_bytes, n_values, elapsed, total)
+    out = _metrics(cfg, mod, code_rate, truth, starts, got, rx.stats, cfo_hz_true, snr_db_true, scale, seed,
+                   frames, payload_bytes, n_values, elapsed, total)
+    if keep:
+        symbols = [np.ravel(f.symbols) for f in got.values() if getattr(f, "symbols", None) is not None]
+        out["_view"] = {"samples": first, "symbols": np.concatenate(symbols) if symbols else None}
+    return out
 
 
 def _metrics(cfg, mod, code_rate, truth, starts, got, stats, cfo_hz_true, snr_db_true, scale, seed, frames,

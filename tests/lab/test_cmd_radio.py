@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lab.cli import main
-from lab.cli.radio import run_probe, run_replay
+from lab.experiments.radio_checks import run_probe, run_replay
 from lab.config import load_config
 from lab.factory import open_radio
 from radio.base import RadioError
@@ -20,7 +20,7 @@ LOOPBACK = str(REPO / "hw_configs" / "loopback.yaml")
 
 
 def _probe_json(capsys, *args) -> tuple[int, dict]:
-    rc = main(["radio", "probe", "--config", LOOPBACK, "--json", *args])
+    rc = main(["radio", "probe", "--config", LOOPBACK, "--json", "-", *args])
     return rc, json.loads(capsys.readouterr().out)
 
 
@@ -58,7 +58,7 @@ def test_recorded_probe_replays_to_the_same_frames(tmp_path, capsys):
     cfg = load_config(LOOPBACK)
     live = run_probe(cfg, n_frames=3, record=tmp_path / "probe")
     assert live["ok"]
-    rc = main(["replay", str(tmp_path / "probe-rx.sigmf-meta"), "--json"])
+    rc = main(["replay", str(tmp_path / "probe-rx.sigmf-meta"), "--json", "-"])
     replay = json.loads(capsys.readouterr().out)
     assert rc == 0
     assert [(f["t_start"], f["seq"], f["crc_ok"]) for f in replay["frame_list"]] == \

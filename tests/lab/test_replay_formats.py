@@ -64,7 +64,7 @@ def _sigmf_ci16(tmp_path, x: np.ndarray, archive: bool):
 
 
 def _replay_json(capsys, *args) -> tuple[int, dict]:
-    rc = main(["replay", *map(str, args), "--json"])
+    rc = main(["replay", *map(str, args), "--json", "-"])
     out = capsys.readouterr()
     return rc, (json.loads(out.out) if rc == 0 else {"err": out.err})
 
@@ -123,7 +123,7 @@ def test_replay_takes_a_raw_complex64_file_with_rate_and_freq(tmp_path, capsys):
     rc, out = _replay_json(capsys, raw)
     assert rc == 2 and "--rate" in out["err"]          # a raw file without its rate is a clear error
     rc, out = _replay_json(capsys, raw, "--rate", "fast")
-    assert rc == 2 and "--rate 'fast'" in out["err"]
+    assert rc == 2 and "--rate = 'fast'" in out["err"]
     with open(raw, "ab") as f:
         f.write(b"\x00\x01\x02")                    # a partial sample at the end
     rec = read_raw_recording(raw, RATE)
