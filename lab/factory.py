@@ -15,6 +15,7 @@ optional dependency (UHD, libiio) only matters to those who use that radio.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,6 +145,29 @@ class Scenario:
     dropout: dict[int, int] = field(default_factory=dict)  # device -> round (1-based) from which it is silent
     same_preamble: tuple[int, ...] = ()       # devices forced onto preamble 0 (collisions)
     lost_beacons: tuple[int, ...] = ()        # access beacons (0-based) the PS never sends
+
+    def __post_init__(self):
+        if isinstance(self.devices, bool) or not isinstance(self.devices, (int, np.integer)) or self.devices < 1:
+            raise ValueError(f"devices = {self.devices!r}: expected an integer K >= 1")
+        for name in ("never_answer", "same_preamble"):
+            bad = [d for d in getattr(self, name) if not 0 <= int(d) < self.devices]
+            if bad:
+                raise ValueError(f"{name} = {getattr(self, name)!r}: device {bad[0]} does not exist "
+                                 f"(expected 0..{self.devices - 1})")
+        for dev, rnd in self.dropout.items():
+            if not 0 <= int(dev) < self.devices:
+                raise ValueError(f"dropout = {self.dropout!r}: device {dev} does not exist "
+                                 f"(expected 0..{self.devices - 1})")
+            if int(rnd) < 1:
+                raise ValueError(f"dropout = {self.dropout!r}: round {rnd} for device {dev}: expected a 1-based "
+                                 f"round >= 1")
+        if any(int(b) < 0 for b in self.lost_beacons):
+            raise ValueError(f"lost_beacons = {self.lost_beacons!r}: expected 0-based beacon indices >= 0")
+        for name in ("snr_db", "ps_power_db", "max_delay_cp", "cfo_ppm", "sco_ppm", "delay_spread_s"):
+            v = getattr(self, name)
+            if not math.isfinite(float(v)) or (name not in ("snr_db", "ps_power_db") and float(v) < 0):
+                raise ValueError(f"{name} = {v!r}: expected a finite number" + (" >= 0" if name not in (
+                    "snr_db", "ps_power_db") else ""))
 
     def ofdm(self) -> OfdmConfig:
         return OfdmConfig.preset(self.preset, sample_rate=self.sample_rate)

@@ -11,6 +11,8 @@ from typing import Optional
 
 import typer
 
+from lab.cli.common import JsonOpt, ProgressOpt, SeedOpt, emit_json
+
 
 def register(app: typer.Typer) -> None:
     """Add ``otalab demo``."""
@@ -19,7 +21,7 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(
         out: Path = typer.Option(Path("runs/demo"), "--out", help="folder for demo.json and the PNG plots"),
         quick: bool = typer.Option(False, "--quick", help="small version (4 devices, 3 rounds, image crop): < 1 min"),
-        seed: int = typer.Option(0, "--seed", help="placement of the devices, data partition, noise"),
+        seed: SeedOpt = 0,
         devices: Optional[int] = typer.Option(None, "--devices", "-k", min=1, max=11,
                                               help="devices K (default 8, --quick 4; at most the 11 dedicated "
                                                    "PRACH preambles)"),
@@ -31,6 +33,8 @@ def register(app: typer.Typer) -> None:
                                                                           "../shared/data, ~/.cache/torchvision"),
         no_symbol_analog: bool = typer.Option(False, "--no-symbol-analog",
                                               help="skip the symbol-level A-DSGD comparison run"),
+        json_path: JsonOpt = None,
+        progress: ProgressOpt = True,
     ):
         """Start here: sync K devices, train MNIST with A-DSGD over the air vs D-DSGD, send a DeepJSCC photo."""
         from rich.console import Console
@@ -43,9 +47,10 @@ def register(app: typer.Typer) -> None:
         err = Console(stderr=True)
         err.print("otalab demo: loading torch, the PHY and the air (first start takes a few seconds) ...")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=err, transient=True) as bar:
+        with Progress(*columns, console=err, transient=True, disable=not progress) as bar:
             result = run_demo(cfg, progress=bar)
-        console = Console()
+        console = Console(stderr=json_path == "-")
         if not console.is_terminal:      # piped into a file: wide enough for the tables
-            console = Console(width=110)
+            console = Console(width=110, stderr=json_path == "-")
         print_summary(result, console)
+        emit_json(json_path, result)

@@ -18,7 +18,7 @@ from typing import Optional
 
 import typer
 
-from lab.cli.common import fail
+from lab.cli.common import ConfigOpt, JsonOpt, ProgressOpt, SeedOpt, emit_json, fail
 from lab.plots import feel_accuracy_figure, feel_label, save_figure
 
 
@@ -82,7 +82,9 @@ def register(app: typer.Typer) -> None:
         k: Optional[int] = typer.Option(None, help="A-DSGD sparsity k (default s/2)"),
         rounds: int = typer.Option(300, help="iterations T"),
         dataset: str = typer.Option("mnist", help="mnist, fashion-mnist or cifar10"),
-        radio: str = typer.Option("none", help="none (symbol-level channel), loopback, zmq or a hw_configs YAML"),
+        radio: str = typer.Option("none", help="none (symbol-level channel), loopback, zmq or a hw_configs YAML "
+                                                "(the same as --config)"),
+        config: ConfigOpt = None,
         fading: str = typer.Option("none", help="none (AWGN) or rayleigh (block fading, truncated inversion)"),
         threshold: float = typer.Option(0.1, help="truncated-inversion threshold on |h|^2 (fading)"),
         noise_var: float = typer.Option(1.0, help="noise variance per real channel use sigma^2"),
@@ -98,8 +100,9 @@ def register(app: typer.Typer) -> None:
                                                              "threshold and gain), sure (threshold only) or a lambda"),
         dropout_prob: float = typer.Option(0.0, help="probability that a device drops out mid-round"),
         fault: list[str] = typer.Option([], help="inject ROUND:DEVICE:KIND (nan, explode, drop); repeatable"),
-        seed: int = typer.Option(0),
-        out: Path = typer.Option(Path("results/feel"), help="directory for JSON, checkpoints and the PNG"),
+        seed: SeedOpt = 0,
+        out: Path = typer.Option(Path("runs/feel"), "--out", help="folder for per-run JSON, checkpoints and the PNG"),
+        json_path: JsonOpt = None,
         resume: bool = typer.Option(True, help="resume runs from their checkpoints"),
         checkpoint_every: int = typer.Option(10, help="rounds between checkpoints"),
         eval_every: int = typer.Option(1, help="rounds between test-set evaluations"),
@@ -107,11 +110,16 @@ def register(app: typer.Typer) -> None:
                                                            "torchvision cache)"),
         threads: int = typer.Option(1, help="torch CPU threads per run"),
         jobs: int = typer.Option(1, help="runs in parallel (processes)"),
-        progress: bool = typer.Option(True, help="show a progress bar"),
-        radio_snr_db: float = typer.Option(20.0, help="--radio loopback/zmq: per-subcarrier SNR of the simulated air"),
+        progress: ProgressOpt = True,
+        radio_snr_db: float = typer.Option(20.0, "--snr-db", "--radio-snr-db",
+                                           help="--radio loopback/zmq: per-subcarrier SNR of the simulated air"),
     ):
         """Federated learning over the air: run schemes x partitions x powers, write JSON + PNG, print a table."""
         factory = None
+        if config is not None:
+            if radio not in ("none", str(config)):
+                fail(f"--config {config} and --radio {radio}: give the bench config once")
+            radio = str(config)
         if radio != "none":
             factory = _radio_factory(radio, radio_snr_db, seed, scheme)
         from learning.feel.data import load_dataset
@@ -151,10 +159,13 @@ def register(app: typer.Typer) -> None:
                 factory.close()
         png = save_figure(feel_accuracy_figure(results, title=f"{dataset}, M={devices}, B={samples_per_device}, "
                                                                f"{fading} channel"), out / f"feel_{dataset}_accuracy.png", dpi=90)
-        typer.echo(results_table(results))
+        typer.echo(results_table(results), err=json_path == "-")
         for (_, js, *_rest) in jobs_args:
-            typer.echo(f"wrote {js}")
-        typer.echo(f"wrote {png}")
+            typer.echo(f"wrote {js}", err=True)
+        typer.echo(f"wrote {png}", err=True)
+        from lab.results import metadata
+        emit_json(json_path, {"experiment": "feel", "runs": [str(j) for (_, j, *_r) in jobs_args],
+                              "results": results, **metadata(seed=seed, config=radio if radio != "none" else None)})
 
     @app.command("feel-plot")
     def feel_plot_cmd(files: list[Path] = typer.Argument(..., help="result JSON files of `otalab feel`"),

@@ -233,3 +233,13 @@ def test_link_over_a_running_broker_completes_and_a_killed_broker_is_a_clear_err
         assert waited < 3 + 30, f"link took {waited:.1f} s to notice the broker was gone (timeout_s = 3)"
     finally:
         _stop(air)
+
+
+def test_fault_injection_into_a_device_that_does_not_exist_is_refused():
+    from lab.factory import Scenario
+
+    for bad in (dict(never_answer=(8,)), dict(same_preamble=(-1,)), dict(dropout={9: 1}), dict(dropout={0: 0}),
+                dict(lost_beacons=(-2,)), dict(devices=0), dict(cfo_ppm=float("inf"))):
+        with pytest.raises(ValueError, match="expected"):
+            Scenario(devices=bad.pop("devices", 8), **bad)
+    Scenario(devices=8, never_answer=(7,), dropout={0: 2}, lost_beacons=(0,))
