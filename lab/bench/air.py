@@ -16,8 +16,8 @@ Prints ``{"benchmark": "air", "results": [{"transmitters", "wire", "msps_per_lin
 
 from __future__ import annotations
 
+from lab.bench import report
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -134,8 +134,4 @@ def main(argv: list[str] | None = None) -> dict:
               "pacing": pacing(args.rt_rate, 8192, 0.5 if args.quick else 2.0),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "load_average_1min": round(os.getloadavg()[0], 2)}}
-    text = json.dumps(record, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
-    return record
+    return report(record, args.json)

@@ -8,13 +8,13 @@ Prints and returns ``{"benchmark": "feel", "results": [...]}`` with a per-stage 
 
 from __future__ import annotations
 
+from lab.bench import report
 import argparse
 import json
 import os
 import platform
 import time
 
-import numpy as np
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -59,12 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = {"benchmark": "feel", "threads": args.threads, "cpu_count": os.cpu_count(),
            "load_avg_1min": os.getloadavg()[0], "machine": platform.machine(), "torch": torch.__version__,
            "results": results}
-    text = json.dumps(out, indent=1, default=lambda o: float(o) if isinstance(o, np.floating) else str(o))
-    print(text)
-    if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(text)
-    return out
+    return report(out, args.json)
 
 
 def _amp_vs_linear(rounds: list[int], powers: list[float], args) -> dict:
@@ -111,8 +106,4 @@ def _amp_vs_linear(rounds: list[int], powers: list[float], args) -> dict:
                                 "lmmse_nmse_db": nmse_db(lmmse.float(), target)})
                 print(json.dumps(results[-1]))
             exp.step()
-    out = {"benchmark": "feel-amp-vs-linear", "results": results}
-    if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(json.dumps(out, indent=1))
-    return out
+    return report({"benchmark": "feel-amp-vs-linear", "results": results}, args.json)

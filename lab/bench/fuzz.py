@@ -19,8 +19,8 @@ The same case generators serve ``tests/hostile`` with a small fixed budget (:fun
 
 from __future__ import annotations
 
+from lab.bench import report
 import argparse
-import json
 import math
 import tempfile
 import time
@@ -251,12 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
             seed += 1
     out = {"benchmark": "fuzz", "minutes": args.minutes, "cpu_s": round(time.process_time() - cpu0, 1),
            "results": list(stats.values())}
-    text = json.dumps(out, indent=1, default=str)
-    print(text)
-    if args.json:
-        from lab.results import write_json
-        write_json(args.json, out)
-    return out
+    return report(out, args.json)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ The OFDM modulation/receiver is the same for both and is measured by ``otalab be
 
 from __future__ import annotations
 
+from lab.bench import report
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -116,9 +116,4 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     record = {"benchmark": "jscc", "snr_db": args.snr_db, "images": args.images, "threads": args.threads,
               "cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0], "results": results}
-    text = json.dumps(record, indent=1)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text, encoding="utf-8")
-    return record
+    return report(record, args.json)

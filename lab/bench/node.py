@@ -14,8 +14,8 @@ Prints ``{"benchmark": "node", "results": [{"radio", "min_lead_ms", "late_bursts
 
 from __future__ import annotations
 
+from lab.bench import report
 import argparse
-import json
 import os
 import time
 
@@ -122,8 +122,4 @@ def main(argv: list[str] | None = None) -> dict:
         results.append({"radio": radio, **rec})
     record = {"benchmark": "node", "rate": a.rate, "period_ms": a.period_ms, "results": results,
               "load": list(os.getloadavg()), "cpu_count": os.cpu_count()}
-    print(json.dumps(record, indent=1))
-    if a.json and a.json != "-":
-        from lab.results import write_json
-        write_json(a.json, record)
-    return record
+    return report(record, a.json)

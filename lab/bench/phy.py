@@ -18,6 +18,7 @@ added to the wifi64 QPSK record. Prints ``{"benchmark": "phy", "results": [...]}
 
 from __future__ import annotations
 
+from lab.bench import report
 import os
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -180,13 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
                        rx_speedup_vs_gnuradio=rec["rx_msps"] / gr["rx_msps"])
     record = {"benchmark": "phy", "host": platform.node(), "python": platform.python_version(),
               "numpy": np.__version__, "quick": args.quick, "results": results}
-    text = json.dumps(record, indent=1)
-    print(text)
-    if args.json:
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, args.json)
-    return record
+    return report(record, args.json)
 
 
 if __name__ == "__main__":

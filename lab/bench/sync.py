@@ -14,8 +14,8 @@ Prints ``{"benchmark": "sync", "results": [{"devices", "access_ta_s", "per_devic
 
 from __future__ import annotations
 
+from lab.bench import report
 import argparse
-import json
 import math
 import os
 import time
@@ -88,12 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     per = [r["per_device_us"] for r in results]
     out = {"benchmark": "sync", "cpu_count": os.cpu_count(), "results": results,
            "growth_per_device_512_vs_8": per[-1] / per[0]}
-    text = json.dumps(out, indent=1)
-    print(text)
-    if a.json:
-        from lab.results import write_json
-        write_json(a.json, out)
-    return out
+    return report(out, a.json)
 
 
 if __name__ == "__main__":
