@@ -117,5 +117,5 @@ def test_jscc_send_cli_refuses_flipped_checkpoint(good, tmp_path, cli):
     img = tmp_path / "x.png"
     from PIL import Image
     Image.new("RGB", (8, 8)).save(img)
-    cli(["jscc", "send", "--symbol-level", "--checkpoint", path, "--images", img, "--out-dir", tmp_path / "o"],
+    cli(["jscc", "send", "--symbol-level", "--checkpoint", path, "--images", img, "--out", tmp_path / "o"],
         str(path), "SHA-256", "expected")

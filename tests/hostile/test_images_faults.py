@@ -75,7 +75,7 @@ def _png_header_only(path, w, h):
 
 def test_size_cap_bomb_and_junk_via_cli(tmp_path, cli, monkeypatch):
     bomb = _png_header_only(tmp_path / "bomb.png", 30000, 30000)       # 9e8 pixels: Pillow's bomb guard fires
-    args = ["jscc", "send", "--symbol-level", "--out-dir", tmp_path / "o", "--images"]
+    args = ["jscc", "send", "--symbol-level", "--out", tmp_path / "o", "--images"]
     cli([*args, bomb], str(bomb), "decompression-bomb", "OTALAB_MAX_IMAGE_PIXELS")
     big = _png_header_only(tmp_path / "big.png", 5000, 5000)           # over our cap, under Pillow's
     cli([*args, big], str(big), "5000x5000 = 25000000 pixels", "expected at most 16777216 pixels")
