@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
     """Add ``otalab cell``."""
 
     @app.command()
-    def cell(config: ConfigOpt = None, sets: SetOpt = [],
+    def cell(config: ConfigOpt = None, sets: SetOpt = [],  # noqa: B006 (typer reads the default; never mutated)
              devices: int = typer.Option(2, "--devices", "-k", help="device processes (each with its own radio "
                                                                     "node and SuperNode)"),
              task: str = typer.Option("probe", "--task", help="probe (control plane + node clocks); sync, feel, "

@@ -29,9 +29,9 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -76,6 +76,10 @@ def _python_env(run_dir: Path) -> dict:
     return env
 
 
+def _set_args(sets: list[str]) -> list[str]:
+    return [arg for s in sets for arg in ("--set", s)]
+
+
 def _flower_bin(name: str) -> str:
     path = Path(sys.executable).parent / name
     if not path.exists():
@@ -85,6 +89,7 @@ def _flower_bin(name: str) -> str:
 
 def _node_statuses(endpoints: dict[str, str]) -> dict[str, dict]:
     """Each live node's final status (counters), read over its local API; nodes that do not answer are skipped."""
+    from radio.base import RadioError
     from radio.node.server import NodeClient
 
     out = {}
@@ -92,7 +97,7 @@ def _node_statuses(endpoints: dict[str, str]) -> dict[str, dict]:
         try:
             with NodeClient(ep, timeout_s=3.0) as c:
                 out[role] = c.status()
-        except Exception as exc:
+        except (RadioError, OSError, KeyError) as exc:
             out[role] = {"error": str(exc)}
     return out
 
@@ -137,7 +142,7 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
             node_sets = list(sets)
             if driver == "zmq":
                 say("ZeroMQ air (realtime)")
-                air = procs.start("air", [*lab_cli, "air", *cfg_args, *sum((["--set", s] for s in sets), []),
+                air = procs.start("air", [*lab_cli, "air", *cfg_args, *_set_args(sets),
                                           "--port", "0", "--quiet"])
                 line = procs.first_line(air, opts.startup_timeout_s, "ZeroMQ air on ")
                 m = re.search(r"ZeroMQ air on (\S+?):? ", line + " ")
@@ -147,7 +152,7 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
             names = ["ps"] + [f"dev{i}" for i in range(opts.devices)]
             say(f"{len(names)} radio nodes")
             nodes = {nm: procs.start(f"{nm}-node", [*lab_cli, "node", *cfg_args,
-                                                    *sum((["--set", s] for s in node_sets), []), "--name", nm,
+                                                    *_set_args(node_sets), "--name", nm,
                                                     "--lead-ms", str(opts.lead_ms), "--ring-s", str(opts.ring_s)])
                      for nm in names}
             for nm, item in nodes.items():

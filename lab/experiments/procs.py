@@ -117,7 +117,7 @@ class ProcessSet:
 
     def start(self, role: str, argv: list[str], *, env: dict | None = None) -> Started:
         log = self.log_dir / f"{role}.log"
-        fh = open(log, "wb")
+        fh = open(log, "wb")  # noqa: SIM115 (handed to the child, closed below)
         try:
             proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env={**self.env, **(env or {})}, start_new_session=True)

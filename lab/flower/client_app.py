@@ -31,6 +31,7 @@ def node_config(context: Context) -> tuple[str, str]:
 
 def probe(instruction: dict, device: str, endpoint: str) -> dict:
     """The probe round on the device side: read the node's clock and counters; how far ahead the slot still is."""
+    from radio.base import RadioError
     from radio.node.server import NodeClient
 
     t0 = time.monotonic()
@@ -38,13 +39,13 @@ def probe(instruction: dict, device: str, endpoint: str) -> dict:
               "received_wall": time.time()}
     try:
         client = NodeClient(endpoint, timeout_s=5.0)
-    except Exception as exc:                  # the node is gone: say so, the PS excludes this device
+    except (RadioError, OSError) as exc:      # the node is gone: say so, the PS excludes this device
         answer["error"] = f"radio node of {device} at {endpoint}: {exc}"
         return answer
     try:
         now = client.time_now()
         st = client.status()
-    except Exception as exc:
+    except (RadioError, OSError, KeyError) as exc:
         answer["error"] = f"radio node of {device} at {endpoint}: {exc}"
         return answer
     finally:

@@ -83,10 +83,10 @@ def probe_rounds(grid: Grid, cfg: dict, ps, record: dict) -> None:
         for n in active:
             if n not in answered and n not in excluded:
                 excluded[n] = f"round {r}: no answer within reply-timeout-s={cfg['reply-timeout-s']}"
-        for n in excluded:
+        for n, why in excluded.items():
             if n in active:
                 active.remove(n)
-                record["events"].append(f"round {r}: {names.get(n, n)} excluded ({excluded[n]})")
+                record["events"].append(f"round {r}: {names.get(n, n)} excluded ({why})")
         record["rounds"].append({"round": r, "devices": len(answered), "control_plane_s": cp,
                                  "delivery_s_max": max(latencies) if latencies else None,
                                  "slot_margin_s_min": min(margins) if margins else None,
@@ -123,7 +123,7 @@ def main(grid: Grid, context: Context) -> None:
     cfg = dict(context.run_config)
     try:
         record = run_ps(grid, cfg)
-    except Exception as exc:          # the launcher reads the reason from the result file instead of a log
+    except Exception as exc:  # noqa: BLE001 (the launcher reads the reason from the result file instead of a log)
         record = {"task": cfg.get("task"), "error": f"{type(exc).__name__}: {exc}",
                   "traceback": traceback.format_exc(limit=4)}
     if cfg.get("out"):
