@@ -35,6 +35,9 @@ def register(app: typer.Typer) -> None:
                                                                            "(measurement only)"),
              run_dir: str = typer.Option(None, "--run-dir", help="keep logs and the Flower home here (default: a "
                                                                  "temporary folder, kept only on failure)"),
+             radio: list[str] = typer.Option([], "--radio", help="ROLE=CONFIG: the radio of ROLE (ps, dev0, ...) "  # noqa: B008
+                                                                 "from its own bench config (real radios; "
+                                                                 "repeatable)"),
              json_path: JsonOpt = None):
         """Run a cell: PS + K devices as separate processes on their own radio nodes, Flower as control plane."""
         from rich.console import Console
@@ -45,9 +48,16 @@ def register(app: typer.Typer) -> None:
         from lab.results import metadata
 
         console = Console(stderr=True)
+        radios = {}
+        for item in radio:
+            role, sep, path = item.partition("=")
+            if not sep or not role or not path:
+                fail(f"--radio {item!r}: expected ROLE=CONFIG, e.g. --radio dev0=hw_configs/usrp-b210.yaml")
+            radios[role] = path
         opts = CellOptions(config=str(config) if config else None, sets=list(sets), devices=devices, task=task,
                            rounds=rounds, seed=seed, lead_ms=lead_ms, slot_lead_s=slot_lead_s,
-                           reply_timeout_s=reply_timeout_s, diagnostics=diagnostics, run_dir=run_dir)
+                           reply_timeout_s=reply_timeout_s, diagnostics=diagnostics, run_dir=run_dir,
+                           radios=radios)
         try:
             record = run_cell(opts, progress=lambda text: console.print(f"[dim]starting {text}[/dim]"))
         except (ConfigError, ValueError) as exc:

@@ -60,6 +60,7 @@ class CellOptions:
     startup_timeout_s: float = 120.0
     run_timeout_s: float = 1800.0
     diagnostics: bool = False
+    radios: dict[str, str] = field(default_factory=dict)   # role ("ps", "dev0", ...) -> its own bench config
     run_dir: str | None = None       # logs and Flower home (default: a temporary folder, removed unless it failed)
 
 
@@ -151,10 +152,15 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
                 node_sets.append(f"radio.args.address={broker_ep}")
             names = ["ps"] + [f"dev{i}" for i in range(opts.devices)]
             say(f"{len(names)} radio nodes")
-            nodes = {nm: procs.start(f"{nm}-node", [*lab_cli, "node", *cfg_args,
-                                                    *_set_args(node_sets), "--name", nm,
-                                                    "--lead-ms", str(opts.lead_ms), "--ring-s", str(opts.ring_s)])
-                     for nm in names}
+            unknown = sorted(set(opts.radios) - set(names))
+            if unknown:
+                raise ValueError(f"--radio {unknown[0]}=...: no such role in this cell (roles: {', '.join(names)})")
+            nodes = {}
+            for nm in names:    # a role with a config of its own (a real radio) uses it as it is
+                own = opts.radios.get(nm)
+                args = ["-c", own] if own else [*cfg_args, *_set_args(node_sets)]
+                nodes[nm] = procs.start(f"{nm}-node", [*lab_cli, "node", *args, "--name", nm,
+                                                       "--lead-ms", str(opts.lead_ms), "--ring-s", str(opts.ring_s)])
             for nm, item in nodes.items():
                 info = json.loads(procs.first_line(item, opts.startup_timeout_s, '"endpoint"'))
                 endpoints[nm] = info["endpoint"]
