@@ -30,9 +30,6 @@ def register(app: typer.Typer) -> None:
                                                                            "of the PS clock when it is sent (s)"),
              reply_timeout_s: float = typer.Option(90.0, "--reply-timeout-s", help="a device silent this long in "
                                                                                    "a round is excluded (s)"),
-             diagnostics: bool = typer.Option(False, "--diagnostics", help="devices also report their true "
-                                                                           "update over the control plane "
-                                                                           "(measurement only)"),
              run_dir: str = typer.Option(None, "--run-dir", help="keep logs and the Flower home here (default: a "
                                                                  "temporary folder, kept only on failure)"),
              radio: list[str] = typer.Option([], "--radio", help="ROLE=CONFIG: the radio of ROLE (ps, dev0, ...) "  # noqa: B008
@@ -56,7 +53,7 @@ def register(app: typer.Typer) -> None:
             radios[role] = path
         opts = CellOptions(config=str(config) if config else None, sets=list(sets), devices=devices, task=task,
                            rounds=rounds, seed=seed, lead_ms=lead_ms, slot_lead_s=slot_lead_s,
-                           reply_timeout_s=reply_timeout_s, diagnostics=diagnostics, run_dir=run_dir,
+                           reply_timeout_s=reply_timeout_s, run_dir=run_dir,
                            radios=radios)
         try:
             record = run_cell(opts, progress=lambda text: console.print(f"[dim]starting {text}[/dim]"))
