@@ -1,0 +1,79 @@
+"""`otalab cell`: the PS and K devices as OS processes on their own radio nodes, orchestrated by Flower.
+
+``otalab cell --config hw_configs/cell-zmq.yaml --devices K --task probe [--rounds R] [--json PATH]`` starts on this
+host the ZeroMQ air (zmq configs), one radio node per radio, a Flower SuperLink and one SuperNode per device, runs the
+task with ``flwr run``, stops every process (also on Ctrl-C) and prints a table; see :mod:`lab.experiments.cell` and
+docs/cell.md.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from lab.cli.common import ConfigOpt, JsonOpt, SeedOpt, SetOpt, emit_json, fail
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``otalab cell``."""
+
+    @app.command()
+    def cell(config: ConfigOpt = None, sets: SetOpt = [],  # noqa: B006 (typer reads the default; never mutated)
+             devices: int = typer.Option(2, "--devices", "-k", help="device processes (each with its own radio "
+                                                                    "node and SuperNode)"),
+             task: str = typer.Option("probe", "--task", help="probe (control plane + node clocks); sync, feel, "
+                                                              "jscc: once the PS/device actors drive the cell"),
+             rounds: int = typer.Option(3, "--rounds", help="rounds"),
+             seed: SeedOpt = 0,
+             lead_ms: float = typer.Option(50.0, "--lead-ms", help="a node refuses TX bursts less than this far "
+                                                                   "ahead (ms)"),
+             slot_lead_s: float = typer.Option(30.0, "--slot-lead-s", help="each round's slot is this far ahead "
+                                                                           "of the PS clock when it is sent (s)"),
+             reply_timeout_s: float = typer.Option(90.0, "--reply-timeout-s", help="a device silent this long in "
+                                                                                   "a round is excluded (s)"),
+             run_dir: str = typer.Option(None, "--run-dir", help="keep logs and the Flower home here (default: a "
+                                                                 "temporary folder, kept only on failure)"),
+             radio: list[str] = typer.Option([], "--radio", help="ROLE=CONFIG: the radio of ROLE (ps, dev0, ...) "  # noqa: B008
+                                                                 "from its own bench config (real radios; "
+                                                                 "repeatable)"),
+             json_path: JsonOpt = None):
+        """Run a cell: PS + K devices as separate processes on their own radio nodes, Flower as control plane."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from lab.config import ConfigError
+        from lab.experiments.cell import CellOptions, run_cell
+        from lab.results import metadata
+
+        console = Console(stderr=True)
+        radios = {}
+        for item in radio:
+            role, sep, path = item.partition("=")
+            if not sep or not role or not path:
+                fail(f"--radio {item!r}: expected ROLE=CONFIG, e.g. --radio dev0=hw_configs/usrp-b210.yaml")
+            radios[role] = path
+        opts = CellOptions(config=str(config) if config else None, sets=list(sets), devices=devices, task=task,
+                           rounds=rounds, seed=seed, lead_ms=lead_ms, slot_lead_s=slot_lead_s,
+                           reply_timeout_s=reply_timeout_s, run_dir=run_dir,
+                           radios=radios)
+        try:
+            record = run_cell(opts, progress=lambda text: console.print(f"[dim]starting {text}[/dim]"))
+        except (ConfigError, ValueError) as exc:
+            fail(str(exc))
+        record = {**metadata(config=opts.config, seed=seed), "command_name": "cell", **record}
+        table = Table(title=f"otalab cell: {task}, {devices} devices, {record.get('driver')}")
+        for col in ("round", "devices", "control plane s", "slot margin s (min)"):
+            table.add_column(col, justify="right")
+        for r in record.get("rounds", []):
+            m = r.get("slot_margin_s_min")
+            table.add_row(str(r["round"]), str(r["devices"]), f"{r['control_plane_s']:.2f}",
+                          "-" if m is None else f"{m:.2f}")
+        console.print(table)
+        console.print(f"processes: {len(record['processes'])} "
+                      f"({', '.join(sorted({p['role'].split('/')[0] for p in record['processes']}))}); "
+                      f"excluded: {[e['device'] for e in record.get('excluded_devices', [])] or 'none'}; "
+                      f"late bursts {record.get('late_bursts')}, overflows {record.get('overflows')}, "
+                      f"underflows {record.get('underflows')}; left running: {record['leftover_pids'] or 'none'}")
+        emit_json(json_path, record)
+        if record.get("error"):
+            console.print(f"[red]error: {record['error']}[/red]")
+            raise SystemExit(1)

@@ -1,0 +1,262 @@
+"""``otalab cell``: start a whole cell on one host as OS processes, run a task over Flower, tear everything down.
+
+Processes (each its own, listed in the result's ``processes`` with role, pid and host):
+
+- ``air``: the ZeroMQ broker in realtime pacing (``otalab air``), when the config's ``radio.driver`` is ``zmq``;
+- ``ps-node``, ``dev0-node`` … : one radio node per radio (``otalab node``), each streaming its radio on the wall
+  clock and serving its local API;
+- ``superlink``: Flower's SuperLink (``flower-superlink --insecure``, bound to 127.0.0.1 only);
+- ``dev0-supernode`` … : one Flower SuperNode per device, told by ``--node-config`` its device name and node endpoint;
+- Flower's own helpers under them (``flower-superexec``, ``flwr-serverapp``, ``flwr-clientapp``), found by walking
+  /proc (:mod:`lab.experiments.procs`) and stopped with them.
+
+The run itself is submitted with ``flwr run lab/flower/app <connection>`` against a Flower home of the run's own
+(``FLWR_HOME``), so nothing in the user's ``~/.flwr`` is read or changed. The ServerApp (the PS) writes its record
+to a file; this module adds what only the launcher sees (processes, node counters read from every node at the end,
+how the run ended) and checks that nothing it started is left running.
+
+Failure handling: a device process that dies is the PS's business (it excludes the device and goes on, see
+:mod:`lab.flower.server_app`); if the PS's radio node dies, the cell is stopped at once (``error`` says so) and
+``device_exit_s`` records how long the device processes took to be gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lab.experiments.procs import ProcessSet, alive, free_port, wait_port
+
+TASKS = ("probe", "sync", "feel", "jscc")
+#: tasks the ServerApp runs today (the others need the PS/device actors of sync/ps.py and sync/device.py)
+RUNNABLE = ("probe",)
+APP_DIR = Path(__file__).resolve().parent.parent / "flower" / "app"
+
+
+@dataclass
+class CellOptions:
+    """What ``otalab cell`` was asked to run (see the command's help for each field)."""
+
+    config: str | None
+    sets: list[str] = field(default_factory=list)
+    devices: int = 2
+    task: str = "probe"
+    rounds: int = 3
+    seed: int = 0
+    lead_ms: float = 50.0            # a node refuses TX bursts less than this far ahead
+    ring_s: float = 4.0              # RX history each node holds
+    slot_lead_s: float = 30.0        # the PS schedules each round's slot this far ahead (covers Flower's latency)
+    reply_timeout_s: float = 90.0    # a device silent this long in a round is excluded
+    startup_timeout_s: float = 120.0
+    run_timeout_s: float = 1800.0
+    diagnostics: bool = False
+    radios: dict[str, str] = field(default_factory=dict)   # role ("ps", "dev0", ...) -> its own bench config
+    run_dir: str | None = None       # logs and Flower home (default: a temporary folder, removed unless it failed)
+
+
+def _python_env(run_dir: Path) -> dict:
+    """The environment of every child: this checkout first on PYTHONPATH (so the ServerApp/ClientApp processes Flower
+    starts import the same ``lab``), this interpreter's bin first on PATH (Flower starts its helpers by name),
+    unbuffered output (the launcher reads first lines from logs), and the run's own Flower home."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    env["FLWR_HOME"] = str(run_dir / "flwr")
+    return env
+
+
+def _set_args(sets: list[str]) -> list[str]:
+    return [arg for s in sets for arg in ("--set", s)]
+
+
+def _flower_bin(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise RuntimeError(f"{name} not found beside {sys.executable}: install Flower (pip install 'flwr>=1.42')")
+    return str(path)
+
+
+def _node_statuses(endpoints: dict[str, str]) -> dict[str, dict]:
+    """Each live node's final status (counters), read over its local API; nodes that do not answer are skipped."""
+    from radio.base import RadioError
+    from radio.node.server import NodeClient
+
+    out = {}
+    for role, ep in endpoints.items():
+        try:
+            with NodeClient(ep, timeout_s=3.0) as c:
+                out[role] = c.status()
+        except (RadioError, OSError, KeyError) as exc:
+            out[role] = {"error": str(exc)}
+    return out
+
+
+def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] | None = None,
+             progress: Callable[[str], None] | None = None) -> dict:
+    """Start the cell of ``opts``, run its task, stop everything; returns the result record (module docstring).
+
+    ``monitor(processes, seconds_since_the_run_started)`` is called every 0.2 s while the task runs (tests use it to
+    kill a process mid-run); ``progress(text)`` is told each start-up step."""
+    from lab.config import load_config
+
+    say = progress or (lambda text: None)
+    if opts.task not in TASKS:
+        raise ValueError(f"--task {opts.task!r}: expected one of {', '.join(TASKS)}")
+    if opts.task not in RUNNABLE:
+        raise ValueError(f"--task {opts.task!r} is not available yet: the cell runs {', '.join(RUNNABLE)} over "
+                         f"Flower until the PS/device actors (sync/ps.py, sync/device.py) drive it; see docs/cell.md")
+    if not 1 <= opts.devices <= 64:
+        raise ValueError(f"--devices {opts.devices}: expected 1..64 device processes")
+    sets = list(opts.sets)
+    cfg = load_config(opts.config, sets)
+    driver = cfg.radio.driver
+    if driver == "zmq" and cfg.radio_args.broker.pacing != "realtime":
+        sets.append("radio.args.broker.pacing=realtime")     # radio nodes need the air on the wall clock
+    own_dir = opts.run_dir is None
+    run_dir = Path(tempfile.mkdtemp(prefix="otalab-cell-")) if own_dir else Path(opts.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = _python_env(run_dir)
+    (run_dir / "flwr").mkdir(exist_ok=True)
+    procs = ProcessSet(run_dir / "logs", env)
+    lab_cli = [sys.executable, "-m", "lab.cli"]
+    cfg_args = (["-c", str(opts.config)] if opts.config else [])
+    host = socket.gethostname()
+    record: dict = {"task": opts.task, "devices": opts.devices, "config": str(opts.config), "driver": driver,
+                    "seed": opts.seed, "wall_clock": True, "run_dir": str(run_dir)}
+    started = time.monotonic()
+    endpoints: dict[str, str] = {}
+    ps_died = None
+    try:
+        with procs.handle_signals():
+            node_sets = list(sets)
+            if driver == "zmq":
+                say("ZeroMQ air (realtime)")
+                air = procs.start("air", [*lab_cli, "air", *cfg_args, *_set_args(sets),
+                                          "--port", "0", "--quiet"])
+                line = procs.first_line(air, opts.startup_timeout_s, "ZeroMQ air on ")
+                m = re.search(r"ZeroMQ air on (\S+?):? ", line + " ")
+                broker_ep = m.group(1).rstrip(":")
+                record["air_endpoint"] = broker_ep
+                node_sets.append(f"radio.args.address={broker_ep}")
+            names = ["ps"] + [f"dev{i}" for i in range(opts.devices)]
+            say(f"{len(names)} radio nodes")
+            unknown = sorted(set(opts.radios) - set(names))
+            if unknown:
+                raise ValueError(f"--radio {unknown[0]}=...: no such role in this cell (roles: {', '.join(names)})")
+            nodes = {}
+            for nm in names:    # a role with a config of its own (a real radio) uses it as it is
+                own = opts.radios.get(nm)
+                args = ["-c", own] if own else [*cfg_args, *_set_args(node_sets)]
+                nodes[nm] = procs.start(f"{nm}-node", [*lab_cli, "node", *args, "--name", nm,
+                                                       "--lead-ms", str(opts.lead_ms), "--ring-s", str(opts.ring_s)])
+            for nm, item in nodes.items():
+                info = json.loads(procs.first_line(item, opts.startup_timeout_s, '"endpoint"'))
+                endpoints[nm] = info["endpoint"]
+            say("Flower SuperLink")
+            port = free_port()
+            link = procs.start("superlink", [_flower_bin("flower-superlink"), "--insecure",
+                                             "--disable-runtime-dependency-installation", "--host", "127.0.0.1",
+                                             "--port", str(port)])
+            wait_port("127.0.0.1", port, opts.startup_timeout_s, link.proc, "flower-superlink")
+            say(f"{opts.devices} Flower SuperNodes")
+            for nm in names[1:]:
+                procs.start(f"{nm}-supernode", [
+                    _flower_bin("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{port}",
+                    "--node-config", f"device='{nm}' node-endpoint='{endpoints[nm]}'",
+                    "--port", str(free_port()), "--max-wait-time", "10"])
+            (run_dir / "flwr" / "config.toml").write_text(
+                f'[superlink]\ndefault = "cell"\n\n[superlink.cell]\naddress = "127.0.0.1:{port}"\ninsecure = true\n')
+            out = run_dir / "ps_result.json"
+            run_config = {"task": opts.task, "rounds": int(opts.rounds), "devices": int(opts.devices),
+                          "ps-endpoint": endpoints["ps"], "out": str(out), "join-timeout-s": opts.startup_timeout_s,
+                          "reply-timeout-s": float(opts.reply_timeout_s), "slot-lead-s": float(opts.slot_lead_s),
+                          "seed": int(opts.seed), "diagnostics": bool(opts.diagnostics)}
+            overrides = " ".join(f"{k}={json.dumps(v) if not isinstance(v, bool) else str(v).lower()}"
+                                 for k, v in run_config.items())
+            say("flwr run")
+            submit = procs.start("flwr-run", [_flower_bin("flwr"), "run", str(APP_DIR), "cell",
+                                              "--run-config", overrides, "--format", "json"])
+            run_start = time.monotonic()
+            deadline = run_start + opts.run_timeout_s
+            while not out.exists():
+                now = time.monotonic()
+                if now > deadline:
+                    raise RuntimeError(f"the run did not finish within {opts.run_timeout_s} s (logs: {run_dir})")
+                if submit.proc.poll() not in (None, 0):
+                    raise RuntimeError(f"flwr run failed (code {submit.proc.returncode}): {procs.tail(submit)}")
+                ps_item = nodes["ps"]
+                if ps_item.proc.poll() is not None:
+                    ps_died = time.monotonic()
+                    raise RuntimeError(f"the PS radio node (pid {ps_item.pid}) exited with code "
+                                       f"{ps_item.proc.returncode} mid-run: stopping the cell")
+                procs.note_descendants()
+                if monitor is not None:
+                    monitor(procs, now - run_start)
+                time.sleep(0.2)
+            ps = json.loads(out.read_text())
+            record["node_status"] = _node_statuses({f"{nm}-node": endpoints[nm] for nm in names
+                                                    if nodes[nm].proc.poll() is None})
+            _summarise(record, ps, opts)
+    except KeyboardInterrupt as exc:
+        record["error"] = f"interrupted ({exc or 'Ctrl-C'}): the cell was stopped"
+    except (RuntimeError, ValueError, OSError) as exc:
+        record["error"] = str(exc)
+    finally:
+        record["processes"] = [{"role": s.role, "pid": s.pid, "host": host} for s in procs.started]
+        procs.note_descendants()
+        record["processes"] += [{"role": role, "pid": pid, "host": host} for pid, role in procs.seen.items()
+                                if role.endswith("/child")]
+        stop_t = time.monotonic()
+        device_pids = [s.pid for s in procs.started if s.role.startswith("dev")]
+        procs.stop()
+        if ps_died is not None:
+            record["device_exit_s"] = max(0.0, time.monotonic() - ps_died) if not any(
+                alive(p) for p in device_pids) else None
+        record["teardown_s"] = time.monotonic() - stop_t
+        record["leftover_pids"] = procs.leftovers()
+        record["wall_s"] = time.monotonic() - started
+    if own_dir and "error" not in record and not record["leftover_pids"]:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+        record["run_dir"] = None
+    return record
+
+
+def _summarise(record: dict, ps: dict, opts: CellOptions) -> None:
+    """Fold the PS's record and the nodes' counters into the result's fields."""
+    if "error" in ps:
+        record["error"] = f"the PS (ServerApp) failed: {ps['error']}"
+        record["ps_traceback"] = ps.get("traceback")
+        return
+    st = [s for s in record.get("node_status", {}).values() if "error" not in s]
+    rounds = ps.get("rounds", [])
+    cp = np.array([r["control_plane_s"] for r in rounds], dtype=float)
+    record.update(
+        rounds=rounds, events=ps.get("events", []), excluded_devices=ps.get("excluded_devices", []),
+        device_names=ps.get("device_names", {}), ps_wall_s=ps.get("wall_s"),
+        late_bursts=int(sum(s.get("tx_late", 0) + s.get("tx_rejected", 0) for s in st)),
+        underflows=int(sum(s.get("tx_underflow", 0) for s in st)),
+        overflows=int(sum(s.get("gaps", 0) for s in st)),
+        # the probe task moves no samples over the air: what it cannot measure is null, never a made-up number
+        within_cp_fraction=None, timing_rmse_samples=None, cfo_residual_rms_hz=None, nmse_db=None,
+        overhead_fraction={
+            "air": None,
+            "control_plane_s_per_round": float(cp.mean()) if cp.size else None,
+            "control_plane_s_per_round_max": float(cp.max()) if cp.size else None,
+            "control_plane_share_of_wall": float(cp.sum() / ps["wall_s"]) if cp.size and ps.get("wall_s") else None,
+        })
+    margins = [r["slot_margin_s_min"] for r in rounds if r.get("slot_margin_s_min") is not None]
+    record["slot_margin_s_min"] = min(margins) if margins else None

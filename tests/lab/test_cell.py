@@ -1,0 +1,153 @@
+"""`otalab cell`: the launcher's process ownership, the Flower control plane, and failure handling.
+
+The multi-process tests start a real ZeroMQ air, radio nodes, a Flower SuperLink and SuperNodes on 127.0.0.1 (every
+port picked free by the OS), and check with /proc that nothing is left running afterwards. Flower starts one
+ClientApp process per message and SuperNodes poll every few seconds, so each of them takes a minute: marked slow.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.experiments.procs import ProcessSet, alive, descendants
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = str(REPO / "hw_configs" / "cell-zmq.yaml")
+
+pytest.importorskip("flwr")
+
+
+def test_stop_ends_a_grandchild_in_a_session_of_its_own(tmp_path):
+    """Flower's superexec runs in a new session under its parent: a process-group kill would miss it; the
+    /proc walk must not."""
+    procs = ProcessSet(tmp_path)
+    code = ("import subprocess, sys, time; "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True); "
+            "print(p.pid, flush=True); time.sleep(60)")
+    item = procs.start("parent", [sys.executable, "-c", code])
+    child = int(procs.first_line(item, 30.0))
+    assert alive(child) and child in descendants(item.pid)
+    procs.stop(grace_s=2.0)
+    deadline = time.monotonic() + 5
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(child) and not alive(item.pid)
+    assert procs.leftovers() == []
+
+
+def test_stop_is_idempotent_and_first_line_reports_an_early_exit(tmp_path):
+    procs = ProcessSet(tmp_path)
+    item = procs.start("quitter", [sys.executable, "-c", "import sys; print('bye'); sys.exit(3)"])
+    with pytest.raises(RuntimeError, match="exited with code 3"):
+        procs.first_line(item, 30.0, "never printed")
+    procs.stop()
+    procs.stop()
+    assert procs.leftovers() == []
+
+
+def _replies(procs: ProcessSet, role: str) -> int:
+    """How many answers the SuperNode ``role`` has sent (its log's "Sending:" lines)."""
+    try:
+        return procs.by_role(role).log.read_text(errors="replace").count("Sending:")
+    except (KeyError, OSError):
+        return 0
+
+
+def _assert_nothing_left(record):
+    pids = [p["pid"] for p in record["processes"]]
+    assert record["leftover_pids"] == []
+    assert not [p for p in pids if alive(p)], "processes of the cell still running after it returned"
+
+
+@pytest.mark.slow
+def test_cell_probe_runs_every_device_as_its_own_process(tmp_path):
+    from lab.experiments.cell import CellOptions, run_cell
+
+    rec = run_cell(CellOptions(config=CONFIG, devices=2, rounds=2, run_dir=str(tmp_path)))
+    assert "error" not in rec, rec.get("error")
+    roles = {p["role"] for p in rec["processes"]}
+    assert {"air", "ps-node", "dev0-node", "dev1-node", "superlink", "dev0-supernode", "dev1-supernode"} <= roles
+    radio_pids = [p["pid"] for p in rec["processes"] if p["role"].endswith("-node")]
+    assert len(set(radio_pids)) == 3                      # PS + 2 devices, distinct processes
+    assert [r["devices"] for r in rec["rounds"]] == [2, 2]
+    assert rec["excluded_devices"] == []
+    assert sorted(rec["device_names"].values()) == ["dev0", "dev1"]
+    # every device had its instruction before the slot it names (the slot lead covers Flower's latency)
+    assert rec["slot_margin_s_min"] > 0
+    assert rec["wall_clock"] is True and rec["late_bursts"] == 0
+    # nothing measured on the air in the probe task: null, never invented
+    assert rec["nmse_db"] is None and rec["timing_rmse_samples"] is None
+    _assert_nothing_left(rec)
+
+
+@pytest.mark.slow
+def test_killing_a_device_excludes_it_and_the_run_finishes(tmp_path):
+    from lab.experiments.cell import CellOptions, run_cell
+
+    killed = {}
+
+    def monitor(procs, elapsed):
+        if not killed and _replies(procs, "dev1-supernode") >= 1:    # dev1 answered round 0: kill its radio node
+            node = procs.by_role("dev1-node")
+            node.proc.kill()
+            killed["pid"] = node.pid
+
+    rec = run_cell(CellOptions(config=CONFIG, devices=2, rounds=3, reply_timeout_s=60.0, run_dir=str(tmp_path)),
+                   monitor=monitor)
+    assert killed, "the device was never killed"
+    assert "error" not in rec, rec.get("error")
+    assert [e["device"] for e in rec["excluded_devices"]] == ["dev1"]
+    assert "radio node of dev1" in rec["excluded_devices"][0]["reason"]
+    devices = [r["devices"] for r in rec["rounds"]]
+    assert len(devices) == 3 and devices[0] == 2 and devices[-1] == 1
+    _assert_nothing_left(rec)
+
+
+@pytest.mark.slow
+def test_killing_the_ps_stops_the_devices_within_10_s(tmp_path):
+    from lab.experiments.cell import CellOptions, run_cell
+
+    killed = {}
+
+    def monitor(procs, elapsed):
+        if not killed and _replies(procs, "dev0-supernode") >= 1:
+            node = procs.by_role("ps-node")
+            node.proc.kill()
+            killed["pid"] = node.pid
+
+    rec = run_cell(CellOptions(config=CONFIG, devices=2, rounds=5, run_dir=str(tmp_path)), monitor=monitor)
+    assert killed
+    assert "PS radio node" in rec["error"] and "stopping the cell" in rec["error"]
+    assert rec["device_exit_s"] is not None and rec["device_exit_s"] <= 10.0
+    _assert_nothing_left(rec)
+
+
+def test_cli_refuses_a_task_that_is_not_wired_yet(capsys):
+    from lab.cli import main
+
+    rc = main(["cell", "-c", CONFIG, "--devices", "2", "--task", "feel"])
+    assert rc == 2
+    assert "not available yet" in capsys.readouterr().err
+
+
+@pytest.mark.hardware
+def test_hardware_cell_on_radios_named_by_environment(tmp_path):
+    """On real radios, one per role: OTALAB_CELL_RADIOS="ps=hw_configs/usrp-b210-ps.yaml,dev0=...,dev1=..." (each a
+    bench config naming one radio, see docs/cell.md); OTALAB_CELL_TASK (default probe)."""
+    import os
+
+    radios = [r for r in os.environ.get("OTALAB_CELL_RADIOS", "").split(",") if r.strip()]
+    if not radios:
+        pytest.skip("set OTALAB_CELL_RADIOS='ps=CONFIG,dev0=CONFIG,...' to run otalab cell on real radios")
+    base = dict(r.split("=", 1) for r in radios)["ps"]
+    out = tmp_path / "cell.json"
+    argv = [sys.executable, "-m", "lab.cli", "cell", "-c", base, "--devices", str(len(radios) - 1),
+            "--task", os.environ.get("OTALAB_CELL_TASK", "probe"), "--json", str(out)]
+    argv += [arg for r in radios for arg in ("--radio", r.strip())]
+    rc = subprocess.run(argv, check=False, cwd=REPO).returncode
+    assert rc == 0 and out.exists()
