@@ -16,14 +16,11 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
-import threading
 from pathlib import Path
 
 import numpy as np
 
 
-_UMASK_LOCK = threading.Lock()
 #: the command line a result file records (set by :func:`lab.cli.main`; None: this process's argv)
 COMMAND_LINE: list[str] | None = None
 
@@ -45,32 +42,13 @@ def to_jsonable(obj):
     return obj
 
 
-def _umask() -> int:
-    with _UMASK_LOCK:   # os.umask can only be read by setting it
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return mask
-
-
 def write_json(path: str | os.PathLike, obj) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically (module docstring); creates the parent directory.
-    Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())   # mkstemp makes 0600; a result file is as readable as any new file
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(to_jsonable(obj), f, indent=1, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write ``obj`` as indented strict JSON to ``path`` atomically (module docstring) through the project's one
+    atomic file writer, :func:`learning.safeio.atomic_write_bytes`; creates the parent directory. Returns the path."""
+    from learning.safeio import atomic_write_bytes
+
+    text = json.dumps(to_jsonable(obj), indent=1, allow_nan=False) + "\n"
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def git_revision() -> str | None:

@@ -29,6 +29,7 @@ import json
 import os
 import pickle
 import tempfile
+import threading
 from pathlib import Path
 
 MAGIC = b"otalab-checkpoint\n"
@@ -57,7 +58,11 @@ def _max_bytes() -> int:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename); returns the path."""
+    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename); returns the path.
+
+    The project's one atomic file writer: checkpoints, and every result file (``lab.results.write_json`` calls it).
+    A crash leaves the old file or the new one, never half of one; a symbolic link at ``path`` is replaced, never
+    written through; the file gets the permissions of a new file under the umask (0644 under 022)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -75,9 +80,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    with _UMASK_LOCK:   # os.umask can only be read by setting it; threads must not see the temporary value
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from learning.feel.models import FlatModel
 from learning.feel.partition import make_partition
 from learning.feel.schemes import SCHEMES, make_scheme
 from learning.feel.server import ParameterServer
-from learning.safeio import CheckpointError, read_checkpoint_file, write_checkpoint
+from learning.safeio import CheckpointError, atomic_write_bytes, read_checkpoint_file, write_checkpoint
 
 FAULT_KINDS = ("nan", "explode", "drop")
 CHECKPOINT_VERSION = 1
@@ -356,9 +355,5 @@ def run_feel(cfg: FeelConfig, out_json: str | Path | None = None, checkpoint: st
         raise
     result = summary(exp, time.perf_counter() - start)
     if out_json:
-        out = Path(out_json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1, default=float))
-        os.replace(tmp, out)
+        atomic_write_bytes(out_json, (json.dumps(result, indent=1, default=float) + "\n").encode())
     return result

@@ -9,8 +9,6 @@ metrics, exactly like the codecs' decoded images, so all methods are measured th
 from __future__ import annotations
 
 import collections
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -82,15 +80,5 @@ def evaluate_separation(images: np.ndarray, snrs_db: list[float], ratio: float,
                     "mean_bytes": float(np.mean([r["bytes"] for r in recs])),
                     "codecs": dict(collections.Counter(r["codec"] for r in recs))})
     return out
-
-
-def save_results(path: str | Path, results: list[dict], **info) -> Path:
-    """Write ``{"results": [...], **info}`` as JSON (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({**info, "results": results}, indent=1), encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
