@@ -80,7 +80,7 @@ class PsActor:
         self.prach_estimates: dict[tuple[int, int], float] = {}  # (slot, preamble) -> delay after the slot start
         self.lost_beacons: set[int] = set()        # beacon numbers not sent (a beacon lost, for tests)
         self.beacons_sent = 0
-        self.late = 0
+        self.pushed = 0                             # phases the radio's lead pushed past their plan
         self._msg3: Msg3Window | None = None
         self._msg3_slots = 0
 
@@ -93,7 +93,7 @@ class PsActor:
         earliest = self.t + self._owed
         now = self.radio.time_now() + self.cfg.lead
         if now > earliest:
-            self.late += 1
+            self.pushed += 1
             self.events.append(f"PS: phase pushed {now - earliest} samples past its plan by the radio's lead")
         return max(now, earliest)
 
