@@ -147,7 +147,7 @@ def test_a_device_that_cannot_make_its_slot_counts_it_late_and_stays_out():
     # its pilots were already late: the PS heard none and left it out of the plan, so it sent no data either
     assert any("device 2: pilots late" in e for e in sess.events)
     assert "no uplink pilot" in res.excluded[2]
-    assert {0, 1, 3} <= set(res.tx_local) and sorted(res.active) == sorted(res.tx_local)
+    assert 2 not in res.active and len(res.active) >= 2 and sorted(res.active) == sorted(res.tx_local)
 
 
 def test_cell_layout_is_the_same_on_both_sides():
