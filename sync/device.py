@@ -30,8 +30,8 @@ from radio.base import LateError
 from sync.beacon import BeaconTracker
 from sync.config import SyncConfig
 from sync.layout import CellLayout
-from sync.messages import (AccessSlot, DataRound, DeviceStats, Feedback, Msg3, Msg3Window, Msg4, Rar, RoundPlan,
-                           parse_payload, payload_kind, to_payload)
+from sync.messages import (AccessSlot, Beacon, DataRound, DeviceStats, Feedback, Msg3, Msg3Window, Msg4, Rar,
+                           RoundPlan, parse_payload, payload_kind, to_payload)
 from sync.precomp import cfo_precompensate, fractional_delay, ofdm_burst, regularized_inverse
 from sync.prach import PrachWaveform
 from sync.timing_advance import TimingAdvanceCommand, TimingAdvanceLoop, advanced_start
@@ -118,8 +118,9 @@ class DeviceActor:
                 if self.state == "searching":
                     self.state = "synced"
                 continue
-            if f.crc_ok and f.t_start < self.buf_t0 and f.payload is not None and f.payload[:4] == b"OTAB":
-                self.tracker_misses += 1      # a beacon whose samples were already dropped: not used
+            if f.crc_ok and Beacon.from_bytes(f.payload) is not None:
+                self.tracker_misses += 1      # a beacon the tracker could not use (its samples gone): counted
+                continue
             kind = payload_kind(f.payload if f.crc_ok else None)
             if kind is None:
                 continue
