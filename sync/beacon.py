@@ -16,7 +16,6 @@ the CFO estimate; it counts the beacons it missed (the PS's schedule is known fr
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,24 +23,19 @@ import numpy as np
 from phy.frame import FrameBuilder
 from phy.ofdm import OfdmConfig
 from phy.receiver import RxFrame
+from sync.messages import Beacon
 from sync.precomp import fractional_delay
 from phy.chest import ml_delay
 
-_BEACON = struct.Struct("<4sqI")
-_MAGIC = b"OTAB"
-
-
 def beacon_payload(ps_time: int, counter: int) -> bytes:
-    """Payload of beacon ``counter`` sent at PS sample time ``ps_time``."""
-    return _BEACON.pack(_MAGIC, int(ps_time), int(counter) & 0xFFFFFFFF)
+    """Payload of beacon ``counter`` sent at PS sample time ``ps_time`` (:class:`sync.messages.Beacon`)."""
+    return Beacon(int(ps_time), int(counter)).to_bytes()
 
 
 def parse_beacon(payload: bytes | None) -> tuple[int, int] | None:
     """(ps_time, counter) of a beacon payload, or None if it is not a beacon."""
-    if payload is None or len(payload) != _BEACON.size:
-        return None
-    magic, ps_time, counter = _BEACON.unpack(payload)
-    return (ps_time, counter) if magic == _MAGIC else None
+    b = Beacon.from_bytes(payload)
+    return None if b is None else (b.ps_time, b.counter)
 
 
 class BeaconSource:
@@ -51,7 +45,7 @@ class BeaconSource:
     def __init__(self, cfg: OfdmConfig, code_rate: float | None = 0.5, modem: str = "qpsk"):
         self.builder = FrameBuilder(cfg)
         self.code_rate, self.modem = code_rate, modem
-        self.length = self.builder.frame_len(n_bytes=_BEACON.size, modem=modem, code_rate=code_rate)
+        self.length = self.builder.frame_len(n_bytes=len(beacon_payload(0, 0)), modem=modem, code_rate=code_rate)
 
     def waveform(self, ps_time: int, counter: int) -> np.ndarray:
         return self.builder.build_digital(beacon_payload(ps_time, counter), seq=counter & 0xFFFF,

@@ -34,6 +34,15 @@ class SyncConfig:
     window_backoff: int | None = None   # PS FFT window starts this many samples before the CP end (default cp/2)
     control_code_rate: float | None = 0.5  # LDPC rate of beacons and control frames (None: uncoded)
     control_modem: Literal["bpsk", "qpsk", "16qam"] = "qpsk"  # their modulation (the PS has power to spare)
+    # scheduling ahead of real time (samples): every phase starts no earlier than the actor's radio time_now() + lead
+    # (a radio node's TX lead; the simulated air accepts any time not yet past, hence 0); a phase whose content
+    # depends on a decode gets a turnaround budget on top of the air's guard: ps_turnaround after an uplink the PS
+    # must decode (PRACH → RAR, msg3 → msg4, pilots → feedback), device_turnaround after a downlink the devices must
+    # decode before they answer (beacons → PRACH/pilots, RAR → msg3, feedback → data). To be filled from a radio
+    # node's measured figures; 0 on the simulated air, where decoding takes no air time.
+    lead: int = 0
+    ps_turnaround: int = 0
+    device_turnaround: int = 0
 
     def __post_init__(self):
         for name in ("beacon_period", "beacons_before_access", "prach_oversampling", "time_alignment_timer",
@@ -49,6 +58,9 @@ class SyncConfig:
             raise ValueError(f"prach_false_alarm must be in (0, 1), got {self.prach_false_alarm}")
         if self.nr_mu not in (0, 1, 2, 3, 4):
             raise ValueError(f"nr_mu must be one of 0..4, got {self.nr_mu}")
+        for name in ("lead", "ps_turnaround", "device_turnaround"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0 samples, got {getattr(self, name)}")
         if self.ta_update_period < 0:
             raise ValueError(f"ta_update_period must be ≥ 0, got {self.ta_update_period}")
         if self.control_code_rate not in (None, 0.5, 2 / 3, 0.75, 5 / 6):

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from phy.ofdm import grid_to_time
+
 
 def cfo_precompensate(samples: np.ndarray, cfo_hz: float, sample_rate: float, t0: int) -> np.ndarray:
     """Rotate ``samples`` (complex[N], first at sample time t0) by exp(+j 2 pi cfo_hz (t0 + n) / fs); complex64[N].
@@ -98,3 +100,18 @@ def fractional_delay(x: np.ndarray, frac: float) -> np.ndarray:
     f = np.fft.fftfreq(n)
     y = np.fft.ifft(np.fft.fft(x, n) * np.exp(-2j * np.pi * f * frac))[:x.size + 1]
     return y.astype(np.complex64)
+
+
+def ofdm_burst(cfg, grid_used: np.ndarray, frac: float, sco_ppm: float = 0.0) -> np.ndarray:
+    """OFDM symbols (complex64[n_sym · symbol_len]) from values on the used subcarriers (complex[n_sym, n_used]) of
+    :class:`phy.ofdm.OfdmConfig` ``cfg``, delayed by ``frac`` samples (a linear phase across the subcarriers).
+
+    Sampling-clock pre-compensation: a device whose clock runs ``sco_ppm`` fast (as its beacon tracker measures) would
+    compress the burst in PS time, so symbol s is delayed by a further sco_ppm·1e-6 · s · symbol_len samples (a
+    per-symbol phase ramp: exact for the cyclic part; the drift inside one symbol is negligible)."""
+    n_sym = grid_used.shape[0]
+    grid = np.zeros((n_sym, cfg.fft_size), np.complex64)
+    delay = frac + sco_ppm * 1e-6 * cfg.symbol_len * np.arange(n_sym)
+    ramp = np.exp(-2j * np.pi * np.outer(delay, np.asarray(cfg.used_subcarriers)) / cfg.fft_size)
+    grid[:, cfg.used_bins] = grid_used * ramp
+    return grid_to_time(cfg, grid)

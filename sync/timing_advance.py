@@ -6,10 +6,15 @@ otalab keeps that *fraction of the symbol* when the numerology changes, so on an
 2^mu for subcarrier-spacing index mu (TS 38.213 §4.2: 16·64·Tc/2^mu), selectable with ``nr_mu``. A TA command carries
 an integer number of steps; an absolute command (from random access) sets the advance, a relative one (closed loop)
 adds to it, as in LTE's RAR (11 bits) and MAC CE (6 bits, offset 31).
+
+Where TA is applied: :func:`advanced_start` turns a slot on the device's clock into the integer sample the burst is
+handed to the radio at and the fractional delay the burst itself carries (:mod:`sync.device` uses it for every
+uplink transmission: PRACH without advance, msg3 with the RAR's, pilots and data with the loop's).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -84,3 +89,12 @@ class TimingAdvanceLoop:
         """Drop the advance (timer expired or access restarted)."""
         self.advance = 0.0
         self._last = None
+
+
+def advanced_start(local_slot: float, advance: float) -> tuple[int, float]:
+    """Apply a timing advance to a transmission whose slot starts at ``local_slot`` on the device's clock (fractional
+    samples): the burst starts ``advance`` samples earlier. Returns (integer sample time for the radio's ``tx(at=)``,
+    fractional delay in [0, 1) samples the burst must carry): ``local_slot − advance = start + frac``."""
+    local = local_slot - advance
+    start = int(math.floor(local))
+    return start, local - start

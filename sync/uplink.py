@@ -10,17 +10,18 @@ kept taps / n_used of the LS noise.
 
 The estimate also gives the device's timing error (single-path ML delay, the same estimator as the PRACH) and its
 received SNR. Feedback (channel, timing-advance update, common amplitude) is serialized to bytes with ``bits`` per real
-number, for a digital downlink frame.
+number, for a digital downlink frame, by :func:`sync.messages.encode_feedback` (re-exported here).
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 
 from phy.chest import SignificantTapEstimator, ml_delay
+# feedback serialization lives with every other control message in sync.messages (one implementation)
+from sync.messages import decode_feedback, encode_feedback  # noqa: F401  (re-exported)
 
 
 def delay_basis(subcarriers: np.ndarray, fft_size: int, first_delay: int, taps: int) -> np.ndarray:
@@ -122,77 +123,3 @@ class UplinkEstimator:
         return UplinkEstimate(channel=h.astype(np.complex64), delay=delay, snr=snr, present=present,
                               error_var=error_var, taps=taps, shift=shift, span=span)
 
-
-# ------------------------------------------------------------------------------------- feedback serialization
-_HEAD = struct.Struct("<fHBbB")    # alpha, n_devices, bits, first delay, taps
-_DEV = struct.Struct("<HbBfff")    # device, TA steps (relative), flags (1 = active), scale, error var, shift
-
-
-def _pack(q: np.ndarray, bits: int) -> bytes:
-    """Signed integers (|q| < 2**(bits-1)) → a big-endian bit string of ``bits`` bits each."""
-    u = (q.astype(np.int64) + (1 << (bits - 1))).astype(np.uint32)
-    b = (u[:, None] >> np.arange(bits - 1, -1, -1, dtype=np.uint32)) & 1
-    return np.packbits(b.astype(np.uint8).reshape(-1)).tobytes()
-
-
-def _unpack(data: bytes, count: int, bits: int) -> np.ndarray:
-    b = np.unpackbits(np.frombuffer(data, np.uint8))[:count * bits].reshape(count, bits).astype(np.int64)
-    return (b << np.arange(bits - 1, -1, -1)).sum(axis=1) - (1 << (bits - 1))
-
-
-def encode_feedback(alpha: float, taps: np.ndarray, first_delay: int, ta_steps: np.ndarray, active: np.ndarray,
-                    bits: int, error_var: np.ndarray | None = None, shift: np.ndarray | None = None) -> bytes:
-    """Serialize the common amplitude, per-device TA updates, active flags and delay-domain channels
-    (complex[K, taps] plus a fractional delay ``shift`` float[K]; ``bits`` per real number with a per-device scale,
-    bit-packed) and the estimates' error variances (float[K], for the regularized inverse) for one downlink frame."""
-    if not 2 <= bits <= 16:
-        raise ValueError(f"feedback bits must be in 2..16, got {bits}")
-    taps = np.asarray(taps)
-    k, n_taps = taps.shape
-    levels = 2 ** (bits - 1) - 1
-    out = [_HEAD.pack(alpha, k, bits, int(first_delay), n_taps)]
-    taps = np.nan_to_num(taps, nan=0.0, posinf=0.0, neginf=0.0)
-    for i in range(k):
-        kept = taps[i] != 0                     # only the significant taps travel: a bit mask, then their values
-        iq = np.stack([taps[i][kept].real, taps[i][kept].imag], axis=-1).reshape(-1)
-        scale = float(np.max(np.abs(iq))) if iq.size and np.max(np.abs(iq)) > 0 else 1.0
-        q = np.clip(np.round(iq / scale * levels), -levels, levels)
-        err = 0.0 if error_var is None else float(error_var[i])
-        sh = 0.0 if shift is None else float(shift[i])
-        out.append(_DEV.pack(i, int(np.clip(ta_steps[i], -127, 127)), int(bool(active[i])), scale, err, sh))
-        out.append(np.packbits(kept.astype(np.uint8)).tobytes())
-        out.append(_pack(q, bits) if q.size else b"")
-    return b"".join(out)
-
-
-def decode_feedback(data: bytes) -> tuple[float, np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse of :func:`encode_feedback`: (alpha, taps complex64[K, taps], first_delay, ta_steps int[K],
-    active bool[K], error_var float[K], shift float[K]). Raises ValueError on a payload of the wrong size."""
-    if len(data) < _HEAD.size:
-        raise ValueError(f"feedback payload of {len(data)} bytes is shorter than its header ({_HEAD.size})")
-    alpha, k, bits, first_delay, n_taps = _HEAD.unpack_from(data, 0)
-    levels = 2 ** (bits - 1) - 1
-    mask_len = (n_taps + 7) // 8
-    taps = np.zeros((k, n_taps), np.complex64)
-    ta = np.empty(k, int)
-    act = np.empty(k, bool)
-    err = np.empty(k, np.float32)
-    shift = np.empty(k, np.float32)
-    off = _HEAD.size
-    for i in range(k):
-        if len(data) < off + _DEV.size + mask_len:
-            raise ValueError(f"feedback payload of {len(data)} bytes ends inside device {i} of {k}")
-        _, ta[i], flags, scale, err[i], shift[i] = _DEV.unpack_from(data, off)
-        act[i] = bool(flags & 1)
-        kept = np.unpackbits(np.frombuffer(data, np.uint8, mask_len, off + _DEV.size))[:n_taps].astype(bool)
-        n_val = 2 * int(kept.sum())
-        size = (n_val * bits + 7) // 8
-        off += _DEV.size + mask_len
-        if len(data) < off + size:
-            raise ValueError(f"feedback payload of {len(data)} bytes ends inside device {i}'s taps")
-        q = _unpack(data[off:off + size], n_val, bits).astype(np.float32) / levels * scale
-        taps[i, kept] = q[0::2] + 1j * q[1::2]
-        off += size
-    if off != len(data):
-        raise ValueError(f"feedback payload has {len(data)} bytes: expected {off} for {k} devices")
-    return float(alpha), taps, int(first_delay), ta, act, err, shift
