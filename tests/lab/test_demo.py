@@ -72,8 +72,9 @@ def test_quick_demo_sync_numbers(quick_run):
     assert w["in_sum"] < s["in_sum"] or w["within_cp_fraction"] < 1
 
 
-#: every quick-demo FEEL run (4 devices, 3 rounds) must end above this test accuracy; chance is 0.1 on both.
-#: Measured (error-free / D-DSGD / A-DSGD radio / A-DSGD symbol-level): MNIST FILLED_IN; Fashion-MNIST FILLED_IN
+#: every quick-demo FEEL run (4 devices, 3 rounds) must end above this test accuracy: 3x chance (0.1 on both).
+#: Measured (error-free / D-DSGD / A-DSGD radio / A-DSGD symbol-level): MNIST 0.597 / 0.547 / 0.652 / 0.701;
+#: Fashion-MNIST 0.652 / 0.378 / 0.624 / 0.596 (radio - symbol-level: 0.049 and 0.028, bound 0.15)
 MIN_QUICK_ACCURACY = {"mnist": 0.3, "fashion-mnist": 0.3}
 
 

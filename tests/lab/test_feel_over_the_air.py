@@ -21,8 +21,9 @@ from learning.feel.runner import FeelConfig, run_feel
 
 DEVICES, ROUNDS, SAMPLES = 10, 25, 1000
 #: the symbol-level run must reach this (else the run is too short to compare anything); chance is 0.1 on both.
-#: Measured with this configuration: MNIST FILLED_IN, Fashion-MNIST FILLED_IN
-MIN_SYMBOL_ACCURACY = {"mnist": 0.7, "fashion-mnist": 0.7}
+#: Measured with this configuration (symbol-level | radio): MNIST 0.8330 | 0.8322, Fashion-MNIST 0.7188 | 0.7202
+#: (Fashion-MNIST is the harder set for the same single-layer softmax model)
+MIN_SYMBOL_ACCURACY = {"mnist": 0.7, "fashion-mnist": 0.65}
 
 
 @pytest.mark.timeout(300)

@@ -13,8 +13,8 @@ from learning.feel.runner import CHECKPOINT_KIND, FeelConfig, FeelExperiment, ru
 from learning.safeio import read_checkpoint_file
 
 SMALL = dict(devices=5, samples_per_device=100, rounds=4, lr=1e-2, channel_uses=1000)
-#: accuracy the resumed A-DSGD run (SMALL, 6 rounds) must exceed; chance is 0.1 on both. Measured after round 6:
-#: MNIST FILLED_IN, Fashion-MNIST FILLED_IN
+#: accuracy the resumed A-DSGD run (SMALL, 6 rounds) must exceed: 3x chance (0.1 on both data sets). Measured after
+#: round 6: MNIST 0.7285, Fashion-MNIST 0.6215
 MIN_RESUME_ACCURACY = {"mnist": 0.3, "fashion-mnist": 0.3}
 
 
