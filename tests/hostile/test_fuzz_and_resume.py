@@ -35,14 +35,15 @@ def test_config_fuzz(seed, driver):
 
 
 @pytest.fixture
-def feel_run(shared_data, tmp_path):
+def feel_run(feel_data, tmp_path):
     """A real 1-round FEEL checkpoint and the CLI arguments that resume from it."""
     from lab.cli import main
     out = tmp_path / "run"
     args = ["feel", "--scheme", "ideal", "--devices", "2", "--samples-per-device", "20", "--rounds", "2",
-            "--data-dir", shared_data, "--out", out, "--no-progress", "--checkpoint-every", "1"]
+            "--data-dir", feel_data.dir, "--dataset", feel_data.name, "--out", out, "--no-progress",
+            "--checkpoint-every", "1"]
     assert main([str(a) for a in args]) == 0
-    ckpt = out / "checkpoints" / "feel_mnist_ideal_iid_M2.pt"
+    ckpt = out / "checkpoints" / f"feel_{feel_data.name}_ideal_iid_M2.pt"
     assert ckpt.is_file()
     return args, ckpt
 

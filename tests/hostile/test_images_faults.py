@@ -116,6 +116,7 @@ def test_fault_targets_must_exist(fault, msg):
         FeelConfig(devices=5, rounds=4, faults=(fault,))
 
 
-def test_fault_cli_exit_2(cli, shared_data):
-    cli(["feel", "--devices", "3", "--rounds", "2", "--fault", "7:1:nan", "--data-dir", shared_data, "--no-progress"],
+def test_fault_cli_exit_2(cli, feel_data):
+    cli(["feel", "--devices", "3", "--rounds", "2", "--fault", "7:1:nan", "--data-dir", feel_data.dir, "--dataset",
+         feel_data.name, "--no-progress"],
         "fault '7:1:nan'", "round 7 does not exist", "expected ROUND in 0..1")

@@ -20,9 +20,10 @@ from lab.experiments.demo import DEFAULT_CHECKPOINT, QUICK_CROP, DemoConfig, run
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, shared_data):
+def quick_run(tmp_path_factory, feel_data):
+    """The quick demo on MNIST where it is found, else on Fashion-MNIST (what the demo itself falls back to)."""
     out = tmp_path_factory.mktemp("demo")
-    rc = main(["demo", "--quick", "--out", str(out), "--seed", "0", "--data-dir", str(shared_data)])
+    rc = main(["demo", "--quick", "--out", str(out), "--seed", "0", "--data-dir", str(feel_data.dir)])
     return rc, out
 
 
@@ -71,13 +72,20 @@ def test_quick_demo_sync_numbers(quick_run):
     assert w["in_sum"] < s["in_sum"] or w["within_cp_fraction"] < 1
 
 
-def test_quick_demo_feel_numbers(quick_run):
+#: every quick-demo FEEL run (4 devices, 3 rounds) must end above this test accuracy: 3x chance (0.1 on both).
+#: Measured (error-free / D-DSGD / A-DSGD radio / A-DSGD symbol-level): MNIST 0.597 / 0.547 / 0.652 / 0.701;
+#: Fashion-MNIST 0.652 / 0.378 / 0.624 / 0.596 (radio - symbol-level: 0.049 and 0.028, bound 0.15)
+MIN_QUICK_ACCURACY = {"mnist": 0.3, "fashion-mnist": 0.3}
+
+
+def test_quick_demo_feel_numbers(quick_run, feel_data):
     doc = json.loads((quick_run[1] / "demo.json").read_text())
+    assert doc["dataset"]["name"] == feel_data.name       # the demo used (and says) the data set the tests found
     runs = {r["name"]: r for r in doc["feel"]}
     assert set(runs) == {"error-free", "D-DSGD", "A-DSGD (radio)", "A-DSGD (symbol-level)"}
     for r in runs.values():
         assert len(r["rounds"]) == 3
-        assert r["final_accuracy"] > 0.3
+        assert r["final_accuracy"] > MIN_QUICK_ACCURACY[feel_data.name], (r["name"], r["final_accuracy"])
     radio, symbol = runs["A-DSGD (radio)"], runs["A-DSGD (symbol-level)"]
     assert abs(radio["final_accuracy"] - symbol["final_accuracy"]) < 0.15
     assert symbol["config"]["noise_var"] == pytest.approx(doc["symbol_noise_var"])

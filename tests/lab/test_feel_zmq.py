@@ -23,14 +23,12 @@ DEVICES, ROUNDS, S = 4, 3, 7850 // 2
 
 
 @pytest.mark.timeout(180)
-def test_feel_over_zmq_equals_the_in_process_air(shared_data):
+def test_feel_over_zmq_equals_the_in_process_air(feel_data):
     """4 devices, 3 A-DSGD rounds over ZeroMQ endpoints: the same calibrated σ²_eff, noise estimates, received sums
     (history) and accuracies as over the in-process air (identical air, identical procedure); every sample of the
     cell crossed the sockets (broker rx counters), and the broker never stalled or lost an endpoint."""
-    if not (shared_data / "mnist.npz").is_file():
-        pytest.skip(f"MNIST not found at {shared_data / 'mnist.npz'}")
     torch.set_num_threads(1)
-    cfg = FeelConfig(scheme="analog", dataset="mnist", devices=DEVICES, samples_per_device=200, power=200.0,
+    cfg = FeelConfig(scheme="analog", dataset=feel_data.name, devices=DEVICES, samples_per_device=200, power=200.0,
                      rounds=ROUNDS, seed=0)
     ref = loopback_sum_channel(DEVICES, snr_db=10.0, seed=0, power=cfg.power, channel_uses=S)
     zmq_channel = zmq_sum_channel(DEVICES, snr_db=10.0, seed=0, power=cfg.power, channel_uses=S)
@@ -38,12 +36,12 @@ def test_feel_over_zmq_equals_the_in_process_air(shared_data):
         assert zmq_channel.cell.address.startswith("tcp://127.0.0.1:") and zmq_channel.cell.broker.port > 0
         assert zmq_channel.expected_active().all()
         assert zmq_channel.effective_noise_var == ref.effective_noise_var
-        over_zmq = run_feel(cfg, data_dir=shared_data, channel=zmq_channel)
+        over_zmq = run_feel(cfg, data_dir=feel_data.dir, channel=zmq_channel)
         broker = zmq_channel.cell.broker
         stats, events, now = dict(broker.stats), broker.events, broker.now
     finally:
         zmq_channel.cell.close()
-    in_process = run_feel(cfg, data_dir=shared_data, channel=ref)
+    in_process = run_feel(cfg, data_dir=feel_data.dir, channel=ref)
 
     assert zmq_channel.stats == ref.stats and zmq_channel.stats["rounds"] == ROUNDS
     for a, b in zip(zmq_channel.history, ref.history, strict=True):
@@ -58,24 +56,23 @@ def test_feel_over_zmq_equals_the_in_process_air(shared_data):
 
 
 @pytest.mark.timeout(120)
-def test_otalab_feel_radio_zmq(shared_data, tmp_path):
+def test_otalab_feel_radio_zmq(feel_data, tmp_path):
     """`otalab feel --radio zmq` runs A-DSGD over an in-process broker and writes its JSON; the channel it names is
     the radio one (RadioSumChannel), not the symbol-level default."""
     import json
 
     from lab.cli import main
-    if not (shared_data / "mnist.npz").is_file():
-        pytest.skip(f"MNIST not found at {shared_data / 'mnist.npz'}")
     rc = main(["feel", "--radio", "zmq", "--devices", "3", "--rounds", "1", "--samples-per-device", "100",
-               "--radio-snr-db", "10", "--out", str(tmp_path), "--no-progress", "--data-dir", str(shared_data)])
+               "--radio-snr-db", "10", "--out", str(tmp_path), "--no-progress", "--data-dir", str(feel_data.dir),
+               "--dataset", feel_data.name])
     assert rc in (0, None)
-    res = json.loads((tmp_path / "feel_mnist_analog_iid_P200_M3_radio.json").read_text())
+    res = json.loads((tmp_path / f"feel_{feel_data.name}_analog_iid_P200_M3_radio.json").read_text())
     assert res["channel"].startswith("RadioSumChannel(") and len(res["rounds"]) == 1
     assert np.isfinite(res["final_accuracy"])
 
 
 @pytest.mark.timeout(120)
-def test_otalab_feel_against_a_running_broker(shared_data, tmp_path, capsys):
+def test_otalab_feel_against_a_running_broker(feel_data, tmp_path, capsys):
     """`otalab feel --radio <zmq YAML>` connects to the broker at radio.args.address (here one started from
     hw_configs/zmq.yaml on a free port, as `otalab air` would) and trains over it; a dead address fails clearly."""
     import json
@@ -85,12 +82,10 @@ def test_otalab_feel_against_a_running_broker(shared_data, tmp_path, capsys):
     from lab.cli import main
     from lab.config import load_config
     from radio.servers.zmq_broker import ChannelBroker
-    if not (shared_data / "mnist.npz").is_file():
-        pytest.skip(f"MNIST not found at {shared_data / 'mnist.npz'}")
     zmq_yaml = Path(__file__).resolve().parents[2] / "hw_configs" / "zmq.yaml"
     data = yaml.safe_load(zmq_yaml.read_text())
     argv = ["feel", "--devices", "3", "--rounds", "1", "--samples-per-device", "100", "--out", str(tmp_path),
-            "--no-progress", "--data-dir", str(shared_data)]
+            "--no-progress", "--data-dir", str(feel_data.dir), "--dataset", feel_data.name]
     with ChannelBroker.from_config(load_config(zmq_yaml), bind="tcp://127.0.0.1:0") as broker:
         data["radio"]["args"]["address"] = broker.endpoint
         cfg = tmp_path / "zmq-running.yaml"
@@ -99,7 +94,7 @@ def test_otalab_feel_against_a_running_broker(shared_data, tmp_path, capsys):
         names = set(broker.endpoints())
     assert rc in (0, None)
     assert {"ps", "dev0", "dev1", "dev2"} <= names
-    res = json.loads((tmp_path / "feel_mnist_analog_iid_P200_M3_radio.json").read_text())
+    res = json.loads((tmp_path / f"feel_{feel_data.name}_analog_iid_P200_M3_radio.json").read_text())
     assert res["channel"].startswith("RadioSumChannel(") and np.isfinite(res["final_accuracy"])
 
     data["radio"]["args"].update(address=broker.endpoint, timeout_s=0.5)     # the broker is gone now

@@ -27,10 +27,11 @@ def shipped():
 
 
 @pytest.fixture(scope="module")
-def cifar8(shared_data):
+def cifar8(cifar_data):
+    """CIFAR-10 test images 0-7, or the first 8 tiles of the conftest stand-in where CIFAR-10 is absent."""
     from learning.jscc.data import load_cifar10
 
-    return load_cifar10("test", shared_data, 0, 8)
+    return load_cifar10("test", cifar_data.dir, 0, 8)
 
 
 def _compare_with_symbol_level(model, images, link):
@@ -114,12 +115,12 @@ def test_lost_and_nan_frames_are_reported_and_skipped(shipped, cifar8):
     assert link.stats == {"sent": 3, "received": 1, "lost": 1, "non_finite": 1}
 
 
-def test_send_cli_writes_png_and_json(shipped, tmp_path, shared_data, capsys):
+def test_send_cli_writes_png_and_json(shipped, tmp_path, cifar_data, capsys):
     from lab.cli import main
 
     cfg = tmp_path / "air.yaml"
     cfg.write_text("radio: {driver: loopback}\nair: {snr_db: 20, channel: awgn}\n")
-    rc = main(["jscc", "send", "-c", str(cfg), "--cifar", "2", "--data-dir", str(shared_data),
+    rc = main(["jscc", "send", "-c", str(cfg), "--cifar", "2", "--data-dir", str(cifar_data.dir),
                "--out", str(tmp_path / "out"), "--json", str(tmp_path / "out" / "send.json"), "--no-digital"])
     assert rc == 0
     doc = json.loads((tmp_path / "out" / "send.json").read_text())
@@ -163,12 +164,12 @@ def test_digital_chain_delivers_then_falls_off_the_cliff(cifar8):
         assert np.all(rec == MEAN_RGB) and info["status"] in ("crc fail", "lost")
 
 
-def test_eval_cli_json_and_plot(shipped, tmp_path, shared_data):
+def test_eval_cli_json_and_plot(shipped, tmp_path, cifar_data):
     from lab.cli import main
 
     out = tmp_path / "eval.json"
     rc = main(["jscc", "eval", "--n-images", "3", "--snr-db", "0,10", "--codecs", "webp,jpeg", "--data-dir",
-               str(shared_data), "--json", str(out), "--out", str(tmp_path), "--ratio", "1/6"])
+               str(cifar_data.dir), "--json", str(out), "--out", str(tmp_path), "--ratio", "1/6"])
     assert rc == 0
     doc = json.loads(out.read_text())
     methods = {r["method"] for r in doc["results"]}
@@ -178,5 +179,5 @@ def test_eval_cli_json_and_plot(shipped, tmp_path, shared_data):
     jscc = sorted((r["snr_db"], r["psnr_db"]) for r in doc["results"] if r["method"] == "deepjscc-adjscc")
     assert jscc[1][1] > jscc[0][1]  # more SNR, better images
     assert (tmp_path / "jscc_eval.png").stat().st_size > 1000
-    assert main(["jscc", "eval", "--ratio", "1/12", "--n-images", "1", "--data-dir", str(shared_data),
+    assert main(["jscc", "eval", "--ratio", "1/12", "--n-images", "1", "--data-dir", str(cifar_data.dir),
                  "--json", str(out)]) == 2

@@ -62,12 +62,24 @@ def test_lookup_order_env_var_and_clear_message(tmp_path, monkeypatch):
         jdata.find_data_dir(None)
 
 
-def test_shared_cifar10_slice(shared_data):
-    """The offline CIFAR-10 (JPEG-decoded) loads as uint8 [N, 32, 32, 3]; test mean is 125.99/123.69/114.85 per
-    README (checked loosely on a 1000-image slice)."""
-    x = jdata.load_cifar10("test", shared_data, 0, 1000)
-    assert x.shape == (1000, 32, 32, 3) and x.dtype == np.uint8
-    assert np.allclose(x.reshape(-1, 3).mean(0), [126.0, 123.7, 114.9], atol=4.0)
+def test_cifar10_slice(cifar_data, cifar_standin_dir):
+    """The offline CIFAR-10 (JPEG-decoded), where present, loads as uint8 [N, 32, 32, 3]; test mean is
+    125.99/123.69/114.85 per README (checked loosely on a 1000-image slice). The conftest stand-in that replaces it
+    in a fresh clone is checked everywhere: a slice past its end is clipped like any numpy slice, the pixels are the
+    stand-in's (deterministic), there are enough for the 100-image DeepJSCC test, and every image is at least as
+    textured as 99 % of CIFAR-10's (the README's means are CIFAR-10's own and are checked only on it)."""
+    if cifar_data.real:
+        x = jdata.load_cifar10("test", cifar_data.dir, 0, 1000)
+        assert x.shape == (1000, 32, 32, 3) and x.dtype == np.uint8
+        assert np.allclose(x.reshape(-1, 3).mean(0), [126.0, 123.7, 114.9], atol=4.0)
+    from tests.conftest import STANDIN_MIN_STD, make_cifar_standin
+
+    standin = make_cifar_standin()
+    x = jdata.load_cifar10("test", cifar_standin_dir, 0, 1000)
+    assert x.dtype == np.uint8 and x.shape == standin.shape and 100 <= len(x) < 1000
+    np.testing.assert_array_equal(x, standin)
+    assert np.all(x.reshape(len(x), -1).std(axis=1) >= STANDIN_MIN_STD)
+    np.testing.assert_array_equal(jdata.load_cifar10("test", cifar_standin_dir, 5, 9), standin[5:9])
 
 
 def test_sample_photo_and_image_checks(tmp_path):
