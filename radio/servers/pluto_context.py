@@ -145,12 +145,15 @@ def pluto_devices() -> list[Device]:
     return [phy, txdac, rxadc]
 
 
-def path_rates(rate: int) -> tuple[str, str]:
-    """``rx_path_rates`` and ``tx_path_rates`` strings for baseband rate ``rate`` (format of the AD9361 driver;
-    numbers follow a fixed 2x FIR / 2x HB decimation chain, which is all clients parse them for)."""
+def path_rates(rate: int, fir_dec: int = 1) -> tuple[str, str]:
+    """``rx_path_rates`` and ``tx_path_rates`` strings for baseband rate ``rate`` with an enabled FIR that decimates
+    (interpolates) by ``fir_dec`` (format of the AD9361 driver: RF = rate · fir_dec, then three 2x half-band stages
+    to the converter, BBPLL = 4 · converter rate; the real driver picks 2x/3x stages, clients only parse the
+    ratios)."""
     r = int(rate)
-    return (f"BBPLL:{r * 32} ADC:{r * 8} R2:{r * 4} R1:{r * 2} RF:{r} RXSAMP:{r}",
-            f"BBPLL:{r * 32} DAC:{r * 8} T2:{r * 4} T1:{r * 2} TF:{r} TXSAMP:{r}")
+    f = r * int(fir_dec)
+    return (f"BBPLL:{f * 32} ADC:{f * 8} R2:{f * 4} R1:{f * 2} RF:{f} RXSAMP:{r}",
+            f"BBPLL:{f * 32} DAC:{f * 8} T2:{f * 4} T1:{f * 2} TF:{f} TXSAMP:{r}")
 
 
 def default_values() -> dict[tuple[str, str], str]:
