@@ -575,8 +575,11 @@ class PlutoEmulator:
         """Set power-on values (e.g. from a bench config) as a client would; raises ValueError on invalid ones."""
         phy_in = dict(dev=PHY, kind="INPUT", chan="voltage0")
         writes = []
-        if sample_rate is not None:
-            writes += [(Command("WRITE", dev=PHY, kind="INPUT", chan="out", attr="voltage_filter_fir_en"), "1"),
+        if sample_rate is not None:   # as libad9361's ad9361_set_bb_rate: a decimate-by-4 FIR below 20 MS/s
+            dec = 4 if sample_rate <= 20e6 else 2
+            fir = f"RX 3 GAIN -6 DEC {dec}\nTX 3 GAIN 0 INT {dec}\n" + "0,0\n" * 127 + "32767,32767\n"
+            writes += [(Command("WRITE", dev=PHY, attr="filter_fir_config"), fir),
+                       (Command("WRITE", dev=PHY, kind="INPUT", chan="out", attr="voltage_filter_fir_en"), "1"),
                        (Command("WRITE", **phy_in, attr="sampling_frequency"), str(int(round(sample_rate))))]
         if center_freq is not None:
             writes += [(Command("WRITE", dev=PHY, kind="OUTPUT", chan=f"altvoltage{i}", attr="frequency"),
@@ -756,7 +759,8 @@ class PlutoEmulator:
                 self._rx_block = int(samples)
                 self._rxq.clear()
                 self._rx_left = None
-                self._fill = [self._rf_pos, np.empty(self._rx_block, np.complex64), 0]
+                start = max(self._rf_pos, self._clock.now() - self._guard)
+                self._fill = [start, np.empty(self._rx_block, np.complex64), 0]
         return dev
 
     def close_buffer(self, dev: Device) -> None:
