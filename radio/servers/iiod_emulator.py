@@ -636,6 +636,7 @@ class PlutoEmulator:
         self._update_path_rates()
         if self._wall and self.radio is None and rate != self._clock.rate:
             self._clock.retune(rate)
+            self._guard = max(1, int(RX_GUARD_S * rate))
 
     @staticmethod
     def _fir_summary(text: str) -> str:
