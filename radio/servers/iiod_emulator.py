@@ -303,7 +303,7 @@ class PlutoEmulator:
         self._rxq: deque[tuple[int, np.ndarray]] = deque()    # filled RX blocks (start, ADC words)
         self._rx_left: tuple[int, np.ndarray] | None = None   # rest of a block a READBUF did not take
         self._rx_block = 0
-        self._fill: list | None = None                 # [start, words, filled] of the block being filled; None: stalled
+        self._fill: list | None = None   # [start, words, filled, after an overflow] of the block being filled; None: stalled
         self._txq: deque[int] = deque()                # DAC end times of queued TX buffers
         self._tx_stream: int | None = None             # RX-index time where the queued TX stream ends
 
@@ -370,9 +370,10 @@ class PlutoEmulator:
                 self._set_status(RXADC, STATUS_OVERFLOW)
                 self.stats["rx_dropped_samples"] += end - pos
                 return
-            start, words, k = self._fill
-            if pos < start + k:                             # before a restart point: lost to the overflow
-                self.stats["rx_dropped_samples"] += min(start + k, end) - pos
+            start, words, k, after_overflow = self._fill
+            if pos < start + k:                             # before the start: lost to an overflow, or not open yet
+                if after_overflow:
+                    self.stats["rx_dropped_samples"] += min(start + k, end) - pos
                 pos = start + k
                 continue
             m = min(words.size - k, end - pos)
@@ -384,7 +385,7 @@ class PlutoEmulator:
                 continue
             self._rxq.append((start, words))
             if len(self._rxq) < self.kernel_buffers[RXADC]:
-                self._fill = [pos, np.empty(self._rx_block, np.complex64), 0]
+                self._fill = [pos, np.empty(self._rx_block, np.complex64), 0, False]
             else:
                 self._fill = None
                 self.stats["rx_overflows"] += 1
@@ -400,7 +401,7 @@ class PlutoEmulator:
                     self._rx_left = self._rxq.popleft()
                     if self._fill is None:   # a buffer came free: the DMA starts again, now
                         restart = max(self._rf_pos, self._clock.now() - self._guard)
-                        self._fill = [restart, np.empty(self._rx_block, np.complex64), 0]
+                        self._fill = [restart, np.empty(self._rx_block, np.complex64), 0, True]
                 if self._rx_left is not None:
                     t0, words = self._rx_left
                     m = min(words.size, n - got)
@@ -761,7 +762,7 @@ class PlutoEmulator:
                 self._rxq.clear()
                 self._rx_left = None
                 start = max(self._rf_pos, self._clock.now() - self._guard)
-                self._fill = [start, np.empty(self._rx_block, np.complex64), 0]
+                self._fill = [start, np.empty(self._rx_block, np.complex64), 0, False]
         return dev
 
     def close_buffer(self, dev: Device) -> None:
