@@ -305,6 +305,9 @@ class PlutoEmulator:
         self._rx_block = 0
         self._fill: list | None = None   # [start, words, filled, after an overflow] of the block being filled; None: stalled
         self._txq: deque[int] = deque()                # DAC end times of queued TX buffers
+        self._stall_at = 0                             # device time the RX DMA stopped at (overflow)
+        #: the RX overflow gaps (device times [first lost, first kept)), newest last, for tests and diagnostics
+        self.overflow_gaps: deque[tuple[int, int]] = deque(maxlen=256)
         self._tx_stream: int | None = None             # RX-index time where the queued TX stream ends
 
     def device_time(self) -> int:
@@ -388,6 +391,7 @@ class PlutoEmulator:
                 self._fill = [pos, np.empty(self._rx_block, np.complex64), 0, False]
             else:
                 self._fill = None
+                self._stall_at = pos
                 self.stats["rx_overflows"] += 1
 
     def _wall_read(self, n: int) -> np.ndarray:
@@ -402,6 +406,7 @@ class PlutoEmulator:
                     if self._fill is None:   # a buffer came free: the DMA starts again, now
                         restart = max(self._rf_pos, self._clock.now() - self._guard)
                         self._fill = [restart, np.empty(self._rx_block, np.complex64), 0, True]
+                        self.overflow_gaps.append((self._stall_at, restart))
                 if self._rx_left is not None:
                     t0, words = self._rx_left
                     m = min(words.size, n - got)
