@@ -301,6 +301,7 @@ class PlutoEmulator:
         self._rf_pos = self._clock.now()               # RF side read (and DMA fed) up to here
         self._guard = max(1, int(RX_GUARD_S * self._clock.rate))
         self._rxq: deque[tuple[int, np.ndarray]] = deque()    # filled RX blocks (start, ADC words)
+        self._rx_ready = threading.Condition(self.lock)        # notified when a block is queued
         self._rx_left: tuple[int, np.ndarray] | None = None   # rest of a block a READBUF did not take
         self._rx_block = 0
         self._fill: list | None = None   # [start, words, filled, after an overflow] of the block being filled; None: stalled
@@ -328,14 +329,19 @@ class PlutoEmulator:
         regs[DMA_STATUS_REGISTER] = regs.get(DMA_STATUS_REGISTER, 0) | bit
 
     def _dma_loop(self) -> None:
-        """Wall-clock mode: the device runs, read or not: RX DMA, RF side, cyclic/DDS transmission."""
+        """Wall-clock mode: the device runs, read or not: RX DMA, RF side, cyclic/DDS transmission. Wakes every
+        DMA_TICK_S, and when the block being filled completes (so that a waiting READBUF gets it on time)."""
         while not self._stop.is_set():
+            wake = time.monotonic() + DMA_TICK_S
             try:
                 with self.lock:
                     self._dma_step()
+                    if self._fill is not None and RXADC in self.open_buffers:
+                        start, words, _, _ = self._fill
+                        wake = min(wake, self._clock.mono_at(start + words.size + self._guard))
             except Exception:  # a broken RF side must not kill the emulator
                 log.exception("emulated Pluto: DMA step failed")
-            self._stop.wait(DMA_TICK_S)
+            self._stop.wait(max(0.0, wake - time.monotonic()))
 
     def _dma_step(self) -> None:
         d = self._clock.now()
@@ -387,6 +393,7 @@ class PlutoEmulator:
                 self._fill[2] = k
                 continue
             self._rxq.append((start, words))
+            self._rx_ready.notify_all()
             if len(self._rxq) < self.kernel_buffers[RXADC]:
                 self._fill = [pos, np.empty(self._rx_block, np.complex64), 0, False]
             else:
@@ -414,9 +421,9 @@ class PlutoEmulator:
                     got += m
                     self._rx_left = (t0 + m, words[m:]) if m < words.size else None
                     continue
-            if self._stop.is_set():
-                raise CommandError(errno.EIO, "emulator stopped")
-            time.sleep(DMA_TICK_S)
+                if self._stop.is_set():
+                    raise CommandError(errno.EIO, "emulator stopped")
+                self._rx_ready.wait(DMA_TICK_S)
         return out
 
     def _wall_tx(self, dac: np.ndarray) -> int:
