@@ -87,6 +87,7 @@ class PlutoArgs:
     tx_cyclic_buffer: bool = False
     loopback: Literal[0, 1, 2] = 0
     kernel_buffers: int = KERNEL_RX_BUFFERS
+    tx_kernel_buffers: int | None = None
     streaming: bool | None = None
     ring_samples: int = 1 << 22
     tdd: bool = False
@@ -116,6 +117,8 @@ class PlutoArgs:
             raise ValueError(f"loopback must be 0 (off), 1 (digital) or 2 (RF), got {self.loopback!r}")
         if not 1 <= self.kernel_buffers <= 64:
             raise ValueError(f"kernel_buffers must be 1..64, got {self.kernel_buffers}")
+        if self.tx_kernel_buffers is not None and not 1 <= self.tx_kernel_buffers <= 64:
+            raise ValueError(f"tx_kernel_buffers must be 1..64 or null (= kernel_buffers), got {self.tx_kernel_buffers}")
         if self.ring_samples < 1 << 16:
             raise ValueError(f"ring_samples must be >= 65536, got {self.ring_samples}")
         if self.streams and self.tx_cyclic_buffer:
@@ -222,7 +225,7 @@ class PlutoRadio(Radio):
             self.loopback = args.loopback
             self._sdr.tx_cyclic_buffer = bool(args.tx_cyclic_buffer)
             self._sdr._rxadc.set_kernel_buffers_count(int(args.kernel_buffers))
-            self._sdr._txdac.set_kernel_buffers_count(int(args.kernel_buffers))
+            self._sdr._txdac.set_kernel_buffers_count(int(args.tx_kernel_buffers or args.kernel_buffers))
             if args.tdd:
                 self._open_tdd(ctx)
             if args.streams:   # the RX buffer first, then the TX stream (PlutoStream)

@@ -126,7 +126,7 @@ class EmulatorSettings:
     push_jitter_s: float = 0.0
     seed: int | None = None
     idle_timeout_s: float = 30.0
-    max_tx_ahead_samples: int = 1 << 22
+    max_tx_ahead_samples: int = 1 << 20
 
     def __post_init__(self):
         if not 1 <= self.kernel_buffers <= 64:

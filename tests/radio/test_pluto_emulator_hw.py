@@ -261,3 +261,38 @@ def test_gnuradio_iio_is_paced_and_reports_overflow_and_underflow(served, tmp_pa
     assert 0.6e6 * elapsed < n < 1.05e6 * elapsed + 8192      # real time (minus the stall and start-up)
     flags = out.replace("RESULT", "").replace("STARTED", "") + err   # printf output lands anywhere in stdout
     assert "O" in flags and "U" in flags, (out, err[-500:])
+
+
+@needs_iio
+def test_memory_stays_flat_under_a_tx_only_client():
+    """Issue #10: a TX-only client that never reads RX (128 MB here; ``otalab bench pluto_memory`` pushes 1 GB):
+    the emulator drops what no wall clock consumes (counted) and its resident memory grows < 50 MB."""
+    from lab.bench.pluto_memory import run
+    result = run(128, 1 << 18)
+    assert result["tx_dropped_samples"] > 0
+    assert result["rss_growth_mb"] < 50, result
+
+
+def test_a_stuck_client_holding_a_buffer_is_dropped_after_the_idle_timeout(served):
+    """A connection that opened the RX buffer and then says nothing for idle_timeout_s is closed, and the buffer is
+    free for the next client (as iiod frees the buffer of a dead client)."""
+    import socket
+    server, uri = served(idle_timeout_s=0.3)
+    host, port = server.server_address
+
+    def open_rx() -> tuple[socket.socket, bytes]:
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(b"OPEN iio:device3 1024 00000003\r\n")
+        return s, s.recv(64)
+
+    stuck, reply = open_rx()
+    assert reply == b"0\n"
+    other, reply = open_rx()
+    assert reply.strip() == b"-16"                            # EBUSY while the stuck client holds it
+    other.close()
+    time.sleep(0.6)
+    assert stuck.recv(64) == b""                              # the emulator closed the idle connection
+    again, reply = open_rx()
+    assert reply == b"0\n"
+    again.close()
+    stuck.close()
