@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from radio.base import Radio, RadioCapabilities
+from radio.base import Radio, RadioCapabilities, TxStatus
 
 
 class RadioWrapper(Radio):
@@ -62,6 +62,13 @@ class RadioWrapper(Radio):
     def rx(self, n: int, at: int | None = None) -> tuple[np.ndarray, int]:
         return self.inner.rx(n, at)
 
+    def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
+        return self.inner.tx_status(at, timeout_s)
+
+    @property
+    def thread_safe(self) -> bool:
+        return self.inner.thread_safe
+
     def close(self) -> None:
         self.inner.close()
 
@@ -87,6 +94,10 @@ class OffsetClockRadio(RadioWrapper):
     def rx(self, n: int, at: int | None = None) -> tuple[np.ndarray, int]:
         x, t0 = self.inner.rx(n, None if at is None else at - self.offset)
         return x, t0 + self.offset
+
+    def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
+        st = self.inner.tx_status(at - self.offset, timeout_s)
+        return TxStatus(st.at + self.offset, st.state, st.detail)
 
     def settings(self) -> dict:
         return {**self.inner.settings(), "clock_offset": self.offset}

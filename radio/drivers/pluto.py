@@ -469,7 +469,13 @@ class PlutoRadio(Radio):
         else:
             accuracy = 0.0 if self._server is not None else float(KERNEL_RX_BUFFERS * self.args.rx_buffer_size)
         return RadioCapabilities(timed_tx=False, timed_rx=False, full_duplex=True,
-                                 simulated=self._server is not None, timing_accuracy_samples=accuracy)
+                                 simulated=self._server is not None, timing_accuracy_samples=accuracy,
+                                 wall_clock=self._stream is not None)
+
+    @property
+    def thread_safe(self) -> bool:
+        """Streaming: rx and tx only touch the ring and the TX schedule (under their lock)."""
+        return self._stream is not None
 
     def settings(self) -> dict:
         s = super().settings()
@@ -508,8 +514,8 @@ class PlutoRadio(Radio):
         if self._stream is not None:
             if at is not None:
                 start = int(at)
-            else:
-                start = self._rx_next if self._rx_started else self._stream.end
+            else:   # continuing: from where the last read ended, or the oldest sample still held (a visible jump)
+                start = max(self._rx_next, self._stream.oldest()) if self._rx_started else self._stream.end
             timeout = max(0.0, (start + n - self._stream.end) / self.sample_rate) + 2.0
             out = self._stream.read(int(n), start, timeout)
             self._rx_next, self._rx_started = start + n, True

@@ -201,6 +201,11 @@ class PlutoStream:
         self._ring[i:i + k] = x[:k]
         self._ring[:n - k] = x[k:]
 
+    def oldest(self) -> int:
+        """RX count of the oldest sample the ring still holds."""
+        with self._cv:
+            return max(0, self.end - self._ring.size)
+
     def read(self, n: int, start: int, timeout: float) -> np.ndarray:
         """complex64[n] RX samples from RX count ``start`` (waiting up to ``timeout`` s for them)."""
         deadline = time.monotonic() + timeout

@@ -4,7 +4,7 @@ The radio's sample clock is the USRP's own time register read in samples: ``t = 
 ``TimeSpec.from_ticks(t, sample_rate)`` back, which are exact inverses for every integer ``t`` (UHD splits the tick
 count into whole seconds and a remainder before touching floating point). Timed transmission puts that TimeSpec in
 the first packet's ``TXMetadata`` (start and end of burst); timed reception issues a ``StreamCMD`` with
-``stream_now = False``: ``num_done`` for a one-shot capture, ``start_cont`` for a stream that ``rx(at=None)``
+``stream_now = False``: ``start_cont`` at the asked time, a stream that ``rx(at=None)``
 continues gap-free.
 
 Everything that goes wrong on the wire is counted in :attr:`UsrpRadio.stats` (and shown by ``settings()``):
@@ -41,7 +41,7 @@ from typing import Literal
 
 import numpy as np
 
-from radio.base import LateError, Radio, RadioCapabilities, RadioError, as_samples
+from radio.base import LateError, Radio, RadioCapabilities, RadioError, TxStatus, as_samples
 
 INSTALL_HINT = ("Install UHD's Python API: on Debian/Ubuntu `sudo apt install python3-uhd` and create the "
                 "virtualenv from the system Python with `/usr/bin/python3 -m venv --system-site-packages .venv`; "
@@ -351,7 +351,7 @@ class UsrpRadio(Radio):
 
     @property
     def capabilities(self) -> RadioCapabilities:
-        return RadioCapabilities(timed_tx=True, timed_rx=True, full_duplex=True, simulated=False)
+        return RadioCapabilities(timed_tx=True, timed_rx=True, full_duplex=True, simulated=False, wall_clock=True)
 
     # ------------------------------------------------------------------------------------------------ clock
     def to_time_spec(self, t: int):
@@ -470,6 +470,22 @@ class UsrpRadio(Radio):
                 self._async_cv.wait(deadline - time.monotonic())
             return dataclasses.replace(result)
 
+    def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
+        """The Radio contract's burst outcome (:class:`radio.base.TxStatus`) from :meth:`wait_tx_result`: "late"
+        (``time_error``: UHD dropped it), "underflow", "on_time" (acked clean), "unknown" (no end-of-burst message
+        within ``timeout_s``, or no burst sent for ``at``)."""
+        try:
+            r = self.wait_tx_result(at, timeout_s)
+        except ValueError as exc:
+            return TxStatus(int(at), "unknown", str(exc))
+        if r.late:
+            return TxStatus(r.at, "late", f"time_error from the device (it got the burst after sample {r.at})")
+        if r.underflow or r.seq_error:
+            return TxStatus(r.at, "underflow", "underflow" if r.underflow else "sequence error")
+        if r.acked:
+            return TxStatus(r.at, "on_time", "burst_ack")
+        return TxStatus(r.at, "unknown", f"no end-of-burst message within {timeout_s} s")
+
     def wait_tx_done(self, timeout: float = 1.0) -> bool:
         """Wait until every burst sent so far has its end-of-burst message (or ``timeout`` s pass); returns True
         when every one was acknowledged (none late)."""
@@ -484,8 +500,10 @@ class UsrpRadio(Radio):
         """Receive ``n`` samples: complex64[n] and the sample time of the first.
 
         ``at=None`` continues gap-free where the previous ``rx`` ended (starting a continuous stream ``start_delay``
-        from now on the first call); ``at`` inside a running stream skips ahead to it; any other ``at`` is a one-shot
-        timed capture (``num_done``). Samples lost to an overflow come back as zeros (counted in ``stats``).
+        from now on the first call); ``at`` inside a running stream (within 1 s) reads through to it; any other
+        ``at`` (re)starts the continuous stream at ``at`` (``start_cont`` with a time spec), so that a timed capture
+        is continued by the next ``rx(at=None)``. Samples lost to an overflow come back as zeros (counted in
+        ``stats``).
         """
         self._check_open()
         n = int(n)
@@ -518,14 +536,15 @@ class UsrpRadio(Radio):
                     self._receive(skip, self._rx_next)
                     self._rx_next += skip
                 out = self._receive(n, start)
-            else:
+            else:   # a timed capture starts a continuous stream at ``at``: rx(at=None) then continues it
                 self._stop_stream()
                 now = self.time_now()
                 if start < now:
                     self.stats["rx_late"] += 1
                     raise LateError("usrp rx", start, now)
-                if n:
-                    self._issue("num_done", start, n)
+                self._issue("start_cont", start)
+                self._rx_streaming = True
+                self._carry = None
                 out = self._receive(n, start)
         self._rx_next = start + n
         self.stats["rx_samples"] += n

@@ -57,7 +57,7 @@ def _exercise_driver(monkeypatch) -> dict:
     dev.overflow_at, dev.overflow_drop = t0 + 4000, 100
     radio.rx(2000)                                             # with an overflow
     radio.rx(100, at=t0 + 5500)                                # skip ahead inside the stream
-    radio.rx(500, at=radio.time_now() + 10 ** 8)               # one-shot (num_done) far ahead
+    radio.rx(500, at=radio.time_now() + 10 ** 8)               # a timed (re)start far ahead
     dev.underflow_next = True
     dev.send_limit = 400
     radio.tx(np.zeros(1000, np.complex64), at=radio.time_now() + 10_000)

@@ -95,24 +95,24 @@ def test_rx_stream_is_contiguous_and_timestamps_are_sample_exact():
     assert radio.stats["rx_late"] == 1
 
 
-def test_one_shot_timed_capture_uses_num_done_at_exact_time():
+def test_timed_capture_starts_a_stream_at_the_exact_time_that_rx_none_continues():
+    """rx(n, at) outside a running stream issues start_cont with stream_now=False at ``at``; the next rx(at=None)
+    continues it exactly (t0 = at + n: no LateError, no restart); an ``at`` more than 1 s ahead restarts it there."""
     radio, dev, log = _open()
     at = 12_345_678
     x, t0 = radio.rx(3001, at=at)
-    assert t0 == at and dev.commands == [("num_done", at, 3001)]
+    assert t0 == at and dev.commands == [("start_cont", at, 0)]
     np.testing.assert_array_equal(x.real, np.arange(at, at + 3001, dtype=np.float32))
     assert ("StreamCMD", "stream_now", {"bool": False}) in log.sets
-    # rx(at=None) after a one-shot capture continues as a stream from the first time the device can honour (the
-    # samples right after the capture are gone by the time it returns): rx returns that t0, so the gap is visible
-    y, t1 = radio.rx(100, at=at + 5000)
-    assert t1 == at + 5000 and dev.commands[-1] == ("num_done", at + 5000, 100)
     dev.now += 50                                              # the host took 50 samples to come back
-    z, t2 = radio.rx(10)                                       # the device is already past at + 5100
-    assert t2 == dev.commands[-1][1] > at + 5150 and dev.commands[-1][0] == "start_cont"
+    z, t2 = radio.rx(10)
+    assert t2 == at + 3001 and len(dev.commands) == 1         # the same stream, continued
     np.testing.assert_array_equal(z.real, np.arange(t2, t2 + 10, dtype=np.float32))
-    assert radio.stats["rx_restarts"] == 1
-    w, t3 = radio.rx(10)
-    assert t3 == t2 + 10 and len(dev.commands) == 3            # and then it is one continuous stream
+    far = t2 + 10 + 3 * int(RATE)
+    y, t3 = radio.rx(100, at=far)
+    assert t3 == far and dev.commands[-2:] == [("stop_cont", None, 0), ("start_cont", far, 0)]
+    _, t4 = radio.rx(10)
+    assert t4 == far + 100 and radio.stats["rx_restarts"] == 0
 
 
 def test_rx_late_command_reported_by_device_raises_late_error():
