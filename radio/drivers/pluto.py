@@ -96,7 +96,8 @@ class PlutoArgs:
 
     @property
     def streams(self) -> bool:
-        """Streaming in force: as set, else on for a real Pluto and for the emulator's wall-clock mode."""
+        """Streaming in force: as set, else on for a real Pluto and for the emulator's wall-clock mode (an emulator
+        reached by URI says which in its context attribute ``otalab,emulator_wallclock``)."""
         if self.streaming is not None:
             return bool(self.streaming)
         return not self.emulate or self.emulator.wallclock
@@ -228,7 +229,9 @@ class PlutoRadio(Radio):
             self._sdr._txdac.set_kernel_buffers_count(int(args.tx_kernel_buffers or args.kernel_buffers))
             if args.tdd:
                 self._open_tdd(ctx)
-            if args.streams:   # the RX buffer first, then the TX stream (PlutoStream)
+            wall = ctx.attrs.get("otalab,emulator_wallclock")   # an otalab emulator says whether it has a clock
+            streams = args.streams if args.streaming is not None or wall is None else wall == "1"
+            if streams:   # the RX buffer first, then the TX stream (PlutoStream)
                 self._res.stream = PlutoStream(self._sdr, self.sample_rate, self._to_amplitude, args.tx_buffer_size,
                                                args.kernel_buffers, args.ring_samples)
         except Exception:

@@ -247,7 +247,7 @@ class PlutoEmulator:
         self.devices: dict[str, Device] = {d.id: d for d in pluto_devices()}
         self._by_name = {d.name: d for d in self.devices.values()}
         self.values = default_values()
-        self.xml = context_xml(list(self.devices.values()))
+        self.xml = context_xml(list(self.devices.values()), wallclock=self.settings.wallclock)
         self.open_buffers: dict[str, bool] = {}       # device id -> cyclic
         self.registers: dict[str, dict[int, int]] = {}  # device id -> {address: value} (direct_reg_access)
         self.stats = {"tx_samples": 0, "rx_samples": 0, "late_tx": 0, "rx_skips": 0, "cyclic_gaps": 0,

@@ -242,8 +242,11 @@ def default_values() -> dict[tuple[str, str], str]:
     return v
 
 
-def context_xml(devices: list[Device], description: str = "otalab emulated ADALM-PLUTO") -> str:
-    """The context XML (with libiio's inline DTD) that ``PRINT`` returns."""
+def context_xml(devices: list[Device], description: str = "otalab emulated ADALM-PLUTO",
+                wallclock: bool = False) -> str:
+    """The context XML (with libiio's inline DTD) that ``PRINT`` returns; the context attribute
+    ``otalab,emulator_wallclock`` tells clients whether the emulator runs on a wall clock (PlutoRadio streams
+    only then)."""
     out = ['<?xml version="1.0" encoding="utf-8"?>', IIO_DTD,
            f'<context name="network" version-major="0" version-minor="24" version-git="otalab" '
            f'description={quoteattr(description)} >',
@@ -253,7 +256,8 @@ def context_xml(devices: list[Device], description: str = "otalab emulated ADALM
            '<context-attribute name="fw_version" value="v0.38-otalab" />',
            '<context-attribute name="ad9361-phy,model" value="ad9363a" />',
            '<context-attribute name="local,kernel" value="otalab" />',
-           '<context-attribute name="ip,ip-addr" value="127.0.0.1" />']
+           '<context-attribute name="ip,ip-addr" value="127.0.0.1" />',
+           f'<context-attribute name="otalab,emulator_wallclock" value="{int(wallclock)}" />']
     for dev in devices:
         out.append(f'<device id="{dev.id}" name="{dev.name}" >')
         for ch in dev.channels:
