@@ -518,9 +518,9 @@ class PlutoRadio(Radio):
             if at is not None:
                 start = int(at)
             else:   # continuing: from where the last read ended, or the oldest sample still held (a visible jump)
-                start = max(self._rx_next, self._stream.oldest()) if self._rx_started else self._stream.end
+                start = self._rx_next if self._rx_started else self._stream.end
             timeout = max(0.0, (start + n - self._stream.end) / self.sample_rate) + 2.0
-            out = self._stream.read(int(n), start, timeout)
+            out, start = self._stream.read(int(n), start, timeout, clamp=at is None)
             self._rx_next, self._rx_started = start + n, True
             return out, start
         start = self._rx_next if at is None else int(at)

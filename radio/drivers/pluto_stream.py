@@ -206,8 +206,10 @@ class PlutoStream:
         with self._cv:
             return max(0, self.end - self._ring.size)
 
-    def read(self, n: int, start: int, timeout: float) -> np.ndarray:
-        """complex64[n] RX samples from RX count ``start`` (waiting up to ``timeout`` s for them)."""
+    def read(self, n: int, start: int, timeout: float, clamp: bool = False) -> tuple[np.ndarray, int]:
+        """(complex64[n] RX samples, their first RX count) from RX count ``start``, waiting up to ``timeout`` s for
+        them; ``clamp``: start no earlier than the oldest sample held (a continuing read that fell behind), else
+        LateError."""
         deadline = time.monotonic() + timeout
         with self._cv:
             while self.end < start + n:
@@ -219,6 +221,12 @@ class PlutoStream:
                                      f"(have up to {self.end}); is the device still streaming?")
                 self._cv.wait(min(left, 0.1))
             oldest = self.end - self._ring.size
+            if start < oldest and clamp:
+                start = oldest
+                while self.end < start + n:
+                    self._cv.wait(0.1)
+                oldest = self.end - self._ring.size
+                start = max(start, oldest)
             if start < oldest:
                 raise LateError("PlutoSDR rx (ring buffer)", start, oldest)
             out = np.empty(n, np.complex64)
@@ -227,7 +235,7 @@ class PlutoStream:
             k = min(n, size - i)
             out[:k] = self._ring[i:i + k]
             out[k:] = self._ring[:n - k]
-            return out
+            return out, start
 
     # ----------------------------------------------------------------------------------------------- transmit
     def min_lead(self) -> int:

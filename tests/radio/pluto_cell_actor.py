@@ -19,13 +19,14 @@ import sys
 import threading
 
 import numpy as np
+from scipy.signal import oaconvolve
 
 from radio.drivers.pluto import PlutoArgs, PlutoRadio
 
 RATE = 521_000
 SEQ = 255
-PERIOD = int(0.07 * RATE)             # beacon period (samples)
-CHUNK = 2048
+PERIOD = int(0.1 * RATE)              # beacon period (samples)
+CHUNK = 4096
 
 
 def sequence(name: str) -> np.ndarray:
@@ -37,11 +38,11 @@ def sequence(name: str) -> np.ndarray:
 
 def delta(d: int) -> int:
     """Device d answers this many samples after it received a beacon: past its TX lead, one slot per device."""
-    return int(0.05 * RATE) + d * 2 * SEQ
+    return int(0.075 * RATE) + d * 2 * SEQ
 
 
 def open_radio(uri: str) -> PlutoRadio:
-    args = PlutoArgs(uri=uri, rx_buffer_size=8192, tx_buffer_size=2048, kernel_buffers=16, tx_kernel_buffers=4,
+    args = PlutoArgs(uri=uri, rx_buffer_size=8192, tx_buffer_size=2048, kernel_buffers=16, tx_kernel_buffers=8,
                      streaming=True, gain_control_mode="manual")
     return PlutoRadio(args, sample_rate=RATE, tx_gain=0.0, rx_gain=0.0, uri=uri)
 
@@ -58,7 +59,7 @@ class Detector:
     def feed(self, x: np.ndarray, t0: int) -> list[int]:
         buf = np.concatenate([self.tail, x])
         start = t0 - self.tail.size
-        c = np.abs(np.convolve(buf, self.ref, mode="valid"))   # c[k]: the sequence starting at buf[k]
+        c = np.abs(oaconvolve(buf, self.ref, mode="valid"))    # c[k]: the sequence starting at buf[k]
         limit = buf.size - 2 * SEQ                             # beyond: scanned again next time
         found = []
         for k in np.nonzero(c[:max(limit, 0)] > 0.5 * self.ideal)[0]:
@@ -101,7 +102,7 @@ def run_ps(uri: str, bursts: int, k: int, out: str) -> None:
     next_b = t + int(0.2 * RATE)
     end = None
     while True:
-        while len(beacons) < bursts and next_b - r.time_now() < int(0.1 * RATE):
+        while len(beacons) < bursts and next_b - r.time_now() < int(0.15 * RATE):
             if next_b - r.time_now() > r.min_lead_samples():
                 try:
                     r.tx(beacon, next_b)

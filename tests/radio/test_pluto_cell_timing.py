@@ -30,7 +30,7 @@ try:
     WHY = ""
 except (ImportError, OSError) as exc:
     WHY = f"pyadi-iio and the system libiio0 are needed ({exc})"
-pytestmark = [pytest.mark.iio, pytest.mark.skipif(bool(WHY), reason=WHY or "ok")]
+pytestmark = [pytest.mark.iio, pytest.mark.slow, pytest.mark.skipif(bool(WHY), reason=WHY or "ok")]
 
 ROOT = Path(__file__).resolve().parents[2]
 BURSTS = 100

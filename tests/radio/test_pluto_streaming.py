@@ -68,7 +68,7 @@ def constant_offsets(r, rng, count: int) -> tuple[int, int, list[int], list[int]
 
     def send(window_start: int, window: int) -> tuple[int, int]:
         burst = ((rng.integers(1, 4, 64) + 1j) * 0.05).astype(np.complex64)
-        at = r.time_now() + r.min_lead_samples() + int(rng.integers(0, 3000))
+        at = r.time_now() + r.min_lead_samples() + 16384 + int(rng.integers(0, 3000))   # margin: the feeder runs
         r.tx(burst, at)
         y, t = r.rx(window, at + window_start)
         k = first_arrival(y)
