@@ -12,9 +12,9 @@ A Pluto has no timestamps; the only clock is the count of RX samples fetched. Th
   refill's completion less one block transfer, on a device-time/host-time map kept from refills that had to wait
   for their data); it is zero-filled in the ring and listed in :attr:`PlutoStream.gaps` — the index is never
   shifted. The estimate is off by the host↔device latency of a refill and the host's scheduling delays;
-  :attr:`PlutoStream.gap_uncertainty` states the bound (two block transfers plus one GIL switch interval, 5 ms by
-  default). Measured against the emulator at 1 MS/s: 0.25–0.6 ms off on a quiet host, up to ~4.5 ms under a load
-  average of 13 on 2 cores.
+  :attr:`PlutoStream.gap_uncertainty` states the bound (two block transfers plus the larger of two GIL switch
+  intervals, 2 × 5 ms by default, and the spread of the recent refills' latency, which grows on a loaded host). Measured against the in-process emulator at 1 MS/s (emulator and client share one GIL): 0.25–0.6 ms
+  off with 8192-sample blocks at load ~10, 11–12.6 ms (always short) with 16384-sample blocks at load 9–15.
 * **TX feeder.** Pushes TX buffers (``tx_buffer_size``) continuously: zeros, with any scheduled burst samples added
   where they fall. The DMA accepts a push only when a kernel buffer is free, which paces the feeder at the sample
   rate; as long as the DAC never runs dry, TX sample k leaves a fixed number of samples after RX sample k was taken
@@ -169,10 +169,12 @@ class PlutoStream:
     def _place_gap(self, restart_mono: float) -> None:
         if not self._map:
             return
-        # the estimate's error bound: a block transfer each way, plus one GIL switch interval (how long a Python
-        # thread may wait to run after its data arrived)
-        self.gap_uncertainty = max(self.gap_uncertainty,
-                                   int(np.ceil((2 * self._transfer + sys.getswitchinterval()) * self.rate)) + 1)
+        # the estimate's error bound: a block transfer each way, plus the host's scheduling delay: two GIL switch
+        # intervals (a refill's data may wait for the GIL twice: in an in-process emulator and in this thread) or
+        # the spread of the recent waited refills' latency (large on a loaded host), whichever is larger
+        spread = max(self._map) - min(self._map)
+        delay = max(2 * sys.getswitchinterval(), spread)
+        self.gap_uncertainty = max(self.gap_uncertainty, int(np.ceil((2 * self._transfer + delay) * self.rate)) + 1)
         gap = int(round(self._device_time(restart_mono))) - self.end
         if gap <= 0:
             return
@@ -181,6 +183,9 @@ class PlutoStream:
             self.gaps.append((self.end, gap))
             self.stats["rx_gap_samples"] += gap
             self.end += gap
+            # entries from before the gap carry the old index offset; if this estimate is off by e, mixing them
+            # would bias every later estimate by e: learn the map again
+            self._map.clear()
 
     def _append(self, block: np.ndarray, m_req: float, m_done: float) -> None:
         with self._cv:
@@ -190,7 +195,8 @@ class PlutoStream:
             # a refill that waited for its data ended when the block was complete: m_done − end/rate is then the
             # host time of RX count 0 plus the latency; the minimum over recent refills is the best estimate
             duration = (m_done - m_req) * self.rate / block.size   # in block periods
-            if 0.25 < duration < 1.5 or not self._map:     # longer: a stalled host, not a wait for data
+            # longer than 1.5: a stalled host, not a wait for data; while a gap is pending the index lacks it
+            if (0.25 < duration < 1.5 and not self._pending) or not self._map:
                 self._map.append(m_done - self.end / self.rate)
             self._cv.notify_all()
 

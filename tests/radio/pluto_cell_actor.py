@@ -25,7 +25,7 @@ from radio.drivers.pluto import PlutoArgs, PlutoRadio
 
 RATE = 521_000
 SEQ = 255
-PERIOD = int(0.1 * RATE)              # beacon period (samples)
+PERIOD = int(0.04 * RATE)             # beacon period (samples); answers come DELTA later, several beacons on
 CHUNK = 4096
 
 
@@ -38,11 +38,11 @@ def sequence(name: str) -> np.ndarray:
 
 def delta(d: int) -> int:
     """Device d answers this many samples after it received a beacon: past its TX lead, one slot per device."""
-    return int(0.075 * RATE) + d * 2 * SEQ
+    return int(0.15 * RATE) + d * 2 * SEQ
 
 
 def open_radio(uri: str) -> PlutoRadio:
-    args = PlutoArgs(uri=uri, rx_buffer_size=8192, tx_buffer_size=2048, kernel_buffers=16, tx_kernel_buffers=8,
+    args = PlutoArgs(uri=uri, rx_buffer_size=16384, tx_buffer_size=8192, kernel_buffers=8, tx_kernel_buffers=4,
                      streaming=True, gain_control_mode="manual")
     return PlutoRadio(args, sample_rate=RATE, tx_gain=0.0, rx_gain=0.0, uri=uri)
 
@@ -88,7 +88,8 @@ def run_device(uri: str, d: int) -> None:
             except Exception:   # late: count it
                 late += 1
         x, t = r.rx(CHUNK)
-    print(json.dumps({"device": d, "sent": sent, "late": late, "lock": r.tx_lock, "gaps": len(r.gaps)}), flush=True)
+    print(json.dumps({"device": d, "sent": sent, "late": late, "lock": r.tx_lock, "gaps": len(r.gaps),
+                      "lag": r.time_now() - t, "lead": r.min_lead_samples(), "stats": r._stream.stats}), flush=True)
     r.close()
 
 
@@ -99,10 +100,10 @@ def run_ps(uri: str, bursts: int, k: int, out: str) -> None:
     arrivals: list[list[int]] = [[] for _ in range(k)]
     beacons: list[int] = []
     x, t = r.rx(CHUNK)
-    next_b = t + int(0.2 * RATE)
+    next_b = t + int(0.25 * RATE)
     end = None
     while True:
-        while len(beacons) < bursts and next_b - r.time_now() < int(0.15 * RATE):
+        while len(beacons) < bursts and next_b - r.time_now() < int(0.2 * RATE):
             if next_b - r.time_now() > r.min_lead_samples():
                 try:
                     r.tx(beacon, next_b)
@@ -113,7 +114,7 @@ def run_ps(uri: str, bursts: int, k: int, out: str) -> None:
         for d, det in enumerate(dets):
             arrivals[d].extend(det.feed(x, t))
         if len(beacons) >= bursts and end is None:
-            end = beacons[-1] + PERIOD + int(0.1 * RATE)
+            end = beacons[-1] + delta(k) + int(0.2 * RATE)
         if end is not None and t > end:
             break
         x, t = r.rx(CHUNK)

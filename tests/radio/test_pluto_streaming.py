@@ -69,8 +69,13 @@ def constant_offsets(r, rng, count: int) -> tuple[int, int, list[int], list[int]
     def send(window_start: int, window: int) -> tuple[int, int]:
         burst = ((rng.integers(1, 4, 64) + 1j) * 0.05).astype(np.complex64)
         at = r.time_now() + r.min_lead_samples() + 16384 + int(rng.integers(0, 3000))   # margin: the feeder runs
+        epoch = r.tx_lock["epoch"]
         r.tx(burst, at)
         y, t = r.rx(window, at + window_start)
+        if not np.any(np.abs(y) > 0):      # not where the lock says: only a slip may explain it, and it must be
+            time.sleep(0.5)                # reported (the DAC's status is read every 8 RX blocks)
+            assert r.tx_lock["epoch"] > epoch, "burst missing while the lock claims to hold"
+            return None, r.tx_lock["epoch"]
         k = first_arrival(y)
         np.testing.assert_allclose(y[k:k + 64], burst, atol=1e-4)
         return t + k - at, r.tx_lock["epoch"]
@@ -79,8 +84,9 @@ def constant_offsets(r, rng, count: int) -> tuple[int, int, list[int], list[int]
     offsets, epochs = [], []
     for _ in range(count):
         o, e = send(offset0 - 1000, 2000) if r.tx_lock["epoch"] == epoch0 else send(0, 1_000_000)
-        offsets.append(o)
-        epochs.append(e)
+        if o is not None:
+            offsets.append(o)
+            epochs.append(e)
     return offset0, epoch0, offsets, epochs
 
 
@@ -90,7 +96,7 @@ def test_bursts_keep_one_constant_offset(streaming_radio):
     host) is reported as a new epoch."""
     r = streaming_radio(seed=12, tx_latency_samples=321)
     offset0, epoch0, offsets, epochs = constant_offsets(r, np.random.default_rng(3), 50)
-    assert len(set(epochs) | {epoch0}) == r.settings()["stream_tx_underflows"] + 1
+    assert max(epochs + [epoch0]) == r.settings()["stream_tx_underflows"]   # every slip reported
     same = [o for o, e in zip(offsets, epochs) if e == epoch0]
     assert len(same) >= 10 and set(same) == {offset0}
 
@@ -110,7 +116,7 @@ def test_host_stall_longer_than_the_kernel_buffers_gives_a_flagged_gap_and_repor
     new = r.gaps[gaps_before:]
     assert new, "no gap flagged"
     stall_at, restart = emu.overflow_gaps[emu_gaps_before]    # the stall's gap (a loaded host may add small ones)
-    assert abs(new[0][1] - (restart - stall_at)) <= r._stream.gap_uncertainty <= 0.01 * RATE
+    assert abs(new[0][1] - (restart - stall_at)) <= r._stream.gap_uncertainty <= 0.02 * RATE
     index, length = new[0]
     y, t = r.rx(length, index)
     assert np.all(y == 0)                                     # the gap is there, zero-filled, at its index
