@@ -33,7 +33,8 @@ except (ImportError, OSError) as exc:
 pytestmark = [pytest.mark.iio, pytest.mark.slow, pytest.mark.skipif(bool(WHY), reason=WHY or "ok")]
 
 ROOT = Path(__file__).resolve().parents[2]
-BURSTS = 100
+BURSTS = 100     # answers required per device
+BEACONS = 150    # beacons sent (a device cannot answer a beacon its RX lost to an overflow on a loaded host)
 
 
 @pytest.mark.parametrize("k", [2, 4])
@@ -58,9 +59,9 @@ def test_answers_to_beacons_arrive_with_a_constant_error_per_device(k, tmp_path)
                                            str(d)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env))
         out = tmp_path / "ps.json"
-        ps = subprocess.run([sys.executable, "-m", "tests.radio.pluto_cell_actor", "ps", uris[0], str(BURSTS),
+        ps = subprocess.run([sys.executable, "-m", "tests.radio.pluto_cell_actor", "ps", uris[0], str(BEACONS),
                              str(k), str(out)], capture_output=True, text=True, cwd=ROOT, env=env,
-                            timeout=60 + BURSTS * PERIOD / RATE)
+                            timeout=60 + BEACONS * PERIOD / RATE)
         assert ps.returncode == 0, ps.stderr[-2000:]
         reports = []
         for p in procs:
@@ -76,7 +77,7 @@ def test_answers_to_beacons_arrive_with_a_constant_error_per_device(k, tmp_path)
             s.close()
     result = json.loads(out.read_text())
     beacons = np.array(result["beacons"])
-    assert beacons.size == BURSTS
+    assert beacons.size == BEACONS
     for d in range(k):
         arrivals = np.array(result["arrivals"][d])
         # pair each answer with the beacon it answers: the last beacon before arrival − delta. The unknown constant
@@ -86,7 +87,7 @@ def test_answers_to_beacons_arrive_with_a_constant_error_per_device(k, tmp_path)
         idx = np.clip(np.searchsorted(beacons, arrivals - delta(d), side="right") - 1, 0, beacons.size - 1)
         errors = arrivals - beacons[idx] - delta(d)
         errors = errors - PERIOD * np.round((errors - np.median(errors)) / PERIOD).astype(np.int64)
-        assert reports[d]["sent"] >= BURSTS and errors.size >= BURSTS, (reports[d], errors.size)
+        assert errors.size >= BURSTS, (reports[d], errors.size)
         print(f"k={k} device {d}: {errors.size} answers, error {np.median(errors):.0f} samples, std "
               f"{np.std(errors):.2f}, lock epoch {reports[d]['lock']['epoch']}")
         assert np.std(errors) <= 1.0, (d, np.unique(errors, return_counts=True), reports[d], result["lock"])
