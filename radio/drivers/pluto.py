@@ -56,7 +56,7 @@ from typing import Literal
 
 import numpy as np
 
-from radio.base import LateError, Radio, RadioCapabilities, RadioError, as_samples
+from radio.base import LateError, Radio, RadioCapabilities, RadioError, TxStatus, as_samples
 from radio.drivers.pluto_stream import PlutoStream
 from radio.servers.iiod_emulator import EmulatorSettings, IiodServer, start_emulated_pluto
 from radio.servers.pluto_context import RX_FULL_SCALE, TX_FULL_SCALE
@@ -460,6 +460,14 @@ class PlutoRadio(Radio):
     def gaps(self) -> list[tuple[int, int]]:
         """RX gaps (first missing RX count, length) placed after overflows (streaming), oldest first."""
         return list(self._stream.gaps) if self._stream is not None else []
+
+    def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
+        """Streaming: "on_time" once the burst is in the TX stream and no slip was reported since it was scheduled
+        (it left at the lock's constant offset), "underflow" if the stream slipped; otherwise "unknown"."""
+        if self._stream is None:
+            return super().tx_status(at, timeout_s)
+        state, detail = self._stream.status(int(at), timeout_s)
+        return TxStatus(int(at), state, detail)
 
     def min_lead_samples(self) -> int:
         """How far ahead of ``time_now()`` a burst must be scheduled (streaming; 0 otherwise)."""

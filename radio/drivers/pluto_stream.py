@@ -85,6 +85,8 @@ class PlutoStream:
         self._realign_after: int | None = None         # after a slip: put the TX stream back ahead of RX then
         self._lead_ref: int | None = None              # tx_pos − end once primed
         self._bursts: list[tuple[int, np.ndarray]] = []           # (RX-count time, words) not fully pushed
+        self._scheduled: dict[int, tuple[int, int]] = {}          # at -> (end, lock epoch when scheduled)
+        self._dac_checked, self._dac_checked_tx = 0, 0            # last DAC-status read: RX count, tx_pos then
         # the RX buffer exists before the first TX (both streams start from a known relation)
         self._append(self._fetch(), time.monotonic(), time.monotonic())
         zeros = np.zeros(self._tx_block, np.complex64)
@@ -141,12 +143,17 @@ class PlutoStream:
             m_done = time.monotonic()
             overflow = self._status(rxadc, OVERFLOW)
             # the DAC's status only every DAC_STATUS_EVERY blocks: each read is a round trip to the device
-            underflow = self.stats["rx_blocks"] % DAC_STATUS_EVERY == 0 and self._status(txdac, UNDERFLOW)
+            check_dac = self.stats["rx_blocks"] % DAC_STATUS_EVERY == 0
+            tx_pos_before = self.tx_pos
+            underflow = check_dac and self._status(txdac, UNDERFLOW)
             if not self._tx_primed.is_set():   # the DAC may run dry once while the feeder starts: not a slip
                 underflow = False
             elif not self.lock.get("primed"):
                 self.lock["primed"] = True
                 underflow = False
+            if check_dac:
+                with self._cv:
+                    self._dac_checked, self._dac_checked_tx = self.end, tx_pos_before
             if underflow:
                 with self._cv:
                     self.stats["tx_underflows"] += 1
@@ -266,7 +273,34 @@ class PlutoStream:
             self._bursts.append((int(at), words))
             self._bursts.sort(key=lambda b: b[0])
             self.stats["tx_bursts"] += 1
+            self._scheduled[int(at)] = (int(at) + words.size, self.lock["epoch"])
+            while len(self._scheduled) > 4096:
+                self._scheduled.pop(next(iter(self._scheduled)))
         return at
+
+    def status(self, at: int, timeout: float) -> tuple[str, str]:
+        """(state, detail) of the burst scheduled at ``at``: "on_time" once it is pushed and the lock's epoch has
+        not changed since it was scheduled (checked after the DAC status was read again), "underflow" if the epoch
+        changed (the stream slipped: it left at another offset), "unknown" otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            entry = self._scheduled.get(int(at))
+            if entry is None:
+                return "unknown", f"no burst scheduled at {at}"
+            end, epoch = entry
+            # pushed, and the RX thread has read the DAC status at least once since (every DAC_STATUS_EVERY blocks)
+            while self.tx_pos < end or self._status_reads_at(end) is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return "unknown", "not yet pushed and checked"
+                self._cv.wait(min(left, 0.05))
+            if self.lock["epoch"] != epoch:
+                return "underflow", f"the TX stream slipped (lock epoch {epoch} -> {self.lock['epoch']})"
+            return "on_time", f"pushed in lock epoch {epoch} (constant TX->RX offset)"
+
+    def _status_reads_at(self, end: int) -> int | None:
+        """RX count at the first DAC-status read after TX position ``end`` was pushed, if any."""
+        return self._dac_checked if self._dac_checked_tx >= end else None
 
     def cancel(self) -> None:
         """Drop every burst not yet pushed."""

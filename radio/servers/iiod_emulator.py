@@ -625,6 +625,8 @@ class PlutoEmulator:
 
     def _set_rate(self, dev: str, name: str, text: str) -> None:
         rate = int(self._number(text, name, 1, 61.44e6, integer=True))
+        if dev != PHY and (dev, name + "_available") not in self.values:   # e.g. a DDS tone's: follows the PHY
+            raise CommandError(errno.EACCES, f"{name} is read-only (it follows the PHY's sampling_frequency)")
         if dev != PHY:  # the FPGA's decimate/interpolate-by-8 switch: only the listed rates
             avail = self.values[(dev, name + "_available")].split()
             if text not in avail:

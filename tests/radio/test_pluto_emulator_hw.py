@@ -296,3 +296,12 @@ def test_a_stuck_client_holding_a_buffer_is_dropped_after_the_idle_timeout(serve
     assert reply == b"0\n"
     again.close()
     stuck.close()
+
+
+def test_a_dds_tones_sampling_frequency_is_read_only(served):
+    from radio.servers.iiod_emulator import Command, CommandError
+    server, _ = served()
+    cmd = Command("WRITE", dev="cf-ad9361-dds-core-lpc", kind="OUTPUT", chan="altvoltage0", attr="sampling_frequency")
+    with pytest.raises(CommandError) as info:
+        server.emulator.write_attr(cmd, b"1000000\0")
+    assert info.value.code == 13                              # EACCES, not a server error

@@ -59,6 +59,12 @@ def test_clock_tracks_the_device_while_the_host_is_busy(streaming_radio):
     slope = np.polyfit(m - m[0], t - t[0], 1)[0]             # the count's rate over 2 s (lag jitter averages out)
     assert slope == pytest.approx(RATE, rel=0.2)                # (a starved host lags; gaps catch up later)
     assert np.max(np.abs(t - t[0] - slope * (m - m[0]))) <= 9 * 16384   # lag bounded by the kernel buffers + 1
+    epoch = r.tx_lock["epoch"]
+    at = r.time_now() + r.min_lead_samples() + 16384
+    r.tx(np.full(16, 0.1, np.complex64), at)
+    status = r.tx_status(at, timeout_s=3.0)                  # pushed, and the DAC status read since
+    assert status.state == "on_time" or (status.state == "underflow" and r.tx_lock["epoch"] > epoch), status
+    assert r.tx_status(at + 1).state == "unknown"            # nothing was scheduled there
     with pytest.raises(LateError, match="schedule at least"):
         r.tx(np.ones(10, np.complex64) * 0.1, at=r.time_now())
     with pytest.raises(RadioError, match="while streaming"):
