@@ -93,7 +93,7 @@ STATUS_OVERFLOW, STATUS_UNDERFLOW = 0x4, 0x1
 #: lowest baseband rate without the FIR (25 MHz / 12, the AD9361 driver's limit)
 MIN_RATE_NO_FIR = 2_083_333
 #: wall-clock mode: the DMA thread's period (s) and how far behind the device's now RX is taken off the RF side
-DMA_TICK_S = 0.002
+DMA_TICK_S = 0.005
 RX_GUARD_S = 0.002
 
 #: emulators sharing one lock (i.e. one Air): before any of them reads RX, all top up their cyclic TX
@@ -345,7 +345,8 @@ class PlutoEmulator:
 
     def _dma_step(self) -> None:
         d = self._clock.now()
-        self._top_up_generated(d + self.settings.cyclic_horizon_samples, d + 2 * self._guard)
+        self._top_up_generated(d + self.settings.cyclic_horizon_samples,
+                               d + int(3 * DMA_TICK_S * self._clock.rate))   # DDS: past the next tick
         end = d - self._guard
         if end <= self._rf_pos:
             return
