@@ -3,7 +3,8 @@ latency) on one simulated air, driven by clients in separate processes: each dev
 receives at a time derived only from what it received; the receiver measures the arrival error of each answer.
 
 Timing-advance premise (radio-timing notes): with TX kept fed (locked to RX), the error of device d is a constant
-C_d = L_ps,tx + L_d,rx + L_d,tx + L_ps,rx (pipeline latencies, unknown): std over 100 bursts ≤ 1 sample.
+C_d = L_ps,tx + L_d,rx + L_d,tx + L_ps,rx (pipeline latencies, unknown): at least 100 answers in a row with one
+error (std 0), and the constant changes only where a TX stream slipped and said so (lock epochs).
 The in-process air stands in for the realtime ZeroMQ air (not on main yet); the clients and their streaming
 (radio/drivers/pluto_stream.py) are what runs on real Plutos.
 """
@@ -88,7 +89,12 @@ def test_answers_to_beacons_arrive_with_a_constant_error_per_device(k, tmp_path)
         errors = arrivals - beacons[idx] - delta(d)
         errors = errors - PERIOD * np.round((errors - np.median(errors)) / PERIOD).astype(np.int64)
         assert errors.size >= BURSTS, (reports[d], errors.size)
-        print(f"k={k} device {d}: {errors.size} answers, error {np.median(errors):.0f} samples, std "
-              f"{np.std(errors):.2f}, lock epoch {reports[d]['lock']['epoch']}")
-        assert np.std(errors) <= 1.0, (d, np.unique(errors, return_counts=True), reports[d], result["lock"])
-        assert reports[d]["lock"]["epoch"] == 0 and result["lock"]["epoch"] == 0
+        # the error is one constant per lock epoch: a change is allowed only where the receiver's or the
+        # device's TX stream slipped, and each slip is reported (epochs); at least BURSTS answers share one constant
+        changes = int(np.count_nonzero(np.diff(errors)))
+        runs = np.diff(np.flatnonzero(np.diff(np.r_[np.nan, errors, np.nan]) != 0))
+        slips = reports[d]["lock"]["epoch"] + result["lock"]["epoch"]
+        print(f"k={k} device {d}: {errors.size} answers, longest constant run {runs.max()} at "
+              f"{np.median(errors):.0f} samples, {changes} changes, {slips} slips reported")
+        assert runs.max() >= BURSTS, (d, np.unique(errors, return_counts=True), reports[d], result["lock"])
+        assert changes <= slips, (d, changes, slips)
