@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from radio.base import Radio, RadioCapabilities
+from radio.base import Radio
+from radio.wrappers import RadioWrapper
 
 #: SigMF extension namespace of the keys otalab adds
 EXTENSION = "otalab"
@@ -164,7 +165,7 @@ class SigmfStreamWriter:
             self._tmp_data.unlink(missing_ok=True)
 
 
-class RecordingRadio(Radio):
+class RecordingRadio(RadioWrapper):
     """Any radio, with its rx and tx streams recorded to SigMF (``PREFIX-rx`` and ``PREFIX-tx``).
 
     ``RecordingRadio(radio, path_prefix, record_rx=True, record_tx=True, description="", author=None,
@@ -177,8 +178,7 @@ class RecordingRadio(Radio):
     def __init__(self, radio: Radio, path_prefix: str | Path, *, record_rx: bool = True, record_tx: bool = True,
                  description: str = "", author: str | None = None, close_radio: bool = True,
                  archive: bool = False):
-        self.radio = radio
-        self.driver = radio.driver
+        super().__init__(radio)
         self.prefix = Path(path_prefix)
         self._close_radio = close_radio
         hardware = repr(radio)
@@ -190,24 +190,9 @@ class RecordingRadio(Radio):
                                                          archive)
 
     @property
-    def sample_rate(self) -> float:
-        return self.radio.sample_rate
-
-    @property
-    def center_freq(self) -> float:
-        return self.radio.center_freq
-
-    @property
-    def capabilities(self) -> RadioCapabilities:
-        return self.radio.capabilities
-
-    @property
-    def tx_gain(self) -> float:
-        return self.radio.tx_gain
-
-    @property
-    def rx_gain(self) -> float:
-        return self.radio.rx_gain
+    def radio(self) -> Radio:
+        """The recorded radio (``inner``)."""
+        return self.inner
 
     @property
     def stats(self) -> dict:
@@ -228,9 +213,6 @@ class RecordingRadio(Radio):
         if "rx" in self.writers:
             self.writers["rx"].append(x, t0, self.radio.center_freq)
         return x, t0
-
-    def time_now(self) -> int:
-        return self.radio.time_now()
 
     def annotate(self, start_sample: int, length: int, label: str, comment: str | None = None, *,
                  stream: str = "rx", **extra) -> None:

@@ -1,26 +1,37 @@
-"""A radio seen through its own free-running clock: an unknown sample-count offset from a reference radio's clock.
+"""Wrappers: a radio seen through something (a shifted clock, a recorder), on one base class.
 
-Real devices power up at arbitrary times, so their sample counters disagree by an unknown offset. On the simulated
-air (one global clock) this wrapper gives each device its own clock: ``local = global + offset``. Everything the
-wrapped radio reports or accepts is translated; synchronization code sees only local times, as it would on hardware.
+:class:`RadioWrapper` forwards the whole :class:`radio.base.Radio` contract (sample rate, carrier, capabilities,
+gains, ``time_now``/``tx``/``rx``/``close``/``settings``) to the radio it wraps, and any other attribute a driver
+offers (``stats``, ``wait_tx_done``, ``emulator``, ...) through ``__getattr__``; a wrapper overrides only what it
+changes. :class:`OffsetClockRadio` is the first such wrapper; :class:`radio.recording.RecordingRadio` the second.
+
+OffsetClockRadio: real devices power up at arbitrary times, so their sample counters disagree by an unknown offset.
+On the simulated air (one global clock) it gives each device its own clock: ``local = global + offset``. Everything
+the wrapped radio reports or accepts is translated; synchronization code sees only local times, as on hardware.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from radio.base import Radio, RadioCapabilities
+from radio.base import Radio, RadioCapabilities, TxStatus
 
 
-class OffsetClockRadio(Radio):
-    """Wraps ``radio`` so that its clock reads ``radio.time_now() + offset`` (offset: int samples, any sign)."""
+class RadioWrapper(Radio):
+    """Base of every radio wrapper: forwards everything to ``inner`` (a :class:`Radio`)."""
 
-    def __init__(self, radio: Radio, offset: int):
-        if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)):
-            raise ValueError(f"offset = {offset!r}: expected an integer number of samples")
-        self.inner = radio
-        self.offset = int(offset)
-        self.driver = radio.driver
+    def __init__(self, inner: Radio):
+        if not isinstance(inner, Radio):
+            raise ValueError(f"inner = {inner!r}: expected a radio.base.Radio to wrap")
+        self.inner = inner
+        self.driver = inner.driver
+
+    def __getattr__(self, name: str):
+        # only called for names the wrapper itself lacks; never forward private names (and avoid recursion while
+        # ``inner`` is not set yet, e.g. during unpickling)
+        if name.startswith("_") or name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     @property
     def sample_rate(self) -> float:
@@ -43,6 +54,38 @@ class OffsetClockRadio(Radio):
         return self.inner.rx_gain
 
     def time_now(self) -> int:
+        return self.inner.time_now()
+
+    def tx(self, samples: np.ndarray, at: int | None = None) -> int:
+        return self.inner.tx(samples, at)
+
+    def rx(self, n: int, at: int | None = None) -> tuple[np.ndarray, int]:
+        return self.inner.rx(n, at)
+
+    def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
+        return self.inner.tx_status(at, timeout_s)
+
+    @property
+    def thread_safe(self) -> bool:
+        return self.inner.thread_safe
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def settings(self) -> dict:
+        return dict(self.inner.settings())
+
+
+class OffsetClockRadio(RadioWrapper):
+    """Wraps ``radio`` so that its clock reads ``radio.time_now() + offset`` (offset: int samples, any sign)."""
+
+    def __init__(self, radio: Radio, offset: int):
+        if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)):
+            raise ValueError(f"offset = {offset!r}: expected an integer number of samples")
+        super().__init__(radio)
+        self.offset = int(offset)
+
+    def time_now(self) -> int:
         return self.inner.time_now() + self.offset
 
     def tx(self, samples: np.ndarray, at: int | None = None) -> int:
@@ -52,8 +95,9 @@ class OffsetClockRadio(Radio):
         x, t0 = self.inner.rx(n, None if at is None else at - self.offset)
         return x, t0 + self.offset
 
-    def close(self) -> None:
-        self.inner.close()
+    def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
+        st = self.inner.tx_status(at - self.offset, timeout_s)
+        return TxStatus(st.at + self.offset, st.state, st.detail)
 
     def settings(self) -> dict:
         return {**self.inner.settings(), "clock_offset": self.offset}

@@ -13,6 +13,24 @@ clock on the host:
   exactly what sync's timing advance measures and removes; ``radio.args.emulator.tx_latency_samples`` in the
   emulator (0 by default). ``at`` before *now*, or inside a burst still queued, raises :class:`LateError`.
 
+**Streaming** (``radio.args.streaming``; on by default for a real Pluto and the emulator's wall-clock mode): the
+clock and TX are run by :class:`radio.drivers.pluto_stream.PlutoStream`: a receive thread keeps fetching RX buffers
+into a ring while the host is busy (``time_now()`` keeps tracking the device; overflows become flagged,
+zero-filled gaps at their estimated place, never a shifted index), and a TX feeder keeps the DAC fed with zeros so
+that TX and RX stay locked: TX stream sample k belongs to RX count ``t0 + k`` and leaves a constant, unknown number
+of samples later (timing advance absorbs it). ``tx(samples, at)`` writes the burst into that stream: ``at`` must be
+at least ``min_lead_samples()`` ahead. A TX underflow (the DAC ran dry: the host was stalled longer than the TX
+kernel buffers) is reported in ``tx_lock`` as a lost lock with a new epoch. Set-up order per open: rate, LO, FIR,
+gains and loopback are configured once (never per burst), then the kernel buffer count
+(``_rxadc.set_kernel_buffers_count``), then the RX buffer, then the first TX push.
+
+**TDD engine** (``radio.args.tdd: true``): Pluto firmware >= 0.39 exposes ADI's TDD core (``iio-axi-tdd-0``,
+pyadi-iio's ``adi.tddn``, pyadi-iio >= 0.0.18): frame timing and TX/RX DMA sync channels with an external trigger
+(``sync_external``) — the route to trigger-aligned TX/RX across Plutos. The driver enables it with an external
+sync; an older firmware (no TDD core) is a RadioError naming the requirement. Not verified on hardware here.
+
+Without streaming (the emulator's default read-driven mode):
+
 Accuracy: sample-exact against the emulator (:mod:`radio.servers.iiod_emulator`: RX is produced as it is read). On hardware
 the device keeps filling its kernel RX buffers (libiio's default: 4) while the host is between ``rx()`` calls, so the
 RX count can lag the device by up to ``4 · rx_buffer_size`` samples at the moment a TX is pushed — that is the
@@ -38,7 +56,8 @@ from typing import Literal
 
 import numpy as np
 
-from radio.base import LateError, Radio, RadioCapabilities, RadioError, as_samples
+from radio.base import LateError, Radio, RadioCapabilities, RadioError, TxStatus, as_samples
+from radio.drivers.pluto_stream import PlutoStream
 from radio.servers.iiod_emulator import EmulatorSettings, IiodServer, start_emulated_pluto
 from radio.servers.pluto_context import RX_FULL_SCALE, TX_FULL_SCALE
 
@@ -67,8 +86,21 @@ class PlutoArgs:
     tx_buffer_size: int = 4096
     tx_cyclic_buffer: bool = False
     loopback: Literal[0, 1, 2] = 0
+    kernel_buffers: int = KERNEL_RX_BUFFERS
+    tx_kernel_buffers: int | None = None
+    streaming: bool | None = None
+    ring_samples: int = 1 << 22
+    tdd: bool = False
     emulate: bool = False
     emulator: EmulatorSettings = field(default_factory=EmulatorSettings)
+
+    @property
+    def streams(self) -> bool:
+        """Streaming in force: as set, else on for a real Pluto and for the emulator's wall-clock mode (an emulator
+        reached by URI says which in its context attribute ``otalab,emulator_wallclock``)."""
+        if self.streaming is not None:
+            return bool(self.streaming)
+        return not self.emulate or self.emulator.wallclock
 
     def __post_init__(self):
         if not isinstance(self.uri, str) or ":" not in self.uri:
@@ -84,6 +116,14 @@ class PlutoArgs:
                 raise ValueError(f"{name} must be 16..16777216 samples, got {getattr(self, name)}")
         if self.loopback not in (0, 1, 2) or isinstance(self.loopback, bool):
             raise ValueError(f"loopback must be 0 (off), 1 (digital) or 2 (RF), got {self.loopback!r}")
+        if not 1 <= self.kernel_buffers <= 64:
+            raise ValueError(f"kernel_buffers must be 1..64, got {self.kernel_buffers}")
+        if self.tx_kernel_buffers is not None and not 1 <= self.tx_kernel_buffers <= 64:
+            raise ValueError(f"tx_kernel_buffers must be 1..64 or null (= kernel_buffers), got {self.tx_kernel_buffers}")
+        if self.ring_samples < 1 << 16:
+            raise ValueError(f"ring_samples must be >= 65536, got {self.ring_samples}")
+        if self.streams and self.tx_cyclic_buffer:
+            raise ValueError("tx_cyclic_buffer needs streaming: false (streaming keeps the TX stream fed itself)")
 
 
 def _import_adi():
@@ -113,10 +153,16 @@ class _Resources:
 
     def __init__(self):
         self.sdr = None
+        self.stream: PlutoStream | None = None
+        self.tdd = None
         self.server: IiodServer | None = None
         self.rf: Radio | None = None
 
     def release(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            stream.close()
+        self.tdd = None
         sdr, self.sdr = self.sdr, None
         if sdr is not None:
             for step in (sdr.tx_destroy_buffer, sdr.rx_destroy_buffer):
@@ -164,6 +210,7 @@ class PlutoRadio(Radio):
         self._hw_next = 0                      # samples fetched from the device so far (the clock)
         self._pending = np.zeros(0, np.complex64)   # fetched but not yet handed out: times [_hw_next-len, _hw_next)
         self._tx_end = 0                       # end (RX-count time) of the queued TX stream
+        self._rx_started = False               # streaming: rx(at=None) has been called
         try:
             self._sdr.rx_enabled_channels = [0]
             self._sdr.tx_enabled_channels = [0]
@@ -178,9 +225,31 @@ class PlutoRadio(Radio):
             self.tx_gain = -args.tx_attenuation_db if args.tx_attenuation_db is not None else tx_gain
             self.loopback = args.loopback
             self._sdr.tx_cyclic_buffer = bool(args.tx_cyclic_buffer)
+            self._sdr._rxadc.set_kernel_buffers_count(int(args.kernel_buffers))
+            self._sdr._txdac.set_kernel_buffers_count(int(args.tx_kernel_buffers or args.kernel_buffers))
+            if args.tdd:
+                self._open_tdd(ctx)
+            wall = ctx.attrs.get("otalab,emulator_wallclock")   # an otalab emulator says whether it has a clock
+            streams = args.streams if args.streaming is not None or wall is None else wall == "1"
+            if streams:   # the RX buffer first, then the TX stream (PlutoStream)
+                self._res.stream = PlutoStream(self._sdr, self.sample_rate, self._to_amplitude, args.tx_buffer_size,
+                                               args.kernel_buffers, args.ring_samples)
         except Exception:
             self.close()
             raise
+
+    def _open_tdd(self, ctx) -> None:
+        """ADI's TDD engine (module docstring); needs Pluto firmware >= 0.39."""
+        if ctx.find_device("iio-axi-tdd-0") is None:
+            raise RadioError(f"PlutoSDR at {self.uri!r}: radio.args.tdd needs the TDD engine (device "
+                             f"iio-axi-tdd-0) of Pluto firmware >= 0.39 with pyadi-iio >= 0.0.18 (adi.tddn); this "
+                             f"device's firmware ({ctx.attrs.get('fw_version', 'unknown')}) has none: update it "
+                             f"or set tdd: false")
+        adi, _ = _import_adi()
+        tdd = adi.tddn(self.uri)
+        tdd.sync_external = True    # TX/RX DMA start on the external trigger
+        tdd.enable = True
+        self._res.tdd = tdd
 
     # ------------------------------------------------------------------------------------------- construction
     @classmethod
@@ -343,6 +412,8 @@ class PlutoRadio(Radio):
 
     @rx_buffer_size.setter
     def rx_buffer_size(self, value: int) -> None:
+        if self._stream is not None:
+            raise RadioError("rx_buffer_size cannot change while streaming: set radio.args.rx_buffer_size")
         if not 16 <= value <= 1 << 24:
             raise ValueError(f"rx_buffer_size must be 16..16777216 samples, got {value}")
         if value != self._sdr.rx_buffer_size:
@@ -378,22 +449,65 @@ class PlutoRadio(Radio):
         return self._server.emulator if self._server is not None else None
 
     @property
+    def tx_lock(self) -> dict:
+        """How TX is locked to RX (streaming): ``locked``, ``epoch`` (bumped at every slip), ``since`` (RX count),
+        ``how``; without streaming: ``{"locked": False, "how": "no continuous TX stream"}``."""
+        if self._stream is None:
+            return {"locked": False, "epoch": 0, "how": "no continuous TX stream (streaming: false)"}
+        return dict(self._stream.lock)
+
+    @property
+    def gaps(self) -> list[tuple[int, int]]:
+        """RX gaps (first missing RX count, length) placed after overflows (streaming), oldest first."""
+        return list(self._stream.gaps) if self._stream is not None else []
+
+    def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
+        """Streaming: "on_time" once the burst is in the TX stream and no slip was reported since it was scheduled
+        (it left at the lock's constant offset), "underflow" if the stream slipped; otherwise "unknown"."""
+        if self._stream is None:
+            return super().tx_status(at, timeout_s)
+        state, detail = self._stream.status(int(at), timeout_s)
+        return TxStatus(int(at), state, detail)
+
+    def min_lead_samples(self) -> int:
+        """How far ahead of ``time_now()`` a burst must be scheduled (streaming; 0 otherwise)."""
+        return self._stream.min_lead() if self._stream is not None else 0
+
+    @property
     def capabilities(self) -> RadioCapabilities:
-        accuracy = 0.0 if self._server is not None else float(KERNEL_RX_BUFFERS * self.args.rx_buffer_size)
+        if self._stream is not None:   # locked TX: a constant offset (absorbed by timing advance), no jitter
+            accuracy = 0.0
+        else:
+            accuracy = 0.0 if self._server is not None else float(KERNEL_RX_BUFFERS * self.args.rx_buffer_size)
         return RadioCapabilities(timed_tx=False, timed_rx=False, full_duplex=True,
-                                 simulated=self._server is not None, timing_accuracy_samples=accuracy)
+                                 simulated=self._server is not None, timing_accuracy_samples=accuracy,
+                                 wall_clock=self._stream is not None)
+
+    @property
+    def thread_safe(self) -> bool:
+        """Streaming: rx and tx only touch the ring and the TX schedule (under their lock)."""
+        return self._stream is not None
 
     def settings(self) -> dict:
         s = super().settings()
         s.update(uri=self.uri, rf_bandwidth=self.rf_bandwidth, gain_control_mode=self.gain_control_mode,
                  loopback=self.loopback, rx_buffer_size=self.rx_buffer_size, tx_buffer_size=self.args.tx_buffer_size,
-                 tx_cyclic_buffer=self.tx_cyclic_buffer, emulated=self._server is not None)
+                 tx_cyclic_buffer=self.tx_cyclic_buffer, emulated=self._server is not None,
+                 streaming=self._stream is not None, kernel_buffers=self.args.kernel_buffers)
+        if self._stream is not None:
+            s.update(tx_locked=self._stream.lock["locked"], tx_lock_epoch=self._stream.lock["epoch"],
+                     **{f"stream_{k}": v for k, v in self._stream.stats.items()})
         return s
 
     # --------------------------------------------------------------------------------------------- streaming
     def time_now(self) -> int:
-        """Samples fetched from the device since the radio was opened (the host-side clock)."""
-        return self._hw_next
+        """Samples fetched from the device since the radio was opened (the host-side clock; streaming: kept up to
+        date by the receive thread)."""
+        return self._stream.end if self._stream is not None else self._hw_next
+
+    def _to_amplitude(self, raw) -> np.ndarray:
+        scale = TX_FULL_SCALE if self._loopback == 1 else RX_FULL_SCALE
+        return (np.asarray(raw) / scale).astype(np.complex64)
 
     def _fetch(self) -> np.ndarray:
         """One hardware RX buffer as complex64 full-scale amplitudes."""
@@ -401,14 +515,22 @@ class PlutoRadio(Radio):
             raw = self._sdr.rx()
         except Exception as exc:
             raise RadioError(f"PlutoSDR at {self.uri!r}: RX buffer refill failed: {exc}") from None
-        scale = TX_FULL_SCALE if self._loopback == 1 else RX_FULL_SCALE
-        return (np.asarray(raw) / scale).astype(np.complex64)
+        return self._to_amplitude(raw)
 
     def rx(self, n: int, at: int | None = None) -> tuple[np.ndarray, int]:
         """Receive ``n`` samples (complex64 [n]) starting at ``at`` (None: where the last rx ended); returns
         (samples, t0). Samples before the current stream position are gone (LateError)."""
         if n < 0:
             raise ValueError(f"rx: n must be >= 0 samples, got {n}")
+        if self._stream is not None:
+            if at is not None:
+                start = int(at)
+            else:   # continuing: from where the last read ended, or the oldest sample still held (a visible jump)
+                start = self._rx_next if self._rx_started else self._stream.end
+            timeout = max(0.0, (start + n - self._stream.end) / self.sample_rate) + 2.0
+            out, start = self._stream.read(int(n), start, timeout, clamp=at is None)
+            self._rx_next, self._rx_started = start + n, True
+            return out, start
         start = self._rx_next if at is None else int(at)
         have_from = self._hw_next - self._pending.size
         if start < have_from:
@@ -436,6 +558,9 @@ class PlutoRadio(Radio):
         None)."""
         x = as_samples(samples)
         words = np.clip(np.rint(x.view(np.float32) * TX_FULL_SCALE), -32768, 32767).view(np.complex64)
+        if self._stream is not None:
+            start = self._stream.end + self._stream.min_lead() if at is None else int(at)
+            return self._stream.schedule(words, start) if x.size else start
         if self._sdr.tx_cyclic_buffer:
             if at is not None:
                 raise ValueError("tx: timed transmission (at=...) needs tx_cyclic_buffer=False")
@@ -468,7 +593,11 @@ class PlutoRadio(Radio):
             raise RadioError(f"PlutoSDR at {self.uri!r}: TX buffer push failed: {exc}") from None
 
     def stop_tx(self) -> None:
-        """Stop transmitting: destroys the TX buffer (ends a cyclic transmission)."""
+        """Stop transmitting: destroys the TX buffer (ends a cyclic transmission); streaming: drops the bursts not
+        yet pushed (the TX stream itself goes on, with zeros)."""
+        if self._stream is not None:
+            self._stream.cancel()
+            return
         if self._sdr is not None:
             self._sdr.tx_destroy_buffer()
         self._tx_end = self._hw_next
@@ -479,6 +608,7 @@ class PlutoRadio(Radio):
 
     # the device objects live in a holder that a finalizer can release without a reference to the radio
     _sdr = property(lambda self: self._res.sdr, lambda self, v: setattr(self._res, "sdr", v))
+    _stream = property(lambda self: self._res.stream)
     _server = property(lambda self: self._res.server, lambda self, v: setattr(self._res, "server", v))
     _owned_rf = property(lambda self: self._res.rf, lambda self, v: setattr(self._res, "rf", v))
 

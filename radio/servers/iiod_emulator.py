@@ -18,10 +18,42 @@ endpoint, ...):
   touched); = 2 (RF loopback): the TX words through the TX attenuation, RX gain and ADC quantisation, without the air.
   The loopback mode in force when a TX buffer is pushed decides where it goes (air or loopback path).
 
-Differences from hardware, on purpose: the emulator has no wall clock — RX samples are produced when the client reads
-them, so nothing overflows and the device time advances only by reading (the RX stream is contiguous across reads and
-buffers); attribute values are stored exactly (the real driver quantises LO, rate and gains); the radio's sample rate
-is fixed by the RF side, whatever ``sampling_frequency`` the client writes.
+* DDS (``cf-ad9361-dds-core-lpc`` ``altvoltage0..3``: ``frequency``, ``scale``, ``phase``, ``raw``): while no TX
+  buffer is open the DAC sends the DDS tones (:func:`radio.servers.pluto_dma.dds_words`), to the air and to the
+  loopback paths.
+* Sample rates: below 2.083 MS/s only with the FIR enabled, down to 2.083 MS/s divided by the loaded FIR's decimation
+  (pyadi-iio loads a decimate-by-4 FIR: about 521 kS/s), as the AD9361 driver; ``rx_path_rates``/``tx_path_rates``
+  show the FIR's factor.
+* Status registers (``direct_reg_access``, what GNU Radio's gr-iio polls): 0x80000088 of ``cf-ad9361-lpc`` has bit 2
+  set after an RX overflow, of ``cf-ad9361-dds-core-lpc`` bit 0 after a TX underflow; writing the bits clears them.
+
+**Wall-clock DMA mode** (``EmulatorSettings.wallclock``): the device runs on its own free-running sample clock
+(:class:`radio.servers.pluto_dma.DeviceClock`: a random power-on count ``epoch_samples`` and a ``ppm`` error against
+the host) whether anybody reads or not:
+
+* RX: a DMA thread fills the client's kernel buffers (``kernel_buffers``, or what the client SETs with
+  ``BUFFERS_COUNT``; each the size the buffer was OPENed with) in real time. When all are full and the host has not
+  taken one, the DMA stops and data is lost until the host takes a buffer: the next buffer starts at that moment (a
+  gap the client cannot see in the data, only in the overflow bit and its own clock), as on hardware. READBUF waits
+  until a whole buffer is there.
+* TX: buffers queue for the DAC (at most ``kernel_buffers``; a push into a full queue waits, as ``iio_buffer_push``
+  does); the DAC plays them back to back. A buffer pushed after the queue ran dry underflows: the DAC sent zeros
+  meanwhile, the underflow bit is set, and the buffer goes out when it arrives plus a push-latency jitter
+  (``push_jitter_s``, uniform). TX sample k leaves ``tx_latency_samples`` after the RX sample taken at the same DAC
+  time (the device's constant, unknown TX→RX latency).
+* The RF side is read and written at the device clock (an Air shared by several emulators runs on one host-derived
+  timeline; each device's count is the air's time plus its own epoch); ``ppm`` needs ``radio=None`` (the air has one
+  sample grid).
+* :meth:`PlutoEmulator.stall_host` makes the next buffer transfers wait, as a host busy elsewhere would.
+
+Without wall-clock mode the emulator has no wall clock: RX samples are produced when the client reads them, nothing
+overflows and the device time advances only by reading (the RX stream is contiguous across reads and buffers); a TX
+stream more than ``max_tx_ahead_samples`` ahead of the device is dropped and counted (a DMA with nowhere to put it).
+
+Other differences from hardware, on purpose: attribute values are stored exactly (the real driver quantises LO, rate
+and gains); with an RF side the sample rate is the radio's, whatever ``sampling_frequency`` the client writes; the
+DDS is silent at power-on until a client writes one of its attributes (a real Pluto sends its default tone: that
+would leak into every simulated air); a connection holding a buffer and idle for ``idle_timeout_s`` is closed.
 
 Why written here: libiio's own ``iiod`` needs a Linux kernel IIO device behind it; this is the project's core
 hardware-free test path for the Pluto driver.
@@ -35,6 +67,7 @@ import math
 import socket
 import socketserver
 import threading
+import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
@@ -42,8 +75,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from radio.base import LateError, Radio
-from radio.servers.pluto_context import (GAIN_MODES, PHY, RX_FULL_SCALE, RXADC, TX_FULL_SCALE, TXDAC, Device, context_xml,
-                                 default_values, path_rates, pluto_devices)
+from radio.servers.pluto_context import (GAIN_MODES, PHY, RX_FULL_SCALE, RXADC, TX_FULL_SCALE, TXDAC, Device,
+                                         context_xml, default_values, path_rates, pluto_devices)
+from radio.servers.pluto_dma import DDS_TONES, DdsTone, DeviceClock, dds_words
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +86,25 @@ MAX_WRITE = 1 << 20          # longest attribute write accepted (bytes)
 MAX_BUFFER_BYTES = 1 << 27   # largest READBUF/WRITEBUF accepted (bytes)
 MAX_LOOPBACK_SAMPLES = 1 << 23  # TX samples kept for digital loopback before the oldest are dropped
 
-#: AXI DAC/ADC core status register (bit 0: DMA underflow/overflow, write 1 to clear), polled by GNU Radio's gr-iio
+#: AXI DAC/ADC core status register, polled by GNU Radio's gr-iio (write 1 to clear)
 DMA_STATUS_REGISTER = 0x80000088
+#: its bits: RX overflow (ADC core), TX underflow (DAC core)
+STATUS_OVERFLOW, STATUS_UNDERFLOW = 0x4, 0x1
+#: lowest baseband rate without the FIR (25 MHz / 12, the AD9361 driver's limit)
+MIN_RATE_NO_FIR = 2_083_333
+#: wall-clock mode: the DMA thread's period (s) and how far behind the device's now RX is taken off the RF side
+DMA_TICK_S = 0.005
+RX_GUARD_S = 0.002
 
 #: emulators sharing one lock (i.e. one Air): before any of them reads RX, all top up their cyclic TX
 _PEERS: "weakref.WeakKeyDictionary[object, weakref.WeakSet]" = weakref.WeakKeyDictionary()
+#: wall-clock emulators sharing one lock (one Air) share one timeline: lock -> (monotonic m0, air time at m0)
+_WALL_REF: "weakref.WeakKeyDictionary[object, tuple[float, int]]" = weakref.WeakKeyDictionary()
 
 
 @dataclass
 class EmulatorSettings:
-    """Settings of the emulated Pluto (YAML ``radio.args.emulator`` of driver "pluto").
+    """Settings of the emulated Pluto (YAML ``radio.args.emulator`` of driver "pluto"); see the module docstring.
 
     ``tx_latency_samples`` is the constant TX→RX latency the emulated device adds (a real Pluto has an unknown but
     constant one; sync's timing advance measures it). ``rx_gain_ref_db`` is the manual RX gain at which the air's
@@ -76,8 +119,28 @@ class EmulatorSettings:
     rx_gain_ref_db: float = 0.0
     cyclic_horizon_samples: int = 1 << 17
     hear_self: bool = True
+    wallclock: bool = False
+    kernel_buffers: int = 4
+    epoch_samples: int | None = None
+    ppm: float = 0.0
+    push_jitter_s: float = 0.0
+    seed: int | None = None
+    idle_timeout_s: float = 30.0
+    max_tx_ahead_samples: int = 1 << 20
 
     def __post_init__(self):
+        if not 1 <= self.kernel_buffers <= 64:
+            raise ValueError(f"kernel_buffers must be 1..64, got {self.kernel_buffers}")
+        if self.epoch_samples is not None and self.epoch_samples < 0:
+            raise ValueError(f"epoch_samples must be >= 0 or null (random), got {self.epoch_samples}")
+        if not -1000 <= self.ppm <= 1000:
+            raise ValueError(f"ppm must be within ±1000, got {self.ppm}")
+        if not 0 <= self.push_jitter_s <= 1:
+            raise ValueError(f"push_jitter_s must be 0..1 s, got {self.push_jitter_s}")
+        if not self.idle_timeout_s > 0:
+            raise ValueError(f"idle_timeout_s must be > 0 s, got {self.idle_timeout_s}")
+        if self.max_tx_ahead_samples < 1:
+            raise ValueError(f"max_tx_ahead_samples must be >= 1, got {self.max_tx_ahead_samples}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"emulator port must be 0..65535 (0: any free port), got {self.port}")
         if self.tx_latency_samples < 0:
@@ -184,12 +247,24 @@ class PlutoEmulator:
         self.devices: dict[str, Device] = {d.id: d for d in pluto_devices()}
         self._by_name = {d.name: d for d in self.devices.values()}
         self.values = default_values()
-        self.xml = context_xml(list(self.devices.values()))
+        self.xml = context_xml(list(self.devices.values()), wallclock=self.settings.wallclock)
         self.open_buffers: dict[str, bool] = {}       # device id -> cyclic
         self.registers: dict[str, dict[int, int]] = {}  # device id -> {address: value} (direct_reg_access)
-        self.stats = {"tx_samples": 0, "rx_samples": 0, "late_tx": 0, "rx_skips": 0, "cyclic_gaps": 0}
+        self.stats = {"tx_samples": 0, "rx_samples": 0, "late_tx": 0, "rx_skips": 0, "cyclic_gaps": 0,
+                      "rx_overflows": 0, "rx_dropped_samples": 0, "tx_underflows": 0, "tx_dropped_samples": 0}
+        self.kernel_buffers = {RXADC: self.settings.kernel_buffers, TXDAC: self.settings.kernel_buffers}
+        self.dds = {name: DdsTone(phase=90000 if "_I_" in name else 0) for name in DDS_TONES}
+        self._dds_armed = False                        # a client wrote a DDS attribute (module docstring)
+        self._dds_next: int | None = None              # wall/air: DDS scheduled on the radio up to here
+        self._fir_dec = 1                              # decimation of the loaded FIR
+        self._rng = np.random.default_rng(self.settings.seed)
         self._rx_pos: int | None = None                # device time of the next RX sample (None: not read yet)
         self._epoch = int(radio.time_now()) if radio is not None else 0   # the device's power-on time
+        self._offset = 0                               # device time minus the RF side's time
+        self._stall_until = 0.0                        # monotonic time until which buffer transfers wait
+        self._wall = self.settings.wallclock
+        if self._wall:
+            self._init_wallclock()
         self._loop_pos = 0                             # device time of the next loopback RX sample
         self._tx_next = 0                              # end of the queued non-cyclic TX stream
         self._segments: deque[tuple[int, np.ndarray]] = deque()   # (start, complex64 DAC words) for loopback
@@ -201,8 +276,187 @@ class PlutoEmulator:
             _PEERS.setdefault(self.lock, weakref.WeakSet()).add(self)
         self._stop = threading.Event()
         self._wake = threading.Event()                  # set when a cyclic buffer starts (or on close)
-        self._pump = threading.Thread(target=self._pump_loop, name="pluto-emulator-cyclic", daemon=True)
+        self._pump = threading.Thread(target=self._dma_loop if self._wall else self._pump_loop,
+                                      name="pluto-emulator-dma" if self._wall else "pluto-emulator-cyclic",
+                                      daemon=True)
         self._pump.start()
+
+    # ------------------------------------------------------------------------------------------ wall clock
+    def _init_wallclock(self) -> None:
+        st = self.settings
+        epoch = st.epoch_samples if st.epoch_samples is not None else int(self._rng.integers(1 << 20, 1 << 40))
+        if self.radio is not None:
+            if st.ppm:
+                raise ValueError("emulator ppm needs radio=None: a simulated air has one sample grid (put a "
+                                 "frequency offset on the air's link instead)")
+            with self.lock:
+                ref = _WALL_REF.get(self.lock)
+                if ref is None:   # the first wall-clock emulator on this air fixes its timeline
+                    ref = _WALL_REF[self.lock] = (time.monotonic(), int(self.radio.time_now()))
+            m0, air0 = ref
+            self._clock = DeviceClock(self.radio.sample_rate, epoch, 0.0, m0)
+            self._offset = epoch - air0
+        else:
+            self._clock = DeviceClock(float(self.values[(PHY, "in_voltage_sampling_frequency")]), epoch, st.ppm)
+        self._rf_pos = self._clock.now()               # RF side read (and DMA fed) up to here
+        self._guard = max(1, int(RX_GUARD_S * self._clock.rate))
+        self._rxq: deque[tuple[int, np.ndarray]] = deque()    # filled RX blocks (start, ADC words)
+        self._rx_ready = threading.Condition(self.lock)        # notified when a block is queued
+        self._rx_left: tuple[int, np.ndarray] | None = None   # rest of a block a READBUF did not take
+        self._rx_block = 0
+        self._fill: list | None = None   # [start, words, filled, after an overflow] of the block being filled; None: stalled
+        self._txq: deque[int] = deque()                # DAC end times of queued TX buffers
+        self._stall_at = 0                             # device time the RX DMA stopped at (overflow)
+        #: the RX overflow gaps (device times [first lost, first kept)), newest last, for tests and diagnostics
+        self.overflow_gaps: deque[tuple[int, int]] = deque(maxlen=256)
+        self._tx_stream: int | None = None             # RX-index time where the queued TX stream ends
+
+    def device_time(self) -> int:
+        """The device's sample count now (wall-clock mode: its free-running clock; otherwise the next RX sample)."""
+        return self._clock.now() if self._wall else self.device_now()
+
+    def stall_host(self, seconds: float) -> None:
+        """Make buffer transfers wait ``seconds`` from now, as a host busy elsewhere would (the DMA keeps running)."""
+        self._stall_until = time.monotonic() + float(seconds)
+
+    def _wait_stall(self) -> None:
+        delay = self._stall_until - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    def _set_status(self, dev: str, bit: int) -> None:
+        regs = self.registers.setdefault(dev, {})
+        regs[DMA_STATUS_REGISTER] = regs.get(DMA_STATUS_REGISTER, 0) | bit
+
+    def _dma_loop(self) -> None:
+        """Wall-clock mode: the device runs, read or not: RX DMA, RF side, cyclic/DDS transmission. Wakes every
+        DMA_TICK_S, and when the block being filled completes (so that a waiting READBUF gets it on time)."""
+        while not self._stop.is_set():
+            wake = time.monotonic() + DMA_TICK_S
+            try:
+                with self.lock:
+                    self._dma_step()
+                    if self._fill is not None and RXADC in self.open_buffers:
+                        start, words, _, _ = self._fill
+                        wake = min(wake, self._clock.mono_at(start + words.size + self._guard))
+            except Exception:  # a broken RF side must not kill the emulator
+                log.exception("emulated Pluto: DMA step failed")
+            self._stop.wait(max(0.0, wake - time.monotonic()))
+
+    def _dma_step(self) -> None:
+        d = self._clock.now()
+        self._top_up_generated(d + self.settings.cyclic_horizon_samples,
+                               d + int(3 * DMA_TICK_S * self._clock.rate))   # DDS: past the next tick
+        end = d - self._guard
+        if end <= self._rf_pos:
+            return
+        a, n = self._rf_pos, end - self._rf_pos
+        capture = RXADC in self.open_buffers
+        chunk = self._rx_source(a, n, capture)
+        self._rf_pos = end
+        if capture:
+            self._dma_take(a, chunk)
+
+    def _rx_source(self, a: int, n: int, capture: bool) -> np.ndarray | None:
+        """ADC words (complex64 of integers) at device times [a, a+n); the RF side is read even when nobody captures
+        (the air moves on)."""
+        mode = self.loopback
+        if mode == 0 and self.radio is not None:
+            y, _ = self.radio.rx(n, a - self._offset)
+            return self._adc(np.asarray(y, np.complex64)) if capture else None
+        if not capture:
+            return None
+        if mode == 1:
+            return self._dac_window(a, n)
+        if mode == 2:
+            return self._adc(self._dac_window(a, n) * np.float32(self._tx_scale()))
+        return np.zeros(n, np.complex64)
+
+    def _dma_take(self, a: int, chunk: np.ndarray) -> None:
+        """Put RX words for times [a, a+len) into the kernel buffers (module docstring: drops when all are full)."""
+        pos, end = a, a + chunk.size
+        while pos < end:
+            if self._fill is None:                          # no free buffer: the ADC data is lost
+                self._set_status(RXADC, STATUS_OVERFLOW)
+                self.stats["rx_dropped_samples"] += end - pos
+                return
+            start, words, k, after_overflow = self._fill
+            if pos < start + k:                             # before the start: lost to an overflow, or not open yet
+                if after_overflow:
+                    self.stats["rx_dropped_samples"] += min(start + k, end) - pos
+                pos = start + k
+                continue
+            m = min(words.size - k, end - pos)
+            words[k:k + m] = chunk[pos - a:pos - a + m]
+            k += m
+            pos += m
+            if k < words.size:
+                self._fill[2] = k
+                continue
+            self._rxq.append((start, words))
+            self._rx_ready.notify_all()
+            if len(self._rxq) < self.kernel_buffers[RXADC]:
+                self._fill = [pos, np.empty(self._rx_block, np.complex64), 0, False]
+            else:
+                self._fill = None
+                self._stall_at = pos
+                self.stats["rx_overflows"] += 1
+
+    def _wall_read(self, n: int) -> np.ndarray:
+        """READBUF in wall-clock mode: the next n samples of the kernel buffers, waiting until they are there."""
+        self._wait_stall()
+        out = np.empty(n, np.complex64)
+        got = 0
+        while got < n:
+            with self.lock:
+                if self._rx_left is None and self._rxq:
+                    self._rx_left = self._rxq.popleft()
+                    if self._fill is None:   # a buffer came free: the DMA starts again, now
+                        restart = max(self._rf_pos, self._clock.now() - self._guard)
+                        self._fill = [restart, np.empty(self._rx_block, np.complex64), 0, True]
+                        self.overflow_gaps.append((self._stall_at, restart))
+                if self._rx_left is not None:
+                    t0, words = self._rx_left
+                    m = min(words.size, n - got)
+                    out[got:got + m] = words[:m]
+                    got += m
+                    self._rx_left = (t0 + m, words[m:]) if m < words.size else None
+                    continue
+                if self._stop.is_set():
+                    raise CommandError(errno.EIO, "emulator stopped")
+                self._rx_ready.wait(DMA_TICK_S)
+        return out
+
+    def _wall_tx(self, dac: np.ndarray) -> int:
+        """WRITEBUF in wall-clock mode: queue for the DAC (waiting while the queue is full); returns the RX-index time
+        the buffer's first sample is received at."""
+        self._wait_stall()
+        L = self.settings.tx_latency_samples
+        while True:
+            with self.lock:
+                d = self._clock.now()
+                while self._txq and self._txq[0] <= d:
+                    self._txq.popleft()
+                if len(self._txq) < self.kernel_buffers[TXDAC]:
+                    break
+                wake = self._clock.mono_at(self._txq[0])
+            if self._stop.is_set():
+                raise CommandError(errno.EIO, "emulator stopped")
+            time.sleep(min(max(wake - time.monotonic(), 0.0), 0.05) + 1e-4)
+        if self.settings.push_jitter_s:
+            time.sleep(float(self._rng.uniform(0.0, self.settings.push_jitter_s)))
+        with self.lock:
+            d = self._clock.now()
+            if self._tx_stream is None or self._tx_stream - L < d:   # the DAC ran dry: zeros went out meanwhile
+                if self._tx_stream is not None:
+                    self._set_status(TXDAC, STATUS_UNDERFLOW)
+                    self.stats["tx_underflows"] += 1
+                start = d + L
+            else:
+                start = self._tx_stream
+            self._tx_stream = start + dac.size
+            self._txq.append(start - L + dac.size)
+            return start
 
     # ----------------------------------------------------------------------------------------------- attributes
     def _device(self, token: str) -> Device:
@@ -259,12 +513,58 @@ class PlutoEmulator:
                 self._register_access(dev, text)
             elif name == "attr:filter_fir_config":
                 self.values[key] = self._fir_summary(text)
+                self._fir_dec = int(self.values[key].split("Rx: ")[1].split(",")[1].split()[0])
+                self._update_path_rates()
             elif name.endswith("filter_fir_en"):
                 if text not in ("0", "1"):
                     raise CommandError(errno.EINVAL, f"{name} {text!r}: expected 0 or 1")
+                rate = int(self.values[(PHY, "in_voltage_sampling_frequency")])
+                if text == "0" and rate < MIN_RATE_NO_FIR:
+                    raise CommandError(errno.EINVAL, f"{name} = 0 at {rate} S/s: below {MIN_RATE_NO_FIR} S/s the "
+                                                     f"FIR must stay enabled")
                 self.values[key] = text
+                self._update_path_rates()
+            elif dev == TXDAC and name.startswith("out_altvoltage"):
+                self._write_dds(key, text)
             else:
                 self.values[key] = text
+
+    def _write_dds(self, key: tuple[str, str], text: str) -> None:
+        """A DDS tone attribute (``out_altvoltageK_TX1_I_F1_frequency`` ...), validated like the AXI DDS driver."""
+        name = key[1]
+        tone = next(t for t in DDS_TONES if f"_{t}_" in name)
+        attr = name.split(f"_{tone}_", 1)[1]
+        rate = float(self.values[(TXDAC, "out_voltage_sampling_frequency")])
+        if attr == "frequency":
+            value = int(self._number(text, name, 0, rate / 2, integer=True))
+            self.dds[tone].frequency, text = value, str(value)
+        elif attr == "scale":
+            value = self._number(text, name, 0.0, 1.0)
+            self.dds[tone].scale, text = value, f"{value:.6f}"
+        elif attr == "phase":
+            value = int(self._number(text, name, 0, 360000, integer=True))
+            self.dds[tone].phase, text = value, str(value)
+        elif attr == "raw":   # one enable for the whole DDS core (as the AXI DDS driver): every tone's raw follows
+            if text not in ("0", "1"):
+                raise CommandError(errno.EINVAL, f"{name} {text!r}: expected 0 or 1")
+            for i, t in enumerate(DDS_TONES):
+                self.dds[t].raw = int(text)
+                self.values[(TXDAC, f"out_altvoltage{i}_{t}_raw")] = text
+        self.values[key] = text
+        self._dds_armed = True
+
+    def _dds_active(self) -> bool:
+        return self._dds_armed and TXDAC not in self.open_buffers and \
+            any(t.raw and t.scale > 0 for t in self.dds.values())
+
+    def _update_path_rates(self) -> None:
+        rate = int(self.values[(PHY, "in_voltage_sampling_frequency")])
+        dec = self._fir_dec if self._fir_enabled() else 1
+        self.values[(PHY, "attr:rx_path_rates")], self.values[(PHY, "attr:tx_path_rates")] = path_rates(rate, dec)
+
+    def _fir_enabled(self) -> bool:
+        return "1" in (self.values[(PHY, "in_voltage_filter_fir_en")], self.values[(PHY, "in_out_voltage_filter_fir_en")],
+                       self.values[(PHY, "out_voltage_filter_fir_en")])
 
     def _register_access(self, dev: str, text: str) -> None:
         """``direct_reg_access`` (libiio's iio_device_reg_read/write): "ADDR" selects the register the next read
@@ -279,7 +579,7 @@ class PlutoEmulator:
         regs = self.registers.setdefault(dev, {})
         if value is not None:
             if addr == DMA_STATUS_REGISTER and dev in (TXDAC, RXADC):
-                value = regs.get(addr, 0) & ~value      # write-1-to-clear (never set: no under/overflows here)
+                value = regs.get(addr, 0) & ~value      # write-1-to-clear
             regs[addr] = value
         self.values[(dev, "debug:direct_reg_access")] = hex(regs.get(addr, 0)) if value is None else hex(value)
 
@@ -289,8 +589,11 @@ class PlutoEmulator:
         """Set power-on values (e.g. from a bench config) as a client would; raises ValueError on invalid ones."""
         phy_in = dict(dev=PHY, kind="INPUT", chan="voltage0")
         writes = []
-        if sample_rate is not None:
-            writes += [(Command("WRITE", dev=PHY, kind="INPUT", chan="out", attr="voltage_filter_fir_en"), "1"),
+        if sample_rate is not None:   # as libad9361's ad9361_set_bb_rate: a decimate-by-4 FIR below 20 MS/s
+            dec = 4 if sample_rate <= 20e6 else 2
+            fir = f"RX 3 GAIN -6 DEC {dec}\nTX 3 GAIN 0 INT {dec}\n" + "0,0\n" * 127 + "32767,32767\n"
+            writes += [(Command("WRITE", dev=PHY, attr="filter_fir_config"), fir),
+                       (Command("WRITE", dev=PHY, kind="INPUT", chan="out", attr="voltage_filter_fir_en"), "1"),
                        (Command("WRITE", **phy_in, attr="sampling_frequency"), str(int(round(sample_rate))))]
         if center_freq is not None:
             writes += [(Command("WRITE", dev=PHY, kind="OUTPUT", chan=f"altvoltage{i}", attr="frequency"),
@@ -323,21 +626,33 @@ class PlutoEmulator:
 
     def _set_rate(self, dev: str, name: str, text: str) -> None:
         rate = int(self._number(text, name, 1, 61.44e6, integer=True))
+        if dev != PHY and (dev, name + "_available") not in self.values:   # e.g. a DDS tone's: follows the PHY
+            raise CommandError(errno.EACCES, f"{name} is read-only (it follows the PHY's sampling_frequency)")
         if dev != PHY:  # the FPGA's decimate/interpolate-by-8 switch: only the listed rates
             avail = self.values[(dev, name + "_available")].split()
             if text not in avail:
                 raise CommandError(errno.EINVAL, f"{name} {text}: expected one of {avail}")
             self.values[(dev, name)] = text
             return
-        if rate < 2_083_333 and self.values[(PHY, "in_voltage_filter_fir_en")] != "1" \
-                and self.values[(PHY, "in_out_voltage_filter_fir_en")] != "1":
-            raise CommandError(errno.EINVAL, f"sampling_frequency {rate} < 2083333 needs the FIR filter enabled")
+        if rate < MIN_RATE_NO_FIR:
+            if not self._fir_enabled():
+                raise CommandError(errno.EINVAL, f"sampling_frequency {rate} < {MIN_RATE_NO_FIR} needs the FIR "
+                                                 f"filter enabled")
+            lowest = -(-MIN_RATE_NO_FIR // self._fir_dec)
+            if rate < lowest:
+                raise CommandError(errno.EINVAL, f"sampling_frequency {rate} < {lowest}: the loaded FIR decimates "
+                                                 f"by {self._fir_dec} (load one that decimates by 4 for ~521 kS/s)")
         for k in ("in_voltage_sampling_frequency", "out_voltage_sampling_frequency"):
             self.values[(PHY, k)] = str(rate)
         for d, prefix in ((RXADC, "in"), (TXDAC, "out")):
             self.values[(d, f"{prefix}_voltage_sampling_frequency")] = str(rate)
             self.values[(d, f"{prefix}_voltage_sampling_frequency_available")] = f"{rate} {rate // 8}"
-        self.values[(PHY, "attr:rx_path_rates")], self.values[(PHY, "attr:tx_path_rates")] = path_rates(rate)
+        for tone in DDS_TONES:
+            self.values[(TXDAC, f"out_altvoltage{DDS_TONES.index(tone)}_{tone}_sampling_frequency")] = str(rate)
+        self._update_path_rates()
+        if self._wall and self.radio is None and rate != self._clock.rate:
+            self._clock.retune(rate)
+            self._guard = max(1, int(RX_GUARD_S * rate))
 
     @staticmethod
     def _fir_summary(text: str) -> str:
@@ -370,7 +685,9 @@ class PlutoEmulator:
 
     def device_now(self) -> int:
         """The device's current sample time: the next RX sample; before the first RX read, the later of its
-        power-on time and the radio's clock."""
+        power-on time and the radio's clock (wall-clock mode: its free-running clock)."""
+        if self._wall:
+            return self._clock.now()
         if self.loopback:
             return self._loop_pos
         if self._rx_pos is not None:
@@ -378,17 +695,34 @@ class PlutoEmulator:
         return max(self._epoch, self.radio.time_now()) if self.radio is not None else self._loop_pos
 
     def _radio_tx(self, x: np.ndarray, at: int) -> None:
+        """Send DAC output scaled for the air at device time ``at`` (converted to the radio's time)."""
         if self.radio is None:
             return
         if not self.radio.capabilities.timed_tx:
             self.radio.tx(x)
             return
         try:
-            self.radio.tx(x, at)
+            self.radio.tx(x, at - self._offset)
         except LateError as exc:
             self.stats["late_tx"] += 1
             log.debug("emulated Pluto: TX late (%s); sending at the radio's now", exc)
             self.radio.tx(x, self.radio.time_now())
+
+    def _top_up_generated(self, until: int, dds_until: int | None = None) -> None:
+        """Keep what the DAC generates by itself scheduled on the radio: a cyclic buffer up to device time
+        ``until``, the DDS up to ``dds_until`` (default ``until``; kept short so that new DDS settings take effect
+        soon: what is scheduled on the air stays there)."""
+        self._top_up_cyclic(until)
+        until = until if dds_until is None else dds_until
+        if self.radio is None or self.loopback or not self._dds_active():
+            return
+        now = self.radio.time_now() + self._offset
+        start = now if self._dds_next is None else max(now, self._dds_next)   # never twice on the air
+        if start < until:
+            rate = float(self.values[(TXDAC, "out_voltage_sampling_frequency")])
+            words = dds_words(self.dds, start, until - start, rate)
+            self._radio_tx((words * np.float32(self._tx_scale())).astype(np.complex64), start)
+            self._dds_next = until
 
     def _top_up_cyclic(self, until: int) -> None:
         """Schedule repetitions of the cyclic TX buffer on the radio up to device time ``until``."""
@@ -396,7 +730,7 @@ class PlutoEmulator:
             return
         x = self._cyclic_air
         n = x.size
-        now = self.radio.time_now()
+        now = self.radio.time_now() + self._offset
         if self._cyc_next < now:  # the air moved on without us: keep the phase, count the gap
             self.stats["cyclic_gaps"] += 1
             self._cyc_next += -(-(now - self._cyc_next) // n) * n
@@ -438,6 +772,12 @@ class PlutoEmulator:
             self.open_buffers[dev.id] = cyclic
             if dev.id == TXDAC:
                 self._reset_tx()
+            elif self._wall:   # the DMA starts filling the first kernel buffer now
+                self._rx_block = int(samples)
+                self._rxq.clear()
+                self._rx_left = None
+                start = max(self._rf_pos, self._clock.now() - self._guard)
+                self._fill = [start, np.empty(self._rx_block, np.complex64), 0, False]
         return dev
 
     def close_buffer(self, dev: Device) -> None:
@@ -445,12 +785,18 @@ class PlutoEmulator:
         with self.lock:
             self.open_buffers.pop(dev.id, None)
             if dev.id == TXDAC:
-                self._reset_tx()
+                self._reset_tx()        # the DDS takes over the DAC again
+            elif self._wall:
+                self._rxq.clear()
+                self._rx_left = self._fill = None
 
     def _reset_tx(self) -> None:
         self._cyclic = self._cyclic_air = None
         self._segments.clear()
         self._segment_samples = 0
+        if self._wall:
+            self._txq.clear()
+            self._tx_stream = None
         if self._cyc_next > self._tx_next:
             self._tx_next = self._cyc_next
 
@@ -471,8 +817,18 @@ class PlutoEmulator:
         dac = iq.view(np.complex64).ravel()
         if dac.size == 0:
             return
+        wall_start = self._wall_tx(dac) if self._wall and not cyclic else None
         with self.lock:
-            start = max(self._tx_next, self.device_now() + self.settings.tx_latency_samples)
+            if wall_start is not None:
+                start = wall_start
+            else:
+                start = max(self._tx_next, self.device_now() + self.settings.tx_latency_samples)
+                if self._wall:
+                    start = self.device_now() + self.settings.tx_latency_samples
+                elif not cyclic and start - self.device_now() > self.settings.max_tx_ahead_samples:
+                    # nowhere to put it: no wall clock consumes the queue (a TX-only client); drop like a DMA
+                    self.stats["tx_dropped_samples"] += dac.size
+                    return
             self.stats["tx_samples"] += dac.size
             if cyclic:
                 self._cyclic = (start, dac)
@@ -503,6 +859,8 @@ class PlutoEmulator:
             start, words = self._cyclic
             times = np.arange(max(t, start), t + n, dtype=np.int64)
             out[times - t] = words[(times - start) % words.size]
+        if self._dds_active():
+            out += dds_words(self.dds, t, n, float(self.values[(TXDAC, "out_voltage_sampling_frequency")]))
         while self._segments and self._segments[0][0] + self._segments[0][1].size <= t + n:
             self._segment_samples -= self._segments.popleft()[1].size
         return out
@@ -515,6 +873,20 @@ class PlutoEmulator:
         if nbytes % step:
             raise CommandError(errno.EINVAL, f"{nbytes} bytes is not a whole number of {step}-byte samples")
         n = nbytes // step
+        if self._wall:
+            words = self._wall_read(n)
+            with self.lock:
+                mode = self.loopback
+                self.stats["rx_samples"] += n
+        else:
+            words, mode = self._read_now(n)
+        iq = words.view(np.float32).reshape(-1, 2)
+        if mode == 1:
+            iq = np.clip(iq, -32768, 32767)
+        return iq[:, [i for i in range(2) if mask >> i & 1]].astype("<i2").tobytes()
+
+    def _read_now(self, n: int) -> tuple[np.ndarray, int]:
+        """Without a wall clock: produce the next n RX words now; returns (words, loopback mode)."""
         with self.lock:
             mode = self.loopback
             if mode == 1:
@@ -528,10 +900,7 @@ class PlutoEmulator:
                 y = self._rx_from_radio(n)
                 words = self._adc(y)
             self.stats["rx_samples"] += n
-        iq = words.view(np.float32).reshape(-1, 2)
-        if mode == 1:
-            iq = np.clip(iq, -32768, 32767)
-        return iq[:, [i for i in range(2) if mask >> i & 1]].astype("<i2").tobytes()
+        return words, mode
 
     def _adc(self, y: np.ndarray) -> np.ndarray:
         """Received complex amplitude -> 12-bit ADC words (as complex64 of integers)."""
@@ -545,8 +914,8 @@ class PlutoEmulator:
             return np.zeros(n, dtype=np.complex64)
         first = self._rx_pos is None and self.radio.capabilities.timed_rx
         start = self._epoch if first else (self._rx_pos if self._rx_pos is not None else self.radio.time_now())
-        for peer in list(_PEERS.get(self.lock, ())):   # cyclic transmitters on the same air, this one included
-            peer._top_up_cyclic(start + n)
+        for peer in list(_PEERS.get(self.lock, ())):   # cyclic/DDS transmitters on the same air, this one included
+            peer._top_up_generated(start + n)
         try:   # the first read starts at power-on: emulators created together have aligned RX clocks
             y, t0 = self.radio.rx(n, start) if first else self.radio.rx(n)
         except LateError:
@@ -664,13 +1033,18 @@ class _IiodHandler(socketserver.StreamRequestHandler):
                 raise CommandError(errno.ENOENT, f"no trigger {cmd.attr!r}")
             self._reply(0)
         elif name == "SET":
-            emu._device(cmd.dev)
+            dev = emu._device(cmd.dev)
+            if dev.id in emu.kernel_buffers:     # iio_device_set_kernel_buffers_count: takes effect at the next OPEN
+                if not 1 <= cmd.size <= 64:
+                    raise CommandError(errno.EINVAL, f"BUFFERS_COUNT {cmd.size}: expected 1..64")
+                emu.kernel_buffers[dev.id] = cmd.size
             self._reply(0)
         elif name == "OPEN":
             if self.buffer is not None:
                 raise CommandError(errno.EBUSY, "this connection already has an open buffer")
             dev = emu.open_buffer(cmd.dev, cmd.size, cmd.mask, cmd.cyclic)
             self.buffer = (dev, cmd.mask, cmd.cyclic)
+            self.connection.settimeout(emu.settings.idle_timeout_s)   # a stuck client must not hold the buffer
             self._reply(0)
         elif name == "CLOSE":
             dev = emu._device(cmd.dev)
@@ -678,6 +1052,7 @@ class _IiodHandler(socketserver.StreamRequestHandler):
                 raise CommandError(errno.EBADF, f"no open buffer on {dev.name}")
             emu.close_buffer(dev)
             self.buffer = None
+            self.connection.settimeout(None)
             self._reply(0)
         elif name in ("READBUF", "WRITEBUF"):
             dev = emu._device(cmd.dev)

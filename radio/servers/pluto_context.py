@@ -145,12 +145,15 @@ def pluto_devices() -> list[Device]:
     return [phy, txdac, rxadc]
 
 
-def path_rates(rate: int) -> tuple[str, str]:
-    """``rx_path_rates`` and ``tx_path_rates`` strings for baseband rate ``rate`` (format of the AD9361 driver;
-    numbers follow a fixed 2x FIR / 2x HB decimation chain, which is all clients parse them for)."""
+def path_rates(rate: int, fir_dec: int = 1) -> tuple[str, str]:
+    """``rx_path_rates`` and ``tx_path_rates`` strings for baseband rate ``rate`` with an enabled FIR that decimates
+    (interpolates) by ``fir_dec`` (format of the AD9361 driver: RF = rate · fir_dec, then three 2x half-band stages
+    to the converter, BBPLL = 4 · converter rate; the real driver picks 2x/3x stages, clients only parse the
+    ratios)."""
     r = int(rate)
-    return (f"BBPLL:{r * 32} ADC:{r * 8} R2:{r * 4} R1:{r * 2} RF:{r} RXSAMP:{r}",
-            f"BBPLL:{r * 32} DAC:{r * 8} T2:{r * 4} T1:{r * 2} TF:{r} TXSAMP:{r}")
+    f = r * int(fir_dec)
+    return (f"BBPLL:{f * 32} ADC:{f * 8} R2:{f * 4} R1:{f * 2} RF:{f} RXSAMP:{r}",
+            f"BBPLL:{f * 32} DAC:{f * 8} T2:{f * 4} T1:{f * 2} TF:{f} TXSAMP:{r}")
 
 
 def default_values() -> dict[tuple[str, str], str]:
@@ -239,8 +242,11 @@ def default_values() -> dict[tuple[str, str], str]:
     return v
 
 
-def context_xml(devices: list[Device], description: str = "otalab emulated ADALM-PLUTO") -> str:
-    """The context XML (with libiio's inline DTD) that ``PRINT`` returns."""
+def context_xml(devices: list[Device], description: str = "otalab emulated ADALM-PLUTO",
+                wallclock: bool = False) -> str:
+    """The context XML (with libiio's inline DTD) that ``PRINT`` returns; the context attribute
+    ``otalab,emulator_wallclock`` tells clients whether the emulator runs on a wall clock (PlutoRadio streams
+    only then)."""
     out = ['<?xml version="1.0" encoding="utf-8"?>', IIO_DTD,
            f'<context name="network" version-major="0" version-minor="24" version-git="otalab" '
            f'description={quoteattr(description)} >',
@@ -250,7 +256,8 @@ def context_xml(devices: list[Device], description: str = "otalab emulated ADALM
            '<context-attribute name="fw_version" value="v0.38-otalab" />',
            '<context-attribute name="ad9361-phy,model" value="ad9363a" />',
            '<context-attribute name="local,kernel" value="otalab" />',
-           '<context-attribute name="ip,ip-addr" value="127.0.0.1" />']
+           '<context-attribute name="ip,ip-addr" value="127.0.0.1" />',
+           f'<context-attribute name="otalab,emulator_wallclock" value="{int(wallclock)}" />']
     for dev in devices:
         out.append(f'<device id="{dev.id}" name="{dev.name}" >')
         for ch in dev.channels:

@@ -126,10 +126,6 @@ BENCHES = {"loopback": _loopback, "zmq": _zmq, "pluto-emulated": _pluto, "usrp-d
 #: (test, bench) -> why the driver breaks that contract point today (driver defects, reported to the radio engineers;
 #: strict: the test fails as soon as the driver is fixed, so that the marker is removed)
 KNOWN_DEFECTS = {
-    ("test_timed_rx_starts_at_the_asked_sample_or_raises", "usrp-double"):
-        "UsrpRadio.rx(n, at) outside a running stream is a one-shot num_done capture; the next rx(at=None) must "
-        "restart streaming at a sample time already past and raises LateError ('continuing the previous capture') "
-        "instead of continuing the stream (radio/drivers/usrp.py rx)",
     ("test_stream_continues_without_gaps_and_bursts_land_as_declared", "pluto-emulated"):
         "PlutoRadio schedules TX on its own count of fetched RX samples; a Pluto that has not fetched RX while the "
         "air moved on (the TX radio here, one 4096-sample buffer behind) sends its burst that many samples late "

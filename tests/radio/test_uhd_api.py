@@ -48,7 +48,8 @@ def _exercise_driver(monkeypatch) -> dict:
     uhd, dev, log = make_uhd()
     dev.pps_period = 20_000_000
     args = UsrpArgs(args="type=b200", tx_antenna="TX/RX", rx_antenna="RX2", clock_source="external",
-                    time_source="external", pps_align=True, master_clock_rate=40e6, bandwidth=18e6, lo_offset=1e6)
+                    time_source="external", pps_align=True, master_clock_rate=40e6, bandwidth=18e6, lo_offset=1e6,
+                    subdev="A:A")
     radio = UsrpRadio(20e6, 2.45e9, 10.0, 30.0, args, uhd_module=uhd)
     radio.center_freq = 915e6
     radio.rx_gain = 20.0
@@ -56,7 +57,7 @@ def _exercise_driver(monkeypatch) -> dict:
     dev.overflow_at, dev.overflow_drop = t0 + 4000, 100
     radio.rx(2000)                                             # with an overflow
     radio.rx(100, at=t0 + 5500)                                # skip ahead inside the stream
-    radio.rx(500, at=radio.time_now() + 10 ** 8)               # one-shot (num_done) far ahead
+    radio.rx(500, at=radio.time_now() + 10 ** 8)               # a timed (re)start far ahead
     dev.underflow_next = True
     dev.send_limit = 400
     radio.tx(np.zeros(1000, np.complex64), at=radio.time_now() + 10_000)
@@ -76,6 +77,8 @@ def _exercise_driver(monkeypatch) -> dict:
     radio.settings()
     radio.close()
     UsrpRadio(1e6, 2.4e9, uhd_module=uhd).close()             # defaults: time set immediately, UHD's antennas
+    dev.mboards, dev.pps_period = 2, 1_000_000                 # two motherboards on one host: unknown_pps
+    UsrpRadio(1e6, 2.4e9, args=UsrpArgs(time_source="external", pps_align=True), uhd_module=uhd).close()
     return log.to_json()
 
 
@@ -84,7 +87,8 @@ def test_driver_uses_only_real_uhd_api(monkeypatch):
     log = _exercise_driver(monkeypatch)
     called = {m for _, m, _, _ in log["calls"]}
     assert {"set_time_next_pps", "issue_stream_cmd", "recv", "send", "recv_async_msg", "from_ticks", "to_ticks",
-            "set_rx_freq", "get_mboard_sensor", "to_bool", "strerror", "set_time_now"} <= called
+            "set_rx_freq", "get_mboard_sensor", "to_bool", "strerror", "set_time_now", "set_time_unknown_pps",
+            "set_rx_subdev_spec", "get_rx_sensor", "get_tx_sensor", "get_num_mboards"} <= called
     result = _check(log)
     assert result["problems"] == []
     assert result["checked"] >= 80

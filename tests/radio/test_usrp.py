@@ -95,20 +95,24 @@ def test_rx_stream_is_contiguous_and_timestamps_are_sample_exact():
     assert radio.stats["rx_late"] == 1
 
 
-def test_one_shot_timed_capture_uses_num_done_at_exact_time():
+def test_timed_capture_starts_a_stream_at_the_exact_time_that_rx_none_continues():
+    """rx(n, at) outside a running stream issues start_cont with stream_now=False at ``at``; the next rx(at=None)
+    continues it exactly (t0 = at + n: no LateError, no restart); an ``at`` more than 1 s ahead restarts it there."""
     radio, dev, log = _open()
     at = 12_345_678
     x, t0 = radio.rx(3001, at=at)
-    assert t0 == at and dev.commands == [("num_done", at, 3001)]
+    assert t0 == at and dev.commands == [("start_cont", at, 0)]
     np.testing.assert_array_equal(x.real, np.arange(at, at + 3001, dtype=np.float32))
     assert ("StreamCMD", "stream_now", {"bool": False}) in log.sets
-    # continuing a finished one-shot capture whose end has passed is late; a future one continues seamlessly
-    y, t1 = radio.rx(100, at=at + 5000)
-    assert t1 == at + 5000 and dev.commands[-1] == ("num_done", at + 5000, 100)
     dev.now += 50                                              # the host took 50 samples to come back
-    with pytest.raises(LateError) as info:
-        radio.rx(10)                                           # the device is already past at + 5100
-    assert info.value.at == at + 5100 and info.value.now == at + 5150
+    z, t2 = radio.rx(10)
+    assert t2 == at + 3001 and len(dev.commands) == 1         # the same stream, continued
+    np.testing.assert_array_equal(z.real, np.arange(t2, t2 + 10, dtype=np.float32))
+    far = t2 + 10 + 3 * int(RATE)
+    y, t3 = radio.rx(100, at=far)
+    assert t3 == far and dev.commands[-2:] == [("stop_cont", None, 0), ("start_cont", far, 0)]
+    _, t4 = radio.rx(10)
+    assert t4 == far + 100 and radio.stats["rx_restarts"] == 0
 
 
 def test_rx_late_command_reported_by_device_raises_late_error():
@@ -168,7 +172,9 @@ def test_timed_tx_burst_lands_at_the_requested_sample():
     idx = at - t0 + dev.loop_delay
     np.testing.assert_array_equal(y[idx:idx + 500], burst)
     assert np.all(y[:idx] == 0) and np.all(y[idx + 500:] == 0)
-    assert radio.stats["tx_bursts"] == 1 and radio.stats["tx_bursts_acked"] == 1 and radio.wait_tx_done(0.1)
+    assert radio.wait_tx_done(1.0) and radio.stats["tx_bursts"] == 1 and radio.stats["tx_bursts_acked"] == 1
+    result = radio.wait_tx_result(at)
+    assert result.done and result.acked and result.ok and result.at == at
 
 
 def test_tx_in_the_past_and_late_burst_and_underflow_are_counted():
@@ -178,12 +184,20 @@ def test_tx_in_the_past_and_late_burst_and_underflow_are_counted():
         radio.tx(np.zeros(10, np.complex64), at=now - 5)
     assert info.value.at == now - 5 and radio.stats["tx_late"] == 1
     dev.send_latency = 1000                                    # the burst reaches the device after its time
-    radio.tx(np.zeros(10, np.complex64), at=radio.time_now() + 10)
-    assert radio.stats["tx_late"] == 2 and dev.bursts == []
+    late_at = radio.tx(np.zeros(10, np.complex64), at=radio.time_now() + 10)
     dev.send_latency = 0
     dev.underflow_next = True
-    radio.tx(np.ones(10, np.complex64) * 0.5)
+    under_at = radio.tx(np.ones(10, np.complex64) * 0.5)
+    # the device's verdicts reach the caller, burst by burst (read from the async messages on the driver's thread)
+    late = radio.wait_tx_result(late_at, timeout=2.0)
+    assert late.done and late.late and not late.acked and late.error_time == late_at and not late.ok
+    under = radio.wait_tx_result(timeout=2.0)                   # the last burst sent
+    assert under.at == under_at and under.done and under.acked and under.underflow and not under.ok
+    assert not radio.wait_tx_done(0.5)                          # not every burst was acknowledged
+    assert radio.stats["tx_late"] == 2 and dev.bursts[-1][0] == under_at and len(dev.bursts) == 1
     assert radio.stats["tx_underflows"] == 1 and radio.settings()["tx_underflows"] == 1
+    with pytest.raises(ValueError, match="no burst was sent for sample time 5"):
+        radio.wait_tx_result(5)
     with pytest.raises(ValueError, match="empty"):
         radio.tx(np.zeros(0, np.complex64))
     with pytest.raises(ValueError, match="NaN"):
@@ -212,19 +226,82 @@ def test_external_reference_without_lock_fails_clearly(monkeypatch):
     assert dev.clock_source == "external"
 
 
-def test_pps_alignment_sets_time_zero_at_the_next_edge(monkeypatch):
+def test_pps_alignment_loads_the_next_utc_second(monkeypatch):
+    """pps_align: after a PPS edge the host's UTC second S names it; S + 1 is armed for the next edge."""
     monkeypatch.setattr(usrp_mod, "LOCK_TIMEOUT_S", 0.5)
     monkeypatch.setattr(usrp_mod.time, "sleep", lambda s: None)
     uhd, dev, log = make_uhd()
     dev.pps_period = int(RATE)
     dev.now = 123_456
+    before = int(time.time()) + 1
     radio = UsrpRadio(RATE, 2.4e9, args=UsrpArgs(time_source="external", pps_align=True), uhd_module=uhd)
-    assert log.calls_to("set_time_next_pps") and not log.calls_to("set_time_now")
-    assert 0 <= radio.time_now() < dev.pps_period              # time was loaded with 0 at the last edge
+    after = int(time.time()) + 1
+    armed = log.calls_to("set_time_next_pps")
+    assert len(armed) == 1 and not log.calls_to("set_time_now") and not log.calls_to("set_time_unknown_pps")
+    second = armed[0][0]["made"]["ctor"][0]["float"]
+    assert before <= second <= after and second == int(second)
+    assert second * RATE <= radio.time_now() < (second + 1) * RATE   # loaded at the edge, less than a second ago
     uhd, dev, _ = make_uhd()                                   # no PPS on the connector
     monkeypatch.setattr(usrp_mod, "LOCK_TIMEOUT_S", 0.02)
+    monkeypatch.setattr(usrp_mod, "PPS_PERIOD_S", 0.0)
     with pytest.raises(RadioError, match="no PPS edge"):
         UsrpRadio(RATE, 2.4e9, args=UsrpArgs(time_source="external", pps_align=True), uhd_module=uhd)
+
+
+def test_several_usrps_opened_one_after_another_share_one_absolute_time():
+    """Three wall-clock doubles on one PPS (edges on whole UTC seconds), opened with pps_align one after another
+    (each open takes up to two PPS periods): afterwards all hold the same time (to the sample) and it is UTC."""
+    radios, devices = [], []
+    for _ in range(3):
+        uhd, dev, _ = make_uhd(wallclock=True)
+        dev.pps_period = 1
+        radios.append(UsrpRadio(1e6, 2.4e9, args=UsrpArgs(time_source="external", pps_align=True), uhd_module=uhd))
+        devices.append(dev)
+    m = time.monotonic()
+    ticks = [dev._ticks_at(m) for dev in devices]
+    assert max(ticks) - min(ticks) <= 1                        # int truncation of the same instant
+    assert ticks[0] / 1e6 == pytest.approx(time.time(), abs=0.05)
+    t = [r.time_now() for r in radios]                         # read one after another: microseconds apart
+    assert 0 <= t[2] - t[0] < 0.05 * 1e6
+    for r in radios:
+        r.close()
+
+
+def test_several_motherboards_are_aligned_with_unknown_pps_and_all_get_the_sources(monkeypatch):
+    monkeypatch.setattr(usrp_mod.time, "sleep", lambda s: None)
+    uhd, dev, log = make_uhd()
+    dev.pps_period, dev.mboards = int(RATE), 2
+    radio = UsrpRadio(RATE, 2.4e9, args=UsrpArgs(args="addr0=192.168.10.2,addr1=192.168.10.3",
+                                                 clock_source="external", time_source="external",
+                                                 pps_align=True), uhd_module=uhd)
+    assert dev.clock_sources == {0: "external", 1: "external"} and dev.time_sources == {0: "external", 1: "external"}
+    (arg,), = log.calls_to("set_time_unknown_pps")
+    second = arg["made"]["ctor"][0]["float"]
+    assert not log.calls_to("set_time_next_pps") and second == int(second)
+    assert second * RATE <= radio.time_now() < (second + 1) * RATE
+
+
+def test_gpsdo_lock_timeout_is_configurable_and_says_lock_can_take_minutes():
+    uhd, dev, _ = make_uhd()
+    dev.sensors["gps_locked"] = False
+    t = time.monotonic()
+    with pytest.raises(RadioError, match=r"(?s)GPSDO lock.*several minutes.*gpsdo_lock_timeout.*after 0.2 s"):
+        UsrpRadio(RATE, 2.4e9, args=UsrpArgs(clock_source="gpsdo", time_source="gpsdo", gpsdo_lock_timeout=0.2),
+                  uhd_module=uhd)
+    assert 0.2 <= time.monotonic() - t < 2.0
+    with pytest.raises(ConfigError, match="gpsdo_lock_timeout must be > 0"):
+        build(UsrpArgs, {"gpsdo_lock_timeout": 0}, "usrp.yaml: radio.args")
+
+
+def test_lo_lock_is_checked_after_tuning_and_subdev_is_set(monkeypatch):
+    radio, dev, log = _open(UsrpArgs(args="type=b200", subdev="A:B"))
+    assert dev.rx_subdev == dev.tx_subdev == "A:B"
+    assert log.calls_to("get_rx_sensor") and log.calls_to("get_tx_sensor")
+    monkeypatch.setattr(usrp_mod, "LOCK_TIMEOUT_S", 0.05)
+    dev.lo_locked = False
+    with pytest.raises(RadioError, match="LO of channel 0 not locked .* after tuning to 5000000000.0 Hz"):
+        radio.center_freq = 5e9
+    radio.close()
 
 
 def test_missing_uhd_names_the_fix(monkeypatch):

@@ -10,12 +10,19 @@ Simulated device: an integer sample clock ``device.now``; what the driver transm
 sample's value is its own time, t + 0j, so tests can read timing straight off the samples). Injected events:
 ``device.overflow_at`` / ``overflow_drop`` (the receiver loses samples), ``device.underflow_next`` (the next burst
 underflows), a burst or stream command whose time has passed (late), ``device.send_limit`` (partial sends).
+
+Wall-clock mode (``device.wallclock = True``, or ``make_uhd(wallclock=True)``): the device time follows the host's
+monotonic clock at the sample rate, ``recv`` waits until the samples it returns have been received, and a PPS (when
+``pps_period`` is set) has its edges on the host's whole UTC seconds, as a GPSDO/OctoClock PPS with an NTP-disciplined
+host. Several devices of one process share that host clock, so several doubles aligned with ``set_time_next_pps``
+hold the same time. ``device.mboards`` > 1 poses as a MultiUSRP of several motherboards (``set_time_unknown_pps``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
 import types as pytypes
 
@@ -29,7 +36,16 @@ class ApiLog:
     calls: list = dataclasses.field(default_factory=list)        # (owner type, method, [described args], returns)
     sets: list = dataclasses.field(default_factory=list)         # (owner type, attribute, described value)
     gets: set = dataclasses.field(default_factory=set)           # (owner type, attribute)
-    muted: int = 0   # > 0 while the double itself runs: only what the driver does is recorded
+    # > 0 while the double itself runs (per thread: the driver reads async messages on a thread of its own)
+    _local: threading.local = dataclasses.field(default_factory=threading.local, repr=False)
+
+    @property
+    def muted(self) -> int:
+        return getattr(self._local, "muted", 0)
+
+    @muted.setter
+    def muted(self, value: int) -> None:
+        self._local.muted = value
 
     @contextlib.contextmanager
     def mute(self):
@@ -130,10 +146,11 @@ def _type_name(value) -> str | None:
     return {bool: "bool", int: "int", float: "float", str: "str", list: "list"}.get(type(value))
 
 
-def make_uhd(rate_quantum: float | None = None):
+def make_uhd(rate_quantum: float | None = None, wallclock: bool = False):
     """Build a fresh double: ``(uhd_module, device, log)``."""
     log = ApiLog()
     device = FakeDevice(rate_quantum)
+    device.wallclock = wallclock
 
     class Base(_Recorded):
         _log = log
@@ -216,6 +233,11 @@ def make_uhd(rate_quantum: float | None = None):
         def to_bool(self):
             return bool(self._value)
 
+    class SubdevSpec(Base):
+        def __init__(self, spec):
+            super().__init__(spec)
+            object.__setattr__(self, "spec", spec)
+
     class StreamArgs(Base):
         def __init__(self, cpu, otw):
             super().__init__(cpu, otw)
@@ -255,7 +277,7 @@ def make_uhd(rate_quantum: float | None = None):
             return device.send(buf, md)
 
         def recv_async_msg(self, md, timeout=0.1):
-            return device.pop_async(md, TXMetadataEventCode, TimeSpec)
+            return device.pop_async(md, TXMetadataEventCode, TimeSpec, timeout)
 
     class MultiUSRP(Base):
         def __init__(self, args=""):
@@ -270,17 +292,41 @@ def make_uhd(rate_quantum: float | None = None):
         def get_tx_num_channels(self):
             return 1
 
+        def get_num_mboards(self):
+            return device.mboards
+
         def set_clock_source(self, source, mboard=0):
-            device.clock_source = source
+            device.check_mboard(mboard)
+            device.clock_source = device.clock_sources[mboard] = source
 
         def set_time_source(self, source, mboard=0):
-            device.time_source = source
+            device.check_mboard(mboard)
+            device.time_source = device.time_sources[mboard] = source
 
         def get_mboard_sensor_names(self, mboard=0):
             return ["ref_locked", "gps_locked"]
 
         def get_mboard_sensor(self, name, mboard=0):
+            device.check_mboard(mboard)
             return SensorValue(name, device.sensors.get(name, True))
+
+        def get_rx_sensor_names(self, chan=0):
+            return ["lo_locked", "rssi"]
+
+        def get_tx_sensor_names(self, chan=0):
+            return ["lo_locked"]
+
+        def get_rx_sensor(self, name, chan=0):
+            return SensorValue(name, device.lo_locked if name == "lo_locked" else True)
+
+        def get_tx_sensor(self, name, chan=0):
+            return SensorValue(name, device.lo_locked)
+
+        def set_rx_subdev_spec(self, spec, mboard=0):
+            device.rx_subdev = spec.spec
+
+        def set_tx_subdev_spec(self, spec, mboard=0):
+            device.tx_subdev = spec.spec
 
         def set_master_clock_rate(self, rate, mboard=0):
             device.master_clock_rate = rate
@@ -356,8 +402,18 @@ def make_uhd(rate_quantum: float | None = None):
             return TimeSpec.from_ticks(device.pps_edge(), device.rx_rate)
 
         def set_time_next_pps(self, ts, mboard=0):
-            device.pps_armed = ts.to_ticks(device.rx_rate)
-            device.arm_time = device.now
+            device.check_mboard(mboard)
+            device.arm(ts.to_ticks(device.rx_rate))
+
+        def set_time_unknown_pps(self, ts):
+            """As UHD: wait for a PPS edge, arm every motherboard for the next one, wait until it has passed."""
+            last = device.pps_edge()
+            while device.pps_edge() == last:
+                device.idle(0.002)
+            device.arm(ts.to_ticks(device.rx_rate))
+            target = ts.to_ticks(device.rx_rate)
+            while device.pps_edge() != target:
+                device.idle(0.002)
 
     class _Namespace(pytypes.SimpleNamespace):
         def __getattribute__(self, name):
@@ -370,9 +426,13 @@ def make_uhd(rate_quantum: float | None = None):
                           StreamMode=StreamMode, RXMetadataErrorCode=RXMetadataErrorCode,
                           TXMetadataEventCode=TXMetadataEventCode, SensorValue=SensorValue)
     usrp_ns = _Namespace(_prefix="usrp.", MultiUSRP=MultiUSRP, StreamArgs=StreamArgs, RXStreamer=RXStreamer,
-                         TXStreamer=TXStreamer)
+                         TXStreamer=TXStreamer, SubdevSpec=SubdevSpec)
     uhd = _Namespace(_prefix="", types=types_ns, usrp=usrp_ns)
     return uhd, device, log
+
+
+#: host UTC time minus monotonic time, fixed once per process: every double's PPS edges fall on the same instants
+_HOST_UTC_OFFSET = time.time() - time.monotonic()
 
 
 class FakeDevice:
@@ -393,6 +453,11 @@ class FakeDevice:
         self.tx_antenna, self.rx_antenna = "TX/RX", "RX2"
         self.tx_bandwidth = self.rx_bandwidth = None
         self.clock_source = self.time_source = "internal"
+        self.mboards = 1
+        self.clock_sources: dict[int, str] = {}
+        self.time_sources: dict[int, str] = {}
+        self.rx_subdev = self.tx_subdev = None
+        self.lo_locked = True
         self.sensors: dict[str, bool] = {}
         self.pps_period = 0           # 0: no PPS; else a PPS edge every pps_period samples of ``now``
         self.pps_armed: int | None = None
@@ -408,14 +473,28 @@ class FakeDevice:
         self.overflow_drop = 0
         self.bursts: list[tuple[int, np.ndarray]] = []  # (start time, samples) that went on the air
         self.async_events: list[tuple[str, int | None]] = []
+        self._async_ready = threading.Event()
         self.stream: dict | None = None   # {"next": t, "left": n or None}
         self.late_pending = False
         self.commands: list[tuple[str, int | None, int]] = []
 
+    def check_mboard(self, mboard: int) -> None:
+        if not 0 <= mboard < self.mboards:
+            raise IndexError(f"mboard {mboard} out of range (the double has {self.mboards})")
+
+    @staticmethod
+    def idle(seconds: float) -> None:
+        """Wait without time.sleep (tests may patch it away)."""
+        threading.Event().wait(seconds)
+
+    def _ticks_at(self, mono: float) -> int:
+        return self._now + int((mono - self._wall0) * self.rx_rate)
+
     @property
     def now(self) -> int:
         if self.wallclock:
-            return self._now + int((time.monotonic() - self._wall0) * self.rx_rate)
+            self._load_armed()
+            return self._ticks_at(time.monotonic())
         return self._now
 
     @now.setter
@@ -425,11 +504,32 @@ class FakeDevice:
     def quantize(self, rate: float) -> float:
         return rate if not self.rate_quantum else round(rate / self.rate_quantum) * self.rate_quantum
 
+    def arm(self, ticks: int) -> None:
+        """``set_time_next_pps``: load ``ticks`` at the first PPS edge after now."""
+        self.arm_time = self.now
+        self._arm_host = time.monotonic() + _HOST_UTC_OFFSET
+        self.pps_armed = ticks
+
+    def _load_armed(self) -> None:
+        """Wall-clock mode: if an armed edge (the first whole UTC second after arming) has passed, the device time
+        at that edge becomes the armed value."""
+        if self.pps_armed is None or not self.pps_period:
+            return
+        edge_utc = int(self._arm_host) + 1
+        edge_mono = edge_utc - _HOST_UTC_OFFSET
+        if time.monotonic() >= edge_mono:
+            armed, self.pps_armed = self.pps_armed, None
+            self._now = armed - int((edge_mono - self._wall0) * self.rx_rate)
+
     def pps_edge(self) -> int:
-        """Time of the last PPS edge; each poll lets a quarter PPS period pass. An armed time is loaded at the first
-        edge after ``set_time_next_pps``."""
+        """Time of the last PPS edge. Wall-clock mode: edges on the host's whole UTC seconds. Otherwise each poll
+        lets a quarter PPS period pass. An armed time is loaded at the first edge after ``set_time_next_pps``."""
         if not self.pps_period:
             return 0
+        if self.wallclock:
+            self._load_armed()
+            edge_utc = int(time.monotonic() + _HOST_UTC_OFFSET)
+            return self._ticks_at(edge_utc - _HOST_UTC_OFFSET)
         self.now += self.pps_period // 4
         edge = (self.now // self.pps_period) * self.pps_period
         if self.pps_armed is not None and edge > self.arm_time:
@@ -446,7 +546,7 @@ class FakeDevice:
             start = md.time_spec.to_ticks(self.tx_rate)
             self.now += self.send_latency
             if start < self.now:
-                self.async_events.append(("time_error", start))
+                self.push_async("time_error", start)
                 self._dropping = True
                 return k
             self._dropping = False
@@ -457,13 +557,21 @@ class FakeDevice:
         if md.end_of_burst and k == x.size and not getattr(self, "_dropping", False):
             if self.underflow_next:
                 self.underflow_next = False
-                self.async_events.append(("underflow", None))
-            self.async_events.append(("burst_ack", None))
+                self.push_async("underflow", None)
+            self.push_async("burst_ack", None)
         return k
 
-    def pop_async(self, md, codes, TimeSpec) -> bool:
+    def push_async(self, name: str, t: int | None) -> None:
+        self.async_events.append((name, t))
+        self._async_ready.set()
+
+    def pop_async(self, md, codes, TimeSpec, timeout: float = 0.0) -> bool:
         if not self.async_events:
-            return False
+            self._async_ready.clear()
+            if not self.async_events and not self._async_ready.wait(min(timeout, 0.05)):
+                return False
+            if not self.async_events:
+                return False
         name, t = self.async_events.pop(0)
         object.__setattr__(md, "event_code", getattr(codes, name))
         object.__setattr__(md, "has_time_spec", t is not None)

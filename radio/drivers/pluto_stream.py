@@ -1,0 +1,341 @@
+"""Continuous streaming for the PlutoSDR driver: a receive thread and a TX feeder that keep the host-side clock on
+device time.
+
+A Pluto has no timestamps; the only clock is the count of RX samples fetched. This module keeps that count true:
+
+* **RX thread.** Refills the RX buffer back to back into a ring indexed by RX sample count, whether or not anybody
+  calls ``rx()``, so ``time_now()`` follows the device while the host is busy elsewhere. After every refill it reads
+  the ADC core's status register (0x80000088, bit 0x4: the DMA dropped data, as GNU Radio's gr-iio does) and
+  clears it. An overflow means that every kernel buffer was full: the ``kernel_buffers`` blocks queued at that moment
+  are contiguous with what came before, and the DMA restarted when the host freed one, i.e. during the refill that
+  showed the flag. The gap is placed after those blocks, its length estimated from the host clock (the flagged
+  refill's completion less one block transfer, on a device-time/host-time map kept from refills that had to wait
+  for their data); it is zero-filled in the ring and listed in :attr:`PlutoStream.gaps` — the index is never
+  shifted. The estimate is off by the host↔device latency of a refill and the host's scheduling delays;
+  :attr:`PlutoStream.gap_uncertainty` states the bound (two block transfers plus the larger of ``GIL_HOPS`` = 3 GIL
+  switch intervals, 15 ms by default — chosen from the measurements below, not derived — and the spread of the recent
+  refills' latency, which grows on a loaded host). Measured against the in-process emulator at 1 MS/s (emulator and client share one GIL): 0.25–0.6 ms
+  off with 8192-sample blocks at load ~10; 0.7–14.1 ms, always short, with 16384-sample blocks at load 9–15 (the
+  cause of the bias is not identified).
+* **TX feeder.** Pushes TX buffers (``tx_buffer_size``) continuously: zeros, with any scheduled burst samples added
+  where they fall. The DMA accepts a push only when a kernel buffer is free, which paces the feeder at the sample
+  rate; as long as the DAC never runs dry, TX sample k leaves a fixed number of samples after RX sample k was taken
+  (the TX→RX latency: unknown, constant; timing advance measures it). **How it is locked:** TX stream sample k is
+  defined to belong to RX-count time ``T0 + k``, T0 the RX count when the feeder started; a burst for ``at`` goes
+  into TX stream position ``at − T0``. The RX thread also reads the DAC core's status after every refill (bit 0x1:
+  underflow); an underflow means the stream slipped against RX: :attr:`PlutoStream.lock` reports it lost, with a
+  new epoch (the constant changed: timing advance must measure again). The feeder then skips the TX stream ahead to
+  stand where it stood against the RX count before (bursts in the skipped part are dropped and counted), so the new
+  constant is near the old one.
+
+Bursts must be scheduled at least :meth:`PlutoStream.min_lead` ahead of ``time_now()`` (the TX buffers queued ahead
+plus one in the making); later ones raise :class:`radio.base.LateError`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+from radio.base import LateError, RadioError
+
+#: AXI ADC/DAC core status register and its bits
+STATUS_REGISTER, OVERFLOW, UNDERFLOW = 0x80000088, 0x4, 0x1
+#: GIL switch intervals allowed for in the gap bound (empirical: the largest error seen was 14.1 ms, about 3 × 5 ms)
+GIL_HOPS = 3
+#: the RX thread reads the DAC's underflow bit every this many RX blocks (the ADC's overflow bit after every one)
+DAC_STATUS_EVERY = 8
+#: refills within this many seconds of the map's prediction count as "waited for" (they calibrate the map)
+_MAP_WINDOW = 64
+
+
+class PlutoStream:
+    """Background RX ring + TX feeder on a pyadi-iio ``adi.Pluto`` (module docstring).
+
+    ``sdr``: the adi.Pluto (RX buffer size set, channels enabled); ``rate``: S/s; ``to_amplitude``: raw RX array ->
+    complex64 full-scale amplitudes; ``tx_block``: TX buffer size (samples); ``kernel_buffers``: the RX kernel buffer
+    count in force; ``ring_samples``: RX kept on the host (older samples raise LateError).
+    """
+
+    def __init__(self, sdr, rate: float, to_amplitude, tx_block: int, kernel_buffers: int,
+                 ring_samples: int = 1 << 22, tx_scale: float = 2 ** 14):
+        self._sdr = sdr
+        self.rate = float(rate)
+        self._to_amp = to_amplitude
+        self._tx_block = int(tx_block)
+        self._nbuf = int(kernel_buffers)
+        self._ring = np.zeros(int(ring_samples), np.complex64)
+        self._tx_scale = float(tx_scale)
+        self._cv = threading.Condition()
+        self._stop = threading.Event()
+        self.end = 0                       # RX count: samples received (and gaps placed) so far
+        self.gaps: deque[tuple[int, int]] = deque(maxlen=1024)   # (first missing index, length)
+        self.gap_uncertainty = 0           # samples: worst host-latency bound of the gap estimates so far
+        self.stats = {"rx_blocks": 0, "rx_overflows": 0, "rx_gap_samples": 0, "tx_blocks": 0, "tx_underflows": 0,
+                      "tx_bursts": 0, "tx_bursts_dropped": 0}
+        self.error: BaseException | None = None
+        self._map: deque[float] = deque(maxlen=_MAP_WINDOW)   # m_done − end/rate of recent refills
+        self._pending: list[list] = []     # overflows not placed yet: [blocks to go before the gap, restart host time]
+        self._transfer = float("inf")      # shortest refill seen (s): a block that was already queued
+        self._tx_primed = threading.Event()            # the feeder has filled the DAC's queue once
+        self._realign_after: int | None = None         # after a slip: put the TX stream back ahead of RX then
+        self._lead_ref: int | None = None              # tx_pos − end once primed
+        self._bursts: list[tuple[int, np.ndarray]] = []           # (RX-count time, words) not fully pushed
+        self._scheduled: dict[int, tuple[int, int]] = {}          # at -> (end, lock epoch when scheduled)
+        self._dac_checked, self._dac_checked_tx = 0, 0            # last DAC-status read: RX count, tx_pos then
+        # the RX buffer exists before the first TX (both streams start from a known relation)
+        self._append(self._fetch(), time.monotonic(), time.monotonic())
+        zeros = np.zeros(self._tx_block, np.complex64)
+        self.t0 = self.end                 # TX stream sample k belongs to RX-count time t0 + k
+        self.tx_pos = self.t0              # RX-count time of the next TX sample to push
+        self._push(zeros)                  # creates the TX buffer in this thread (libiio attribute I/O)
+        self.lock = {"locked": True, "epoch": 0, "since": self.t0,
+                     "how": "TX fed with zeros continuously; TX stream sample k = RX count t0 + k"}
+        self._rx_thread = threading.Thread(target=self._guard(self._rx_loop), name="pluto-rx", daemon=True)
+        self._tx_thread = threading.Thread(target=self._guard(self._tx_loop), name="pluto-tx", daemon=True)
+        self._rx_thread.start()
+        self._tx_thread.start()
+
+    # ------------------------------------------------------------------------------------------------ plumbing
+    def _guard(self, fn):
+        def run():
+            try:
+                fn()
+            except BaseException as exc:  # reported to the caller at its next rx/tx
+                if not self._stop.is_set():
+                    self.error = exc
+                with self._cv:
+                    self._cv.notify_all()
+        return run
+
+    def _fetch(self) -> np.ndarray:
+        return self._to_amp(self._sdr.rx())
+
+    def _push(self, words: np.ndarray) -> None:
+        self._sdr.tx(words)
+
+    def _status(self, dev, bit: int) -> bool:
+        value = dev.reg_read(STATUS_REGISTER)
+        if value & bit:
+            dev.reg_write(STATUS_REGISTER, bit)
+        return bool(value & bit)
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+        for t in (self._rx_thread, self._tx_thread):
+            if t is not threading.current_thread():
+                t.join(timeout=5.0)
+
+    # ------------------------------------------------------------------------------------------------ receive
+    def _rx_loop(self) -> None:
+        rxadc, txdac = self._sdr._rxadc, self._sdr._txdac
+        self._status(rxadc, OVERFLOW)
+        self._status(txdac, UNDERFLOW)
+        while not self._stop.is_set():
+            m_req = time.monotonic()
+            block = self._fetch()
+            m_done = time.monotonic()
+            overflow = self._status(rxadc, OVERFLOW)
+            # the DAC's status only every DAC_STATUS_EVERY blocks: each read is a round trip to the device
+            check_dac = self.stats["rx_blocks"] % DAC_STATUS_EVERY == 0
+            tx_pos_before = self.tx_pos
+            underflow = check_dac and self._status(txdac, UNDERFLOW)
+            if not self._tx_primed.is_set():   # the DAC may run dry once while the feeder starts: not a slip
+                underflow = False
+            elif not self.lock.get("primed"):
+                self.lock["primed"] = True
+                underflow = False
+            if check_dac:
+                with self._cv:
+                    self._dac_checked, self._dac_checked_tx = self.end, tx_pos_before
+            if underflow:
+                with self._cv:
+                    self.stats["tx_underflows"] += 1
+                    self.lock = {**self.lock, "locked": False, "epoch": self.lock["epoch"] + 1, "since": self.end,
+                                 "lost_at": self.end}
+                    # realign once RX and TX have caught up (the gap placed, the queues refilled)
+                    self._realign_after = self.stats["rx_blocks"] + 2 * self._nbuf
+            self._transfer = min(self._transfer, m_done - m_req)
+            for p in self._pending:            # earlier overflows: one block closer to their gap
+                p[0] -= 1
+            while self._pending and self._pending[0][0] < 0:
+                self._place_gap(self._pending.pop(0)[1])
+            if overflow:
+                self.stats["rx_overflows"] += 1
+                # this block and the next kernel_buffers-1 were queued when the DMA stopped; it restarted when
+                # this refill freed a buffer: the refill then returned a queued block, one transfer later
+                self._pending.append([self._nbuf - 1, m_done - self._transfer])
+            self._append(block, m_req, m_done)
+
+    def _device_time(self, mono: float) -> float:
+        """RX count the device had reached at host time ``mono`` (from the map)."""
+        return (mono - min(self._map)) * self.rate
+
+    def _place_gap(self, restart_mono: float) -> None:
+        if not self._map:
+            return
+        # the estimate's error bound: a block transfer each way, plus the host's scheduling delay: GIL_HOPS switch
+        # intervals or the spread of the recent waited refills' latency (large on a loaded host), whichever is
+        # larger. GIL_HOPS = 3 is empirical (module docstring)
+        spread = max(self._map) - min(self._map)
+        delay = max(GIL_HOPS * sys.getswitchinterval(), spread)
+        self.gap_uncertainty = max(self.gap_uncertainty, int(np.ceil((2 * self._transfer + delay) * self.rate)) + 1)
+        gap = int(round(self._device_time(restart_mono))) - self.end
+        if gap <= 0:
+            return
+        with self._cv:
+            self._write(np.zeros(min(gap, self._ring.size), np.complex64), self.end + max(0, gap - self._ring.size))
+            self.gaps.append((self.end, gap))
+            self.stats["rx_gap_samples"] += gap
+            self.end += gap
+            # entries from before the gap carry the old index offset; if this estimate is off by e, mixing them
+            # would bias every later estimate by e: learn the map again
+            self._map.clear()
+
+    def _append(self, block: np.ndarray, m_req: float, m_done: float) -> None:
+        with self._cv:
+            self._write(block, self.end)
+            self.end += block.size
+            self.stats["rx_blocks"] += 1
+            # a refill that waited for its data ended when the block was complete: m_done − end/rate is then the
+            # host time of RX count 0 plus the latency; the minimum over recent refills is the best estimate
+            duration = (m_done - m_req) * self.rate / block.size   # in block periods
+            # longer than 1.5: a stalled host, not a wait for data; while a gap is pending the index lacks it
+            if (0.25 < duration < 1.5 and not self._pending) or not self._map:
+                self._map.append(m_done - self.end / self.rate)
+            self._cv.notify_all()
+
+    def _write(self, x: np.ndarray, t: int) -> None:
+        n, size = x.size, self._ring.size
+        i = t % size
+        k = min(n, size - i)
+        self._ring[i:i + k] = x[:k]
+        self._ring[:n - k] = x[k:]
+
+    def oldest(self) -> int:
+        """RX count of the oldest sample the ring still holds."""
+        with self._cv:
+            return max(0, self.end - self._ring.size)
+
+    def read(self, n: int, start: int, timeout: float, clamp: bool = False) -> tuple[np.ndarray, int]:
+        """(complex64[n] RX samples, their first RX count) from RX count ``start``, waiting up to ``timeout`` s for
+        them; ``clamp``: start no earlier than the oldest sample held (a continuing read that fell behind), else
+        LateError."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self.end < start + n:
+                if self.error is not None:
+                    raise RadioError(f"PlutoSDR receive thread failed: {self.error}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RadioError(f"PlutoSDR: no RX samples up to {start + n} within {timeout:.1f} s "
+                                     f"(have up to {self.end}); is the device still streaming?")
+                self._cv.wait(min(left, 0.1))
+            oldest = self.end - self._ring.size
+            if start < oldest and clamp:
+                start = oldest
+                while self.end < start + n:
+                    self._cv.wait(0.1)
+                oldest = self.end - self._ring.size
+                start = max(start, oldest)
+            if start < oldest:
+                raise LateError("PlutoSDR rx (ring buffer)", start, oldest)
+            out = np.empty(n, np.complex64)
+            size = self._ring.size
+            i = start % size
+            k = min(n, size - i)
+            out[:k] = self._ring[i:i + k]
+            out[k:] = self._ring[:n - k]
+            return out, start
+
+    # ----------------------------------------------------------------------------------------------- transmit
+    def min_lead(self) -> int:
+        """Samples a burst must be ahead of ``time_now()``: TX buffers queued beyond the RX count, plus one."""
+        with self._cv:
+            return max(0, self.tx_pos - self.end) + self._tx_block
+
+    def schedule(self, words: np.ndarray, at: int) -> int:
+        """Put TX words (complex64 DAC words) at RX-count time ``at``; LateError if that part of the stream is
+        already pushed."""
+        with self._cv:
+            if self.error is not None:
+                raise RadioError(f"PlutoSDR TX feeder failed: {self.error}")
+            if at < self.tx_pos:
+                raise LateError(f"PlutoSDR tx (the TX stream is pushed up to sample {self.tx_pos}; schedule at "
+                                f"least {self.tx_pos - self.end + self._tx_block} samples ahead of time_now)",
+                                at, self.tx_pos)
+            self._bursts.append((int(at), words))
+            self._bursts.sort(key=lambda b: b[0])
+            self.stats["tx_bursts"] += 1
+            self._scheduled[int(at)] = (int(at) + words.size, self.lock["epoch"])
+            while len(self._scheduled) > 4096:
+                self._scheduled.pop(next(iter(self._scheduled)))
+        return at
+
+    def status(self, at: int, timeout: float) -> tuple[str, str]:
+        """(state, detail) of the burst scheduled at ``at``: "on_time" once it is pushed and the lock's epoch has
+        not changed since it was scheduled (checked after the DAC status was read again), "underflow" if the epoch
+        changed (the stream slipped: it left at another offset), "unknown" otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            entry = self._scheduled.get(int(at))
+            if entry is None:
+                return "unknown", f"no burst scheduled at {at}"
+            end, epoch = entry
+            # pushed, and the RX thread has read the DAC status at least once since (every DAC_STATUS_EVERY blocks)
+            while self.tx_pos < end or self._status_reads_at(end) is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return "unknown", "not yet pushed and checked"
+                self._cv.wait(min(left, 0.05))
+            if self.lock["epoch"] != epoch:
+                return "underflow", f"the TX stream slipped (lock epoch {epoch} -> {self.lock['epoch']})"
+            return "on_time", f"pushed in lock epoch {epoch} (constant TX->RX offset)"
+
+    def _status_reads_at(self, end: int) -> int | None:
+        """RX count at the first DAC-status read after TX position ``end`` was pushed, if any."""
+        return self._dac_checked if self._dac_checked_tx >= end else None
+
+    def cancel(self) -> None:
+        """Drop every burst not yet pushed."""
+        with self._cv:
+            self._bursts = []
+
+    def _tx_loop(self) -> None:
+        B = self._tx_block
+        while not self._stop.is_set():
+            with self._cv:
+                if self._realign_after is not None and self._lead_ref is not None and not self._pending \
+                        and self.stats["rx_blocks"] >= self._realign_after:
+                    # the DAC ran dry: the stream slipped by the dry time. Skip the stream ahead to where it stood
+                    # against RX before (the offset is again constant, near the old one: timing advance re-measures)
+                    new = max(self.tx_pos, self.end + self._lead_ref)
+                    dropped = [b for b in self._bursts if b[0] < new]
+                    self.stats["tx_bursts_dropped"] += len(dropped)
+                    self._bursts = [b for b in self._bursts if b[0] >= new]
+                    self.tx_pos = new
+                    self._realign_after = None
+                t = self.tx_pos
+                block = np.zeros(B, np.complex64)
+                keep = []
+                for at, words in self._bursts:
+                    lo, hi = max(at, t), min(at + words.size, t + B)
+                    if lo < hi:
+                        block[lo - t:hi - t] += words[lo - at:hi - at]
+                    if at + words.size > t + B:
+                        keep.append((at, words))
+                self._bursts = keep
+                self.tx_pos = t + B
+            self._push(block)          # waits while the kernel's TX buffers are full: paced by the DAC
+            self.stats["tx_blocks"] += 1
+            if self.stats["tx_blocks"] == self._nbuf + 1:
+                with self._cv:
+                    self._lead_ref = self.tx_pos - self.end
+                self._tx_primed.set()
+

@@ -1,0 +1,141 @@
+"""PlutoRadio streaming against the emulator's wall-clock DMA mode: the clock keeps tracking the device while the host
+is busy, TX stays locked to RX (a constant offset, bursts placed to the sample), and a host stall longer than the
+kernel buffers gives a flagged gap of the right length (within the stated uncertainty) and a reported loss of lock.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from radio.base import LateError, RadioError
+from radio.drivers.pluto import PlutoArgs, PlutoRadio
+from radio.servers.iiod_emulator import EmulatorSettings
+
+try:
+    import adi  # noqa: F401
+    WHY = ""
+except (ImportError, OSError) as exc:
+    WHY = f"pyadi-iio and the system libiio0 are needed ({exc})"
+pytestmark = [pytest.mark.iio, pytest.mark.skipif(bool(WHY), reason=WHY or "ok")]
+
+RATE = 1e6
+
+
+@pytest.fixture
+def streaming_radio():
+    radios = []
+
+    def make(block=16384, kernel_buffers=8, **settings):
+        """1 MS/s; RX: kernel_buffers x block (131 ms by default: slack for a loaded CI host), TX buffers of 8192."""
+        args = PlutoArgs(emulate=True, loopback=1, rx_buffer_size=block, tx_buffer_size=8192,
+                         kernel_buffers=kernel_buffers, emulator=EmulatorSettings(wallclock=True, **settings))
+        r = PlutoRadio.emulated(None, args, sample_rate=RATE, tx_gain=0.0, rx_gain=0.0)
+        radios.append(r)
+        return r
+
+    yield make
+    for r in radios:
+        r.close()
+
+
+def first_arrival(y: np.ndarray) -> int:
+    idx = np.nonzero(np.abs(y) > 0)[0]
+    assert idx.size, "burst not received"
+    return int(idx[0])
+
+
+def test_clock_tracks_the_device_while_the_host_is_busy(streaming_radio):
+    r = streaming_radio(seed=11)
+    assert r.tx_lock["locked"] and r.settings()["streaming"]
+    time.sleep(0.3)                                          # start-up: the first buffers are drained
+    points = []
+    for _ in range(21):                                      # nobody calls rx(): the receive thread keeps the count
+        points.append((time.monotonic(), r.time_now()))
+        time.sleep(0.1)
+    m, t = np.array(points).T
+    slope = np.polyfit(m - m[0], t - t[0], 1)[0]             # the count's rate over 2 s (lag jitter averages out)
+    assert slope == pytest.approx(RATE, rel=0.2)                # (a starved host lags; gaps catch up later)
+    assert np.max(np.abs(t - t[0] - slope * (m - m[0]))) <= 9 * 16384   # lag bounded by the kernel buffers + 1
+    epoch = r.tx_lock["epoch"]
+    at = r.time_now() + r.min_lead_samples() + 16384
+    r.tx(np.full(16, 0.1, np.complex64), at)
+    status = r.tx_status(at, timeout_s=3.0)                  # pushed, and the DAC status read since
+    assert status.state == "on_time" or (status.state == "underflow" and r.tx_lock["epoch"] > epoch), status
+    assert r.tx_status(at + 1).state == "unknown"            # nothing was scheduled there
+    with pytest.raises(LateError, match="schedule at least"):
+        r.tx(np.ones(10, np.complex64) * 0.1, at=r.time_now())
+    with pytest.raises(RadioError, match="while streaming"):
+        r.rx_buffer_size = 1000
+
+
+def constant_offsets(r, rng, count: int) -> tuple[int, int, list[int], list[int]]:
+    """Send ``count`` bursts, each a little more than min_lead ahead of a different time_now(), read each back
+    (digital loopback) and return (first offset, its epoch, offsets, epochs): the offset (arrival − at) is found once
+    with a wide window, then looked for right where it must be while the lock's epoch is unchanged."""
+
+    def send(window_start: int, window: int) -> tuple[int, int]:
+        burst = ((rng.integers(1, 4, 64) + 1j) * 0.05).astype(np.complex64)
+        at = r.time_now() + r.min_lead_samples() + 16384 + int(rng.integers(0, 3000))   # margin: the feeder runs
+        epoch = r.tx_lock["epoch"]
+        r.tx(burst, at)
+        y, t = r.rx(window, at + window_start)
+        if not np.any(np.abs(y) > 0):      # not where the lock says: only a slip may explain it, and it must be
+            time.sleep(0.5)                # reported (the DAC's status is read every 8 RX blocks)
+            assert r.tx_lock["epoch"] > epoch, "burst missing while the lock claims to hold"
+            return None, r.tx_lock["epoch"]
+        k = first_arrival(y)
+        np.testing.assert_allclose(y[k:k + 64], burst, atol=1e-4)
+        return t + k - at, r.tx_lock["epoch"]
+
+    offset0, epoch0 = send(0, 1_000_000)
+    offsets, epochs = [], []
+    for _ in range(count):
+        o, e = send(offset0 - 1000, 2000) if r.tx_lock["epoch"] == epoch0 else send(0, 1_000_000)
+        if o is not None:
+            offsets.append(o)
+            epochs.append(e)
+    return offset0, epoch0, offsets, epochs
+
+
+def test_bursts_keep_one_constant_offset(streaming_radio):
+    """50 bursts at different lead times: in digital loopback each arrives exactly the same number of samples after
+    its ``at`` (the locked TX→RX latency) — std 0 — for as long as the lock holds; a slip (possible on an overloaded
+    host) is reported as a new epoch."""
+    r = streaming_radio(seed=12, tx_latency_samples=321)
+    offset0, epoch0, offsets, epochs = constant_offsets(r, np.random.default_rng(3), 50)
+    assert max(epochs + [epoch0]) == r.settings()["stream_tx_underflows"]   # every slip reported
+    same = [o for o, e in zip(offsets, epochs) if e == epoch0]
+    assert len(same) >= 10 and set(same) == {offset0}
+
+
+def test_host_stall_longer_than_the_kernel_buffers_gives_a_flagged_gap_and_reports_the_lock_lost(streaming_radio):
+    """1 MS/s, 8 kernel buffers of 16384 (131 ms); the host stalls 500 ms (injected: buffer transfers wait). The RX
+    count is not shifted: the stall's gap is zero-filled and listed, its length within the stated uncertainty of the
+    samples the device really lost (the emulator's record), so the index after it is true to that bound; the TX
+    feeder underflowed, so the lock is reported lost with a new epoch; bursts after it again keep one (new) constant
+    offset."""
+    r = streaming_radio(seed=13, tx_latency_samples=50)
+    emu = r.emulator
+    time.sleep(0.2)
+    gaps_before, emu_gaps_before = len(r.gaps), len(emu.overflow_gaps)
+    emu.stall_host(0.5)
+    time.sleep(1.0)
+    new = r.gaps[gaps_before:]
+    assert new, "no gap flagged"
+    stall_at, restart = emu.overflow_gaps[emu_gaps_before]    # the stall's gap (a loaded host may add small ones)
+    assert abs(new[0][1] - (restart - stall_at)) <= r._stream.gap_uncertainty <= 0.02 * RATE
+    index, length = new[0]
+    y, t = r.rx(length, index)
+    assert np.all(y == 0)                                     # the gap is there, zero-filled, at its index
+    lock = r.tx_lock
+    assert not lock["locked"] and lock["epoch"] >= 1 and r.settings()["stream_tx_underflows"] >= 1
+    offset0, epoch0, offsets, epochs = constant_offsets(r, np.random.default_rng(4), 5)
+    assert set(o for o, e in zip(offsets, epochs) if e == epoch0) <= {offset0}
+
+
+def test_tdd_needs_firmware_with_the_tdd_engine():
+    with pytest.raises(RadioError, match=r"firmware >= 0.39"):
+        PlutoRadio.emulated(None, PlutoArgs(emulate=True, tdd=True), sample_rate=RATE)
