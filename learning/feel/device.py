@@ -98,7 +98,9 @@ class DeviceFleet:
         until :meth:`commit`.
         """
         sending = schedule.transmit & csi.active
-        ec = update.vector[sending] + (self.error[sending] if scheme.uses_error_feedback else 0.0)
+        everyone = bool(sending.all())  # no row selection: saves two [M, d] copies at large M
+        vec, err = (update.vector, self.error) if everyone else (update.vector[sending], self.error[sending])
+        ec = vec + err if scheme.uses_error_feedback else vec
         n_sending = int(sending.sum())
         if n_sending:
             tx, new_error = scheme.encode(ec, csi.gain[sending], n_sending)
@@ -107,15 +109,18 @@ class DeviceFleet:
                               symbols=torch.zeros(0, scheme.s), positions=torch.zeros(0, 0, dtype=torch.int64),
                               values=torch.zeros(0), vectors=ec)
             new_error = ec
-        pending = self.error.clone()
-        pending[sending] = new_error if scheme.uses_error_feedback else 0.0
+        if everyone:
+            pending = new_error if scheme.uses_error_feedback else torch.zeros_like(self.error)
+        else:
+            pending = self.error.clone()
+            pending[sending] = new_error if scheme.uses_error_feedback else 0.0
         # devices the truncated inversion silenced accumulate their whole update (TWC 2020)
         silenced = schedule.transmit & ~csi.active
         if scheme.uses_error_feedback and bool(silenced.any()):
             pending[silenced] = self.error[silenced] + update.vector[silenced]
         self._pending = pending
         tx = Transmission(update.ids[sending], tx.weight, tx.represented, tx.symbols, tx.positions, tx.values,
-                          tx.vectors, tx.bits)
+                          tx.vectors, tx.bits, tx.linear)
         return tx, sending
 
     def commit(self, completed: torch.Tensor) -> None:
@@ -123,5 +128,8 @@ class DeviceFleet:
         silenced ones); the others (dropped out mid-round, excluded) keep theirs."""
         if self._pending is None:
             raise RuntimeError("commit() called without encode() in this round")
-        self.error = torch.where(completed[:, None], self._pending, self.error)
+        if bool(completed.all()):
+            self.error = self._pending
+        else:
+            self.error = torch.where(completed[:, None], self._pending, self.error)
         self._pending = None

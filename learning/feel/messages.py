@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from learning.feel.channel import LinearSymbols
+
 
 @dataclass(frozen=True)
 class GlobalModel:
@@ -62,7 +64,9 @@ class Transmission:
     * ``symbols`` float32[M, s]: analog radiated real symbols (A-DSGD, uncoded), superposed by the channel;
     * ``positions`` int64[M, q] and ``values`` float32[M]: D-DSGD's quantized message (q positions sharing one value),
       carried as ``bits`` bits per device at the MAC's capacity;
-    * ``vectors`` float32[M, d]: exact updates (error-free benchmark).
+    * ``vectors`` float32[M, d]: exact updates (error-free benchmark);
+    * ``linear``: analog symbols in factored form x_m = a_m op(payload_m) (A-DSGD), which a symbol-level channel
+      superposes with one application of op; :meth:`radiated` gives the rows for any other channel.
 
     ``weight`` float32[M] and ``represented`` float32[M, d] are simulation-only truth (never sent): the vector each
     device's payload stands for and its weight in the server's target, sum_m w_m r_m / sum_m w_m, used to report the
@@ -77,12 +81,20 @@ class Transmission:
     values: torch.Tensor | None = None
     vectors: torch.Tensor | None = None
     bits: float = 0.0
+    linear: LinearSymbols | None = None
+
+    def radiated(self) -> torch.Tensor | None:
+        """The analog symbols float32[M, s] row by row (materialised from ``linear`` when given in factored form)."""
+        return self.linear.rows() if self.linear is not None else self.symbols
 
     def select(self, mask: torch.Tensor) -> "Transmission":
         """The rows of devices in ``mask`` (bool[M]): what actually went out (drop-outs removed)."""
         pick = (lambda t: None if t is None else t[mask])
+        if bool(mask.all()):
+            return self
         return Transmission(self.ids[mask], self.weight[mask], self.represented[mask], pick(self.symbols),
-                            pick(self.positions), pick(self.values), pick(self.vectors), self.bits)
+                            pick(self.positions), pick(self.values), pick(self.vectors), self.bits,
+                            None if self.linear is None else self.linear.select(mask))
 
 
 @dataclass(frozen=True)

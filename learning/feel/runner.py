@@ -70,6 +70,7 @@ class FeelConfig:
     explode_factor: float = 10.0
     amp_iterations: int = 10
     amp_threshold: str = "sure-scaled"
+    power_norm: str = "projected"
     symbol_rate: float = 1e6
     eval_every: int = 1
     seed: int = 0
@@ -153,7 +154,8 @@ class FeelExperiment:
         d = self.model.dim
         self.s, self.k = cfg.resolved(d)
         self.scheme = make_scheme(cfg.scheme, d, self.s, cfg.power, cfg.noise_var, k=self.k, seed=cfg.seed + 7,
-                                  amp_iterations=cfg.amp_iterations, amp_threshold=cfg.amp_denoiser())
+                                  amp_iterations=cfg.amp_iterations, amp_threshold=cfg.amp_denoiser(),
+                                  power_norm=cfg.power_norm)
         self.fleet = DeviceFleet(torch.arange(cfg.devices), x, y, d, seed=cfg.seed)
         self.server = ParameterServer(self.model.initial(), cfg.optimizer, cfg.lr, cfg.explode_factor)
         if channel is not None and not isinstance(channel, SumChannel) and callable(channel):
@@ -203,10 +205,15 @@ class FeelExperiment:
         sent = tx.select(went[sending])
         n = int(went.sum())
         if self.scheme.over_the_air:
-            x = torch.zeros(self.cfg.devices, self.s)
-            if n:
-                x[went] = sent.symbols
-            rec = self.channel.transmit(x, RoundCsi(t, csi.gain, csi.active & went))
+            round_csi = RoundCsi(t, csi.gain, csi.active & went)
+            if sent.linear is not None and hasattr(self.channel, "transmit_linear"):
+                # one projection of the superposed payload instead of one per device (LinearSymbols)
+                rec = self.channel.transmit_linear(sent.linear, round_csi, torch.nonzero(went).flatten())
+            else:
+                x = torch.zeros(self.cfg.devices, self.s)
+                if n:
+                    x[went] = sent.radiated()
+                rec = self.channel.transmit(x, round_csi)
             clock.append(time.perf_counter())
             agg = self.server.decode(self.scheme, rec, n)
             energy = float(rec.energy[went].max()) if n else 0.0

@@ -13,7 +13,8 @@ from learning.feel.device import DeviceFleet
 from learning.feel.messages import GlobalModel, Schedule
 from learning.feel.models import FlatModel
 from learning.feel.schemes import (AnalogScheme, DigitalScheme, UncodedScheme, ddsgd_bits_per_device,
-                                   ddsgd_sparsity, gaussian_projection, mean_sign_quantize, top_k_sparsify)
+                                   ddsgd_sparsity, gaussian_projection, mean_sign_quantize, top_k_payload,
+                                   top_k_sparsify)
 
 
 @pytest.mark.parametrize("s, m, power", [(3925, 25, 200.0), (3925, 25, 1000.0), (1000, 10, 50.0), (500, 100, 5.0)])
@@ -69,9 +70,9 @@ def test_analog_power_constraint_met_exactly(fading):
     csi = ch.csi(0)
     ec = torch.randn(m, d, generator=gen)
     tx, err = scheme.encode(ec, csi.gain, m)
-    energy = (tx.symbols.double() ** 2).sum(1)
+    energy = (tx.radiated().double() ** 2).sum(1)
     torch.testing.assert_close(energy, torch.full((m,), power, dtype=torch.float64), rtol=1e-5, atol=0)
-    rec = ch.transmit(tx.symbols, RoundCsi(0, csi.gain, torch.ones(m, dtype=torch.bool)))
+    rec = ch.transmit(tx.radiated(), RoundCsi(0, csi.gain, torch.ones(m, dtype=torch.bool)))
     torch.testing.assert_close(rec.energy, torch.full((m,), power), rtol=1e-5, atol=0)
     torch.testing.assert_close(err + top_k_sparsify(ec, 30), ec)  # Delta = g_ec - sp_k(g_ec)
 
@@ -86,12 +87,12 @@ def test_superposition_gives_the_weighted_average_noiseless():
     ec = torch.randn(m, d, generator=gen)
     analog = AnalogScheme(d, 150, 100.0, k=20, seed=2)
     tx, _ = analog.encode(ec, csi.gain, m)
-    y = ch.transmit(tx.symbols, csi).y
+    y = ch.transmit(tx.radiated(), csi).y
     w = tx.weight / tx.weight.sum()
     torch.testing.assert_close(y[:-1] / y[-1], analog.projection @ (w @ tx.represented), rtol=1e-4, atol=1e-5)
     unc = UncodedScheme(d, d + 1, 100.0, noise_var=0.0)
     tx, _ = unc.encode(ec, csi.gain, m)
-    agg = unc.decode(ch.transmit(tx.symbols, csi), m)
+    agg = unc.decode(ch.transmit(tx.radiated(), csi), m)
     w = tx.weight / tx.weight.sum()
     torch.testing.assert_close(agg.vector, w @ ec, rtol=1e-4, atol=1e-6)
 
@@ -139,8 +140,8 @@ def test_device_steps_give_the_same_transmission_one_by_one_or_batched():
         u = one.local_update(model, glob)
         t, _ = one.encode(scheme, u, Schedule(0, u.ids, torch.ones(1, dtype=torch.bool)),
                           RoundCsi(0, csi.gain[i:i + 1], csi.active[i:i + 1]))
-        rows.append(t.symbols)
-    torch.testing.assert_close(torch.cat(rows), tx.symbols, rtol=1e-4, atol=1e-5)
+        rows.append(t.radiated())
+    torch.testing.assert_close(torch.cat(rows), tx.radiated(), rtol=1e-4, atol=1e-5)
 
 
 def test_digital_decode_averages_received_messages():
@@ -161,3 +162,72 @@ def test_scheme_inputs_are_validated():
         AnalogScheme(100, 50, 0.0)
     with pytest.raises(ValueError, match="fading"):
         SymbolChannel(3, fading="rician")
+
+
+@pytest.mark.parametrize("fading, drop", [("none", ()), ("rayleigh", (1, 4))])
+def test_one_projection_superposition_equals_per_device_projection(fading, drop):
+    """transmit_linear forms y = [A sum_m c_m g_sp_m ; sum_m c_m] + z with c_m = h_m sqrt(alpha_m)/h_m from ONE
+    projection; it equals the superposition of the M per-device rows x_m = sqrt(alpha_m)/h_m [A g_sp_m; 1] (same
+    noise draw) to float32 rounding, with exact per-device power scaling, truncated-inversion silence and drop-outs."""
+    gen = torch.Generator().manual_seed(5)
+    m, d, s, power = 40, 500, 201, 300.0
+    scheme = AnalogScheme(d, s, power, k=50, seed=9)
+    ch = SymbolChannel(m, 0.7, fading, threshold=0.3, seed=4)
+    csi = ch.csi(3)
+    went = csi.active.clone()
+    went[list(drop)] = False
+    ec = torch.randn(m, d, generator=gen) * torch.rand(m, 1, generator=gen) * 3
+    tx, _ = scheme.encode(ec[went], csi.gain[went], int(went.sum()))
+    rows = tx.radiated()
+    # per-device reference built from scratch: float64 projection of each sparse update
+    sp = top_k_sparsify(ec[went], 50).double()
+    proj = sp @ scheme.projection.double().T
+    alpha = power * csi.gain[went].double() ** 2 / ((proj ** 2).sum(1) + 1)
+    ref_rows = torch.cat([proj, torch.ones(len(proj), 1, dtype=torch.float64)], 1) * (alpha.sqrt() / csi.gain[went]
+                                                                                         .double())[:, None]
+    torch.testing.assert_close(rows.double(), ref_rows, rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(tx.linear.energy.double(), torch.full((len(proj),), power, dtype=torch.float64),
+                               rtol=1e-5, atol=0)
+    full = torch.zeros(m, s)
+    full[went] = rows
+    round_csi = RoundCsi(3, csi.gain, csi.active & went)
+    y_rows = ch.transmit(full, round_csi)
+    y_one = ch.transmit_linear(tx.linear, round_csi, torch.nonzero(went).flatten())
+    scale = float(y_rows.y.abs().max())
+    eps = torch.finfo(torch.float32).eps
+    assert float((y_one.y - y_rows.y).abs().max()) <= 50 * eps * scale  # float32 rounding of sums over <= 40 rows
+    torch.testing.assert_close(y_one.energy, y_rows.energy, rtol=1e-5, atol=1e-5)
+    assert scheme.decode(y_one, int(went.sum())).ok
+
+
+def test_sparse_power_norm_meets_power_on_average():
+    """power_norm="sparse": alpha_m from ||g_sp||^2 = E_A||A g_sp||^2, so ||x_m||^2 / P = (||A g||^2 + 1)/(||g||^2 + 1)
+    has mean ~1 with relative spread <= sqrt(2/(s-1)) (chi-square, s-1 degrees of freedom)."""
+    gen = torch.Generator().manual_seed(6)
+    m, d, s, power = 400, 600, 301, 50.0
+    scheme = AnalogScheme(d, s, power, k=60, seed=2, power_norm="sparse")
+    tx, _ = scheme.encode(torch.randn(m, d, generator=gen), torch.ones(m), m)
+    ratio = (tx.radiated().double() ** 2).sum(1) / power
+    spread = math.sqrt(2 / (s - 1))
+    assert abs(float(ratio.mean()) - 1) < 4 * spread / math.sqrt(m)
+    assert float(ratio.std()) < 1.2 * spread
+    with pytest.raises(ValueError, match="power_norm"):
+        AnalogScheme(d, s, power, power_norm="bogus")
+
+
+def test_top_k_payload_matches_top_k_with_ties_and_short_rows():
+    """The partition-threshold top-k keeps the same entries as torch.topk, exactly k per row even with tied
+    magnitudes, all of a row with fewer than k nonzeros, and the unit scale entry last."""
+    gen = torch.Generator().manual_seed(8)
+    v = torch.randn(50, 40, generator=gen)
+    v[3] = torch.tensor([1.0, -1.0] * 20)           # every magnitude tied
+    v[4, 5:] = 0.0                                  # 5 nonzeros < k
+    v[5, :12] = torch.tensor([2.0, -2.0] * 6)       # ties straddling the threshold
+    out = top_k_payload(v, 10)
+    assert torch.equal(out[:, -1], torch.ones(50))
+    body = out[:, :-1]
+    assert torch.equal((body != 0).sum(1), torch.tensor([10] * 4 + [5] + [10] * 45))
+    assert torch.equal(body[6:], top_k_sparsify(v[6:], 10))
+    assert torch.equal(body[4], v[4])
+    assert torch.all((body == 0) | (body == v))
+    assert torch.equal(top_k_payload(v, 40)[:, :-1], v)
