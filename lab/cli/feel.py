@@ -113,6 +113,15 @@ def register(app: typer.Typer) -> None:
         progress: ProgressOpt = True,
         radio_snr_db: float = typer.Option(20.0, "--snr-db", "--radio-snr-db",
                                            help="--radio loopback/zmq: per-subcarrier SNR of the simulated air"),
+        clip: Optional[float] = typer.Option(None, help="differential privacy: clip each device's update to this L2 "
+                                                        "norm (A-DSGD: the sparse update before projection)"),
+        target_epsilon: Optional[float] = typer.Option(None, help="differential privacy: reach this epsilon after "
+                                                                  "--rounds (A-DSGD devices add only the noise the "
+                                                                  "channel lacks; D-DSGD adds all of it; needs --clip "
+                                                                  "for digital/ideal)"),
+        delta: float = typer.Option(1e-5, help="differential privacy: delta of the reported (epsilon, delta)"),
+        power_norm: str = typer.Option("projected", help="A-DSGD power scaling: projected (paper: ||A g||) or "
+                                                         "sparse (||g||: no per-device projection, for large M)"),
     ):
         """Federated learning over the air: run schemes x partitions x powers, write JSON + PNG, print a table."""
         factory = None
@@ -141,7 +150,8 @@ def register(app: typer.Typer) -> None:
                             rounds=rounds, optimizer=optimizer, lr=lr, local_steps=local_steps, local_lr=local_lr,
                             batch_size=batch_size, fading=fading, threshold=threshold, dropout_prob=dropout_prob,
                             faults=tuple(fault), eval_every=eval_every, amp_iterations=amp_iterations,
-                            amp_threshold=amp_threshold, seed=seed))
+                            amp_threshold=amp_threshold, seed=seed, clip=clip, target_epsilon=target_epsilon,
+                            dp_delta=delta, power_norm=power_norm))
         except (ValueError, FileNotFoundError) as exc:
             fail(str(exc))
         out.mkdir(parents=True, exist_ok=True)

@@ -21,15 +21,16 @@ import numpy as np
 import torch
 
 from learning.feel.amp import nmse_db
-from learning.feel.channel import RoundCsi, SumChannel, SymbolChannel
+from learning.feel.channel import Reception, RoundCsi, SumChannel, SymbolChannel
 from learning.feel.data import load_dataset
 from learning.feel.device import DeviceFleet, LocalTraining, report
 from learning.feel.messages import LocalUpdate
 from learning.feel.models import FlatModel
 from learning.feel.partition import make_partition
-from learning.feel.schemes import SCHEMES, make_scheme
+from learning.feel.schemes import POWER_NORMS, SCHEMES, make_scheme
 from learning.feel.server import ParameterServer
 from learning.safeio import CheckpointError, atomic_write_bytes, read_checkpoint_file, write_checkpoint
+from learning.privacy.feel import FeelPrivacy
 
 FAULT_KINDS = ("nan", "explode", "drop")
 CHECKPOINT_VERSION = 1
@@ -43,6 +44,10 @@ class FeelConfig:
     faults: "ROUND:DEVICE:KIND" strings (KIND in nan, explode, drop) injecting a broken or vanishing device; ROUND is
     the 0-based round index t (its record is round t + 1), DEVICE in 0..devices-1: a target that does not exist is a
     ValueError naming it.
+    clip, target_epsilon, dp_delta: differential privacy (learning.privacy): clip each device's update to norm C
+    (A-DSGD: the sparse update before projection), add the noise a target epsilon after ``rounds`` rounds needs
+    (A-DSGD: only what the receiver noise lacks), and report (epsilon, dp_delta) per round and for the run.
+    power_norm: A-DSGD power normalisation, "projected" (paper) or "sparse" (no per-device projection).
     channel_uses None: d // 2 (uncoded: d + 1); k None: s // 2.
     """
 
@@ -71,6 +76,9 @@ class FeelConfig:
     amp_iterations: int = 10
     amp_threshold: str = "sure-scaled"
     power_norm: str = "projected"
+    clip: float | None = None
+    target_epsilon: float | None = None
+    dp_delta: float = 1e-5
     symbol_rate: float = 1e6
     eval_every: int = 1
     seed: int = 0
@@ -94,6 +102,17 @@ class FeelConfig:
             if dev >= self.devices:
                 raise ValueError(f"fault {f!r}: device {dev} does not exist; expected DEVICE in "
                                  f"0..{self.devices - 1} (devices = {self.devices})")
+        if self.power_norm not in POWER_NORMS:
+            raise ValueError(f"power_norm = {self.power_norm!r}: expected one of {', '.join(POWER_NORMS)}")
+        if self.clip is not None and not self.clip > 0:
+            raise ValueError(f"clip = {self.clip}: expected > 0 (or None: no clipping)")
+        if self.target_epsilon is not None and not self.target_epsilon > 0:
+            raise ValueError(f"target_epsilon = {self.target_epsilon}: expected > 0 (or None)")
+        if not 0 < self.dp_delta < 1:
+            raise ValueError(f"dp_delta = {self.dp_delta}: expected 0 < delta < 1")
+        if self.target_epsilon is not None and self.clip is None and self.scheme in ("digital", "ideal"):
+            raise ValueError(f"target_epsilon with scheme {self.scheme!r} needs clip: a device's update has "
+                             f"unbounded sensitivity otherwise")
         self.amp_denoiser()
 
     def amp_denoiser(self) -> str | float:
@@ -155,7 +174,12 @@ class FeelExperiment:
         self.s, self.k = cfg.resolved(d)
         self.scheme = make_scheme(cfg.scheme, d, self.s, cfg.power, cfg.noise_var, k=self.k, seed=cfg.seed + 7,
                                   amp_iterations=cfg.amp_iterations, amp_threshold=cfg.amp_denoiser(),
-                                  power_norm=cfg.power_norm)
+                                  power_norm=cfg.power_norm, clip=cfg.clip)
+        s_max = (self.scheme.spectral_norm if cfg.scheme == "analog" and (cfg.clip is not None
+                                                                         or cfg.power_norm == "sparse") else 1.0)
+        self.privacy = FeelPrivacy(cfg.scheme, cfg.noise_var, cfg.power, cfg.clip, cfg.dp_delta, cfg.rounds,
+                                   cfg.target_epsilon, s_max=s_max, channel_uses=self.s, power_norm=cfg.power_norm,
+                                   seed=cfg.seed)
         self.fleet = DeviceFleet(torch.arange(cfg.devices), x, y, d, seed=cfg.seed)
         self.server = ParameterServer(self.model.initial(), cfg.optimizer, cfg.lr, cfg.explode_factor)
         if channel is not None and not isinstance(channel, SumChannel) and callable(channel):
@@ -196,6 +220,7 @@ class FeelExperiment:
         clock = [time.perf_counter()]
         glob = self.server.broadcast()
         upd, dropped = self._inject(t, self.fleet.local_update(self.model, glob, self.training))
+        upd = LocalUpdate(upd.ids, self.privacy.privatize(t, upd.vector), upd.loss)  # privacy hook: D-DSGD noise
         clock.append(time.perf_counter())
         schedule = self.server.screen(report(upd))
         csi = self.channel.csi(t)
@@ -214,6 +239,10 @@ class FeelExperiment:
                 if n:
                     x[went] = sent.radiated()
                 rec = self.channel.transmit(x, round_csi)
+            gain_max = float(csi.gain[went].max()) if n else 1.0
+            extra = self.privacy.artificial_noise(t, n, gain_max, rec.y.shape[0])  # privacy hook: devices' noise
+            if extra is not None:
+                rec = Reception(rec.y + extra, rec.noise_var + n * self.privacy.artificial_var, rec.energy)
             clock.append(time.perf_counter())
             agg = self.server.decode(self.scheme, rec, n)
             energy = float(rec.energy[went].max()) if n else 0.0
@@ -230,6 +259,7 @@ class FeelExperiment:
             record["nmse_db"] = round(nmse_db(agg.vector, upd.vector[went].mean(0)), 4) if agg.ok else None
         else:
             record["recon_nmse_db"] = record["nmse_db"] = None
+        record.update(self.privacy.account(n, float(csi.gain[went].max()) if n else 1.0))  # privacy hook
         applied = self.server.apply(agg)
         air = self.scheme.air_time(self.channel.symbol_rate)
         self.air_time += air
@@ -280,6 +310,7 @@ class FeelExperiment:
         self.records = list(state["records"])
         self.air_time = float(state["air_time"])
         self.runtime_s = float(state.get("runtime_s", 0.0))
+        self.privacy.replay(self.records)
 
 
 CHECKPOINT_KIND = "otalab-feel/1"
@@ -325,6 +356,7 @@ def summary(exp: FeelExperiment, runtime_s: float) -> dict:
         "rounds_to_80": rounds_to(exp.records, 0.8), "total_air_time_s": exp.air_time,
         "runtime_s": exp.runtime_s + runtime_s,
         "torch_threads": torch.get_num_threads(),
+        **exp.privacy.summary(),
     }
 
 

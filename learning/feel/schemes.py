@@ -55,6 +55,7 @@ from scipy.special import gammaln
 from learning.feel.amp import amp_recover
 from learning.feel.channel import LinearSymbols, Reception
 from learning.feel.messages import Aggregate, Transmission
+from learning.privacy.mechanism import adsgd_alpha, clip_rows, projection_spectral_norm
 
 SCHEMES = ("analog", "digital", "ideal", "uncoded")
 #: A-DSGD power normalisations: "projected" alpha_m from ||A g_sp||^2 (TSP Sec. IV, exact ||x_m||^2 = P_t),
@@ -232,8 +233,12 @@ class AnalogScheme(Scheme):
     uses_error_feedback = True
 
     def __init__(self, d, channel_uses, power, noise_var=1.0, k: int | None = None, seed: int = 0,
-                 amp_iterations: int = 10, amp_threshold: str | float = "sure-scaled", power_norm: str = "projected"):
+                 amp_iterations: int = 10, amp_threshold: str | float = "sure-scaled", power_norm: str = "projected",
+                 clip: float | None = None):
         super().__init__(d, channel_uses, power, noise_var)
+        if clip is not None and not clip > 0:
+            raise ValueError(f"clip = {clip}: expected > 0 (or None: no clipping)")
+        self.clip = None if clip is None else float(clip)
         self.k = (channel_uses // 2) if k is None else int(k)
         if not 1 <= self.k <= d:
             raise ValueError(f"k = {self.k}: expected 1 <= k <= d = {d}")
@@ -252,6 +257,11 @@ class AnalogScheme(Scheme):
         """A_{s-1}: float32[s-1, d] (cached; regenerated identically from the shared seed anywhere)."""
         return gaussian_projection(self.s - 1, self.d, self.seed)
 
+    @property
+    def spectral_norm(self) -> float:
+        """||A_{s-1}||_2 (upper estimate, cached): bounds ||A g|| <= ||A||_2 ||g|| for the clipped power scaling."""
+        return projection_spectral_norm(self.s - 1, self.d, self.seed)
+
     def radiate(self, payload: torch.Tensor) -> torch.Tensor:
         """The linear map every device applies: [g; c] float32[..., d+1] -> [A g; c] float32[..., s]."""
         return torch.cat([payload[..., :self.d] @ self.projection.T, payload[..., self.d:]], dim=-1)
@@ -265,14 +275,19 @@ class AnalogScheme(Scheme):
         s-1 degrees of freedom: relative spread sqrt(2/(s-1)))."""
         payload = top_k_payload(ec, self.k)
         sparse = payload[:, :self.d]
+        if self.clip is not None:
+            clip_rows(sparse, self.clip)           # ||g_sp|| <= C before projection (learning.privacy.mechanism)
         if self.power_norm == "projected":
             norm2 = projected_sq_norms(sparse, self.projection)
         else:
             norm2 = (sparse * sparse).sum(1)
-        alpha = self.power * csi_gain ** 2 / (norm2 + 1.0)
+        if self.clip is None:
+            alpha = self.power * csi_gain ** 2 / (norm2 + 1.0)
+        else:  # data-independent scaling: P h^2 / (||A||_2^2 C^2 + 1), meets the power limit for every device
+            alpha = csi_gain ** 2 * adsgd_alpha(self.power, self.clip, self.spectral_norm)
         amp = alpha.sqrt() / csi_gain                                            # pre-equalised amplitude
-        # ||x_m||^2: exactly P when projected; nominal P otherwise (the exact value needs the avoided projection)
-        energy = amp * amp * (norm2 + 1.0) if self.power_norm == "projected" else torch.full_like(alpha, self.power)
+        # ||x_m||^2 = amp^2 (||A g_sp||^2 + 1): exact when projected, its expectation over A with power_norm "sparse"
+        energy = amp * amp * (norm2 + 1.0)
         linear = LinearSymbols(amp, payload, self.radiate, energy)
         tx = Transmission(torch.zeros(0, dtype=torch.int64), alpha.sqrt(), sparse, linear=linear)
         return tx, ec - sparse
@@ -344,11 +359,11 @@ class UncodedScheme(Scheme):
 
 def make_scheme(name: str, d: int, channel_uses: int, power: float, noise_var: float = 1.0, k: int | None = None,
                 seed: int = 0, amp_iterations: int = 10, amp_threshold: str | float = "sure-scaled",
-                power_norm: str = "projected") -> Scheme:
+                power_norm: str = "projected", clip: float | None = None) -> Scheme:
     """Build a scheme by name (see :data:`SCHEMES`)."""
     if name == "analog":
         return AnalogScheme(d, channel_uses, power, noise_var, k=k, seed=seed, amp_iterations=amp_iterations,
-                            amp_threshold=amp_threshold, power_norm=power_norm)
+                            amp_threshold=amp_threshold, power_norm=power_norm, clip=clip)
     if name == "digital":
         return DigitalScheme(d, channel_uses, power, noise_var)
     if name == "ideal":
