@@ -1,0 +1,71 @@
+"""``otalab stragglers``: coded distributed gradient descent against stragglers (lab.experiments.stragglers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lab.cli.common import JsonOpt, ProgressOpt, SeedOpt, emit_json, fail, out_option
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``otalab stragglers``."""
+
+    @app.command("stragglers")
+    def stragglers_cmd(
+        scheme: str = typer.Option("uncoded,uncoded-wait-k,gradient-coding-fr,gradient-coding-cyclic,lcc,"
+                                   "multi-message", help="comma list of schemes"),
+        workers: int = typer.Option(8, help="worker processes N"),
+        iterations: int = typer.Option(200, help="gradient-descent iterations per scheme"),
+        shift_ms: float = typer.Option(5.0, help="delay model: shift per partition of work [ms]"),
+        mean_ms: float = typer.Option(5.0, help="delay model: mean of the exponential part per partition [ms]"),
+        straggler: list[int] = typer.Option([], help="persistent straggler worker index (repeatable; default the "
+                                                     "last worker)"),
+        slowdown: float = typer.Option(10.0, help="persistent stragglers' shift and mean multiplier"),
+        tolerate: int = typer.Option(1, help="stragglers s the codes tolerate"),
+        kill: Optional[str] = typer.Option(None, help="ITERATION:WORKER: SIGKILL that worker mid-run"),
+        seed: SeedOpt = 0,
+        json_path: JsonOpt = None,
+        out: out_option("runs/stragglers") = Path("runs/stragglers"),
+        progress: ProgressOpt = True,
+    ):
+        """Coded distributed GD with N worker processes: completion time vs theory, loss vs wall time; JSON + PNG."""
+        from lab.experiments.stragglers import plot_stragglers, run_stragglers
+        from lab.results import metadata, write_json
+        kill_at = None
+        if kill:
+            try:
+                it, wk = (int(v) for v in kill.split(":"))
+                kill_at = (it, wk)
+            except ValueError:
+                fail(f"--kill {kill!r}: expected ITERATION:WORKER")
+
+        def tick(rec):
+            if progress:
+                typer.echo(f"{rec['scheme']}: {rec['iterations']} iterations, mean completion "
+                           f"{rec['mean_completion_s'] or 0:.4f} s (theory {rec['theory_completion_s']:.4f} s)"
+                           + (f", stalled: {rec['stalled']}" if rec["stalled"] else ""), err=True)
+        try:
+            result = run_stragglers([s.strip() for s in scheme.split(",") if s.strip()], workers, iterations,
+                                    shift_ms / 1e3, 1e3 / mean_ms, list(straggler) or None, slowdown, tolerate,
+                                    seed=seed, kill_at=kill_at, on_scheme=tick)
+        except ValueError as exc:
+            fail(str(exc))
+        result = {**metadata(seed=seed), **result}
+        out.mkdir(parents=True, exist_ok=True)
+        png = plot_stragglers(result, out / "stragglers.png")
+        write_json(out / "stragglers.json", result)
+        emit_json(json_path, result)
+        typer.echo("| scheme | mean completion [ms] | theory [ms] | ratio | time to target [s] | final loss |")
+        typer.echo("|---|---|---|---|---|---|")
+        for r in result["results"]:
+            mc = "-" if r["mean_completion_s"] is None else f"{1e3 * r['mean_completion_s']:.2f}"
+            ratio = "-" if r["completion_ratio"] is None else f"{r['completion_ratio']:.3f}"
+            ttt = "never" if r["time_to_target_s"] is None else f"{r['time_to_target_s']:.2f}"
+            fl = "-" if r["final_loss"] is None else f"{r['final_loss']:.6g}"
+            typer.echo(f"| {r['scheme']} | {mc} | {1e3 * r['theory_completion_s']:.2f} | {ratio} | {ttt} | {fl} |"
+                       + (f" stalled, waiting on workers {r['stalled']['waiting_on']}" if r["stalled"] else ""))
+        typer.echo(f"wrote {out / 'stragglers.json'}")
+        typer.echo(f"wrote {png}")

@@ -1,0 +1,75 @@
+"""A worker process of coded distributed gradient descent.
+
+Transport: one ZeroMQ DEALER socket connected to the master's ROUTER (``tcp://127.0.0.1:<port>``). Messages are
+multipart frames: master -> worker ``[b"w", iteration (8 bytes), w (float64 bytes)]`` or ``[b"stop"]``;
+worker -> master ``[b"hello"]`` once, then ``[b"g", iteration, task index, gradient (float64 bytes)]`` per task.
+The worker's whole state is its task list and its delay model, handed over at start, and every message is a
+self-contained (iteration, payload) record, so the same worker logic can later sit in a Flower ClientApp (the master
+in a ServerApp sending Messages through the Grid to one SuperNode per worker host) with only this transport swapped.
+
+Per iteration the worker runs its tasks in order; task j of iteration t finishes at start + sum_{j' <= j} D_j', D
+drawn from its ShiftedExponential with rng seeded by (seed, worker, t, j) (so theory and runs share the model), and
+each result is sent the moment its task finishes. A new iteration arriving meanwhile cancels the rest of the old
+one (the master has moved on).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import numpy as np
+
+from learning.coded.codes import Task
+from learning.coded.delays import ShiftedExponential
+from learning.coded.problem import block_gradient
+
+
+def _wait_until(sock, deadline: float) -> list | None:
+    """Sleep until ``deadline`` (perf_counter seconds) unless a message arrives first; returns it, or None."""
+    import zmq
+    while True:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return None
+        if left > 0.002:   # poll in whole milliseconds, leaving the last one to sleep()
+            if sock.poll(int((left - 0.001) * 1000), zmq.POLLIN):
+                return sock.recv_multipart()
+            continue
+        if sock.poll(0, zmq.POLLIN):
+            return sock.recv_multipart()
+        time.sleep(left)
+        return None
+
+
+def worker_main(endpoint: str, worker: int, tasks: list[Task], delay: ShiftedExponential, n_total: int,
+                seed: int) -> None:
+    """Serve iterations until ``stop`` (the body of the worker process)."""
+    import zmq
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.IDENTITY, struct.pack(">I", worker))
+    sock.connect(endpoint)
+    sock.send_multipart([b"hello"])
+    pending = None
+    try:
+        while True:
+            msg = pending or sock.recv_multipart()
+            pending = None
+            if msg[0] == b"stop":
+                return
+            t = struct.unpack(">q", msg[1])[0]
+            w = np.frombuffer(msg[2], dtype=np.float64)
+            start = time.perf_counter()
+            finish = start
+            for j, task in enumerate(tasks):
+                finish += delay.sample(np.random.default_rng([seed, worker, t, j]), task.load)
+                g = sum(c * block_gradient(x, y, w, n_total) for c, x, y in task.blocks)
+                pending = _wait_until(sock, finish)
+                if pending is not None:   # the master moved on (or stops): drop the rest of this iteration
+                    break
+                sock.send_multipart([b"g", msg[1], struct.pack(">I", j), np.ascontiguousarray(g).tobytes()])
+    finally:
+        sock.close(0)
+        ctx.term()
