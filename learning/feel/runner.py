@@ -110,6 +110,9 @@ class FeelConfig:
             raise ValueError(f"target_epsilon = {self.target_epsilon}: expected > 0 (or None)")
         if not 0 < self.dp_delta < 1:
             raise ValueError(f"dp_delta = {self.dp_delta}: expected 0 < delta < 1")
+        if self.clip is not None and self.scheme == "uncoded":
+            raise ValueError("clip with scheme 'uncoded': uncoded analog does not clip; its per-device power scaling "
+                             "already bounds the sensitivity (2 sqrt(P)), so run it without clip")
         if self.target_epsilon is not None and self.clip is None and self.scheme in ("digital", "ideal"):
             raise ValueError(f"target_epsilon with scheme {self.scheme!r} needs clip: a device's update has "
                              f"unbounded sensitivity otherwise")

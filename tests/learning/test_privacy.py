@@ -178,3 +178,5 @@ def test_feel_result_reports_epsilon_per_round_and_resumes_the_account(data_dir,
     assert exact["epsilon"] is None and exact["privacy"]["note"]
     with pytest.raises(ValueError, match="needs clip"):
         FeelConfig(scheme="digital", target_epsilon=1.0)
+    with pytest.raises(ValueError, match="uncoded analog does not clip"):
+        FeelConfig(scheme="uncoded", clip=1.0)
