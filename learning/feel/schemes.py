@@ -116,7 +116,9 @@ def top_k_payload(v: torch.Tensor, k: int) -> torch.Tensor:
     thr = torch.from_numpy(np.partition(mag.numpy(), d - k, axis=1)[:, d - k].copy())
     keep = mag >= thr[:, None]
     torch.where(keep, v, torch.zeros((), dtype=v.dtype), out=body)
-    over = torch.nonzero(((body != 0).sum(1) > k)).flatten()   # ties at the threshold: keep the first ones
+    # ties at a nonzero threshold kept more than k: keep the first of them (a zero threshold means the row has
+    # fewer than k nonzeros, all kept, and its "ties" are zeros)
+    over = torch.nonzero((keep.sum(1) > k) & (thr > 0)).flatten()
     if over.numel():
         mo, to = mag[over], thr[over, None]
         tied = (mo == to)
