@@ -155,9 +155,15 @@ class RadioNode:
         if left > timeout_s:
             raise RadioError(f"node {self.name!r}: wait_until({t}) is {left:.3f} s away, more than timeout_s="
                              f"{timeout_s}")
-        if left > 0:
-            time.sleep(left)
-        return self.time_now()
+        deadline = time.monotonic() + timeout_s
+        while True:   # the clock map may be refitted while we sleep: wait until the clock itself says t
+            now = self.time_now()
+            if now >= t:
+                return now
+            if time.monotonic() > deadline:
+                raise RadioError(f"node {self.name!r}: wait_until({t}): the clock is at {now} after "
+                                 f"timeout_s={timeout_s}")
+            time.sleep(min(max(self.to_mono(t) - time.monotonic(), 0.0005), 0.05))
 
     # ------------------------------------------------------------------------------------------------ rx/tx
     def rx(self, t0: int, n: int, timeout_s: float | None = None) -> tuple[np.ndarray, list[tuple[int, int]]]:
