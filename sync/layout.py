@@ -84,8 +84,3 @@ class CellLayout:
         """Pilot values of cover code ``code``: complex64[n_pilot, n_used] (the same as
         :meth:`sync.uplink.UplinkEstimator.transmit_grid`)."""
         return cover_codes(self.k, self.n_pilot)[code][:, None] * pilot_sequence(self.ofdm.n_used)[None, :]
-
-    def frame_schedule_lead(self) -> int:
-        """Samples after the end of a PS read (which reaches ``end + tail``) at which the next phase may start when no
-        turnaround budget applies: ``guard - tail``."""
-        return self.guard - self.tail

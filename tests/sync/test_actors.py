@@ -176,7 +176,9 @@ def test_held_out_seed_ranges_inside_the_cp_and_within_1db_of_genie():
     truth) in ≥ 99.9 % of trials (so: all 100), and the over-the-air sum's NMSE (Σ|ŝ − s|² / Σ|s|² over the range) is
     within 1 dB of genie sync + CSI (y = α_g Σ x_k + n, α_g from the true channels, same participants, power budget,
     threshold and noise). At least 85 % of device-trials take part, so exclusions cannot hide misalignment.
-    Measured: see docs/sync.md. Two worker processes (CI has 2 cores)."""
+    Measured (docs/sync.md): inside the CP 100/100 in each range; NMSE gap to genie 1.03 / 0.62 / 0.79 dB, so the
+    first range misses the bar by 0.03 dB (the code before the actor split: 0.98 dB on that range). About 1 s CPU
+    per trial; two worker processes (CI has 2 cores)."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
