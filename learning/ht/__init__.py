@@ -1,0 +1,1 @@
+"""Distributed binary hypothesis testing over a noisy channel (see docs/ht.md)."""
