@@ -183,7 +183,12 @@ def quantizer_for_rate(rate_bits: float) -> ScalarQuantizer:
     if not (math.isfinite(rate_bits) and 0 < rate_bits < 20):
         raise ValueError(f"rate_bits = {rate_bits!r}: expected a rate in (0, 20) bits per sample")
     f = lambda lstep: ScalarQuantizer(math.exp(lstep)).entropy_bits() - rate_bits
-    return ScalarQuantizer(math.exp(brentq(f, math.log(1e-6), math.log(60.0), xtol=1e-12)))
+    # bracket around the high-rate approximation H = h(X) - log2(step), h(X) = 1/2 log2(2 pi e) = 2.047 bits
+    guess = math.log(2.0) * (0.5 * math.log2(2 * math.pi * math.e) - rate_bits)
+    lo, hi = guess - math.log(4.0), max(guess + math.log(4.0), math.log(60.0))
+    while f(lo) < 0:
+        lo -= math.log(4.0)
+    return ScalarQuantizer(math.exp(brentq(f, lo, hi, xtol=1e-12)))
 
 
 def sq_llr(u: np.ndarray, y: np.ndarray, q: ScalarQuantizer, rho0: float, rho1: float = 0.0) -> np.ndarray:
@@ -193,11 +198,15 @@ def sq_llr(u: np.ndarray, y: np.ndarray, q: ScalarQuantizer, rho0: float, rho1: 
     y = np.asarray(y, np.float64)
     s0, s1 = math.sqrt(1 - rho0 ** 2), math.sqrt(1 - rho1 ** 2)
     l0 = log_ndtr_diff((a - rho0 * y) / s0, (b - rho0 * y) / s0)
+    if rho1 == 0.0:   # g1(u, y) = P(u): one evaluation per distinct index
+        uniq, inv = np.unique(np.asarray(u), return_inverse=True)
+        ua, ub = q.edges(uniq)
+        return l0 - log_ndtr_diff(ua, ub)[inv].reshape(np.shape(u))
     l1 = log_ndtr_diff((a - rho1 * y) / s1, (b - rho1 * y) / s1)
     return l0 - l1
 
 
-def sq_exponent(rho0: float, q: ScalarQuantizer, rho1: float = 0.0, grid: int = 4001,
+def sq_exponent(rho0: float, q: ScalarQuantizer, rho1: float = 0.0, grid: int = 2001,
                 tail: float = 10.0) -> tuple[float, float]:
     """(theta_SQ, V_SQ): ``D(P0_UY || P1_UY)`` and the variance of the per-sample LLR under H0, nats.
 
