@@ -23,8 +23,9 @@ from lab.cli.common import (
     split_floats,
 )
 
-#: the shipped checkpoint (Fashion-MNIST classification; docs/infer.md has the command that made it)
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "infer_fmnist_cls.pt"
+#: the shipped checkpoints (Fashion-MNIST classification and instance retrieval; docs/infer.md has the commands)
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+DEFAULT_CHECKPOINTS = {"classification": ASSETS / "infer_fmnist_cls.pt", "retrieval": ASSETS / "infer_fmnist_ret.pt"}
 OutOpt = out_option("runs/infer")
 
 
@@ -37,6 +38,7 @@ def register(app: typer.Typer) -> None:
     @infer.command("train")
     def train_cmd(
         out: Path = typer.Option(..., "--out", help="checkpoint file to write"),
+        task: str = typer.Option("classification", "--task", help="classification or retrieval"),
         dataset: str = typer.Option("fashion-mnist", help="fashion-mnist or mnist"),
         epochs: int = typer.Option(3, help="stage 1 (backbone + head) epochs"),
         jscc_steps: int = typer.Option(6000, help="stage 2 (JSCC with the channel in the loop) steps"),
@@ -53,7 +55,7 @@ def register(app: typer.Typer) -> None:
 
         argv = sys.argv[1:] if sys.argv and Path(sys.argv[0]).name in ("otalab", "__main__.py") else []
         try:
-            train(TrainConfig(out=str(out), dataset=dataset, epochs=epochs, jscc_steps=jscc_steps,
+            train(TrainConfig(out=str(out), task=task, dataset=dataset, epochs=epochs, jscc_steps=jscc_steps,
                               snr_min_db=snr_min_db, snr_max_db=snr_max_db, seed=seed, threads=threads,
                               data_dir=str(data_dir) if data_dir else None, train_images=train_images,
                               command="otalab " + shlex.join(argv)),
@@ -63,48 +65,62 @@ def register(app: typer.Typer) -> None:
 
     @infer.command("eval")
     def eval_cmd(
-        checkpoint: Path = typer.Option(DEFAULT_CHECKPOINT, "--checkpoint", help="an `otalab infer train` checkpoint"),
+        checkpoint: list[Path] = typer.Option(None, "--checkpoint",
+                                              help="`otalab infer train` checkpoint(s) (default: both shipped ones)"),
         snr_db: str = typer.Option("-5,-2.5,0,2.5,5,7.5,10,12.5,15,17.5,20", "--snr-db", help="SNR grid, dB"),
-        n_images: int = typer.Option(2000, "--n-images", help="first N test images"),
+        n_images: int = typer.Option(2000, "--n-images", help="first N test images (retrieval: the gallery)"),
         schemes: str = typer.Option("noiseless,analog-jscc,digital-bound,digital-chain,image-first", "--schemes"),
         data_dir: Path | None = typer.Option(None),
         json_path: JsonOpt = None,
         out: OutOpt = Path("runs/infer"),
         seed: SeedOpt = 0,
     ):
-        """Accuracy vs SNR of every scheme on the shipped (or given) model -> JSON records + PNG (Fig. 3 style)."""
+        """Every scheme vs SNR for each model -> JSON records (task, scheme, snr_db, accuracy | top1/map) + PNGs."""
         from lab.experiments.infer import evaluate, plot, summarize
         from lab.results import metadata, write_json
         from learning.infer.data import DataNotFoundError, load
-        from learning.infer.schemes import CheckpointMismatch, InferenceModel
+        from learning.infer.schemes import SCHEMES, CheckpointMismatch, InferenceModel
 
         snrs = split_floats(snr_db, "--snr-db")
         names = [s.strip() for s in schemes.split(",") if s.strip()]
+        bad = [s for s in names if s not in SCHEMES]
+        if bad:
+            fail(f"--schemes: {', '.join(bad)} unknown; expected some of {', '.join(SCHEMES)}")
         if "noiseless" not in names:
             names.insert(0, "noiseless")
-        try:
-            model = InferenceModel(checkpoint)
-            x, y = load(model.meta["dataset"], "test", data_dir)
-            if n_images < 1:
-                raise ValueError(f"--n-images {n_images}: expected >= 1")
-            x, y = x[:n_images], y[:n_images]
-            records = evaluate(model, x, y, snrs, names, seed)
-        except (ValueError, DataNotFoundError, FileNotFoundError) as exc:
-            fail(str(exc))
-        except CheckpointMismatch as exc:
-            fail(str(exc))
-        summary = summarize(records)
-        res = {"experiment": "infer-eval", "checkpoint": str(checkpoint), "dataset": model.meta["dataset"],
-               "channel_uses": 128, "seed": seed, "results": records, "summary": summary, **metadata()}
+        if n_images < 1:
+            fail(f"--n-images {n_images}: expected >= 1")
+        paths = list(checkpoint) if checkpoint else [p for p in DEFAULT_CHECKPOINTS.values() if p.exists()]
+        if not paths:
+            fail(f"no checkpoint given and none shipped in {ASSETS}; train one with `otalab infer train`")
         out.mkdir(parents=True, exist_ok=True)
-        png = out / "infer_classification.png"
-        plot(records, png, f"{model.meta['dataset']} classification, 128 real channel uses, {len(x)} images")
-        res["plot"] = str(png)
-        for s in names:
-            row = " ".join(f"{100 * r['accuracy']:5.1f}" for r in records if r["scheme"] == s)
-            typer.echo(f"{s:14} {row}", err=json_path == "-")
-        typer.echo(f"summary: {summary}", err=True)
-        typer.echo(f"plot: {png}", err=True)
+        records, summaries, plots = [], {}, []
+        for ck in paths:
+            try:
+                model = InferenceModel(ck, expect_task=None)
+                x, y = load(model.meta["dataset"], "test", data_dir)
+                x, y = x[:n_images], y[:n_images]
+                recs = evaluate(model, x, y, snrs, names, seed)
+            except (ValueError, DataNotFoundError, FileNotFoundError, CheckpointMismatch) as exc:
+                fail(str(exc))
+            for r in recs:
+                r["checkpoint"] = str(ck)
+            records += recs
+            summaries[f"{model.task}:{ck.name}"] = summarize(recs)
+            png = out / f"infer_{model.task}.png"
+            plot(recs, png, f"{model.meta['dataset']} {model.task}, 128 real channel uses, {len(x)} images")
+            plots.append(str(png))
+            key = "accuracy" if model.task == "classification" else "top1"
+            typer.echo(f"{model.task} ({ck.name}), {key} [%] at SNR {', '.join(f'{s:g}' for s in snrs)} dB:",
+                       err=json_path == "-")
+            for s in names:
+                row = " ".join(f"{100 * r[key]:5.1f}" for r in recs if r["scheme"] == s)
+                typer.echo(f"  {s:14} {row}", err=json_path == "-")
+        res = {"experiment": "infer-eval", "channel_uses": 128, "seed": seed, "results": records,
+               "summary": summaries, "plots": plots, **metadata()}
+        for k, v in summaries.items():
+            typer.echo(f"summary {k}: analog JSCC within 2 points from {v['analog-jscc']['reaches_noiseless_db']} dB"
+                       f", digital chain from {v.get('digital-chain', {}).get('reaches_noiseless_db')} dB", err=True)
         if json_path is None:
             write_json(out / "infer_eval.json", res)
             typer.echo(f"json: {out / 'infer_eval.json'}", err=True)
@@ -113,7 +129,7 @@ def register(app: typer.Typer) -> None:
     @infer.command("send")
     def send_cmd(
         ctx: typer.Context,
-        checkpoint: Path = typer.Option(DEFAULT_CHECKPOINT, "--checkpoint"),
+        checkpoint: Path = typer.Option(DEFAULT_CHECKPOINTS["classification"], "--checkpoint"),
         n_images: int = typer.Option(200, "--n-images", help="first N test images as queries"),
         snr_db: float | None = typer.Option(None, "--snr-db", help="the simulated air's SNR (and the encoder's); "
                                                                   "default: the config's air.snr_db, else 10"),
@@ -140,11 +156,11 @@ def register(app: typer.Typer) -> None:
                                                  else 10.0)
         closers = []
         try:
-            model = InferenceModel(checkpoint)
+            model = InferenceModel(checkpoint, expect_task=None)
             x, y = load(model.meta["dataset"], "test", data_dir)
             x, y = x[:n_images], y[:n_images]
             tx, rx, closers = open_radio_pair(cfg)
-            res = send_over_radio(model, x, y, tx, rx, cfg.ofdm.to_config(cfg.radio.sample_rate), snr)
+            res = send_over_radio(model, x, y, tx, rx, cfg.ofdm.to_config(cfg.radio.sample_rate), snr, seed=seed)
         except (ValueError, DataNotFoundError, FileNotFoundError, RadioError, OSError, CheckpointMismatch) as exc:
             fail(str(exc))
         finally:
@@ -154,7 +170,8 @@ def register(app: typer.Typer) -> None:
                            "air": None if cfg.air is None else {k: getattr(cfg.air, k) for k in
                                                                 ("snr_db", "channel", "cfo_ppm", "seed")}},
                    seed=seed, **metadata())
-        typer.echo(f"infer send over {cfg.radio.driver}: {res['delivered']}/{res['n_images']} delivered, measured "
-                   f"SNR {res['measured_snr_db']:.2f} dB, accuracy {100 * res['accuracy']:.1f} % (symbol level at "
-                   f"that SNR: {100 * res['accuracy_symbol_level_at_measured_snr']:.1f} %)", err=True)
+        key = "accuracy" if model.task == "classification" else "top1"
+        typer.echo(f"infer send ({model.task}) over {cfg.radio.driver}: {res['delivered']}/{res['n_images']} "
+                   f"delivered, measured SNR {res['measured_snr_db']:.2f} dB, {key} {100 * res[key]:.1f} % (symbol "
+                   f"level at that SNR: {100 * res['symbol_level_at_measured_snr'][key]:.1f} %)", err=True)
         emit_json(json_path, res)

@@ -1,7 +1,7 @@
-"""`otalab infer eval|send`: remote classification at 128 real channel uses — the paper's Fig. 3 experiment.
+"""`otalab infer eval|send`: remote classification and retrieval at 128 real channel uses (the paper's Fig. 3).
 
 :func:`evaluate` runs every scheme of :mod:`learning.infer.schemes` over an SNR grid on the symbol-level AWGN channel
-and returns result records (``task``, ``scheme``, ``snr_db``, ``accuracy``); :func:`summarize` finds, per scheme, the
+and returns result records (``task``, ``scheme``, ``snr_db``, ``accuracy`` or ``top1``/``map``); :func:`summarize` finds, per scheme, the
 lowest grid SNR from which the accuracy stays within 2 points of the noiseless one, and the largest drop between
 neighbouring SNRs (a cliff). :func:`send_over_radio` carries the analog-JSCC symbols of each query as one phy analog
 frame through two radios (``lab.experiments.jscc_air.RadioLink``) and classifies what arrived with the receiver's SNR
@@ -18,20 +18,48 @@ import numpy as np
 from learning.infer.schemes import SCHEMES, InferenceModel, predict
 
 
+def score(model: InferenceModel, outputs: np.ndarray, truth: np.ndarray, gallery: np.ndarray | None = None) -> dict:
+    """Classification: ``{"accuracy"}`` of predicted classes against labels. Retrieval: ``{"top1", "map"}`` of query
+    embeddings against the unit-norm ``gallery`` [G, F]; ``truth`` holds each query's gallery index. With one
+    relevant gallery item per query, average precision is 1/rank, so mAP is the mean reciprocal rank."""
+    if model.task == "classification":
+        return {"accuracy": float(np.mean(outputs == truth))}
+    sim = outputs @ gallery.T
+    true_sim = sim[np.arange(len(sim)), truth]
+    rank = 1 + np.sum(sim > true_sim[:, None], axis=1)
+    return {"top1": float(np.mean(rank == 1)), "map": float(np.mean(1.0 / rank))}
+
+
+def task_data(model: InferenceModel, images: np.ndarray, labels: np.ndarray, seed: int):
+    """(queries, truth, gallery embeddings or None): classification queries the images against their labels;
+    retrieval queries a random view (:func:`learning.infer.augment.augment`) of each image against the originals."""
+    if model.task == "classification":
+        return images, labels, None
+    from learning.infer.augment import augment
+
+    gallery = model.server_output(model.features(images))
+    return augment(images, np.random.default_rng(seed + 12345)), np.arange(len(images)), gallery
+
+
 def evaluate(model: InferenceModel, images: np.ndarray, labels: np.ndarray, snrs_db, schemes=SCHEMES,
              seed: int = 0, progress=None) -> list[dict]:
-    """Accuracy of each scheme at each SNR on ``images`` (uint8 [N, 28, 28]) with ``labels`` [N]."""
+    """Each scheme at each SNR on ``images`` (uint8 [N, 28, 28]) -> records with ``task``, ``scheme``, ``snr_db`` and
+    ``accuracy`` (classification) or ``top1``/``map`` (retrieval: gallery = the N images, queries = views)."""
     rng = np.random.default_rng(seed)
-    feats = model.features(images)
+    queries, truth, gallery = task_data(model, images, labels, seed)
+    feats = model.features(queries)
     out = []
     todo = [(s, snr) for s in schemes for snr in snrs_db]
+    noiseless = None
     for i, (scheme, snr) in enumerate(todo):
-        if scheme == "noiseless" and out and any(r["scheme"] == "noiseless" for r in out):
-            acc, info = next(r["accuracy"] for r in out if r["scheme"] == "noiseless"), {}
+        if scheme == "noiseless" and noiseless is not None:
+            metrics, info = noiseless, {}
         else:
-            pred, info = predict(model, scheme, images, float(snr), rng, feats)
-            acc = float(np.mean(pred == labels))
-        out.append({"task": "classification", "scheme": scheme, "snr_db": float(snr), "accuracy": acc,
+            pred, info = predict(model, scheme, queries, float(snr), rng, feats)
+            metrics = score(model, pred, truth, gallery)
+            if scheme == "noiseless":
+                noiseless = metrics
+        out.append({"task": model.task, "scheme": scheme, "snr_db": float(snr), **metrics,
                     "n_images": len(images), "channel": "awgn (symbol level)", **info})
         if progress:
             progress(i + 1, len(todo))
@@ -41,10 +69,11 @@ def evaluate(model: InferenceModel, images: np.ndarray, labels: np.ndarray, snrs
 def summarize(records: list[dict], margin: float = 0.02) -> dict:
     """Per scheme: ``reaches_noiseless_db`` (lowest grid SNR from which accuracy >= noiseless - margin at every
     higher grid SNR; None if never) and ``max_step_drop`` (largest accuracy loss between neighbouring SNRs going down)."""
-    ref = next(r["accuracy"] for r in records if r["scheme"] == "noiseless")
+    key = "accuracy" if "accuracy" in records[0] else "top1"
+    ref = next(r[key] for r in records if r["scheme"] == "noiseless")
     out = {}
     for scheme in dict.fromkeys(r["scheme"] for r in records):
-        pts = sorted((r["snr_db"], r["accuracy"]) for r in records if r["scheme"] == scheme)
+        pts = sorted((r["snr_db"], r[key]) for r in records if r["scheme"] == scheme)
         reach = None
         for snr, acc in reversed(pts):
             if acc >= ref - margin:
@@ -56,23 +85,25 @@ def summarize(records: list[dict], margin: float = 0.02) -> dict:
     a, d = out.get("analog-jscc", {}).get("reaches_noiseless_db"), out.get("digital-chain", {}).get(
         "reaches_noiseless_db")
     out["analog_advantage_db"] = (d - a) if a is not None and d is not None else None
-    out["noiseless_accuracy"] = ref
+    out["metric"] = key
+    out["noiseless"] = ref
     out["margin"] = margin
     return out
 
 
 def send_over_radio(model: InferenceModel, images: np.ndarray, labels: np.ndarray, tx, rx, ofdm,
-                    encoder_snr_db: float, batch: int = 64) -> dict:
-    """Analog-JSCC queries through radios; accuracy on the delivered frames, beside the symbol-level accuracy at the
-    measured SNR (same images, same encoder)."""
+                    encoder_snr_db: float, batch: int = 64, seed: int = 0) -> dict:
+    """Analog-JSCC queries through radios; the task metric on the delivered frames, beside the symbol-level metric
+    at the measured SNR (same queries, same encoder). Lost or non-finite frames are counted and skipped."""
+    import torch
+
     from lab.experiments.jscc_air import RadioLink
     from learning.infer.models import awgn
 
     link = RadioLink(tx, rx, ofdm)
-    feats = model.features(images)
-    z = model.encode(feats, encoder_snr_db)
-    preds, keep, err, sig = [], [], 0.0, 0.0
-    snr_est = []
+    queries, truth, gallery = task_data(model, images, labels, seed)
+    z = model.encode(model.features(queries), encoder_snr_db)
+    rows, keep, snr_est, err, sig = [], [], [], 0.0, 0.0
     for i in range(0, len(z), batch):
         recs = link.send((z[i:i + batch] / math.sqrt(2.0)).astype(np.float32))  # link: unit power per complex pair
         for j, rec in enumerate(recs):
@@ -83,22 +114,18 @@ def send_over_radio(model: InferenceModel, images: np.ndarray, labels: np.ndarra
             snr_est.append(rec.snr_est_db)
             err += float(np.sum((y - z[i + j]) ** 2))
             sig += float(np.sum(z[i + j].astype(np.float64) ** 2))
-            preds.append(y)
+            rows.append(y)
     if not keep:
         raise ValueError(f"none of {len(images)} frames arrived: check the link (SNR, config)")
     keep = np.asarray(keep)
-    pred = model.decode(np.stack(preds), np.asarray(snr_est))
     measured = 10.0 * math.log10(sig / err) if err > 0 else float("inf")
-    import torch
-
-    gen = torch.Generator().manual_seed(0)
-    y_sim = awgn(torch.as_tensor(z[keep]), measured, gen).numpy()
-    pred_sim = model.decode(y_sim, np.full(len(keep), measured))
-    return {"task": "classification", "scheme": "analog-jscc", "encoder_snr_db": encoder_snr_db,
+    air = score(model, model.decode(np.stack(rows), np.asarray(snr_est)), truth[keep], gallery)
+    y_sim = awgn(torch.as_tensor(z[keep]), measured, torch.Generator().manual_seed(seed)).numpy()
+    sim = score(model, model.decode(y_sim, np.full(len(keep), measured)), truth[keep], gallery)
+    return {"task": model.task, "scheme": "analog-jscc", "encoder_snr_db": encoder_snr_db,
             "measured_snr_db": measured, "mean_receiver_snr_est_db": float(np.mean(snr_est)),
-            "n_images": len(images), "delivered": len(keep), "link_stats": dict(link.stats),
-            "accuracy": float(np.mean(pred == labels[keep])),
-            "accuracy_symbol_level_at_measured_snr": float(np.mean(pred_sim == labels[keep]))}
+            "n_images": len(images), "delivered": len(keep), "link_stats": dict(link.stats), **air,
+            "symbol_level_at_measured_snr": sim}
 
 
 def plot(records: list[dict], path, title: str = "") -> None:
@@ -108,19 +135,20 @@ def plot(records: list[dict], path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    key = "accuracy" if "accuracy" in records[0] else "top1"
     fig, ax = plt.subplots(figsize=(6, 4))
     style = {"analog-jscc": ("o-", "C0"), "digital-chain": ("s-", "C1"), "digital-bound": ("--", "C1"),
              "image-first": ("^-", "C2")}
     for scheme in dict.fromkeys(r["scheme"] for r in records):
-        pts = sorted((r["snr_db"], 100 * r["accuracy"]) for r in records if r["scheme"] == scheme)
+        pts = sorted((r["snr_db"], 100 * r[key]) for r in records if r["scheme"] == scheme)
         if scheme == "noiseless":
             ax.axhline(pts[0][1], color="k", lw=1, ls=":", label="noiseless")
             continue
         mk, c = style.get(scheme, ("x-", None))
         ax.plot(*zip(*pts), mk, color=c, label=scheme, ms=4)
     ax.set_xlabel("SNR [dB] (per real channel use)")
-    ax.set_ylabel("top-1 accuracy [%]")
-    ax.set_title(title or "remote classification, 128 real channel uses per query")
+    ax.set_ylabel("top-1 accuracy [%]" if key == "accuracy" else "retrieval top-1 [%]")
+    ax.set_title(title or f"remote {records[0]['task']}, 128 real channel uses per query")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

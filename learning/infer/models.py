@@ -4,7 +4,8 @@ JSCC decoder and task head, with a budget of ``CHANNEL_USES`` = 128 real channel
 * :class:`Backbone` — small CNN, uint8 28x28 grayscale -> feature f float32 [B, FEATURE_DIM];
 * :class:`Head` — f -> 10 class logits (the server's classifier; the noiseless baseline is ``Head(Backbone(x))``);
 * :class:`JsccEncoder` — (f, SNR) -> z float32 [B, 128] with unit mean power per real value (``||z||^2 = 128``);
-* :class:`JsccDecoder` — (z + noise, SNR) -> logits [B, 10] (decoder and a server-side head in one MLP).
+* :class:`JsccDecoder` — (z + noise, SNR) -> logits [B, 10] (decoder and a server-side head in one MLP), or for
+  retrieval an embedding [B, FEATURE_DIM] (the backbone's output is then itself the embedding; no head).
 
 SNR conditioning: ``snr_db / 20`` is appended to the input of the encoder and decoder, so one model serves the whole
 training range (an SNR-adaptive model).
@@ -76,12 +77,13 @@ class JsccEncoder(nn.Module):
 
 
 class JsccDecoder(nn.Module):
-    """(received z [B, channel_uses], snr_db) -> logits [B, n_classes]."""
+    """(received z [B, channel_uses], snr_db) -> logits [B, n_out] (classification) or an embedding [B, n_out]
+    (retrieval, normalized by the caller)."""
 
-    def __init__(self, channel_uses: int = CHANNEL_USES, n_classes: int = N_CLASSES, hidden: int = 192):
+    def __init__(self, channel_uses: int = CHANNEL_USES, n_out: int = N_CLASSES, hidden: int = 192):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(channel_uses + 1, hidden), nn.PReLU(), nn.Linear(hidden, hidden),
-                                 nn.PReLU(), nn.Linear(hidden, n_classes))
+                                 nn.PReLU(), nn.Linear(hidden, n_out))
 
     def forward(self, y: torch.Tensor, snr_db) -> torch.Tensor:
         return self.net(torch.cat([y, _snr_column(snr_db, len(y))], 1))

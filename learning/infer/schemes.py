@@ -48,6 +48,8 @@ class InferenceModel:
 
         from learning.infer.models import (
             CHANNEL_USES,
+            FEATURE_DIM,
+            N_CLASSES,
             Backbone,
             Head,
             JsccDecoder,
@@ -64,13 +66,17 @@ class InferenceModel:
         if not isinstance(ck, dict) or ck.get("format") != FORMAT:
             raise CheckpointMismatch(f"{path}: format {ck.get('format') if isinstance(ck, dict) else type(ck)!r}; "
                                      f"expected an {FORMAT} checkpoint from `otalab infer train`")
+        if ck.get("task") not in ("classification", "retrieval"):
+            raise CheckpointMismatch(f"{path}: task {ck.get('task')!r}; expected 'classification' or 'retrieval'")
         if expect_task and ck.get("task") != expect_task:
             raise CheckpointMismatch(f"{path}: task {ck.get('task')!r}; expected {expect_task!r}")
         if ck.get("channel_uses") != CHANNEL_USES:
             raise CheckpointMismatch(f"{path}: {ck.get('channel_uses')} channel uses; expected {CHANNEL_USES}")
         self.meta = {k: v for k, v in ck.items() if not isinstance(v, (dict, torch.Tensor)) or k == "train_config"}
         self.backbone, self.head = Backbone().eval(), Head().eval()
-        self.encoder, self.decoder = JsccEncoder().eval(), JsccDecoder().eval()
+        self.task = ck["task"]
+        self.encoder = JsccEncoder().eval()
+        self.decoder = JsccDecoder(n_out=N_CLASSES if self.task == "classification" else FEATURE_DIM).eval()
         for name, mod in (("backbone", self.backbone), ("head", self.head), ("jscc_encoder", self.encoder),
                           ("jscc_decoder", self.decoder)):
             mod.load_state_dict(ck[name])
@@ -100,14 +106,20 @@ class InferenceModel:
             return self.encoder(torch.as_tensor(f), float(snr_db)).numpy()
 
     # -- server side ------------------------------------------------------------------------------------------
-    def classify_features(self, f: np.ndarray) -> np.ndarray:
+    def server_output(self, f: np.ndarray) -> np.ndarray:
+        """What the server makes of (an estimate of) the feature: classes int64 [B] (classification) or unit-norm
+        embeddings float32 [B, F] (retrieval)."""
         import torch
 
+        f = np.asarray(f, np.float32)
+        if self.task == "retrieval":
+            return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
         with torch.no_grad():
-            return self.head(torch.as_tensor(np.asarray(f, np.float32))).argmax(1).numpy()
+            return self.head(torch.as_tensor(f)).argmax(1).numpy()
 
     def decode(self, y: np.ndarray, snr_db) -> np.ndarray:
-        """Analog JSCC: received [B, 128] (NaN rows are rejected by the caller) -> predicted classes [B]."""
+        """Analog JSCC: received [B, 128] -> predicted classes [B] or unit-norm embeddings [B, F]; ``snr_db`` (scalar or
+        [B]) is clamped to the training range. Non-finite rows raise (the radio path drops them before)."""
         import torch
 
         y = np.asarray(y, np.float32)
@@ -119,7 +131,8 @@ class InferenceModel:
         lo, hi = self.snr_range_db
         s = np.clip(np.asarray(snr_db, np.float32), lo, hi)   # the decoder only knows its training range
         with torch.no_grad():
-            return self.decoder(torch.as_tensor(np.asarray(y, np.float32)), torch.as_tensor(s)).argmax(1).numpy()
+            out = self.decoder(torch.as_tensor(y), torch.as_tensor(s)).numpy()
+        return out.argmax(1) if self.task == "classification" else self.server_output(out)
 
 
 # -- transform coding of features (digital schemes) ---------------------------------------------------------------
@@ -223,7 +236,7 @@ def image_first(model: InferenceModel, images: np.ndarray, snr_db: float, rng: n
 
 def predict(model: InferenceModel, scheme: str, images: np.ndarray, snr_db: float, rng: np.random.Generator,
             feats: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
-    """(predicted classes int64 [B], info) of ``scheme`` at ``snr_db``."""
+    """(server output, info) of ``scheme`` at ``snr_db``: classes int64 [B] or embeddings [B, F] by the model's task."""
     import torch
 
     from learning.infer.models import awgn
@@ -232,7 +245,7 @@ def predict(model: InferenceModel, scheme: str, images: np.ndarray, snr_db: floa
         raise ValueError(f"scheme = {scheme!r}: expected one of {', '.join(SCHEMES)}")
     f = model.features(images) if feats is None else feats
     if scheme == "noiseless":
-        return model.classify_features(f), {}
+        return model.server_output(f), {}
     if scheme == "analog-jscc":
         z = model.encode(f, snr_db)
         gen = torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
@@ -241,8 +254,8 @@ def predict(model: InferenceModel, scheme: str, images: np.ndarray, snr_db: floa
     if scheme == "digital-bound":
         b = capacity_bits(snr_db)
         _, f_hat = quantize_features(model, f, b)
-        return model.classify_features(f_hat), {"bits": b}
+        return model.server_output(f_hat), {"bits": b}
     if scheme == "digital-chain":
         f_hat, info = digital_chain(model, f, snr_db, rng)
-        return model.classify_features(f_hat), info
-    return model.classify_features(model.features(image_first(model, images, snr_db, rng))), {"channel_uses": 128}
+        return model.server_output(f_hat), info
+    return model.server_output(model.features(image_first(model, images, snr_db, rng))), {"channel_uses": 128}

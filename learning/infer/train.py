@@ -1,9 +1,16 @@
 """Training of the edge-inference models on CPU (minutes), and the fitted statistics the digital and image-first
 schemes use; everything lands in one checkpoint that loads with ``torch.load(..., weights_only=True)``.
 
-Stage 1: backbone + head, cross-entropy, noiseless (the noiseless baseline). Stage 2: the backbone is frozen, its
-features of the training set are cached, and the JSCC encoder/decoder are trained with the AWGN channel in the loop at
-SNRs drawn uniformly from ``[snr_min_db, snr_max_db]`` per sample (one SNR-adaptive model). Fitted as well: the PCA
+Classification — stage 1: backbone + head, cross-entropy, noiseless (the noiseless baseline); stage 2: the backbone is
+frozen, its features of the training set are cached, and the JSCC encoder/decoder (+ head) are trained with
+cross-entropy through the AWGN channel at SNRs drawn uniformly from ``[snr_min_db, snr_max_db]`` per sample (one
+SNR-adaptive model).
+
+Retrieval — stage 1: the backbone's output is an embedding trained contrastively (InfoNCE, temperature
+``TEMPERATURE``, two random views of each image, :func:`learning.infer.augment.augment`); stage 2: features of
+``VIEWS`` random views per image and the embeddings of the originals are cached, and the JSCC maps a view's feature
+through the channel to an embedding trained with InfoNCE against the originals' embeddings in the batch (the gallery
+holds originals, the query is a view). Fitted as well: the PCA
 of the features (transform coding of the digital scheme) and of the images (the image-first analog scheme).
 """
 
@@ -17,11 +24,14 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "otalab-infer-v1"
+TEMPERATURE = 0.1
+VIEWS = 2
 
 
 @dataclasses.dataclass
 class TrainConfig:
     out: str
+    task: str = "classification"
     dataset: str = "fashion-mnist"
     epochs: int = 3
     jscc_steps: int = 6000
@@ -36,6 +46,8 @@ class TrainConfig:
     command: str = ""
 
     def __post_init__(self):
+        if self.task not in ("classification", "retrieval"):
+            raise ValueError(f"task = {self.task!r}: expected 'classification' or 'retrieval'")
         if self.epochs < 1 or self.jscc_steps < 1 or self.batch_size < 2:
             raise ValueError(f"epochs = {self.epochs}, jscc_steps = {self.jscc_steps}, batch_size = "
                              f"{self.batch_size}: expected >= 1, >= 1, >= 2")
@@ -57,9 +69,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from learning.infer.augment import augment
     from learning.infer.data import load
     from learning.infer.models import (
         CHANNEL_USES,
+        FEATURE_DIM,
+        N_CLASSES,
         Backbone,
         Head,
         JsccDecoder,
@@ -85,10 +100,18 @@ def train(cfg: TrainConfig, log=print) -> dict:
         perm = torch.as_tensor(rng.permutation(len(x)))
         for i in range(0, len(x), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
-            xb = images_to_tensor(xt[idx])
-            if rng.random() < 0.5:
-                xb = xb.flip(3)   # horizontal flip (Fashion-MNIST items are left-right symmetric)
-            loss = F.cross_entropy(head(backbone(xb)), yt[idx])
+            if cfg.task == "classification":
+                xb = images_to_tensor(xt[idx])
+                if rng.random() < 0.5:
+                    xb = xb.flip(3)   # horizontal flip (Fashion-MNIST items are left-right symmetric)
+                loss = F.cross_entropy(head(backbone(xb)), yt[idx])
+            else:
+                xi = x[idx.numpy()]
+                e1 = F.normalize(backbone(images_to_tensor(augment(xi, rng))), dim=1)
+                e2 = F.normalize(backbone(images_to_tensor(augment(xi, rng))), dim=1)
+                logits = e1 @ e2.T / TEMPERATURE
+                target = torch.arange(len(xi))
+                loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -97,18 +120,30 @@ def train(cfg: TrainConfig, log=print) -> dict:
         log(f"stage 1 epoch {ep + 1}/{cfg.epochs}: loss {loss.item():.3f}, {time.process_time() - t0:.0f} s CPU")
     backbone.eval()
     head.eval()
-    with torch.no_grad():
-        feats = torch.cat([backbone(images_to_tensor(xt[i:i + 1000])) for i in range(0, len(x), 1000)])
+    def embed_all(imgs):
+        with torch.no_grad():
+            return torch.cat([backbone(images_to_tensor(imgs[i:i + 1000])) for i in range(0, len(imgs), 1000)])
+
+    feats = embed_all(x)
+    if cfg.task == "retrieval":
+        targets = F.normalize(feats, dim=1)                      # gallery side: the originals' embeddings
+        view_feats = torch.stack([embed_all(augment(x, rng)) for _ in range(VIEWS)])   # [VIEWS, N, F]
     # stage 2: JSCC with the channel in the loop on cached features
-    enc, dec = JsccEncoder(), JsccDecoder()
+    enc = JsccEncoder()
+    dec = JsccDecoder(n_out=N_CLASSES if cfg.task == "classification" else FEATURE_DIM)
     dec_opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=cfg.lr)
     sched2 = torch.optim.lr_scheduler.OneCycleLR(dec_opt, cfg.lr, total_steps=cfg.jscc_steps)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     for s in range(cfg.jscc_steps):
         idx = torch.randint(0, len(feats), (cfg.batch_size,), generator=gen)
         snr = cfg.snr_min_db + (cfg.snr_max_db - cfg.snr_min_db) * torch.rand(cfg.batch_size, generator=gen)
-        logits = dec(awgn(enc(feats[idx], snr), snr, gen), snr)
-        loss = F.cross_entropy(logits, yt[idx])
+        if cfg.task == "classification":
+            logits = dec(awgn(enc(feats[idx], snr), snr, gen), snr)
+            loss = F.cross_entropy(logits, yt[idx])
+        else:
+            v = view_feats[torch.randint(0, VIEWS, (len(idx),), generator=gen), idx]
+            e = F.normalize(dec(awgn(enc(v, snr), snr, gen), snr), dim=1)
+            loss = F.cross_entropy(e @ targets[idx].T / TEMPERATURE, torch.arange(len(idx)))
         dec_opt.zero_grad()
         loss.backward()
         dec_opt.step()
@@ -118,7 +153,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
                 f"{time.process_time() - t0:.0f} s CPU")
     f_mean, f_basis, f_var = _pca(feats.numpy().astype(np.float64), feats.shape[1])
     i_mean, i_basis, i_var = _pca(x.reshape(len(x), -1).astype(np.float64) / 255.0, CHANNEL_USES)
-    meta = {"format": FORMAT, "task": "classification", "dataset": cfg.dataset, "channel_uses": CHANNEL_USES,
+    meta = {"format": FORMAT, "task": cfg.task, "dataset": cfg.dataset, "channel_uses": CHANNEL_USES,
             "snr_range_db": [cfg.snr_min_db, cfg.snr_max_db], "command": cfg.command,
             "train_config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "command"},
             "cpu_seconds": time.process_time() - t0}
