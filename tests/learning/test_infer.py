@@ -106,8 +106,9 @@ def test_bad_inputs(tiny, tmp_path):
 
 @pytest.mark.parametrize("name", ["infer_fmnist_cls.pt", "infer_fmnist_ret.pt"])
 def test_shipped_model_fig3_claims(name):
-    """Analog JSCC within 2 points of noiseless (accuracy / retrieval top-1) at an SNR >= 5 dB below where the real
-    digital chain gets there; no cliff (no step of the grid loses more than 5 points) while the digital chain has one;
+    """On the docs' 2.5 dB grid: the analog JSCC is within 2 points of noiseless (accuracy / retrieval top-1) from an
+    SNR at least 5 dB below the one from which the real digital chain is; no cliff — no 2.5 dB step costs the analog
+    JSCC more than a quarter of the noiseless metric, while the digital chain loses more than half in one step;
     image-first is evaluated too."""
     from lab.experiments.infer import evaluate, summarize
 
@@ -117,11 +118,13 @@ def test_shipped_model_fig3_claims(name):
     x, y = _fmnist()
     model = InferenceModel(path, expect_task=None)
     assert path.stat().st_size < 2_000_000
-    snrs = [-5.0, 0.0, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0]
-    rec = evaluate(model, x[:400], y[:400], snrs, ("noiseless", "analog-jscc", "digital-chain", "image-first"))
+    n = 600 if model.task == "classification" else 1000
+    snrs = [-5.0 + 2.5 * i for i in range(11)]
+    rec = evaluate(model, x[:n], y[:n], snrs, ("noiseless", "analog-jscc", "digital-chain", "image-first"))
     s = summarize(rec)
-    assert s["noiseless"] > (0.85 if model.task == "classification" else 0.5)
+    ref = s["noiseless"]
+    assert ref > (0.85 if model.task == "classification" else 0.8)
     assert s["analog_advantage_db"] >= 5.0
-    assert s["analog-jscc"]["max_step_drop"] < 0.05
-    assert s["digital-chain"]["max_step_drop"] > 0.3      # the digital chain does have a cliff
+    assert s["analog-jscc"]["max_step_drop"] < 0.25 * ref
+    assert s["digital-chain"]["max_step_drop"] > 0.5 * ref
     assert {r["scheme"] for r in rec} >= {"image-first"}
