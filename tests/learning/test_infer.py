@@ -128,3 +128,16 @@ def test_shipped_model_fig3_claims(name):
     assert s["analog-jscc"]["max_step_drop"] < 0.25 * ref
     assert s["digital-chain"]["max_step_drop"] > 0.5 * ref
     assert {r["scheme"] for r in rec} >= {"image-first"}
+
+
+def test_encoder_power_and_awgn_variance(tiny):
+    """Encoder output has mean z^2 = 1 per row (unit power per real channel use), and awgn() adds variance
+    10^(-SNR/10) per real value, so SNR per real channel use is as stated."""
+    from learning.infer.models import awgn
+
+    x, _ = _fmnist()
+    z = tiny.encode(tiny.features(x[:256]), 5.0)
+    np.testing.assert_allclose((z.astype(np.float64) ** 2).mean(1), 1.0, rtol=1e-5)
+    zt = torch.zeros(4000, 128)
+    n = awgn(zt, 7.0, torch.Generator().manual_seed(0)).numpy().astype(np.float64)
+    assert n.var() == pytest.approx(10 ** -0.7, rel=0.01)
