@@ -97,12 +97,12 @@ def register(app: typer.Typer) -> None:
             fail(f"--snr-db {snr_db!r}: give one SNR with --config (it sets the simulated air's noise)")
         extra = [f"air.snr_db={snrs[0]!r}"] if given(ctx, "snr_db") else []   # a given flag beats --set and YAML
         cfg = load_lab_config(ctx, config, list(sets) + extra)
-        from lab.experiments.jscc_air import open_radio_pair
+        from lab.factory import open_link_pair
         from radio.base import RadioError
 
         closers = []
         try:
-            tx, rx, closers = open_radio_pair(cfg)
+            tx, rx, closers = open_link_pair(cfg)
             res = ht.run_air(tx, rx, cfg.ofdm.to_config(cfg.radio.sample_rate), rho, rho1, air_n, air_frames, eps,
                              seed)
         except (RadioError, ValueError, OSError) as exc:

@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
         """Send test queries as phy analog frames through the radios of a config (in-process air by default)."""
         from lab.cli.common import given, load_lab_config
         from lab.experiments.infer import send_over_radio
-        from lab.experiments.jscc_air import open_radio_pair
+        from lab.factory import open_link_pair
         from lab.results import metadata
         from learning.infer.data import DataNotFoundError, load
         from learning.infer.schemes import CheckpointMismatch, InferenceModel
@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
             model = InferenceModel(checkpoint, expect_task=None)
             x, y = load(model.meta["dataset"], "test", data_dir)
             x, y = x[:n_images], y[:n_images]
-            tx, rx, closers = open_radio_pair(cfg)
+            tx, rx, closers = open_link_pair(cfg)
             res = send_over_radio(model, x, y, tx, rx, cfg.ofdm.to_config(cfg.radio.sample_rate), snr, seed=seed)
         except (ValueError, DataNotFoundError, FileNotFoundError, RadioError, OSError, CheckpointMismatch) as exc:
             fail(str(exc))

@@ -62,7 +62,9 @@ class InferenceModel:
         except FileNotFoundError:
             raise
         except Exception as exc:   # noqa: BLE001 - pickle/zip errors: say which file and why
-            raise CheckpointMismatch(f"{path}: not a loadable otalab checkpoint ({type(exc).__name__}: {exc})") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise CheckpointMismatch(f"{path}: not an {FORMAT} checkpoint from `otalab infer train` (torch.load with "
+                                     f"weights_only=True refused it: {type(exc).__name__}: {first[:120]})") from None
         if not isinstance(ck, dict) or ck.get("format") != FORMAT:
             raise CheckpointMismatch(f"{path}: format {ck.get('format') if isinstance(ck, dict) else type(ck)!r}; "
                                      f"expected an {FORMAT} checkpoint from `otalab infer train`")
