@@ -35,8 +35,8 @@ class CheckpointMismatch(ValueError):
 
 
 class InferenceModel:
-    """The models and fitted statistics of one checkpoint (:mod:`learning.infer.train`), loaded with
-    ``weights_only=True``.
+    """The models and fitted statistics of one checkpoint (:mod:`learning.infer.train`), read with
+    :func:`learning.safeio.read_checkpoint_file` (hash verified, payload loaded with ``weights_only=True``).
 
     Args:
         path: checkpoint file.
@@ -56,18 +56,12 @@ class InferenceModel:
             JsccEncoder,
         )
         from learning.infer.train import FORMAT
+        from learning.safeio import CheckpointError, read_checkpoint_file
 
         try:
-            ck = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:   # noqa: BLE001 - pickle/zip errors: say which file and why
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise CheckpointMismatch(f"{path}: not an {FORMAT} checkpoint from `otalab infer train` (torch.load with "
-                                     f"weights_only=True refused it: {type(exc).__name__}: {first[:120]})") from None
-        if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-            raise CheckpointMismatch(f"{path}: format {ck.get('format') if isinstance(ck, dict) else type(ck)!r}; "
-                                     f"expected an {FORMAT} checkpoint from `otalab infer train`")
+            _, ck = read_checkpoint_file(path, FORMAT)
+        except CheckpointError as exc:   # missing, foreign (e.g. a DeepJSCC checkpoint), tampered, truncated
+            raise CheckpointMismatch(f"{exc} (an `otalab infer train` checkpoint)") from None
         if ck.get("task") not in ("classification", "retrieval"):
             raise CheckpointMismatch(f"{path}: task {ck.get('task')!r}; expected 'classification' or 'retrieval'")
         if expect_task and ck.get("task") != expect_task:

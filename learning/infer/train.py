@@ -1,5 +1,6 @@
 """Training of the edge-inference models on CPU (minutes), and the fitted statistics the digital and image-first
-schemes use; everything lands in one checkpoint that loads with ``torch.load(..., weights_only=True)``.
+schemes use; everything lands in one checkpoint in the project's hashed container (:mod:`learning.safeio`: JSON header with the
+training configuration, SHA-256 verified before the payload is loaded with ``torch.load(weights_only=True)``).
 
 Classification — stage 1: backbone + head, cross-entropy, noiseless (the noiseless baseline); stage 2: the backbone is
 frozen, its features of the training set are cached, and the JSCC encoder/decoder (+ head) are trained with
@@ -82,6 +83,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         awgn,
         images_to_tensor,
     )
+    from learning.safeio import write_checkpoint
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -164,8 +166,6 @@ def train(cfg: TrainConfig, log=print) -> dict:
             "img_var": torch.from_numpy(i_var)}
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    torch.save(ckpt, tmp)
-    tmp.replace(out)
+    write_checkpoint(out, FORMAT, ckpt, meta)   # the project's hashed container, written atomically
     log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB), {meta['cpu_seconds']:.0f} s CPU")
     return meta

@@ -92,14 +92,21 @@ def test_bad_inputs(tiny, tmp_path):
         tiny.decode(np.zeros((2, 96)), 10.0)
     with pytest.raises(CheckpointMismatch, match="otalab-infer-v1"):
         InferenceModel(REPO / "lab" / "assets" / "jscc_adjscc_r6.pt")   # a DeepJSCC checkpoint, not ours
-    ck = torch.load(tiny.path, weights_only=True)
-    ck["task"] = "retrieval"
-    torch.save(ck, tmp_path / "other.pt")
-    with pytest.raises(CheckpointMismatch, match="task 'retrieval'"):
+    from learning.safeio import read_checkpoint_file, write_checkpoint
+
+    header, ck = read_checkpoint_file(tiny.path, "otalab-infer-v1")
+    ck["task"] = "retrieval-of-faces"
+    write_checkpoint(tmp_path / "other.pt", "otalab-infer-v1", ck, header["config"])
+    with pytest.raises(CheckpointMismatch, match="task 'retrieval-of-faces'"):
         InferenceModel(tmp_path / "other.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointMismatch, match="weights_only=True refused"):
+    with pytest.raises(CheckpointMismatch, match="expected an otalab checkpoint"):
         InferenceModel(tmp_path / "junk.pt")
+    blob = bytearray(tiny.path.read_bytes())
+    blob[len(blob) // 2] ^= 1
+    (tmp_path / "flipped.pt").write_bytes(bytes(blob))
+    with pytest.raises(CheckpointMismatch, match="SHA-256"):
+        InferenceModel(tmp_path / "flipped.pt")
     with pytest.raises(ValueError, match="scheme"):
         schemes.predict(tiny, "telepathy", np.zeros((1, 28, 28), np.uint8), 0.0, np.random.default_rng(0))
 
