@@ -23,6 +23,8 @@ N_CLASSES = 10
 
 def images_to_tensor(x) -> torch.Tensor:
     """uint8 [B, 28, 28] (numpy or tensor) -> float32 [B, 1, 28, 28] in [0, 1]."""
+    if getattr(x, "flags", None) is not None and not x.flags.writeable:
+        x = x.copy()   # the data loader caches read-only arrays; torch wants writable memory
     t = torch.as_tensor(x)
     return t.to(torch.float32).div_(255.0).unsqueeze(1)
 

@@ -91,6 +91,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     x, y = load(cfg.dataset, "train", cfg.data_dir)
     if cfg.train_images:
         x, y = x[:cfg.train_images], y[:cfg.train_images]
+    x, y = np.array(x), np.array(y)          # writable copies (the loader caches read-only arrays)
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
     backbone, head = Backbone(), Head()
     opt = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=cfg.lr)
