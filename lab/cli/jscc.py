@@ -211,7 +211,7 @@ def register(app: typer.Typer) -> None:
                 link = RadioLink(tx, rx, ofdm)
                 dig = DigitalRadioLink(tx, rx, ofdm, snr) if digital else None
             stacked = np.stack(imgs) if len({i.shape for i in imgs}) == 1 else batch
-            records = send_images(model, stacked, link, snr, dig)
+            records = send_images(model, stacked, link, snr, dig, snr_range_db=meta.get("snr_range_db"))
         except ValueError as exc:
             _fail(str(exc))
         finally:

@@ -183,9 +183,10 @@ def _jscc_stage(cfg: DemoConfig, channel, stage) -> dict:
     cam, params = add_device_endpoint(channel.cell, channel.scenario, "camera", seed=cfg.seed)
     of = channel.scenario.ofdm()
     link = RadioLink(cam, channel.ps, of)
-    recs = send_images(model, img[None], link, cfg.snr_db)
+    recs = send_images(model, img[None], link, cfg.snr_db, snr_range_db=meta.get("snr_range_db"))
     stage.advance()
-    ref = send_images(model, img[None], SymbolLink(cfg.snr_db, seed=cfg.seed), cfg.snr_db)
+    ref = send_images(model, img[None], SymbolLink(cfg.snr_db, seed=cfg.seed), cfg.snr_db,
+                      snr_range_db=meta.get("snr_range_db"))
     for r in ref:
         r["method"] = "symbol-level AWGN"
     for r in recs:

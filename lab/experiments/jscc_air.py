@@ -233,9 +233,13 @@ def _transmit_frames(tx, rx, receiver, frames: list[np.ndarray], gap: int, block
     return got
 
 
-def send_images(model, images: np.ndarray, link, encoder_snr_db: float, digital=None) -> list[dict]:
+def send_images(model, images: np.ndarray, link, encoder_snr_db: float, digital=None,
+                snr_range_db: tuple[float, float] | None = None) -> list[dict]:
     """Encode ``images`` (uint8 [N, H, W, 3]), send the latents over ``link``, decode with the receiver's SNR estimate.
 
+    ``snr_range_db``: the SNR range the model was trained on (its checkpoint's ``snr_range_db``): the SNRs told to
+    the encoder and the decoder are clamped into it (a decoder told 119 dB on a noiseless air, or 30 dB when it saw
+    at most 20, decodes worse than one told the range's edge); records say ``decoder_snr_db`` and ``snr_clamped``.
     For the digital chain ``snr_db`` is the receiver's LTS estimate (the configured SNR when no frame arrived).
     ``digital``: optional callable ``(images, ratio) -> list[(uint8 image | None, info dict)]`` (the digital
     comparison shown next to DeepJSCC). Returns per-image records with ``method``, ``snr_db`` (measured), ``psnr_db``,
@@ -254,12 +258,16 @@ def send_images(model, images: np.ndarray, link, encoder_snr_db: float, digital=
         idx = [i for i, img in enumerate(images) if img.shape == shape]
         x = to_tensor(np.stack([images[i] for i in idx]))
         with torch.no_grad():
-            z = model.encode(x, torch.full((len(x),), float(encoder_snr_db)))
+            z = model.encode(x, torch.full((len(x),), float(_clamp(encoder_snr_db, snr_range_db))))
         lat_shape = z.shape[1:]
         latents = z.reshape(len(z), -1).numpy()
         receptions = link.send(latents)
         for i, lat, rec in zip(idx, latents, receptions):
+            decoder_snr = _clamp(rec.snr_est_db, snr_range_db)
             base = {"image": i, "method": f"deepjscc-{model.registry_name}", "encoder_snr_db": float(encoder_snr_db),
+                    "decoder_snr_db": decoder_snr, "snr_clamped": bool(
+                        (rec.values is not None and decoder_snr != rec.snr_est_db)
+                        or _clamp(encoder_snr_db, snr_range_db) != encoder_snr_db),
                     "snr_est_db": rec.snr_est_db, "snr_db": rec.measured_snr_db, "rx_snr_db": rec.rx_snr_db,
                     "status": rec.status, "channel_uses": lat.size // 2}
             if rec.values is None:
@@ -267,7 +275,7 @@ def send_images(model, images: np.ndarray, link, encoder_snr_db: float, digital=
                 continue
             z_hat = torch.from_numpy(rec.values.reshape(1, *lat_shape))
             with torch.no_grad():
-                y = to_uint8(model.decode(z_hat, torch.tensor([rec.snr_est_db], dtype=torch.float32)))[0]
+                y = to_uint8(model.decode(z_hat, torch.tensor([decoder_snr], dtype=torch.float32)))[0]
             records.append({**base, "psnr_db": psnr_uint8(images[i], y), "ssim": ssim_uint8(images[i], y),
                             "_image": y})
     records.sort(key=lambda r: r["image"])
@@ -281,6 +289,14 @@ def send_images(model, images: np.ndarray, link, encoder_snr_db: float, digital=
             rec["_image"] = img
             records.append(rec)
     return records
+
+
+def _clamp(snr_db, snr_range_db):
+    """``snr_db`` inside the model's training range ``(lo, hi)`` (None: unchanged; NaN stays NaN)."""
+    if snr_range_db is None or snr_db is None or not np.isfinite(snr_db):
+        return snr_db
+    lo, hi = snr_range_db
+    return float(min(max(float(snr_db), float(lo)), float(hi)))
 
 
 def json_records(records: list[dict]) -> list[dict]:

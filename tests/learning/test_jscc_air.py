@@ -181,3 +181,33 @@ def test_eval_cli_json_and_plot(shipped, tmp_path, cifar_data):
     assert (tmp_path / "jscc_eval.png").stat().st_size > 1000
     assert main(["jscc", "eval", "--ratio", "1/12", "--n-images", "1", "--data-dir", str(cifar_data.dir),
                  "--json", str(out)]) == 2
+
+
+def test_send_snr_sets_the_air_and_the_decoder_snr_stays_in_the_trained_range(shipped, tmp_path):
+    """`otalab jscc send --images X --snr-db S` with no config runs on an in-process air whose noise gives S (it
+    used to be noiseless while the decoder was told S): PSNR within 1 dB of --symbol-level at the same S, not falling
+    as S rises; an SNR outside the model's training range (0-20 dB) is clamped and the record says so."""
+    import skimage.data
+    from PIL import Image
+
+    from lab.cli import main
+
+    img = tmp_path / "cat.png"
+    Image.fromarray(skimage.data.chelsea()[100:196, 150:278]).save(img)
+    psnr = {}
+    for s in (10, 20, 30):
+        for mode in ("air", "symbol"):
+            out = tmp_path / f"{mode}{s}.json"
+            args = ["jscc", "send", "--images", str(img), "--snr-db", str(s), "--no-digital", "--json", str(out),
+                    "--out", str(tmp_path / "png")] + (["--symbol-level"] if mode == "symbol" else [])
+            assert main(args) == 0
+            rec = json.loads(out.read_text())["results"][0]
+            psnr[mode, s] = rec["psnr_db"]
+            if mode == "air":
+                assert abs(rec["snr_db"] - s) < 1.0, rec          # the air really had that SNR
+            assert rec["decoder_snr_db"] <= 20.0
+            if s != 20:                                       # at the range's edge the estimate may fall either side
+                assert rec["snr_clamped"] is (s > 20), rec
+    for s in (10, 20, 30):
+        assert abs(psnr["air", s] - psnr["symbol", s]) < 1.0, psnr
+    assert psnr["air", 10] <= psnr["air", 20] + 0.1 <= psnr["air", 30] + 0.2, psnr
