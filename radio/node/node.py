@@ -63,11 +63,13 @@ class RadioNode:
 
     ``lead_s``: the smallest lead a TX burst must have (seconds); ``ring_s``: seconds of RX history held;
     ``block``: samples per RX read (default 5 ms); ``timeout_s``: the longest any call waits by default;
-    ``name``: shown in status and errors; ``own_radio``: close the radio with the node.
+    ``fit_window``/``max_ppm``: the clock map's (:class:`radio.node.clock_map.ClockMap`); ``name``: shown in status
+    and errors; ``own_radio``: close the radio with the node.
     """
 
     def __init__(self, radio: Radio, *, name: str = "node", lead_s: float = 0.02, ring_s: float = 4.0,
-                 block: int | None = None, timeout_s: float = 5.0, fit_window: int = 256, own_radio: bool = True):
+                 block: int | None = None, timeout_s: float = 5.0, fit_window: int = 256, max_ppm: float = 200.0,
+                 own_radio: bool = True):
         if not isinstance(radio, Radio):
             raise ValueError(f"radio = {radio!r}: expected a radio.base.Radio")
         if not lead_s >= 0:
@@ -79,11 +81,13 @@ class RadioNode:
         self.lead_s, self.timeout_s = float(lead_s), float(timeout_s)
         self.block = int(block) if block else max(1, int(round(0.005 * self.sample_rate)))
         self.ring = SampleRing(max(int(ring_s * self.sample_rate), 4 * self.block))
-        self.clock = ClockMap(self.sample_rate, fit_window)
+        self.clock = ClockMap(self.sample_rate, fit_window, max_ppm)
         self._own = own_radio
         self._lock = threading.Lock() if not getattr(radio, "thread_safe", False) else None
         self._stop = threading.Event()
         self._pause_until = 0.0
+        self._tx_waiting = False          # the TX thread waits for the radio: the RX thread lets it go first
+        self._flagged_to = -1             # the radio's in-place gaps are flagged in the ring up to here
         self._txq: queue.Queue = queue.Queue()
         self._threads: list[threading.Thread] = []
         self.stats = {"rx_blocks": 0, "rx_errors": 0, "tx_on_time": 0, "tx_late": 0, "tx_underflow": 0,
@@ -215,10 +219,29 @@ class RadioNode:
 
     # ------------------------------------------------------------------------------------------------ threads
     def _call(self, fn, *args):
+        """Call the radio; serialised under the node's lock when the radio is not thread-safe."""
         if self._lock is None:
             return fn(*args)
         with self._lock:
             return fn(*args)
+
+    def _call_tx(self, fn, *args):
+        """As :meth:`_call`, but the RX thread lets it go first: Python's lock is not fair, and an RX loop that
+        takes it again at once could starve a burst past its time on a busy host."""
+        if self._lock is None:
+            return fn(*args)
+        self._tx_waiting = True           # only the TX thread writes it
+        try:
+            with self._lock:
+                return fn(*args)
+        finally:
+            self._tx_waiting = False
+
+    def _call_rx(self, fn, *args):
+        if self._lock is not None:
+            while self._tx_waiting and not self._stop.is_set():
+                time.sleep(0.0002)
+        return self._call(fn, *args)
 
     def _rx_loop(self) -> None:
         while not self._stop.is_set():
@@ -227,7 +250,7 @@ class RadioNode:
                 self._stop.wait(pause)
                 continue
             try:
-                x, t0 = self._call(self.radio.rx, self.block)
+                x, t0 = self._call_rx(self.radio.rx, self.block)
             except LateError as exc:      # the stream could not continue: start again from now
                 self.stats["rx_errors"] += 1
                 self.last_error = f"rx: {exc}"
@@ -242,8 +265,18 @@ class RadioNode:
                 continue
             arrived = time.monotonic()
             self.ring.write(t0, x)
+            self._flag_filled(t0, t0 + x.size)
             self.clock.add(t0 + x.size, arrived)
             self.stats["rx_blocks"] += 1
+
+    def _flag_filled(self, t0: int, t1: int) -> None:
+        """Flag in the ring what the radio zero-filled in place within ``[t0, t1)`` (``Radio.rx_gaps``: a Pluto's
+        overflow, a USRP's; those keep the index, so the ring cannot see them as a jump)."""
+        for a, b in self.radio.rx_gaps():
+            a, b = max(a, t0, self._flagged_to), min(b, t1)
+            if a < b:
+                self.ring.mark_lost(a, b, new_gap=a != self._flagged_to)
+                self._flagged_to = b
 
     def _resync(self) -> None:
         try:
@@ -265,7 +298,7 @@ class RadioNode:
 
     def _send(self, x: np.ndarray, at: int, lead: int) -> TxResult:
         try:
-            start = self._call(self.radio.tx, x, at)
+            start = self._call_tx(self.radio.tx, x, at)
         except LateError as exc:
             self.stats["tx_late"] += 1
             return TxResult(at, True, "late", None, lead, str(exc))
