@@ -19,6 +19,7 @@ that says by how much (``state="rejected"``): nothing is handed to the radio tha
 
 from __future__ import annotations
 
+import concurrent.futures
 import queue
 import threading
 import time
@@ -89,6 +90,7 @@ class RadioNode:
         self._tx_waiting = False          # the TX thread waits for the radio: the RX thread lets it go first
         self._flagged_to = -1             # the radio's in-place gaps are flagged in the ring up to here
         self._txq: queue.Queue = queue.Queue()
+        self._statq: queue.Queue = queue.Queue()   # bursts handed to the radio, waiting for their outcome
         self._threads: list[threading.Thread] = []
         self.stats = {"rx_blocks": 0, "rx_errors": 0, "tx_on_time": 0, "tx_late": 0, "tx_underflow": 0,
                       "tx_unknown": 0, "tx_rejected": 0, "tx_error": 0}
@@ -106,7 +108,7 @@ class RadioNode:
                              f"wall_clock is false): use realtime pacing (zmq: broker.pacing realtime; loopback: "
                              f"radio.args.realtime true)")
         self._started = True
-        for target, what in ((self._rx_loop, "rx"), (self._tx_loop, "tx")):
+        for target, what in ((self._rx_loop, "rx"), (self._tx_loop, "tx"), (self._status_loop, "tx status")):
             th = threading.Thread(target=target, name=f"RadioNode {self.name} {what}", daemon=True)
             th.start()
             self._threads.append(th)
@@ -127,6 +129,7 @@ class RadioNode:
         self._closed = True
         self._stop.set()
         self._txq.put(None)
+        self._statq.put(None)
         for th in self._threads:
             th.join(timeout=max(2.0, 4 * self.block / self.sample_rate))
         if self._own:
@@ -179,28 +182,39 @@ class RadioNode:
         ahead = max(0.0, self.to_mono(int(t0) + int(n)) - time.monotonic())
         return self.ring.read(int(t0), int(n), ahead + timeout_s)
 
-    def tx(self, samples: np.ndarray, at: int, timeout_s: float | None = None) -> TxResult:
-        """Send ``samples`` (complex64[N]) at sample time ``at`` if that is at least ``lead_s`` ahead; returns when
-        the radio has taken it and said how it left (at most ``timeout_s`` after ``at``)."""
+    def submit(self, samples: np.ndarray, at: int) -> concurrent.futures.Future:
+        """Schedule ``samples`` (complex64[N]) at sample time ``at`` without waiting: a Future of its
+        :class:`TxResult`, already done (``"rejected"``) when ``at`` is less than ``lead_s`` ahead. The TX thread
+        hands bursts to the radio in order and a status thread collects their outcomes, so a caller that sends every
+        20 ms never waits for the radio's verdict on the previous burst."""
         x = as_samples(samples, f"node {self.name!r} tx samples")
         if isinstance(at, bool) or not isinstance(at, (int, np.integer)):
             raise ValueError(f"at = {at!r}: expected an integer sample time")
         at = int(at)
+        fut: concurrent.futures.Future = concurrent.futures.Future()
         lead = at - self.time_now()
         need = int(round(self.lead_s * self.sample_rate))
         if lead < need:
             self.stats["tx_rejected"] += 1
-            return TxResult(at, False, "rejected", None, lead,
-                            f"{lead} samples ahead of the radio clock, less than lead {need} ({self.lead_s} s)")
-        done = threading.Event()
-        box: list[TxResult] = []
-        self._txq.put((x, at, lead, done, box))
+            fut.set_result(TxResult(at, False, "rejected", None, lead,
+                                    f"{lead} samples ahead of the radio clock, less than lead {need} ({self.lead_s} s)"))
+            return fut
+        if self._closed:
+            raise RadioError(f"node {self.name!r} is closed")
+        self._txq.put((x, at, lead, fut))
+        return fut
+
+    def tx(self, samples: np.ndarray, at: int, timeout_s: float | None = None) -> TxResult:
+        """Send ``samples`` (complex64[N]) at sample time ``at`` if that is at least ``lead_s`` ahead; returns when
+        the radio has taken it and said how it left (at most ``timeout_s`` after ``at``)."""
+        fut = self.submit(samples, at)
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
-        wait = max(0.0, self.to_mono(at + x.size) - time.monotonic()) + timeout_s
-        if not done.wait(wait):
+        wait = max(0.0, self.to_mono(int(at) + np.size(samples)) - time.monotonic()) + timeout_s
+        try:
+            return fut.result(wait)
+        except concurrent.futures.TimeoutError:
             self.stats["tx_error"] += 1
-            return TxResult(at, True, "error", None, lead, f"no outcome from the radio within {wait:.3f} s")
-        return box[0]
+            return TxResult(int(at), True, "error", None, 0, f"no outcome from the radio within {wait:.3f} s")
 
     # ------------------------------------------------------------------------------------------------ status
     def status(self) -> dict:
@@ -292,26 +306,32 @@ class RadioNode:
             item = self._txq.get()
             if item is None:
                 return
-            x, at, lead, done, box = item
-            box.append(self._send(x, at, lead))
-            done.set()
+            x, at, lead, fut = item
+            try:
+                start = self._call_tx(self.radio.tx, x, at)
+            except LateError as exc:
+                self.stats["tx_late"] += 1
+                fut.set_result(TxResult(at, True, "late", None, lead, str(exc)))
+                continue
+            except (RadioError, ValueError) as exc:
+                self.stats["tx_error"] += 1
+                self.last_error = f"tx: {exc}"
+                fut.set_result(TxResult(at, True, "error", None, lead, str(exc)))
+                continue
+            self._statq.put((x.size, at, lead, int(start), fut))
 
-    def _send(self, x: np.ndarray, at: int, lead: int) -> TxResult:
-        try:
-            start = self._call_tx(self.radio.tx, x, at)
-        except LateError as exc:
-            self.stats["tx_late"] += 1
-            return TxResult(at, True, "late", None, lead, str(exc))
-        except (RadioError, ValueError) as exc:
-            self.stats["tx_error"] += 1
-            self.last_error = f"tx: {exc}"
-            return TxResult(at, True, "error", None, lead, str(exc))
-        wait = max(0.0, self.to_mono(at + x.size) - time.monotonic()) + self.timeout_s
-        status = self.radio.tx_status(at, timeout_s=wait)
-        state, detail = status.state, status.detail
-        if state == "unknown" and start != at:
-            acc = self.radio.capabilities.timing_accuracy_samples
-            if abs(start - at) > acc:
-                state, detail = "late", f"the radio started it at {start}, {start - at} samples off (accuracy {acc})"
-        self.stats[f"tx_{state}"] = self.stats.get(f"tx_{state}", 0) + 1
-        return TxResult(at, True, state, int(start), lead, detail)
+    def _status_loop(self) -> None:
+        while True:
+            item = self._statq.get()
+            if item is None:
+                return
+            size, at, lead, start, fut = item
+            wait = max(0.0, self.to_mono(at + size) - time.monotonic()) + self.timeout_s
+            status = self.radio.tx_status(at, timeout_s=wait)
+            state, detail = status.state, status.detail
+            if state == "unknown" and start != at:
+                acc = self.radio.capabilities.timing_accuracy_samples
+                if abs(start - at) > acc:
+                    state, detail = "late", f"the radio started it at {start}, {start - at} samples off (accuracy {acc})"
+            self.stats[f"tx_{state}"] = self.stats.get(f"tx_{state}", 0) + 1
+            fut.set_result(TxResult(at, True, state, start, lead, detail))

@@ -188,11 +188,13 @@ def _stream(na: RadioNode, nb: RadioNode, truth, seconds: float, period: float =
             t_now = na.time_now()
             worst = max(worst, abs(na.to_mono(t_now) - truth(t_now)), abs(nb.to_mono(nb.time_now())
                                                                                - truth(nb.time_now())))
-            r = na.tx(BURST, t_now + int(lead * FS))
-            results.append(r)
-            pending.append(r.at)
-        while pending and (pending[0] + 0.2 * FS < na.time_now() or now_m >= t_end):
-            at = pending.pop(0)
+            fut = na.submit(BURST, t_now + int(lead * FS))     # (no wait for the outcome: the next one is due)
+            results.append(fut)
+            pending.append((t_now + int(lead * FS), fut))
+        while pending and (pending[0][0] + 0.2 * FS < na.time_now() or now_m >= t_end):
+            at, fut = pending.pop(0)
+            if fut.result(timeout=5.0).state != "on_time":     # reported: not sent, or not on time
+                continue
             off = offset(at)
             x, gaps = nb.rx(at + (off or 0) - 8, BURST.size + 16, timeout_s=3.0)
             exact = (off is not None and np.allclose(x[8:-8], BURST, atol=atol) and not np.any(x[:8])
@@ -200,7 +202,7 @@ def _stream(na: RadioNode, nb: RadioNode, truth, seconds: float, period: float =
             arrivals.append((at, exact, bool(gaps)))
         next_t += period
         time.sleep(max(0.0, next_t - time.monotonic()))
-    return results, arrivals, worst
+    return [f.result(timeout=5.0) for f in results], arrivals, worst
 
 
 def _pluto_latency(node: RadioNode) -> tuple[int, int]:
@@ -224,18 +226,13 @@ def test_ten_seconds_of_streaming_every_burst_lands_at_its_sample_time(kind):
     is flagged (the ring's count equals the radio's); the sample-time <-> monotonic map stays within 1 ms of the
     radio's true clock."""
     with NODES[kind]() as (na, nb, truth, radio_lost):
-        offset = lambda at: 0  # noqa: E731
+        def offset(at):
+            return 0
         if kind == "pluto":
             lat, epoch0 = _pluto_latency(na)
-            epochs = {}                       # burst time -> lock epoch when its outcome came back
-            offset = lambda at: lat if epochs.get(at) == epoch0 else None  # noqa: E731
-            orig_tx = na.tx
 
-            def tx(x, at, timeout_s=None):
-                r = orig_tx(x, at, timeout_s)
-                epochs[r.at] = na.radio.tx_lock["epoch"]
-                return r
-            na.tx = tx
+            def offset(at):                   # the lock's constant while its epoch holds (checked when read back,
+                return lat if na.radio.tx_lock["epoch"] == epoch0 else None   # 0.2 s later: conservative)
         results, arrivals, worst = _stream(na, nb, truth, 10.0, offset=offset, atol=ATOL[kind])
         assert len(results) >= 400
         late = [r for r in results if r.state != "on_time"]
@@ -254,7 +251,7 @@ def test_ten_seconds_of_streaming_every_burst_lands_at_its_sample_time(kind):
         assert worst < 1e-3, f"clock map off by {worst * 1e3:.3f} ms"
 
 
-@pytest.mark.parametrize("kind", list(NODES))
+@pytest.mark.parametrize("kind", ["loopback", "zmq"])   # the Pluto's: tests/radio/test_pluto_streaming.py
 def test_host_stall_longer_than_the_radio_buffer_is_a_flagged_gap_not_a_shift(kind):
     """The receiving node's RX thread stalls 0.5 s; the radio holds 0.15 s: samples are lost, the node flags them at
     their own sample times, and every burst before, during and after is either exact at its time or flagged."""
