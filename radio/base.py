@@ -146,6 +146,12 @@ class Radio(abc.ABC):
         device to tell. Default for radios that cannot tell: state ``"unknown"``."""
         return TxStatus(int(at), "unknown", f"{type(self).__name__} does not report burst outcomes")
 
+    def rx_gaps(self) -> list[tuple[int, int]]:
+        """``[start, end)`` sample-time intervals that this radio lost and zero-filled in place in what ``rx``
+        returned (the index kept, so no jump of ``t0`` shows them), oldest first; a radio node flags them in its
+        ring. Default: none (radios that show a loss as a jump of ``t0``)."""
+        return []
+
     def close(self) -> None:
         """Release the radio. Idempotent."""
 

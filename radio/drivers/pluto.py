@@ -461,6 +461,10 @@ class PlutoRadio(Radio):
         """RX gaps (first missing RX count, length) placed after overflows (streaming), oldest first."""
         return list(self._stream.gaps) if self._stream is not None else []
 
+    def rx_gaps(self) -> list[tuple[int, int]]:
+        """:attr:`gaps` as ``[start, end)`` intervals (the contract's :meth:`radio.base.Radio.rx_gaps`)."""
+        return [(s, s + n) for s, n in self.gaps]
+
     def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
         """Streaming: "on_time" once the burst is in the TX stream and no slip was reported since it was scheduled
         (it left at the lock's constant offset), "underflow" if the stream slipped; otherwise "unknown"."""

@@ -168,6 +168,7 @@ class UsrpRadio(Radio):
         self._rx_streaming = False      # a start_cont stream is running
         self._rx_next: int | None = None  # sample time of the next sample the stream delivers / the last rx ended
         self._carry: tuple[np.ndarray, int] | None = None  # received samples beyond the last request, with their time
+        self._rx_gaps: deque[tuple[int, int]] = deque(maxlen=1024)   # [start, end) lost to overflows, zero-filled
         self._results: dict[int, TxResult] = {}   # burst time -> result, for every burst sent (oldest dropped)
         self._unfinished: deque[TxResult] = deque()   # bursts sent, no end-of-burst message yet (send order)
         self._async_cv = threading.Condition()
@@ -570,6 +571,10 @@ class UsrpRadio(Radio):
         while self._rx_stream.recv(scratch, self._rx_md, 0.05) > 0:
             pass
 
+    def rx_gaps(self) -> list[tuple[int, int]]:
+        """``[start, end)`` intervals lost to overflows and zero-filled in what ``rx`` returned (newest 1024)."""
+        return list(self._rx_gaps)
+
     def _receive(self, n: int, start: int) -> np.ndarray:
         """Fill complex64[n] with the stream's samples for times start..start+n-1 (zeros where samples were lost)."""
         out = np.zeros(n, np.complex64)
@@ -623,6 +628,7 @@ class UsrpRadio(Radio):
         if gap:
             out[pos:pos + gap] = 0
             self.stats["rx_dropped_samples"] += gap
+            self._rx_gaps.append((expected, expected + gap))
             pos += gap
         if t0 > start + pos:  # the samples lie entirely beyond this request
             self._carry = (samples, t0) if samples.size else None

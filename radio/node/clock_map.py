@@ -6,6 +6,11 @@ A least-squares line through the last ``window`` points ``(t, m)``, refitted on 
 most promptly (stalls of a loaded host delay arrivals in runs, which would tilt the line), gives the slope ``1 / f``; because latency is never
 negative, its intercept is then moved down to the least-delayed arrival in the window (the lower envelope, as NTP's
 minimum-delay filter does), so the map says when a sample *existed*, not when the host happened to see it.
+
+The slope is held within ``max_ppm`` (default 200 ppm) of the nominal rate: oscillators are off by a few to tens of
+ppm (Pluto ±25, USRP B210 ±2), while a loaded host delays arrivals in runs that can tilt even the prompt quarter by
+thousands of ppm (measured: −2,940 ppm on the UHD double at load 11, the map 8.7 ms off). With the slope held, a
+1.28 s window (256 blocks of 5 ms) can put the map off by at most 200e-6 × 1.28 s ≈ 0.26 ms through the slope.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ import numpy as np
 class ClockMap:
     """Fits ``mono = mono_ref + (t - t_ref) * seconds_per_sample`` to (sample time, arrival) points."""
 
-    def __init__(self, sample_rate: float, window: int = 256):
+    def __init__(self, sample_rate: float, window: int = 256, max_ppm: float = 200.0):
         if not sample_rate > 0:
             raise ValueError(f"sample_rate = {sample_rate!r}: expected > 0 samples/s")
         if window < 2:
             raise ValueError(f"window = {window!r}: expected >= 2 points")
+        if not 0 <= max_ppm <= 1e4:
+            raise ValueError(f"max_ppm = {max_ppm!r}: expected 0 .. 10000 ppm")
+        self.max_ppm = float(max_ppm)
         self.sample_rate = float(sample_rate)
         self._pts: collections.deque[tuple[int, float]] = collections.deque(maxlen=int(window))
         self._lock = threading.Lock()
@@ -45,8 +53,9 @@ class ClockMap:
                 low = y - (slope * x + icpt) <= np.percentile(y - (slope * x + icpt), 25)
                 if low.sum() >= 8 and np.ptp(x[low]) > 0:   # refit on the prompt quarter: host stalls delay
                     slope, icpt = np.polyfit(x[low], y[low], 1)   # arrivals, never advance them
-                if not 0.5 / self.sample_rate < slope < 2.0 / self.sample_rate:   # nonsense: keep the nominal rate
-                    slope = 1.0 / self.sample_rate
+                lo = 1.0 / (self.sample_rate * (1 + self.max_ppm * 1e-6))
+                hi = 1.0 / (self.sample_rate * (1 - self.max_ppm * 1e-6))
+                slope = min(max(slope, lo), hi)     # a crystal is off by ppm, not by a host's backlog
             else:
                 slope = 1.0 / self.sample_rate
             resid = y - slope * x

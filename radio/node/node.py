@@ -19,6 +19,7 @@ that says by how much (``state="rejected"``): nothing is handed to the radio tha
 
 from __future__ import annotations
 
+import concurrent.futures
 import queue
 import threading
 import time
@@ -63,11 +64,13 @@ class RadioNode:
 
     ``lead_s``: the smallest lead a TX burst must have (seconds); ``ring_s``: seconds of RX history held;
     ``block``: samples per RX read (default 5 ms); ``timeout_s``: the longest any call waits by default;
-    ``name``: shown in status and errors; ``own_radio``: close the radio with the node.
+    ``fit_window``/``max_ppm``: the clock map's (:class:`radio.node.clock_map.ClockMap`); ``name``: shown in status
+    and errors; ``own_radio``: close the radio with the node.
     """
 
     def __init__(self, radio: Radio, *, name: str = "node", lead_s: float = 0.02, ring_s: float = 4.0,
-                 block: int | None = None, timeout_s: float = 5.0, fit_window: int = 256, own_radio: bool = True):
+                 block: int | None = None, timeout_s: float = 5.0, fit_window: int = 256, max_ppm: float = 200.0,
+                 own_radio: bool = True):
         if not isinstance(radio, Radio):
             raise ValueError(f"radio = {radio!r}: expected a radio.base.Radio")
         if not lead_s >= 0:
@@ -79,12 +82,15 @@ class RadioNode:
         self.lead_s, self.timeout_s = float(lead_s), float(timeout_s)
         self.block = int(block) if block else max(1, int(round(0.005 * self.sample_rate)))
         self.ring = SampleRing(max(int(ring_s * self.sample_rate), 4 * self.block))
-        self.clock = ClockMap(self.sample_rate, fit_window)
+        self.clock = ClockMap(self.sample_rate, fit_window, max_ppm)
         self._own = own_radio
         self._lock = threading.Lock() if not getattr(radio, "thread_safe", False) else None
         self._stop = threading.Event()
         self._pause_until = 0.0
+        self._tx_waiting = False          # the TX thread waits for the radio: the RX thread lets it go first
+        self._flagged_to = -1             # the radio's in-place gaps are flagged in the ring up to here
         self._txq: queue.Queue = queue.Queue()
+        self._statq: queue.Queue = queue.Queue()   # bursts handed to the radio, waiting for their outcome
         self._threads: list[threading.Thread] = []
         self.stats = {"rx_blocks": 0, "rx_errors": 0, "tx_on_time": 0, "tx_late": 0, "tx_underflow": 0,
                       "tx_unknown": 0, "tx_rejected": 0, "tx_error": 0}
@@ -102,7 +108,7 @@ class RadioNode:
                              f"wall_clock is false): use realtime pacing (zmq: broker.pacing realtime; loopback: "
                              f"radio.args.realtime true)")
         self._started = True
-        for target, what in ((self._rx_loop, "rx"), (self._tx_loop, "tx")):
+        for target, what in ((self._rx_loop, "rx"), (self._tx_loop, "tx"), (self._status_loop, "tx status")):
             th = threading.Thread(target=target, name=f"RadioNode {self.name} {what}", daemon=True)
             th.start()
             self._threads.append(th)
@@ -123,6 +129,7 @@ class RadioNode:
         self._closed = True
         self._stop.set()
         self._txq.put(None)
+        self._statq.put(None)
         for th in self._threads:
             th.join(timeout=max(2.0, 4 * self.block / self.sample_rate))
         if self._own:
@@ -175,28 +182,39 @@ class RadioNode:
         ahead = max(0.0, self.to_mono(int(t0) + int(n)) - time.monotonic())
         return self.ring.read(int(t0), int(n), ahead + timeout_s)
 
-    def tx(self, samples: np.ndarray, at: int, timeout_s: float | None = None) -> TxResult:
-        """Send ``samples`` (complex64[N]) at sample time ``at`` if that is at least ``lead_s`` ahead; returns when
-        the radio has taken it and said how it left (at most ``timeout_s`` after ``at``)."""
+    def submit(self, samples: np.ndarray, at: int) -> concurrent.futures.Future:
+        """Schedule ``samples`` (complex64[N]) at sample time ``at`` without waiting: a Future of its
+        :class:`TxResult`, already done (``"rejected"``) when ``at`` is less than ``lead_s`` ahead. The TX thread
+        hands bursts to the radio in order and a status thread collects their outcomes, so a caller that sends every
+        20 ms never waits for the radio's verdict on the previous burst."""
         x = as_samples(samples, f"node {self.name!r} tx samples")
         if isinstance(at, bool) or not isinstance(at, (int, np.integer)):
             raise ValueError(f"at = {at!r}: expected an integer sample time")
         at = int(at)
+        fut: concurrent.futures.Future = concurrent.futures.Future()
         lead = at - self.time_now()
         need = int(round(self.lead_s * self.sample_rate))
         if lead < need:
             self.stats["tx_rejected"] += 1
-            return TxResult(at, False, "rejected", None, lead,
-                            f"{lead} samples ahead of the radio clock, less than lead {need} ({self.lead_s} s)")
-        done = threading.Event()
-        box: list[TxResult] = []
-        self._txq.put((x, at, lead, done, box))
+            fut.set_result(TxResult(at, False, "rejected", None, lead,
+                                    f"{lead} samples ahead of the radio clock, less than lead {need} ({self.lead_s} s)"))
+            return fut
+        if self._closed:
+            raise RadioError(f"node {self.name!r} is closed")
+        self._txq.put((x, at, lead, fut))
+        return fut
+
+    def tx(self, samples: np.ndarray, at: int, timeout_s: float | None = None) -> TxResult:
+        """Send ``samples`` (complex64[N]) at sample time ``at`` if that is at least ``lead_s`` ahead; returns when
+        the radio has taken it and said how it left (at most ``timeout_s`` after ``at``)."""
+        fut = self.submit(samples, at)
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
-        wait = max(0.0, self.to_mono(at + x.size) - time.monotonic()) + timeout_s
-        if not done.wait(wait):
+        wait = max(0.0, self.to_mono(int(at) + np.size(samples)) - time.monotonic()) + timeout_s
+        try:
+            return fut.result(wait)
+        except concurrent.futures.TimeoutError:
             self.stats["tx_error"] += 1
-            return TxResult(at, True, "error", None, lead, f"no outcome from the radio within {wait:.3f} s")
-        return box[0]
+            return TxResult(int(at), True, "error", None, 0, f"no outcome from the radio within {wait:.3f} s")
 
     # ------------------------------------------------------------------------------------------------ status
     def status(self) -> dict:
@@ -215,10 +233,29 @@ class RadioNode:
 
     # ------------------------------------------------------------------------------------------------ threads
     def _call(self, fn, *args):
+        """Call the radio; serialised under the node's lock when the radio is not thread-safe."""
         if self._lock is None:
             return fn(*args)
         with self._lock:
             return fn(*args)
+
+    def _call_tx(self, fn, *args):
+        """As :meth:`_call`, but the RX thread lets it go first: Python's lock is not fair, and an RX loop that
+        takes it again at once could starve a burst past its time on a busy host."""
+        if self._lock is None:
+            return fn(*args)
+        self._tx_waiting = True           # only the TX thread writes it
+        try:
+            with self._lock:
+                return fn(*args)
+        finally:
+            self._tx_waiting = False
+
+    def _call_rx(self, fn, *args):
+        if self._lock is not None:
+            while self._tx_waiting and not self._stop.is_set():
+                time.sleep(0.0002)
+        return self._call(fn, *args)
 
     def _rx_loop(self) -> None:
         while not self._stop.is_set():
@@ -227,7 +264,7 @@ class RadioNode:
                 self._stop.wait(pause)
                 continue
             try:
-                x, t0 = self._call(self.radio.rx, self.block)
+                x, t0 = self._call_rx(self.radio.rx, self.block)
             except LateError as exc:      # the stream could not continue: start again from now
                 self.stats["rx_errors"] += 1
                 self.last_error = f"rx: {exc}"
@@ -242,8 +279,18 @@ class RadioNode:
                 continue
             arrived = time.monotonic()
             self.ring.write(t0, x)
+            self._flag_filled(t0, t0 + x.size)
             self.clock.add(t0 + x.size, arrived)
             self.stats["rx_blocks"] += 1
+
+    def _flag_filled(self, t0: int, t1: int) -> None:
+        """Flag in the ring what the radio zero-filled in place within ``[t0, t1)`` (``Radio.rx_gaps``: a Pluto's
+        overflow, a USRP's; those keep the index, so the ring cannot see them as a jump)."""
+        for a, b in self.radio.rx_gaps():
+            a, b = max(a, t0, self._flagged_to), min(b, t1)
+            if a < b:
+                self.ring.mark_lost(a, b, new_gap=a != self._flagged_to)
+                self._flagged_to = b
 
     def _resync(self) -> None:
         try:
@@ -259,26 +306,32 @@ class RadioNode:
             item = self._txq.get()
             if item is None:
                 return
-            x, at, lead, done, box = item
-            box.append(self._send(x, at, lead))
-            done.set()
+            x, at, lead, fut = item
+            try:
+                start = self._call_tx(self.radio.tx, x, at)
+            except LateError as exc:
+                self.stats["tx_late"] += 1
+                fut.set_result(TxResult(at, True, "late", None, lead, str(exc)))
+                continue
+            except (RadioError, ValueError) as exc:
+                self.stats["tx_error"] += 1
+                self.last_error = f"tx: {exc}"
+                fut.set_result(TxResult(at, True, "error", None, lead, str(exc)))
+                continue
+            self._statq.put((x.size, at, lead, int(start), fut))
 
-    def _send(self, x: np.ndarray, at: int, lead: int) -> TxResult:
-        try:
-            start = self._call(self.radio.tx, x, at)
-        except LateError as exc:
-            self.stats["tx_late"] += 1
-            return TxResult(at, True, "late", None, lead, str(exc))
-        except (RadioError, ValueError) as exc:
-            self.stats["tx_error"] += 1
-            self.last_error = f"tx: {exc}"
-            return TxResult(at, True, "error", None, lead, str(exc))
-        wait = max(0.0, self.to_mono(at + x.size) - time.monotonic()) + self.timeout_s
-        status = self.radio.tx_status(at, timeout_s=wait)
-        state, detail = status.state, status.detail
-        if state == "unknown" and start != at:
-            acc = self.radio.capabilities.timing_accuracy_samples
-            if abs(start - at) > acc:
-                state, detail = "late", f"the radio started it at {start}, {start - at} samples off (accuracy {acc})"
-        self.stats[f"tx_{state}"] = self.stats.get(f"tx_{state}", 0) + 1
-        return TxResult(at, True, state, int(start), lead, detail)
+    def _status_loop(self) -> None:
+        while True:
+            item = self._statq.get()
+            if item is None:
+                return
+            size, at, lead, start, fut = item
+            wait = max(0.0, self.to_mono(at + size) - time.monotonic()) + self.timeout_s
+            status = self.radio.tx_status(at, timeout_s=wait)
+            state, detail = status.state, status.detail
+            if state == "unknown" and start != at:
+                acc = self.radio.capabilities.timing_accuracy_samples
+                if abs(start - at) > acc:
+                    state, detail = "late", f"the radio started it at {start}, {start - at} samples off (accuracy {acc})"
+            self.stats[f"tx_{state}"] = self.stats.get(f"tx_{state}", 0) + 1
+            fut.set_result(TxResult(at, True, state, start, lead, detail))

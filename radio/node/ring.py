@@ -71,6 +71,27 @@ class SampleRing:
             self.end = int(t0) + x.size
             self._cond.notify_all()
 
+    def mark_lost(self, a: int, b: int, new_gap: bool) -> None:
+        """Flag ``[a, b)`` (already written, e.g. zeros a radio filled in place) as lost; ``new_gap``: it starts a
+        gap of its own (counted in :attr:`gap_count`) rather than continuing the last one."""
+        with self._cond:
+            if self.end is None or b <= a:
+                return
+            lo = max(int(a), self.end - self.capacity)
+            hi = min(int(b), self.end)
+            if hi <= lo:
+                return
+            idx = np.arange(lo, hi) % self.capacity
+            self._data[idx] = 0
+            self._flag[idx] = 1
+            self.gap_samples += hi - lo
+            if new_gap or not self.gaps:
+                self.gap_count += 1
+                self.gaps.append((lo, hi))
+            else:
+                s, _ = self.gaps[-1]
+                self.gaps[-1] = (s, hi)
+
     def oldest(self) -> int | None:
         """The oldest sample time still held (None before the first write)."""
         if self.end is None:

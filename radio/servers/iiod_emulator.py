@@ -299,7 +299,10 @@ class PlutoEmulator:
         else:
             self._clock = DeviceClock(float(self.values[(PHY, "in_voltage_sampling_frequency")]), epoch, st.ppm)
         self._rf_pos = self._clock.now()               # RF side read (and DMA fed) up to here
-        self._guard = max(1, int(RX_GUARD_S * self._clock.rate))
+        # RX is taken off the RF side RX_GUARD_S behind now so that the air's other transmitters have written it;
+        # without an RF side (radio None: digital/RF loopback, DDS) nothing else writes, so a buffer is released
+        # as soon as its last sample was taken, as the hardware's DMA does
+        self._guard = max(1, int(RX_GUARD_S * self._clock.rate)) if self.radio is not None else 1
         self._rxq: deque[tuple[int, np.ndarray]] = deque()    # filled RX blocks (start, ADC words)
         self._rx_ready = threading.Condition(self.lock)        # notified when a block is queued
         self._rx_left: tuple[int, np.ndarray] | None = None   # rest of a block a READBUF did not take
@@ -307,6 +310,8 @@ class PlutoEmulator:
         self._fill: list | None = None   # [start, words, filled, after an overflow] of the block being filled; None: stalled
         self._txq: deque[int] = deque()                # DAC end times of queued TX buffers
         self._stall_at = 0                             # device time the RX DMA stopped at (overflow)
+        #: device time of the first sample of the RX buffer last opened (the client's RX count 0), for tests
+        self.rx_opened_at: int | None = None
         #: the RX overflow gaps (device times [first lost, first kept)), newest last, for tests and diagnostics
         self.overflow_gaps: deque[tuple[int, int]] = deque(maxlen=256)
         self._tx_stream: int | None = None             # RX-index time where the queued TX stream ends
@@ -777,6 +782,7 @@ class PlutoEmulator:
                 self._rxq.clear()
                 self._rx_left = None
                 start = max(self._rf_pos, self._clock.now() - self._guard)
+                self.rx_opened_at = start
                 self._fill = [start, np.empty(self._rx_block, np.complex64), 0, False]
         return dev
 

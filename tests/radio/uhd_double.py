@@ -395,7 +395,7 @@ def make_uhd(rate_quantum: float | None = None, wallclock: bool = False):
             device.now = ts.to_ticks(device.rx_rate or 1.0)
 
         def get_time_now(self, mboard=0):
-            device.now += device.poll_step
+            device.advance(device.poll_step)
             return TimeSpec.from_ticks(device.now, device.rx_rate)
 
         def get_time_last_pps(self, mboard=0):
@@ -501,6 +501,11 @@ class FakeDevice:
     def now(self, value: int) -> None:
         self._now = value - (int((time.monotonic() - self._wall0) * self.rx_rate) if self.wallclock else 0)
 
+    def advance(self, samples: int) -> None:
+        """Move the clock ``samples`` ahead (exact in both modes: ``now = now + k`` in wall-clock mode would
+        re-read the host clock in between and lose the ticks that passed)."""
+        self._now += int(samples)
+
     def quantize(self, rate: float) -> float:
         return rate if not self.rate_quantum else round(rate / self.rate_quantum) * self.rate_quantum
 
@@ -544,7 +549,7 @@ class FakeDevice:
         k = x.size if self.send_limit is None else min(x.size, self.send_limit)
         if md.has_time_spec:
             start = md.time_spec.to_ticks(self.tx_rate)
-            self.now += self.send_latency
+            self.advance(self.send_latency)
             if start < self.now:
                 self.push_async("time_error", start)
                 self._dropping = True
@@ -631,7 +636,8 @@ class FakeDevice:
         object.__setattr__(md, "has_time_spec", True)
         object.__setattr__(md, "time_spec", TimeSpec.from_ticks(int(t0), self.rx_rate))
         s["next"] += k
-        self.now = max(self.now, s["next"])
+        if not self.wallclock:                     # (wall-clock mode: recv waited, so now >= next already)
+            self.now = max(self.now, s["next"])
         if s["left"] is not None:
             s["left"] -= k
             if s["left"] == 0:
