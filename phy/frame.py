@@ -35,9 +35,9 @@ from functools import lru_cache
 import numpy as np
 
 from phy.crc import crc16, crc32
-from phy.ofdm import OfdmConfig, _fft, grid_to_time
+from phy.ofdm import OfdmConfig, fftlib, grid_to_time
 
-_ifft = _fft.ifft
+_ifft = fftlib.ifft
 
 #: modulation name <-> 3-bit header code
 MODULATIONS = ("bpsk", "qpsk", "16qam", "64qam", "256qam")
@@ -264,15 +264,19 @@ def frame_format(cfg: OfdmConfig) -> FrameFormat:
 
 
 @lru_cache(maxsize=32)
-def _codec(modem: str, code_rate):
+def codec_for(modem: str, code_rate):
+    """Cached :class:`phy.fec.DigitalCodec` for a modulation name and code rate (None: uncoded)."""
     from phy.fec import DigitalCodec
     return DigitalCodec(modem, code_rate)
 
 
 @lru_cache(maxsize=8)
-def _modem(name: str):
+def modem_for(name: str):
+    """Cached :class:`phy.modulation.QamModem` for a modulation name ("bpsk", "qpsk", "16qam", ...)."""
     from phy.modulation import QamModem
     return QamModem.from_name(name)
+
+
 
 
 class FrameBuilder:
@@ -301,9 +305,9 @@ class FrameBuilder:
         if n_values is not None:
             n_sym = -(-int(n_values) // 2)
         else:
-            bits = _codec(MODULATIONS[modulation_index(modem)], CODE_RATES[code_rate_index(code_rate)]) \
+            bits = codec_for(MODULATIONS[modulation_index(modem)], CODE_RATES[code_rate_index(code_rate)]) \
                 .n_coded_bits(int(n_bytes))
-            m = _modem(MODULATIONS[modulation_index(modem)]).bits_per_symbol
+            m = modem_for(MODULATIONS[modulation_index(modem)]).bits_per_symbol
             n_sym = -(-bits // m)
         return self.fmt.frame_len(self.fmt.n_symbols(n_sym))
 
@@ -337,7 +341,7 @@ class FrameBuilder:
         seq = self._check_seq(seq)
         mname = MODULATIONS[modulation_index(modem)]
         rate = CODE_RATES[code_rate_index(code_rate)]
-        codec, mod = _codec(mname, rate), _modem(mname)
+        codec, mod = codec_for(mname, rate), modem_for(mname)
         if rate is None:
             # uncoded: the coded bits are the payload and its CRC-32 (big-endian) bits, zero-padded to whole symbols
             # (phy.fec.DigitalCodec's layout), mapped byte-wise without unpacking them

@@ -21,9 +21,11 @@ from functools import cached_property
 import numpy as np
 
 try:  # scipy.fft is faster and honours ``workers``; numpy.fft is the fallback
-    import scipy.fft as _fft
+    import scipy.fft as fftlib
 except ImportError:  # pragma: no cover - scipy is a dependency
-    _fft = np.fft
+    fftlib = np.fft
+#: former private name of :data:`fftlib` (the FFT module every phy block uses)
+_fft = fftlib
 
 PRESETS = ("wifi64", "wide256")
 
