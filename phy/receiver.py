@@ -43,6 +43,8 @@ __all__ = ["Receiver", "RxFrame", "decode_frames", "cfo_crlb_hz"]
 
 #: decision-directed phase refinement is applied below this estimated linear SNR (10 dB)
 DD_MAX_SNR = 10.0
+#: frames of the last length in a row before the speculation guesses lengths again after a frame of another length
+IRREGULAR_HOLD = 16
 
 STAT_KEYS = ("samples", "nonfinite_samples", "gaps", "candidates", "detected", "rejected", "header_crc_fail",
              "header_invalid", "truncated", "frames", "payload_crc_fail", "payload_error")
@@ -143,6 +145,7 @@ class Receiver:
         self._ready: list[tuple[Acquisition, int]] = []  # complete frames (acquisition, payload symbols) to demodulate
         self._spec: dict[int, tuple] = {}  # candidate time -> (P1, P2, Acquisition | None, buffer t0) acquired ahead
         self._len_guess = 0      # length of the last frame received (guess for the next one, see _acquire)
+        self._irregular = 0      # > 0: lengths vary, speculate without a length guess (frames to go)
         self.scan.reset()
         self.stats = {k: 0 for k in STAT_KEYS}
 
@@ -295,7 +298,10 @@ class Receiver:
                 self._failed.append(t_acq)
                 del self._failed[:-8]
                 return t_cand + cfg.cp_len + 1
-            self._len_guess = fmt.frame_len(n_pay)
+            length = fmt.frame_len(n_pay)
+            if self._len_guess:
+                self._irregular = IRREGULAR_HOLD if length != self._len_guess else max(self._irregular - 1, 0)
+            self._len_guess = length
             acq.header, acq.y_hdr, acq.t_start = hdr, y_hdr, self._t0 + acq.start
         end = acq.start + fmt.frame_len(n_pay)
         if end > self._buf.size:
@@ -321,12 +327,18 @@ class Receiver:
             return acq
         cands = [(i0, p1, p2)]
         if self._len_guess:
-            # a speculated candidate after this one means the last guess of frame lengths skipped this frame: resume
-            # instead where the shortest possible frame would end, so that no frame is skipped
-            irregular = any(t > self._t0 + i0 for t in self._spec)
-            shortest = self.fmt.frame_len(1) if irregular else self._len_guess
-            cands += self.scan.speculate(self._buf, self._t0, i0, shortest - self.cfg.cp_len - self.search,
-                                         self.fmt.preamble_len + self.fmt.header_len + self.search, not irregular)
+            # a speculated candidate after this one means the last guess of frame lengths skipped this frame; frames
+            # of other lengths than the last mean it will: resume instead where the shortest possible frame would
+            # end, so that no frame is skipped, with the metric of the rest of the buffer in one call
+            if any(t > self._t0 + i0 for t in self._spec):
+                self._irregular = IRREGULAR_HOLD
+            need = self.fmt.preamble_len + self.fmt.header_len + self.search
+            if self._irregular:
+                cands += self.scan.speculate_all(self._buf, self._t0, i0,
+                                                 self.fmt.frame_len(1) - self.cfg.cp_len - self.search, need)
+            else:
+                cands += self.scan.speculate(self._buf, self._t0, i0,
+                                             self._len_guess - self.cfg.cp_len - self.search, need, True)
         acqs = self._acquire_batch(cands)
         self._spec = {self._t0 + c[0]: (c[1], c[2], a, self._t0) for c, a in zip(cands[1:], acqs[1:])}
         return acqs[0]

@@ -183,6 +183,38 @@ class DetectionScan:
         self.found = [(a, b, t0 + c[0], c[1], c[2]) for (a, b), c in zip(found_at, out)]
         return out
 
+    def speculate_all(self, buf: np.ndarray, t0: int, i0: int, step: int, need: int
+                      ) -> list[tuple[int, complex, complex]]:
+        """:meth:`speculate` for streams whose frames vary in length: the metric of every position from ``i0 + step``
+        to the end of the buffer in one call (``step`` is where the shortest possible frame would let the scan
+        resume, so no frame is skipped), then the sequential search on its threshold crossings (the candidates
+        inside frame bodies are never asked for by the scan). Sets :attr:`found`; returns (buffer index, P1, P2) of
+        each candidate in stream order."""
+        det = self.det
+        pos = i0 + step
+        out: list[tuple[int, complex, complex]] = []
+        found_at: list[tuple[int, int]] = []
+        avail = buf.size - det.span + 1 - pos
+        if avail > 0:
+            T, P1, P2 = self.metric_from(buf, t0, t0 + pos, avail, ahead=True)
+            above = np.flatnonzero(T > det.threshold)       # relative to pos
+            pw, p = det.peak_window, 0
+            for _ in range(SPECULATE_MAX):
+                k = int(np.searchsorted(above, p))
+                if k == above.size:
+                    break
+                first = int(above[k])
+                if first + pw > T.size:
+                    break
+                c = first + int(np.argmax(T[first:first + pw]))
+                if pos + c + need > buf.size:
+                    break
+                out.append((pos + c, complex(P1[c]), complex(P2[c])))
+                found_at.append((t0 + pos + p, t0 + pos + first))
+                p = c + step
+        self.found = [(a, b, t0 + c[0], c[1], c[2]) for (a, b), c in zip(found_at, out)]
+        return out
+
     def windows(self, buf: np.ndarray, t0: int, pos: int, period: int, reach: int, step: int, need: int, max_n: int,
                 found_at: list[tuple[int, int]]) -> list[tuple[int, complex, complex]]:
         """The next candidates of :meth:`speculate` from buffer index ``pos`` on, on the guess that they follow each
