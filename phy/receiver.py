@@ -36,7 +36,7 @@ from phy.rx.demapping import PayloadDecoder, RxFrame, decode_frames
 from phy.rx.detection import CHUNK_MAX, CHUNK_MIN, DetectionScan
 from phy.rx.equalization import effective_noise, equalize
 from phy.rx.header import decode_header, decode_headers
-from phy.rx.ofdm_demodulation import OfdmDemodulator, cis
+from phy.rx.ofdm_demodulation import OfdmDemodulator, Segments, cis
 from phy.rx.phase_tracking import PilotTracker
 
 __all__ = ["Receiver", "RxFrame", "decode_frames", "cfo_crlb_hz"]
@@ -379,75 +379,85 @@ class Receiver:
 
     # ------------------------------------------------------------------ batching: payloads
     def _decode_ready(self) -> list[RxFrame]:
-        """Demodulate the frames queued by :meth:`_handle` (in stream order), one batch per payload shape (same
-        kind, modulation, code rate, length)."""
+        """OFDM demodulation -> phase tracking -> equalization -> demapping / decoding of the frames queued by
+        :meth:`_handle`, all in one pass whatever their kinds and lengths (rows of symbols, frame after frame)."""
         ready, self._ready = self._ready, []
-        groups: dict[tuple, list[int]] = {}
-        for i, (acq, n_pay) in enumerate(ready):
-            h = acq.header
-            groups.setdefault((h.kind, h.modem, h.code_rate, h.length, n_pay), []).append(i)
-        out: list[RxFrame | None] = [None] * len(ready)
-        for idx in groups.values():
-            for i, frame in zip(idx, self._decode_payloads([ready[i][0] for i in idx], ready[idx[0]][1])):
-                out[i] = frame
-        return out
-
-    def _decode_payloads(self, acqs: list[Acquisition], n_pay: int) -> list[RxFrame]:
-        """OFDM demodulation -> phase tracking -> equalization -> demapping / decoding of F frames of one shape."""
-        cfg, fmt, hdr = self.cfg, self.fmt, acqs[0].header
-        n_frames, n_hdr = len(acqs), fmt.n_hdr_symbols
-        genie = acqs[0].genie
-        start = np.array([a.start for a in acqs])
-        ref = np.array([a.ref for a in acqs])
-        eps = np.array([a.eps for a in acqs])
-        Y = self.demodulator.symbols(self._buf, start, eps, n_hdr, n_pay)           # [F, n_pay, N]
-        ph = self.demodulator.residual_phase(start, ref, eps, n_hdr, n_pay)
+        if not ready:
+            return []
+        cfg, fmt, n_hdr = self.cfg, self.fmt, self.fmt.n_hdr_symbols
+        acqs = [a for a, _ in ready]
+        hdrs = [a.header for a in acqs]
+        plans = [self.decoder.plan(h) for h in hdrs]
+        n_frames, genie = len(acqs), acqs[0].genie
+        start, ref, eps = (np.array([getattr(a, k) for a in acqs]) for k in ("start", "ref", "eps"))
+        seg = Segments([n_pay for _, n_pay in ready])
+        fi = seg.frame
+        Y, ph = self.demodulator.symbol_rows(self._buf, start, eps, ref, n_hdr, seg)    # [T, N], [T]
         H = np.stack([a.H for a in acqs])
         Hd = H[:, cfg.data_bins]
         h2 = Hd.real * Hd.real + Hd.imag * Hd.imag                                   # float32 [F, n_data]
         sigma2 = np.array([a.sigma2 for a in acqs])
         err_var = np.stack([a.err_var for a in acqs])[:, cfg.data_bins]
-        Yd = Y[:, :, cfg.data_bins]
+        Yd = np.take(Y, cfg.data_bins, axis=1)
         if genie:
-            Yd *= cis(-ph)[:, :, None]
+            Yd *= cis(-ph)[:, None]
             noise = effective_noise(sigma2, err_var)
         else:
+            # pilots of header and payload symbols, frame after frame: the header rows come from acquisition
             pb = cfg.pilot_bins
-            y_hdr = np.stack([a.y_hdr for a in acqs])
+            track = Segments(seg.counts + n_hdr)
+            is_hdr = track.index < n_hdr
             ph_hdr = self.demodulator.residual_phase(start, ref, eps, 0, n_hdr)
-            yp = np.concatenate([y_hdr[:, :, pb] * cis(-ph_hdr)[:, :, None], Y[:, :, pb] * cis(-ph)[:, :, None]],
-                                axis=1)
-            cpe, slope = self.tracker.track(H[:, pb], yp)
-            cpe, slope = cpe[:, n_hdr:] + ph, slope[:, n_hdr:]
+            y_hdr = np.stack([a.y_hdr for a in acqs])[:, :, pb] * cis(-ph_hdr)[:, :, None]   # [F, n_hdr, n_p]
+            y_pay = Y[:, pb] * cis(-ph)[:, None]                                          # [T, n_p]
+            yp = np.concatenate([b for f in range(n_frames) for b in
+                                 (y_hdr[f], y_pay[seg.offsets[f]:seg.offsets[f] + seg.counts[f]])])
+            cpe, slope = self.tracker.track(H[:, pb], yp, track)
+            cpe, slope = cpe[~is_hdr] + ph, slope[~is_hdr]
             if np.any(slope):
-                Yd *= cis(-(cpe[:, :, None] + slope[:, :, None] * self.tracker.kd32))
+                Yd *= cis(-(cpe[:, None] + slope[:, None] * self.tracker.kd32))
             else:                                   # no timing drift: one phase per symbol
-                Yd *= cis(-cpe)[:, :, None]
-            noise = effective_noise(sigma2, err_var, h2, self.tracker.phase_var(sigma2, H[:, pb], n_hdr + n_pay))
-        n_sym, n_bits, _ = self.decoder.plan(hdr)
+                Yd *= cis(-cpe)[:, None]
+            noise = effective_noise(sigma2, err_var, h2, self.tracker.phase_var(sigma2, H[:, pb], track.counts))
         h2s = np.maximum(h2, 1e-30).astype(np.float32)
-        X, nv_k = equalize(Yd, Hd, h2s, noise, hdr.kind == "analog" and self.equalizer == "mmse", n_pay * cfg.n_data)
+        analog = np.array([h.kind == "analog" for h in hdrs])
+        X, nv_k = equalize(Yd, Hd, h2s, noise, analog & (self.equalizer == "mmse"), seg)
+        n_cells = np.array([p[0] for p in plans])
         # (above ~10 dB the frame-wide pilot fit is already accurate to ~0.02 rad: skip the extra pass)
-        if hdr.kind == "digital" and not genie and self.decision_directed:
-            sel = np.array([a.snr < DD_MAX_SNR for a in acqs])
-            if sel.any():
-                X[sel] = self.tracker.decision_directed(X[sel], h2s[sel], modem_for(hdr.modem), n_sym)
-        X = X.reshape(n_frames, -1)[:, :n_sym]
-        nv = np.empty((n_frames, n_pay, cfg.n_data), np.float32)
-        nv[...] = nv_k[:, None, :]
-        nv = nv.reshape(n_frames, -1)[:, :n_sym]
-        values = nvr = [None] * n_frames
-        if hdr.kind == "analog":
-            values, nvr, crc_ok = self.decoder.analog(X, nv, np.array([a.header.scale for a in acqs]), hdr.length,
-                                                      self.stats)
-            payload, extra = [None] * n_frames, [{} for _ in range(n_frames)]
-        else:
-            payload, crc_ok, extra = self.decoder.digital(hdr, X, nv, n_bits, self.stats)
+        if not genie and self.decision_directed:
+            low = ~analog & np.array([a.snr < DD_MAX_SNR for a in acqs])
+            for modem in {hdrs[f].modem for f in np.flatnonzero(low)}:
+                sel = np.flatnonzero(low & np.array([h.modem == modem for h in hdrs]))
+                sub, rws = seg.select(sel)
+                X[rws] = self.tracker.decision_directed(X[rws], h2s[sel], modem_for(modem), sub, n_cells[sel])
+        # the data cells of every frame (the filler of its last symbol dropped), per modulation, frame after frame
+        Xf, nvf = X.reshape(-1), seg.rows(nv_k).reshape(-1)
+        cut = [slice(int(o) * cfg.n_data, int(o) * cfg.n_data + int(n)) for o, n in zip(seg.offsets, n_cells)]
+        values, nvr = [None] * n_frames, [None] * n_frames
+        payload, crc_ok, extra = [None] * n_frames, [True] * n_frames, [{} for _ in range(n_frames)]
+        symbols, symbol_nv = [None] * n_frames, [None] * n_frames
+        groups: dict[str, list[int]] = {}
+        for f, h in enumerate(hdrs):
+            groups.setdefault("analog" if h.kind == "analog" else h.modem, []).append(f)
+        for key, idx in groups.items():
+            part = Segments(n_cells[idx])
+            xg = np.concatenate([Xf[cut[f]] for f in idx])
+            nvg = np.concatenate([nvf[cut[f]] for f in idx])
+            for f, o, n in zip(idx, part.offsets.tolist(), part.counts.tolist()):
+                symbols[f], symbol_nv[f] = xg[o:o + n], nvg[o:o + n]
+            args = ([hdrs[f] for f in idx], xg, nvg, part.offsets, self.stats)
+            if key == "analog":
+                for f, v, n, ok in zip(idx, *self.decoder.analog(*args)):
+                    values[f], nvr[f], crc_ok[f] = v, n, ok
+            else:
+                for f, p, ok, e in zip(idx, *self.decoder.digital(*args)):
+                    payload[f], crc_ok[f], extra[f] = p, ok, e
         channel = (H * self._backoff_phase).astype(np.complex64)
-        n_samples = fmt.frame_len(n_pay)
-        return [RxFrame(t_start=self._t0 + a.start, seq=a.header.seq, kind=hdr.kind, values=values[f],
-                        noise_var=nvr[f], payload=payload[f], crc_ok=crc_ok[f],
-                        snr_db=10 * math.log10(a.snr), cfo_hz=a.eps * cfg.subcarrier_spacing,
-                        symbols=X[f], symbol_noise_var=nv[f], channel=channel[f], header=a.header,
-                        n_samples=n_samples, noise_power=a.sigma2, extra=extra[f])
-                for f, a in enumerate(acqs)]
+        out = []
+        for f, a in enumerate(acqs):
+            out.append(RxFrame(t_start=self._t0 + a.start, seq=a.header.seq, kind=a.header.kind, values=values[f],
+                               noise_var=nvr[f], payload=payload[f], crc_ok=crc_ok[f],
+                               snr_db=10 * math.log10(a.snr), cfo_hz=a.eps * cfg.subcarrier_spacing,
+                               symbols=symbols[f], symbol_noise_var=symbol_nv[f], channel=channel[f], header=a.header,
+                               n_samples=fmt.frame_len(int(seg.counts[f])), noise_power=a.sigma2, extra=extra[f]))
+        return out

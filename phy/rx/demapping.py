@@ -119,20 +119,19 @@ class PayloadDecoder:
         n_pay = self.fmt.n_symbols(n_sym)
         return (n_sym, n_bits, n_pay) if n_pay <= self.max_payload_symbols else None
 
-    def digital(self, hdr: FrameHeader, X: np.ndarray, nv: np.ndarray, n_bits: int, stats: dict
+    def digital(self, hdrs: list[FrameHeader], X: np.ndarray, nv: np.ndarray, offsets: np.ndarray, stats: dict
                 ) -> tuple[list, list, list]:
-        """LLRs and decoding of F digital frames of one shape in one call.
+        """LLRs and decoding of F digital frames of one modulation (any code rates and lengths).
 
         Parameters
         ----------
-        hdr : FrameHeader
-            Their common shape (modulation, code rate, length).
-        X : complex64 ndarray [F, n_sym]
-            Equalized data symbols.
-        nv : float32 ndarray [F, n_sym]
+        hdrs : list of FrameHeader [F]
+            Their headers (same modulation).
+        X : complex64 ndarray [C]
+            Equalized data symbols of all frames, frame f from ``offsets[f]`` (``plan(hdrs[f])[0]`` symbols).
+        nv : float32 ndarray [C]
             Their error variances.
-        n_bits : int
-            Coded bits per frame.
+        offsets : int ndarray [F]
         stats : dict
             Receiver counters (``payload_error``, ``payload_crc_fail`` are incremented).
 
@@ -141,45 +140,66 @@ class PayloadDecoder:
         payloads : list of bytes or None
         crc_ok : list of bool
         extra : list of dict
-            ``{"llr": float32 [n_bits]}`` for deferred frames.
+            ``{"llr": float32 [n_coded_bits]}`` for deferred frames.
         """
-        codec, modem = codec_for(hdr.modem, hdr.code_rate), modem_for(hdr.modem)
-        n_frames = X.shape[0]
+        modem = modem_for(hdrs[0].modem)
+        bps = modem.bits_per_symbol
+        n_frames = len(hdrs)
+        payload, crc_ok, extra = [None] * n_frames, [False] * n_frames, [{} for _ in range(n_frames)]
         try:
-            llr = modem.demodulate_llr(X, nv)[:, :n_bits]
-            if self.defer_decode and hdr.code_rate is not None:
-                return [None] * n_frames, [False] * n_frames, [{"llr": row} for row in llr]
-            data, ok = codec.decode_batch(llr, hdr.length)
-            payload, crc_ok = [row.tobytes() for row in data], [bool(v) for v in ok]
+            llr = modem.demodulate_llr(X, nv)                    # one call for every frame
         except ValueError:
-            if n_frames == 1:
-                stats["payload_error"] += 1
-                return [None], [False], [{}]
-            payload, crc_ok, extra = [], [], []
-            for f in range(n_frames):
-                p, c, e = self.digital(hdr, X[f:f + 1], nv[f:f + 1], n_bits, stats)
-                payload += p
-                crc_ok += c
-                extra += e
-            return payload, crc_ok, extra
-        stats["payload_crc_fail"] += crc_ok.count(False)
-        return payload, crc_ok, [{} for _ in range(n_frames)]
+            llr = None
+        groups: dict[tuple, list[int]] = {}
+        rows: list = [None] * n_frames
+        for f, h in enumerate(hdrs):
+            n_sym, n_bits, _ = self.plan(h)
+            o = int(offsets[f])
+            if llr is None:                     # some frame's values are bad: each frame on its own
+                try:
+                    rows[f] = modem.demodulate_llr(X[o:o + n_sym], nv[o:o + n_sym])[:n_bits]
+                except ValueError:
+                    stats["payload_error"] += 1
+                    continue
+            else:
+                rows[f] = llr[o * bps:o * bps + n_bits]
+            if self.defer_decode and h.code_rate is not None:
+                extra[f] = {"llr": rows[f].copy()}
+                continue
+            groups.setdefault((h.code_rate, h.length), []).append(f)
+        for (rate, length), idx in groups.items():
+            codec = codec_for(hdrs[idx[0]].modem, rate)
+            try:
+                data, ok = codec.decode_batch(np.stack([rows[f] for f in idx]), length)
+                res = [(d.tobytes(), bool(o)) for d, o in zip(data, ok)]
+            except ValueError:
+                res = []
+                for f in idx:
+                    try:
+                        d, o = codec.decode_batch(rows[f][None, :], length)
+                        res.append((d[0].tobytes(), bool(o[0])))
+                    except ValueError:
+                        stats["payload_error"] += 1
+                        res.append(None)
+            for f, r in zip(idx, res):
+                if r is not None:
+                    payload[f], crc_ok[f] = r
+                    stats["payload_crc_fail"] += not r[1]
+        return payload, crc_ok, extra
 
     @staticmethod
-    def analog(X: np.ndarray, nv: np.ndarray, scales: np.ndarray, length: int, stats: dict
+    def analog(hdrs: list[FrameHeader], X: np.ndarray, nv: np.ndarray, offsets: np.ndarray, stats: dict
                ) -> tuple[list, list, list]:
-        """Real values of F analog frames of one length in one call.
+        """Real values of F analog frames (any lengths); frames of one length go through one call.
 
         Parameters
         ----------
-        X : complex64 ndarray [F, n_sym]
-            Equalized symbols.
-        nv : float32 ndarray [F, n_sym]
+        hdrs : list of FrameHeader [F]
+        X : complex64 ndarray [C]
+            Equalized symbols of all frames, frame f from ``offsets[f]`` (``ceil(length / 2)`` symbols).
+        nv : float32 ndarray [C]
             Their error variances.
-        scales : float ndarray [F]
-            The headers' analog scales.
-        length : int
-            Real values per frame.
+        offsets : int ndarray [F]
         stats : dict
             Receiver counters (``payload_error`` counts frames with non-finite or negative variances).
 
@@ -190,16 +210,24 @@ class PayloadDecoder:
         ok : list of bool
         """
         from phy.analog import AnalogMapper
-        n_frames = X.shape[0]
+        n_frames = len(hdrs)
         values, nvr, ok = [None] * n_frames, [None] * n_frames, [True] * n_frames
-        good = np.isfinite(nv).all(axis=1) & (nv >= 0).all(axis=1)
-        for f in np.flatnonzero(~good).tolist():
-            stats["payload_error"] += 1
-            ok[f] = False
-        idx = np.flatnonzero(good)
-        if idx.size:
-            vals, nvrs = AnalogMapper().from_symbols_batch(X[idx], scales[idx], length, nv[idx])
-            for j, f in enumerate(idx.tolist()):
+        groups: dict[int, list[int]] = {}
+        for f, h in enumerate(hdrs):
+            o, n = int(offsets[f]), -(-h.length // 2)
+            v = nv[o:o + n]
+            if not (np.isfinite(v).all() and (v >= 0).all()):
+                stats["payload_error"] += 1
+                ok[f] = False
+                continue
+            groups.setdefault(h.length, []).append(f)
+        for length, idx in groups.items():
+            n = -(-length // 2)
+            sl = [slice(int(offsets[f]), int(offsets[f]) + n) for f in idx]
+            vals, nvrs = AnalogMapper().from_symbols_batch(np.stack([X[q] for q in sl]),
+                                                           np.array([hdrs[f].scale for f in idx]), length,
+                                                           np.stack([nv[q] for q in sl]))
+            for j, f in enumerate(idx):
                 values[f], nvr[f] = vals[j], nvrs[j]
         return values, nvr, ok
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from phy.rx.ofdm_demodulation import Segments
+
 
 def effective_noise(sigma2: np.ndarray, err_var: np.ndarray, h2: np.ndarray | None = None,
                     phase_var: np.ndarray | None = None) -> np.ndarray:
@@ -44,45 +46,48 @@ def effective_noise(sigma2: np.ndarray, err_var: np.ndarray, h2: np.ndarray | No
     return noise.astype(np.float32)
 
 
-def equalize(Yd: np.ndarray, Hd: np.ndarray, h2: np.ndarray, noise: np.ndarray, mmse: bool, n_sym_total: int
+def equalize(Yd: np.ndarray, Hd: np.ndarray, h2: np.ndarray, noise: np.ndarray, mmse: np.ndarray, seg: Segments
              ) -> tuple[np.ndarray, np.ndarray]:
-    """Equalize the data subcarriers of F frames.
+    """Equalize the data subcarriers of F frames of different lengths.
 
     Parameters
     ----------
-    Yd : complex64 ndarray [F, n_pay, n_data]
-        Data subcarriers, phase-corrected.
+    Yd : complex64 ndarray [T, n_data]
+        Data subcarriers of every payload OFDM symbol, phase-corrected, frame after frame (layout ``seg``).
     Hd : complex64 ndarray [F, n_data]
         Channel on the data subcarriers.
     h2 : float32 ndarray [F, n_data]
         ``|H_k|^2``, floored at 1e-30.
     noise : float32 ndarray [F, n_data]
         ``sigma_eff^2`` (:func:`effective_noise`).
-    mmse : bool
-        MMSE (with the symbol power estimated from ``Yd``) or ZF.
-    n_sym_total : int
-        ``n_pay * n_data`` (the number of cells the power estimate averages over).
+    mmse : bool ndarray [F]
+        MMSE (with the symbol power estimated from the frame's ``Yd``) for these frames, ZF for the others.
+    seg : Segments
+        Payload OFDM symbols per frame.
 
     Returns
     -------
-    X : complex64 ndarray [F, n_pay, n_data]
+    X : complex64 ndarray [T, n_data]
         Equalized symbols.
     nv : float32 ndarray [F, n_data]
-        Error variance per data subcarrier (the same in every OFDM symbol).
+        Error variance per data subcarrier (the same in every OFDM symbol of a frame).
     """
-    if mmse:
-        n_data = Yd.shape[2]
+    coef = (1.0 / Hd).astype(np.complex64)
+    nv = noise / h2
+    if mmse.any():
+        m = np.flatnonzero(mmse)
+        sub, rws = seg.select(m)
+        n_data = Yd.shape[1]
+        y = Yd[rws]
         # symbol power prior estimated from the data (AnalogMapper makes it `power`, 1 by default)
-        y2 = (Yd.real * Yd.real + Yd.imag * Yd.imag).sum(axis=1)
-        p = (y2 / h2).sum(axis=1) / n_sym_total - (noise / h2).sum(axis=1) / n_data
+        y2 = sub.sum(y.real * y.real + y.imag * y.imag)                             # [F', n_data]
+        h2m, nm = h2[m], noise[m]
+        p = (y2 / h2m).sum(axis=1) / (sub.counts * n_data) - (nm / h2m).sum(axis=1) / n_data
         p = np.maximum(p, 1e-6).astype(np.float32)[:, None]
-        den = p * h2 + noise
-        X = Yd * (p * np.conj(Hd) / den).astype(np.complex64)[:, None, :]
-        nv = p * noise / den
-    else:
-        X = Yd * (1.0 / Hd).astype(np.complex64)[:, None, :]
-        nv = noise / h2
-    return X, nv.astype(np.float32)
+        den = p * h2m + nm
+        coef[m] = (p * np.conj(Hd[m]) / den).astype(np.complex64)
+        nv[m] = p * nm / den
+    return Yd * seg.rows(coef), nv.astype(np.float32)
 
 
 def post_equalization_snr_db(nv: np.ndarray, power: float = 1.0) -> np.ndarray:

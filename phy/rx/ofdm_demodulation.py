@@ -11,6 +11,8 @@ phase.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from phy.frame import FrameFormat
@@ -54,6 +56,63 @@ def rows(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     view = np.lib.stride_tricks.as_strided(x, shape=(max(x.size - width + 1, 0), width),
                                            strides=(x.strides[0], x.strides[0]), writeable=False)
     return view[starts]
+
+
+class Segments:
+    """F consecutive segments of a flat row axis (frames of different lengths batched without padding): frame f owns
+    rows ``offsets[f] .. offsets[f] + counts[f] - 1``.
+
+    Parameters
+    ----------
+    counts : int ndarray [F]
+        Rows per frame (each >= 1).
+
+    Attributes
+    ----------
+    counts, offsets : int64 ndarray [F]
+    total : int
+        Rows T.
+    frame : int64 ndarray [T]
+        Frame of each row.
+    index : int64 ndarray [T]
+        Row index within its frame.
+    """
+
+    def __init__(self, counts):
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.offsets = np.zeros(self.counts.size, np.int64)
+        np.cumsum(self.counts[:-1], out=self.offsets[1:])
+        self.total = int(self.counts.sum())
+
+    @cached_property
+    def frame(self) -> np.ndarray:
+        return np.repeat(np.arange(self.counts.size), self.counts)
+
+    @cached_property
+    def index(self) -> np.ndarray:
+        return np.arange(self.total) - np.repeat(self.offsets, self.counts)
+
+    def rows(self, x: np.ndarray) -> np.ndarray:
+        """Per-frame rows ``x`` [F, ...] repeated for each of the frame's rows: [T, ...]."""
+        return np.repeat(x, self.counts, axis=0)
+
+    def __len__(self) -> int:
+        return self.counts.size
+
+    def sum(self, x: np.ndarray) -> np.ndarray:
+        """Per-frame sums over the rows of ``x`` [T, ...] -> [F, ...] (each frame's sum depends on its rows only)."""
+        return np.add.reduceat(x, self.offsets, axis=0)
+
+    def last(self) -> np.ndarray:
+        """bool [T]: the last row of each frame."""
+        out = np.zeros(self.total, bool)
+        out[self.offsets + self.counts - 1] = True
+        return out
+
+    def select(self, frames: np.ndarray) -> tuple["Segments", np.ndarray]:
+        """The segments of ``frames`` (int [F'], ascending) and their rows in this layout (int64 [T'])."""
+        sub = Segments(self.counts[frames])
+        return sub, self.offsets[frames][sub.frame] + sub.index
 
 
 class OfdmDemodulator:
@@ -126,6 +185,36 @@ class OfdmDemodulator:
         w = rows(buf, base, n_sym * sl).reshape(len(start), n_sym, sl)[:, :, off:off + n]
         w = w * cis(self._phase_n[None, :] * eps[:, None])[:, None, :]
         return fftlib.fft(w, axis=2, norm="ortho", overwrite_x=True)
+
+    def symbol_rows(self, buf: np.ndarray, start: np.ndarray, eps: np.ndarray, ref: np.ndarray, first: int,
+                    seg: Segments) -> tuple[np.ndarray, np.ndarray]:
+        """FFT of symbols ``first .. first + counts[f] - 1`` (0 = first header symbol) of F frames of different
+        lengths, as rows of one array, within-window CFO removed, and their residual phase.
+
+        Parameters
+        ----------
+        buf : complex64 ndarray [M]
+        start, ref : int ndarray [F]
+            Frame starts and phase references (first LTS window), buffer indices.
+        eps : float ndarray [F]
+            CFOs, subcarrier spacings.
+        first : int
+        seg : Segments
+            Symbols per frame (``seg.counts``).
+
+        Returns
+        -------
+        Y : complex64 ndarray [T, N]
+            Row ``seg.offsets[f] + s``: symbol ``first + s`` of frame f.
+        ph : float64 ndarray [T]
+            Residual phase ``2 pi eps (t_w - ref) / N`` still in each row, radians.
+        """
+        cfg = self.cfg
+        rel_t = self.fmt.preamble_len + (first + seg.index) * cfg.symbol_len + (cfg.cp_len - self.backoff)
+        w = rows(buf, seg.rows(start) + rel_t, cfg.fft_size)
+        w *= seg.rows(cis(self._phase_n[None, :] * eps[:, None]))
+        Y = fftlib.fft(w, axis=1, norm="ortho", overwrite_x=True)
+        return Y, seg.rows(2 * np.pi * eps / cfg.fft_size) * (seg.rows(start - ref) + rel_t)
 
     def symbols_one(self, buf: np.ndarray, start: int, eps: float, ref: int, first: int, n_sym: int
                     ) -> tuple[np.ndarray, np.ndarray]:

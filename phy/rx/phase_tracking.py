@@ -22,7 +22,7 @@ import numpy as np
 
 from phy.frame import FrameFormat
 from phy.ofdm import OfdmConfig
-from phy.rx.ofdm_demodulation import cis
+from phy.rx.ofdm_demodulation import Segments, cis
 
 
 def sum3(z: np.ndarray) -> np.ndarray:
@@ -66,7 +66,6 @@ class PilotTracker:
         self.kd32 = kd.astype(np.float32)
         self._phase_var_shape = (1.0 / cfg.n_pilots + (kd - self._kp_mean) ** 2
                                  / max(float(self._kp @ self._kp), 1e-12)).astype(np.float32)
-        self._grids: dict[int, tuple] = {}
 
     def header_phase(self, Y: np.ndarray, H: np.ndarray, ph: np.ndarray) -> np.ndarray:
         """Phase to remove from the header symbols: the pilots' common phase, smoothed over 3 symbols, plus ``ph``.
@@ -91,70 +90,66 @@ class PilotTracker:
              * np.conj(self.fmt.pilot_block(0, n_sym)[None, :, :] * H[:, None, pb])).sum(axis=2)
         return np.angle(sum3(z)) + ph
 
-    def _grid(self, n_sym: int) -> tuple:
-        """Constants of :meth:`track` for n_sym symbols, cached: (s float64 [n_sym], s - mean(s), sum of its
-        squares, s + 1.5 (symbols from the LTS), u = (s + 1.5) k_p [n_sym, n_p], sum of u^2)."""
-        grid = self._grids.get(n_sym)
-        if grid is None:
-            s_idx = np.arange(n_sym, dtype=np.float64)
-            sc = s_idx - s_idx.mean()
-            s_lts = s_idx + 1.5
-            u = s_lts[:, None] * self._kp[None, :]
-            grid = (s_idx, sc, sc @ sc, s_lts, u, float(np.sum(u * u)))
-            if len(self._grids) < 256:
-                self._grids[n_sym] = grid
-        return grid
-
-    def track(self, Hp: np.ndarray, Yp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-symbol common phase and phase slope of F frames from their pilots.
+    def track(self, Hp: np.ndarray, Yp: np.ndarray, seg: Segments) -> tuple[np.ndarray, np.ndarray]:
+        """Per-symbol common phase and phase slope of F frames of different lengths from their pilots.
 
         Parameters
         ----------
         Hp : complex64 ndarray [F, n_p]
             Pilot channels.
-        Yp : complex64 ndarray [F, n_sym, n_p]
-            Pilot columns (symbol 0 = first header symbol), residual CFO phase already removed.
+        Yp : complex64 ndarray [T, n_p]
+            Pilot columns of every tracked symbol, frame after frame (row ``seg.offsets[f] + s``: symbol s of frame
+            f, 0 = first header symbol), residual CFO phase already removed; every frame has >= 2 symbols.
+        seg : Segments
+            Symbols per frame.
 
         Returns
         -------
-        cpe : float64 ndarray [F, n_sym]
+        cpe : float64 ndarray [T]
             Common phase at subcarrier 0, radians.
-        slope : float64 ndarray [F, n_sym]
+        slope : float64 ndarray [T]
             Phase slope, radians per subcarrier.
         """
-        n_frames, n_sym = Yp.shape[:2]
-        smooth = self.smoothing
-        z = Yp * np.conj(self.fmt.pilot_block(0, n_sym)[None, :, :] * Hp[:, None, :])
-        s_idx, sc, scsc, s_lts, u, uu = self._grid(n_sym)
-        if n_sym > 1:
-            drift = np.angle((np.conj(z[:, :-1]) * z[:, 1:]).sum(axis=(1, 2)))
-        else:
-            drift = np.zeros(n_frames)
-        z = z * cis(-drift[:, None] * s_idx)[:, :, None]
-        theta0 = np.angle(z.sum(axis=(1, 2)))
-        phi = np.angle(z * np.exp(-1j * theta0).astype(np.complex64)[:, None, None])      # [F, n_sym, n_p], small
+        fi, smooth, n_p = seg.frame, self.smoothing, Yp.shape[1]
+        s_idx = seg.index.astype(np.float64)
+        n_sym = seg.counts.astype(np.float64)
+        z = Yp * np.conj(np.take(self.fmt.pilot_block(0, int(seg.counts.max())), seg.index, axis=0) * seg.rows(Hp))
+        # mean phase increment per symbol (pairs of consecutive symbols of the same frame), so the phases do not wrap
+        pairs = np.zeros(seg.total, np.complex64)
+        pairs[:-1] = (np.conj(z[:-1]) * z[1:]).sum(axis=1)
+        pairs[seg.last()] = 0
+        drift = np.angle(seg.sum(pairs))
+        z = z * cis(-drift[fi] * s_idx)[:, None]
+        theta0 = np.angle(seg.sum(z.sum(axis=1)))
+        phi = np.angle(z * np.exp(-1j * theta0).astype(np.complex64)[fi][:, None])     # [T, n_p], small
         kp = self._kp
         # common phase: a + b s (least squares over all pilots of the frame)
-        w_s = phi.sum(axis=2) / phi.shape[2]                                  # mean over the pilots
-        b = (w_s @ sc) / scsc if n_sym > 1 else np.zeros(n_frames)
-        cpe = (w_s.sum(axis=1) / n_sym)[:, None] + b[:, None] * sc[None, :]
+        w_s = phi.sum(axis=1) / n_p                                                   # mean over the pilots
+        sc = s_idx - ((n_sym - 1) / 2)[fi]
+        b = seg.sum(w_s * sc) / seg.sum(sc * sc)
+        cpe = (seg.sum(w_s) / n_sym)[fi] + b[fi] * sc
         # slope across subcarriers: d (s - s_ref) k, zero at the LTS, kept only where it is significant (> 3 sigma) -
         # four pilots per symbol cannot afford free per-symbol slopes at low SNR
-        resid = phi - cpe[:, :, None]
-        d = (resid * u).sum(axis=(1, 2)) / uu
-        var_phi = np.square(resid - d[:, None, None] * u).sum(axis=(1, 2)) / resid[0].size
+        resid = phi - cpe[:, None]
+        s_lts = s_idx + 1.5
+        u = s_lts[:, None] * kp[None, :]
+        uu = seg.sum((u * u).sum(axis=1))
+        d = seg.sum((resid * u).sum(axis=1)) / uu
+        var_phi = seg.sum(np.square(resid - d[fi][:, None] * u).sum(axis=1)) / (n_sym * n_p)
         d = np.where(d * d * uu < 9.0 * var_phi, 0.0, d)
-        slope = d[:, None] * s_lts[None, :]
-        if smooth > 1 and n_sym > 1:
-            res = (z * cis(-(theta0[:, None, None] + cpe[:, :, None] + slope[:, :, None] * kp))).sum(axis=2)
-            c = np.concatenate([np.zeros((n_frames, 1), res.dtype), np.cumsum(res, axis=1)], axis=1)
+        slope = d[fi] * s_lts
+        if smooth > 1:
+            res = (z * cis(-(theta0[fi][:, None] + cpe[:, None] + slope[:, None] * kp))).sum(axis=1)
+            c = np.zeros(seg.total + 1, np.complex128)
+            np.cumsum(res, out=c[1:])
             h = smooth // 2
-            idx = np.arange(n_sym)
-            res = c[:, np.minimum(idx + h + 1, n_sym)] - c[:, np.maximum(idx - h, 0)]
-            cpe = cpe + np.angle(res)
-        return theta0[:, None] + drift[:, None] * s_idx + cpe - slope * self._kp_mean, slope
+            base = seg.offsets[fi]
+            hi = base + np.minimum(seg.index + h + 1, seg.counts[fi])
+            lo = base + np.maximum(seg.index - h, 0)
+            cpe = cpe + np.angle(c[hi] - c[lo])
+        return theta0[fi] + drift[fi] * s_idx + cpe - slope * self._kp_mean, slope
 
-    def phase_var(self, sigma2: np.ndarray, Hp: np.ndarray, n_tot: int) -> np.ndarray:
+    def phase_var(self, sigma2: np.ndarray, Hp: np.ndarray, n_tot: np.ndarray) -> np.ndarray:
         """Variance of the tracked phase per data subcarrier (see the module docstring).
 
         Parameters
@@ -163,8 +158,8 @@ class PilotTracker:
             Noise variance per bin.
         Hp : complex64 ndarray [F, n_p]
             Pilot channels.
-        n_tot : int
-            Symbols tracked (header + payload).
+        n_tot : int ndarray [F]
+            Symbols tracked per frame (header + payload).
 
         Returns
         -------
@@ -174,48 +169,47 @@ class PilotTracker:
         w = self.smoothing
         hp2 = (Hp.real * Hp.real + Hp.imag * Hp.imag).sum(axis=1) / Hp.shape[1]
         return (sigma2 / (2 * np.maximum(hp2, 1e-30)))[:, None] \
-            * (self._phase_var_shape / max(n_tot / 2, 1.0) + (1.0 / (w * self.cfg.n_pilots) if w > 1 else 0.0))
+            * (self._phase_var_shape[None, :] / np.maximum(np.asarray(n_tot) / 2, 1.0)[:, None]
+               + (1.0 / (w * self.cfg.n_pilots) if w > 1 else 0.0))
 
     @staticmethod
-    def decision_directed(X: np.ndarray, h2: np.ndarray, modem, n_sym: int) -> np.ndarray:
-        """Decision-directed refinement of the common phase of F digital payloads.
+    def decision_directed(X: np.ndarray, h2: np.ndarray, modem, seg: Segments, n_cells: np.ndarray) -> np.ndarray:
+        """Decision-directed refinement of the common phase of F digital payloads of different lengths.
 
-        Per frame, the phase ``a + b s`` (s = OFDM symbol index) is fitted to the per-symbol correlations
-        ``c_s = sum_k |H_k|^2 X conj(slice(X))`` over the real data symbols.
+        Per frame, the phase ``a + b s`` (s = payload OFDM symbol index) is fitted to the per-symbol correlations
+        ``c_s = sum_k |H_k|^2 X conj(slice(X))`` over the real data cells.
 
         Parameters
         ----------
-        X : complex64 ndarray [F, n_pay, n_data]
-            Payload after pilot correction and ZF.
+        X : complex64 ndarray [T, n_data]
+            Payload symbols after pilot correction and ZF, frame after frame (layout ``seg``).
         h2 : float32 ndarray [F, n_data]
             ``|H_k|^2``.
         modem : QamModem
-        n_sym : int
-            Data symbols per frame (the rest of the last OFDM symbol is filler).
+        seg : Segments
+            Payload OFDM symbols per frame.
+        n_cells : int ndarray [F]
+            Data cells per frame (the rest of its last OFDM symbol is filler).
 
         Returns
         -------
-        complex64 ndarray [F, n_pay, n_data]
+        complex64 ndarray [T, n_data]
         """
-        n_frames, n_pay = X.shape[:2]
-        flat = X.reshape(n_frames, -1)
+        fi = seg.frame
+        n_data = X.shape[1]
         if modem.order <= 4:                         # BPSK/QPSK: the decision is the sign pattern
-            dec = np.sign(flat.real) if modem.order == 2 else np.sign(flat.real) + 1j * np.sign(flat.imag)
+            dec = np.sign(X.real) if modem.order == 2 else np.sign(X.real) + 1j * np.sign(X.imag)
             dec = dec.astype(np.complex64)
-            dec[:, n_sym:] = 0
         else:
-            dec = np.zeros_like(flat)
-            dec[:, :n_sym] = modem.constellation[modem.demodulate_hard(flat[:, :n_sym])
-                                                 .reshape(n_frames, -1, modem.bits_per_symbol)
-                                                 @ (1 << np.arange(modem.bits_per_symbol - 1, -1, -1))]
-        c = (X * np.conj(dec.reshape(X.shape)) * h2[:, None, :]).sum(axis=2)         # [F, n_pay]
-        a = np.angle(c.sum(axis=1))
-        ang = np.angle(c * np.exp(-1j * a)[:, None])
+            m = modem.bits_per_symbol
+            dec = modem.constellation[modem.demodulate_hard(X).reshape(*X.shape, m) @ (1 << np.arange(m - 1, -1, -1))]
+        filler = seg.index[:, None] * n_data + np.arange(n_data)[None, :] >= n_cells[fi][:, None]
+        dec[filler] = 0
+        c = (X * np.conj(dec) * h2[fi]).sum(axis=1)                                  # [T]
+        a = np.angle(seg.sum(c))
+        ang = np.angle(c * np.exp(-1j * a)[fi])
         wgt = np.abs(c)
-        s_idx = np.arange(n_pay, dtype=np.float64)
-        sc = s_idx[None, :] - ((wgt @ s_idx) / np.maximum(wgt.sum(axis=1), 1e-30))[:, None]
-        if n_pay > 1:
-            b = ((wgt * sc) * ang).sum(axis=1) / np.maximum(((wgt * sc) * sc).sum(axis=1), 1e-30)
-        else:
-            b = np.zeros(n_frames)
-        return X * cis(-(a[:, None] + b[:, None] * sc))[:, :, None]
+        s_idx = seg.index.astype(np.float64)
+        sc = s_idx - (seg.sum(wgt * s_idx) / np.maximum(seg.sum(wgt), 1e-30))[fi]
+        b = seg.sum((wgt * sc) * ang) / np.maximum(seg.sum((wgt * sc) * sc), 1e-30)
+        return X * cis(-(a[fi] + b[fi] * sc))[:, None]
