@@ -50,10 +50,13 @@ MAX_SEQ = (1 << 16) - 1
 _PN_SEED = 0x5C0FDA  # fixed: transmitter and receiver must agree
 #: the 12 header bytes as (kind/modulation/rate byte << 24 | length, seq, scale, CRC-16), big-endian
 _HEADER_STRUCT = struct.Struct(">IHfH")
+_MOD_INDEX = {m: i for i, m in enumerate(MODULATIONS)}
 
 
 def code_rate_index(code_rate) -> int:
     """Header code of ``code_rate`` (None, 0.5, 2/3, 3/4, 5/6 or their "a/b"/"none" names); raises ValueError."""
+    if code_rate is None:
+        return 0
     if isinstance(code_rate, str):
         name = code_rate.strip().lower()
         if name in CODE_RATE_NAMES:
@@ -72,6 +75,9 @@ def code_rate_index(code_rate) -> int:
 
 def modulation_index(modem: str) -> int:
     """Header code of a modulation name; raises ValueError naming the allowed names."""
+    i = _MOD_INDEX.get(modem) if isinstance(modem, str) else None
+    if i is not None:
+        return i
     key = str(modem).strip().lower().replace("-", "")
     if key not in MODULATIONS:
         raise ValueError(f"modem = {modem!r}: expected one of {', '.join(MODULATIONS)}")

@@ -132,17 +132,17 @@ class OfdmConfig:
         """Subcarrier spacing in Hz (sample_rate / fft_size)."""
         return self.sample_rate / self.fft_size
 
-    @property
+    @cached_property
     def symbol_len(self) -> int:
         """Samples per OFDM symbol including the cyclic prefix."""
         return self.fft_size + self.cp_len
 
-    @property
+    @cached_property
     def n_data(self) -> int:
         """Number of data subcarriers."""
         return len(self.data_subcarriers)
 
-    @property
+    @cached_property
     def n_pilots(self) -> int:
         """Number of pilot subcarriers."""
         return len(self.pilot_subcarriers)

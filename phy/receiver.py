@@ -9,12 +9,11 @@ The chain, one stage per module of :mod:`phy.rx` (each states its algorithm, sta
                (payload FFT)        (pilots, DD)      (MMSE / ZF,      (LLRs, LDPC, CRC-32;
                                                        effective noise)  analog values)
 
-This module keeps only the stream: the buffer, the loop over candidates and the batching. Batching (speed; results
-are those of one frame at a time): detection is evaluated lazily from the scan position; a candidate is acquired
-together with the candidates that would follow it if the next frames are as long as the last one received
-(:meth:`phy.rx.detection.DetectionScan.speculate`), and all frames completed in one ``process`` call are demodulated
-together, per payload shape. With ``defer_decode=True`` LDPC decoding is left to :func:`decode_frames`, which batches
-it over frames from any number of receivers.
+This module keeps only the stream: the buffer, the loop over candidates and the batching (speed; each frame gets the
+numbers it gets alone, to float32 rounding): the metric is evaluated lazily from the scan position; a candidate is
+acquired together with the candidates that would follow it (:meth:`phy.rx.detection.DetectionScan.speculate`: frames
+as long as the last one; ``speculate_all`` while lengths vary), and the frames completed in one ``process`` call are
+demodulated together whatever their kinds and lengths. ``defer_decode=True`` leaves LDPC to :func:`decode_frames`.
 
 Bad input (pure noise, truncated frames, corrupted headers, NaN/inf samples, empty blocks) is counted in
 :attr:`Receiver.stats` and dropped. ``process`` raises only ``ValueError`` for a ``samples`` argument that is not a
@@ -35,7 +34,7 @@ from phy.rx.channel_estimation import LtsChannelEstimator
 from phy.rx.demapping import PayloadDecoder, RxFrame, decode_frames
 from phy.rx.detection import CHUNK_MAX, CHUNK_MIN, DetectionScan
 from phy.rx.equalization import effective_noise, equalize
-from phy.rx.header import decode_header, decode_headers
+from phy.rx.header import decode_header, decode_header_symbols
 from phy.rx.ofdm_demodulation import OfdmDemodulator, Segments, cis
 from phy.rx.phase_tracking import PilotTracker
 
@@ -355,27 +354,17 @@ class Receiver:
         ref = start + self.demodulator.lts_offset
         # header: pilot common phase, BPSK soft values Re(conj(H) Y), soft-ML Golay, CRC-16
         ph = self.demodulator.residual_phase(start, ref, eps, 0, self.fmt.n_hdr_symbols)
-        Yh = Y[:, 2:]
-        Yd = Yh[:, :, self.cfg.data_bins] * cis(-self.tracker.header_phase(Yh, H, ph))[:, :, None]
-        soft = (Yd * np.conj(H[:, self.cfg.data_bins])[:, None, :]).real.reshape(len(verified), -1)
-        finite = np.isfinite(soft).all(axis=1)
-        hdrs = decode_headers(self.fmt, np.where(finite[:, None], soft, 0.0))
+        hdrs = decode_header_symbols(self.fmt, Y[:, 2:], H, self.tracker.header_phase(Y[:, 2:], H, ph))
         for j, (f, st, ep, s2_j, snr_j, ref_j) in enumerate(zip(verified, start.tolist(), eps.tolist(), s2.tolist(),
                                                                 snr.tolist(), ref.tolist())):
             out[f] = Acquisition(start=st, eps=ep, H=H[j], sigma2=s2_j, err_var=err_var[j], snr=snr_j, ref=ref_j,
-                                 y_hdr=Y[j, 2:], header=hdrs[j] if finite[j] else None, hdr_done=True)
+                                 y_hdr=Y[j, 2:], header=hdrs[j], hdr_done=True)
         return out
 
     def _genie_header(self, acq: Acquisition):
         """Header (or None) and header FFT of a genie acquisition: known phase, no pilot correction."""
-        cfg = self.cfg
         Y, ph = self.demodulator.symbols_one(self._buf, acq.start, acq.eps, acq.ref, 0, self.fmt.n_hdr_symbols)
-        Yd = Y[:, cfg.data_bins]
-        Yd *= cis(-ph)[:, None]
-        soft = (Yd * np.conj(acq.H[cfg.data_bins])[None, :]).real.reshape(-1)
-        if not np.all(np.isfinite(soft)):
-            return None, None
-        return decode_header(self.fmt, soft), Y
+        return decode_header_symbols(self.fmt, Y[None], acq.H[None], ph[None])[0], Y
 
     # ------------------------------------------------------------------ batching: payloads
     def _decode_ready(self) -> list[RxFrame]:
@@ -387,11 +376,9 @@ class Receiver:
         cfg, fmt, n_hdr = self.cfg, self.fmt, self.fmt.n_hdr_symbols
         acqs = [a for a, _ in ready]
         hdrs = [a.header for a in acqs]
-        plans = [self.decoder.plan(h) for h in hdrs]
-        n_frames, genie = len(acqs), acqs[0].genie
+        genie = acqs[0].genie
         start, ref, eps = (np.array([getattr(a, k) for a in acqs]) for k in ("start", "ref", "eps"))
         seg = Segments([n_pay for _, n_pay in ready])
-        fi = seg.frame
         Y, ph = self.demodulator.symbol_rows(self._buf, start, eps, ref, n_hdr, seg)    # [T, N], [T]
         H = np.stack([a.H for a in acqs])
         Hd = H[:, cfg.data_bins]
@@ -403,26 +390,19 @@ class Receiver:
             Yd *= cis(-ph)[:, None]
             noise = effective_noise(sigma2, err_var)
         else:
-            # pilots of header and payload symbols, frame after frame: the header rows come from acquisition
             pb = cfg.pilot_bins
-            track = Segments(seg.counts + n_hdr)
-            is_hdr = track.index < n_hdr
             ph_hdr = self.demodulator.residual_phase(start, ref, eps, 0, n_hdr)
-            y_hdr = np.stack([a.y_hdr for a in acqs])[:, :, pb] * cis(-ph_hdr)[:, :, None]   # [F, n_hdr, n_p]
-            y_pay = Y[:, pb] * cis(-ph)[:, None]                                          # [T, n_p]
-            yp = np.concatenate([b for f in range(n_frames) for b in
-                                 (y_hdr[f], y_pay[seg.offsets[f]:seg.offsets[f] + seg.counts[f]])])
-            cpe, slope = self.tracker.track(H[:, pb], yp, track)
-            cpe, slope = cpe[~is_hdr] + ph, slope[~is_hdr]
+            cpe, slope = self.tracker.track_frames(H[:, pb], np.stack([a.y_hdr for a in acqs])[:, :, pb], ph_hdr,
+                                                   Y[:, pb], ph, seg)
             if np.any(slope):
                 Yd *= cis(-(cpe[:, None] + slope[:, None] * self.tracker.kd32))
             else:                                   # no timing drift: one phase per symbol
                 Yd *= cis(-cpe)[:, None]
-            noise = effective_noise(sigma2, err_var, h2, self.tracker.phase_var(sigma2, H[:, pb], track.counts))
+            noise = effective_noise(sigma2, err_var, h2, self.tracker.phase_var(sigma2, H[:, pb], seg.counts + n_hdr))
         h2s = np.maximum(h2, 1e-30).astype(np.float32)
         analog = np.array([h.kind == "analog" for h in hdrs])
         X, nv_k = equalize(Yd, Hd, h2s, noise, analog & (self.equalizer == "mmse"), seg)
-        n_cells = np.array([p[0] for p in plans])
+        n_cells = np.array([self.decoder.plan(h)[0] for h in hdrs])
         # (above ~10 dB the frame-wide pilot fit is already accurate to ~0.02 rad: skip the extra pass)
         if not genie and self.decision_directed:
             low = ~analog & np.array([a.snr < DD_MAX_SNR for a in acqs])
@@ -430,34 +410,12 @@ class Receiver:
                 sel = np.flatnonzero(low & np.array([h.modem == modem for h in hdrs]))
                 sub, rws = seg.select(sel)
                 X[rws] = self.tracker.decision_directed(X[rws], h2s[sel], modem_for(modem), sub, n_cells[sel])
-        # the data cells of every frame (the filler of its last symbol dropped), per modulation, frame after frame
-        Xf, nvf = X.reshape(-1), seg.rows(nv_k).reshape(-1)
-        cut = [slice(int(o) * cfg.n_data, int(o) * cfg.n_data + int(n)) for o, n in zip(seg.offsets, n_cells)]
-        values, nvr = [None] * n_frames, [None] * n_frames
-        payload, crc_ok, extra = [None] * n_frames, [True] * n_frames, [{} for _ in range(n_frames)]
-        symbols, symbol_nv = [None] * n_frames, [None] * n_frames
-        groups: dict[str, list[int]] = {}
-        for f, h in enumerate(hdrs):
-            groups.setdefault("analog" if h.kind == "analog" else h.modem, []).append(f)
-        for key, idx in groups.items():
-            part = Segments(n_cells[idx])
-            xg = np.concatenate([Xf[cut[f]] for f in idx])
-            nvg = np.concatenate([nvf[cut[f]] for f in idx])
-            for f, o, n in zip(idx, part.offsets.tolist(), part.counts.tolist()):
-                symbols[f], symbol_nv[f] = xg[o:o + n], nvg[o:o + n]
-            args = ([hdrs[f] for f in idx], xg, nvg, part.offsets, self.stats)
-            if key == "analog":
-                for f, v, n, ok in zip(idx, *self.decoder.analog(*args)):
-                    values[f], nvr[f], crc_ok[f] = v, n, ok
-            else:
-                for f, p, ok, e in zip(idx, *self.decoder.digital(*args)):
-                    payload[f], crc_ok[f], extra[f] = p, ok, e
-        channel = (H * self._backoff_phase).astype(np.complex64)
-        out = []
-        for f, a in enumerate(acqs):
-            out.append(RxFrame(t_start=self._t0 + a.start, seq=a.header.seq, kind=a.header.kind, values=values[f],
-                               noise_var=nvr[f], payload=payload[f], crc_ok=crc_ok[f],
-                               snr_db=10 * math.log10(a.snr), cfo_hz=a.eps * cfg.subcarrier_spacing,
-                               symbols=symbols[f], symbol_noise_var=symbol_nv[f], channel=channel[f], header=a.header,
-                               n_samples=fmt.frame_len(int(seg.counts[f])), noise_power=a.sigma2, extra=extra[f]))
-        return out
+        symbols, symbol_nv, values, nvr, payload, crc_ok, extra = self.decoder.decode(hdrs, X, nv_k, seg, n_cells,
+                                                                                     self.stats)
+        channel = list((H * self._backoff_phase).astype(np.complex64))
+        fields = zip(acqs, hdrs, (start + self._t0).tolist(), [10 * math.log10(a.snr) for a in acqs],
+                     (eps * cfg.subcarrier_spacing).tolist(), (seg.counts * cfg.symbol_len + fmt.frame_len(0)).tolist())
+        return [RxFrame(t_start=t, seq=h.seq, kind=h.kind, values=values[f], noise_var=nvr[f], payload=payload[f],
+                        crc_ok=crc_ok[f], snr_db=snr_db, cfo_hz=cfo, symbols=symbols[f], symbol_noise_var=symbol_nv[f],
+                        channel=channel[f], header=h, n_samples=n_s, noise_power=a.sigma2, extra=extra[f])
+                for f, (a, h, t, snr_db, cfo, n_s) in enumerate(fields)]

@@ -1,10 +1,11 @@
-"""Demapping and decoding: equalized symbols of F frames of one payload shape -> payloads, and the frames out
+"""Demapping and decoding: equalized symbols of F frames of any kinds and lengths -> payloads, and the frames out
 (:class:`RxFrame`).
 
 * **Digital**: per-bit LLRs of the unbiased symbol estimates with their error variances
-  (:meth:`phy.modulation.QamModem.demodulate_llr`, exact max-log-free LLRs), then :meth:`phy.fec.DigitalCodec.decode_batch`
-  (optional 5G LDPC, CRC-32) - one call per payload shape. With ``defer_decode`` LDPC-coded frames keep their LLRs for
-  :func:`decode_frames`, which batches the LDPC decoding over frames from any number of receivers.
+  (:meth:`phy.modulation.QamModem.demodulate_llr`, exact log-MAP), one call per modulation for all its frames, then
+  :meth:`phy.fec.DigitalCodec.decode_batch` (optional 5G LDPC, CRC-32), one call per payload length. With
+  ``defer_decode`` LDPC-coded frames keep their LLRs for :func:`decode_frames`, which batches the LDPC decoding over
+  frames from any number of receivers.
 * **Analog**: :meth:`phy.analog.AnalogMapper.from_symbols_batch` unpairs the complex symbols into real values with
   per-value noise variances.
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from phy.frame import FrameFormat, FrameHeader, codec_for, modem_for
+from phy.rx.ofdm_demodulation import Segments
 
 
 @dataclass
@@ -119,6 +121,55 @@ class PayloadDecoder:
         n_pay = self.fmt.n_symbols(n_sym)
         return (n_sym, n_bits, n_pay) if n_pay <= self.max_payload_symbols else None
 
+    def decode(self, hdrs: list[FrameHeader], X: np.ndarray, nv: np.ndarray, seg: Segments, n_cells: np.ndarray,
+               stats: dict) -> tuple[list, ...]:
+        """Demap and decode F equalized frames of any kinds and lengths: one LLR call per modulation
+        (:meth:`digital`), analog frames through :meth:`analog`.
+
+        Parameters
+        ----------
+        hdrs : list of FrameHeader [F]
+        X : complex64 ndarray [T, n_data]
+            Equalized payload OFDM symbols, frame after frame (layout ``seg``).
+        nv : float32 ndarray [F, n_data]
+            Error variance per data subcarrier and frame.
+        seg : Segments
+            Payload OFDM symbols per frame.
+        n_cells : int ndarray [F]
+            Data symbols per frame (the rest of its last OFDM symbol is filler).
+        stats : dict
+            Receiver counters.
+
+        Returns
+        -------
+        symbols, symbol_nv : lists of complex64 / float32 ndarray [n_cells[f]]
+        values, noise_var : lists (analog frames; None elsewhere)
+        payload, crc_ok, extra : lists (digital frames; None, True, {} elsewhere)
+        """
+        n_frames, nd = len(hdrs), X.shape[1]
+        Xf, nvf = X.reshape(-1), seg.rows(nv).reshape(-1)
+        cut = [slice(o * nd, o * nd + n) for o, n in zip(seg.offsets.tolist(), n_cells.tolist())]
+        values, nvr = [None] * n_frames, [None] * n_frames
+        payload, crc_ok, extra = [None] * n_frames, [True] * n_frames, [{} for _ in range(n_frames)]
+        symbols, symbol_nv = [None] * n_frames, [None] * n_frames
+        groups: dict[str, list[int]] = {}
+        for f, h in enumerate(hdrs):
+            groups.setdefault("analog" if h.kind == "analog" else h.modem, []).append(f)
+        for key, idx in groups.items():
+            part = Segments(n_cells[idx])
+            xg = np.concatenate([Xf[cut[f]] for f in idx])
+            nvg = np.concatenate([nvf[cut[f]] for f in idx])
+            for f, o, n in zip(idx, part.offsets.tolist(), part.counts.tolist()):
+                symbols[f], symbol_nv[f] = xg[o:o + n], nvg[o:o + n]
+            args = ([hdrs[f] for f in idx], xg, nvg, part.offsets, stats)
+            if key == "analog":
+                for f, v, n, ok in zip(idx, *self.analog(*args)):
+                    values[f], nvr[f], crc_ok[f] = v, n, ok
+            else:
+                for f, p, ok, e in zip(idx, *self.digital(*args)):
+                    payload[f], crc_ok[f], extra[f] = p, ok, e
+        return symbols, symbol_nv, values, nvr, payload, crc_ok, extra
+
     def digital(self, hdrs: list[FrameHeader], X: np.ndarray, nv: np.ndarray, offsets: np.ndarray, stats: dict
                 ) -> tuple[list, list, list]:
         """LLRs and decoding of F digital frames of one modulation (any code rates and lengths).
@@ -150,11 +201,22 @@ class PayloadDecoder:
             llr = modem.demodulate_llr(X, nv)                    # one call for every frame
         except ValueError:
             llr = None
+        h0 = hdrs[0]
+        if llr is not None and not (self.defer_decode and h0.code_rate is not None) \
+                and all(h.code_rate == h0.code_rate and h.length == h0.length for h in hdrs):
+            n_sym, n_bits, _ = self.plan(h0)            # one shape: the frames are equal rows of the LLRs
+            try:
+                data, ok = codec_for(h0.modem, h0.code_rate).decode_batch(
+                    llr.reshape(n_frames, n_sym * bps)[:, :n_bits], h0.length)
+                crc_ok = [bool(v) for v in ok]
+                stats["payload_crc_fail"] += crc_ok.count(False)
+                return [row.tobytes() for row in data], crc_ok, extra
+            except ValueError:
+                pass
         groups: dict[tuple, list[int]] = {}
         rows: list = [None] * n_frames
-        for f, h in enumerate(hdrs):
+        for f, (h, o) in enumerate(zip(hdrs, offsets.tolist())):
             n_sym, n_bits, _ = self.plan(h)
-            o = int(offsets[f])
             if llr is None:                     # some frame's values are bad: each frame on its own
                 try:
                     rows[f] = modem.demodulate_llr(X[o:o + n_sym], nv[o:o + n_sym])[:n_bits]
@@ -184,7 +246,7 @@ class PayloadDecoder:
             for f, r in zip(idx, res):
                 if r is not None:
                     payload[f], crc_ok[f] = r
-                    stats["payload_crc_fail"] += not r[1]
+            stats["payload_crc_fail"] += sum(1 for r in res if r is not None and not r[1])
         return payload, crc_ok, extra
 
     @staticmethod

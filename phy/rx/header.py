@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from phy.frame import FrameFormat, FrameHeader, golay_codebook, golay_decode_soft
+from phy.rx.ofdm_demodulation import cis
 
 
 @lru_cache(maxsize=1)
@@ -70,3 +71,31 @@ def decode_headers(fmt: FrameFormat, soft: np.ndarray) -> list[FrameHeader | Non
 def decode_header(fmt: FrameFormat, soft: np.ndarray) -> FrameHeader | None:
     """:func:`decode_headers` of one header, ``soft`` float [n_hdr_symbols * n_data]."""
     return decode_headers(fmt, soft[None, :])[0]
+
+
+def decode_header_symbols(fmt: FrameFormat, Yh: np.ndarray, H: np.ndarray, phase: np.ndarray
+                          ) -> list[FrameHeader | None]:
+    """Headers of F frames from their header symbols: BPSK soft values ``Re(conj(H) Y e^{-j phase})`` on the data
+    subcarriers, then :func:`decode_headers`.
+
+    Parameters
+    ----------
+    fmt : FrameFormat
+    Yh : complex64 ndarray [F, n_hdr_symbols, N]
+        FFTs of the header symbols.
+    H : complex64 ndarray [F, N]
+        Channel per FFT bin.
+    phase : float ndarray [F, n_hdr_symbols]
+        Phase to remove per symbol (residual CFO + tracked common phase), radians.
+
+    Returns
+    -------
+    list of FrameHeader or None
+        None where the CRC or a field fails, or the soft values are not finite.
+    """
+    db = fmt.cfg.data_bins
+    Yd = Yh[:, :, db] * cis(-phase)[:, :, None]
+    soft = (Yd * np.conj(H[:, db])[:, None, :]).real.reshape(Yh.shape[0], -1)
+    finite = np.isfinite(soft).all(axis=1)
+    hdrs = decode_headers(fmt, np.where(finite[:, None], soft, 0.0))
+    return [h if ok else None for h, ok in zip(hdrs, finite.tolist())]

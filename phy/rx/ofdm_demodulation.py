@@ -210,11 +210,19 @@ class OfdmDemodulator:
             Residual phase ``2 pi eps (t_w - ref) / N`` still in each row, radians.
         """
         cfg = self.cfg
-        rel_t = self.fmt.preamble_len + (first + seg.index) * cfg.symbol_len + (cfg.cp_len - self.backoff)
-        w = rows(buf, seg.rows(start) + rel_t, cfg.fft_size)
-        w *= seg.rows(cis(self._phase_n[None, :] * eps[:, None]))
-        Y = fftlib.fft(w, axis=1, norm="ortho", overwrite_x=True)
-        return Y, seg.rows(2 * np.pi * eps / cfg.fft_size) * (seg.rows(start - ref) + rel_t)
+        n, sl, off = cfg.fft_size, cfg.symbol_len, cfg.cp_len - self.backoff
+        rot = cis(self._phase_n[None, :] * eps[:, None])                             # [F, N]
+        k = int(seg.counts[0])
+        if (seg.counts == k).all():             # one length: whole frames as rows, then the windows (same numbers)
+            w = rows(buf, start + (self.fmt.preamble_len + first * sl), k * sl).reshape(len(seg), k, sl)
+            w = (w[:, :, off:off + n] * rot[:, None, :]).reshape(-1, n)
+            ph = self.residual_phase(start, ref, eps, first, k).reshape(-1)
+        else:
+            rel_t = self.fmt.preamble_len + (first + seg.index) * sl + off
+            w = rows(buf, seg.rows(start) + rel_t, n)
+            w *= seg.rows(rot)
+            ph = seg.rows(2 * np.pi * eps / cfg.fft_size) * (seg.rows(start - ref) + rel_t)
+        return fftlib.fft(w, axis=1, norm="ortho", overwrite_x=True), ph
 
     def symbols_one(self, buf: np.ndarray, start: int, eps: float, ref: int, first: int, n_sym: int
                     ) -> tuple[np.ndarray, np.ndarray]:

@@ -90,6 +90,43 @@ class PilotTracker:
              * np.conj(self.fmt.pilot_block(0, n_sym)[None, :, :] * H[:, None, pb])).sum(axis=2)
         return np.angle(sum3(z)) + ph
 
+    def track_frames(self, Hp: np.ndarray, y_hdr: np.ndarray, ph_hdr: np.ndarray, y_pay: np.ndarray,
+                     ph: np.ndarray, seg: Segments) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`track` over the header and payload symbols of F frames; the phase and slope of the payload rows.
+
+        Parameters
+        ----------
+        Hp : complex64 ndarray [F, n_p]
+            Pilot channels.
+        y_hdr : complex64 ndarray [F, n_hdr, n_p]
+            Header pilots (from acquisition), with their residual CFO phase ``ph_hdr`` float [F, n_hdr].
+        y_pay : complex64 ndarray [T, n_p]
+            Payload pilots, rows in the layout ``seg``, with their residual CFO phase ``ph`` float [T].
+        seg : Segments
+            Payload symbols per frame.
+
+        Returns
+        -------
+        phase : float64 ndarray [T]
+            Phase to remove from each payload row at subcarrier 0 (tracked phase + residual CFO phase), radians.
+        slope : float64 ndarray [T]
+            Phase slope, radians per subcarrier.
+        """
+        n_frames, n_hdr, n_p = y_hdr.shape
+        y_hdr = y_hdr * cis(-ph_hdr)[:, :, None]
+        y_pay = y_pay * cis(-ph)[:, None]
+        track = Segments(seg.counts + n_hdr)
+        k = int(seg.counts[0])
+        if (seg.counts == k).all():             # one length: header and payload rows side by side
+            yp = np.concatenate([y_hdr, y_pay.reshape(n_frames, k, n_p)], axis=1).reshape(-1, n_p)
+            cpe, slope = self.track(Hp, yp, track)
+            return cpe.reshape(n_frames, -1)[:, n_hdr:].reshape(-1) + ph, slope.reshape(n_frames, -1)[:, n_hdr:].ravel()
+        yp = np.concatenate([b for f in range(n_frames) for b in
+                             (y_hdr[f], y_pay[seg.offsets[f]:seg.offsets[f] + seg.counts[f]])])
+        cpe, slope = self.track(Hp, yp, track)
+        is_pay = track.index >= n_hdr
+        return cpe[is_pay] + ph, slope[is_pay]
+
     def track(self, Hp: np.ndarray, Yp: np.ndarray, seg: Segments) -> tuple[np.ndarray, np.ndarray]:
         """Per-symbol common phase and phase slope of F frames of different lengths from their pilots.
 
@@ -110,24 +147,24 @@ class PilotTracker:
         slope : float64 ndarray [T]
             Phase slope, radians per subcarrier.
         """
-        fi, smooth, n_p = seg.frame, self.smoothing, Yp.shape[1]
+        smooth, n_p, rep = self.smoothing, Yp.shape[1], seg.rows
         s_idx = seg.index.astype(np.float64)
         n_sym = seg.counts.astype(np.float64)
         z = Yp * np.conj(np.take(self.fmt.pilot_block(0, int(seg.counts.max())), seg.index, axis=0) * seg.rows(Hp))
         # mean phase increment per symbol (pairs of consecutive symbols of the same frame), so the phases do not wrap
         pairs = np.zeros(seg.total, np.complex64)
         pairs[:-1] = (np.conj(z[:-1]) * z[1:]).sum(axis=1)
-        pairs[seg.last()] = 0
+        pairs[seg.offsets[1:] - 1] = 0                                              # across frames
         drift = np.angle(seg.sum(pairs))
-        z = z * cis(-drift[fi] * s_idx)[:, None]
+        z = z * cis(-rep(drift) * s_idx)[:, None]
         theta0 = np.angle(seg.sum(z.sum(axis=1)))
-        phi = np.angle(z * np.exp(-1j * theta0).astype(np.complex64)[fi][:, None])     # [T, n_p], small
+        phi = np.angle(z * rep(np.exp(-1j * theta0).astype(np.complex64))[:, None])    # [T, n_p], small
         kp = self._kp
         # common phase: a + b s (least squares over all pilots of the frame)
         w_s = phi.sum(axis=1) / n_p                                                   # mean over the pilots
-        sc = s_idx - ((n_sym - 1) / 2)[fi]
+        sc = s_idx - rep((n_sym - 1) / 2)
         b = seg.sum(w_s * sc) / seg.sum(sc * sc)
-        cpe = (seg.sum(w_s) / n_sym)[fi] + b[fi] * sc
+        cpe = rep(seg.sum(w_s) / n_sym) + rep(b) * sc
         # slope across subcarriers: d (s - s_ref) k, zero at the LTS, kept only where it is significant (> 3 sigma) -
         # four pilots per symbol cannot afford free per-symbol slopes at low SNR
         resid = phi - cpe[:, None]
@@ -135,19 +172,19 @@ class PilotTracker:
         u = s_lts[:, None] * kp[None, :]
         uu = seg.sum((u * u).sum(axis=1))
         d = seg.sum((resid * u).sum(axis=1)) / uu
-        var_phi = seg.sum(np.square(resid - d[fi][:, None] * u).sum(axis=1)) / (n_sym * n_p)
+        var_phi = seg.sum(np.square(resid - rep(d)[:, None] * u).sum(axis=1)) / (n_sym * n_p)
         d = np.where(d * d * uu < 9.0 * var_phi, 0.0, d)
-        slope = d[fi] * s_lts
+        slope = rep(d) * s_lts
         if smooth > 1:
-            res = (z * cis(-(theta0[fi][:, None] + cpe[:, None] + slope[:, None] * kp))).sum(axis=1)
+            res = (z * cis(-(rep(theta0)[:, None] + cpe[:, None] + slope[:, None] * kp))).sum(axis=1)
             c = np.zeros(seg.total + 1, np.complex128)
             np.cumsum(res, out=c[1:])
             h = smooth // 2
-            base = seg.offsets[fi]
-            hi = base + np.minimum(seg.index + h + 1, seg.counts[fi])
+            base = rep(seg.offsets)
+            hi = base + np.minimum(seg.index + h + 1, rep(seg.counts))
             lo = base + np.maximum(seg.index - h, 0)
             cpe = cpe + np.angle(c[hi] - c[lo])
-        return theta0[fi] + drift[fi] * s_idx + cpe - slope * self._kp_mean, slope
+        return rep(theta0) + rep(drift) * s_idx + cpe - slope * self._kp_mean, slope
 
     def phase_var(self, sigma2: np.ndarray, Hp: np.ndarray, n_tot: np.ndarray) -> np.ndarray:
         """Variance of the tracked phase per data subcarrier (see the module docstring).
@@ -195,7 +232,7 @@ class PilotTracker:
         -------
         complex64 ndarray [T, n_data]
         """
-        fi = seg.frame
+        rep = seg.rows
         n_data = X.shape[1]
         if modem.order <= 4:                         # BPSK/QPSK: the decision is the sign pattern
             dec = np.sign(X.real) if modem.order == 2 else np.sign(X.real) + 1j * np.sign(X.imag)
@@ -203,13 +240,13 @@ class PilotTracker:
         else:
             m = modem.bits_per_symbol
             dec = modem.constellation[modem.demodulate_hard(X).reshape(*X.shape, m) @ (1 << np.arange(m - 1, -1, -1))]
-        filler = seg.index[:, None] * n_data + np.arange(n_data)[None, :] >= n_cells[fi][:, None]
+        filler = seg.index[:, None] * n_data + np.arange(n_data)[None, :] >= rep(n_cells)[:, None]
         dec[filler] = 0
-        c = (X * np.conj(dec) * h2[fi]).sum(axis=1)                                  # [T]
+        c = (X * np.conj(dec) * rep(h2)).sum(axis=1)                                  # [T]
         a = np.angle(seg.sum(c))
-        ang = np.angle(c * np.exp(-1j * a)[fi])
+        ang = np.angle(c * rep(np.exp(-1j * a)))
         wgt = np.abs(c)
         s_idx = seg.index.astype(np.float64)
-        sc = s_idx - (seg.sum(wgt * s_idx) / np.maximum(seg.sum(wgt), 1e-30))[fi]
+        sc = s_idx - rep(seg.sum(wgt * s_idx) / np.maximum(seg.sum(wgt), 1e-30))
         b = seg.sum((wgt * sc) * ang) / np.maximum(seg.sum((wgt * sc) * sc), 1e-30)
-        return X * cis(-(a[fi] + b[fi] * sc))[:, None]
+        return X * cis(-(rep(a) + rep(b) * sc))[:, None]
