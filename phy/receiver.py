@@ -38,7 +38,7 @@ from phy.rx.header import decode_header, decode_header_symbols
 from phy.rx.ofdm_demodulation import OfdmDemodulator, Segments, cis
 from phy.rx.phase_tracking import PilotTracker
 
-__all__ = ["Receiver", "RxFrame", "decode_frames", "cfo_crlb_hz"]
+__all__ = ["Receiver", "RxFrame", "cfo_crlb_hz", "decode_frames"]
 
 #: decision-directed phase refinement is applied below this estimated linear SNR (10 dB)
 DD_MAX_SNR = 10.0

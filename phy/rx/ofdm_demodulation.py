@@ -109,7 +109,7 @@ class Segments:
         out[self.offsets + self.counts - 1] = True
         return out
 
-    def select(self, frames: np.ndarray) -> tuple["Segments", np.ndarray]:
+    def select(self, frames: np.ndarray) -> tuple[Segments, np.ndarray]:
         """The segments of ``frames`` (int [F'], ascending) and their rows in this layout (int64 [T'])."""
         sub = Segments(self.counts[frames])
         return sub, self.offsets[frames][sub.frame] + sub.index
@@ -160,31 +160,6 @@ class OfdmDemodulator:
         Y = fftlib.fft(w, axis=2, norm="ortho", overwrite_x=True)
         Y[:, 1] *= np.exp(-2j * np.pi * eps).astype(np.complex64)[:, None]
         return Y
-
-    def symbols(self, buf: np.ndarray, start: np.ndarray, eps: np.ndarray, first: int, n_sym: int) -> np.ndarray:
-        """FFT of OFDM symbols ``first .. first + n_sym - 1`` (0 = first header symbol) of F frames, within-window
-        CFO removed.
-
-        Parameters
-        ----------
-        buf : complex64 ndarray [M]
-        start : int ndarray [F]
-            Frame starts, buffer indices.
-        eps : float ndarray [F]
-            CFOs, subcarrier spacings.
-        first, n_sym : int
-
-        Returns
-        -------
-        complex64 ndarray [F, n_sym, N]
-        """
-        cfg = self.cfg
-        n, sl = cfg.fft_size, cfg.symbol_len
-        off = cfg.cp_len - self.backoff
-        base = start + (self.fmt.preamble_len + first * sl)
-        w = rows(buf, base, n_sym * sl).reshape(len(start), n_sym, sl)[:, :, off:off + n]
-        w = w * cis(self._phase_n[None, :] * eps[:, None])[:, None, :]
-        return fftlib.fft(w, axis=2, norm="ortho", overwrite_x=True)
 
     def symbol_rows(self, buf: np.ndarray, start: np.ndarray, eps: np.ndarray, ref: np.ndarray, first: int,
                     seg: Segments) -> tuple[np.ndarray, np.ndarray]:
