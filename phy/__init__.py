@@ -5,7 +5,8 @@ classes in :mod:`phy.fec` load sionna/torch only when used):
 
 * OFDM numerology: :class:`OfdmConfig`, :class:`OfdmSection`, :func:`grid_to_time`, :func:`time_to_grid`
 * frames: :class:`FrameBuilder`, :class:`FrameHeader`, :class:`FrameFormat`
-* reception: :class:`Receiver`, :class:`RxFrame`, :class:`SchmidlCoxDetector`, :func:`cfo_crlb_hz`
+* reception: :class:`Receiver`, :class:`RxFrame`, :class:`SchmidlCoxDetector`, :func:`cfo_crlb_hz`; the receiver's
+  stages, one per module, in :mod:`phy.rx`
 * modulation / analog / coding: :class:`QamModem`, :class:`AnalogMapper`, :class:`LdpcCode`, :class:`DigitalCodec`,
   :func:`crc16`, :func:`crc32`, :func:`bytes_to_bits`, :func:`bits_to_bytes`
 * theory: :func:`ber_qam_awgn`, :func:`q_function`, ...  (module :mod:`phy.theory`)

@@ -37,7 +37,7 @@ import numpy as np
 from phy.ofdm import OfdmConfig
 
 #: metric positions per vectorized pass (the pass's temporaries stay in the CPU caches)
-BLOCK = 1 << 14
+BLOCK = 1 << 16
 
 
 def gamma2_threshold(pfa: float) -> float:

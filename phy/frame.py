@@ -35,9 +35,9 @@ from functools import lru_cache
 import numpy as np
 
 from phy.crc import crc16, crc32
-from phy.ofdm import OfdmConfig, _fft, grid_to_time
+from phy.ofdm import OfdmConfig, fftlib, grid_to_time
 
-_ifft = _fft.ifft
+_ifft = fftlib.ifft
 
 #: modulation name <-> 3-bit header code
 MODULATIONS = ("bpsk", "qpsk", "16qam", "64qam", "256qam")
@@ -50,10 +50,13 @@ MAX_SEQ = (1 << 16) - 1
 _PN_SEED = 0x5C0FDA  # fixed: transmitter and receiver must agree
 #: the 12 header bytes as (kind/modulation/rate byte << 24 | length, seq, scale, CRC-16), big-endian
 _HEADER_STRUCT = struct.Struct(">IHfH")
+_MOD_INDEX = {m: i for i, m in enumerate(MODULATIONS)}
 
 
 def code_rate_index(code_rate) -> int:
     """Header code of ``code_rate`` (None, 0.5, 2/3, 3/4, 5/6 or their "a/b"/"none" names); raises ValueError."""
+    if code_rate is None:
+        return 0
     if isinstance(code_rate, str):
         name = code_rate.strip().lower()
         if name in CODE_RATE_NAMES:
@@ -72,6 +75,9 @@ def code_rate_index(code_rate) -> int:
 
 def modulation_index(modem: str) -> int:
     """Header code of a modulation name; raises ValueError naming the allowed names."""
+    i = _MOD_INDEX.get(modem) if isinstance(modem, str) else None
+    if i is not None:
+        return i
     key = str(modem).strip().lower().replace("-", "")
     if key not in MODULATIONS:
         raise ValueError(f"modem = {modem!r}: expected one of {', '.join(MODULATIONS)}")
@@ -264,15 +270,19 @@ def frame_format(cfg: OfdmConfig) -> FrameFormat:
 
 
 @lru_cache(maxsize=32)
-def _codec(modem: str, code_rate):
+def codec_for(modem: str, code_rate):
+    """Cached :class:`phy.fec.DigitalCodec` for a modulation name and code rate (None: uncoded)."""
     from phy.fec import DigitalCodec
     return DigitalCodec(modem, code_rate)
 
 
 @lru_cache(maxsize=8)
-def _modem(name: str):
+def modem_for(name: str):
+    """Cached :class:`phy.modulation.QamModem` for a modulation name ("bpsk", "qpsk", "16qam", ...)."""
     from phy.modulation import QamModem
     return QamModem.from_name(name)
+
+
 
 
 class FrameBuilder:
@@ -301,9 +311,9 @@ class FrameBuilder:
         if n_values is not None:
             n_sym = -(-int(n_values) // 2)
         else:
-            bits = _codec(MODULATIONS[modulation_index(modem)], CODE_RATES[code_rate_index(code_rate)]) \
+            bits = codec_for(MODULATIONS[modulation_index(modem)], CODE_RATES[code_rate_index(code_rate)]) \
                 .n_coded_bits(int(n_bytes))
-            m = _modem(MODULATIONS[modulation_index(modem)]).bits_per_symbol
+            m = modem_for(MODULATIONS[modulation_index(modem)]).bits_per_symbol
             n_sym = -(-bits // m)
         return self.fmt.frame_len(self.fmt.n_symbols(n_sym))
 
@@ -337,7 +347,7 @@ class FrameBuilder:
         seq = self._check_seq(seq)
         mname = MODULATIONS[modulation_index(modem)]
         rate = CODE_RATES[code_rate_index(code_rate)]
-        codec, mod = _codec(mname, rate), _modem(mname)
+        codec, mod = codec_for(mname, rate), modem_for(mname)
         if rate is None:
             # uncoded: the coded bits are the payload and its CRC-32 (big-endian) bits, zero-padded to whole symbols
             # (phy.fec.DigitalCodec's layout), mapped byte-wise without unpacking them

@@ -21,9 +21,11 @@ from functools import cached_property
 import numpy as np
 
 try:  # scipy.fft is faster and honours ``workers``; numpy.fft is the fallback
-    import scipy.fft as _fft
+    import scipy.fft as fftlib
 except ImportError:  # pragma: no cover - scipy is a dependency
-    _fft = np.fft
+    fftlib = np.fft
+#: former private name of :data:`fftlib` (the FFT module every phy block uses)
+_fft = fftlib
 
 PRESETS = ("wifi64", "wide256")
 
@@ -130,17 +132,17 @@ class OfdmConfig:
         """Subcarrier spacing in Hz (sample_rate / fft_size)."""
         return self.sample_rate / self.fft_size
 
-    @property
+    @cached_property
     def symbol_len(self) -> int:
         """Samples per OFDM symbol including the cyclic prefix."""
         return self.fft_size + self.cp_len
 
-    @property
+    @cached_property
     def n_data(self) -> int:
         """Number of data subcarriers."""
         return len(self.data_subcarriers)
 
-    @property
+    @cached_property
     def n_pilots(self) -> int:
         """Number of pilot subcarriers."""
         return len(self.pilot_subcarriers)

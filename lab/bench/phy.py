@@ -1,19 +1,37 @@
-"""Benchmark of the OFDM PHY: transmit (frame building) and receive (detection + demodulation) throughput.
+"""Benchmark of the OFDM PHY: transmit (frame building) and receive (detection + demodulation) throughput on three
+kinds of traffic, against the numpy FFT floor of the same stream and GNU Radio 3.10's ``ofdm_tx``/``ofdm_rx``.
 
-``otalab bench phy [--quick] [--json PATH] [--no-gnuradio]`` (or ``python bench/phy.py``) measures, in ONE process on
-ONE core (OMP/OPENBLAS/MKL threads = 1, scipy.fft workers = 1):
+``otalab bench phy [--quick] [--json PATH] [--no-gnuradio] [--min-seconds S] [--repeats R]`` (or
+``python bench/phy.py``) measures, in ONE process on ONE core (OMP/OPENBLAS/MKL threads = 1, scipy.fft workers = 1),
+CPU time of this process (``time.process_time``; wall-clock figures are kept as ``*_msps_wall``):
 
-* ``tx_msps``: frame samples produced per second by :class:`phy.FrameBuilder` (payload generation excluded);
-* ``*_msps_cpu``: the same per CPU second of this process (``time.process_time``), less sensitive to other load;
-* ``rx_msps``: stream samples consumed per second by :class:`phy.Receiver` on a realistic stream - back-to-back
-  frames separated by noise gaps of 10 % of a frame, 20 dB SNR, 0.3 subcarrier CFO, fed in blocks of 65536 samples -
-  including detection of every frame, acquisition, channel estimation, equalization and payload decoding;
-  ``rx_frames_ok`` checks that every frame was received.
+Streams (20 dB SNR, CFO 0.3 subcarrier spacings, fed to :class:`phy.Receiver` in blocks of 65536 samples):
 
-Cases: wifi64 QPSK (uncoded, 500-byte payload), wifi64 analog (8192 reals), wide256 QPSK and analog.
-Where Debian's GNU Radio is importable by /usr/bin/python3, its ``digital.ofdm_tx``/``ofdm_rx`` hier blocks run in a
-subprocess on the same QPSK payload (64-FFT, CP 16) and ``gnuradio_tx_msps``/``gnuradio_rx_msps`` and our ratios are
-added to the wifi64 QPSK record. Prints ``{"benchmark": "phy", "results": [...]}``.
+* ``steady``: back-to-back frames of one shape separated by noise gaps of 10 % of a frame (digital: uncoded 500-byte
+  payloads, the size GNU Radio's ``ofdm_tx`` buffers; analog: 8192 reals);
+* ``mixed``: kinds and lengths drawn at random per frame - analog (100..8000 reals) or uncoded BPSK / QPSK / 16-QAM /
+  64-QAM (20..1000 bytes) - with 30 % of the stream idle (gaps of random length), 30 dB SNR (so that uncoded 64-QAM
+  frames pass their CRC);
+* ``sparse``: one uncoded QPSK 500-byte frame at a random place in every 2^20 samples of noise.
+
+Figures (each measured by repeating the work until it has taken at least ``--min-seconds`` of CPU, median of
+``--repeats``):
+
+* ``tx_msps``: frame samples produced per CPU second by :class:`phy.FrameBuilder` for the stream's frames;
+* ``rx_msps``: stream samples consumed per CPU second by :class:`phy.Receiver` (detection of every frame,
+  acquisition, channel estimation, equalization and payload decoding); the stream is replayed with continuing sample
+  times until the time is reached; ``rx_frames_ok`` counts the frames of one pass received with a good CRC (every
+  pass must receive the same);
+* ``fft_floor_msps``: stream samples per CPU second of the least any OFDM receiver does with numpy: one
+  ``numpy.fft.fft`` call per frame over all its OFDM symbols with the cyclic prefixes dropped (frame positions known:
+  no detection, synchronization, equalization or decoding); ``rx_fraction_of_floor = rx_msps / fft_floor_msps``.
+
+Where Debian's GNU Radio is importable by /usr/bin/python3, its ``digital.ofdm_tx``/``ofdm_rx`` hier blocks (64-FFT,
+CP 16, QPSK payload, BPSK header) run in a subprocess pinned to one core (``taskset``) on streams of the same shape:
+the same packet count, lengths and gaps (mixed: packet lengths drawn the same way, capped at 500 bytes), the same
+SNR. Its figures are CPU time of the subprocess (all its threads) per sample, median of the same repeats; the
+wifi64 records get ``gnuradio_tx_msps``, ``gnuradio_rx_msps``, ``gnuradio_rx_packets`` and our ratios
+``tx_speedup_vs_gnuradio``, ``rx_speedup_vs_gnuradio``. Prints ``{"benchmark": "phy", "results": [...]}``.
 """
 
 from __future__ import annotations
@@ -27,62 +45,99 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-#: digital payload per frame (GNU Radio's ofdm_tx cannot buffer much larger packets by default)
+#: digital payload per frame of the steady and sparse streams (GNU Radio's ofdm_tx cannot buffer much larger packets)
 DIGITAL_BYTES = 500
+#: RX block size (samples per Receiver.process call)
+BLOCK = 1 << 16
+#: sparse stream: one frame per this many samples
+SPARSE_PERIOD = 1 << 20
+#: mixed stream: share of idle samples
+MIXED_IDLE = 0.3
+MIXED_KINDS = ("analog", "bpsk", "qpsk", "16qam", "64qam")
 
 GNURADIO_SCRIPT = r'''
-import sys, time, json
+import json, resource, statistics, sys, time
 import numpy as np
+import pmt
 from gnuradio import gr, blocks, digital
-n_packets, plen, reps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+spec = json.loads(sys.argv[1])
+plens, gaps_rel, snr_db, min_s, reps = spec["plens"], spec["gaps"], spec["snr_db"], spec["min_s"], spec["reps"]
 rng = np.random.default_rng(0)
-data = rng.integers(0, 256, n_packets * plen).astype(np.uint8).tolist()
+data = rng.integers(0, 256, sum(plens)).astype(np.uint8).tolist()
+tags = []
+off = 0
+for p in plens:
+    tags.append(gr.tag_utils.python_to_tag((off, pmt.intern("packet_len"), pmt.from_long(p), pmt.PMT_NIL)))
+    off += p
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 def run_tx():
     tb = gr.top_block()
-    src = blocks.vector_source_b(data, False)
-    s2t = blocks.stream_to_tagged_stream(gr.sizeof_char, 1, plen, "packet_len")
+    src = blocks.vector_source_b(data, False, 1, tags)
     tx = digital.ofdm_tx(fft_len=64, cp_len=16, packet_length_tag_key="packet_len", bps_header=1, bps_payload=2,
                          rolloff=0, scramble_bits=False)
-    sink = blocks.vector_sink_c()
-    tb.connect(src, s2t, tx, sink)
-    t = time.perf_counter(); tb.run(); dt = time.perf_counter() - t
-    return np.array(sink.data(), np.complex64), dt
+    sink = blocks.vector_sink_c(1, 1 << 20)
+    tb.connect(src, tx, sink)
+    c = cpu(); tb.run(); dc = cpu() - c
+    return np.array(sink.data(), np.complex64), sink.tags(), dc
 
-best_tx, x = None, None
-for _ in range(reps):
-    x, dt = run_tx()
-    best_tx = dt if best_tx is None else min(best_tx, dt)
-gap = np.zeros(len(x) // n_packets // 10, np.complex64)
-per = len(x) // n_packets
-stream = np.concatenate([np.concatenate([x[i * per:(i + 1) * per], gap]) for i in range(n_packets)])
-stream = stream / np.sqrt(np.mean(np.abs(stream) ** 2))
-noise = 0.1 * (rng.standard_normal(stream.size) + 1j * rng.standard_normal(stream.size)) / np.sqrt(2)
+def measure(fn):
+    out = []
+    for _ in range(reps):
+        n, dc = 0, 0.0
+        while dc < min_s:
+            m, d = fn()
+            n += m; dc += d
+        out.append(n / dc / 1e6)
+    return statistics.median(out)
+
+x, ttags, _ = run_tx()
+tx_msps = measure(lambda: (lambda r: (r[0].size, r[2]))(run_tx()))
+# packet boundaries from the packet_len tags on the TX output: rebuild the stream with our gap pattern
+starts = sorted(t.offset for t in ttags if pmt.symbol_to_string(t.key) == "packet_len")
+starts.append(x.size)
+parts = []
+for i in range(len(starts) - 1):
+    burst = x[starts[i]:starts[i + 1]]
+    parts += [np.zeros(int(round(gaps_rel[i][0] * burst.size)) if gaps_rel[i][0] >= 0 else gaps_rel[i][1],
+                       np.complex64), burst]
+stream = np.concatenate(parts + [np.zeros(20000, np.complex64)])   # lets the last packet leave the flowgraph
+pw = np.mean(np.abs(x) ** 2)
+stream = stream / np.sqrt(pw)
+noise = np.sqrt(10 ** (-snr_db / 10) / 2) * (rng.standard_normal(stream.size) + 1j * rng.standard_normal(stream.size))
 stream = (stream + noise).astype(np.complex64).tolist()
-best_rx, got = None, 0
-for _ in range(reps):
+got = [0]
+
+def run_rx():
     tb = gr.top_block()
     src = blocks.vector_source_c(stream, False)
     rx = digital.ofdm_rx(fft_len=64, cp_len=16, frame_length_tag_key="frame_len", packet_length_tag_key="packet_len",
                          bps_header=1, bps_payload=2, scramble_bits=False)
     sink = blocks.vector_sink_b()
     tb.connect(src, rx, sink)
-    t = time.perf_counter(); tb.run(); dt = time.perf_counter() - t
-    best_rx = dt if best_rx is None else min(best_rx, dt)
-    got = len(sink.data()) // plen
-print(json.dumps({"tx_msps": len(x) / best_tx / 1e6, "rx_msps": len(stream) / best_rx / 1e6,
-                  "rx_packets": got, "packets": n_packets}))
+    c = cpu(); tb.run(); dc = cpu() - c
+    got[0] = len([t for t in sink.tags() if pmt.symbol_to_string(t.key) == "packet_len"])
+    return len(stream), dc
+
+rx_msps = measure(run_rx)
+print(json.dumps({"tx_msps": tx_msps, "rx_msps": rx_msps, "rx_packets": got[0], "packets": len(plens),
+                  "stream_samples": len(stream)}))
 '''
 
 
-def _gnuradio(n_packets: int, plen: int, reps: int) -> dict | None:
-    """Run GNU Radio's OFDM tx/rx under /usr/bin/python3; None when unavailable."""
+def _gnuradio(spec: dict) -> dict | None:
+    """Run GNU Radio's OFDM tx/rx under /usr/bin/python3 on one core; None when unavailable."""
     exe = "/usr/bin/python3"
     if not Path(exe).exists():
         return None
@@ -91,11 +146,10 @@ def _gnuradio(n_packets: int, plen: int, reps: int) -> dict | None:
         if ok.returncode != 0:
             return None
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        res = subprocess.run(["taskset", "-c", "0", exe, "-c", GNURADIO_SCRIPT, str(n_packets), str(plen), str(reps)],
-                             capture_output=True, text=True, timeout=600, env=env)
+        args = [exe, "-c", GNURADIO_SCRIPT, json.dumps(spec)]
+        res = subprocess.run(["taskset", "-c", "0", *args], capture_output=True, text=True, timeout=1800, env=env)
         if res.returncode != 0:
-            res = subprocess.run([exe, "-c", GNURADIO_SCRIPT, str(n_packets), str(plen), str(reps)],
-                                 capture_output=True, text=True, timeout=600, env=env)
+            res = subprocess.run(args, capture_output=True, text=True, timeout=1800, env=env)
         if res.returncode != 0:
             return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed"}
         return json.loads(res.stdout.strip().splitlines()[-1])
@@ -103,84 +157,167 @@ def _gnuradio(n_packets: int, plen: int, reps: int) -> dict | None:
         return {"error": str(exc)}
 
 
-def _case(preset: str, payload: str, n_frames: int, reps: int, seed: int = 0) -> dict:
-    from phy import FrameBuilder, OfdmConfig, Receiver
+def _stream(preset: str, payload: str, stream: str, n_frames: int, seed: int = 0) -> dict:
+    """Frames (builder callables), the noisy stream, the frame starts and the GNU Radio spec of one case."""
+    from phy import FrameBuilder, OfdmConfig
     cfg = OfdmConfig.preset(preset)
     fb = FrameBuilder(cfg)
     rng = np.random.default_rng(seed)
-    if payload == "analog":
-        data = [rng.standard_normal(8192).astype(np.float32) for _ in range(n_frames)]
-        build = lambda i: fb.build_analog(data[i], seq=i)  # noqa: E731
+    snr_db = 30.0 if stream == "mixed" else 20.0
+    kinds = rng.choice(MIXED_KINDS, n_frames).tolist() if stream == "mixed" else [payload] * n_frames
+    builds, plens = [], []
+    for i, kind in enumerate(kinds):
+        if kind == "analog":
+            n = int(rng.integers(100, 8001)) if stream == "mixed" else 8192
+            v = rng.standard_normal(n).astype(np.float32)
+            builds.append(lambda v=v, i=i: fb.build_analog(v, seq=i))
+            plens.append(min(DIGITAL_BYTES, 2 * n))            # a GNU Radio packet of similar size
+        else:
+            n = int(rng.integers(20, 1001)) if stream == "mixed" else DIGITAL_BYTES
+            b = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+            builds.append(lambda b=b, i=i, kind=kind: fb.build_digital(b, seq=i, modem=kind, code_rate=None))
+            plens.append(min(DIGITAL_BYTES, n))
+    frames = [b() for b in builds]
+    sizes = np.array([f.size for f in frames])
+    if stream == "steady":
+        gaps = np.full(n_frames, sizes[0] // 10)
+        gr_gaps = [[0.1, 0]] * n_frames
+    elif stream == "mixed":
+        idle = int(sizes.sum() * MIXED_IDLE / (1 - MIXED_IDLE))
+        cuts = np.sort(rng.integers(0, idle + 1, n_frames - 1))
+        gaps = np.diff(np.concatenate([[0], cuts, [idle]]))      # random idle gaps summing to 30 % of the stream
+        gr_gaps = [[float(g / s), 0] for g, s in zip(gaps, sizes)]
     else:
-        data = [rng.integers(0, 256, DIGITAL_BYTES, dtype=np.uint8).tobytes() for _ in range(n_frames)]
-        build = lambda i: fb.build_digital(data[i], seq=i, modem=payload, code_rate=None)  # noqa: E731
-    build(0)  # warm caches
-    best_tx, cpu_tx, frames = None, None, []
-    for _ in range(reps):
-        t, c = time.perf_counter(), time.process_time()
-        frames = [build(i) for i in range(n_frames)]
-        dt, dc = time.perf_counter() - t, time.process_time() - c
-        best_tx = dt if best_tx is None else min(best_tx, dt)
-        cpu_tx = dc if cpu_tx is None else min(cpu_tx, dc)
-    n_tx = sum(f.size for f in frames)
-    gap = frames[0].size // 10
-    parts = []
-    for f in frames:
-        parts += [f, np.zeros(gap, np.complex64)]
+        gaps = SPARSE_PERIOD - sizes
+        gr_gaps = [[-1, int(SPARSE_PERIOD - 3200)]] * n_frames
+    lead = rng.integers(0, gaps + 1) if stream == "sparse" else np.zeros(n_frames, np.int64)
+    parts, starts, t = [], [], 0
+    for f, g, a in zip(frames, gaps, lead):
+        parts += [np.zeros(int(a), np.complex64), f, np.zeros(int(g - a), np.complex64)]
+        starts.append(t + int(a))
+        t += int(a) + f.size + int(g - a)
     x = np.concatenate(parts)
     x = x * np.exp(2j * np.pi * 0.3 * np.arange(x.size) / cfg.fft_size)
-    n0 = 10 ** (-20 / 10)
+    n0 = 10 ** (-snr_db / 10)
     x = (x + np.sqrt(n0 / 2) * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size))).astype(np.complex64)
-    rx = Receiver(cfg)
-    block = 1 << 16
-    best_rx, cpu_rx, ok = None, None, 0
+    return {"cfg": cfg, "builds": builds, "frames": frames, "x": x, "starts": np.array(starts), "sizes": sizes,
+            "gr": {"plens": plens, "gaps": gr_gaps, "snr_db": snr_db}}
+
+
+def _median_rate(fn, min_s: float, reps: int) -> float:
+    """Median over ``reps`` of (units per CPU second) where ``fn()`` -> (units, cpu seconds) is repeated until the
+    CPU time reaches ``min_s``."""
+    rates = []
     for _ in range(reps):
-        rx.reset()
-        t, c = time.perf_counter(), time.process_time()
+        n, dc = 0, 0.0
+        while dc < min_s:
+            m, d = fn()
+            n += m
+            dc += d
+        rates.append(n / dc / 1e6)
+    return statistics.median(rates)
+
+
+def _case(preset: str, payload: str, stream: str, n_frames: int, min_s: float, reps: int) -> dict:
+    from phy import Receiver
+    s = _stream(preset, payload, stream, n_frames)
+    cfg, x, builds = s["cfg"], s["x"], s["builds"]
+    n_tx = int(s["sizes"].sum())
+
+    def tx():
+        c = time.process_time()
+        for b in builds:
+            b()
+        return n_tx, time.process_time() - c
+
+    rx = Receiver(cfg)
+    passes = [0]
+    oks: list[int] = []
+
+    def rx_pass():
+        c = time.process_time()
+        t_base = passes[0] * x.size
         got = []
-        for a in range(0, x.size, block):
-            got += rx.process(x[a:a + block], a)
-        dt, dc = time.perf_counter() - t, time.process_time() - c
-        best_rx = dt if best_rx is None else min(best_rx, dt)
-        cpu_rx = dc if cpu_rx is None else min(cpu_rx, dc)
-        ok = sum(1 for f in got if f.crc_ok)
-    return {"preset": preset, "payload": payload, "frames": n_frames, "frame_len": int(frames[0].size),
-            "tx_msps": n_tx / best_tx / 1e6, "rx_msps": x.size / best_rx / 1e6, "rx_frames_ok": ok,
-            "tx_msps_cpu": n_tx / max(cpu_tx, 1e-9) / 1e6, "rx_msps_cpu": x.size / max(cpu_rx, 1e-9) / 1e6,
-            "stream_samples": int(x.size)}
+        for a in range(0, x.size, BLOCK):
+            got += rx.process(x[a:a + BLOCK], t_base + a)
+        dc = time.process_time() - c
+        passes[0] += 1
+        oks.append(sum(1 for f in got if f.crc_ok))
+        return x.size, dc
+
+    # floor: one numpy FFT call per frame over its OFDM symbols, CPs dropped (positions known)
+    cp, sl = cfg.cp_len, cfg.symbol_len
+    spans = [(int(a), int(sz) // sl) for a, sz in zip(s["starts"], s["sizes"])]
+
+    def floor():
+        c = time.process_time()
+        for a, k in spans:
+            np.fft.fft(x[a:a + k * sl].reshape(k, sl)[:, cp:], axis=1, norm="ortho")
+        return x.size, time.process_time() - c
+
+    tx()
+    t_wall = time.perf_counter()
+    tx_msps = _median_rate(tx, min_s, reps)
+    tx_wall = time.perf_counter() - t_wall
+    t_wall = time.perf_counter()
+    rx_msps = _median_rate(rx_pass, min_s, reps)
+    rx_wall = time.perf_counter() - t_wall
+    floor_msps = _median_rate(floor, min_s, reps)
+    ok = min(oks)
+    return {"preset": preset, "payload": payload, "stream": stream, "frames": n_frames,
+            "frame_len_mean": float(s["sizes"].mean()), "stream_samples": int(x.size),
+            "tx_msps": tx_msps, "rx_msps": rx_msps, "rx_frames_ok": ok, "rx_frames_ok_all_passes": ok == max(oks),
+            "rx_passes": passes[0], "fft_floor_msps": floor_msps, "rx_fraction_of_floor": rx_msps / floor_msps,
+            "tx_seconds": tx_wall, "rx_seconds": rx_wall, "rx_stats": dict(rx.stats), "_gr": s["gr"]}
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark, print and return the JSON record."""
     ap = argparse.ArgumentParser(prog="otalab bench phy", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short run (fewer frames and repeats)")
+    ap.add_argument("--quick", action="store_true", help="short run (fewer frames, 0.2 s per figure, 1 repeat)")
     ap.add_argument("--json", type=Path, default=None, help="also write the record to this file")
     ap.add_argument("--no-gnuradio", action="store_true", help="skip the GNU Radio comparison")
+    ap.add_argument("--min-seconds", type=float, default=None, help="CPU seconds per figure (default 2)")
+    ap.add_argument("--repeats", type=int, default=None, help="repeats per figure, median reported (default 3)")
+    ap.add_argument("--only", default=None, help="comma-separated streams to run (steady,mixed,sparse)")
     args = ap.parse_args(argv)
     try:
         import scipy.fft
         scipy.fft.set_workers(1).__enter__()
     except (ImportError, AttributeError):
         pass
-    n_frames, reps = (20, 2) if args.quick else (100, 3)
+    min_s = args.min_seconds if args.min_seconds is not None else (0.2 if args.quick else 2.0)
+    reps = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    n_frames = {"steady": 20 if args.quick else 200, "mixed": 20 if args.quick else 200,
+                "sparse": 2 if args.quick else 8}
+    streams = args.only.split(",") if args.only else ["steady", "mixed", "sparse"]
+    cases = [(p, k, "steady") for p in ("wifi64", "wide256") for k in ("qpsk", "analog")] \
+        + [(p, "mixed", "mixed") for p in ("wifi64", "wide256")] + [(p, "qpsk", "sparse") for p in ("wifi64", "wide256")]
     results = []
-    for preset in ("wifi64", "wide256"):
-        for payload in ("qpsk", "analog"):
-            results.append(_case(preset, payload, n_frames, reps))
-    if not args.no_gnuradio:
-        gr = _gnuradio(n_frames, DIGITAL_BYTES, reps)
-        rec = results[0]
-        if gr is None:
-            rec["gnuradio"] = "unavailable"
-        elif "error" in gr:
-            rec["gnuradio"] = f"failed: {gr['error']}"
-        else:
-            rec.update(gnuradio_tx_msps=gr["tx_msps"], gnuradio_rx_msps=gr["rx_msps"],
-                       gnuradio_rx_packets=gr["rx_packets"],
-                       tx_speedup_vs_gnuradio=rec["tx_msps"] / gr["tx_msps"],
-                       rx_speedup_vs_gnuradio=rec["rx_msps"] / gr["rx_msps"])
+    load = os.getloadavg()
+    for preset, payload, stream in cases:
+        if stream not in streams:
+            continue
+        rec = _case(preset, payload, stream, n_frames[stream], min_s, reps)
+        gr_spec = rec.pop("_gr")
+        if not args.no_gnuradio and preset == "wifi64" and payload != "analog":
+            gr = _gnuradio(dict(gr_spec, min_s=min_s, reps=reps))
+            if gr is None:
+                rec["gnuradio"] = "unavailable"
+            elif "error" in gr:
+                rec["gnuradio"] = f"failed: {gr['error']}"
+            else:
+                rec.update(gnuradio_tx_msps=gr["tx_msps"], gnuradio_rx_msps=gr["rx_msps"],
+                           gnuradio_rx_packets=gr["rx_packets"], gnuradio_packets=gr["packets"],
+                           tx_speedup_vs_gnuradio=rec["tx_msps"] / gr["tx_msps"],
+                           rx_speedup_vs_gnuradio=rec["rx_msps"] / gr["rx_msps"])
+        results.append(rec)
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rec.items() if k != "rx_stats"}),
+              file=sys.stderr, flush=True)    # progress; stdout holds only the record
     record = {"benchmark": "phy", "host": platform.node(), "python": platform.python_version(),
-              "numpy": np.__version__, "quick": args.quick, "results": results}
+              "numpy": np.__version__, "quick": args.quick, "min_seconds": min_s, "repeats": reps,
+              "cpu_time": True, "block": BLOCK, "loadavg_start": load, "loadavg_end": os.getloadavg(),
+              "results": results}
     return report(record, args.json)
 
 

@@ -1,0 +1,240 @@
+"""OFDM demodulation of acquired frames: FFT windows gathered from the stream buffer, the within-window CFO rotation
+removed, one orthonormal FFT for all symbols of all frames of a batch.
+
+Every FFT window starts ``backoff`` samples inside its cyclic prefix (room for timing error and the channel's
+precursor). The CFO ``eps`` (subcarrier spacings) is removed in two parts: inside each window by multiplying sample
+``m`` by ``exp(-j 2 pi eps m / N)`` (the same rotation for every window), and across windows as a common phase
+``2 pi eps (t_w - ref) / N`` per window (:meth:`OfdmDemodulator.residual_phase`; ``t_w`` the window start, ``ref``
+the first LTS window, where the channel was estimated), which the later stages take out together with the pilot
+phase.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from phy.frame import FrameFormat
+from phy.ofdm import OfdmConfig, fftlib
+
+
+def cis(phase: np.ndarray) -> np.ndarray:
+    """``exp(j phase)`` as complex64 via float32 cos/sin (several times faster than a complex exp).
+
+    Parameters
+    ----------
+    phase : float ndarray [...]
+        Radians.
+
+    Returns
+    -------
+    complex64 ndarray [...]
+    """
+    ph = np.asarray(phase, dtype=np.float32)
+    out = np.empty(ph.shape, np.complex64)
+    np.cos(ph, out=out.real)
+    np.sin(ph, out=out.imag)
+    return out
+
+
+def rows(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """``x[starts[i]:starts[i] + width]`` for every i as a new array [len(starts), width].
+
+    One gather of whole rows from a strided view; every row must lie inside ``x`` (the view's row count enforces it).
+
+    Parameters
+    ----------
+    x : ndarray [M]
+    starts : int ndarray [F]
+    width : int
+
+    Returns
+    -------
+    ndarray [F, width], dtype of ``x``
+    """
+    view = np.lib.stride_tricks.as_strided(x, shape=(max(x.size - width + 1, 0), width),
+                                           strides=(x.strides[0], x.strides[0]), writeable=False)
+    return view[starts]
+
+
+class Segments:
+    """F consecutive segments of a flat row axis (frames of different lengths batched without padding): frame f owns
+    rows ``offsets[f] .. offsets[f] + counts[f] - 1``.
+
+    Parameters
+    ----------
+    counts : int ndarray [F]
+        Rows per frame (each >= 1).
+
+    Attributes
+    ----------
+    counts, offsets : int64 ndarray [F]
+    total : int
+        Rows T.
+    frame : int64 ndarray [T]
+        Frame of each row.
+    index : int64 ndarray [T]
+        Row index within its frame.
+    """
+
+    def __init__(self, counts):
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.offsets = np.zeros(self.counts.size, np.int64)
+        np.cumsum(self.counts[:-1], out=self.offsets[1:])
+        self.total = int(self.counts.sum())
+
+    @cached_property
+    def frame(self) -> np.ndarray:
+        return np.repeat(np.arange(self.counts.size), self.counts)
+
+    @cached_property
+    def index(self) -> np.ndarray:
+        return np.arange(self.total) - np.repeat(self.offsets, self.counts)
+
+    def rows(self, x: np.ndarray) -> np.ndarray:
+        """Per-frame rows ``x`` [F, ...] repeated for each of the frame's rows: [T, ...]."""
+        return np.repeat(x, self.counts, axis=0)
+
+    def __len__(self) -> int:
+        return self.counts.size
+
+    def sum(self, x: np.ndarray) -> np.ndarray:
+        """Per-frame sums over the rows of ``x`` [T, ...] -> [F, ...] (each frame's sum depends on its rows only)."""
+        return np.add.reduceat(x, self.offsets, axis=0)
+
+    def last(self) -> np.ndarray:
+        """bool [T]: the last row of each frame."""
+        out = np.zeros(self.total, bool)
+        out[self.offsets + self.counts - 1] = True
+        return out
+
+    def select(self, frames: np.ndarray) -> tuple[Segments, np.ndarray]:
+        """The segments of ``frames`` (int [F'], ascending) and their rows in this layout (int64 [T'])."""
+        sub = Segments(self.counts[frames])
+        return sub, self.offsets[frames][sub.frame] + sub.index
+
+
+class OfdmDemodulator:
+    """FFT of the LTS looks, header and payload symbols of F frames (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : OfdmConfig
+    fmt : FrameFormat
+    backoff : int
+        FFT windows start this many samples inside the CP (1 <= backoff <= cp).
+    """
+
+    def __init__(self, cfg: OfdmConfig, fmt: FrameFormat, backoff: int):
+        self.cfg, self.fmt, self.backoff = cfg, fmt, backoff
+        n, cp = cfg.fft_size, cfg.cp_len
+        self._phase_n = (-2 * np.pi / n) * np.arange(n, dtype=np.float64)
+        # buffer offsets, from a frame start, of the two LTS FFT windows and the header symbols' FFT windows
+        hdr_win = fmt.preamble_len + np.arange(fmt.n_hdr_symbols)[:, None] * cfg.symbol_len \
+            + (cp - backoff) + np.arange(n)[None, :]
+        self._acq_offsets = np.concatenate([cfg.symbol_len + 2 * cp - backoff + np.arange(2 * n).reshape(2, n),
+                                            hdr_win]).astype(np.int64)                # [2 + n_hdr, N]
+        #: buffer offset, from a frame start, of the first LTS FFT window (the phase reference)
+        self.lts_offset = cfg.symbol_len + 2 * cp - backoff
+
+    def preamble(self, buf: np.ndarray, start: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        """FFT of the two LTS looks and the header symbols.
+
+        Parameters
+        ----------
+        buf : complex64 ndarray [M]
+        start : int ndarray [F]
+            Frame starts, buffer indices.
+        eps : float ndarray [F]
+            CFOs, subcarrier spacings.
+
+        Returns
+        -------
+        complex64 ndarray [F, 2 + n_hdr_symbols, N]
+            Rows 0, 1: the LTS looks, both with the phase of the first (reference) window; rows 2..: the header
+            symbols, whose residual phase (:meth:`residual_phase`) is still to be removed.
+        """
+        w = buf.take(start[:, None, None] + self._acq_offsets[None, :, :])              # [F, 2 + n_hdr, N]
+        w *= cis(self._phase_n[None, :] * eps[:, None])[:, None, :]
+        Y = fftlib.fft(w, axis=2, norm="ortho", overwrite_x=True)
+        Y[:, 1] *= np.exp(-2j * np.pi * eps).astype(np.complex64)[:, None]
+        return Y
+
+    def symbol_rows(self, buf: np.ndarray, start: np.ndarray, eps: np.ndarray, ref: np.ndarray, first: int,
+                    seg: Segments) -> tuple[np.ndarray, np.ndarray]:
+        """FFT of symbols ``first .. first + counts[f] - 1`` (0 = first header symbol) of F frames of different
+        lengths, as rows of one array, within-window CFO removed, and their residual phase.
+
+        Parameters
+        ----------
+        buf : complex64 ndarray [M]
+        start, ref : int ndarray [F]
+            Frame starts and phase references (first LTS window), buffer indices.
+        eps : float ndarray [F]
+            CFOs, subcarrier spacings.
+        first : int
+        seg : Segments
+            Symbols per frame (``seg.counts``).
+
+        Returns
+        -------
+        Y : complex64 ndarray [T, N]
+            Row ``seg.offsets[f] + s``: symbol ``first + s`` of frame f.
+        ph : float64 ndarray [T]
+            Residual phase ``2 pi eps (t_w - ref) / N`` still in each row, radians.
+        """
+        cfg = self.cfg
+        n, sl, off = cfg.fft_size, cfg.symbol_len, cfg.cp_len - self.backoff
+        rot = cis(self._phase_n[None, :] * eps[:, None])                             # [F, N]
+        k = int(seg.counts[0])
+        if (seg.counts == k).all():             # one length: whole frames as rows, then the windows (same numbers)
+            w = rows(buf, start + (self.fmt.preamble_len + first * sl), k * sl).reshape(len(seg), k, sl)
+            w = (w[:, :, off:off + n] * rot[:, None, :]).reshape(-1, n)
+            ph = self.residual_phase(start, ref, eps, first, k).reshape(-1)
+        else:
+            rel_t = self.fmt.preamble_len + (first + seg.index) * sl + off
+            w = rows(buf, seg.rows(start) + rel_t, n)
+            w *= seg.rows(rot)
+            ph = seg.rows(2 * np.pi * eps / cfg.fft_size) * (seg.rows(start - ref) + rel_t)
+        return fftlib.fft(w, axis=1, norm="ortho", overwrite_x=True), ph
+
+    def symbols_one(self, buf: np.ndarray, start: int, eps: float, ref: int, first: int, n_sym: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`symbols` of one frame with its residual phase: (complex64 [n_sym, N], float64 [n_sym] radians)."""
+        cfg, fmt = self.cfg, self.fmt
+        n, sl = cfg.fft_size, cfg.symbol_len
+        base = start + fmt.preamble_len + first * sl
+        w = buf[base:base + n_sym * sl].reshape(n_sym, sl)[:, cfg.cp_len - self.backoff:
+                                                          cfg.cp_len - self.backoff + n]
+        if eps != 0.0:
+            w = w * cis(self._phase_n * eps)[None, :]
+            Y = fftlib.fft(w, axis=1, norm="ortho", overwrite_x=True)
+        else:
+            Y = fftlib.fft(w, axis=1, norm="ortho")
+        starts = base + np.arange(n_sym) * sl + (cfg.cp_len - self.backoff)
+        return Y, (2 * np.pi * eps / n) * (starts - ref)
+
+    def residual_phase(self, start: np.ndarray, ref: np.ndarray, eps: np.ndarray, first: int, n_sym: int
+                       ) -> np.ndarray:
+        """Common phase ``2 pi eps (t_w - ref) / N`` of symbols ``first .. first + n_sym - 1`` still to be removed
+        after :meth:`symbols`.
+
+        Parameters
+        ----------
+        start, ref : int ndarray [F]
+            Frame starts and phase references (first LTS window), buffer indices.
+        eps : float ndarray [F]
+            CFOs, subcarrier spacings.
+        first, n_sym : int
+
+        Returns
+        -------
+        float64 ndarray [F, n_sym]
+            Radians.
+        """
+        cfg = self.cfg
+        off = cfg.cp_len - self.backoff
+        rel = start - ref
+        starts = rel[:, None] + (self.fmt.preamble_len + (first + np.arange(n_sym)) * cfg.symbol_len + off)[None, :]
+        return (2 * np.pi * eps / cfg.fft_size)[:, None] * starts
