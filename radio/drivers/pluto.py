@@ -481,8 +481,9 @@ class PlutoRadio(Radio):
     def capabilities(self) -> RadioCapabilities:
         if self._stream is not None:   # locked TX: a constant offset (absorbed by timing advance), no jitter
             accuracy = 0.0
-        else:
-            accuracy = 0.0 if self._server is not None else float(KERNEL_RX_BUFFERS * self.args.rx_buffer_size)
+        else:   # TX is timed by the count of RX samples this host fetched: off by what it has not fetched yet, up to
+            # the kernel's RX buffers — emulated or not (the emulator moves the air as a Pluto's DMA does)
+            accuracy = float(KERNEL_RX_BUFFERS * self.args.rx_buffer_size)
         return RadioCapabilities(timed_tx=False, timed_rx=False, full_duplex=True,
                                  simulated=self._server is not None, timing_accuracy_samples=accuracy,
                                  wall_clock=self._stream is not None)

@@ -125,14 +125,9 @@ BENCHES = {"loopback": _loopback, "zmq": _zmq, "pluto-emulated": _pluto, "usrp-d
 
 #: (test, bench) -> why the driver breaks that contract point today (driver defects, reported to the radio engineers;
 #: strict: the test fails as soon as the driver is fixed, so that the marker is removed)
-KNOWN_DEFECTS = {
-    ("test_stream_continues_without_gaps_and_bursts_land_as_declared", "pluto-emulated"):
-        "PlutoRadio schedules TX on its own count of fetched RX samples; a Pluto that has not fetched RX while the "
-        "air moved on (the TX radio here, one 4096-sample buffer behind) sends its burst that many samples late "
-        "(measured +4096), yet it declares timing_accuracy_samples=0 when emulated (radio/drivers/pluto.py "
-        "capabilities; the real device's figure, KERNEL_RX_BUFFERS x rx_buffer_size, assumes RX is read "
-        "continuously)",
-}
+#: (test, driver) -> why that driver breaks that point of the contract today (a strict expected failure: the test
+#: fails once the driver is fixed, until the entry is removed). Empty: every driver keeps the whole contract.
+KNOWN_DEFECTS: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(params=list(BENCHES), ids=list(BENCHES))
