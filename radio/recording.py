@@ -37,6 +37,25 @@ EXTENSION = "otalab"
 _SAMPLE_COUNT = f"{EXTENSION}:sample_count"
 _SAMPLE_TIME = f"{EXTENSION}:sample_time"
 _STREAM = f"{EXTENSION}:stream"
+#: SHA-256 of the metadata itself (SigMF hashes only the data): canonical JSON of the whole metadata without this key
+_META_SHA256 = f"{EXTENSION}:meta_sha256"
+
+
+def meta_digest(meta: dict) -> str:
+    """SHA-256 (hex) of a SigMF metadata dict without its own ``otalab:meta_sha256``, over canonical JSON (sorted
+    keys, no spaces), so that a changed value anywhere in the metadata — a sample rate, a capture's time — shows."""
+    import hashlib
+
+    body = dict(meta)
+    body["global"] = {k: v for k, v in meta.get("global", {}).items() if k != _META_SHA256}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _check_meta_digest(meta: dict, where) -> None:
+    want = meta.get("global", {}).get(_META_SHA256)
+    if want is not None and want != meta_digest(meta):
+        raise ValueError(f"{where}: metadata changed since it was written ({_META_SHA256} does not match)")
 
 
 def _utc_now() -> str:
@@ -146,6 +165,7 @@ class SigmfStreamWriter:
         from sigmf import hashing  # noqa: PLC0415
         meta.set_global_field("core:sha512", hashing.calculate_sha512(filename=self.data_path))
         meta.validate()
+        meta.set_global_field(_META_SHA256, meta_digest(json.loads(meta.dumps())))
         tmp_meta = self.meta_path.with_name(f".{self.meta_path.name}.{os.getpid()}.tmp")
         tmp_meta.write_text(meta.dumps(pretty=True) + "\n", encoding="utf-8")
         os.replace(tmp_meta, self.meta_path)
@@ -315,6 +335,8 @@ def read_recording(path: str | Path, verify: bool = True) -> Recording:
             dataset = meta.get("global", {}).get("core:dataset")
         except (OSError, ValueError, AttributeError) as exc:
             raise ValueError(f"{meta_path}: not a valid SigMF recording: {exc}") from None
+        if verify:
+            _check_meta_digest(meta, meta_path)
         if dataset:  # a non-conforming dataset named by the metadata
             data_path = meta_path.with_name(str(dataset))
         if not data_path.is_file():

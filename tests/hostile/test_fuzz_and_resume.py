@@ -79,3 +79,30 @@ def test_recording_with_flipped_byte_is_refused(tmp_path):
     data.write_bytes(bytes(blob))
     with pytest.raises(ValueError, match=f"{data}: SHA-512 does not match"):
         read_recording(meta)
+
+
+def test_recording_metadata_with_a_flipped_byte_is_refused(tmp_path):
+    """SigMF hashes only the data; otalab's metadata carries otalab:meta_sha256 of itself, so a flipped byte
+    anywhere in the .sigmf-meta is refused naming the file: as JSON or schema damage, or as a changed value."""
+    from radio.recording import SigmfStreamWriter, read_recording
+    w = SigmfStreamWriter(tmp_path / "r", "rx", 1e6, "test")
+    w.append(np.arange(64, dtype=np.complex64), 0, 2.4e9)
+    meta = w.close()
+    good = meta.read_bytes()
+    refused = 0
+    rng = np.random.default_rng(5)
+    for pos in rng.choice(len(good), size=60, replace=False):
+        blob = bytearray(good)
+        blob[pos] ^= 0x01
+        meta.write_bytes(bytes(blob))
+        try:
+            rec = read_recording(meta)
+        except ValueError as exc:
+            assert str(meta) in str(exc)
+            refused += 1
+        else:   # only a flip the JSON reader cannot see (e.g. inside insignificant whitespace) may pass
+            assert rec.samples.size == 64 and rec.sample_rate == 1e6 and rec.captures[0][2] == 2.4e9
+    meta.write_bytes(good.replace(b'"core:sample_rate": 1000000.0', b'"core:sample_rate": 2000000.0'))
+    with pytest.raises(ValueError, match="metadata changed since it was written"):
+        read_recording(meta)
+    assert refused >= 50
