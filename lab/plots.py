@@ -18,6 +18,12 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height))
 
 
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=(6.0, 4.0), **kw):
+    """``(fig, axes)`` as ``pyplot.subplots`` gives them, built without pyplot (no backend switch, nothing to close)."""
+    fig = _figure(*figsize)
+    return fig, fig.subplots(nrows, ncols, **kw)
+
+
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     """Write ``fig`` as PNG to ``path`` (parent folders created); returns the path."""
     path = Path(path)

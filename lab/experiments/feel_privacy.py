@@ -53,12 +53,10 @@ def privacy_sweep(targets: list[float | None], schemes: list[str], rounds: int, 
 def plot_privacy(result: dict, path: str | Path) -> Path:
     """Final test accuracy vs epsilon (log axis), one line per scheme; runs with infinite epsilon listed in the
     legend. Writes a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lab.plots import save_figure, subplots
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = subplots(figsize=(5.5, 4))
     for scheme in dict.fromkeys(r["scheme"] for r in result["results"]):
         pts = sorted((r["epsilon"], r["final_accuracy"]) for r in result["results"]
                      if r["scheme"] == scheme and r["epsilon"] is not None)
@@ -72,6 +70,5 @@ def plot_privacy(result: dict, path: str | Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return path

@@ -149,14 +149,11 @@ def run_air(tx, rx, ofdm, rho0: float = 0.8, rho1: float = 0.0, n: int = 16, fra
 
 def plot(result: dict, path) -> None:
     """PNG: exponent vs SNR (theory curves, empirical at the largest n) and exponent vs n at the middle SNR."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lab.plots import save_figure, subplots
 
     rows, res = result["theory"], result["results"]
     snrs = [r["snr_db"] for r in rows]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a1, a2) = subplots(1, 2, figsize=(10, 4))
     a1.plot(snrs, [r["theta_joint"] for r in rows], "-", color="C0", label="joint (uncoded), theory")
     if rows[0]["theta_separation_opt"] is not None:
         a1.plot(snrs, [r["theta_separation_opt"] for r in rows], ":", color="k", lw=2,
@@ -187,5 +184,4 @@ def plot(result: dict, path) -> None:
     a2.legend(fontsize=7)
     a2.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

@@ -142,13 +142,10 @@ def send_over_radio(model: InferenceModel, images: np.ndarray, labels: np.ndarra
 
 def plot(records: list[dict], path, title: str = "") -> None:
     """Accuracy vs SNR per scheme (the paper's Fig. 3 style): noiseless as a horizontal line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lab.plots import save_figure, subplots
 
     key = "accuracy" if "accuracy" in records[0] else "top1"
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     style = {"analog-jscc": ("o-", "C0"), "digital-chain": ("s-", "C1"), "digital-bound": ("--", "C1"),
              "image-first": ("^-", "C2")}
     for scheme in dict.fromkeys(r["scheme"] for r in records):
@@ -164,5 +161,4 @@ def plot(records: list[dict], path, title: str = "") -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

@@ -87,12 +87,10 @@ def run_stragglers(schemes: list[str] | None = None, workers: int = 8, iteration
 
 def plot_stragglers(result: dict, path: str | Path) -> Path:
     """Two panels: loss - optimum vs wall-clock time per scheme; measured vs theoretical mean completion time."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lab.plots import save_figure, subplots
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2) = subplots(1, 2, figsize=(11, 4))
     opt = result["problem"]["optimal_loss"]
     for name, c in result["curves"].items():
         if c["loss"]:
@@ -116,6 +114,5 @@ def plot_stragglers(result: dict, path: str | Path) -> Path:
                  f"{1e3 / d['rate_per_s']:g} ms per partition), stragglers {d['stragglers']} x{d['slowdown']:g}",
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return path
