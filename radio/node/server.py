@@ -95,7 +95,7 @@ class NodeServer:
             ready = dict(poller.poll(100))
             if self._pull in ready:
                 while self._pull.poll(0):
-                    self._sock.send_multipart(self._pull.recv_multipart(copy=False), copy=False)
+                    self._sock.send_multipart(self._pull.recv_multipart())
             if self._sock in ready:
                 while self._sock.poll(0):
                     frames = self._sock.recv_multipart()
@@ -127,7 +127,7 @@ class NodeServer:
         except RadioError as exc:
             reply, data = {"op": "error", "seq": seq, "kind": "radio", "message": str(exc)}, None
         if not self._stop.is_set():
-            self._push().send_multipart([rid, *pack(reply, data)], copy=False)
+            self._push().send_multipart([rid, *pack(reply, data)])
 
     def _handle(self, h: dict, payload) -> tuple[dict, np.ndarray | None]:
         node, op = self.node, h["op"]
@@ -182,7 +182,7 @@ class NodeClient:
 
     def _request(self, header: dict, payload=None, wait_s: float = 0.0):
         sock, seq = self._sock(), next(self._seq)
-        sock.send_multipart(pack({**header, "seq": seq}, payload), copy=False)
+        sock.send_multipart(pack({**header, "seq": seq}, payload))
         deadline = time.monotonic() + self.timeout_s + wait_s
         while True:
             left = deadline - time.monotonic()
@@ -191,7 +191,7 @@ class NodeClient:
                     raise RadioError(f"node at {self.address}: no reply to {header['op']!r} within "
                                      f"{self.timeout_s + wait_s:.1f} s")
                 continue
-            reply, data = unpack(sock.recv_multipart(copy=False))
+            reply, data = unpack(sock.recv_multipart())
             if reply.get("seq") != seq:
                 continue
             if reply["op"] == "error":
