@@ -148,6 +148,9 @@ def register(app: typer.Typer) -> None:
         images: list[Path] = typer.Option([], "--images", help="image files (cropped to multiples of 4)"),
         cifar: int = typer.Option(4, help="when no --images/--photo: the first N CIFAR-10 test images"),
         photo: list[str] = typer.Option([], "--photo", help="scikit-image sample photo(s): astronaut, chelsea, ..."),
+        max_image_pixels: int | None = typer.Option(None, "--max-image-pixels", min=1,
+                                                    help="largest image accepted, in pixels (default 4096×4096 or "
+                                                         "$OTALAB_MAX_IMAGE_PIXELS)"),
         checkpoint: Path = typer.Option(DEFAULT_CHECKPOINT, "--checkpoint", help="DeepJSCC checkpoint"),
         snr_db: float | None = typer.Option(None, "--snr-db", help="per-subcarrier SNR: of the simulated air "
                                             "(when the config gives none) and the one the encoder and the digital "
@@ -190,7 +193,8 @@ def register(app: typer.Typer) -> None:
             cfg = load_lab_config(ctx, config, list(set_) + [f"air.snr_db={snr_db}"])
         try:
             model, meta = load_checkpoint(checkpoint)
-            imgs = [load_image_file(p) for p in images] + [load_sample_photo(p) for p in photo]
+            imgs = [load_image_file(p, max_pixels=max_image_pixels) for p in images] + [load_sample_photo(p)
+                                                                                         for p in photo]
             if not imgs:
                 imgs = list(load_cifar10("test", data_dir, 0, cifar))
         except (CheckpointError, DataNotFoundError, ValueError, FileNotFoundError) as exc:

@@ -86,6 +86,8 @@ def test_size_cap_bomb_and_junk_via_cli(tmp_path, cli, monkeypatch):
     empty.write_bytes(b"")
     cli([*args, empty], str(empty), "expected")
     small = _save(tmp_path, Image.new("RGB", (16, 16)), "small.png")
+    cli(["jscc", "send", "--symbol-level", "--out", tmp_path / "o", "--max-image-pixels", "100", "--images", small],
+        "16x16 = 256 pixels", "expected at most 100 pixels")
     monkeypatch.setenv("OTALAB_MAX_IMAGE_PIXELS", "100")
     cli([*args, small], "16x16 = 256 pixels", "expected at most 100 pixels")
 
