@@ -88,9 +88,14 @@ class PsActor:
     _OWES = {"prach": "ps_turnaround", "msg3": "ps_turnaround", "pilots": "ps_turnaround",
              "beacon": "device_turnaround", "rar": "device_turnaround", "feedback": "device_turnaround"}
 
-    def anchor(self) -> int:
-        """Start of the next phase: ``max(time_now() + lead, end of the last phase + guard + owed turnaround)``."""
+    def anchor(self, lead: int | None = None) -> int:
+        """Start of the next phase: ``max(time_now() + lead, end of the last phase + guard + owed turnaround)``.
+        ``lead`` (samples, default ``cfg.lead``): a phase the devices are told about over a slow control plane is
+        anchored that much further ahead (its announcement must reach them before it); only a push by the radio's
+        own ``cfg.lead`` is counted in ``pushed``."""
         earliest = self.t + self._owed
+        if lead is not None and lead > self.cfg.lead:
+            return max(self.radio.time_now() + int(lead), earliest)
         now = self.radio.time_now() + self.cfg.lead
         if now > earliest:
             self.pushed += 1
@@ -150,9 +155,9 @@ class PsActor:
         self._owed = self.cfg.device_turnaround
 
     # ------------------------------------------------------------------ random access
-    def access_slot(self) -> AccessSlot:
-        """The next PRACH slot (announced to the devices)."""
-        return AccessSlot(at=self.anchor())
+    def access_slot(self, lead: int | None = None) -> AccessSlot:
+        """The next PRACH slot (announced to the devices; ``lead``: see :meth:`anchor`)."""
+        return AccessSlot(at=self.anchor(lead))
 
     def receive_prach(self, slot: AccessSlot) -> Msg3Window | None:
         """Detect the preambles of PRACH slot ``slot``, send the RAR; contention-based access: returns the msg3 window
@@ -225,9 +230,9 @@ class PsActor:
         self.round += 1
         return self.plan is None or (self.round - 1) % self.cfg.pilot_period == 0
 
-    def plan_pilots(self) -> RoundPlan:
-        """This round's pilot slot and the planned feedback time (PS time)."""
-        at = self.anchor()
+    def plan_pilots(self, lead: int | None = None) -> RoundPlan:
+        """This round's pilot slot and the planned feedback time (PS time; ``lead``: see :meth:`anchor`)."""
+        at = self.anchor(lead)
         end = at + self.layout.n_pilot * self.ofdm.symbol_len
         return RoundPlan(round=self.round, pilots_at=at, n_pilot_symbols=self.layout.n_pilot,
                          feedback_at=end + self.layout.guard + self.cfg.ps_turnaround)
@@ -280,9 +285,10 @@ class PsActor:
         self._send_control(fb, "feedback", seq=self.round)
         return fb
 
-    def data_slot(self, seed: int | None = None, power_scale: float = 1.0) -> DataRound:
-        """This round's data slot (announced to the devices with the round's learning parameters)."""
-        return DataRound(round=self.round, slot=self.anchor(), seed=seed, power_scale=power_scale)
+    def data_slot(self, seed: int | None = None, power_scale: float = 1.0, lead: int | None = None) -> DataRound:
+        """This round's data slot (announced to the devices with the round's learning parameters; ``lead``: see
+        :meth:`anchor`)."""
+        return DataRound(round=self.round, slot=self.anchor(lead), seed=seed, power_scale=power_scale)
 
     def receive_data(self, msg: DataRound, n_values: int) -> tuple[np.ndarray, float, float, list[int]]:
         """Receive the data burst of ``msg``: returns (estimate of Σ_k x_k over the active devices complex[n_values],

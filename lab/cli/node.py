@@ -1,11 +1,13 @@
 """`otalab node`: run one radio's node (:class:`radio.node.RadioNode`) and serve it to local clients over ZeroMQ.
 
 ``otalab node --config hw_configs/<radio>.yaml --name dev3 [--bind tcp://127.0.0.1:0] [--lead-ms 20] [--ring-s 4]
-[--seconds S] [--json PATH]`` opens the radio (role/endpoint ``--name`` on simulated airs), starts streaming and prints
+[--seconds S] [--actor device] [--json PATH]`` opens the radio (role/endpoint ``--name`` on simulated airs), starts streaming and prints
 one JSON line on stdout once it serves: ``{"node", "endpoint", "driver", "sample_rate", "pid"}`` (clients connect
 a :class:`radio.node.server.NodeClient` to ``endpoint``). Loopback configs run their air on the wall clock
 (``radio.args.realtime`` forced true); a zmq config needs a broker in realtime pacing. Ctrl-C (or ``--seconds``)
-stops; ``--json`` writes the node's final status.
+stops; ``--json`` writes the node's final status. ``--actor device`` also hosts a long-lived device actor on the
+node (:mod:`lab.experiments.actor_host`), served as the ``actor`` op on the same endpoint: the cell's ClientApps
+forward the PS's orchestration messages to it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def register(app: typer.Typer) -> None:
              lead_ms: float = typer.Option(20.0, "--lead-ms", help="smallest lead a TX burst must have (ms)"),
              ring_s: float = typer.Option(4.0, "--ring-s", help="seconds of RX history held"),
              seconds: float = typer.Option(None, "--seconds", help="stop after this many seconds (default: Ctrl-C)"),
+             actor: str = typer.Option(None, "--actor", help="host a cell actor on this node: 'device' (the "
+                                                             "cell's ClientApps drive it; see docs/cell.md)"),
              json_path: JsonOpt = None):
         """Run a radio's node: continuous RX into a sample-time ring, TX scheduled ahead, a local ZeroMQ API."""
         from lab.factory import open_radio
@@ -56,7 +60,15 @@ def register(app: typer.Typer) -> None:
         except (RadioError, ValueError) as exc:
             radio.close()
             fail(str(exc))
-        server = NodeServer(rnode, bind).start()
+        host = None
+        if actor is not None:
+            if actor != "device":
+                rnode.close()
+                fail(f"--actor {actor!r}: expected 'device' (the PS actor runs in the ServerApp)")
+            from lab.experiments.actor_host import DeviceHost
+
+            host = DeviceHost(rnode, cfg.ofdm.to_config(rnode.sample_rate), cfg.sync)
+        server = NodeServer(rnode, bind, ops={"actor": host.handle} if host else None).start()
         print(json.dumps({"node": name, "endpoint": server.endpoint, "driver": radio.driver,
                           "sample_rate": rnode.sample_rate, "pid": os.getpid()}), flush=True)
         stop = {"flag": False}
@@ -70,6 +82,8 @@ def register(app: typer.Typer) -> None:
         finally:
             status = rnode.status()
             server.stop()
+            if host is not None:
+                host.close()
             rnode.close()
         emit_json(json_path, {"command": "node", "status": status})
         sys.stdout.flush()

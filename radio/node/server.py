@@ -13,7 +13,13 @@ rx             t0, n, timeout_s                samples: t0, n, gaps ([[start, en
 wait_until     t, timeout_s                    ok: now
 status         —                               ok: status (:meth:`RadioNode.status`)
 mapping        —                               ok: clock_map (t_ref, mono_ref, seconds_per_sample, ...)
+(extra ops)    what the op's handler reads     what it returns (``NodeServer(..., ops={name: handler})``)
 =============  ==============================  =============================================================
+
+``ops`` lets the process that runs a node serve more on the same endpoint without this module knowing what: e.g.
+``otalab node --actor device`` adds ``actor`` (lab.experiments.actor_host: a long-lived device actor on this node).
+A handler takes ``(header, payload)`` (payload: the raw second frame or None) and returns ``(reply dict, array or
+None)``; :meth:`NodeClient.call` is its client side.
 
 The server answers each request on a worker thread (a ``tx`` waits for its burst's outcome, a ``rx`` for its
 samples), so one slow request never holds up the others. It binds ``tcp://127.0.0.1:0`` by default (read the port
@@ -41,8 +47,12 @@ DEFAULT_BIND = "tcp://127.0.0.1:0"
 class NodeServer:
     """Serves ``node`` on ``bind`` from a background thread (``start()``/``stop()``, or ``with``)."""
 
-    def __init__(self, node: RadioNode, bind: str = DEFAULT_BIND, workers: int = 8):
+    def __init__(self, node: RadioNode, bind: str = DEFAULT_BIND, workers: int = 8, ops: dict | None = None):
         self.node = node
+        self.ops = dict(ops or {})
+        clash = set(self.ops) & {"time", "tx", "rx", "wait_until", "status", "mapping"}
+        if clash:
+            raise ValueError(f"ops {sorted(clash)}: these names are the node's own requests")
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
@@ -150,7 +160,10 @@ class NodeServer:
             return {"op": "ok", "status": node.status()}, None
         if op == "mapping":
             return {"op": "ok", "clock_map": node.clock.as_dict()}, None
-        raise ProtocolError(f"unknown op {op!r}; expected time, tx, rx, wait_until, status, mapping")
+        if op in self.ops:
+            return self.ops[op](h, payload)
+        raise ProtocolError(f"unknown op {op!r}; expected time, tx, rx, wait_until, status, mapping"
+                            + "".join(f", {o}" for o in self.ops))
 
 
 class NodeClient:
@@ -226,6 +239,13 @@ class NodeClient:
 
     def status(self) -> dict:
         return self._request({"op": "status"})[0]["status"]
+
+    def call(self, op: str, fields: dict | None = None, payload: np.ndarray | None = None,
+             wait_s: float = 0.0) -> tuple[dict, np.ndarray | None]:
+        """An extra op the server was given (``NodeServer(ops=...)``): ``(reply, payload as a read-only uint8 array
+        or None)``; waits ``timeout_s + wait_s`` at most."""
+        reply, data = self._request({**(fields or {}), "op": op}, payload, wait_s)
+        return reply, (np.frombuffer(data, np.uint8) if data is not None else None)
 
     def mapping(self) -> dict:
         return self._request({"op": "mapping"})[0]["clock_map"]

@@ -1,0 +1,325 @@
+"""The synchronization procedure across processes: the PS actor here, each device actor in its radio node, and a
+control plane (Flower in ``otalab cell``) carrying the orchestration messages between them.
+
+:class:`CellRun` reproduces :class:`sync.procedure.SyncSession`'s sequence with the same actors
+(:class:`sync.ps.PsActor` on the PS radio's :class:`radio.node.port.NodePort`; :class:`sync.device.DeviceActor` in
+each device's node, :mod:`lab.experiments.actor_host`). Every phase whose device side needs an orchestration message
+costs one control-plane round (``control.send``), and that phase is anchored ``lead`` samples ahead of the PS
+radio's clock so that the message reaches the devices before its slot::
+
+    control   setup (CellSetup, index, preamble)                       [also measures the round trip]
+    air       PS: beacons × B
+    control   prach (AccessSlot)            air: devices' PRACH         PS: detect, RAR over the air
+    control   rar (Msg3Window | None)       air: msg3 (contention-based) PS: msg3, msg4 over the air
+    control   msg4                                                        (contention-based only)
+    air       PS: beacon                                                  ... until nobody contends or waits
+    round r:  air: PS beacon; control: [access_over] + pilots (RoundPlan); air: pilots; PS: estimate, feedback
+              control: feedback + data (DataRound, the values)   air: every active device's burst at once
+              PS: the over-the-air sum
+
+A PS phase that needs no device action (beacons, RAR, msg4, feedback) is anchored at the radio's own lead only.
+The PS reads each phase after the control round that scheduled it, so the PS node's ring must hold ``lead`` plus a
+round trip (``otalab cell`` sizes it); devices read their stream continuously (their host's listener).
+
+``control.send({device: body}, payloads) -> {device: reply body}`` is any control plane: Flower's Grid in the
+ServerApp (:mod:`lab.flower.server_app`), or direct calls in a test. A device whose reply is missing or carries an
+``error`` is dropped from later messages and listed in :attr:`CellRun.excluded` with the reason.
+
+:func:`device_step` is the device side of a message (what a ClientApp does): forward the steps to its node's
+``actor`` op, adding the values of a ``data`` step (random vectors for the sync task; the learning layer's analog
+update for ``feel``) as the payload. Those values go to the node over the host-local socket and then over the air;
+only in ``diagnostics`` mode does the device also return them, for the PS to measure the over-the-air sum's NMSE.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from radio.node.port import NodePort
+from sync.config import SyncConfig
+from sync.layout import CellLayout
+from sync.ps import PsActor
+
+
+def random_values(seed: int, index: int, n: int) -> np.ndarray:
+    """The sync task's data: complex64[n] unit-power circular Gaussian values of device ``index`` in the round of
+    ``seed`` (drawn on the device; the PS sees them only in diagnostics mode)."""
+    rng = np.random.default_rng([int(seed), int(index)])
+    return ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / math.sqrt(2)).astype(np.complex64)
+
+
+def encode_values(x: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(x, np.complex64).tobytes()).decode()
+
+
+def decode_values(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), np.complex64)
+
+
+def device_step(body: dict, call, values_fn=None) -> dict:
+    """The device side of one control message: ``body`` = ``{"do": [steps], "diagnostics": bool}``; ``call(fields,
+    payload) -> reply`` reaches the node's ``actor`` op. A ``data`` step with ``values`` = ``{"kind": "random",
+    "seed": s, "n": n}`` gets :func:`random_values`; other kinds go to ``values_fn(step) -> complex64[n]`` (the
+    learning layer). Returns the node's reply body (plus ``values`` in diagnostics mode)."""
+    payload = None
+    steps = []
+    for step in body["do"]:
+        if step.get("op") == "data":
+            spec = step.get("values") or {}
+            if spec.get("kind") == "random":
+                payload = random_values(int(spec["seed"]), int(step["index"]), int(spec["n"]))
+            elif values_fn is not None:
+                payload = np.ascontiguousarray(values_fn(step), np.complex64)
+            else:
+                raise ValueError(f"data step with values {spec!r}: no producer for that kind")
+            step = {k: v for k, v in step.items() if k not in ("values", "index")} | {"n": int(payload.size)}
+        steps.append(step)
+    reply = call({"body": {"do": steps}}, payload)
+    if body.get("diagnostics") and payload is not None:
+        reply["values"] = encode_values(payload)
+    return reply
+
+
+@dataclasses.dataclass
+class RoundRecord:
+    round: int
+    slot: int
+    active: list
+    estimate: np.ndarray
+    noise_var: float
+    alpha: float
+    stats: dict                     # device -> DeviceStats dict
+    values: dict                    # device -> complex64[n] (diagnostics) or absent
+    control_s: float
+    wall_s: float
+
+
+class CellRun:
+    """The PS side of a cell across processes (module docstring).
+
+    ``ps``: the PS radio (a NodePort, or a NodeClient/RadioNode it wraps); ``devices``: the control plane's device
+    keys (node ids), index i = position; ``control``: the control plane; ``lead``: samples between a phase's
+    announcement and its slot (None: 2 × the setup round trip, at least ``min_lead_s``); ``ps_lead``: the PS radio's
+    own lead for phases only it acts in (default: its node's lead + 0.5 s: a loaded host's scheduling)."""
+
+    def __init__(self, ps, ofdm, sync: SyncConfig | None, devices: list, control, *, lead: int | None = None,
+                 min_lead_s: float = 2.0, data_symbols: int = 8, seed: int = 0, diagnostics: bool = False,
+                 ps_lead: int | None = None, max_lead_s: float | None = None):
+        self.port = ps if isinstance(ps, NodePort) else NodePort(ps)
+        self.fs = self.port.sample_rate
+        ps_lead = ps_lead if ps_lead is not None else self.port.lead + int(0.5 * self.fs)
+        self.cfg = dataclasses.replace(sync or SyncConfig(), lead=ps_lead)
+        self.ofdm, self.control, self.seed = ofdm, control, int(seed)
+        self.devices = list(devices)
+        self.k = len(self.devices)
+        self.index = {d: i for i, d in enumerate(self.devices)}
+        self.diagnostics = bool(diagnostics)
+        self.lead, self.min_lead_s, self.max_lead_s = lead, float(min_lead_s), max_lead_s
+        self.setup = CellLayout.setup_for(ofdm, self.cfg, self.k, self.fs, preambles=list(range(self.k)),
+                                          data_symbols=data_symbols)
+        self.layout = CellLayout(ofdm, self.cfg, self.setup)
+        self.events: list[str] = []
+        self.excluded: dict = {}
+        self.state: dict = {}           # device -> its latest reported state
+        self.control_rounds: list[dict] = []
+        self.ps: PsActor | None = None
+        self._pending: list[dict] = []
+
+    # ------------------------------------------------------------------ control plane
+    @property
+    def live(self) -> list:
+        return [d for d in self.devices if d not in self.excluded]
+
+    def _send(self, what: str, steps_for, payload_free: bool = True) -> dict:
+        """One control round: ``steps_for(device) -> [steps]`` to every live device; replies by device."""
+        bodies = {d: {"do": steps_for(d), "diagnostics": self.diagnostics} for d in self.live}
+        t0 = time.monotonic()
+        replies = self.control.send(bodies) if bodies else {}
+        dt = time.monotonic() - t0
+        self.control_rounds.append({"what": what, "devices": len(bodies), "seconds": dt})
+        out = {}
+        for d in bodies:
+            rep = replies.get(d)
+            if rep is None:
+                self._exclude(d, f"{what}: no answer over the control plane")
+            elif isinstance(rep, str):
+                self._exclude(d, f"{what}: {rep}")
+            elif rep.get("error"):
+                self._exclude(d, f"{what}: {rep['error']}")
+            else:
+                self.state[d] = rep.get("state", {})
+                out[d] = rep
+        return out
+
+    def _exclude(self, d, why: str) -> None:
+        if d not in self.excluded:
+            self.excluded[d] = why
+            self.events.append(f"device {self.index[d]} ({d}) excluded: {why}")
+
+    # ------------------------------------------------------------------ phases
+    def start(self) -> float:
+        """Send every device the cell's setup (its index and preamble); returns the round trip (s) and, unless a
+        ``lead`` was given, sets it to twice that (at least ``min_lead_s``, at most ``max_lead_s``)."""
+        setup = self.setup.to_dict()
+        self.ps = PsActor(self.port, self.layout, list(range(self.k)), events=self.events)
+        # the first waveform builds the LDPC encoder (seconds of imports on a loaded host): not between an anchor
+        # and its transmission
+        self.ps.beacon.waveform(0, 0)
+        t0 = time.monotonic()
+        self._send("setup", lambda d: [{"op": "setup", "setup": setup, "index": self.index[d],
+                                        "preamble": self.index[d], "seed": self.seed + 1 + self.index[d]}])
+        rtt = time.monotonic() - t0
+        if self.lead is None:
+            lead_s = max(2 * rtt, self.min_lead_s)
+            if self.max_lead_s is not None:
+                lead_s = min(lead_s, self.max_lead_s)
+            self.lead = int(lead_s * self.fs)
+            self.events.append(f"control-plane round trip {rtt:.2f} s: phases anchored {lead_s:.2f} s ahead")
+        return rtt
+
+    def access(self) -> None:
+        """Beacons, then access cycles until no device contends or backs off (SyncSession.access's order)."""
+        ps, cfg = self.ps, self.cfg
+        ps.send_beacons(cfg.beacons_before_access)
+        cycles = cfg.max_access_attempts * cfg.backoff_window + 1
+        for _ in range(cycles):
+            slot = ps.access_slot(self.lead)
+            self._send("prach", lambda d: [{"op": "prach", "slot": slot.to_dict()}])
+            window = ps.receive_prach(slot)
+            if window is None:
+                replies = self._send("rar", lambda d: [{"op": "rar", "window": None}])
+            else:
+                self._send("rar", lambda d: [{"op": "rar", "window": window.to_dict()}])
+                ps.resolve_contention()
+                replies = self._send("msg4", lambda d: [{"op": "msg4"}])
+            ps.send_beacons(1)
+            if not any(r["state"].get("contending") or r["state"].get("waiting") for r in replies.values()):
+                break
+        self._pending = [{"op": "access_over"}]
+
+    def data_round(self, values: dict, *, seed: int | None = None, power_scale: float = 1.0) -> RoundRecord:
+        """One over-the-air sum. ``values``: what the data step carries to the devices (e.g. ``{"kind": "random",
+        "seed": s, "n": n}``; the device side makes the values, :func:`device_step`)."""
+        ps, of = self.ps, self.ofdm
+        t_start = time.monotonic()
+        control_s = 0.0
+        pre = list(self._pending)
+        self._pending = []
+        if ps.begin_round():
+            ps.send_beacons(1)
+            plan = ps.plan_pilots(self.lead)
+            n0 = len(self.control_rounds)
+            self._send("pilots", lambda d: pre + [{"op": "pilots", "plan": plan.to_dict()}])
+            control_s += sum(c["seconds"] for c in self.control_rounds[n0:])
+            ps.receive_pilots(plan)
+            pre = [{"op": "feedback", "plan": plan.to_dict()}]
+        n = int(values.get("n", self.layout.data_symbols * of.n_data))
+        msg = ps.data_slot(seed=seed, power_scale=power_scale, lead=self.lead)
+        n0 = len(self.control_rounds)
+        replies = self._send("data", lambda d: pre + [{"op": "data", "msg": msg.to_dict(), "values": values,
+                                                       "index": self.index[d]}])
+        control_s += sum(c["seconds"] for c in self.control_rounds[n0:])
+        est, noise_var, alpha, active = ps.receive_data(msg, n)
+        stats, vals = {}, {}
+        for d, rep in replies.items():
+            step = [s for s in rep.get("steps", []) if s.get("op") == "data"]
+            if step:
+                stats[d] = step[0]["stats"]
+            if "values" in rep:
+                vals[d] = decode_values(rep["values"])
+        return RoundRecord(round=ps.round, slot=msg.slot, active=active, estimate=est, noise_var=noise_var,
+                           alpha=alpha, stats=stats, values=vals, control_s=control_s,
+                           wall_s=time.monotonic() - t_start)
+
+    def close(self) -> dict:
+        """Wait for the PS's queued bursts; returns their outcomes by state."""
+        states = self.port.flush()
+        self.port.close()
+        return states
+
+
+# ---------------------------------------------------------------------------------------------- measurement
+def link_truth(config, role: str) -> dict:
+    """What the simulated air of ``config`` knows about the uplink ``role -> ps`` and the downlink: one-way delay
+    (samples), the downlink CFO a device should measure (Hz) and the realized-tap span; None where the air is not a
+    simulation whose links are fixed by the config (multipath taps are drawn by the broker's air at run time).
+
+    On the ZeroMQ air every node's clock is the broker's sample clock, so a device's clock offset to the PS is 0."""
+    if config.radio.driver != "zmq" or config.air is None:
+        return {}
+    air = config.air
+    if air.channel != "awgn" or air.doppler_hz:
+        return {}
+    base = config.radio_args.name
+    up = air.link_params(f"{base}-{role}", f"{base}-ps")
+    down = air.link_params(f"{base}-ps", f"{base}-{role}")
+    if up.profile != "none" or down.profile != "none":
+        return {}
+    return {"delay_samples": float(up.delay_samples), "span": (0, 0), "clock_offset": 0, "sco_ppm": float(up.sco_ppm),
+            "cfo_hz": float(down.cfo_ppm) * 1e-6 * float(config.radio.center_freq)}
+
+
+def measure(run: CellRun, rounds: list[RoundRecord], truths: dict) -> dict:
+    """The sync metrics of a finished run. ``truths``: device -> :func:`link_truth` (empty where unknown: the
+    metric that needs it is then null, never invented).
+
+    - ``within_cp_fraction``: over every data burst a device sent (device-rounds), the fraction whose true arrival
+      error e = (tx_local − clock_offset + delay)/(1 + sco·1e-6) − slot keeps the PS's FFT window inside the CP:
+      −b ≤ e + τ_first and e + τ_last ≤ cp − b (b: the window back-off; as :mod:`lab.experiments.sync_trials`);
+    - ``timing_rmse_samples``: RMS of the PS's PRACH delay estimate minus the true round trip of each preamble;
+    - ``cfo_residual_rms_hz``: RMS of each device's beacon CFO estimate minus the true downlink offset;
+    - ``nmse_db``: Σ|estimate − Σ_active x_k|² / Σ|Σ_active x_k|² over the rounds where the devices returned their
+      values (diagnostics mode), else null;
+    - ``pilot_delay_samples``: the PS's own estimate of each device's arrival error from the last uplink pilots
+      (no truth needed: what a hardware cell can report)."""
+    lay, of = run.layout, run.ofdm
+    b = lay.backoff
+    timing, prach, cfo = [], [], []
+    num = den = 0.0
+    for rr in rounds:
+        for d, st in rr.stats.items():
+            t = truths.get(d)
+            if not st.get("sent") or not t:
+                continue
+            arr = (st["tx_local"] - t["clock_offset"] + t["delay_samples"]) / (1 + t["sco_ppm"] * 1e-6)
+            e = arr - rr.slot
+            inside = (-b <= e + t["span"][0]) and (e + t["span"][1] <= of.cp_len - b)
+            timing.append({"round": rr.round, "device": run.index[d], "error_samples": float(e),
+                           "inside_cp": bool(inside)})
+        if run.diagnostics and rr.active and all(run.devices[i] in rr.values for i in rr.active):
+            truth_sum = sum(rr.values[run.devices[i]][:rr.estimate.size] for i in rr.active)
+            num += float(np.sum(np.abs(rr.estimate - truth_sum) ** 2))
+            den += float(np.sum(np.abs(truth_sum) ** 2))
+    for d, st in run.state.items():
+        t = truths.get(d)
+        if not t:
+            continue
+        est = run.ps.prach_estimates.get((st.get("prach_slot"), st.get("preamble")))
+        if est is not None and st.get("prach_local") is not None:
+            true_delay = (st["prach_local"] - t["clock_offset"] + t["delay_samples"]) / (1 + t["sco_ppm"] * 1e-6) \
+                - st["prach_slot"]
+            prach.append(float(est - true_delay))
+        if st.get("cfo_hz") is not None:
+            cfo.append(float(st["cfo_hz"] - t["cfo_hz"]))
+    air = dict(run.ps.air_time)
+    total = sum(air.values())
+    return {
+        "timing": timing,
+        "within_cp_fraction": float(np.mean([t["inside_cp"] for t in timing])) if timing else None,
+        "timing_rmse_samples": float(np.sqrt(np.mean(np.square(prach)))) if prach else None,
+        "residual_timing_rms_samples": float(np.sqrt(np.mean([t["error_samples"] ** 2 for t in timing])))
+        if timing else None,
+        "cfo_residual_rms_hz": float(np.sqrt(np.mean(np.square(cfo)))) if cfo else None,
+        "nmse_db": float(10 * np.log10(num / den)) if den > 0 and num > 0 else None,
+        "pilot_delay_samples": {str(run.index[d]): v for d, v in
+                                ((run.devices[i], v) for i, v in run.ps.pilot_delay.items())},
+        "air_time_samples": air,
+        "overhead_air_fraction": 1 - air.get("data", 0) / total if total else None,
+        "truth": "link delays and CFO from the config's air (one broker clock)" if truths else
+                 "no truth available: within_cp_fraction, timing_rmse_samples and cfo_residual_rms_hz are null",
+    }
