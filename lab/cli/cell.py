@@ -20,8 +20,9 @@ def register(app: typer.Typer) -> None:
     def cell(config: ConfigOpt = None, sets: SetOpt = [],  # noqa: B006 (typer reads the default; never mutated)
              devices: int = typer.Option(2, "--devices", "-k", help="device processes (each with its own radio "
                                                                     "node and SuperNode)"),
-             task: str = typer.Option("probe", "--task", help="probe (control plane + node clocks); sync, feel, "
-                                                              "jscc: once the PS/device actors drive the cell"),
+             task: str = typer.Option("probe", "--task", help="probe (control plane + node clocks); sync (access "
+                                                              "+ over-the-air sums of random vectors); feel "
+                                                              "(A-DSGD rounds); jscc: not wired yet"),
              rounds: int = typer.Option(3, "--rounds", help="rounds"),
              seed: SeedOpt = 0,
              lead_ms: float = typer.Option(50.0, "--lead-ms", help="a node refuses TX bursts less than this far "
@@ -30,6 +31,16 @@ def register(app: typer.Typer) -> None:
                                                                            "of the PS clock when it is sent (s)"),
              reply_timeout_s: float = typer.Option(90.0, "--reply-timeout-s", help="a device silent this long in "
                                                                                    "a round is excluded (s)"),
+             diagnostics: bool = typer.Option(False, "--diagnostics/--no-diagnostics", help="sync/feel: devices "
+                                                  "also report the values they sent over the control plane, for the "
+                                                  "over-the-air sum's NMSE (measurement only)"),
+             data_symbols: int = typer.Option(8, "--data-symbols", help="sync/feel: OFDM symbols per data burst"),
+             min_lead_s: float = typer.Option(2.0, "--min-lead-s", help="sync/feel: least lead of a phase announced "
+                                                                        "over Flower (2 × the measured round trip "
+                                                                        "when more) (s)"),
+             feel: list[str] = typer.Option([], "--feel", help="feel: KEY=VALUE of learning.feel's FeelConfig "  # noqa: B008
+                                                               "(e.g. samples_per_device=200, channel_uses=768; "
+                                                               "repeatable)"),
              run_dir: str = typer.Option(None, "--run-dir", help="keep logs and the Flower home here (default: a "
                                                                  "temporary folder, kept only on failure)"),
              radio: list[str] = typer.Option([], "--radio", help="ROLE=CONFIG: the radio of ROLE (ps, dev0, ...) "  # noqa: B008
@@ -51,9 +62,21 @@ def register(app: typer.Typer) -> None:
             if not sep or not role or not path:
                 fail(f"--radio {item!r}: expected ROLE=CONFIG, e.g. --radio dev0=hw_configs/usrp-b210.yaml")
             radios[role] = path
+        import json
+
+        feel_cfg = {"samples_per_device": 200}
+        for item in feel:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                fail(f"--feel {item!r}: expected KEY=VALUE, e.g. --feel samples_per_device=200")
+            try:
+                feel_cfg[key] = json.loads(value)
+            except ValueError:
+                feel_cfg[key] = value
         opts = CellOptions(config=str(config) if config else None, sets=list(sets), devices=devices, task=task,
                            rounds=rounds, seed=seed, lead_ms=lead_ms, slot_lead_s=slot_lead_s,
-                           reply_timeout_s=reply_timeout_s, run_dir=run_dir,
+                           reply_timeout_s=reply_timeout_s, run_dir=run_dir, diagnostics=diagnostics,
+                           data_symbols=data_symbols, min_lead_s=min_lead_s, feel=feel_cfg,
                            radios=radios)
         try:
             record = run_cell(opts, progress=lambda text: console.print(f"[dim]starting {text}[/dim]"))
@@ -61,13 +84,21 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         record = {**metadata(config=opts.config, seed=seed), "command_name": "cell", **record}
         table = Table(title=f"otalab cell: {task}, {devices} devices, {record.get('driver')}")
-        for col in ("round", "devices", "control plane s", "slot margin s (min)"):
+        def fmt(v, spec=".2f"):
+            return "-" if v is None else format(v, spec)
+
+        for col in ("round", "devices", "control plane s", "wall s", "slot margin s (min)", "NMSE dB", "accuracy"):
             table.add_column(col, justify="right")
         for r in record.get("rounds", []):
-            m = r.get("slot_margin_s_min")
-            table.add_row(str(r["round"]), str(r["devices"]), f"{r['control_plane_s']:.2f}",
-                          "-" if m is None else f"{m:.2f}")
+            table.add_row(str(r["round"]), str(r["devices"]), fmt(r.get("control_plane_s")), fmt(r.get("wall_s")),
+                          fmt(r.get("slot_margin_s_min")), fmt(r.get("nmse_db"), ".1f"), fmt(r.get("accuracy"), ".3f"))
         console.print(table)
+        if task in ("sync", "feel"):
+            console.print(f"within CP {fmt(record.get('within_cp_fraction'), '.3f')}, PRACH timing RMSE "
+                          f"{fmt(record.get('timing_rmse_samples'))} samples, CFO residual RMS "
+                          f"{fmt(record.get('cfo_residual_rms_hz'))} Hz, NMSE {fmt(record.get('nmse_db'), '.1f')} dB, "
+                          f"lead {fmt(record.get('lead_s'))} s; final accuracy "
+                          f"{fmt(record.get('final_accuracy'), '.3f')}")
         console.print(f"processes: {len(record['processes'])} "
                       f"({', '.join(sorted({p['role'].split('/')[0] for p in record['processes']}))}); "
                       f"excluded: {[e['device'] for e in record.get('excluded_devices', [])] or 'none'}; "

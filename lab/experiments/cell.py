@@ -22,6 +22,7 @@ Failure handling: a device process that dies is the PS's business (it excludes t
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -38,8 +39,10 @@ import numpy as np
 from lab.experiments.procs import ProcessSet, alive, free_port, wait_port
 
 TASKS = ("probe", "sync", "feel", "jscc")
-#: tasks the ServerApp runs today (the others need the PS/device actors of sync/ps.py and sync/device.py)
-RUNNABLE = ("probe",)
+#: tasks the ServerApp runs today (jscc is not wired to the actors yet)
+RUNNABLE = ("probe", "sync", "feel")
+#: tasks whose devices are actors hosted in their radio nodes (``otalab node --actor device``)
+ACTOR_TASKS = ("sync", "feel")
 APP_DIR = Path(__file__).resolve().parent.parent / "flower" / "app"
 
 
@@ -55,7 +58,10 @@ class CellOptions:
     seed: int = 0
     lead_ms: float = 50.0            # a node refuses TX bursts less than this far ahead
     ring_s: float = 4.0              # RX history each node holds
-    slot_lead_s: float = 30.0        # the PS schedules each round's slot this far ahead (covers Flower's latency)
+    slot_lead_s: float = 30.0        # probe: each round's slot this far ahead; sync/feel: the most a phase's lead may be
+    min_lead_s: float = 2.0          # sync/feel: the least lead (2 × the measured setup round trip is used when more)
+    data_symbols: int = 8            # sync/feel: OFDM symbols per data burst
+    feel: dict = field(default_factory=dict)   # feel: learning.feel.runner.FeelConfig fields (samples_per_device, ...)
     reply_timeout_s: float = 90.0    # a device silent this long in a round is excluded
     startup_timeout_s: float = 120.0
     run_timeout_s: float = 1800.0
@@ -116,7 +122,7 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
         raise ValueError(f"--task {opts.task!r}: expected one of {', '.join(TASKS)}")
     if opts.task not in RUNNABLE:
         raise ValueError(f"--task {opts.task!r} is not available yet: the cell runs {', '.join(RUNNABLE)} over "
-                         f"Flower until the PS/device actors (sync/ps.py, sync/device.py) drive it; see docs/cell.md")
+                         f"Flower; see docs/cell.md")
     if not 1 <= opts.devices <= 64:
         raise ValueError(f"--devices {opts.devices}: expected 1..64 device processes")
     sets = list(opts.sets)
@@ -156,11 +162,18 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
             if unknown:
                 raise ValueError(f"--radio {unknown[0]}=...: no such role in this cell (roles: {', '.join(names)})")
             nodes = {}
+            actors = opts.task in ACTOR_TASKS
+            # the PS reads each phase after the control round that scheduled it: its ring holds the longest lead
+            # plus the longest wait for a reply; device actors read their stream continuously
+            ps_ring = max(opts.ring_s, opts.slot_lead_s + opts.reply_timeout_s + 10.0) if actors else opts.ring_s
+            record["ring_s"] = {"ps": ps_ring, "devices": max(opts.ring_s, 10.0) if actors else opts.ring_s}
             for nm in names:    # a role with a config of its own (a real radio) uses it as it is
                 own = opts.radios.get(nm)
                 args = ["-c", own] if own else [*cfg_args, *_set_args(node_sets)]
-                nodes[nm] = procs.start(f"{nm}-node", [*lab_cli, "node", *args, "--name", nm,
-                                                       "--lead-ms", str(opts.lead_ms), "--ring-s", str(opts.ring_s)])
+                extra = ["--actor", "device"] if actors and nm != "ps" else []
+                ring = record["ring_s"]["ps" if nm == "ps" else "devices"]
+                nodes[nm] = procs.start(f"{nm}-node", [*lab_cli, "node", *args, "--name", nm, *extra,
+                                                       "--lead-ms", str(opts.lead_ms), "--ring-s", str(ring)])
             for nm, item in nodes.items():
                 info = json.loads(procs.first_line(item, opts.startup_timeout_s, '"endpoint"'))
                 endpoints[nm] = info["endpoint"]
@@ -182,7 +195,12 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
             run_config = {"task": opts.task, "rounds": int(opts.rounds), "devices": int(opts.devices),
                           "ps-endpoint": endpoints["ps"], "out": str(out), "join-timeout-s": opts.startup_timeout_s,
                           "reply-timeout-s": float(opts.reply_timeout_s), "slot-lead-s": float(opts.slot_lead_s),
-                          "seed": int(opts.seed), "diagnostics": bool(opts.diagnostics)}
+                          "seed": int(opts.seed), "diagnostics": bool(opts.diagnostics),
+                          "config": str(Path(opts.config).resolve()) if opts.config else "",
+                          # base64: Flower's --run-config parser takes no quotes inside a string value
+                          "sets": base64.b64encode(json.dumps(sets).encode()).decode(), "min-lead-s": float(opts.min_lead_s),
+                          "data-symbols": int(opts.data_symbols),
+                          "feel": base64.b64encode(json.dumps(opts.feel).encode()).decode()}
             overrides = " ".join(f"{k}={json.dumps(v) if not isinstance(v, bool) else str(v).lower()}"
                                  for k, v in run_config.items())
             say("flwr run")
@@ -196,6 +214,8 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
                     raise RuntimeError(f"the run did not finish within {opts.run_timeout_s} s (logs: {run_dir})")
                 if submit.proc.poll() not in (None, 0):
                     raise RuntimeError(f"flwr run failed (code {submit.proc.returncode}): {procs.tail(submit)}")
+                if submit.proc.poll() == 0 and '"success": false' in submit.log.read_text(errors="replace"):
+                    raise RuntimeError(f"flwr run refused the run: {procs.tail(submit, 12)}")
                 ps_item = nodes["ps"]
                 if ps_item.proc.poll() is not None:
                     ps_died = time.monotonic()
@@ -250,13 +270,23 @@ def _summarise(record: dict, ps: dict, opts: CellOptions) -> None:
         late_bursts=int(sum(s.get("tx_late", 0) + s.get("tx_rejected", 0) for s in st)),
         underflows=int(sum(s.get("tx_underflow", 0) for s in st)),
         overflows=int(sum(s.get("gaps", 0) for s in st)),
-        # the probe task moves no samples over the air: what it cannot measure is null, never a made-up number
-        within_cp_fraction=None, timing_rmse_samples=None, cfo_residual_rms_hz=None, nmse_db=None,
+        # the probe task moves no samples over the air: what it cannot measure is null, never a made-up number;
+        # sync/feel: what the PS measured (null where the truth it needs is unknown, see cell_run.measure)
+        within_cp_fraction=ps.get("within_cp_fraction"), timing_rmse_samples=ps.get("timing_rmse_samples"),
+        cfo_residual_rms_hz=ps.get("cfo_residual_rms_hz"), nmse_db=ps.get("nmse_db"),
         overhead_fraction={
-            "air": None,
+            "air": ps.get("overhead_air_fraction"),
             "control_plane_s_per_round": float(cp.mean()) if cp.size else None,
             "control_plane_s_per_round_max": float(cp.max()) if cp.size else None,
             "control_plane_share_of_wall": float(cp.sum() / ps["wall_s"]) if cp.size and ps.get("wall_s") else None,
         })
+    for key in ("timing", "residual_timing_rms_samples", "pilot_delay_samples", "air_time_samples", "truth",
+                "device_state", "device_events", "device_index", "control_rounds", "ps_tx", "ps_tx_errors",
+                "setup_round_trip_s", "lead_s", "layout", "final_accuracy", "feel"):
+        if key in ps:
+            record[key] = ps[key]
+    if opts.task in ACTOR_TASKS:
+        # late bursts as the actors saw them too: refused by the lead check before reaching the node
+        record["late_bursts"] += int(sum(st.get("late", 0) for st in ps.get("device_state", {}).values()))
     margins = [r["slot_margin_s_min"] for r in rounds if r.get("slot_margin_s_min") is not None]
     record["slot_margin_s_min"] = min(margins) if margins else None

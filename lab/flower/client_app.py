@@ -61,3 +61,47 @@ def probe(instruction: dict, device: str, endpoint: str) -> dict:
 def _probe(message: Message, context: Context) -> Message:
     device, endpoint = node_config(context)
     return Message(protocol.pack(probe(protocol.unpack(message), device, endpoint)), reply_to=message)
+
+
+def actor(body: dict, device: str, endpoint: str, values_fn=None) -> dict:
+    """One phase on the device side: forward ``body``'s steps to the device actor hosted in this device's radio node
+    (``otalab node --actor device``), with the values of a data step as the payload
+    (:func:`lab.experiments.cell_run.device_step`); the node's error, or its absence, comes back as ``error``."""
+    from lab.experiments.cell_run import device_step
+    from radio.base import RadioError
+    from radio.node.server import NodeClient
+
+    t0 = time.monotonic()
+    try:
+        client = NodeClient(endpoint, timeout_s=10.0)
+    except (RadioError, OSError) as exc:      # the node is gone: say so, the PS excludes this device
+        return {"device": device, "pid": os.getpid(), "error": f"radio node of {device} at {endpoint}: {exc}"}
+    try:
+        answer = device_step(body, lambda fields, payload: client.call("actor", fields, payload, wait_s=120.0)[0]
+                             ["body"], values_fn)
+    except (RadioError, OSError, KeyError) as exc:
+        answer = {"error": f"radio node of {device} at {endpoint}: {exc}"}
+    finally:
+        client.close()
+    answer.update(device=device, pid=os.getpid(), handled_s=time.monotonic() - t0)
+    return answer
+
+
+@app.query("actor")
+def _actor(message: Message, context: Context) -> Message:
+    device, endpoint = node_config(context)
+    body = protocol.unpack(message)
+    learner = None
+    if body.get("feel"):     # this phase carries the global model: compute and encode the local update first
+        from flwr.app import ConfigRecord
+
+        from lab.experiments.cell_feel import DeviceLearner
+
+        kept = context.state[protocol.KEY]["error"] if protocol.KEY in context.state else None
+        learner = DeviceLearner(body.pop("feel"), kept or None)
+    answer = actor(body, device, endpoint, learner.values if learner else None)
+    if learner is not None:
+        if not answer.get("error"):
+            context.state[protocol.KEY] = ConfigRecord({"error": learner.commit(answer)})
+        answer["learner"] = {"loss": learner.loss, "error_norm_in": learner.error_norm_in}
+    return Message(protocol.pack(answer), reply_to=message)

@@ -9,6 +9,11 @@ message type   PS -> device                                    device -> PS
 =============  ==============================================  ==================================================
 query.probe    round, slot (PS samples), seed, power_scale,    device, pid, node_now, slot_margin_samples,
                sent_wall (PS host time.time())                 node status counters, handled_s, error
+query.actor    {"do": [steps], "diagnostics": bool}: one phase's   the device actor's reply (state, step results,
+               orchestration messages for the device actor in  error), device, pid; diagnostics mode: also the
+               its radio node (steps: lab.experiments.         values it sent (base64 complex64; for the NMSE)
+               actor_host); feel: + the global model
+               (base64 float32) and the round's A-DSGD seed
 =============  ==============================================  ==================================================
 
 ``slot_margin_samples``: how far ahead of the device's radio clock the slot still was when the device had the
@@ -21,6 +26,7 @@ from __future__ import annotations
 import json
 
 PROBE = "query.probe"
+ACTOR = "query.actor"
 KEY = "otalab"
 
 

@@ -16,6 +16,8 @@ left when the last device had its instruction). ``otalab bench cell`` measures i
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import time
 import traceback
@@ -96,6 +98,159 @@ def probe_rounds(grid: Grid, cfg: dict, ps, record: dict) -> None:
                                   for n, why in excluded.items()]
 
 
+class FlowerControl:
+    """The control plane of :class:`lab.experiments.cell_run.CellRun` on a Flower Grid: one ``query.actor`` message
+    per device and phase; a reply that is missing after ``timeout_s``, a Flower error or a device's error comes back
+    as a string (the run excludes that device)."""
+
+    def __init__(self, grid: Grid, timeout_s: float, extra=None):
+        self.grid, self.timeout_s = grid, float(timeout_s)
+        self.names: dict[int, str] = {}
+        self.extra = extra            # body -> body (feel: adds the global model), per node id
+
+    def send(self, bodies: dict) -> dict:
+        messages = []
+        for n, body in bodies.items():
+            if self.extra is not None:
+                body = self.extra(n, body)
+            messages.append(Message(protocol.pack(body), dst_node_id=n, message_type=protocol.ACTOR))
+        out: dict = {}
+        for reply in self.grid.send_and_receive(messages, timeout=self.timeout_s):
+            src = reply.metadata.src_node_id
+            if reply.has_error():
+                out[src] = f"Flower error {reply.error.code}: {reply.error.reason}"
+                continue
+            try:
+                ans = protocol.unpack(reply)
+            except ValueError as exc:
+                out[src] = str(exc)
+                continue
+            self.names[src] = ans.get("device", str(src))
+            out[src] = f"{ans['error']}" if ans.get("error") else ans
+        return out
+
+
+def open_cell_run(grid: Grid, cfg: dict, ps, record: dict, extra=None):
+    """The :class:`CellRun` of this run config (the bench config both sides read), its devices set up and the
+    control-plane lead measured; and the loaded bench config."""
+    from lab.config import load_config
+    from lab.experiments.cell_run import CellRun
+
+    conf = load_config(str(cfg["config"]) or None, json.loads(base64.b64decode(str(cfg.get("sets", ""))) or b"[]"))
+    nodes = wait_for_nodes(grid, int(cfg["devices"]), float(cfg["join-timeout-s"]))
+    record["node_ids"] = nodes
+    control = FlowerControl(grid, float(cfg["reply-timeout-s"]), extra)
+    run = CellRun(ps, conf.ofdm.to_config(ps.sample_rate), conf.sync, nodes, control,
+                  min_lead_s=float(cfg["min-lead-s"]), max_lead_s=float(cfg["slot-lead-s"]),
+                  data_symbols=int(cfg["data-symbols"]), seed=int(cfg["seed"]), diagnostics=bool(cfg["diagnostics"]))
+    rtt = run.start()
+    record["setup_round_trip_s"] = rtt
+    record["lead_s"] = run.lead / run.fs
+    return run, control, conf
+
+
+def finish_cell_run(run, control, conf, rounds: list, record: dict) -> None:
+    """Fold a finished CellRun into the PS's record (measurements, exclusions, control-plane rounds)."""
+    from lab.experiments.cell_run import link_truth, measure
+
+    tx = run.close()
+    names = {n: control.names.get(n, str(n)) for n in run.devices}
+    truths = {n: link_truth(conf, names[n]) for n in run.devices}
+    truths = {n: t for n, t in truths.items() if t}
+    m = measure(run, rounds, truths)
+    record.update({k: v for k, v in m.items()})
+    record["device_names"] = {str(n): names[n] for n in run.devices}
+    record["device_index"] = {names[n]: run.index[n] for n in run.devices}
+    record["excluded_devices"] = [{"device": names[n], "node_id": n, "reason": why} for n, why in run.excluded.items()]
+    record["device_state"] = {names[n]: {k: v for k, v in st.items() if k != "events"} for n, st in run.state.items()}
+    record["device_events"] = {names[n]: st.get("events", []) for n, st in run.state.items()}
+    record["control_rounds"] = run.control_rounds
+    record["ps_tx"] = tx
+    record["ps_tx_errors"] = run.port.tx_errors[:20]
+    record["events"] += run.events
+    record["layout"] = {"cp_len": run.ofdm.cp_len, "backoff": run.layout.backoff, "data_symbols":
+                        run.layout.data_symbols, "sample_rate": run.fs}
+
+
+def round_entry(rr, run, *, diagnostics: bool) -> dict:
+    """One data round as the result lists it."""
+    from lab.experiments.cell_run import RoundRecord  # noqa: F401 (the type of rr)
+
+    entry = {"round": rr.round, "devices": len(rr.active), "active": rr.active, "slot": int(rr.slot),
+             "alpha": rr.alpha, "noise_var": rr.noise_var, "control_plane_s": rr.control_s, "wall_s": rr.wall_s,
+             "air_time_s": run.layout.data_symbols * run.ofdm.symbol_len / run.fs, "nmse_db": None}
+    if diagnostics and rr.active and all(run.devices[i] in rr.values for i in rr.active):
+        truth = sum(rr.values[run.devices[i]][:rr.estimate.size] for i in rr.active)
+        err, ref = float(np.sum(np.abs(rr.estimate - truth) ** 2)), float(np.sum(np.abs(truth) ** 2))
+        entry["nmse_db"] = float(10 * np.log10(err / ref)) if err > 0 and ref > 0 else None
+    return entry
+
+
+def sync_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
+    """The sync task: setup, beacons and random access, then ``rounds`` over-the-air sums of random vectors, each
+    with its beacon, uplink pilots, feedback and data burst (lab.experiments.cell_run)."""
+    run, control, conf = open_cell_run(grid, cfg, ps, record)
+    run.access()
+    n = run.layout.data_symbols * run.ofdm.n_data
+    rounds = []
+    for r in range(int(cfg["rounds"])):
+        if not run.live:
+            record["events"].append(f"round {r}: no device left; stopping")
+            break
+        seed = int(cfg["seed"]) * 1000 + r
+        rr = run.data_round({"kind": "random", "seed": seed, "n": n}, seed=seed)
+        rounds.append(rr)
+        record["rounds"].append(round_entry(rr, run, diagnostics=bool(cfg["diagnostics"])))
+    finish_cell_run(run, control, conf, rounds, record)
+
+
+def feel_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
+    """The feel task: setup and access as in the sync task, then ``rounds`` A-DSGD rounds; each round's data phase
+    carries the global model to the devices over Flower, the devices' analog updates go over the air, and the PS
+    decodes their sum with AMP (lab.experiments.cell_feel)."""
+    from lab.experiments.cell_feel import PsLearner
+    from learning.feel.runner import FeelConfig
+
+    from lab.config import load_config
+
+    overrides = json.loads(base64.b64decode(str(cfg.get("feel", ""))) or b"{}")
+    if "channel_uses" not in overrides:      # default: one full data burst (2 real symbols per data subcarrier)
+        conf = load_config(str(cfg["config"]) or None, json.loads(base64.b64decode(str(cfg.get("sets", ""))) or b"[]"))
+        overrides["channel_uses"] = 2 * int(cfg["data-symbols"]) * conf.ofdm.to_config(ps.sample_rate).n_data
+    fcfg = FeelConfig(**{"rounds": int(cfg["rounds"]), "devices": int(cfg["devices"]), "seed": int(cfg["seed"]),
+                         **overrides})
+    learner = PsLearner(fcfg)
+
+    def extra(node, body):
+        if any(step.get("op") == "data" for step in body["do"]):
+            body = {**body, "feel": learner.spec(run.index[node])}
+        return body
+
+    run, control, conf = open_cell_run(grid, cfg, ps, record, extra)
+    n_data = run.layout.data_symbols * run.ofdm.n_data
+    if learner.n_values > n_data:
+        raise ValueError(f"A-DSGD sends s = {learner.m.s} real symbols = {learner.n_values} complex values a round, "
+                         f"more than one burst holds ({run.layout.data_symbols} OFDM symbols × {run.ofdm.n_data} "
+                         f"= {n_data}): raise --data-symbols or lower channel_uses")
+    record["feel"] = {"config": {k: v for k, v in vars(fcfg).items()}, "d": learner.m.d, "s": learner.m.s,
+                      "k": learner.m.k, "scale": learner.m.c}
+    run.access()
+    rounds = []
+    for r in range(fcfg.rounds):
+        if not run.live:
+            record["events"].append(f"round {r}: no device left; stopping")
+            break
+        rr = run.data_round({"kind": "feel", "n": learner.n_values}, seed=learner.m.scheme.seed)
+        rounds.append(rr)
+        sent = [d for d, st in rr.stats.items() if st.get("sent")]
+        entry = round_entry(rr, run, diagnostics=bool(cfg["diagnostics"]))
+        entry.update(learner.receive(rr.estimate, rr.noise_var, len(sent)))
+        entry["sent"] = len(sent)
+        record["rounds"].append(entry)
+    record["final_accuracy"] = record["rounds"][-1]["accuracy"] if record["rounds"] else None
+    finish_cell_run(run, control, conf, rounds, record)
+
+
 def run_ps(grid: Grid, cfg: dict) -> dict:
     """Run the task named in ``cfg`` (the run config as a dict); returns the PS's result record."""
     from radio.node.server import NodeClient
@@ -106,9 +261,13 @@ def run_ps(grid: Grid, cfg: dict) -> dict:
         start = time.monotonic()
         if cfg["task"] == "probe":
             probe_rounds(grid, cfg, ps, record)
+        elif cfg["task"] == "sync":
+            sync_task(grid, cfg, ps, record)
+        elif cfg["task"] == "feel":
+            feel_task(grid, cfg, ps, record)
         else:
-            raise ValueError(f"task = {cfg['task']!r}: this ServerApp runs 'probe' (sync/feel/jscc need the PS and "
-                             f"device actors, see docs/cell.md)")
+            raise ValueError(f"task = {cfg['task']!r}: this ServerApp runs 'probe', 'sync' and 'feel' (see "
+                             f"docs/cell.md)")
         record["wall_s"] = time.monotonic() - start
         record["ps_status"] = ps.status()
     finally:

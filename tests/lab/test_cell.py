@@ -130,7 +130,7 @@ def test_killing_the_ps_stops_the_devices_within_10_s(tmp_path):
 def test_cli_refuses_a_task_that_is_not_wired_yet(capsys):
     from lab.cli import main
 
-    rc = main(["cell", "-c", CONFIG, "--devices", "2", "--task", "feel"])
+    rc = main(["cell", "-c", CONFIG, "--devices", "2", "--task", "jscc"])
     assert rc == 2
     assert "not available yet" in capsys.readouterr().err
 
