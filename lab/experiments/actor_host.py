@@ -12,7 +12,9 @@ Between requests a listener thread reads the stream every ``listen_s`` (:meth:`D
 sees every beacon as it arrives and the ring only has to hold a fraction of a second, however long the control plane
 takes between two messages. The actor is used under one lock (listener and requests never interleave).
 
-Request (``header["body"]``: a JSON object) — ``{"do": [step, ...]}``, steps run in order, each a dict with ``op``:
+Request (``header["body"]``: a JSON object) — ``{"do": [step, ...]}``, steps run in order, each a dict with ``op``
+and optionally ``after`` (PS time: the step waits until the radio has received that far, e.g. the feedback of a
+round whose data slot was announced with its pilots):
 
 ===========  ==========================================  ===================================================
 op           fields                                      what the actor does (sync.procedure order)
@@ -101,14 +103,29 @@ class DeviceHost:
                 body = json.loads(body)
             if not isinstance(body, dict) or not isinstance(body.get("do"), list):
                 raise ValueError(f"actor request body = {str(body)[:80]!r}: expected {{'do': [steps]}}")
-            with self._lock:
-                for step in body["do"]:
+            for step in body["do"]:
+                if step.get("after") is not None:
+                    self._wait_for(int(step["after"]))
+                with self._lock:
                     out["steps"].append(self._step(step, payload))
+            with self._lock:
                 out["state"] = self.state()
         except Exception as exc:  # noqa: BLE001 (the PS reads the reason and excludes the device)
             out["error"] = f"{type(exc).__name__}: {exc}"
             out["traceback"] = traceback.format_exc(limit=3)
         return {"op": "ok", "body": out}, None
+
+    def _wait_for(self, ps_time: int) -> None:
+        """Block (the listener keeps reading) until the radio has received PS time ``ps_time`` (converted with the
+        beacon tracker; a device that is not synced does not wait)."""
+        with self._lock:
+            d = self.actor
+            if d is None or not d.tracker.synced:
+                return
+            local = int(np.ceil(d.tracker.ps_to_local(ps_time)))
+        left = (local - self.port.time_now()) / self.port.sample_rate
+        if left > 0:
+            self.node.wait_until(local, timeout_s=left + 5.0)
 
     def _step(self, step: dict, payload) -> dict:
         op = step.get("op")

@@ -13,15 +13,24 @@ radio's clock so that the message reaches the devices before its slot::
     control   rar (Msg3Window | None)       air: msg3 (contention-based) PS: msg3, msg4 over the air
     control   msg4                                                        (contention-based only)
     air       PS: beacon                                                  ... until nobody contends or waits
-    round r:  air: PS beacon; control: [access_over] + pilots (RoundPlan); air: pilots; PS: estimate, feedback
-              control: feedback + data (DataRound, the values)   air: every active device's burst at once
-              PS: the over-the-air sum
+    round r:  air: PS beacon
+              control (pushed, answered after the round): [access_over] + pilots (RoundPlan) + feedback (after the
+                      planned feedback's end) + data (DataRound, the values; slot = feedback end + guard + device
+                      turnaround)
+              air: pilots; PS: estimate, feedback (ps_turnaround after the pilots); devices: take the feedback,
+                   then every active device's burst at once; PS: the over-the-air sum
+
+The data slot is announced together with the pilots, not in a control round of its own: a control round takes
+seconds, and the channel the pilots measure must still hold when the data arrives (a residual CFO δf of each
+device's beacon estimate turns its phase by 2π·δf·Δt: 0.05 Hz over a 30 s round trip is 9 rad, over the ~1 s of
+two turnarounds 0.3 rad).
 
 A PS phase that needs no device action (beacons, RAR, msg4, feedback) is anchored at the radio's own lead only.
 The PS reads each phase after the control round that scheduled it, so the PS node's ring must hold ``lead`` plus a
 round trip (``otalab cell`` sizes it); devices read their stream continuously (their host's listener).
 
-``control.send({device: body}, payloads) -> {device: reply body}`` is any control plane: Flower's Grid in the
+``control.push({device: body}) -> handle`` and ``control.pull(handle) -> {device: reply body or error text}`` are
+any control plane: Flower's Grid in the
 ServerApp (:mod:`lab.flower.server_app`), or direct calls in a test. A device whose reply is missing or carries an
 ``error`` is dropped from later messages and listed in :attr:`CellRun.excluded` with the reason.
 
@@ -40,9 +49,11 @@ import time
 
 import numpy as np
 
+from phy.frame import FrameBuilder
 from radio.node.port import NodePort
 from sync.config import SyncConfig
 from sync.layout import CellLayout
+from sync.messages import DataRound
 from sync.ps import PsActor
 
 
@@ -109,11 +120,17 @@ class CellRun:
 
     def __init__(self, ps, ofdm, sync: SyncConfig | None, devices: list, control, *, lead: int | None = None,
                  min_lead_s: float = 2.0, data_symbols: int = 8, seed: int = 0, diagnostics: bool = False,
-                 ps_lead: int | None = None, max_lead_s: float | None = None):
+                 ps_lead: int | None = None, max_lead_s: float | None = None, ps_turnaround_s: float = 0.4,
+                 device_turnaround_s: float = 0.4):
         self.port = ps if isinstance(ps, NodePort) else NodePort(ps)
         self.fs = self.port.sample_rate
-        ps_lead = ps_lead if ps_lead is not None else self.port.lead + int(0.5 * self.fs)
-        self.cfg = dataclasses.replace(sync or SyncConfig(), lead=ps_lead)
+        ps_lead = ps_lead if ps_lead is not None else self.port.lead + int(0.1 * self.fs)
+        self.cfg = dataclasses.replace(sync or SyncConfig(), lead=ps_lead,
+                                       ps_turnaround=int(ps_turnaround_s * self.fs),
+                                       device_turnaround=int(device_turnaround_s * self.fs))
+        if self.cfg.ps_turnaround <= ps_lead:
+            raise ValueError(f"ps_turnaround_s = {ps_turnaround_s}: expected more than the PS radio's lead "
+                             f"{ps_lead / self.fs:.3f} s (the feedback is built after the pilots are read)")
         self.ofdm, self.control, self.seed = ofdm, control, int(seed)
         self.devices = list(devices)
         self.k = len(self.devices)
@@ -123,6 +140,11 @@ class CellRun:
         self.setup = CellLayout.setup_for(ofdm, self.cfg, self.k, self.fs, preambles=list(range(self.k)),
                                           data_symbols=data_symbols)
         self.layout = CellLayout(ofdm, self.cfg, self.setup)
+        lay, cfg = self.layout, self.cfg
+        fb_bytes = 4 + 9 + self.k * (16 + (lay.pilot_taps + 7) // 8 + (2 * lay.pilot_taps * cfg.feedback_bits + 7) // 8)
+        #: the longest feedback frame (every tap kept, as CellLayout bounds it): the data slot is planned after it
+        self.feedback_len = FrameBuilder(ofdm).frame_len(n_bytes=fb_bytes, modem=cfg.control_modem,
+                                                         code_rate=cfg.control_code_rate)
         self.events: list[str] = []
         self.excluded: dict = {}
         self.state: dict = {}           # device -> its latest reported state
@@ -135,11 +157,17 @@ class CellRun:
     def live(self) -> list:
         return [d for d in self.devices if d not in self.excluded]
 
-    def _send(self, what: str, steps_for, payload_free: bool = True) -> dict:
+    def _send(self, what: str, steps_for) -> dict:
         """One control round: ``steps_for(device) -> [steps]`` to every live device; replies by device."""
+        return self._collect(self._push(what, steps_for))
+
+    def _push(self, what: str, steps_for):
         bodies = {d: {"do": steps_for(d), "diagnostics": self.diagnostics} for d in self.live}
-        t0 = time.monotonic()
-        replies = self.control.send(bodies) if bodies else {}
+        return what, bodies, time.monotonic(), (self.control.push(bodies) if bodies else None)
+
+    def _collect(self, pushed) -> dict:
+        what, bodies, t0, handle = pushed
+        replies = self.control.pull(handle) if bodies else {}
         dt = time.monotonic() - t0
         self.control_rounds.append({"what": what, "devices": len(bodies), "seconds": dt})
         out = {}
@@ -210,21 +238,33 @@ class CellRun:
         control_s = 0.0
         pre = list(self._pending)
         self._pending = []
+        n = int(values.get("n", self.layout.data_symbols * of.n_data))
+        n0 = len(self.control_rounds)
         if ps.begin_round():
+            # pilots, feedback and data in one control round: the data slot follows the planned feedback by the
+            # devices' turnaround only, so that the channel the pilots measured (phase included: a residual CFO
+            # of δf turns it by 2π·δf per second) still holds when the data burst arrives
             ps.send_beacons(1)
             plan = ps.plan_pilots(self.lead)
-            n0 = len(self.control_rounds)
-            self._send("pilots", lambda d: pre + [{"op": "pilots", "plan": plan.to_dict()}])
-            control_s += sum(c["seconds"] for c in self.control_rounds[n0:])
+            fb_end = plan.feedback_at + self.feedback_len
+            msg = DataRound(round=ps.round, slot=fb_end + self.layout.guard + self.cfg.device_turnaround, seed=seed,
+                            power_scale=power_scale)
+            pushed = self._push("pilots+data", lambda d: pre + [
+                {"op": "pilots", "plan": plan.to_dict()},
+                {"op": "feedback", "plan": plan.to_dict(), "after": fb_end + self.layout.tail},
+                {"op": "data", "msg": msg.to_dict(), "values": values, "index": self.index[d]}])
             ps.receive_pilots(plan)
-            pre = [{"op": "feedback", "plan": plan.to_dict()}]
-        n = int(values.get("n", self.layout.data_symbols * of.n_data))
-        msg = ps.data_slot(seed=seed, power_scale=power_scale, lead=self.lead)
-        n0 = len(self.control_rounds)
-        replies = self._send("data", lambda d: pre + [{"op": "data", "msg": msg.to_dict(), "values": values,
-                                                       "index": self.index[d]}])
-        control_s += sum(c["seconds"] for c in self.control_rounds[n0:])
+            if ps.t + self.cfg.device_turnaround > msg.slot:
+                self.events.append(f"round {ps.round}: feedback ended at {ps.t - self.layout.guard}, too late for "
+                                   f"the data slot {msg.slot} announced with the pilots (PS turnaround "
+                                   f"{self.cfg.ps_turnaround} samples too short)")
+        else:
+            msg = ps.data_slot(seed=seed, power_scale=power_scale, lead=self.lead)
+            pushed = self._push("data", lambda d: pre + [{"op": "data", "msg": msg.to_dict(), "values": values,
+                                                          "index": self.index[d]}])
         est, noise_var, alpha, active = ps.receive_data(msg, n)
+        replies = self._collect(pushed)
+        control_s += sum(c["seconds"] for c in self.control_rounds[n0:])
         stats, vals = {}, {}
         for d, rep in replies.items():
             step = [s for s in rep.get("steps", []) if s.get("op") == "data"]

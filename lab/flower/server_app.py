@@ -108,26 +108,41 @@ class FlowerControl:
         self.names: dict[int, str] = {}
         self.extra = extra            # body -> body (feel: adds the global model), per node id
 
-    def send(self, bodies: dict) -> dict:
+    def push(self, bodies: dict):
+        """Send one ``query.actor`` message per device; returns what :meth:`pull` needs."""
         messages = []
         for n, body in bodies.items():
             if self.extra is not None:
                 body = self.extra(n, body)
             messages.append(Message(protocol.pack(body), dst_node_id=n, message_type=protocol.ACTOR))
+        ids = [i for i in self.grid.push_messages(messages) if i]
+        return ids, set(bodies), time.monotonic() + self.timeout_s
+
+    def pull(self, handle) -> dict:
+        """The replies to :meth:`push`'s messages, waiting until all are in or ``timeout_s`` after the push."""
+        ids, expected, deadline = handle
         out: dict = {}
-        for reply in self.grid.send_and_receive(messages, timeout=self.timeout_s):
-            src = reply.metadata.src_node_id
-            if reply.has_error():
-                out[src] = f"Flower error {reply.error.code}: {reply.error.reason}"
-                continue
-            try:
-                ans = protocol.unpack(reply)
-            except ValueError as exc:
-                out[src] = str(exc)
-                continue
-            self.names[src] = ans.get("device", str(src))
-            out[src] = f"{ans['error']}" if ans.get("error") else ans
+        left = set(ids)
+        while left and time.monotonic() < deadline:
+            for reply in self.grid.pull_messages(list(left)):
+                left.discard(reply.metadata.reply_to_message_id)
+                src = reply.metadata.src_node_id
+                if reply.has_error():
+                    out[src] = f"Flower error {reply.error.code}: {reply.error.reason}"
+                    continue
+                try:
+                    ans = protocol.unpack(reply)
+                except ValueError as exc:
+                    out[src] = str(exc)
+                    continue
+                self.names[src] = ans.get("device", str(src))
+                out[src] = f"{ans['error']}" if ans.get("error") else ans
+            if left:
+                time.sleep(0.2)
         return out
+
+    def send(self, bodies: dict) -> dict:
+        return self.pull(self.push(bodies))
 
 
 def open_cell_run(grid: Grid, cfg: dict, ps, record: dict, extra=None):

@@ -5,6 +5,7 @@ Flower: the same messages, the same actors, seconds instead of minutes."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 
 import numpy as np
@@ -24,18 +25,30 @@ SNR_DB = 20.0
 
 
 class DirectControl:
-    """A control plane that calls each device host in turn (what Flower does with a ClientApp per message)."""
+    """A control plane that calls each device host on a thread of its own (what Flower does with a ClientApp per
+    message): ``push`` starts them, ``pull`` collects the replies."""
 
     def __init__(self, hosts: dict):
         self.hosts = hosts
         self.rounds = 0
 
-    def send(self, bodies: dict) -> dict:
+    def push(self, bodies: dict):
         self.rounds += 1
-        out = {}
-        for d, body in bodies.items():
+        out: dict = {}
+
+        def one(d, body):
             host = self.hosts[d]
-            out[d] = device_step(body, lambda fields, payload, h=host: h.handle(fields, payload)[0]["body"])
+            out[d] = device_step(body, lambda fields, payload: host.handle(fields, payload)[0]["body"])
+
+        threads = [threading.Thread(target=one, args=item) for item in bodies.items()]
+        for t in threads:
+            t.start()
+        return threads, out
+
+    def pull(self, handle) -> dict:
+        threads, out = handle
+        for t in threads:
+            t.join(timeout=60)
         return out
 
 
@@ -71,7 +84,8 @@ def test_cell_run_across_hosted_actors_connects_every_device_and_keeps_bursts_in
         hosts = {f"dev{i}": DeviceHost(nodes[1 + i], of, sync) for i in range(k)}
         try:
             run = CellRun(nodes[0], of, sync, list(hosts), DirectControl(hosts), lead=int(0.6 * FS), data_symbols=4,
-                          seed=3, diagnostics=True, ps_lead=int(1.0 * FS))
+                          seed=3, diagnostics=True, ps_lead=int(0.25 * FS), ps_turnaround_s=0.6,
+                          device_turnaround_s=0.6)
             run.start()
             # every node, host and the PS share this one process (and its GIL): let the hosts' first reads after
             # their set-up pass before the first beacon (in `otalab cell` each is a process of its own)
