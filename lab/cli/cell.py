@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
              min_lead_s: float = typer.Option(2.0, "--min-lead-s", help="sync/feel: least lead of a phase announced "
                                                                         "over Flower (2 × the measured round trip "
                                                                         "when more) (s)"),
+             cfo_precomp: bool = typer.Option(True, "--cfo-precomp/--no-cfo-precomp", help="sync/feel: devices "
+                                              "pre-rotate their uplink by their beacon CFO estimate (off: radios "
+                                              "sharing a frequency reference, or one simulated air's clock)"),
              feel: list[str] = typer.Option([], "--feel", help="feel: KEY=VALUE of learning.feel's FeelConfig "  # noqa: B008
                                                                "(e.g. samples_per_device=200, channel_uses=768; "
                                                                "repeatable)"),
@@ -77,6 +80,7 @@ def register(app: typer.Typer) -> None:
                            rounds=rounds, seed=seed, lead_ms=lead_ms, slot_lead_s=slot_lead_s,
                            reply_timeout_s=reply_timeout_s, run_dir=run_dir, diagnostics=diagnostics,
                            data_symbols=data_symbols, min_lead_s=min_lead_s, feel=feel_cfg,
+                           cfo_precomp=cfo_precomp,
                            radios=radios)
         try:
             record = run_cell(opts, progress=lambda text: console.print(f"[dim]starting {text}[/dim]"))

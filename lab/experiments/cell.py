@@ -61,6 +61,7 @@ class CellOptions:
     slot_lead_s: float = 30.0        # probe: each round's slot this far ahead; sync/feel: the most a phase's lead may be
     min_lead_s: float = 2.0          # sync/feel: the least lead (2 × the measured setup round trip is used when more)
     data_symbols: int = 8            # sync/feel: OFDM symbols per data burst
+    cfo_precomp: bool = True         # sync/feel: devices pre-rotate their uplink by their beacon CFO estimate
     feel: dict = field(default_factory=dict)   # feel: learning.feel.runner.FeelConfig fields (samples_per_device, ...)
     reply_timeout_s: float = 90.0    # a device silent this long in a round is excluded
     startup_timeout_s: float = 120.0
@@ -199,7 +200,7 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
                           "config": str(Path(opts.config).resolve()) if opts.config else "",
                           # base64: Flower's --run-config parser takes no quotes inside a string value
                           "sets": base64.b64encode(json.dumps(sets).encode()).decode(), "min-lead-s": float(opts.min_lead_s),
-                          "data-symbols": int(opts.data_symbols),
+                          "data-symbols": int(opts.data_symbols), "cfo-precomp": bool(opts.cfo_precomp),
                           "feel": base64.b64encode(json.dumps(opts.feel).encode()).decode()}
             overrides = " ".join(f"{k}={json.dumps(v) if not isinstance(v, bool) else str(v).lower()}"
                                  for k, v in run_config.items())

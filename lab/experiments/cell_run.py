@@ -116,15 +116,19 @@ class CellRun:
     ``ps``: the PS radio (a NodePort, or a NodeClient/RadioNode it wraps); ``devices``: the control plane's device
     keys (node ids), index i = position; ``control``: the control plane; ``lead``: samples between a phase's
     announcement and its slot (None: 2 × the setup round trip, at least ``min_lead_s``); ``ps_lead``: the PS radio's
-    own lead for phases only it acts in (default: its node's lead + 0.5 s: a loaded host's scheduling)."""
+    own lead for phases only it acts in (default: its node's lead + 0.3 s: a loaded host's scheduling).
+    ``ps_turnaround_s``/``device_turnaround_s``: the pilots → feedback and feedback → data budgets; ``cfo_precomp``,
+    ``timing_advance``: the device actors' switches (``cfo_precomp`` off suits radios that share a frequency
+    reference: no CFO to undo, and a beacon estimate's residual δf would turn the phase by 2π·δf·Δt between the
+    pilots and the data)."""
 
     def __init__(self, ps, ofdm, sync: SyncConfig | None, devices: list, control, *, lead: int | None = None,
                  min_lead_s: float = 2.0, data_symbols: int = 8, seed: int = 0, diagnostics: bool = False,
-                 ps_lead: int | None = None, max_lead_s: float | None = None, ps_turnaround_s: float = 0.4,
-                 device_turnaround_s: float = 0.4):
+                 ps_lead: int | None = None, max_lead_s: float | None = None, ps_turnaround_s: float = 0.6,
+                 device_turnaround_s: float = 0.5, cfo_precomp: bool = True, timing_advance: bool = True):
         self.port = ps if isinstance(ps, NodePort) else NodePort(ps)
         self.fs = self.port.sample_rate
-        ps_lead = ps_lead if ps_lead is not None else self.port.lead + int(0.1 * self.fs)
+        ps_lead = ps_lead if ps_lead is not None else self.port.lead + int(0.3 * self.fs)
         self.cfg = dataclasses.replace(sync or SyncConfig(), lead=ps_lead,
                                        ps_turnaround=int(ps_turnaround_s * self.fs),
                                        device_turnaround=int(device_turnaround_s * self.fs))
@@ -136,6 +140,7 @@ class CellRun:
         self.k = len(self.devices)
         self.index = {d: i for i, d in enumerate(self.devices)}
         self.diagnostics = bool(diagnostics)
+        self.cfo_precomp, self.timing_advance = bool(cfo_precomp), bool(timing_advance)
         self.lead, self.min_lead_s, self.max_lead_s = lead, float(min_lead_s), max_lead_s
         self.setup = CellLayout.setup_for(ofdm, self.cfg, self.k, self.fs, preambles=list(range(self.k)),
                                           data_symbols=data_symbols)
@@ -200,7 +205,8 @@ class CellRun:
         self.ps.beacon.waveform(0, 0)
         t0 = time.monotonic()
         self._send("setup", lambda d: [{"op": "setup", "setup": setup, "index": self.index[d],
-                                        "preamble": self.index[d], "seed": self.seed + 1 + self.index[d]}])
+                                        "preamble": self.index[d], "seed": self.seed + 1 + self.index[d],
+                                        "cfo_precomp": self.cfo_precomp, "timing_advance": self.timing_advance}])
         rtt = time.monotonic() - t0
         if self.lead is None:
             lead_s = max(2 * rtt, self.min_lead_s)
@@ -213,7 +219,12 @@ class CellRun:
     def access(self) -> None:
         """Beacons, then access cycles until no device contends or backs off (SyncSession.access's order)."""
         ps, cfg = self.ps, self.cfg
-        ps.send_beacons(cfg.beacons_before_access)
+        for attempt in range(3):       # the PS knows when its own beacons left late (a stalled host): send again
+            late = self.port.flush().get("late", 0)
+            ps.send_beacons(cfg.beacons_before_access)
+            if self.port.flush().get("late", 0) == late:
+                break
+            self.events.append(f"access beacons left late (attempt {attempt + 1}): sent again")
         cycles = cfg.max_access_attempts * cfg.backoff_window + 1
         for _ in range(cycles):
             slot = ps.access_slot(self.lead)

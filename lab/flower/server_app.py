@@ -157,7 +157,8 @@ def open_cell_run(grid: Grid, cfg: dict, ps, record: dict, extra=None):
     control = FlowerControl(grid, float(cfg["reply-timeout-s"]), extra)
     run = CellRun(ps, conf.ofdm.to_config(ps.sample_rate), conf.sync, nodes, control,
                   min_lead_s=float(cfg["min-lead-s"]), max_lead_s=float(cfg["slot-lead-s"]),
-                  data_symbols=int(cfg["data-symbols"]), seed=int(cfg["seed"]), diagnostics=bool(cfg["diagnostics"]))
+                  data_symbols=int(cfg["data-symbols"]), seed=int(cfg["seed"]), diagnostics=bool(cfg["diagnostics"]),
+                  cfo_precomp=bool(cfg.get("cfo-precomp", True)))
     rtt = run.start()
     record["setup_round_trip_s"] = rtt
     record["lead_s"] = run.lead / run.fs
