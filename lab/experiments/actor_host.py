@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 import traceback
 
 import numpy as np
@@ -173,7 +174,20 @@ class DeviceHost:
         if op == "pilots":
             return {"op": op, "sent": d.send_pilots(RoundPlan.from_dict(step["plan"]))}
         if op == "feedback":
-            return {"op": op, "got": d.take_feedback(RoundPlan.from_dict(step["plan"]))}
+            plan = RoundPlan.from_dict(step["plan"])
+            got = d.take_feedback(plan)
+            # a feedback the PS sent later than planned may still be on its way: look again until ``until`` (PS
+            # time; the data slot minus what sending it needs), never past it
+            until = step.get("until")
+            while not got and until is not None and d.tracker.synced and \
+                    self.port.time_now() < d.tracker.ps_to_local(int(until)):
+                self._lock.release()
+                try:
+                    time.sleep(0.02)
+                finally:
+                    self._lock.acquire()
+                got = d.take_feedback(plan)
+            return {"op": op, "got": got}
         if op == "data":
             n = int(step["n"])
             if payload is None:

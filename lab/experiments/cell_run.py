@@ -262,7 +262,8 @@ class CellRun:
                             power_scale=power_scale)
             pushed = self._push("pilots+data", lambda d: pre + [
                 {"op": "pilots", "plan": plan.to_dict()},
-                {"op": "feedback", "plan": plan.to_dict(), "after": fb_end + self.layout.tail},
+                {"op": "feedback", "plan": plan.to_dict(), "after": fb_end + self.layout.tail,
+                 "until": msg.slot - self.port.lead - int(0.1 * self.fs)},
                 {"op": "data", "msg": msg.to_dict(), "values": values, "index": self.index[d]}])
             ps.receive_pilots(plan)
             if ps.t + self.cfg.device_turnaround > msg.slot:

@@ -194,7 +194,9 @@ def round_entry(rr, run, *, diagnostics: bool) -> dict:
 
     entry = {"round": rr.round, "devices": len(rr.active), "active": rr.active, "slot": int(rr.slot),
              "alpha": rr.alpha, "noise_var": rr.noise_var, "control_plane_s": rr.control_s, "wall_s": rr.wall_s,
-             "air_time_s": run.layout.data_symbols * run.ofdm.symbol_len / run.fs, "nmse_db": None}
+             "air_time_s": run.layout.data_symbols * run.ofdm.symbol_len / run.fs, "nmse_db": None,
+             "silent": {str(run.index[d]): st.get("silent_reason") for d, st in rr.stats.items()
+                        if not st.get("sent")}}
     if diagnostics and rr.active and all(run.devices[i] in rr.values for i in rr.active):
         truth = sum(rr.values[run.devices[i]][:rr.estimate.size] for i in rr.active)
         err, ref = float(np.sum(np.abs(rr.estimate - truth) ** 2)), float(np.sum(np.abs(truth) ** 2))

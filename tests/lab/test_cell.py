@@ -127,8 +127,9 @@ def test_killing_the_ps_stops_the_devices_within_10_s(tmp_path):
     _assert_nothing_left(rec)
 
 
-#: the actor tasks at 100 kS/s: five processes stream the realtime air on a loaded 2-core host
-LOW_RATE = ["radio.sample_rate=1e5"]
+#: the actor tasks at 100 kS/s (the broker steps 5 ms, as the config does at 1 MS/s): five processes stream the
+#: realtime air on a loaded 2-core host
+LOW_RATE = ["radio.sample_rate=1e5", "radio.args.broker.block_size=500"]
 
 
 @pytest.mark.slow
