@@ -116,7 +116,8 @@ class CellRun:
     ``ps``: the PS radio (a NodePort, or a NodeClient/RadioNode it wraps); ``devices``: the control plane's device
     keys (node ids), index i = position; ``control``: the control plane; ``lead``: samples between a phase's
     announcement and its slot (None: 2 × the setup round trip, at least ``min_lead_s``); ``ps_lead``: the PS radio's
-    own lead for phases only it acts in (default: its node's lead + 0.3 s: a loaded host's scheduling).
+    own lead for phases only it acts in (default: its node's lead + 1 s: on this 2-core host at load ~10 the path
+    ServerApp → PS node → broker stalled up to 1 s).
     ``ps_turnaround_s``/``device_turnaround_s``: the pilots → feedback and feedback → data budgets; ``cfo_precomp``,
     ``timing_advance``: the device actors' switches (``cfo_precomp`` off suits radios that share a frequency
     reference: no CFO to undo, and a beacon estimate's residual δf would turn the phase by 2π·δf·Δt between the
@@ -124,11 +125,11 @@ class CellRun:
 
     def __init__(self, ps, ofdm, sync: SyncConfig | None, devices: list, control, *, lead: int | None = None,
                  min_lead_s: float = 2.0, data_symbols: int = 8, seed: int = 0, diagnostics: bool = False,
-                 ps_lead: int | None = None, max_lead_s: float | None = None, ps_turnaround_s: float = 0.6,
-                 device_turnaround_s: float = 0.5, cfo_precomp: bool = True, timing_advance: bool = True):
+                 ps_lead: int | None = None, max_lead_s: float | None = None, ps_turnaround_s: float = 1.5,
+                 device_turnaround_s: float = 1.0, cfo_precomp: bool = True, timing_advance: bool = True):
         self.port = ps if isinstance(ps, NodePort) else NodePort(ps)
         self.fs = self.port.sample_rate
-        ps_lead = ps_lead if ps_lead is not None else self.port.lead + int(0.3 * self.fs)
+        ps_lead = ps_lead if ps_lead is not None else self.port.lead + int(1.0 * self.fs)
         self.cfg = dataclasses.replace(sync or SyncConfig(), lead=ps_lead,
                                        ps_turnaround=int(ps_turnaround_s * self.fs),
                                        device_turnaround=int(device_turnaround_s * self.fs))
