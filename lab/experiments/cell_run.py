@@ -108,6 +108,7 @@ class RoundRecord:
     values: dict                    # device -> complex64[n] (diagnostics) or absent
     control_s: float
     wall_s: float
+    extra: dict = dataclasses.field(default_factory=dict)   # device -> what its ClientApp added (feel: "learner")
 
 
 class CellRun:
@@ -143,6 +144,7 @@ class CellRun:
         self.diagnostics = bool(diagnostics)
         self.cfo_precomp, self.timing_advance = bool(cfo_precomp), bool(timing_advance)
         self.lead, self.min_lead_s, self.max_lead_s = lead, float(min_lead_s), max_lead_s
+        self._lead_given = lead is not None
         self.setup = CellLayout.setup_for(ofdm, self.cfg, self.k, self.fs, preambles=list(range(self.k)),
                                           data_symbols=data_symbols)
         self.layout = CellLayout(ofdm, self.cfg, self.setup)
@@ -241,6 +243,22 @@ class CellRun:
             if not any(r["state"].get("contending") or r["state"].get("waiting") for r in replies.values()):
                 break
         self._pending = [{"op": "access_over"}]
+        self._adapt_lead()
+
+    def _adapt_lead(self) -> None:
+        """After access, the lead becomes twice the slowest access round trip (the setup round, with every
+        ClientApp's first start, is slower than the rounds that follow), within [min_lead_s, max_lead_s]; unless a
+        lead was given."""
+        if self._lead_given:
+            return
+        rtts = [c["seconds"] for c in self.control_rounds if c["what"] in ("prach", "rar", "msg4")]
+        if not rtts:
+            return
+        lead_s = max(2 * max(rtts), self.min_lead_s)
+        if self.max_lead_s is not None:
+            lead_s = min(lead_s, self.max_lead_s)
+        self.lead = int(lead_s * self.fs)
+        self.events.append(f"access round trips up to {max(rtts):.2f} s: rounds anchored {lead_s:.2f} s ahead")
 
     def data_round(self, values: dict, *, seed: int | None = None, power_scale: float = 1.0) -> RoundRecord:
         """One over-the-air sum. ``values``: what the data step carries to the devices (e.g. ``{"kind": "random",
@@ -278,8 +296,10 @@ class CellRun:
         est, noise_var, alpha, active = ps.receive_data(msg, n)
         replies = self._collect(pushed)
         control_s += sum(c["seconds"] for c in self.control_rounds[n0:])
-        stats, vals = {}, {}
+        stats, vals, extra = {}, {}, {}
         for d, rep in replies.items():
+            if "learner" in rep:
+                extra[d] = {"learner": rep["learner"]}
             step = [s for s in rep.get("steps", []) if s.get("op") == "data"]
             if step:
                 stats[d] = step[0]["stats"]
@@ -287,7 +307,7 @@ class CellRun:
                 vals[d] = decode_values(rep["values"])
         return RoundRecord(round=ps.round, slot=msg.slot, active=active, estimate=est, noise_var=noise_var,
                            alpha=alpha, stats=stats, values=vals, control_s=control_s,
-                           wall_s=time.monotonic() - t_start)
+                           wall_s=time.monotonic() - t_start, extra=extra)
 
     def close(self) -> dict:
         """Wait for the PS's queued bursts; returns their outcomes by state."""

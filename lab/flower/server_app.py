@@ -209,6 +209,7 @@ def sync_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
     with its beacon, uplink pilots, feedback and data burst (lab.experiments.cell_run)."""
     run, control, conf = open_cell_run(grid, cfg, ps, record)
     run.access()
+    record["lead_s"] = run.lead / run.fs
     n = run.layout.data_symbols * run.ofdm.n_data
     rounds = []
     for r in range(int(cfg["rounds"])):
@@ -253,6 +254,7 @@ def feel_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
     record["feel"] = {"config": {k: v for k, v in vars(fcfg).items()}, "d": learner.m.d, "s": learner.m.s,
                       "k": learner.m.k, "scale": learner.m.c}
     run.access()
+    record["lead_s"] = run.lead / run.fs
     rounds = []
     for r in range(fcfg.rounds):
         if not run.live:
@@ -264,6 +266,9 @@ def feel_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
         entry = round_entry(rr, run, diagnostics=bool(cfg["diagnostics"]))
         entry.update(learner.receive(rr.estimate, rr.noise_var, len(sent)))
         entry["sent"] = len(sent)
+        # each device's local loss and the norm of the error accumulator it started the round with (carried between
+        # its short-lived ClientApps in Flower's context state: 0 in round 1, > 0 after)
+        entry["learners"] = {str(run.index[d]): x.get("learner") for d, x in rr.extra.items()}
         record["rounds"].append(entry)
     record["final_accuracy"] = record["rounds"][-1]["accuracy"] if record["rounds"] else None
     finish_cell_run(run, control, conf, rounds, record)

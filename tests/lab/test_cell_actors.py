@@ -83,9 +83,9 @@ def test_cell_run_across_hosted_actors_connects_every_device_and_keeps_bursts_in
     with _cell(k, delays) as nodes:
         hosts = {f"dev{i}": DeviceHost(nodes[1 + i], of, sync) for i in range(k)}
         try:
-            run = CellRun(nodes[0], of, sync, list(hosts), DirectControl(hosts), lead=int(0.6 * FS), data_symbols=4,
-                          seed=3, diagnostics=True, ps_lead=int(0.25 * FS), ps_turnaround_s=0.6,
-                          device_turnaround_s=0.6)
+            run = CellRun(nodes[0], of, sync, list(hosts), DirectControl(hosts), lead=int(1.5 * FS), data_symbols=4,
+                          seed=3, diagnostics=True, ps_lead=int(0.5 * FS), ps_turnaround_s=1.0,
+                          device_turnaround_s=1.0)
             run.start()
             # every node, host and the PS share this one process (and its GIL): let the hosts' first reads after
             # their set-up pass before the first beacon (in `otalab cell` each is a process of its own)
