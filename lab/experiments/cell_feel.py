@@ -61,7 +61,8 @@ class _Model:
         self.d = self.model.dim
         self.s, self.k = cfg.resolved(self.d)
         self.scheme = make_scheme(cfg.scheme, self.d, self.s, cfg.power, cfg.noise_var, k=self.k, seed=cfg.seed + 7,
-                                  amp_iterations=cfg.amp_iterations, amp_threshold=cfg.amp_denoiser())
+                                  amp_iterations=cfg.amp_iterations, amp_threshold=cfg.amp_denoiser(),
+                                  power_norm=cfg.power_norm, clip=cfg.clip)
         if not self.scheme.over_the_air:
             raise ValueError(f"scheme = {cfg.scheme!r}: the cell carries over-the-air schemes only (analog)")
         self.c = scale_for(self.s, cfg.power)
@@ -103,7 +104,8 @@ class DeviceLearner:
 
         tx, _ = self.fleet.encode(m.scheme, upd, Schedule(self.round, upd.ids, ones, {}),
                                   RoundCsi(self.round, torch.ones(1), ones))
-        x = tx.symbols[0].numpy().astype(np.float32)
+        rows = tx.symbols if tx.symbols is not None else tx.linear.rows()   # what this radio must radiate
+        x = rows[0].detach().numpy().astype(np.float32)
         if x.size % 2:
             x = np.concatenate([x, np.zeros(1, np.float32)])
         return (m.c * (x[0::2] + 1j * x[1::2])).astype(np.complex64)
