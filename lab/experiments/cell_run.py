@@ -246,19 +246,20 @@ class CellRun:
         self._adapt_lead()
 
     def _adapt_lead(self) -> None:
-        """After access, the lead becomes twice the slowest access round trip (the setup round, with every
-        ClientApp's first start, is slower than the rounds that follow), within [min_lead_s, max_lead_s]; unless a
-        lead was given."""
+        """After access, the lead becomes twice the slowest round trip so far (setup included: a feel round's
+        ClientApp imports torch and computes its update before it forwards the pilots, as slow as the setup round;
+        measured: a lead of 2 × the access round trips alone, 11 s, left one device's pilots 1.3 s late), within
+        [min_lead_s, max_lead_s]; unless a lead was given."""
         if self._lead_given:
             return
-        rtts = [c["seconds"] for c in self.control_rounds if c["what"] in ("prach", "rar", "msg4")]
+        rtts = [c["seconds"] for c in self.control_rounds]
         if not rtts:
             return
         lead_s = max(2 * max(rtts), self.min_lead_s)
         if self.max_lead_s is not None:
             lead_s = min(lead_s, self.max_lead_s)
         self.lead = int(lead_s * self.fs)
-        self.events.append(f"access round trips up to {max(rtts):.2f} s: rounds anchored {lead_s:.2f} s ahead")
+        self.events.append(f"round trips up to {max(rtts):.2f} s: rounds anchored {lead_s:.2f} s ahead")
 
     def data_round(self, values: dict, *, seed: int | None = None, power_scale: float = 1.0) -> RoundRecord:
         """One over-the-air sum. ``values``: what the data step carries to the devices (e.g. ``{"kind": "random",
