@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import os
+import queue
 import threading
 import time
 
@@ -58,17 +60,21 @@ class NodeServer:
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.bind(bind)
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._inproc = f"inproc://node-replies-{id(self)}"
-        self._pull = self._ctx.socket(zmq.PULL)
-        self._pull.bind(self._inproc)
-        self._local = threading.local()
-        self._pushes: list[zmq.Socket] = []
+        # replies come back from the worker threads through a queue and a wake-up pipe: only the serving thread
+        # ever touches a ZeroMQ socket of the server (a socket used from two threads corrupts libzmq)
+        self._replies: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="NodeServer")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.requests = 0
 
     def start(self) -> NodeServer:
+        """Serve from a background thread; idempotent (``with NodeServer(n).start() as s`` must not serve twice: a
+        second serving thread would poll the socket that ``stop()`` closes under it)."""
+        if self._thread is not None:
+            return self
         self._thread = threading.Thread(target=self._serve, name=f"NodeServer {self.endpoint}", daemon=True)
         self._thread.start()
         return self
@@ -80,9 +86,11 @@ class NodeServer:
             self._thread.join(timeout=5)
             self._thread = None
         self._pool.shutdown(wait=True, cancel_futures=True)
-        for s in (*self._pushes, self._pull, self._sock):
-            s.close(linger=0)
-        self._ctx.term()
+        if not self._sock.closed:
+            self._sock.close(linger=0)
+            self._ctx.term()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def __enter__(self) -> NodeServer:
         return self.start()
@@ -100,27 +108,26 @@ class NodeServer:
     def _serve(self) -> None:
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._pull, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
         while not self._stop.is_set():
             ready = dict(poller.poll(100))
-            if self._pull in ready:
-                while self._pull.poll(0):
-                    self._sock.send_multipart(self._pull.recv_multipart())
+            if self._wake_r in ready:
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
+            while True:
+                try:
+                    frames = self._replies.get_nowait()
+                except queue.Empty:
+                    break
+                self._sock.send_multipart(frames)
             if self._sock in ready:
                 while self._sock.poll(0):
                     frames = self._sock.recv_multipart()
                     if len(frames) >= 2:
                         self.requests += 1
                         self._pool.submit(self._work, frames[0], frames[1:])
-
-    def _push(self) -> zmq.Socket:
-        sock = getattr(self._local, "push", None)
-        if sock is None:
-            sock = self._local.push = self._ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(self._inproc)
-            self._pushes.append(sock)
-        return sock
 
     def _work(self, rid: bytes, frames: list) -> None:
         seq = None
@@ -137,7 +144,11 @@ class NodeServer:
         except RadioError as exc:
             reply, data = {"op": "error", "seq": seq, "kind": "radio", "message": str(exc)}, None
         if not self._stop.is_set():
-            self._push().send_multipart([rid, *pack(reply, data)])
+            self._replies.put([rid, *pack(reply, data)])
+            try:
+                os.write(self._wake_w, b"\0")
+            except OSError:          # stopped meanwhile: the reply is dropped with the server
+                pass
 
     def _handle(self, h: dict, payload) -> tuple[dict, np.ndarray | None]:
         node, op = self.node, h["op"]
