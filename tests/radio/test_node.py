@@ -218,6 +218,8 @@ def _pluto_latency(node: RadioNode) -> tuple[int, int]:
 #: issue #14's acceptance is not met for these stand-ins on this 2-core machine; what was measured, so that a run
 #: that passes is visible (non-strict: timing on a shared host varies)
 STREAMING_SHORTFALL = {
+    "zmq": "passed 1 of 2 runs of the suite on a quiet machine; otherwise some of 500 bursts are reported late (43-112 "
+           "at load 10) when the realtime broker, in the same process as both nodes, is starved of CPU",
     "pluto": "measured on a quiet machine (the suite alone): the emulated Pluto's zero-feeder underruns, 7-106 of 500 "
              "bursts reported as lock slips (underflow, a new lock epoch: reported, never misplaced)",
 }
