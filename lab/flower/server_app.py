@@ -66,14 +66,9 @@ def probe_rounds(grid: Grid, cfg: dict, ps, record: dict) -> None:
         cp = time.monotonic() - t0
         answered, margins, latencies = [], [], []
         for reply in replies:
-            src = reply.metadata.src_node_id
-            if reply.has_error():
-                excluded[src] = f"round {r}: Flower error {reply.error.code}: {reply.error.reason}"
-                continue
-            try:
-                ans = protocol.unpack(reply)
-            except ValueError as exc:
-                excluded[src] = f"round {r}: {exc}"
+            src, ans = _answer(reply)
+            if isinstance(ans, str):
+                excluded[src] = f"round {r}: {ans}"
                 continue
             names[src] = ans.get("device", str(src))
             if ans.get("error"):
@@ -97,6 +92,17 @@ def probe_rounds(grid: Grid, cfg: dict, ps, record: dict) -> None:
     record["excluded_devices"] = [{"device": names.get(n, str(n)), "node_id": n, "reason": why}
                                   for n, why in excluded.items()]
 
+
+
+def _answer(reply) -> tuple[int, dict | str]:
+    """(the replying node, its decoded body — or, for a Flower error or a malformed body, the reason as a string)."""
+    src = reply.metadata.src_node_id
+    if reply.has_error():
+        return src, f"Flower error {reply.error.code}: {reply.error.reason}"
+    try:
+        return src, protocol.unpack(reply)
+    except ValueError as exc:
+        return src, str(exc)
 
 class FlowerControl:
     """The control plane of :class:`lab.experiments.cell_run.CellRun` on a Flower Grid: one ``query.actor`` message
@@ -126,14 +132,9 @@ class FlowerControl:
         while left and time.monotonic() < deadline:
             for reply in self.grid.pull_messages(list(left)):
                 left.discard(reply.metadata.reply_to_message_id)
-                src = reply.metadata.src_node_id
-                if reply.has_error():
-                    out[src] = f"Flower error {reply.error.code}: {reply.error.reason}"
-                    continue
-                try:
-                    ans = protocol.unpack(reply)
-                except ValueError as exc:
-                    out[src] = str(exc)
+                src, ans = _answer(reply)
+                if isinstance(ans, str):
+                    out[src] = ans
                     continue
                 self.names[src] = ans.get("device", str(src))
                 out[src] = f"{ans['error']}" if ans.get("error") else ans

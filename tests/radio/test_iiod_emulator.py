@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from radio.sim.air import Air
 from radio.sim.channel import LinkParams
-from radio.servers.iiod_emulator import (CommandError, EmulatorSettings, PlutoEmulator, parse_command,
+from radio.servers.iiod_emulator import (CommandError, PlutoEmulator, parse_command,
                                  start_emulated_pluto)
 from radio.drivers.loopback import LoopbackRadio
 from radio.servers.pluto_context import RX_FULL_SCALE, TX_FULL_SCALE
@@ -38,21 +38,6 @@ def close_sdr(sdr) -> None:
     sdr.tx_destroy_buffer()
     sdr.rx_destroy_buffer()
     sdr._ctx = None
-
-
-@pytest.fixture
-def served():
-    """Factory: start an emulator on ``radio`` (None: loopback-only); stopped at teardown."""
-    servers = []
-
-    def start(radio=None, **settings):
-        server, uri = start_emulated_pluto(radio, 0, settings=EmulatorSettings(**settings))
-        servers.append(server)
-        return server, uri
-
-    yield start
-    for s in servers:
-        s.close()
 
 
 def random_words(rng, n: int, amplitude: float = 0.5) -> np.ndarray:

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from radio.servers.iiod_emulator import DMA_STATUS_REGISTER, EmulatorSettings, start_emulated_pluto
+from radio.servers.iiod_emulator import DMA_STATUS_REGISTER
 from radio.servers.pluto_context import PHY
 
 try:
@@ -39,20 +39,6 @@ def index_pattern() -> np.ndarray:
 def decode(y: np.ndarray) -> np.ndarray:
     """Index k of each received pattern sample (digital loopback returns the TX words exactly)."""
     return (np.rint(y.real).astype(np.int64) + 1024) + 2048 * (np.rint(y.imag).astype(np.int64) + 128)
-
-
-@pytest.fixture
-def served():
-    servers = []
-
-    def start(radio=None, **settings):
-        server, uri = start_emulated_pluto(radio, 0, settings=EmulatorSettings(**settings))
-        servers.append(server)
-        return server, uri
-
-    yield start
-    for s in servers:
-        s.close()
 
 
 def close_sdr(sdr) -> None:
