@@ -86,6 +86,26 @@ def test_cifar10_archive_is_unpacked_to_cifar_10_batches_py(tmp_path, rng):
     assert list(data.y_test) == batches["test_batch"][1]
 
 
+@pytest.mark.parametrize("member", ["../escaped", "/tmp/otalab-absolute", "cifar-10-batches-py/link"])
+def test_an_archive_member_outside_the_folder_or_a_link_is_refused(tmp_path, member):
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo(member)
+        if member.endswith("link"):
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+        else:
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"bad"))
+    (srv / "cifar-10-python.tar.gz").write_bytes(buf.getvalue())
+    with pytest.raises(ValueError, match="refusing archive member"):
+        feel_data.fetch_dataset("cifar10", tmp_path / "root", base_url=srv.as_uri(),
+                                md5={"cifar-10-python.tar.gz": _md5(srv / "cifar-10-python.tar.gz")})
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "root" / "cifar-10-batches-py" / "link").exists()
+
+
 def test_cli_fetch_reports_what_it_got(tmp_path, mnist_server, monkeypatch, capsys):
     url, sums, _ = mnist_server
     monkeypatch.setitem(feel_data.DOWNLOADS, "mnist", {**feel_data.DOWNLOADS["mnist"], "base_url": url,
