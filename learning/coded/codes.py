@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from learning.coded.delays import (ShiftedExponential, expected_groups, expected_kth, expected_multi_message)
+from learning.coded.problem import KINDS
 
 SCHEMES = ("uncoded", "uncoded-wait-k", "gradient-coding-fr", "gradient-coding-cyclic", "lcc", "multi-message")
 
@@ -48,6 +49,9 @@ class Code(ABC):
 
     name = ""
     exact = True   # decode gives the exact full gradient
+    #: problem kinds (learning.coded.problem.KINDS) whose gradient the scheme decodes: linear combinations of block
+    #: gradients work for any loss; Lagrange coding needs a polynomial of the data
+    kinds: tuple[str, ...] = KINDS
 
     def __init__(self, workers: int):
         if workers < 1:
@@ -196,6 +200,7 @@ class LagrangeCode(Code):
 
     name = "lcc"
     degree = 2
+    kinds = ("least-squares",)
 
     def __init__(self, workers: int, blocks: int):
         super().__init__(workers)
