@@ -61,8 +61,8 @@ def run_stragglers(schemes: list[str] | None = None, workers: int = 8, iteration
     problem: one of :data:`PROBLEMS`; by default the schemes that cannot decode its gradient (LCC for logistic
     regression) are left out, and naming one explicitly is a ValueError.
     """
-    name = problem
-    problem = make_problem(name, rows, features, seed, data_dir)
+    problem_name = problem
+    problem = make_problem(problem_name, rows, features, seed, data_dir)
     skipped = {}
     if schemes is None:
         schemes = []
@@ -110,7 +110,7 @@ def run_stragglers(schemes: list[str] | None = None, workers: int = 8, iteration
                                      if base and rec["time_to_target_s"] else None)
     return {"experiment": "stragglers", "workers": workers, "iterations": iterations, "tolerate": tolerate,
             "delay": {"shift_s": shift, "rate_per_s": rate, "stragglers": stragglers, "slowdown": slowdown},
-            "problem": {"name": name, "kind": problem.kind, "rows": rows, "features": features, "l2": problem.l2,
+            "problem": {"name": problem_name, "kind": problem.kind, "rows": rows, "features": features, "l2": problem.l2,
                         "lr": lr, "optimal_loss": opt_loss},
             "skipped": skipped,
             "target_loss": target, "seed": seed, "kill_at": list(kill_at) if kill_at else None,
