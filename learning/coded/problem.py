@@ -18,8 +18,34 @@ from typing import ClassVar
 import numpy as np
 
 
+def split_rows(x: np.ndarray, y: np.ndarray, parts: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``parts`` equal row blocks (X_j, y_j); the number of rows must be divisible by ``parts``."""
+    if parts < 1 or x.shape[0] % parts:
+        raise ValueError(f"n = {x.shape[0]} rows: expected a multiple of {parts} partitions")
+    return list(zip(np.split(x, parts), np.split(y, parts)))
+
+
+class RowProblem:
+    """What every problem here shares: samples as rows of ``x`` float64[n, p] with targets ``y`` float64[n]."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.x.shape[1])
+
+    def partitions(self, parts: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``parts`` equal row blocks (X_j, y_j); n must be divisible by ``parts``."""
+        return split_rows(self.x, self.y, parts)
+
+
 @dataclass(frozen=True)
-class LeastSquares:
+class LeastSquares(RowProblem):
     """X float64[n, p], y float64[n]."""
 
     x: np.ndarray
@@ -38,14 +64,6 @@ class LeastSquares:
         y = x @ rng.standard_normal(p) + noise * rng.standard_normal(n)
         return cls(x, y)
 
-    @property
-    def n(self) -> int:
-        return int(self.x.shape[0])
-
-    @property
-    def dim(self) -> int:
-        return int(self.x.shape[1])
-
     def loss(self, w: np.ndarray) -> float:
         r = self.x @ w - self.y
         return float(r @ r) / (2 * self.n)
@@ -60,16 +78,6 @@ class LeastSquares:
         """L = lambda_max(X^T X) / n: GD with step 1/L descends monotonically."""
         return float(np.linalg.eigvalsh(self.x.T @ self.x)[-1]) / self.n
 
-    def partitions(self, parts: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``parts`` equal row blocks (X_j, y_j); n must be divisible by ``parts``."""
-        return split_rows(self.x, self.y, parts)
-
-
-def split_rows(x: np.ndarray, y: np.ndarray, parts: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``parts`` equal row blocks (X_j, y_j); the number of rows must be divisible by ``parts``."""
-    if parts < 1 or x.shape[0] % parts:
-        raise ValueError(f"n = {x.shape[0]} rows: expected a multiple of {parts} partitions")
-    return list(zip(np.split(x, parts), np.split(y, parts)))
 
 
 #: what :func:`block_gradient` computes, by problem kind
@@ -93,7 +101,7 @@ def block_gradient(x: np.ndarray, y: np.ndarray, w: np.ndarray, n_total: int, ki
 
 
 @dataclass(frozen=True)
-class Logistic:
+class Logistic(RowProblem):
     """X float64[n, p] (a column of ones for the intercept included by the constructors), y float64[n] in {0, 1},
     l2 > 0 the ridge weight (makes the loss strongly convex: a unique optimum)."""
 
@@ -138,14 +146,6 @@ class Logistic:
         feats /= feats.std(0)
         return cls(np.hstack([feats, np.ones((n, 1))]), (labels >= 5).astype(np.float64), l2)
 
-    @property
-    def n(self) -> int:
-        return int(self.x.shape[0])
-
-    @property
-    def dim(self) -> int:
-        return int(self.x.shape[1])
-
     def loss(self, w: np.ndarray) -> float:
         z = self.x @ w
         return float(np.mean(np.logaddexp(0.0, z) - self.y * z) + 0.5 * self.l2 * (w @ w))
@@ -169,7 +169,4 @@ class Logistic:
         """L = lambda_max(X^T X) / (4 n) + l2 (sigmoid' <= 1/4): GD with step 1/L descends monotonically."""
         return float(np.linalg.eigvalsh(self.x.T @ self.x)[-1]) / (4 * self.n) + self.l2
 
-    def partitions(self, parts: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``parts`` equal row blocks (X_j, y_j); n must be divisible by ``parts``."""
-        return split_rows(self.x, self.y, parts)
 
