@@ -142,7 +142,9 @@ def plot_stragglers(result: dict, path: str | Path) -> Path:
     ax2.legend(fontsize=7)
     ax2.grid(alpha=0.3, axis="y")
     d = result["delay"]
-    fig.suptitle(f"{result['workers']} workers, shifted exponential ({1e3 * d['shift_s']:g} ms + Exp mean "
+    prob = result["problem"]
+    fig.suptitle(f"{prob.get('name', 'least-squares')} ({prob['rows']} x {prob['features']}), "
+                 f"{result['workers']} workers, shifted exponential ({1e3 * d['shift_s']:g} ms + Exp mean "
                  f"{1e3 / d['rate_per_s']:g} ms per partition), stragglers {d['stragglers']} x{d['slowdown']:g}",
                  fontsize=9)
     fig.tight_layout()
