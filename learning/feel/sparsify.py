@@ -202,6 +202,8 @@ def error_feedback_top_k(update: torch.Tensor, error: torch.Tensor | None, k: in
     if out_error is not None and (out_error is update or out_error is error):
         raise ValueError("out_error must be a separate buffer (it aliases the update or the error)")
     if kernel:
+        update = update.detach()
+        error = error.detach() if error is not None else None
         g = update if _usable(update, (m, d)) else update.to(torch.float32).contiguous()
         e = (error if _usable(error, (m, d)) else error.to(torch.float32).contiguous()) if error is not None else g
         out = out_error if out_error is not None and out_error.is_contiguous() else torch.empty(m, d)
