@@ -52,7 +52,7 @@ def _top_k_payload_numpy(v: torch.Tensor, k: int, out: torch.Tensor | None = Non
     torch.where(keep, v, torch.zeros((), dtype=v.dtype), out=body)
     # ties at a nonzero threshold kept more than k: keep the first of them (a zero threshold means the row has
     # fewer than k nonzeros, all kept, and its "ties" are zeros)
-    over = torch.nonzero((keep.sum(1) > k) & (thr > 0)).flatten()
+    over = torch.nonzero((torch.count_nonzero(keep, dim=1) > k) & (thr > 0)).flatten()
     if over.numel():
         mo, to = mag[over], thr[over, None]
         tied = (mo == to)
@@ -216,12 +216,18 @@ def error_feedback_top_k(update: torch.Tensor, error: torch.Tensor | None, k: in
             out_error.copy_(out)
             out = out_error
         return payload, out, sq.to(torch.float32)
-    ec = update + error if error is not None else update
+    if error is None:
+        ec = update
+    else:  # g_ec straight into the new error's buffer, which then becomes g_ec - sp_k in place
+        ec = torch.add(update, error, out=out_error) if out_error is not None else update + error
     payload = _top_k_payload_numpy(ec, int(k), out_payload if out_payload is not None
                                    and tuple(out_payload.shape) == (m, d + 1) else None)
     sparse = payload[:, :d]
-    new_error = torch.sub(ec, sparse, out=out_error) if out_error is not None else ec - sparse
-    return payload, new_error, (sparse * sparse).sum(1)
+    if ec is update:
+        new_error = torch.sub(ec, sparse, out=out_error) if out_error is not None else ec - sparse
+    else:
+        new_error = ec.sub_(sparse)
+    return payload, new_error, torch.linalg.vector_norm(sparse, dim=1).square()
 
 
 def top_k_payload(v: torch.Tensor, k: int) -> torch.Tensor:
