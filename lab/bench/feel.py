@@ -1,6 +1,7 @@
 """Benchmark of the symbol-level FEEL path: rounds/s and device-updates/s for M = 10 ... 10,000 devices.
 
-One round = all M devices' local gradients (one vmap), screening, the scheme's encoder (A-DSGD: top-k, the power
+One round = all M devices' local gradients (closed form for the softmax model: two matrix products), screening, the
+scheme's encoder (A-DSGD: error-compensated top-k in one fused pass per device, learning.feel.sparsify; the power
 scaling), the symbol-level sum channel (A-DSGD: ONE projection of the power-scaled sum of the sparse updates,
 ``SymbolChannel.transmit_linear``), the server's decoder (A-DSGD: AMP) and the ADAM step plus a test-set evaluation.
 MNIST single-layer model (d = 7,850), s = d/2, B = min(1000, 60000 // M) samples per device. A-DSGD runs once per
@@ -68,7 +69,9 @@ def main(argv: list[str] | None = None) -> dict:
                             "stage_s_per_round": {k: v / args.rounds for k, v in stages.items()}})
             print(json.dumps(results[-1]), flush=True)
             del exp
+    from learning.feel.sparsify import accelerated
     out = {"benchmark": "feel", "threads": args.threads, "cpu_count": os.cpu_count(),
+           "top_k_kernel": "numba" if accelerated() else "numpy (pip install numba for the fused kernel)",
            "load_avg_1min": os.getloadavg()[0], "machine": platform.machine(), "torch": torch.__version__,
            "results": results}
     return report(out, args.json)

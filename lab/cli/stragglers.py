@@ -15,8 +15,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("stragglers")
     def stragglers_cmd(
-        scheme: str = typer.Option("uncoded,uncoded-wait-k,gradient-coding-fr,gradient-coding-cyclic,lcc,"
-                                   "multi-message", help="comma list of schemes"),
+        scheme: Optional[str] = typer.Option(None, help="comma list of schemes (default: every scheme that "
+                                                        "decodes the problem's gradient)"),
         workers: int = typer.Option(8, help="worker processes N"),
         iterations: int = typer.Option(200, help="gradient-descent iterations per scheme"),
         shift_ms: float = typer.Option(5.0, help="delay model: shift per partition of work [ms]"),
@@ -26,6 +26,13 @@ def register(app: typer.Typer) -> None:
         slowdown: float = typer.Option(10.0, help="persistent stragglers' shift and mean multiplier"),
         tolerate: int = typer.Option(1, help="stragglers s the codes tolerate"),
         kill: Optional[str] = typer.Option(None, help="ITERATION:WORKER: SIGKILL that worker mid-run"),
+        problem: str = typer.Option("least-squares", help="least-squares, logistic (synthetic) or logistic-mnist "
+                                                          "(digits >= 5 vs < 5 on PCA features); LCC needs "
+                                                          "least-squares"),
+        rows: int = typer.Option(960, help="samples (a multiple of the workers and of LCC's blocks)"),
+        features: int = typer.Option(40, help="features (logistic: including the intercept)"),
+        data_dir: Optional[Path] = typer.Option(None, help="data directory for logistic-mnist (else OTALAB_DATA_DIR, "
+                                                           "../shared/data, the torchvision cache)"),
         seed: SeedOpt = 0,
         json_path: JsonOpt = None,
         out: out_option("runs/stragglers") = Path("runs/stragglers"),
@@ -48,9 +55,10 @@ def register(app: typer.Typer) -> None:
                            f"{rec['mean_completion_s'] or 0:.4f} s (theory {rec['theory_completion_s']:.4f} s)"
                            + (f", stalled: {rec['stalled']}" if rec["stalled"] else ""), err=True)
         try:
-            result = run_stragglers([s.strip() for s in scheme.split(",") if s.strip()], workers, iterations,
-                                    shift_ms / 1e3, 1e3 / mean_ms, list(straggler) or None, slowdown, tolerate,
-                                    seed=seed, kill_at=kill_at, on_scheme=tick)
+            result = run_stragglers([s.strip() for s in scheme.split(",") if s.strip()] if scheme else None,
+                                    workers, iterations, shift_ms / 1e3, 1e3 / mean_ms, list(straggler) or None,
+                                    slowdown, tolerate, rows=rows, features=features, seed=seed, kill_at=kill_at,
+                                    on_scheme=tick, problem=problem, data_dir=data_dir)
         except ValueError as exc:
             fail(str(exc))
         result = {**metadata(seed=seed), **result}

@@ -1,4 +1,5 @@
-"""Coded distributed gradient descent against stragglers: every scheme on the same least-squares problem, the same
+"""Coded distributed gradient descent against stragglers: every scheme on the same problem (least squares, or
+logistic regression on synthetic data or MNIST features), the same
 N worker processes' delay model (shifted exponential per unit of work, some persistent stragglers), measured
 completion time per iteration beside its theoretical expectation, and loss vs wall-clock time.
 
@@ -18,7 +19,7 @@ import numpy as np
 from learning.coded.codes import SCHEMES, make_code
 from learning.coded.delays import ShiftedExponential
 from learning.coded.master import Cluster
-from learning.coded.problem import LeastSquares
+from learning.coded.problem import LeastSquares, Logistic
 
 
 def delay_models(workers: int, shift: float, rate: float, stragglers: list[int], slowdown: float
@@ -31,20 +32,49 @@ def delay_models(workers: int, shift: float, rate: float, stragglers: list[int],
             else ShiftedExponential(shift, rate) for i in range(workers)]
 
 
+#: ``--problem`` choices: the synthetic least-squares problem, synthetic logistic regression, logistic regression
+#: on MNIST features (digits >= 5 vs < 5, PCA; learning.coded.problem.Logistic.mnist)
+PROBLEMS = ("least-squares", "logistic", "logistic-mnist")
+
+
+def make_problem(name: str, rows: int, features: int, seed: int = 0, data_dir=None, l2: float = 1e-3):
+    """The problem ``name`` (:data:`PROBLEMS`) with ``rows`` samples and ``features`` columns."""
+    if name == "least-squares":
+        return LeastSquares.synthetic(rows, features, seed=seed)
+    if name == "logistic":
+        return Logistic.synthetic(rows, features, seed=seed, l2=l2)
+    if name == "logistic-mnist":
+        return Logistic.mnist(rows, features, seed=seed, l2=l2, data_dir=data_dir)
+    raise ValueError(f"problem {name!r}: unknown; expected one of {', '.join(PROBLEMS)}")
+
+
 def run_stragglers(schemes: list[str] | None = None, workers: int = 8, iterations: int = 200, shift: float = 0.005,
                    rate: float = 200.0, stragglers: list[int] | None = None, slowdown: float = 10.0,
                    tolerate: int = 1, rows: int = 960, features: int = 40, seed: int = 0,
                    kill_at: tuple[int, int] | None = None, stall_timeout_s: float = 2.0,
-                   on_scheme: Callable[[dict], None] | None = None) -> dict:
+                   on_scheme: Callable[[dict], None] | None = None, problem: str = "least-squares",
+                   data_dir=None) -> dict:
     """Run every scheme for ``iterations`` GD iterations (step 1/L); returns the result dict (module docstring).
 
     tolerate: s, the stragglers the codes are designed for (gradient coding s, wait-k k = N - s, LCC K with
     2K - 1 <= N - s, multi-message r = s + 2 messages per worker). kill_at (iteration, worker): SIGKILL a worker.
+    problem: one of :data:`PROBLEMS`; by default the schemes that cannot decode its gradient (LCC for logistic
+    regression) are left out, and naming one explicitly is a ValueError.
     """
-    schemes = list(schemes or SCHEMES)
+    problem_name = problem
+    problem = make_problem(problem_name, rows, features, seed, data_dir)
+    skipped = {}
+    if schemes is None:
+        schemes = []
+        for s in SCHEMES:
+            kinds = make_code(s, workers, stragglers=tolerate, seed=seed).kinds
+            if problem.kind in kinds:
+                schemes.append(s)
+            else:
+                skipped[s] = f"decodes only {', '.join(kinds)} gradients"
+    schemes = list(schemes)
     stragglers = [workers - 1] if stragglers is None else list(stragglers)
     delays = delay_models(workers, shift, rate, stragglers, slowdown)
-    problem = LeastSquares.synthetic(rows, features, seed=seed)
     lr = 1.0 / problem.lipschitz()
     opt_loss = problem.loss(problem.optimum())
     records, curves = [], {}
@@ -80,7 +110,9 @@ def run_stragglers(schemes: list[str] | None = None, workers: int = 8, iteration
                                      if base and rec["time_to_target_s"] else None)
     return {"experiment": "stragglers", "workers": workers, "iterations": iterations, "tolerate": tolerate,
             "delay": {"shift_s": shift, "rate_per_s": rate, "stragglers": stragglers, "slowdown": slowdown},
-            "problem": {"rows": rows, "features": features, "lr": lr, "optimal_loss": opt_loss},
+            "problem": {"name": problem_name, "kind": problem.kind, "rows": rows, "features": features, "l2": problem.l2,
+                        "lr": lr, "optimal_loss": opt_loss},
+            "skipped": skipped,
             "target_loss": target, "seed": seed, "kill_at": list(kill_at) if kill_at else None,
             "results": records, "curves": curves}
 
@@ -110,7 +142,9 @@ def plot_stragglers(result: dict, path: str | Path) -> Path:
     ax2.legend(fontsize=7)
     ax2.grid(alpha=0.3, axis="y")
     d = result["delay"]
-    fig.suptitle(f"{result['workers']} workers, shifted exponential ({1e3 * d['shift_s']:g} ms + Exp mean "
+    prob = result["problem"]
+    fig.suptitle(f"{prob.get('name', 'least-squares')} ({prob['rows']} x {prob['features']}), "
+                 f"{result['workers']} workers, shifted exponential ({1e3 * d['shift_s']:g} ms + Exp mean "
                  f"{1e3 / d['rate_per_s']:g} ms per partition), stragglers {d['stragglers']} x{d['slowdown']:g}",
                  fontsize=9)
     fig.tight_layout()

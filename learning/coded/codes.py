@@ -21,6 +21,8 @@ once it holds enough.
 * ``multi-message``: uncoded multi-message communication (Ozfatura, Ulukus, Gündüz 2020): worker i computes the
   partitions i, i+1, ..., i+r-1 (mod N) in this order and sends each g_j as it finishes; the master stops when every
   partition has arrived once: a straggler's early messages still count.
+* ``multi-message-coded``: coded multi-message with Lagrange coding (least squares): worker i sends r coded results
+  one by one, and any 2K - 1 messages from any workers decode (:class:`LagrangeMultiMessage`).
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from learning.coded.delays import (ShiftedExponential, expected_groups, expected_kth, expected_multi_message)
+from learning.coded.delays import (ShiftedExponential, expected_groups, expected_kth, expected_multi_message,
+                                   expected_total_messages)
+from learning.coded.problem import KINDS
 
-SCHEMES = ("uncoded", "uncoded-wait-k", "gradient-coding-fr", "gradient-coding-cyclic", "lcc", "multi-message")
+SCHEMES = ("uncoded", "uncoded-wait-k", "gradient-coding-fr", "gradient-coding-cyclic", "lcc", "multi-message",
+           "multi-message-coded")
 
 
 @dataclass
@@ -48,6 +53,9 @@ class Code(ABC):
 
     name = ""
     exact = True   # decode gives the exact full gradient
+    #: problem kinds (learning.coded.problem.KINDS) whose gradient the scheme decodes: linear combinations of block
+    #: gradients work for any loss; Lagrange coding needs a polynomial of the data
+    kinds: tuple[str, ...] = KINDS
 
     def __init__(self, workers: int):
         if workers < 1:
@@ -196,6 +204,7 @@ class LagrangeCode(Code):
 
     name = "lcc"
     degree = 2
+    kinds = ("least-squares",)
 
     def __init__(self, workers: int, blocks: int):
         super().__init__(workers)
@@ -274,10 +283,66 @@ class MultiMessage(Code):
         return sum(self._first(got).values())
 
 
+class LagrangeMultiMessage(LagrangeCode):
+    """Coded multi-message (Ozfatura, Ulukus, Gündüz 2020 with Lagrange coding, Yu et al. 2019): the rows split into
+    K blocks; worker i holds r coded blocks X~_{i,j} = sum_b X_b l_b(alpha_{i,j}) and sends f(X~_{i,j}) as each one
+    finishes. Every message is an evaluation of the same degree-2(K-1) polynomial f(u(z)), so ANY 2K - 1 messages,
+    from whichever workers, decode the exact gradient: the stragglers' first messages count.
+
+    Evaluation points: N r Chebyshev nodes of the first kind on [-1, 1] shifted off the betas, message j of worker i
+    at node j + r i, so that each round of first messages is spread over the interval (interpolation from the
+    messages that arrive stays well conditioned)."""
+
+    name = "multi-message-coded"
+
+    def __init__(self, workers: int, blocks: int, per_worker: int):
+        if not 1 <= per_worker:
+            raise ValueError(f"per_worker r = {per_worker}: expected >= 1")
+        self.r = int(per_worker)
+        if blocks < 1 or (blocks - 1) * self.degree + 1 > workers * self.r:
+            raise ValueError(f"blocks K = {blocks}: expected 1 <= K and recovery threshold 2K - 1 <= N r = "
+                             f"{workers * self.r} messages")
+        Code.__init__(self, workers)
+        self.k_blocks = int(blocks)
+        self.threshold = (blocks - 1) * self.degree + 1
+        self.beta = np.cos((2 * np.arange(blocks) + 1) * np.pi / (2 * blocks))
+        n_pts = workers * self.r
+        self.alpha = np.cos((2 * np.arange(n_pts) + 1) * np.pi / (2 * n_pts)) * 0.999 + 0.5 / (n_pts * blocks)
+        if np.min(np.abs(self.alpha[:, None] - self.beta[None, :])) < 1e-6:
+            raise ValueError("evaluation points collide")
+
+    def _point(self, worker: int, j: int) -> int:
+        return j + self.r * worker
+
+    def tasks(self, parts):
+        x = np.concatenate([p[0] for p in parts])
+        y = np.concatenate([p[1] for p in parts])
+        if x.shape[0] % self.k_blocks:
+            raise ValueError(f"{x.shape[0]} rows: expected a multiple of K = {self.k_blocks} blocks")
+        xb, yb = np.stack(np.split(x, self.k_blocks)), np.stack(np.split(y, self.k_blocks))
+        enc = self.basis(self.beta, self.alpha)                     # [N r, K]
+        load = len(parts) / self.k_blocks
+        return [[Task([(1.0, np.tensordot(enc[self._point(i, j)], xb, 1), enc[self._point(i, j)] @ yb)], load)
+                 for j in range(self.r)] for i in range(self.n)]
+
+    def theory_completion(self, delays):
+        return expected_total_messages(delays, self.n / self.k_blocks, self.r, self.threshold)
+
+    def needed(self, got, alive):
+        return sorted(w for w in alive if sum(1 for v, _ in got if v == w) < self.r)
+
+    def decode(self, got):
+        keys = sorted(got)[: self.threshold]
+        pts = [self._point(w, j) for w, j in keys]
+        lag = self.basis(self.alpha[pts], self.beta)                # [K, k]
+        return (lag @ np.stack([got[key] for key in keys])).sum(0)
+
+
 def make_code(name: str, workers: int, stragglers: int = 1, k: int | None = None, blocks: int | None = None,
               per_worker: int | None = None, seed: int = 0) -> Code:
     """Build a scheme by name (:data:`SCHEMES`): stragglers s for gradient coding, k for wait-k (default N - s),
-    blocks K for LCC (default the largest K with 2K - 1 <= N - s), per_worker r for multi-message (default s + 2)."""
+    blocks K for LCC (default the largest K with 2K - 1 <= N - s), per_worker r for multi-message (default s + 2);
+    coded multi-message: r = s + 2 and K = N (each message one partition's work, threshold 2N - 1 of N r)."""
     if name == "uncoded":
         return Uncoded(workers)
     if name == "uncoded-wait-k":
@@ -290,4 +355,7 @@ def make_code(name: str, workers: int, stragglers: int = 1, k: int | None = None
         return LagrangeCode(workers, blocks if blocks is not None else max(1, (workers - stragglers + 1) // 2))
     if name == "multi-message":
         return MultiMessage(workers, per_worker if per_worker is not None else min(workers, stragglers + 2))
+    if name == "multi-message-coded":
+        return LagrangeMultiMessage(workers, blocks if blocks is not None else workers,
+                                    per_worker if per_worker is not None else stragglers + 2)
     raise ValueError(f"scheme {name!r}: unknown; expected one of {', '.join(SCHEMES)}")

@@ -12,7 +12,9 @@ Expected completion E[T] = integral_0^inf P(T > t) dt, evaluated on a fine grid 
 * fractional repetition: every group has one finished worker: prod_g (1 - prod_{i in g} (1 - F_i(t)));
 * multi-message: worker i finishes its j-th message at S_ij = j a_i + Gamma(j, 1/mu_i); done when every partition is
   covered; P(done by t) by exact enumeration of the numbers of messages J_i(t) in {0..r} of all workers
-  ((r+1)^N states; 65,536 for N = 8, r = 3).
+  ((r+1)^N states; 65,536 for N = 8, r = 3);
+* coded multi-message: done when the workers' messages add up to k, whoever sent them: P(sum_i J_i(t) >= k), the
+  distribution of the sum by convolving the independent J_i(t) (exact DP).
 """
 
 from __future__ import annotations
@@ -85,15 +87,38 @@ def expected_groups(delays: list[ShiftedExponential], load: float, groups: list[
     return _expectation(t, done)
 
 
+def _message_counts(delays: list[ShiftedExponential], load: float, r: int, t: np.ndarray) -> np.ndarray:
+    """P(J_i(t) = j) float[N, r + 1, T]: worker i has finished exactly j of its messages (each ``load`` units) by t;
+    the j-th finishes at S_ij = j load a_i + Gamma(j load, 1/mu_i), S_i0 = 0."""
+    done_by = np.stack([np.stack([np.ones_like(t)] + [d.cdf(t, j * load) for j in range(1, r + 1)]) for d in delays])
+    pj = done_by.copy()
+    pj[:, :-1] -= done_by[:, 1:]
+    return pj
+
+
+def expected_total_messages(delays: list[ShiftedExponential], load: float, per_worker: int, k: int) -> float:
+    """E of the time the N workers, each sending ``per_worker`` messages of ``load`` units in a row, have sent k
+    messages in all (coded multi-message)."""
+    if not 1 <= k <= len(delays) * per_worker:
+        raise ValueError(f"k = {k}: expected 1 <= k <= N r = {len(delays) * per_worker}")
+    t = _grid(delays, load * per_worker)
+    pj = _message_counts(delays, load, per_worker, t)
+    total = np.zeros((1, len(t)))
+    total[0] = 1.0
+    for p in pj:                                   # convolve the count distributions worker by worker
+        new = np.zeros((total.shape[0] + per_worker, len(t)))
+        for j in range(per_worker + 1):
+            new[j:j + total.shape[0]] += total * p[j]
+        total = new
+    return _expectation(t, total[k:].sum(0))
+
+
 def expected_multi_message(delays: list[ShiftedExponential], assignment: list[list[int]], parts: int) -> float:
     """E of the time every partition has arrived, when worker i sends the partitions ``assignment[i]`` one message
     each, in order (exact enumeration of the message counts; module docstring)."""
     n, r = len(delays), max(len(a) for a in assignment)
     t = _grid(delays, float(r))
-    # P(J_i(t) = j): P(S_ij <= t) - P(S_i,j+1 <= t), S_i0 = 0
-    done_by = np.stack([np.stack([np.ones_like(t)] + [d.cdf(t, float(j)) for j in range(1, r + 1)]) for d in delays])
-    pj = done_by.copy()
-    pj[:, :-1] -= done_by[:, 1:]
+    pj = _message_counts(delays, 1.0, r, t)      # P(J_i(t) = j) = P(S_ij <= t) - P(S_i,j+1 <= t)
     covered = []
     for counts in itertools.product(range(r + 1), repeat=n):
         got = {p for i, c in enumerate(counts) for p in assignment[i][:c]}

@@ -23,7 +23,7 @@ import numpy as np
 
 from learning.coded.codes import Code
 from learning.coded.delays import ShiftedExponential
-from learning.coded.problem import LeastSquares
+from learning.coded.problem import LeastSquares, Logistic
 from learning.coded.worker import worker_main
 
 
@@ -45,11 +45,14 @@ class RunResult:
 class Cluster:
     """N worker processes serving one scheme's tasks; a context manager that always tears them down."""
 
-    def __init__(self, code: Code, problem: LeastSquares, delays: list[ShiftedExponential], seed: int = 0,
+    def __init__(self, code: Code, problem: LeastSquares | Logistic, delays: list[ShiftedExponential], seed: int = 0,
                  start_timeout_s: float = 60.0):
         import zmq
         if len(delays) != code.n:
             raise ValueError(f"{len(delays)} delay models for {code.n} workers: expected one per worker")
+        if problem.kind not in code.kinds:
+            raise ValueError(f"scheme {code.name!r} cannot decode a {problem.kind} gradient exactly; it applies to "
+                             f"{', '.join(code.kinds)} problems")
         self.code, self.problem = code, problem
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
@@ -58,7 +61,8 @@ class Cluster:
         endpoint = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
         tasks = code.tasks(problem.partitions(code.n))
         spawn = mp.get_context("spawn")
-        self.procs = [spawn.Process(target=worker_main, args=(endpoint, i, tasks[i], delays[i], problem.n, seed),
+        self.procs = [spawn.Process(target=worker_main, args=(endpoint, i, tasks[i], delays[i], problem.n, seed,
+                                                              problem.kind, problem.l2),
                                     daemon=True) for i in range(code.n)]
         try:
             for p in self.procs:

@@ -43,8 +43,9 @@ def _wait_until(sock, deadline: float) -> list | None:
 
 
 def worker_main(endpoint: str, worker: int, tasks: list[Task], delay: ShiftedExponential, n_total: int,
-                seed: int) -> None:
-    """Serve iterations until ``stop`` (the body of the worker process)."""
+                seed: int, kind: str = "least-squares", l2: float = 0.0) -> None:
+    """Serve iterations until ``stop`` (the body of the worker process); kind, l2: the problem's block gradient
+    (learning.coded.problem.block_gradient)."""
     import zmq
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
@@ -65,7 +66,7 @@ def worker_main(endpoint: str, worker: int, tasks: list[Task], delay: ShiftedExp
             finish = start
             for j, task in enumerate(tasks):
                 finish += delay.sample(np.random.default_rng([seed, worker, t, j]), task.load)
-                g = sum(c * block_gradient(x, y, w, n_total) for c, x, y in task.blocks)
+                g = sum(c * block_gradient(x, y, w, n_total, kind, l2) for c, x, y in task.blocks)
                 pending = _wait_until(sock, finish)
                 if pending is not None:   # the master moved on (or stops): drop the rest of this iteration
                     break

@@ -45,8 +45,14 @@ class LocalTraining:
 
 def report(update: LocalUpdate) -> UpdateReport:
     """Side information for screening: norm float32[M] (inf when not finite) and finite bool[M]."""
-    finite = torch.isfinite(update.vector).all(1)
-    norm = torch.where(finite, torch.linalg.vector_norm(update.vector, dim=1), torch.full_like(update.loss, np.inf))
+    norm = torch.linalg.vector_norm(update.vector, dim=1)
+    # a NaN or inf entry makes the norm non-finite, so only those rows need the entry-wise check (a finite row whose
+    # norm overflows float32 is finite with norm inf): one pass over [M, d] instead of two
+    finite = torch.isfinite(norm)
+    suspect = torch.nonzero(~finite).flatten()
+    if suspect.numel():
+        finite[suspect] = torch.isfinite(update.vector[suspect]).all(1)
+    norm = torch.where(finite, norm, torch.full_like(norm, np.inf))
     return UpdateReport(update.ids, norm, finite)
 
 
@@ -54,13 +60,20 @@ class DeviceFleet:
     """Devices ``ids`` int64[M] with local data x float32[M, B, C, H, W], labels int64[M, B], and their error
     accumulators ``error`` float32[M, d]."""
 
-    def __init__(self, ids: torch.Tensor, x: torch.Tensor, y: torch.Tensor, d: int, seed: int = 0):
+    def __init__(self, ids: torch.Tensor, x: torch.Tensor, y: torch.Tensor, d: int, seed: int = 0,
+                 reuse_buffers: bool = False):
         if x.shape[0] != ids.shape[0] or y.shape[:2] != x.shape[:2]:
             raise ValueError(f"x {tuple(x.shape)}, y {tuple(y.shape)}, ids {tuple(ids.shape)}: expected x [M, B, ...], "
                              f"y [M, B] and M ids")
         self.ids, self.x, self.y, self.seed = ids, x, y, int(seed)
         self.error = torch.zeros(ids.shape[0], d)
         self._pending: torch.Tensor | None = None
+        #: reuse_buffers: the last round's error accumulators and payload buffers are written over in the next
+        #: round's encode (no [M, d] allocation per round at large M); only for callers that keep neither a
+        #: Transmission nor an old ``error`` tensor past its round (FeelExperiment)
+        self.reuse_buffers = bool(reuse_buffers)
+        self._spare: torch.Tensor | None = None
+        self._payload: torch.Tensor | None = None
 
     @property
     def n_devices(self) -> int:
@@ -75,10 +88,13 @@ class DeviceFleet:
         gather = idx.reshape(*idx.shape, *([1] * (self.x.dim() - 2))).expand(-1, -1, *self.x.shape[2:])
         return self.x.gather(1, gather), self.y.gather(1, idx)
 
-    def local_update(self, model: FlatModel, glob: GlobalModel, cfg: LocalTraining = LocalTraining()) -> LocalUpdate:
-        """All devices' local updates in one vmap: gradient (local_steps = 1) or local-SGD pseudo-gradient."""
+    def local_update(self, model: FlatModel, glob: GlobalModel, cfg: LocalTraining = LocalTraining(),
+                     out: torch.Tensor | None = None) -> LocalUpdate:
+        """All devices' local updates in one batched computation: gradient (local_steps = 1) or local-SGD
+        pseudo-gradient. out: optional float32[M, d] buffer for the gradients (local_steps = 1), reused across rounds
+        by a caller that keeps no earlier update."""
         x, y = self._batch(glob.round, 0, cfg)
-        grads, loss = model.grads(glob.params, x, y)
+        grads, loss = model.grads(glob.params, x, y, out=out if cfg.local_steps == 1 else None)
         if cfg.local_steps == 1:
             return LocalUpdate(self.ids, grads, loss.detach())
         theta = glob.params.expand(self.n_devices, -1) - cfg.local_lr * grads
@@ -100,11 +116,20 @@ class DeviceFleet:
         sending = schedule.transmit & csi.active
         everyone = bool(sending.all())  # no row selection: saves two [M, d] copies at large M
         vec, err = (update.vector, self.error) if everyone else (update.vector[sending], self.error[sending])
-        ec = vec + err if scheme.uses_error_feedback else vec
         n_sending = int(sending.sum())
         if n_sending:
-            tx, new_error = scheme.encode(ec, csi.gain[sending], n_sending)
+            # the new accumulators go to a spare buffer (the last round's, when nobody else holds it): no [M, d]
+            # allocation per round at large M
+            spare = self._spare if everyone and self._spare is not None and self._spare is not self.error else None
+            self._spare = None
+            if everyone and self.reuse_buffers and scheme.over_the_air and (
+                    self._payload is None or self._payload.shape != (vec.shape[0], vec.shape[1] + 1)):
+                self._payload = torch.empty(vec.shape[0], vec.shape[1] + 1)
+            payload = self._payload if everyone and self.reuse_buffers else None
+            tx, new_error = scheme.encode_feedback(vec, err, csi.gain[sending], n_sending, out_error=spare,
+                                                   out_payload=payload)
         else:
+            ec = vec + err if scheme.uses_error_feedback else vec
             tx = Transmission(torch.zeros(0, dtype=torch.int64), torch.zeros(0), ec,
                               symbols=torch.zeros(0, scheme.s), positions=torch.zeros(0, 0, dtype=torch.int64),
                               values=torch.zeros(0), vectors=ec)
@@ -129,6 +154,8 @@ class DeviceFleet:
         if self._pending is None:
             raise RuntimeError("commit() called without encode() in this round")
         if bool(completed.all()):
+            if self.reuse_buffers and self._pending is not self.error and self._pending.shape == self.error.shape:
+                self._spare = self.error  # reused as the next round's output buffer (see encode)
             self.error = self._pending
         else:
             self.error = torch.where(completed[:, None], self._pending, self.error)

@@ -183,7 +183,7 @@ class FeelExperiment:
         self.privacy = FeelPrivacy(cfg.scheme, cfg.noise_var, cfg.power, cfg.clip, cfg.dp_delta, cfg.rounds,
                                    cfg.target_epsilon, s_max=s_max, channel_uses=self.s, power_norm=cfg.power_norm,
                                    seed=cfg.seed)
-        self.fleet = DeviceFleet(torch.arange(cfg.devices), x, y, d, seed=cfg.seed)
+        self.fleet = DeviceFleet(torch.arange(cfg.devices), x, y, d, seed=cfg.seed, reuse_buffers=True)
         self.server = ParameterServer(self.model.initial(), cfg.optimizer, cfg.lr, cfg.explode_factor)
         if channel is not None and not isinstance(channel, SumChannel) and callable(channel):
             channel = channel(cfg.devices, self.s, cfg.power)  # a factory: (n_devices, s, P_t) -> SumChannel
@@ -197,6 +197,7 @@ class FeelExperiment:
         self.air_time = 0.0
         self.last_timing: dict[str, float] = {}
         self.runtime_s = 0.0  # wall-clock seconds of earlier invocations (restored from the checkpoint)
+        self._grad_buf: torch.Tensor | None = None
 
     @property
     def round(self) -> int:
@@ -222,7 +223,9 @@ class FeelExperiment:
         t = self.round
         clock = [time.perf_counter()]
         glob = self.server.broadcast()
-        upd, dropped = self._inject(t, self.fleet.local_update(self.model, glob, self.training))
+        if self._grad_buf is None and self.training.local_steps == 1:
+            self._grad_buf = torch.empty(self.cfg.devices, self.model.dim)  # reused: no [M, d] allocation per round
+        upd, dropped = self._inject(t, self.fleet.local_update(self.model, glob, self.training, out=self._grad_buf))
         upd = LocalUpdate(upd.ids, self.privacy.privatize(t, upd.vector), upd.loss)  # privacy hook: D-DSGD noise
         clock.append(time.perf_counter())
         schedule = self.server.screen(report(upd))
@@ -259,7 +262,8 @@ class FeelExperiment:
         if n:
             truth = (sent.weight @ sent.represented) / sent.weight.sum()
             record["recon_nmse_db"] = round(nmse_db(agg.vector, truth), 4) if agg.ok else None
-            record["nmse_db"] = round(nmse_db(agg.vector, upd.vector[went].mean(0)), 4) if agg.ok else None
+            mean = upd.vector.mean(0) if bool(went.all()) else upd.vector[went].mean(0)
+            record["nmse_db"] = round(nmse_db(agg.vector, mean), 4) if agg.ok else None
         else:
             record["recon_nmse_db"] = record["nmse_db"] = None
         record.update(self.privacy.account(n, float(csi.gain[went].max()) if n else 1.0))  # privacy hook

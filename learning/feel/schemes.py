@@ -55,6 +55,7 @@ from scipy.special import gammaln
 from learning.feel.amp import amp_recover
 from learning.feel.channel import LinearSymbols, Reception
 from learning.feel.messages import Aggregate, Transmission
+from learning.feel.sparsify import error_feedback_top_k, top_k_payload  # noqa: F401  (top_k_payload: public here)
 from learning.privacy.mechanism import adsgd_alpha, clip_rows, projection_spectral_norm
 
 SCHEMES = ("analog", "digital", "ideal", "uncoded")
@@ -95,37 +96,6 @@ def ddsgd_sparsity(d: int, bits: float) -> int:
     q = np.arange(1, d // 2 + 1)
     fits = log2_binomial(d, q) + DDSGD_OVERHEAD_BITS <= bits
     return int(fits.sum())  # log2 C(d, q) is increasing on [0, d/2], so the fitting q form a prefix
-
-
-def top_k_payload(v: torch.Tensor, k: int) -> torch.Tensor:
-    """[sp_k(v_m), 1] for every row of v float32[M, d]: float32[M, d + 1], the A-DSGD payload (the sparse update and
-    the scale's unit entry) built in one buffer, so ``out[:, :d]`` is sp_k(v) without another copy.
-
-    The k-th largest magnitude of each row comes from one linear-time partition (numpy introselect) instead of a
-    sort-based top-k (4x faster at M = 10,000); entries >= it are kept. Rows where ties at the threshold would keep
-    more than k nonzeros keep the first of the tied entries, so every row keeps exactly min(k, nonzeros) entries.
-    """
-    m, d = v.shape
-    out = torch.empty(m, d + 1, dtype=v.dtype)
-    out[:, d] = 1.0
-    body = out[:, :d]
-    if k >= d:
-        body.copy_(v)
-        return out
-    mag = v.abs()
-    thr = torch.from_numpy(np.partition(mag.numpy(), d - k, axis=1)[:, d - k].copy())
-    keep = mag >= thr[:, None]
-    torch.where(keep, v, torch.zeros((), dtype=v.dtype), out=body)
-    # ties at a nonzero threshold kept more than k: keep the first of them (a zero threshold means the row has
-    # fewer than k nonzeros, all kept, and its "ties" are zeros)
-    over = torch.nonzero((keep.sum(1) > k) & (thr > 0)).flatten()
-    if over.numel():
-        mo, to = mag[over], thr[over, None]
-        tied = (mo == to)
-        need = k - (mo > to).sum(1, keepdim=True)
-        keep = (mo > to) | (tied & (tied.cumsum(1) <= need))
-        body[over] = torch.where(keep, v[over], torch.zeros((), dtype=v.dtype))
-    return out
 
 
 def projected_sq_norms(sparse: torch.Tensor, projection: torch.Tensor, chunk: int = NORM_CHUNK_ROWS) -> torch.Tensor:
@@ -198,6 +168,17 @@ class Scheme(ABC):
         """Device side. ec: float32[M, d] error-compensated updates g_m + Delta_m of the devices that transmit;
         csi_gain: float32[M] their channel amplitudes h_m; n_transmitting: M' devices sharing the channel.
         Returns (transmission with ids left empty for the caller to fill, new error accumulators float32[M, d])."""
+
+    def encode_feedback(self, update: torch.Tensor, error: torch.Tensor | None, csi_gain: torch.Tensor,
+                        n_transmitting: int, out_error: torch.Tensor | None = None,
+                        out_payload: torch.Tensor | None = None) -> tuple[Transmission, torch.Tensor]:
+        """Device side with the error compensation folded in: :meth:`encode` of g_m + Delta_m.
+
+        update, error: float32[M, d] (error None: none); out_error, out_payload: optional buffers a scheme may write
+        the new accumulators float32[M, d] and its payload into instead of allocating (never aliasing ``update`` or
+        ``error``; the caller keeps neither past the round). Same returns as :meth:`encode`."""
+        ec = update + error if self.uses_error_feedback and error is not None else update
+        return self.encode(ec, csi_gain, n_transmitting)
 
     @abstractmethod
     def decode(self, received: Transmission | Reception, n_received: int) -> Aggregate:
@@ -275,14 +256,20 @@ class AnalogScheme(Scheme):
         "sparse": alpha_m = P h_m^2 / (||g_sp_m||^2 + 1), since E_A||A g||^2 = ||g||^2 for entries N(0, 1/(s-1)):
         no per-device projection, ||x_m||^2 = P (||A g_sp||^2 + 1)/(||g_sp||^2 + 1), P on average (chi-square with
         s-1 degrees of freedom: relative spread sqrt(2/(s-1)))."""
-        payload = top_k_payload(ec, self.k)
+        return self.encode_feedback(ec, None, csi_gain, n_transmitting)
+
+    def encode_feedback(self, update, error, csi_gain, n_transmitting, out_error=None, out_payload=None):
+        """:meth:`encode` of g_ec = update + error in one fused pass per device (error-compensated top-k,
+        :func:`learning.feel.sparsify.error_feedback_top_k`); ``error`` None: update is g_ec already."""
+        payload, new_error, norm2 = error_feedback_top_k(update, error, self.k, out_error, out_payload)
         sparse = payload[:, :self.d]
         if self.clip is not None:
+            new_error.add_(sparse)                 # back to g_ec at the kept entries ...
             clip_rows(sparse, self.clip)           # ||g_sp|| <= C before projection (learning.privacy.mechanism)
+            new_error.sub_(sparse)                 # ... and g_ec - clipped g_sp there (exactly as ec - sparse)
+            norm2 = (sparse * sparse).sum(1)
         if self.power_norm == "projected":
             norm2 = projected_sq_norms(sparse, self.projection)
-        else:
-            norm2 = (sparse * sparse).sum(1)
         if self.clip is None:
             alpha = self.power * csi_gain ** 2 / (norm2 + 1.0)
         else:  # data-independent scaling: P h^2 / (||A||_2^2 C^2 + 1), meets the power limit for every device
@@ -292,7 +279,7 @@ class AnalogScheme(Scheme):
         energy = amp * amp * (norm2 + 1.0)
         linear = LinearSymbols(amp, payload, self.radiate, energy)
         tx = Transmission(torch.zeros(0, dtype=torch.int64), alpha.sqrt(), sparse, linear=linear)
-        return tx, ec - sparse
+        return tx, new_error
 
     def decode(self, received: Reception, n_received):
         scale = float(received.y[-1])

@@ -24,6 +24,23 @@ def test_stragglers_cli_writes_results_per_scheme(tmp_path):
     assert main(["stragglers", "--scheme", "nope", "--iterations", "1"]) == 2
 
 
+def test_stragglers_cli_logistic_problem(tmp_path):
+    """--problem logistic: the default schemes leave out the Lagrange codes (recorded in ``skipped``), the exact
+    schemes end at the same loss; naming lcc for it exits 2 with the reason."""
+    assert main(["stragglers", "--problem", "logistic", "--scheme", "uncoded,multi-message", "--iterations", "3",
+                 "--shift-ms", "0.5", "--mean-ms", "0.5", "--workers", "4", "--rows", "400", "--features", "5",
+                 "--out", str(tmp_path / "lg"), "--no-progress", "--json", str(tmp_path / "r.json")]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["problem"]["name"] == "logistic" and res["problem"]["kind"] == "logistic"
+    assert res["results"][1]["final_loss"] == pytest.approx(res["results"][0]["final_loss"], rel=1e-9)
+    assert main(["stragglers", "--problem", "logistic", "--scheme", "lcc", "--iterations", "1", "--workers", "4",
+                 "--rows", "400", "--features", "5", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    assert main(["stragglers", "--problem", "nope", "--iterations", "1"]) == 2
+    from lab.experiments.stragglers import run_stragglers
+    with pytest.raises(ValueError, match="problem 'nope'"):
+        run_stragglers(problem="nope")
+
+
 def test_feel_privacy_cli(tmp_path, shared_data, monkeypatch):
     if not (shared_data / "mnist.npz").is_file():
         pytest.skip("mnist.npz not in the shared data directory")

@@ -11,12 +11,12 @@ import pytest
 
 from learning.coded.codes import SCHEMES, LagrangeCode, make_code
 from learning.coded.delays import ShiftedExponential, expected_kth
-from learning.coded.problem import LeastSquares, block_gradient
+from learning.coded.problem import LeastSquares, Logistic, block_gradient
 
 
 def _results(code, problem, w):
     tasks = code.tasks(problem.partitions(code.n))
-    return {(i, j): sum(c * block_gradient(x, y, w, problem.n) for c, x, y in t.blocks)
+    return {(i, j): sum(c * block_gradient(x, y, w, problem.n, problem.kind, problem.l2) for c, x, y in t.blocks)
             for i, ts in enumerate(tasks) for j, t in enumerate(ts)}
 
 
@@ -25,10 +25,19 @@ def problem():
     return LeastSquares.synthetic(960, 12, seed=3)
 
 
+@pytest.fixture(scope="module")
+def logistic():
+    return Logistic.synthetic(960, 12, seed=3, l2=1e-2)
+
+
+@pytest.mark.parametrize("kind", ["least-squares", "logistic"])
 @pytest.mark.parametrize("name, s", [("gradient-coding-fr", 1), ("gradient-coding-fr", 3), ("gradient-coding-cyclic", 1),
                                      ("gradient-coding-cyclic", 2), ("multi-message", 1), ("uncoded", 0)])
-def test_gradient_codes_decode_exactly_without_any_s_workers(problem, name, s):
-    """Tandon et al. 2017: any N - s workers suffice; decode = the full gradient X^T(Xw - y)/n (1e-9 relative)."""
+def test_gradient_codes_decode_exactly_without_any_s_workers(problem, logistic, kind, name, s):
+    """Tandon et al. 2017: any N - s workers suffice; decode = the full gradient (1e-9 relative): X^T(Xw - y)/n,
+    and for logistic regression X^T(sigmoid(Xw) - y)/n + l2 w (the codes combine block gradients linearly, so any
+    loss works)."""
+    problem = problem if kind == "least-squares" else logistic
     code = make_code(name, 8, stragglers=s, seed=1)
     w = np.random.default_rng(0).standard_normal(problem.dim)
     g, res = problem.gradient(w), _results(code, problem, w)
@@ -55,6 +64,31 @@ def test_lagrange_coding_recovers_the_exact_gradient_from_any_k_results(problem,
         got = {(i, 0): res[(i, 0)] for i in keep}
         assert np.linalg.norm(code.decode(got) - g) <= 1e-9 * np.linalg.norm(g)
     assert not code.decodable({(i, 0): res[(i, 0)] for i in range(code.threshold - 1)})
+
+
+@pytest.mark.parametrize("blocks, r", [(8, 3), (4, 2), (3, 1)])
+def test_coded_multi_message_decodes_from_any_k_messages(problem, blocks, r):
+    """Lagrange-coded multi-message: every message evaluates the same degree-2(K-1) polynomial, so any 2K - 1 of the
+    N r messages, from any workers and in any order, give the exact gradient: 1e-9 relative for 400 random subsets;
+    2K - 2 messages do not decode. Real-valued interpolation from clustered points loses digits: the worst subsets
+    (runs of consecutive evaluation points, i.e. only two or three workers answering all their messages) are held
+    to 1e-6 (measured up to 8e-8 at K = 8, r = 3)."""
+    code = make_code("multi-message-coded", 8, stragglers=1, blocks=blocks, per_worker=r)
+    assert code.threshold == 2 * blocks - 1 and all(len(t) == r for t in code.tasks(problem.partitions(8)))
+    w = np.random.default_rng(2).standard_normal(problem.dim)
+    g, res = problem.gradient(w), _results(code, problem, w)
+    keys = sorted(res)
+    rng = np.random.default_rng(3)
+    subsets = [[keys[i] for i in rng.choice(len(keys), code.threshold, replace=False)] for _ in range(400)]
+    by_point = sorted(keys, key=lambda key: code._point(*key))
+    runs = [by_point[i:i + code.threshold] for i in range(len(keys) - code.threshold + 1)]
+    for sub, tol in [(sub, 1e-9) for sub in subsets] + [(sub, 1e-6) for sub in runs]:
+        got = {key: res[key] for key in sub}
+        assert code.decodable(got)
+        assert np.linalg.norm(code.decode(got) - g) <= tol * np.linalg.norm(g)
+    assert not code.decodable({key: res[key] for key in keys[: code.threshold - 1]})
+    with pytest.raises(ValueError, match="threshold"):
+        make_code("multi-message-coded", 2, blocks=4, per_worker=1)
 
 
 def test_wait_k_is_unbiased_over_random_subsets_but_not_exact(problem):
@@ -101,6 +135,64 @@ def test_theory_matches_monte_carlo_of_the_delay_model(name):
     assert code.theory_completion(d) == pytest.approx(draws.mean(), abs=4 * draws.std() / math.sqrt(len(draws)))
 
 
+def test_logistic_loss_gradient_and_optimum():
+    """The gradient is the loss's derivative (central differences), the row blocks' gradients add up to it, and
+    Newton's optimum has zero gradient and the lowest loss nearby; GD with step 1/L (L = lambda_max(X^T X)/(4n) +
+    l2) never increases the loss."""
+    p = Logistic.synthetic(400, 6, seed=2, l2=1e-2)
+    w = np.random.default_rng(3).standard_normal(6)
+    num = np.array([(p.loss(w + 1e-6 * e) - p.loss(w - 1e-6 * e)) / 2e-6 for e in np.eye(6)])
+    assert np.allclose(p.gradient(w), num, rtol=1e-6, atol=1e-8)
+    blocks = sum(block_gradient(x, y, w, p.n, "logistic", p.l2) for x, y in p.partitions(8))
+    assert np.linalg.norm(blocks - p.gradient(w)) <= 1e-12 * np.linalg.norm(p.gradient(w))
+    opt = p.optimum()
+    assert np.linalg.norm(p.gradient(opt)) <= 1e-10
+    rng = np.random.default_rng(4)
+    assert all(p.loss(opt + 1e-3 * rng.standard_normal(6)) > p.loss(opt) for _ in range(20))
+    losses, v = [], np.zeros(6)
+    for _ in range(50):
+        v = v - p.gradient(v) / p.lipschitz()
+        losses.append(p.loss(v))
+    assert np.all(np.diff(losses) <= 1e-15) and losses[-1] >= p.loss(opt) - 1e-12
+    with pytest.raises(ValueError, match="l2"):
+        Logistic(p.x, p.y, 0.0)
+    with pytest.raises(ValueError, match="labels"):
+        Logistic(p.x, p.y * 2, 0.1)
+
+
+def test_logistic_mnist_features():
+    """MNIST (digits >= 5 vs < 5) on p - 1 principal components scaled to unit variance plus an intercept."""
+    from learning.feel.data import load_dataset
+    try:
+        load_dataset("mnist")
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        pytest.skip(f"MNIST not available here: {exc}")
+    p = Logistic.mnist(800, 11, seed=0)
+    assert p.x.shape == (800, 11) and np.all(p.x[:, -1] == 1)
+    assert np.allclose(p.x[:, :-1].std(0), 1) and np.allclose(p.x[:, :-1].mean(0), 0, atol=1e-9)
+    assert 0.4 < p.y.mean() < 0.6
+    opt = p.optimum()
+    acc = np.mean((p.x @ opt > 0) == (p.y == 1))
+    assert acc > 0.7                                  # well above chance (0.72 measured with 10 PCs, n = 800)
+
+
+def test_lcc_refuses_a_non_polynomial_gradient(logistic):
+    from learning.coded.master import Cluster
+    with pytest.raises(ValueError, match="lcc.*logistic"):
+        Cluster(make_code("lcc", 8, stragglers=1), logistic, [ShiftedExponential(0.001, 1000.0)] * 8)
+
+
+def test_worker_processes_run_logistic_gd(logistic):
+    """4 worker processes with fractional repetition compute the logistic block gradients (the problem kind reaches
+    the workers): GD follows serial full-gradient GD to 1e-9."""
+    from learning.coded.master import Cluster
+    lr, iters = 1.0 / logistic.lipschitz(), 5
+    with Cluster(make_code("gradient-coding-fr", 4, stragglers=1), logistic,
+                 [ShiftedExponential(0.0005, 2000.0)] * 4) as cluster:
+        run = cluster.run(iters, lr, stall_timeout_s=5.0)
+    assert run.stalled is None and run.loss[-1] == pytest.approx(_serial_gd(logistic, iters, lr), rel=1e-9)
+
+
 def _serial_gd(problem, iterations, lr):
     w = np.zeros(problem.dim)
     for _ in range(iterations):
@@ -123,7 +215,7 @@ def test_worker_processes_run_gd_and_survive_a_killed_worker(problem):
     assert all(5 != w for w in run.waited_on[4:])
     assert not any(p.is_alive() for p in procs)
     with Cluster(make_code("uncoded", 8), problem, d) as cluster:
-        run = cluster.run(iters, lr, stall_timeout_s=0.5, kill_at=(2, 6))
+        run = cluster.run(iters, lr, stall_timeout_s=2.0, kill_at=(2, 6))  # 0.5 s flaked at load average 13
         procs = list(cluster.procs)
     assert run.stalled == {"iteration": 2, "waiting_on": [6]} and len(run.loss) == 2
     assert not any(p.is_alive() for p in procs)
