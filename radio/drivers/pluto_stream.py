@@ -26,7 +26,8 @@ A Pluto has no timestamps; the only clock is the count of RX samples fetched. Th
   underflow); an underflow means the stream slipped against RX: :attr:`PlutoStream.lock` reports it lost, with a
   new epoch (the constant changed: timing advance must measure again). The feeder then skips the TX stream ahead to
   stand where it stood against the RX count before (bursts in the skipped part are dropped and counted), so the new
-  constant is near the old one.
+  constant is near the old one, and reports the lock held again. One epoch has one constant: a burst pushed while
+  the lock is lost (between the slip and the skip) went out at neither, and is reported "underflow".
 
 Bursts must be scheduled at least :meth:`PlutoStream.min_lead` ahead of ``time_now()`` (the TX buffers queued ahead
 plus one in the making); later ones raise :class:`radio.base.LateError`.
@@ -86,6 +87,7 @@ class PlutoStream:
         self._lead_ref: int | None = None              # tx_pos − end once primed
         self._bursts: list[tuple[int, np.ndarray]] = []           # (RX-count time, words) not fully pushed
         self._scheduled: dict[int, tuple[int, int]] = {}          # at -> (end, lock epoch when scheduled)
+        self._unlocked: set[int] = set()   # bursts (at) with samples pushed while the lock was lost
         self._dac_checked, self._dac_checked_tx = 0, 0            # last DAC-status read: RX count, tx_pos then
         # the RX buffer exists before the first TX (both streams start from a known relation)
         self._append(self._fetch(), time.monotonic(), time.monotonic())
@@ -275,7 +277,9 @@ class PlutoStream:
             self.stats["tx_bursts"] += 1
             self._scheduled[int(at)] = (int(at) + words.size, self.lock["epoch"])
             while len(self._scheduled) > 4096:
-                self._scheduled.pop(next(iter(self._scheduled)))
+                oldest = next(iter(self._scheduled))
+                del self._scheduled[oldest]
+                self._unlocked.discard(oldest)
         return at
 
     def status(self, at: int, timeout: float) -> tuple[str, str]:
@@ -296,7 +300,16 @@ class PlutoStream:
                 self._cv.wait(min(left, 0.05))
             if self.lock["epoch"] != epoch:
                 return "underflow", f"the TX stream slipped (lock epoch {epoch} -> {self.lock['epoch']})"
+            if int(at) in self._unlocked:
+                return "underflow", (f"pushed while the TX stream was realigning after a slip (lock epoch {epoch}: "
+                                     f"not at its constant offset)")
             return "on_time", f"pushed in lock epoch {epoch} (constant TX->RX offset)"
+
+    def epoch_of(self, at: int) -> int | None:
+        """The lock epoch the burst scheduled at ``at`` was scheduled in (None: not known)."""
+        with self._cv:
+            entry = self._scheduled.get(int(at))
+            return None if entry is None else entry[1]
 
     def _status_reads_at(self, end: int) -> int | None:
         """RX count at the first DAC-status read after TX position ``end`` was pushed, if any."""
@@ -321,6 +334,7 @@ class PlutoStream:
                     self._bursts = [b for b in self._bursts if b[0] >= new]
                     self.tx_pos = new
                     self._realign_after = None
+                    self.lock = {**self.lock, "locked": True, "since": new}
                 t = self.tx_pos
                 block = np.zeros(B, np.complex64)
                 keep = []
@@ -328,6 +342,8 @@ class PlutoStream:
                     lo, hi = max(at, t), min(at + words.size, t + B)
                     if lo < hi:
                         block[lo - t:hi - t] += words[lo - at:hi - at]
+                        if not self.lock["locked"]:
+                            self._unlocked.add(at)
                     if at + words.size > t + B:
                         keep.append((at, words))
                 self._bursts = keep

@@ -11,6 +11,11 @@ The slope is held within ``max_ppm`` (default 200 ppm) of the nominal rate: osci
 ppm (Pluto ±25, USRP B210 ±2), while a loaded host delays arrivals in runs that can tilt even the prompt quarter by
 thousands of ppm (measured: −2,940 ppm on the UHD double at load 11, the map 8.7 ms off). With the slope held, a
 1.28 s window (256 blocks of 5 ms) can put the map off by at most 200e-6 × 1.28 s ≈ 0.26 ms through the slope.
+
+The line is refitted every ``refit_every`` points (default 8: every 40 ms with 5 ms blocks), and at once when a point
+arrives earlier than the map says its sample existed (the envelope moved down); between refits a point only joins
+the window. A refit costs two least-squares fits over the window (about 0.3 ms of CPU in numpy): refitting at every
+5 ms block cost a node most of its CPU time at 1 MS/s, which a loaded host cannot spare.
 """
 
 from __future__ import annotations
@@ -24,13 +29,17 @@ import numpy as np
 class ClockMap:
     """Fits ``mono = mono_ref + (t - t_ref) * seconds_per_sample`` to (sample time, arrival) points."""
 
-    def __init__(self, sample_rate: float, window: int = 256, max_ppm: float = 200.0):
+    def __init__(self, sample_rate: float, window: int = 256, max_ppm: float = 200.0, refit_every: int = 8):
         if not sample_rate > 0:
             raise ValueError(f"sample_rate = {sample_rate!r}: expected > 0 samples/s")
         if window < 2:
             raise ValueError(f"window = {window!r}: expected >= 2 points")
         if not 0 <= max_ppm <= 1e4:
             raise ValueError(f"max_ppm = {max_ppm!r}: expected 0 .. 10000 ppm")
+        if refit_every < 1:
+            raise ValueError(f"refit_every = {refit_every!r}: expected >= 1 point")
+        self.refit_every = int(refit_every)
+        self._unfitted = 0
         self.max_ppm = float(max_ppm)
         self.sample_rate = float(sample_rate)
         self._pts: collections.deque[tuple[int, float]] = collections.deque(maxlen=int(window))
@@ -41,9 +50,15 @@ class ClockMap:
         self.residual_us = 0.0           # rms of the arrivals above the envelope (delivery jitter), µs
 
     def add(self, t: int, mono: float) -> None:
-        """Record that the sample before ``t`` had arrived at host time ``mono``; refit."""
+        """Record that the sample before ``t`` had arrived at host time ``mono``; refit every ``refit_every``
+        points, or now if it arrived before the map says it existed."""
         with self._lock:
             self._pts.append((int(t), float(mono)))
+            self._unfitted += 1
+            early = self.t_ref is not None and mono < self.mono_ref + (int(t) - self.t_ref) * self.seconds_per_sample
+            if self._unfitted < self.refit_every and len(self._pts) >= 8 and not early:
+                return
+            self._unfitted = 0
             pts = np.asarray(self._pts, dtype=np.float64)
             t_ref = int(self._pts[-1][0])
             x = pts[:, 0] - t_ref

@@ -39,7 +39,9 @@ class TxResult:
     ``at``: asked sample time; ``accepted``: passed the lead check and was handed to the radio; ``state``:
     ``"on_time"``, ``"late"``, ``"underflow"``, ``"unknown"`` (the radio cannot tell), ``"rejected"`` (less than
     ``lead`` ahead: not sent) or ``"error"``; ``start``: the sample time the radio says it starts at (None when not
-    sent); ``lead_samples``: how far ahead of the node's clock ``at`` was when asked; ``detail``: why.
+    sent); ``lead_samples``: how far ahead of the node's clock ``at`` was when asked; ``detail``: why;
+    ``lock_epoch``: a radio with TX locked to RX (a streaming Pluto): the lock epoch the burst left in (its TX->RX
+    offset is one constant per epoch), else None.
     """
 
     at: int
@@ -48,6 +50,7 @@ class TxResult:
     start: int | None = None
     lead_samples: int = 0
     detail: str = ""
+    lock_epoch: int | None = None
 
     @property
     def on_time(self) -> bool | None:
@@ -334,4 +337,4 @@ class RadioNode:
                 if abs(start - at) > acc:
                     state, detail = "late", f"the radio started it at {start}, {start - at} samples off (accuracy {acc})"
             self.stats[f"tx_{state}"] = self.stats.get(f"tx_{state}", 0) + 1
-            fut.set_result(TxResult(at, True, state, start, lead, detail))
+            fut.set_result(TxResult(at, True, state, start, lead, detail, status.lock_epoch))
