@@ -27,7 +27,9 @@ A Pluto has no timestamps; the only clock is the count of RX samples fetched. Th
   new epoch (the constant changed: timing advance must measure again). The feeder then skips the TX stream ahead to
   stand where it stood against the RX count before (bursts in the skipped part are dropped and counted), so the new
   constant is near the old one, and reports the lock held again. One epoch has one constant: a burst pushed while
-  the lock is lost (between the slip and the skip) went out at neither, and is reported "underflow".
+  the lock is lost (between the slip and the skip) went out at neither, and is reported "underflow". An RX gap
+  starts a new epoch too (the RX count after it is estimated, so the constant moved by the estimate's error); a burst
+  that spans it is reported "unknown" (it left on time; where it shows in RX is not known to the sample).
 
 Bursts must be scheduled at least :meth:`PlutoStream.min_lead` ahead of ``time_now()`` (the TX buffers queued ahead
 plus one in the making); later ones raise :class:`radio.base.LateError`.
@@ -76,8 +78,9 @@ class PlutoStream:
         self.end = 0                       # RX count: samples received (and gaps placed) so far
         self.gaps: deque[tuple[int, int]] = deque(maxlen=1024)   # (first missing index, length)
         self.gap_uncertainty = 0           # samples: worst host-latency bound of the gap estimates so far
-        self.stats = {"rx_blocks": 0, "rx_overflows": 0, "rx_gap_samples": 0, "tx_blocks": 0, "tx_underflows": 0,
-                      "tx_bursts": 0, "tx_bursts_dropped": 0}
+        self.stats = {"rx_blocks": 0, "rx_overflows": 0, "rx_gaps": 0, "rx_gap_samples": 0, "tx_blocks": 0,
+                      "tx_underflows": 0, "tx_bursts": 0, "tx_bursts_dropped": 0}
+        self._epoch_cause: dict[int, str] = {}   # lock epoch -> "tx" (the DAC ran dry) or "rx" (an RX gap estimated)
         self.error: BaseException | None = None
         self._map: deque[float] = deque(maxlen=_MAP_WINDOW)   # m_done − end/rate of recent refills
         self._pending: list[list] = []     # overflows not placed yet: [blocks to go before the gap, restart host time]
@@ -87,7 +90,7 @@ class PlutoStream:
         self._lead_ref: int | None = None              # tx_pos − end once primed
         self._bursts: list[tuple[int, np.ndarray]] = []           # (RX-count time, words) not fully pushed
         self._scheduled: dict[int, tuple[int, int]] = {}          # at -> (end, lock epoch when scheduled)
-        self._unlocked: set[int] = set()   # bursts (at) with samples pushed while the lock was lost
+        self._unlocked: set[int] = set()   # bursts (at) pushed while the lock was lost, or dropped by a realignment
         self._dac_checked, self._dac_checked_tx = 0, 0            # last DAC-status read: RX count, tx_pos then
         # the RX buffer exists before the first TX (both streams start from a known relation)
         self._append(self._fetch(), time.monotonic(), time.monotonic())
@@ -159,6 +162,7 @@ class PlutoStream:
             if underflow:
                 with self._cv:
                     self.stats["tx_underflows"] += 1
+                    self._epoch_cause[self.lock["epoch"] + 1] = "tx"
                     self.lock = {**self.lock, "locked": False, "epoch": self.lock["epoch"] + 1, "since": self.end,
                                  "lost_at": self.end}
                     # realign once RX and TX have caught up (the gap placed, the queues refilled)
@@ -194,8 +198,14 @@ class PlutoStream:
         with self._cv:
             self._write(np.zeros(min(gap, self._ring.size), np.complex64), self.end + max(0, gap - self._ring.size))
             self.gaps.append((self.end, gap))
+            self.stats["rx_gaps"] += 1
             self.stats["rx_gap_samples"] += gap
             self.end += gap
+            # the RX count after the gap is an estimate (off by up to gap_uncertainty): where TX stream sample k is
+            # received moved by that error: a new lock epoch (a new constant for timing advance to measure)
+            epoch = self.lock["epoch"] + 1
+            self._epoch_cause[epoch] = "rx"
+            self.lock = {**self.lock, "epoch": epoch, "since": self.end}
             # entries from before the gap carry the old index offset; if this estimate is off by e, mixing them
             # would bias every later estimate by e: learn the map again
             self._map.clear()
@@ -298,11 +308,16 @@ class PlutoStream:
                 if left <= 0:
                     return "unknown", "not yet pushed and checked"
                 self._cv.wait(min(left, 0.05))
-            if self.lock["epoch"] != epoch:
-                return "underflow", f"the TX stream slipped (lock epoch {epoch} -> {self.lock['epoch']})"
+            now = self.lock["epoch"]
+            if now != epoch:
+                if any(self._epoch_cause.get(e) == "tx" for e in range(epoch + 1, now + 1)):
+                    return "underflow", f"the TX stream slipped (lock epoch {epoch} -> {now})"
+                return "unknown", (f"an RX overflow's gap was placed since (lock epoch {epoch} -> {now}): the RX count "
+                                   f"after it is estimated (±{self.gap_uncertainty} samples), so where this burst "
+                                   f"appears in RX is not known to the sample")
             if int(at) in self._unlocked:
-                return "underflow", (f"pushed while the TX stream was realigning after a slip (lock epoch {epoch}: "
-                                     f"not at its constant offset)")
+                return "underflow", (f"pushed while the TX stream was realigning after a slip, or dropped by the "
+                                     f"realignment (lock epoch {epoch}: not at its constant offset)")
             return "on_time", f"pushed in lock epoch {epoch} (constant TX->RX offset)"
 
     def epoch_of(self, at: int) -> int | None:
@@ -331,6 +346,7 @@ class PlutoStream:
                     new = max(self.tx_pos, self.end + self._lead_ref)
                     dropped = [b for b in self._bursts if b[0] < new]
                     self.stats["tx_bursts_dropped"] += len(dropped)
+                    self._unlocked.update(b[0] for b in dropped)    # not sent as scheduled: reported
                     self._bursts = [b for b in self._bursts if b[0] >= new]
                     self.tx_pos = new
                     self._realign_after = None

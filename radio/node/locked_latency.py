@@ -42,9 +42,10 @@ class LockedLatency:
         return [int(t0) + int(k) for k in cand if np.allclose(x[k:k + burst.size], burst, atol=self.atol)]
 
     def probe(self, burst: np.ndarray, lead_s: float = 0.05, search_s: float = 0.2, tries: int = 5) -> int:
-        """Send ``burst`` ``lead_s`` ahead and find it within ``search_s`` after its time: the current epoch's
-        constant. A burst caught in a slip is sent again (up to ``tries`` times); RadioError if none left on time
-        or it was not found exactly once."""
+        """Send ``burst`` ``lead_s`` ahead and find it within ``search_s`` of its time (either side: the constant
+        may be negative: the TX stream's labels are RX counts taken when it started, behind the device by what the
+        RX kernel buffers held then): the current epoch's constant. A burst caught in a slip is sent again (up to
+        ``tries`` times); RadioError if none left on time or it was not found exactly once."""
         fs = self.node.sample_rate
         for _ in range(tries):
             r = self.node.tx(burst, self.node.time_now() + int(lead_s * fs))
@@ -52,10 +53,10 @@ class LockedLatency:
                 break
         else:
             raise RadioError(f"latency probe: none of {tries} bursts left on time (last: {r.state}, {r.detail})")
-        found = self.find(burst, r.at, int(search_s * fs))
+        found = self.find(burst, r.at - int(search_s * fs), 2 * int(search_s * fs))
         if len(found) != 1:
             raise RadioError(f"latency probe: the burst sent at {r.at} was found {len(found)} times within "
-                             f"{search_s} s (expected once: is the radio in loopback?)")
+                             f"±{search_s} s (expected once: is the radio in loopback?)")
         self.constants[r.lock_epoch] = found[0] - r.at
         return self.constants[r.lock_epoch]
 
