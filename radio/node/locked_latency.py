@@ -5,7 +5,7 @@ A streaming Pluto has no timestamps: a burst for sample time ``at`` is received 
 radio reports (:attr:`radio.node.node.TxResult.lock_epoch`). Timing advance measures C; in digital loopback (or with
 TX cabled to RX) the radio can measure it itself: a probe burst finds the first epoch's C, and the first on-time
 burst of each later epoch, found by exact match within ``window_s`` of the previous C, gives that epoch's. Bursts must
-differ from their neighbours within the window (e.g. each turned by its own phase): an exact match then names one.
+differ from their neighbours within the window (:func:`numbered_burst`): an exact match then names one.
 
     lat = LockedLatency(node, atol=2.0 ** -14)
     lat.probe(burst)                        # C of the current epoch
@@ -18,6 +18,13 @@ from __future__ import annotations
 import numpy as np
 
 from radio.base import RadioError
+
+
+def numbered_burst(k: int, size: int = 64, amplitude: float = 0.5) -> np.ndarray:
+    """complex64[size]: burst number ``k``: one fixed random-phase sequence (seed 7) at ``amplitude``, turned by its
+    own phase 2π·frac(0.137 k), so that an exact match tells it from its neighbours."""
+    base = np.exp(2j * np.pi * np.random.default_rng(7).random(size)) * amplitude
+    return (base * np.exp(2j * np.pi * ((0.137 * k) % 1.0))).astype(np.complex64)
 
 
 class LockedLatency:
@@ -37,6 +44,12 @@ class LockedLatency:
 
     def find(self, burst: np.ndarray, t0: int, n: int) -> list[int]:
         """Sample times in ``[t0, t0 + n)`` at which ``burst`` starts exactly (within ``atol``) in the node's RX."""
+        ring = getattr(self.node, "ring", None)      # a RadioNode; a NodeClient says in its status
+        oldest = ring.oldest() if ring is not None else int(self.node.status()["rx_oldest"])
+        if t0 < oldest:                               # (not received before the node started)
+            n, t0 = n - (oldest - t0), oldest
+        if n <= 0:
+            return []
         x, _ = self.node.rx(int(t0), int(n) + burst.size, timeout_s=3.0)
         cand = np.flatnonzero(np.abs(x[:n] - burst[0]) <= 2 * self.atol)
         return [int(t0) + int(k) for k in cand if np.allclose(x[k:k + burst.size], burst, atol=self.atol)]
@@ -47,13 +60,14 @@ class LockedLatency:
         RX kernel buffers held then): the current epoch's constant. A burst caught in a slip is sent again (up to
         ``tries`` times); RadioError if none left on time or it was not found exactly once."""
         fs = self.node.sample_rate
-        for _ in range(tries):
-            r = self.node.tx(burst, self.node.time_now() + int(lead_s * fs))
+        for i in range(tries):          # each try turned by its own phase: earlier tries went out too, elsewhere
+            b = (burst * np.exp(2j * np.pi * 0.37 * i)).astype(np.complex64)
+            r = self.node.tx(b, self.node.time_now() + int(lead_s * fs))
             if r.state == "on_time" and r.lock_epoch is not None:
                 break
         else:
             raise RadioError(f"latency probe: none of {tries} bursts left on time (last: {r.state}, {r.detail})")
-        found = self.find(burst, r.at - int(search_s * fs), 2 * int(search_s * fs))
+        found = self.find(b, r.at - int(search_s * fs), 2 * int(search_s * fs))
         if len(found) != 1:
             raise RadioError(f"latency probe: the burst sent at {r.at} was found {len(found)} times within "
                              f"±{search_s} s (expected once: is the radio in loopback?)")

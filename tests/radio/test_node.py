@@ -19,7 +19,7 @@ from radio.base import LateError, RadioError
 from radio.drivers.loopback import LoopbackRadio, _hub
 from radio.drivers.zmq import ZmqRadio
 from radio.node import ClockMap, RadioNode, SampleRing
-from radio.node.locked_latency import LockedLatency
+from radio.node.locked_latency import LockedLatency, numbered_burst
 from radio.node.server import NodeClient, NodeServer
 from radio.servers.broker_process import BrokerProcess
 from radio.servers.zmq_broker import BrokerConfig, ChannelBroker
@@ -28,7 +28,7 @@ from radio.sim.air import Air
 FS = 1e6
 LOCAL = "tcp://127.0.0.1:0"
 ROOT = Path(__file__).resolve().parents[2]
-BURST = (np.exp(2j * np.pi * np.random.default_rng(7).random(64)) * 0.5).astype(np.complex64)
+BURST = numbered_burst(0)
 
 
 # ------------------------------------------------------------------------------------------------- pieces
@@ -179,11 +179,6 @@ NODES = {"loopback": _loopback_nodes, "zmq": _zmq_nodes, "pluto": _pluto_nodes, 
 ATOL = {"loopback": 1e-6, "zmq": 1e-6, "pluto": 2.0 ** -14, "usrp": 1e-6}
 
 
-def _burst(k: int) -> np.ndarray:
-    """Burst k: BURST turned by its own phase, so that each burst is told from its neighbours 20 ms away."""
-    return (BURST * np.exp(2j * np.pi * ((0.137 * k) % 1.0))).astype(np.complex64)
-
-
 def _stream(na: RadioNode, nb: RadioNode, truth, seconds: float, period: float = 0.02, lead: float = 0.05,
             stall: tuple[float, float] | None = None, offset=lambda at, result, burst: 0, atol: float = 1e-6):
     """Bursts from na every ``period`` s at ``lead`` s ahead for ``seconds``; each read back from nb's ring
@@ -203,7 +198,7 @@ def _stream(na: RadioNode, nb: RadioNode, truth, seconds: float, period: float =
             t_now = na.time_now()
             worst = max(worst, abs(na.to_mono(t_now) - truth(t_now)), abs(nb.to_mono(nb.time_now())
                                                                                - truth(nb.time_now())))
-            burst = _burst(len(results))
+            burst = numbered_burst(len(results))
             fut = na.submit(burst, t_now + int(lead * FS))     # (no wait for the outcome: the next one is due)
             results.append(fut)
             pending.append((t_now + int(lead * FS), fut, burst))
@@ -248,7 +243,7 @@ def test_ten_seconds_of_streaming_every_burst_lands_at_its_sample_time(kind):
     with NODES[kind]() as (na, nb, truth, radio_lost):
         latency = LockedLatency(na, ATOL[kind])
         if kind == "pluto":        # the TX->RX constant per lock epoch, as timing advance would learn it
-            latency.probe(_burst(-1))
+            latency.probe(numbered_burst(-1))
 
             def offset(at, result, burst):
                 return latency.offset(result, burst)
