@@ -15,6 +15,8 @@ differ from their neighbours within the window (:func:`numbered_burst`): an exac
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from radio.base import RadioError
@@ -54,17 +56,20 @@ class LockedLatency:
         cand = np.flatnonzero(np.abs(x[:n] - burst[0]) <= 2 * self.atol)
         return [int(t0) + int(k) for k in cand if np.allclose(x[k:k + burst.size], burst, atol=self.atol)]
 
-    def probe(self, burst: np.ndarray, lead_s: float = 0.05, search_s: float = 0.2, tries: int = 5) -> int:
+    def probe(self, burst: np.ndarray, lead_s: float = 0.05, search_s: float = 0.2, tries: int = 8,
+              retry_s: float = 0.25) -> int:
         """Send ``burst`` ``lead_s`` ahead and find it within ``search_s`` of its time (either side: the constant
         may be negative: the TX stream's labels are RX counts taken when it started, behind the device by what the
-        RX kernel buffers held then): the current epoch's constant. A burst caught in a slip is sent again (up to
-        ``tries`` times); RadioError if none left on time or it was not found exactly once."""
+        RX kernel buffers held then): the current epoch's constant. A burst caught in a slip is sent again
+        ``retry_s`` later (the stream realigns after a slip; up to ``tries`` times); RadioError if none left on time
+        or it was not found exactly once."""
         fs = self.node.sample_rate
         for i in range(tries):          # each try turned by its own phase: earlier tries went out too, elsewhere
             b = (burst * np.exp(2j * np.pi * 0.37 * i)).astype(np.complex64)
             r = self.node.tx(b, self.node.time_now() + int(lead_s * fs))
             if r.state == "on_time" and r.lock_epoch is not None:
                 break
+            time.sleep(retry_s)
         else:
             raise RadioError(f"latency probe: none of {tries} bursts left on time (last: {r.state}, {r.detail})")
         found = self.find(b, r.at - int(search_s * fs), 2 * int(search_s * fs))
