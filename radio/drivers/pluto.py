@@ -59,8 +59,8 @@ import numpy as np
 from radio.base import LateError, Radio, RadioCapabilities, RadioError, TxStatus, as_samples
 from radio.drivers.pluto_stream import PlutoStream
 from radio.servers.iiod_emulator import EmulatorSettings, IiodServer, start_emulated_pluto
-from radio.servers.pluto_process import EmulatorProcess
 from radio.servers.pluto_context import RX_FULL_SCALE, TX_FULL_SCALE
+from radio.servers.pluto_process import EmulatorProcess
 
 GAIN_CONTROL_MODES = ("manual", "slow_attack", "fast_attack")
 INSTALL_HINT = ('PlutoSDR support needs libiio and pyadi-iio: install the C library (Debian/Ubuntu: '

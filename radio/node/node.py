@@ -30,7 +30,7 @@ import numpy as np
 from radio.base import LateError, Radio, RadioError, as_samples
 from radio.node.clock_map import ClockMap
 from radio.node.ring import SampleRing
-
+from radio.thread_priority import raise_thread_priority
 
 #: RX reads that had to wait for the radio before :meth:`RadioNode.start` returns (the clock map is then true)
 CAUGHT_UP_READS = 8
@@ -95,6 +95,7 @@ class RadioNode:
         self._stop = threading.Event()
         self._pause_until = 0.0
         self._caught_up = threading.Event()   # RX reads waited for the radio: no backlog, prompt arrivals
+        self.priority = ""                    # the RX thread's scheduling priority (radio.thread_priority)
         self._waited = 0
         self._tx_waiting = False          # the TX thread waits for the radio: the RX thread lets it go first
         self._flagged_to = -1             # the radio's in-place gaps are flagged in the ring up to here
@@ -245,7 +246,7 @@ class RadioNode:
                 "lead_s": self.lead_s, "block": self.block, "serialised": self._lock is not None,
                 "clock_map": self.clock.as_dict(), "timed_tx": self.radio.capabilities.timed_tx,
                 "timing_accuracy_samples": self.radio.capabilities.timing_accuracy_samples,
-                **self.stats, "last_error": self.last_error}
+                "rx_thread_priority": self.priority, **self.stats, "last_error": self.last_error}
 
     def pause_rx(self, seconds: float) -> None:
         """Test hook: stall the RX thread for ``seconds`` (a busy host), as if the process had not been scheduled."""
@@ -278,6 +279,7 @@ class RadioNode:
         return self._call(fn, *args)
 
     def _rx_loop(self) -> None:
+        self.priority = raise_thread_priority()      # it drains the radio: above a busy host's other work
         while not self._stop.is_set():
             pause = self._pause_until - time.monotonic()
             if pause > 0:

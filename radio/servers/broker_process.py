@@ -22,6 +22,7 @@ import sys
 
 from radio.servers.child import ChildServer, serve_commands
 from radio.servers.zmq_broker import BrokerConfig, ChannelBroker
+from radio.thread_priority import raise_thread_priority
 
 
 class BrokerProcess(ChildServer):
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     if len(argv) != 1:
         raise SystemExit("usage: python -m radio.servers.broker_process SETTINGS_JSON")
     s = json.loads(argv[0])
+    # a stand-in for hardware (a device's DMA, the air) is not slowed by the host's other work: every thread of
+    # this process (they inherit it) above the host's ordinary ones where allowed
+    priority = raise_thread_priority()
     air = Air(s["sample_rate"], s["center_freq"], s["seed"], default_noise_power=s["noise_power"])
     broker = ChannelBroker(air, BrokerConfig(**s["config"]), bind=s["bind"]).start()
 
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
                 "stats": {k: int(v) for k, v in broker.stats.items()}, "pacing_error": broker.pacing_error()}
 
     try:
-        serve_commands({"endpoint": broker.endpoint, "pid": os.getpid()}, {"state": state})
+        serve_commands({"endpoint": broker.endpoint, "pid": os.getpid(), "priority": priority}, {"state": state})
     finally:
         broker.stop()
 

@@ -26,6 +26,7 @@ import sys
 from radio.servers.child import ChildServer, serve_commands
 from radio.servers.iiod_emulator import EmulatorSettings, start_emulated_pluto
 from radio.servers.pluto_dma import DeviceClock
+from radio.thread_priority import raise_thread_priority
 
 
 class EmulatorProcess(ChildServer):
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     if len(argv) != 1:
         raise SystemExit("usage: python -m radio.servers.pluto_process SETTINGS_JSON")
     settings = EmulatorSettings(**json.loads(argv[0]))
+    # a stand-in for hardware (a device's DMA, the air) is not slowed by the host's other work: every thread of
+    # this process (they inherit it) above the host's ordinary ones where allowed
+    priority = raise_thread_priority()
     server, uri = start_emulated_pluto(None, settings.port, host=settings.host, settings=settings)
     emu = server.emulator
 
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         return {"stalled": float(seconds)}
 
     try:
-        serve_commands({"uri": uri, "pid": os.getpid()}, {"state": state, "stall": stall})
+        serve_commands({"uri": uri, "pid": os.getpid(), "priority": priority}, {"state": state, "stall": stall})
     finally:
         server.close()
 
