@@ -76,7 +76,7 @@ class RadioNode:
     """
 
     def __init__(self, radio: Radio, *, name: str = "node", lead_s: float = 0.02, ring_s: float = 4.0,
-                 block: int | None = None, timeout_s: float = 5.0, fit_window: int = 256, max_ppm: float = 200.0,
+                 block: int | None = None, timeout_s: float = 5.0, fit_window: int = 2048, max_ppm: float = 200.0,
                  own_radio: bool = True):
         if not isinstance(radio, Radio):
             raise ValueError(f"radio = {radio!r}: expected a radio.base.Radio")

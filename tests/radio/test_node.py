@@ -66,6 +66,29 @@ def test_clock_map_recovers_rate_and_the_lower_envelope_of_delayed_arrivals():
     assert abs(cm.to_sample(cm.to_mono(t + 1234)) - (t + 1234)) <= 1
 
 
+def test_clock_map_rests_on_prompt_arrivals_through_a_second_of_late_ones():
+    """The map is the line under every arrival closest to them (the lower hull's edge at the mean): 2 s of arrivals
+    delayed 0-200 µs, then 1 s in which every one is 3 ms late (a stalled host), 25 ppm off nominal: the map stays
+    on the prompt ones (within 20 µs of the true clock), neither lifted nor tilted by the late run; a point that
+    comes earlier than the map refits it at once."""
+    f, ppm = 1e6, -25.0
+    rng = np.random.default_rng(2)
+    cm = ClockMap(f, window=2048, refit_every=8)
+
+    def true(t):
+        return 5.0 + t / (f * (1 + ppm * 1e-6))
+    t = 0
+    for k in range(600):                       # 3 s of 5 ms blocks
+        t += 5000
+        late = 3e-3 if k >= 400 else rng.uniform(0, 200e-6)
+        cm.add(t, true(t) + late)
+    assert abs(cm.to_mono(t) - true(t)) < 20e-6
+    assert abs(cm.as_dict()["rate_ppm"] - ppm) < 5
+    cm.add(t + 5000, true(t + 5000) + 1e-3)    # late: joins the window
+    cm.add(t + 10000, true(t + 10000) - 1e-3)  # earlier than the map: refitted now, and the envelope moved down
+    assert cm.as_dict()["t_ref"] == t + 10000 and cm.to_mono(t + 10000) <= true(t + 10000) - 1e-3 + 1e-9
+
+
 def test_node_refuses_a_radio_without_a_wall_clock():
     air = Air(FS, 2.4e9)
     with pytest.raises(RadioError, match="wall clock"):
