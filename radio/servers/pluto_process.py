@@ -10,10 +10,12 @@ process the device model keeps its own time and the client is judged alone, as a
         ...
         emu.state()["stats"]["tx_underflows"]
 
-The child (``python -m radio.servers.pluto_process SETTINGS_JSON``, :mod:`radio.servers.child`) serves one emulator
-with no RF side (digital or RF loopback, DDS; ``ppm`` allowed). Commands: ``state`` -> ``{"clock": {"rate",
-"epoch", "ppm", "m0"}, "rx_opened_at", "stats", "overflow_gaps"}`` (``m0`` on the host's monotonic clock, which every
-process on a Linux host shares: CLOCK_MONOTONIC); ``stall S`` -> :meth:`PlutoEmulator.stall_host`.
+The child (``python -m radio.servers.pluto_process SPEC_JSON``, :mod:`radio.servers.child`) serves one emulator with
+no RF side (digital or RF loopback, DDS; ``ppm`` allowed), or several on one simulated air of its own (the multi-Pluto
+timing test: devices and air in one process apart from their clients, as devices are). Commands: ``state [I]`` ->
+device I's ``{"clock": {"rate", "epoch", "ppm", "m0"}, "rx_opened_at", "stats", "overflow_gaps"}`` (``m0`` on the
+host's monotonic clock, which every process on a Linux host shares: CLOCK_MONOTONIC); ``stall S [I]`` ->
+:meth:`PlutoEmulator.stall_host`.
 """
 
 from __future__ import annotations
@@ -30,18 +32,30 @@ from radio.thread_priority import raise_thread_priority
 
 
 class EmulatorProcess(ChildServer):
-    """One emulated Pluto (``settings``: :class:`radio.servers.iiod_emulator.EmulatorSettings`, no RF side) served by
-    a child process; ``uri`` is its libiio URI. RadioError if the child does not come up within ``timeout_s``."""
+    """Emulated Plutos served by a child process. ``settings``: one device's
+    :class:`radio.servers.iiod_emulator.EmulatorSettings` (no RF side), or a list of them, one per device, all on one
+    simulated air of ``air`` = ``{"sample_rate", "center_freq", "seed"}`` in that process (each device an endpoint
+    named by its settings' ``endpoint``; every pair linked by the air's ideal default link, none hears itself).
+    ``uri``/``uris``: their libiio URIs. RadioError if the child does not come up within ``timeout_s``."""
 
-    def __init__(self, settings: EmulatorSettings | None = None, timeout_s: float = 30.0):
-        super().__init__("radio.servers.pluto_process", dataclasses.asdict(settings or EmulatorSettings()),
+    def __init__(self, settings: EmulatorSettings | list[EmulatorSettings] | None = None, timeout_s: float = 30.0,
+                 air: dict | None = None):
+        many = isinstance(settings, list)
+        devices = settings if many else [settings or EmulatorSettings()]
+        if many and air is None:
+            raise ValueError("EmulatorProcess: a list of devices needs air={'sample_rate', 'center_freq', 'seed'}")
+        if len({d.endpoint for d in devices}) != len(devices):
+            raise ValueError(f"EmulatorProcess: endpoint names must differ, got {[d.endpoint for d in devices]}")
+        super().__init__("radio.servers.pluto_process",
+                         {"devices": [dataclasses.asdict(d) for d in devices], "air": air},
                          "emulated Pluto process", timeout_s)
-        self.uri = self.ready["uri"]
+        self.uris: list[str] = self.ready["uris"]
+        self.uri = self.uris[0]
 
-    def state(self) -> dict:
-        """The device's clock, the device time of the client's RX count 0 (``rx_opened_at``; None before the RX
-        buffer is opened), its counters and overflow gaps (module docstring)."""
-        return self.ask("state")
+    def state(self, device: int = 0) -> dict:
+        """Device ``device``'s clock, the device time of the client's RX count 0 (``rx_opened_at``; None before the
+        RX buffer is opened), its counters and overflow gaps (module docstring)."""
+        return self.ask(f"state {int(device)}")
 
     def clock(self) -> DeviceClock:
         """The device's free-running clock (wall-clock mode), rebuilt in this process (valid until the client
@@ -57,33 +71,51 @@ class EmulatorProcess(ChildServer):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The child: serve one emulator until stdin ends (module docstring)."""
+    """The child: serve the emulators until stdin ends (module docstring)."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         raise SystemExit("usage: python -m radio.servers.pluto_process SETTINGS_JSON")
-    settings = EmulatorSettings(**json.loads(argv[0]))
-    # a stand-in for hardware (a device's DMA, the air) is not slowed by the host's other work: every thread of
-    # this process (they inherit it) above the host's ordinary ones where allowed
+    spec = json.loads(argv[0])
+    devices = [EmulatorSettings(**d) for d in spec["devices"]]
+    # a stand-in for hardware (a device's DMA) is not slowed by the host's other work: every thread of this
+    # process (they inherit it) above the host's ordinary ones where allowed
     priority = raise_thread_priority()
-    server, uri = start_emulated_pluto(None, settings.port, host=settings.host, settings=settings)
-    emu = server.emulator
-
-    def state() -> dict:
-        with emu.lock:
-            clock = getattr(emu, "_clock", None)
-            return {"clock": None if clock is None else {"rate": clock.rate, "epoch": clock.epoch, "ppm": clock.ppm,
-                                                         "m0": clock.m0},
-                    "rx_opened_at": getattr(emu, "rx_opened_at", None), "stats": dict(emu.stats),
-                    "overflow_gaps": [list(g) for g in getattr(emu, "overflow_gaps", [])]}
-
-    def stall(seconds: str) -> dict:
-        emu.stall_host(float(seconds))
-        return {"stalled": float(seconds)}
-
+    lock, rfs = None, [None] * len(devices)
+    if spec.get("air"):
+        from radio.drivers.loopback import LoopbackRadio  # noqa: PLC0415  (the air's endpoints)
+        from radio.drivers.pluto import air_lock  # noqa: PLC0415
+        from radio.sim.air import Air  # noqa: PLC0415
+        a = spec["air"]
+        air = Air(a["sample_rate"], a["center_freq"], int(a.get("seed", 0)))
+        lock = air_lock(air)
+        with lock:
+            rfs = [LoopbackRadio(air, d.endpoint) for d in devices]
+    servers = []
     try:
-        serve_commands({"uri": uri, "pid": os.getpid(), "priority": priority}, {"state": state, "stall": stall})
+        for d, rf in zip(devices, rfs):
+            servers.append(start_emulated_pluto(rf, d.port, host=d.host, settings=d, lock=lock)[0])
+
+        def state(device: str = "0") -> dict:
+            emu = servers[int(device)].emulator
+            with emu.lock:
+                clock = getattr(emu, "_clock", None)
+                return {"clock": None if clock is None else {"rate": clock.rate, "epoch": clock.epoch,
+                                                             "ppm": clock.ppm, "m0": clock.m0},
+                        "rx_opened_at": getattr(emu, "rx_opened_at", None), "stats": dict(emu.stats),
+                        "overflow_gaps": [list(g) for g in getattr(emu, "overflow_gaps", [])]}
+
+        def stall(seconds: str, device: str = "0") -> dict:
+            servers[int(device)].emulator.stall_host(float(seconds))
+            return {"stalled": float(seconds)}
+
+        serve_commands({"uris": [s.uri for s in servers], "pid": os.getpid(), "priority": priority},
+                       {"state": state, "stall": stall})
     finally:
-        server.close()
+        for server in servers:
+            server.close()
+        for rf in rfs:
+            if rf is not None:
+                rf.close()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from radio.node.server import NodeClient, NodeServer
 from radio.servers.broker_process import BrokerProcess
 from radio.servers.zmq_broker import BrokerConfig, ChannelBroker
 from radio.sim.air import Air
+from tests.radio.realtime import timing_judged as _timing
 
 FS = 1e6
 LOCAL = "tcp://127.0.0.1:0"
@@ -292,26 +293,6 @@ def test_ten_seconds_of_streaming_every_burst_lands_at_its_sample_time(kind):
                 assert -1e-3 < lo and hi < 6e-3 and hi - lo < 2e-3, f"clock map {lo * 1e3:.3f}..{hi * 1e3:.3f} ms"
             else:
                 assert max(-lo, hi) < 1e-3, f"clock map {lo * 1e3:.3f}..{hi * 1e3:.3f} ms off"
-
-
-#: load average (per core) above which a realtime test's timing is not judged: measured on this project's shared
-#: 2-core host, the 10 s streaming test passed for every radio at loads 5-7.6 and failed its timing (7-232 of 500
-#: bursts late, all reported) at 7.5-12.7, when other work left the radios' threads less than they need
-OVERLOADED_PER_CORE = 3.0
-
-
-@contextlib.contextmanager
-def _timing(load_before: float):
-    """Timing assertions of a realtime test: a failure on a host whose load average (at the start or the end, per
-    core) exceeded OVERLOADED_PER_CORE is reported as xfail with the load, not as a failure (the radio had less CPU
-    than it needs: real radios would lose samples too); on a host under that load it fails."""
-    try:
-        yield
-    except AssertionError as exc:
-        load = max(load_before, os.getloadavg()[0])
-        if load > OVERLOADED_PER_CORE * (os.cpu_count() or 1):
-            pytest.xfail(f"timing not judged: load average {load:.1f} on {os.cpu_count()} cores ({exc})")
-        raise
 
 
 @pytest.mark.parametrize("kind", ["loopback", "zmq"])   # the Pluto's: tests/radio/test_pluto_streaming.py
