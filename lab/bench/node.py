@@ -16,7 +16,9 @@ during the counted run. ``cpu_per_msps`` = CPU seconds of the benchmark's proces
 the broker's or emulator's process) per wall second per MS/s streamed.
 
 Prints ``{"benchmark": "node", "results": [{"radio", "min_lead_ms", "late_bursts", "bursts", "cpu_per_msps",
-"map_error_us_max", "slips", "tried", "load_after"}], "load": [1, 5, 15 min load averages]}``.
+"map_error_us_max", "slips", "tried", "load_after"}], "load": [1, 5, 15 min load averages]}``; the Pluto's record adds
+``tx_rx_constant_samples`` (lock epoch -> its TX->RX constant: a Pluto's burst for ``at`` is on the air about that
+much later, besides its lead).
 """
 
 from __future__ import annotations
@@ -167,6 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             na.close(), nb.close()
             stop()
+        if radio == "pluto":    # its TX->RX constant per lock epoch (samples; what timing advance absorbs)
+            rec["tx_rx_constant_samples"] = {str(e): c for e, c in opened[4].constants.items()}
         results.append({"radio": "pluto-emulated" if radio == "pluto" else radio, **rec,
                         "load_after": list(os.getloadavg())})
     record = {"benchmark": "node", "rate": a.rate, "period_ms": a.period_ms, "results": results,
