@@ -4,7 +4,8 @@ receives at a time derived only from what it received; the receiver measures the
 
 Timing-advance premise (radio-timing notes): with TX kept fed (locked to RX), the error of device d is a constant
 C_d = L_ps,tx + L_d,rx + L_d,tx + L_ps,rx (pipeline latencies, unknown): at least 100 answers in a row with one
-error (std 0), and the constant changes only where a TX stream slipped and said so (lock epochs).
+error (std 0), and the constant changes only where a TX stream slipped and said so (lock epochs; a slip moves it
+when the DAC runs dry and again when the stream is realigned, the answers between reported not on time).
 The devices and their air run in one process of their own (radio.servers.pluto_process), apart from their clients,
 as devices are; a simulated air in that process stands in for the realtime ZeroMQ air. The clients and their
 streaming (radio/drivers/pluto_stream.py) are what runs on real Plutos.
@@ -90,7 +91,9 @@ def test_answers_to_beacons_arrive_with_a_constant_error_per_device(k, tmp_path)
         slips = reports[d]["lock"]["epoch"] + result["lock"]["epoch"]
         print(f"k={k} device {d}: {errors.size} answers, longest constant run {runs.max()} at "
               f"{np.median(errors):.0f} samples, {changes} changes, {slips} slips reported")
-        assert changes <= slips, (d, changes, slips)         # every change of the constant was reported
+        # a slip moves the constant twice: when the DAC ran dry, and when the stream is realigned once RX caught up;
+        # the answers between were pushed while the lock was lost and are reported so ("underflow") by tx_status
+        assert changes <= 2 * slips, (d, changes, slips)     # every change of the constant was reported
         counts.append((d, errors.size, int(runs.max()), np.unique(errors, return_counts=True), reports[d]))
     # a loaded host's RX loses whole beacons, and it slips more often: shorter runs between slips
     with timing_judged(load_before):
