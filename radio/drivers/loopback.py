@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radio.base import LateError, Radio, RadioCapabilities, TxStatus, as_samples
 from radio.sim.air import Air
+from radio.base import LateError, Radio, RadioCapabilities, TxStatus, as_samples
 from radio.sim.channel import LinkParams
 
 

@@ -20,15 +20,8 @@ import zmq
 
 from radio.base import LateError, Radio, RadioCapabilities, RadioError, TxStatus, as_samples
 from radio.servers.zmq_broker import DEFAULT_ADDRESS, BrokerConfig, load_keypair
-from radio.servers.zmq_wire import (
-    PROTOCOL_VERSION,
-    ProtocolError,
-    check_wire,
-    decode_samples,
-    encode_samples,
-    pack,
-    unpack,
-)
+from radio.servers.zmq_wire import (PROTOCOL_VERSION, ProtocolError, check_wire, decode_samples,
+                                    encode_samples, pack, unpack)
 
 log = logging.getLogger(__name__)
 

@@ -75,19 +75,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from radio.base import LateError, Radio
-from radio.servers.pluto_context import (
-    GAIN_MODES,
-    PHY,
-    RX_FULL_SCALE,
-    RXADC,
-    TX_FULL_SCALE,
-    TXDAC,
-    Device,
-    context_xml,
-    default_values,
-    path_rates,
-    pluto_devices,
-)
+from radio.servers.pluto_context import (GAIN_MODES, PHY, RX_FULL_SCALE, RXADC, TX_FULL_SCALE, TXDAC, Device,
+                                         context_xml, default_values, path_rates, pluto_devices)
 from radio.servers.pluto_dma import DDS_TONES, DdsTone, DeviceClock, dds_words
 from radio.thread_priority import raise_thread_priority
 

@@ -74,16 +74,8 @@ import numpy as np
 import zmq
 
 from radio.base import LateError, RadioError
-from radio.servers.zmq_wire import (
-    PROTOCOL_VERSION,
-    ProtocolError,
-    check_wire,
-    decode_samples,
-    encode_samples,
-    pack,
-    unpack,
-)
-from radio.servers.zmq_wire import field as wire_field
+from radio.servers.zmq_wire import (PROTOCOL_VERSION, ProtocolError, check_wire, decode_samples,
+                            encode_samples, field as wire_field, pack, unpack)
 from radio.thread_priority import raise_thread_priority
 
 if TYPE_CHECKING:  # the broker imports radio.sim.air lazily so that configs load without building an air

@@ -474,7 +474,7 @@ class LinkChannel:
         if h.size <= _DIRECT_CONV_MAX_TAPS:
             y = np.convolve(seg, h, mode="valid")
         else:
-            from scipy.signal import oaconvolve  # lazy: scipy.signal takes ~1 s to import, rarely needed here
+            from scipy.signal import oaconvolve   # lazy: scipy.signal takes ~1 s to import, rarely needed here
             y = oaconvolve(seg, h, mode="valid")
         return y.astype(np.complex64, copy=False)
 
