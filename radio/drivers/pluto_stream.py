@@ -285,15 +285,18 @@ class PlutoStream:
             return max(0, self.tx_pos - self.end) + self._tx_block
 
     def schedule(self, words: np.ndarray, at: int) -> int:
-        """Put TX words (complex64 DAC words) at RX-count time ``at``; LateError if that part of the stream is
-        already pushed."""
+        """Put TX words (complex64 DAC words) at RX-count time ``at``; LateError if it is less than
+        :meth:`min_lead` ahead of the RX count (that part of the stream may already be pushed)."""
         with self._cv:
             if self.error is not None:
                 raise RadioError(f"PlutoSDR TX feeder failed: {self.error}")
-            if at < self.tx_pos:
+            # not yet pushed; and when the stream's labels trail the RX count (it started, or slipped, with RX
+            # behind), not before the RX count plus a block
+            earliest = self.tx_pos if self.tx_pos >= self.end else self.end + self._tx_block
+            if at < earliest:
                 raise LateError(f"PlutoSDR tx (the TX stream is pushed up to sample {self.tx_pos}; schedule at "
-                                f"least {self.tx_pos - self.end + self._tx_block} samples ahead of time_now)",
-                                at, self.tx_pos)
+                                f"least {max(0, self.tx_pos - self.end) + self._tx_block} samples ahead of "
+                                f"time_now)", at, earliest)
             self._bursts.append((int(at), words))
             self._bursts.sort(key=lambda b: b[0])
             self.stats["tx_bursts"] += 1

@@ -5,6 +5,7 @@ kernel buffers gives a flagged gap of the right length (within the stated uncert
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from radio.base import LateError, RadioError
 from radio.drivers.pluto import PlutoArgs, PlutoRadio
 from radio.servers.iiod_emulator import EmulatorSettings
+from tests.radio.realtime import timing_judged
 
 try:
     import adi  # noqa: F401
@@ -103,12 +105,15 @@ def test_bursts_keep_one_constant_offset(streaming_radio):
     """50 bursts at different lead times: in digital loopback each arrives exactly the same number of samples after
     its ``at`` (the locked TX→RX latency) — std 0 — for as long as the lock holds; a slip (possible on an overloaded
     host) is reported as a new epoch."""
+    load_before = os.getloadavg()[0]
     r = streaming_radio(seed=12, tx_latency_samples=321)
     offset0, epoch0, offsets, epochs = constant_offsets(r, np.random.default_rng(3), 50)
     st = r.settings()                     # every slip reported: TX underflows and RX gaps (estimated) each
     assert r.tx_lock["epoch"] == st["stream_tx_underflows"] + st["stream_rx_gaps"]     # start an epoch
     same = [o for o, e in zip(offsets, epochs) if e == epoch0]
-    assert len(same) >= 10 and set(same) == {offset0}
+    assert set(same) <= {offset0}                            # one constant while the epoch holds, on any host
+    with timing_judged(load_before):                         # enough bursts before a slip: a host not overloaded
+        assert len(same) >= 10
 
 
 def test_host_stall_longer_than_the_kernel_buffers_gives_a_flagged_gap_and_reports_the_lock_lost(streaming_radio):
@@ -117,6 +122,7 @@ def test_host_stall_longer_than_the_kernel_buffers_gives_a_flagged_gap_and_repor
     samples the device really lost (the emulator's record), so the index after it is true to that bound; the TX
     feeder underflowed, so the lock is reported lost with a new epoch; bursts after it again keep one (new) constant
     offset."""
+    load_before = os.getloadavg()[0]
     r = streaming_radio(seed=13, tx_latency_samples=50)
     emu = r.emulator_process
     time.sleep(0.2)
@@ -126,7 +132,9 @@ def test_host_stall_longer_than_the_kernel_buffers_gives_a_flagged_gap_and_repor
     new = r.gaps[gaps_before:]
     assert new, "no gap flagged"
     stall_at, restart = emu.state()["overflow_gaps"][emu_gaps_before]   # the stall's (a loaded host may add more)
-    assert abs(new[0][1] - (restart - stall_at)) <= r._stream.gap_uncertainty <= 0.02 * RATE
+    assert abs(new[0][1] - (restart - stall_at)) <= r._stream.gap_uncertainty   # within the stated bound
+    with timing_judged(load_before):       # the bound grows with the refills' latency spread: tight on a host
+        assert r._stream.gap_uncertainty <= 0.02 * RATE                           # that is not overloaded
     index, length = new[0]
     y, t = r.rx(length, index)
     assert np.all(y == 0)                                     # the gap is there, zero-filled, at its index
