@@ -90,6 +90,30 @@ def test_clock_map_rests_on_prompt_arrivals_through_a_second_of_late_ones():
     assert cm.as_dict()["t_ref"] == t + 10000 and cm.to_mono(t + 10000) <= true(t + 10000) - 1e-3 + 1e-9
 
 
+def test_a_streaming_thread_raises_only_its_own_priority_where_allowed():
+    """raise_thread_priority lowers the calling thread's nice value (Linux: per thread), or says why it could not;
+    other threads keep theirs; a nice value outside -20..19 is refused."""
+    import threading
+
+    from radio.thread_priority import raise_thread_priority
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    got = {}
+
+    def worker():
+        got["said"] = raise_thread_priority(before - 1 if before > -20 else -20)
+        got["nice"] = os.getpriority(os.PRIO_PROCESS, 0)
+    th = threading.Thread(target=worker)
+    th.start()
+    th.join()
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before
+    if "not permitted" in got["said"]:
+        assert got["nice"] == before
+    else:
+        assert got["said"] == f"nice {got['nice']}" and got["nice"] == max(before - 1, -20)
+    with pytest.raises(ValueError, match="-20..19"):
+        raise_thread_priority(-21)
+
+
 def test_node_refuses_a_radio_without_a_wall_clock():
     air = Air(FS, 2.4e9)
     with pytest.raises(RadioError, match="wall clock"):
