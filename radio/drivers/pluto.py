@@ -234,7 +234,8 @@ class PlutoRadio(Radio):
             streams = args.streams if args.streaming is not None or wall is None else wall == "1"
             if streams:   # the RX buffer first, then the TX stream (PlutoStream)
                 self._res.stream = PlutoStream(self._sdr, self.sample_rate, self._to_amplitude, args.tx_buffer_size,
-                                               args.kernel_buffers, args.ring_samples)
+                                               args.kernel_buffers, args.ring_samples,
+                                               tx_kernel_buffers=args.tx_kernel_buffers or args.kernel_buffers)
         except Exception:
             self.close()
             raise

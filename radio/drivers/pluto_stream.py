@@ -66,12 +66,13 @@ class PlutoStream:
     """
 
     def __init__(self, sdr, rate: float, to_amplitude, tx_block: int, kernel_buffers: int,
-                 ring_samples: int = 1 << 22, tx_scale: float = 2 ** 14):
+                 ring_samples: int = 1 << 22, tx_scale: float = 2 ** 14, tx_kernel_buffers: int | None = None):
         self._sdr = sdr
         self.rate = float(rate)
         self._to_amp = to_amplitude
         self._tx_block = int(tx_block)
         self._nbuf = int(kernel_buffers)
+        self._tx_nbuf = int(tx_kernel_buffers or kernel_buffers)
         self._ring = np.zeros(int(ring_samples), np.complex64)
         self._tx_scale = float(tx_scale)
         self._cv = threading.Condition()
@@ -191,6 +192,13 @@ class PlutoStream:
                 # this block and the next kernel_buffers-1 were queued when the DMA stopped; it restarted when
                 # this refill freed a buffer: the refill then returned a queued block, one transfer later
                 self._pending.append([self._nbuf - 1, m_done - self._transfer])
+
+    def _received_by(self) -> int:
+        """RX count by which a sample pushed now has surely been received: the device's count now (from the map;
+        the RX count if later) plus the TX queue it waits in (tx kernel buffers, one more for the push that waits
+        for a free one) plus two blocks for the map's latency and the device's TX->RX pipeline."""
+        now = self.end if not self._map else max(self.end, int(self._device_time(time.monotonic())))
+        return now + (self._tx_nbuf + 3) * self._tx_block
 
     def _device_time(self, mono: float) -> float:
         """RX count the device had reached at host time ``mono`` (from the map)."""
@@ -314,8 +322,7 @@ class PlutoStream:
         offset), or it was pushed while the lock was lost or dropped by the realignment. "unknown": an RX gap was
         placed between its scheduling and its reception (the RX count there is estimated), or not yet known within
         ``timeout`` s. "on_time": none of these: it is received at its lock epoch's constant offset. Its reception
-        is taken as done once the RX count passed where it stood at the push by twice the stream's lead (the TX
-        queue plus the RX lag: the most a pushed sample waits before it is received)."""
+        is taken as done once the RX count passed :meth:`_received_by` as it stood at the push."""
         deadline = time.monotonic() + timeout
 
         def wait(ready) -> bool:
@@ -341,7 +348,7 @@ class PlutoStream:
             after = next(u for pos, u in self._checks if pos >= end)   # the first read after the push
             if after > underflows:
                 return "underflow", f"the TX stream slipped while it was queued (lock epoch {epoch} ended)"
-            received = self._pushed[int(at)] + 2 * max(self._lead_ref or 0, self._tx_block)
+            received = self._pushed[int(at)]
             if not wait(lambda: self.end >= received):
                 return "unknown", "not yet received"
             if any(rx_then < g < received for g in self._gap_at):
@@ -389,7 +396,7 @@ class PlutoStream:
                     if at + words.size > t + B:
                         keep.append((at, words))
                     else:
-                        self._pushed[at] = self.end
+                        self._pushed[at] = self._received_by()
                 self._bursts = keep
                 self.tx_pos = t + B
             self._push(block)          # waits while the kernel's TX buffers are full: paced by the DAC

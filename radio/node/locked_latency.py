@@ -4,7 +4,8 @@ A streaming Pluto has no timestamps: a burst for sample time ``at`` is received 
 (pipeline latencies) that changes only when the TX stream slips, and each slip starts a new lock epoch that the
 radio reports (:attr:`radio.node.node.TxResult.lock_epoch`). Timing advance measures C; in digital loopback (or with
 TX cabled to RX) the radio can measure it itself: a probe burst finds the first epoch's C, and the first on-time
-burst of each later epoch, found by exact match within ``window_s`` of the previous C, gives that epoch's. Bursts must
+burst of each later epoch, found by exact match within ``window_s`` (0.5 s) of the previous C, gives that epoch's (an
+estimated RX gap on a loaded host can move it by tens of ms). Bursts must
 differ from their neighbours within the window (:func:`numbered_burst`): an exact match then names one.
 
     lat = LockedLatency(node, atol=2.0 ** -14)
@@ -34,7 +35,7 @@ class LockedLatency:
     back to RX). ``atol``: how exactly a burst comes back (e.g. the Pluto's int16 step, 2**-14); ``window_s``: how far
     from the previous epoch's constant a slip can move it."""
 
-    def __init__(self, node, atol: float, window_s: float = 0.15):
+    def __init__(self, node, atol: float, window_s: float = 0.5):
         if not atol >= 0:
             raise ValueError(f"atol = {atol!r}: expected >= 0")
         if not window_s > 0:
