@@ -70,12 +70,15 @@ class TxStatus:
 
     ``at``: the sample time the burst was scheduled at; ``state``: ``"on_time"`` (left at ``at``), ``"late"`` (left
     later or not at all: the deadline had passed on the device), ``"underflow"`` (the device ran out of samples in the
-    middle of it), ``"unknown"`` (this radio cannot tell); ``detail``: a human-readable reason.
+    middle of it), ``"unknown"`` (this radio cannot tell); ``detail``: a human-readable reason; ``lock_epoch``: for
+    a radio whose TX is locked to RX with a constant offset (a streaming Pluto), the lock epoch the burst left in
+    (one constant per epoch), else None.
     """
 
     at: int
     state: Literal["on_time", "late", "underflow", "unknown"] = "unknown"
     detail: str = ""
+    lock_epoch: int | None = None
 
     @property
     def on_time(self) -> bool | None:

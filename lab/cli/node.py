@@ -47,6 +47,8 @@ def register(app: typer.Typer) -> None:
         cfg = load_lab_config(ctx, config, sets)
         if cfg.radio.driver == "loopback" and not cfg.radio_args.realtime:
             cfg = load_lab_config(ctx, config, [*sets, "radio.args.realtime=true"])
+        elif cfg.radio.driver == "pluto" and cfg.radio_args.emulate and not cfg.radio_args.emulator.wallclock:
+            cfg = load_lab_config(ctx, config, [*sets, "radio.args.emulator.wallclock=true"])
         if not bind.startswith("ipc://") and not bind.startswith("tcp://127.") and not bind.startswith(
                 "tcp://localhost"):
             typer.secho(f"warning: --bind {bind} is not a local address: the node has no authentication",

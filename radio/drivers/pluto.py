@@ -60,6 +60,7 @@ from radio.base import LateError, Radio, RadioCapabilities, RadioError, TxStatus
 from radio.drivers.pluto_stream import PlutoStream
 from radio.servers.iiod_emulator import EmulatorSettings, IiodServer, start_emulated_pluto
 from radio.servers.pluto_context import RX_FULL_SCALE, TX_FULL_SCALE
+from radio.servers.pluto_process import EmulatorProcess
 
 GAIN_CONTROL_MODES = ("manual", "slow_attack", "fast_attack")
 INSTALL_HINT = ('PlutoSDR support needs libiio and pyadi-iio: install the C library (Debian/Ubuntu: '
@@ -155,7 +156,7 @@ class _Resources:
         self.sdr = None
         self.stream: PlutoStream | None = None
         self.tdd = None
-        self.server: IiodServer | None = None
+        self.server: IiodServer | EmulatorProcess | None = None
         self.rf: Radio | None = None
 
     def release(self) -> None:
@@ -233,7 +234,8 @@ class PlutoRadio(Radio):
             streams = args.streams if args.streaming is not None or wall is None else wall == "1"
             if streams:   # the RX buffer first, then the TX stream (PlutoStream)
                 self._res.stream = PlutoStream(self._sdr, self.sample_rate, self._to_amplitude, args.tx_buffer_size,
-                                               args.kernel_buffers, args.ring_samples)
+                                               args.kernel_buffers, args.ring_samples,
+                                               tx_kernel_buffers=args.tx_kernel_buffers or args.kernel_buffers)
         except Exception:
             self.close()
             raise
@@ -254,14 +256,29 @@ class PlutoRadio(Radio):
     # ------------------------------------------------------------------------------------------- construction
     @classmethod
     def emulated(cls, rf: Radio | None, args: PlutoArgs | None = None, *, lock: threading.RLock | None = None,
-                 port: int = 0, **kwargs) -> "PlutoRadio":
+                 port: int = 0, process: bool = False, **kwargs) -> "PlutoRadio":
         """Start an in-process emulated Pluto whose RF side is ``rf`` (e.g. a LoopbackRadio) on ``port`` (0: a free
         one; ``args.emulator.port`` is for ``otalab emulate`` only) and connect to it; ``close()`` stops both.
 
         ``kwargs`` are the constructor's (sample_rate, center_freq, tx_gain, rx_gain). Emulators whose ``rf``
-        radios share one Air must share ``lock`` (see :func:`air_lock`).
+        radios share one Air must share ``lock`` (see :func:`air_lock`). ``process`` true: the emulator runs in a
+        process of its own (:class:`radio.servers.pluto_process.EmulatorProcess`; ``rf`` must be None: loopback
+        modes and DDS only), as a real Pluto is a device of its own: its DMA threads then never take the client's
+        GIL, and a late push is the client's lateness alone (:attr:`emulator_process` reaches it).
         """
         args = args or PlutoArgs(emulate=True)
+        if process:
+            if rf is not None:
+                raise ValueError("PlutoRadio.emulated(process=True) needs rf=None: an RF side on an in-process air "
+                                 "cannot cross into the emulator's process")
+            proc = EmulatorProcess(args.emulator)
+            try:
+                radio = cls(replace(args, uri=proc.uri), uri=proc.uri, **kwargs)
+            except Exception:
+                proc.close()
+                raise
+            radio._server = proc
+            return radio
         server, uri = start_emulated_pluto(rf, port, host=args.emulator.host, settings=args.emulator, lock=lock)
         try:
             radio = cls(replace(args, uri=uri), uri=uri, **kwargs)
@@ -446,7 +463,13 @@ class PlutoRadio(Radio):
     def emulator(self):
         """The in-process :class:`radio.servers.iiod_emulator.PlutoEmulator` behind this radio (its ``stats`` count TX/RX
         samples, late TX and cyclic gaps), or None for a real device."""
-        return self._server.emulator if self._server is not None else None
+        return self._server.emulator if isinstance(self._server, IiodServer) else None
+
+    @property
+    def emulator_process(self) -> EmulatorProcess | None:
+        """The emulator's own process, when opened with ``emulated(process=True)`` (its ``state()`` has the device's
+        clock and counters)."""
+        return self._server if isinstance(self._server, EmulatorProcess) else None
 
     @property
     def tx_lock(self) -> dict:
@@ -471,7 +494,7 @@ class PlutoRadio(Radio):
         if self._stream is None:
             return super().tx_status(at, timeout_s)
         state, detail = self._stream.status(int(at), timeout_s)
-        return TxStatus(int(at), state, detail)
+        return TxStatus(int(at), state, detail, self._stream.epoch_of(int(at)) if state == "on_time" else None)
 
     def min_lead_samples(self) -> int:
         """How far ahead of ``time_now()`` a burst must be scheduled (streaming; 0 otherwise)."""

@@ -26,7 +26,10 @@ A Pluto has no timestamps; the only clock is the count of RX samples fetched. Th
   underflow); an underflow means the stream slipped against RX: :attr:`PlutoStream.lock` reports it lost, with a
   new epoch (the constant changed: timing advance must measure again). The feeder then skips the TX stream ahead to
   stand where it stood against the RX count before (bursts in the skipped part are dropped and counted), so the new
-  constant is near the old one.
+  constant is near the old one, and reports the lock held again. One epoch has one constant: a burst pushed while
+  the lock is lost (between the slip and the skip) went out at neither, and is reported "underflow". An RX gap
+  starts a new epoch too (the RX count after it is estimated, so the constant moved by the estimate's error); a burst
+  that spans it is reported "unknown" (it left on time; where it shows in RX is not known to the sample).
 
 Bursts must be scheduled at least :meth:`PlutoStream.min_lead` ahead of ``time_now()`` (the TX buffers queued ahead
 plus one in the making); later ones raise :class:`radio.base.LateError`.
@@ -42,13 +45,14 @@ from collections import deque
 import numpy as np
 
 from radio.base import LateError, RadioError
+from radio.thread_priority import raise_thread_priority
 
 #: AXI ADC/DAC core status register and its bits
 STATUS_REGISTER, OVERFLOW, UNDERFLOW = 0x80000088, 0x4, 0x1
 #: GIL switch intervals allowed for in the gap bound (empirical: the largest error seen was 14.1 ms, about 3 × 5 ms)
 GIL_HOPS = 3
 #: the RX thread reads the DAC's underflow bit every this many RX blocks (the ADC's overflow bit after every one)
-DAC_STATUS_EVERY = 8
+DAC_STATUS_EVERY = 2
 #: refills within this many seconds of the map's prediction count as "waited for" (they calibrate the map)
 _MAP_WINDOW = 64
 
@@ -62,12 +66,13 @@ class PlutoStream:
     """
 
     def __init__(self, sdr, rate: float, to_amplitude, tx_block: int, kernel_buffers: int,
-                 ring_samples: int = 1 << 22, tx_scale: float = 2 ** 14):
+                 ring_samples: int = 1 << 22, tx_scale: float = 2 ** 14, tx_kernel_buffers: int | None = None):
         self._sdr = sdr
         self.rate = float(rate)
         self._to_amp = to_amplitude
         self._tx_block = int(tx_block)
         self._nbuf = int(kernel_buffers)
+        self._tx_nbuf = int(tx_kernel_buffers or kernel_buffers)
         self._ring = np.zeros(int(ring_samples), np.complex64)
         self._tx_scale = float(tx_scale)
         self._cv = threading.Condition()
@@ -75,23 +80,31 @@ class PlutoStream:
         self.end = 0                       # RX count: samples received (and gaps placed) so far
         self.gaps: deque[tuple[int, int]] = deque(maxlen=1024)   # (first missing index, length)
         self.gap_uncertainty = 0           # samples: worst host-latency bound of the gap estimates so far
-        self.stats = {"rx_blocks": 0, "rx_overflows": 0, "rx_gap_samples": 0, "tx_blocks": 0, "tx_underflows": 0,
-                      "tx_bursts": 0, "tx_bursts_dropped": 0}
+        self.stats = {"rx_blocks": 0, "rx_overflows": 0, "rx_gaps": 0, "rx_gap_samples": 0, "tx_blocks": 0,
+                      "tx_underflows": 0, "tx_bursts": 0, "tx_bursts_dropped": 0}
         self.error: BaseException | None = None
+        self.priority: dict[str, str] = {}   # thread -> its scheduling priority (radio.thread_priority)
         self._map: deque[float] = deque(maxlen=_MAP_WINDOW)   # m_done − end/rate of recent refills
         self._pending: list[list] = []     # overflows not placed yet: [blocks to go before the gap, restart host time]
         self._transfer = float("inf")      # shortest refill seen (s): a block that was already queued
         self._tx_primed = threading.Event()            # the feeder has filled the DAC's queue once
-        self._realign_after: int | None = None         # after a slip: put the TX stream back ahead of RX then
+        self._realign_after: int | None = None         # after a slip: put the TX stream back ahead of RX once
+        self._caught_up_at = 0                         # RX caught up after this block (the last refill that waited)
         self._lead_ref: int | None = None              # tx_pos − end once primed
         self._bursts: list[tuple[int, np.ndarray]] = []           # (RX-count time, words) not fully pushed
         self._scheduled: dict[int, tuple[int, int]] = {}          # at -> (end, lock epoch when scheduled)
-        self._dac_checked, self._dac_checked_tx = 0, 0            # last DAC-status read: RX count, tx_pos then
+        self._unlocked: set[int] = set()   # bursts (at) pushed while the lock was lost, or dropped by a realignment
+        # DAC-status reads: (tx_pos when read, TX underflows counted after it), oldest first (tx_pos never falls)
+        self._checks: deque[tuple[int, int]] = deque(maxlen=4096)
+        self._pushed_to = 0                          # TX stream pushed (returned from the push) up to here
+        self._pushed: dict[int, int] = {}            # at -> RX count when its last sample was pushed
+        self._gap_at: deque[int] = deque(maxlen=1024)   # RX counts where estimated gaps were placed
         # the RX buffer exists before the first TX (both streams start from a known relation)
         self._append(self._fetch(), time.monotonic(), time.monotonic())
         zeros = np.zeros(self._tx_block, np.complex64)
         self.t0 = self.end                 # TX stream sample k belongs to RX-count time t0 + k
         self.tx_pos = self.t0              # RX-count time of the next TX sample to push
+        self._pushed_to = self.t0
         self._push(zeros)                  # creates the TX buffer in this thread (libiio attribute I/O)
         self.lock = {"locked": True, "epoch": 0, "since": self.t0,
                      "how": "TX fed with zeros continuously; TX stream sample k = RX count t0 + k"}
@@ -103,6 +116,8 @@ class PlutoStream:
     # ------------------------------------------------------------------------------------------------ plumbing
     def _guard(self, fn):
         def run():
+            # a streaming thread: raised above a busy host's other work where allowed (radio.thread_priority)
+            self.priority[fn.__name__.strip("_")] = raise_thread_priority()
             try:
                 fn()
             except BaseException as exc:  # reported to the caller at its next rx/tx
@@ -141,10 +156,21 @@ class PlutoStream:
             m_req = time.monotonic()
             block = self._fetch()
             m_done = time.monotonic()
+            self._transfer = min(self._transfer, m_done - m_req)
+            for p in self._pending:            # earlier overflows: one block closer to their gap
+                p[0] -= 1
+            while self._pending and self._pending[0][0] < 0:
+                self._place_gap(self._pending.pop(0)[1])
+            # the block is readers' before the status registers are read (each a round trip to the device: on a
+            # busy host they put the samples ms late); this block's own overflow flag places a gap only after the
+            # kernel_buffers - 1 blocks that follow it
+            self._append(block, m_req, m_done)
+            if m_done - m_req >= 0.5 * block.size / self.rate:   # waited for its data: RX has no backlog
+                self._caught_up_at = self.stats["rx_blocks"]
             overflow = self._status(rxadc, OVERFLOW)
             # the DAC's status only every DAC_STATUS_EVERY blocks: each read is a round trip to the device
             check_dac = self.stats["rx_blocks"] % DAC_STATUS_EVERY == 0
-            tx_pos_before = self.tx_pos
+            tx_pos_before = self._pushed_to
             underflow = check_dac and self._status(txdac, UNDERFLOW)
             if not self._tx_primed.is_set():   # the DAC may run dry once while the feeder starts: not a slip
                 underflow = False
@@ -153,25 +179,26 @@ class PlutoStream:
                 underflow = False
             if check_dac:
                 with self._cv:
-                    self._dac_checked, self._dac_checked_tx = self.end, tx_pos_before
+                    self._checks.append((tx_pos_before, self.stats["tx_underflows"] + bool(underflow)))
             if underflow:
                 with self._cv:
                     self.stats["tx_underflows"] += 1
                     self.lock = {**self.lock, "locked": False, "epoch": self.lock["epoch"] + 1, "since": self.end,
                                  "lost_at": self.end}
-                    # realign once RX and TX have caught up (the gap placed, the queues refilled)
-                    self._realign_after = self.stats["rx_blocks"] + 2 * self._nbuf
-            self._transfer = min(self._transfer, m_done - m_req)
-            for p in self._pending:            # earlier overflows: one block closer to their gap
-                p[0] -= 1
-            while self._pending and self._pending[0][0] < 0:
-                self._place_gap(self._pending.pop(0)[1])
+                    # realign once RX has caught up (no backlog: a refill waited for its data; the gap placed)
+                    self._realign_after = self.stats["rx_blocks"] + 1
             if overflow:
                 self.stats["rx_overflows"] += 1
                 # this block and the next kernel_buffers-1 were queued when the DMA stopped; it restarted when
                 # this refill freed a buffer: the refill then returned a queued block, one transfer later
                 self._pending.append([self._nbuf - 1, m_done - self._transfer])
-            self._append(block, m_req, m_done)
+
+    def _received_by(self) -> int:
+        """RX count by which a sample pushed now has surely been received: the device's count now (from the map;
+        the RX count if later) plus the TX queue it waits in (tx kernel buffers, one more for the push that waits
+        for a free one) plus two blocks for the map's latency and the device's TX->RX pipeline."""
+        now = self.end if not self._map else max(self.end, int(self._device_time(time.monotonic())))
+        return now + (self._tx_nbuf + 3) * self._tx_block
 
     def _device_time(self, mono: float) -> float:
         """RX count the device had reached at host time ``mono`` (from the map)."""
@@ -192,8 +219,13 @@ class PlutoStream:
         with self._cv:
             self._write(np.zeros(min(gap, self._ring.size), np.complex64), self.end + max(0, gap - self._ring.size))
             self.gaps.append((self.end, gap))
+            self._gap_at.append(self.end)
+            self.stats["rx_gaps"] += 1
             self.stats["rx_gap_samples"] += gap
             self.end += gap
+            # the RX count after the gap is an estimate (off by up to gap_uncertainty): where TX stream sample k is
+            # received moved by that error: a new lock epoch (a new constant for timing advance to measure)
+            self.lock = {**self.lock, "epoch": self.lock["epoch"] + 1, "since": self.end}
             # entries from before the gap carry the old index offset; if this estimate is off by e, mixing them
             # would bias every later estimate by e: learn the map again
             self._map.clear()
@@ -261,46 +293,75 @@ class PlutoStream:
             return max(0, self.tx_pos - self.end) + self._tx_block
 
     def schedule(self, words: np.ndarray, at: int) -> int:
-        """Put TX words (complex64 DAC words) at RX-count time ``at``; LateError if that part of the stream is
-        already pushed."""
+        """Put TX words (complex64 DAC words) at RX-count time ``at``; LateError if it is less than
+        :meth:`min_lead` ahead of the RX count (that part of the stream may already be pushed)."""
         with self._cv:
             if self.error is not None:
                 raise RadioError(f"PlutoSDR TX feeder failed: {self.error}")
-            if at < self.tx_pos:
+            # not yet pushed; and when the stream's labels trail the RX count (it started, or slipped, with RX
+            # behind), not before the RX count plus a block
+            earliest = self.tx_pos if self.tx_pos >= self.end else self.end + self._tx_block
+            if at < earliest:
                 raise LateError(f"PlutoSDR tx (the TX stream is pushed up to sample {self.tx_pos}; schedule at "
-                                f"least {self.tx_pos - self.end + self._tx_block} samples ahead of time_now)",
-                                at, self.tx_pos)
+                                f"least {max(0, self.tx_pos - self.end) + self._tx_block} samples ahead of "
+                                f"time_now)", at, earliest)
             self._bursts.append((int(at), words))
             self._bursts.sort(key=lambda b: b[0])
             self.stats["tx_bursts"] += 1
-            self._scheduled[int(at)] = (int(at) + words.size, self.lock["epoch"])
+            self._scheduled[int(at)] = (int(at) + words.size, self.lock["epoch"], self.end, self.stats["tx_underflows"])
             while len(self._scheduled) > 4096:
-                self._scheduled.pop(next(iter(self._scheduled)))
+                oldest = next(iter(self._scheduled))
+                del self._scheduled[oldest]
+                self._unlocked.discard(oldest)
+                self._pushed.pop(oldest, None)
         return at
 
     def status(self, at: int, timeout: float) -> tuple[str, str]:
-        """(state, detail) of the burst scheduled at ``at``: "on_time" once it is pushed and the lock's epoch has
-        not changed since it was scheduled (checked after the DAC status was read again), "underflow" if the epoch
-        changed (the stream slipped: it left at another offset), "unknown" otherwise."""
+        """(state, detail) of the burst scheduled at ``at``. "underflow": the first DAC-status read after its last
+        sample was pushed showed the DAC had run dry since it was scheduled (the stream slipped: it left at another
+        offset), or it was pushed while the lock was lost or dropped by the realignment. "unknown": an RX gap was
+        placed between its scheduling and its reception (the RX count there is estimated), or not yet known within
+        ``timeout`` s. "on_time": none of these: it is received at its lock epoch's constant offset. Its reception
+        is taken as done once the RX count passed :meth:`_received_by` as it stood at the push."""
         deadline = time.monotonic() + timeout
+
+        def wait(ready) -> bool:
+            while not ready():
+                left = deadline - time.monotonic()
+                if left <= 0 or self.error is not None:
+                    return False
+                self._cv.wait(min(left, 0.05))
+            return True
+
         with self._cv:
             entry = self._scheduled.get(int(at))
             if entry is None:
                 return "unknown", f"no burst scheduled at {at}"
-            end, epoch = entry
-            # pushed, and the RX thread has read the DAC status at least once since (every DAC_STATUS_EVERY blocks)
-            while self.tx_pos < end or self._status_reads_at(end) is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return "unknown", "not yet pushed and checked"
-                self._cv.wait(min(left, 0.05))
-            if self.lock["epoch"] != epoch:
-                return "underflow", f"the TX stream slipped (lock epoch {epoch} -> {self.lock['epoch']})"
+            end, epoch, rx_then, underflows = entry
+            # pushed (or dropped), and the RX thread has read the DAC status since (every DAC_STATUS_EVERY blocks)
+            if not wait(lambda: int(at) in self._unlocked or (int(at) in self._pushed and self._checks
+                                                               and self._checks[-1][0] >= end)):
+                return "unknown", "not yet pushed and checked"
+            if int(at) in self._unlocked:
+                return "underflow", (f"pushed while the TX stream was realigning after a slip, or dropped by the "
+                                     f"realignment (lock epoch {epoch}: not at its constant offset)")
+            after = next(u for pos, u in self._checks if pos >= end)   # the first read after the push
+            if after > underflows:
+                return "underflow", f"the TX stream slipped while it was queued (lock epoch {epoch} ended)"
+            received = self._pushed[int(at)]
+            if not wait(lambda: self.end >= received):
+                return "unknown", "not yet received"
+            if any(rx_then < g < received for g in self._gap_at):
+                return "unknown", (f"an RX overflow's gap was placed before it was received: the RX count after the "
+                                   f"gap is estimated (±{self.gap_uncertainty} samples), so where this burst appears "
+                                   f"in RX is not known to the sample (lock epoch {epoch} ended)")
             return "on_time", f"pushed in lock epoch {epoch} (constant TX->RX offset)"
 
-    def _status_reads_at(self, end: int) -> int | None:
-        """RX count at the first DAC-status read after TX position ``end`` was pushed, if any."""
-        return self._dac_checked if self._dac_checked_tx >= end else None
+    def epoch_of(self, at: int) -> int | None:
+        """The lock epoch the burst scheduled at ``at`` was scheduled in (None: not known)."""
+        with self._cv:
+            entry = self._scheduled.get(int(at))
+            return None if entry is None else entry[1]
 
     def cancel(self) -> None:
         """Drop every burst not yet pushed."""
@@ -312,15 +373,17 @@ class PlutoStream:
         while not self._stop.is_set():
             with self._cv:
                 if self._realign_after is not None and self._lead_ref is not None and not self._pending \
-                        and self.stats["rx_blocks"] >= self._realign_after:
+                        and self._caught_up_at >= self._realign_after:
                     # the DAC ran dry: the stream slipped by the dry time. Skip the stream ahead to where it stood
                     # against RX before (the offset is again constant, near the old one: timing advance re-measures)
                     new = max(self.tx_pos, self.end + self._lead_ref)
                     dropped = [b for b in self._bursts if b[0] < new]
                     self.stats["tx_bursts_dropped"] += len(dropped)
+                    self._unlocked.update(b[0] for b in dropped)    # not sent as scheduled: reported
                     self._bursts = [b for b in self._bursts if b[0] >= new]
                     self.tx_pos = new
                     self._realign_after = None
+                    self.lock = {**self.lock, "locked": True, "since": new}
                 t = self.tx_pos
                 block = np.zeros(B, np.complex64)
                 keep = []
@@ -328,11 +391,17 @@ class PlutoStream:
                     lo, hi = max(at, t), min(at + words.size, t + B)
                     if lo < hi:
                         block[lo - t:hi - t] += words[lo - at:hi - at]
+                        if not self.lock["locked"]:
+                            self._unlocked.add(at)
                     if at + words.size > t + B:
                         keep.append((at, words))
+                    else:
+                        self._pushed[at] = self._received_by()
                 self._bursts = keep
                 self.tx_pos = t + B
             self._push(block)          # waits while the kernel's TX buffers are full: paced by the DAC
+            with self._cv:
+                self._pushed_to = t + B
             self.stats["tx_blocks"] += 1
             if self.stats["tx_blocks"] == self._nbuf + 1:
                 with self._cv:

@@ -30,6 +30,7 @@ comparable only on the same host.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import itertools
 import os
 import queue
@@ -42,6 +43,8 @@ import zmq
 from radio.base import LateError, RadioError
 from radio.node.node import RadioNode, TxResult
 from radio.servers.zmq_wire import ProtocolError, decode_samples, field, pack, unpack
+
+_TX_RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(TxResult))
 
 DEFAULT_BIND = "tcp://127.0.0.1:0"
 
@@ -233,7 +236,9 @@ class NodeClient:
         x = np.ascontiguousarray(samples, np.complex64)
         h = {"op": "tx", "at": int(at), "n": int(x.size), "timeout_s": timeout_s}
         wait = (timeout_s or 0.0) + max(0.0, (int(at) + x.size - self.time_now()) / self.sample_rate)
-        return TxResult(**self._request(h, x, wait)[0]["result"])
+        result = self._request(h, x, wait)[0]["result"]
+        # a node of another version may send fields this client does not know: keep the ones it does
+        return TxResult(**{k: v for k, v in result.items() if k in _TX_RESULT_FIELDS})
 
     def rx(self, t0: int, n: int, timeout_s: float | None = None) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """complex64[n] at sample times ``[t0, t0 + n)`` and the lost intervals among them."""

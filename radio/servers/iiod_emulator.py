@@ -78,6 +78,7 @@ from radio.base import LateError, Radio
 from radio.servers.pluto_context import (GAIN_MODES, PHY, RX_FULL_SCALE, RXADC, TX_FULL_SCALE, TXDAC, Device,
                                          context_xml, default_values, path_rates, pluto_devices)
 from radio.servers.pluto_dma import DDS_TONES, DdsTone, DeviceClock, dds_words
+from radio.thread_priority import raise_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -336,6 +337,7 @@ class PlutoEmulator:
     def _dma_loop(self) -> None:
         """Wall-clock mode: the device runs, read or not: RX DMA, RF side, cyclic/DDS transmission. Wakes every
         DMA_TICK_S, and when the block being filled completes (so that a waiting READBUF gets it on time)."""
+        raise_thread_priority()    # a device's DMA is not slowed by the host's other work (where allowed)
         while not self._stop.is_set():
             wake = time.monotonic() + DMA_TICK_S
             try:

@@ -76,6 +76,7 @@ import zmq
 from radio.base import LateError, RadioError
 from radio.servers.zmq_wire import (PROTOCOL_VERSION, ProtocolError, check_wire, decode_samples,
                             encode_samples, field as wire_field, pack, unpack)
+from radio.thread_priority import raise_thread_priority
 
 if TYPE_CHECKING:  # the broker imports radio.sim.air lazily so that configs load without building an air
     from radio.sim.air import Air
@@ -463,7 +464,10 @@ class ChannelBroker:
 
     def _serve(self) -> None:
         self._done.clear()
-        self._event("started", "", f"{self.endpoint} pacing={self.config.pacing}")
+        priority = ""
+        if self.config.pacing == "realtime":   # the air runs on the wall clock: above the host's other work
+            priority = f", thread {raise_thread_priority()}"
+        self._event("started", "", f"{self.endpoint} pacing={self.config.pacing}{priority}")
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         busy = False

@@ -5,6 +5,7 @@ kernel buffers gives a flagged gap of the right length (within the stated uncert
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from radio.base import LateError, RadioError
 from radio.drivers.pluto import PlutoArgs, PlutoRadio
 from radio.servers.iiod_emulator import EmulatorSettings
+from tests.radio.realtime import timing_judged
 
 try:
     import adi  # noqa: F401
@@ -32,19 +34,13 @@ def streaming_radio():
         """1 MS/s; RX: kernel_buffers x block (131 ms by default: slack for a loaded CI host), TX buffers of 8192."""
         args = PlutoArgs(emulate=True, loopback=1, rx_buffer_size=block, tx_buffer_size=8192,
                          kernel_buffers=kernel_buffers, emulator=EmulatorSettings(wallclock=True, **settings))
-        r = PlutoRadio.emulated(None, args, sample_rate=RATE, tx_gain=0.0, rx_gain=0.0)
+        r = PlutoRadio.emulated(None, args, process=True, sample_rate=RATE, tx_gain=0.0, rx_gain=0.0)
         radios.append(r)
         return r
 
     yield make
     for r in radios:
         r.close()
-
-
-def first_arrival(y: np.ndarray) -> int:
-    idx = np.nonzero(np.abs(y) > 0)[0]
-    assert idx.size, "burst not received"
-    return int(idx[0])
 
 
 def test_clock_tracks_the_device_while_the_host_is_busy(streaming_radio):
@@ -74,26 +70,31 @@ def test_clock_tracks_the_device_while_the_host_is_busy(streaming_radio):
 def constant_offsets(r, rng, count: int) -> tuple[int, int, list[int], list[int]]:
     """Send ``count`` bursts, each a little more than min_lead ahead of a different time_now(), read each back
     (digital loopback) and return (first offset, its epoch, offsets, epochs): the offset (arrival − at) is found once
-    with a wide window, then looked for right where it must be while the lock's epoch is unchanged."""
+    with a wide window, then looked for right where it must be while the lock's epoch is unchanged. A burst the radio
+    reports not on time (a slip) is skipped; one it reports on time must be there."""
 
     def send(window_start: int, window: int) -> tuple[int, int]:
         burst = ((rng.integers(1, 4, 64) + 1j) * 0.05).astype(np.complex64)
         at = r.time_now() + r.min_lead_samples() + 16384 + int(rng.integers(0, 3000))   # margin: the feeder runs
-        epoch = r.tx_lock["epoch"]
         r.tx(burst, at)
-        y, t = r.rx(window, at + window_start)
-        if not np.any(np.abs(y) > 0):      # not where the lock says: only a slip may explain it, and it must be
-            time.sleep(0.5)                # reported (the DAC's status is read every 8 RX blocks)
-            assert r.tx_lock["epoch"] > epoch, "burst missing while the lock claims to hold"
+        status = r.tx_status(at, timeout_s=3.0)    # pushed, and the DAC's status read since
+        if status.state != "on_time":              # a slip (or an RX gap) reported: no known offset
             return None, r.tx_lock["epoch"]
-        k = first_arrival(y)
-        np.testing.assert_allclose(y[k:k + 64], burst, atol=1e-4)
-        return t + k - at, r.tx_lock["epoch"]
+        y, t = r.rx(window + 64, at + window_start)
+        # this burst (random, so told from earlier ones in a window that may reach back before ``at``)
+        found = [k for k in np.flatnonzero(np.abs(y[:window] - burst[0]) < 1e-4)
+                 if np.allclose(y[k:k + 64], burst, atol=1e-4)]
+        assert len(found) == 1, f"burst found {len(found)} times while the lock claims to hold ({status})"
+        return t + int(found[0]) - at, status.lock_epoch
 
-    offset0, epoch0 = send(0, 1_000_000)
+    for _ in range(5):                 # (a slip on a busy host: try again)
+        offset0, epoch0 = send(-500_000, 1_000_000)   # (the constant may be negative: PlutoStream's labels)
+        if offset0 is not None:
+            break
+    assert offset0 is not None, "none of 5 bursts left on time"
     offsets, epochs = [], []
     for _ in range(count):
-        o, e = send(offset0 - 1000, 2000) if r.tx_lock["epoch"] == epoch0 else send(0, 1_000_000)
+        o, e = send(offset0 - 1000, 2000) if r.tx_lock["epoch"] == epoch0 else send(-500_000, 1_000_000)
         if o is not None:
             offsets.append(o)
             epochs.append(e)
@@ -104,11 +105,15 @@ def test_bursts_keep_one_constant_offset(streaming_radio):
     """50 bursts at different lead times: in digital loopback each arrives exactly the same number of samples after
     its ``at`` (the locked TX→RX latency) — std 0 — for as long as the lock holds; a slip (possible on an overloaded
     host) is reported as a new epoch."""
+    load_before = os.getloadavg()[0]
     r = streaming_radio(seed=12, tx_latency_samples=321)
     offset0, epoch0, offsets, epochs = constant_offsets(r, np.random.default_rng(3), 50)
-    assert max(epochs + [epoch0]) == r.settings()["stream_tx_underflows"]   # every slip reported
+    st = r.settings()                     # every slip reported: TX underflows and RX gaps (estimated) each
+    assert r.tx_lock["epoch"] == st["stream_tx_underflows"] + st["stream_rx_gaps"]     # start an epoch
     same = [o for o, e in zip(offsets, epochs) if e == epoch0]
-    assert len(same) >= 10 and set(same) == {offset0}
+    assert set(same) <= {offset0}                            # one constant while the epoch holds, on any host
+    with timing_judged(load_before):                         # enough bursts before a slip: a host not overloaded
+        assert len(same) >= 10
 
 
 def test_host_stall_longer_than_the_kernel_buffers_gives_a_flagged_gap_and_reports_the_lock_lost(streaming_radio):
@@ -117,21 +122,25 @@ def test_host_stall_longer_than_the_kernel_buffers_gives_a_flagged_gap_and_repor
     samples the device really lost (the emulator's record), so the index after it is true to that bound; the TX
     feeder underflowed, so the lock is reported lost with a new epoch; bursts after it again keep one (new) constant
     offset."""
+    load_before = os.getloadavg()[0]
     r = streaming_radio(seed=13, tx_latency_samples=50)
-    emu = r.emulator
+    emu = r.emulator_process
     time.sleep(0.2)
-    gaps_before, emu_gaps_before = len(r.gaps), len(emu.overflow_gaps)
+    gaps_before, emu_gaps_before = len(r.gaps), len(emu.state()["overflow_gaps"])
     emu.stall_host(0.5)
     time.sleep(1.0)
     new = r.gaps[gaps_before:]
     assert new, "no gap flagged"
-    stall_at, restart = emu.overflow_gaps[emu_gaps_before]    # the stall's gap (a loaded host may add small ones)
-    assert abs(new[0][1] - (restart - stall_at)) <= r._stream.gap_uncertainty <= 0.02 * RATE
+    stall_at, restart = emu.state()["overflow_gaps"][emu_gaps_before]   # the stall's (a loaded host may add more)
+    assert abs(new[0][1] - (restart - stall_at)) <= r._stream.gap_uncertainty   # within the stated bound
+    with timing_judged(load_before):       # the bound grows with the refills' latency spread: tight on a host
+        assert r._stream.gap_uncertainty <= 0.02 * RATE                           # that is not overloaded
     index, length = new[0]
     y, t = r.rx(length, index)
     assert np.all(y == 0)                                     # the gap is there, zero-filled, at its index
     lock = r.tx_lock
-    assert not lock["locked"] and lock["epoch"] >= 1 and r.settings()["stream_tx_underflows"] >= 1
+    # reported lost (a new epoch; re-locked at a new constant once RX and TX caught up)
+    assert lock["epoch"] >= 1 and "lost_at" in lock and r.settings()["stream_tx_underflows"] >= 1
     offset0, epoch0, offsets, epochs = constant_offsets(r, np.random.default_rng(4), 5)
     assert set(o for o, e in zip(offsets, epochs) if e == epoch0) <= {offset0}
 
