@@ -394,10 +394,14 @@ class Receiver:
             ph_hdr = self.demodulator.residual_phase(start, ref, eps, 0, n_hdr)
             cpe, slope = self.tracker.track_frames(H[:, pb], np.stack([a.y_hdr for a in acqs])[:, :, pb], ph_hdr,
                                                    Y[:, pb], ph, seg)
-            if np.any(slope):
-                Yd *= cis(-(cpe[:, None] + slope[:, None] * self.tracker.kd32))
-            else:                                   # no timing drift: one phase per symbol
-                Yd *= cis(-cpe)[:, None]
+            # one phase per symbol; the symbols of frames with a significant timing drift also get the slope
+            drift = np.flatnonzero(slope)
+            if drift.size:
+                Yd_drift = Y[drift][:, cfg.data_bins] * cis(-(cpe[drift, None] + slope[drift, None]
+                                                              * self.tracker.kd32))
+            Yd *= cis(-cpe)[:, None]
+            if drift.size:
+                Yd[drift] = Yd_drift
             noise = effective_noise(sigma2, err_var, h2, self.tracker.phase_var(sigma2, H[:, pb], seg.counts + n_hdr))
         h2s = np.maximum(h2, 1e-30).astype(np.float32)
         analog = np.array([h.kind == "analog" for h in hdrs])

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from phy.crc import crc32
 from phy.frame import FrameFormat, FrameHeader, codec_for, modem_for
 from phy.rx.ofdm_demodulation import Segments
 
@@ -202,7 +203,7 @@ class PayloadDecoder:
         except ValueError:
             llr = None
         h0 = hdrs[0]
-        if llr is not None and not (self.defer_decode and h0.code_rate is not None) \
+        if llr is not None and h0.code_rate is not None and not self.defer_decode \
                 and all(h.code_rate == h0.code_rate and h.length == h0.length for h in hdrs):
             n_sym, n_bits, _ = self.plan(h0)            # one shape: the frames are equal rows of the LLRs
             try:
@@ -215,6 +216,7 @@ class PayloadDecoder:
                 pass
         groups: dict[tuple, list[int]] = {}
         rows: list = [None] * n_frames
+        uncoded: list[int] = []
         for f, (h, o) in enumerate(zip(hdrs, offsets.tolist())):
             n_sym, n_bits, _ = self.plan(h)
             if llr is None:                     # some frame's values are bad: each frame on its own
@@ -225,10 +227,25 @@ class PayloadDecoder:
                     continue
             else:
                 rows[f] = llr[o * bps:o * bps + n_bits]
-            if self.defer_decode and h.code_rate is not None:
+            if h.code_rate is None:
+                uncoded.append(f)
+            elif self.defer_decode:
                 extra[f] = {"llr": rows[f].copy()}
-                continue
-            groups.setdefault((h.code_rate, h.length), []).append(f)
+            else:
+                groups.setdefault((h.code_rate, h.length), []).append(f)
+        if uncoded:
+            # uncoded frames of any lengths: the hard decisions of all LLRs at once, then per frame its bytes and
+            # CRC-32 (what DigitalCodec.decode_batch does for one length, without a call per length)
+            hard = llr < 0 if llr is not None and np.isfinite(llr.sum()) else None
+            for f in uncoded:
+                if hard is None and not np.isfinite(rows[f]).all():
+                    stats["payload_error"] += 1           # the decoder refuses non-finite LLRs
+                    continue
+                o, p = int(offsets[f]) * bps, hdrs[f].length
+                data = np.packbits(hard[o:o + 8 * (p + 4)] if hard is not None else rows[f][:8 * (p + 4)] < 0)
+                payload[f] = data[:p].tobytes()
+                crc_ok[f] = crc32(payload[f]) == int.from_bytes(data[p:].tobytes(), "big")
+                stats["payload_crc_fail"] += not crc_ok[f]
         for (rate, length), idx in groups.items():
             codec = codec_for(hdrs[idx[0]].modem, rate)
             try:
