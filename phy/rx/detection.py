@@ -23,6 +23,9 @@ from phy.rx.ofdm_demodulation import rows
 CHUNK_MIN, CHUNK_MAX = 768, 1 << 16
 #: most candidates looked for ahead in one batch
 SPECULATE_MAX = 64
+#: speculate_all guesses that a threshold crossing whose peak is below this share of the current candidate's peak
+#: is no frame (crossings inside frame bodies; a wrong guess costs only time: the scan acquires what it meets)
+SPECULATE_PEAK_RATIO = 0.25
 
 
 class DetectionScan:
@@ -188,17 +191,21 @@ class DetectionScan:
         """:meth:`speculate` for streams whose frames vary in length: the metric of every position from ``i0 + step``
         to the end of the buffer in one call (``step`` is where the shortest possible frame would let the scan
         resume, so no frame is skipped), then the sequential search on its threshold crossings (the candidates
-        inside frame bodies are never asked for by the scan). Sets :attr:`found`; returns (buffer index, P1, P2) of
-        each candidate in stream order."""
+        inside frame bodies are never asked for by the scan). Crossings whose peak is below
+        ``SPECULATE_PEAK_RATIO`` times the candidate's at ``i0`` are guessed to be no frame and passed as the scan
+        passes a rejected candidate (cp + 1 samples after the peak); the scan still acquires any it meets. Sets
+        :attr:`found`; returns (buffer index, P1, P2) of each candidate in stream order."""
         det = self.det
         pos = i0 + step
         out: list[tuple[int, complex, complex]] = []
         found_at: list[tuple[int, int]] = []
         avail = buf.size - det.span + 1 - pos
         if avail > 0:
-            T, P1, P2 = self.metric_from(buf, t0, t0 + pos, avail, ahead=True)
+            T, P1, P2 = self.metric_from(buf, t0, t0 + i0, avail + step, ahead=True)
+            t_min = SPECULATE_PEAK_RATIO * float(T[0])
+            T, P1, P2 = T[step:], P1[step:], P2[step:]
             above = np.flatnonzero(T > det.threshold)       # relative to pos
-            pw, p = det.peak_window, 0
+            pw, p, skip = det.peak_window, 0, det.cfg.cp_len + 1
             for _ in range(SPECULATE_MAX):
                 k = int(np.searchsorted(above, p))
                 if k == above.size:
@@ -209,6 +216,9 @@ class DetectionScan:
                 c = first + int(np.argmax(T[first:first + pw]))
                 if pos + c + need > buf.size:
                     break
+                if T[c] < t_min:            # not guessed to be a frame: pass it as the scan passes a rejected one
+                    p = c + skip
+                    continue
                 out.append((pos + c, complex(P1[c]), complex(P2[c])))
                 found_at.append((t0 + pos + p, t0 + pos + first))
                 p = c + step
