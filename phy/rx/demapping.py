@@ -198,11 +198,13 @@ class PayloadDecoder:
         bps = modem.bits_per_symbol
         n_frames = len(hdrs)
         payload, crc_ok, extra = [None] * n_frames, [False] * n_frames, [{} for _ in range(n_frames)]
+        h0 = hdrs[0]
+        if all(h.code_rate is None for h in hdrs):
+            return self.uncoded(hdrs, X, nv, offsets, stats)
         try:
             llr = modem.demodulate_llr(X, nv)                    # one call for every frame
         except ValueError:
             llr = None
-        h0 = hdrs[0]
         if llr is not None and h0.code_rate is not None and not self.defer_decode \
                 and all(h.code_rate == h0.code_rate and h.length == h0.length for h in hdrs):
             n_sym, n_bits, _ = self.plan(h0)            # one shape: the frames are equal rows of the LLRs
@@ -234,18 +236,14 @@ class PayloadDecoder:
             else:
                 groups.setdefault((h.code_rate, h.length), []).append(f)
         if uncoded:
-            # uncoded frames of any lengths: the hard decisions of all LLRs at once, then per frame its bytes and
-            # CRC-32 (what DigitalCodec.decode_batch does for one length, without a call per length)
             hard = llr < 0 if llr is not None and np.isfinite(llr.sum()) else None
             for f in uncoded:
                 if hard is None and not np.isfinite(rows[f]).all():
                     stats["payload_error"] += 1           # the decoder refuses non-finite LLRs
                     continue
-                o, p = int(offsets[f]) * bps, hdrs[f].length
-                data = np.packbits(hard[o:o + 8 * (p + 4)] if hard is not None else rows[f][:8 * (p + 4)] < 0)
-                payload[f] = data[:p].tobytes()
-                crc_ok[f] = crc32(payload[f]) == int.from_bytes(data[p:].tobytes(), "big")
-                stats["payload_crc_fail"] += not crc_ok[f]
+                o = int(offsets[f]) * bps
+                payload[f], crc_ok[f] = self.check(hdrs[f], hard[o:o + rows[f].size] if hard is not None
+                                                   else rows[f] < 0, stats)
         for (rate, length), idx in groups.items():
             codec = codec_for(hdrs[idx[0]].modem, rate)
             try:
@@ -266,10 +264,54 @@ class PayloadDecoder:
             stats["payload_crc_fail"] += sum(1 for r in res if r is not None and not r[1])
         return payload, crc_ok, extra
 
+    def uncoded(self, hdrs: list[FrameHeader], X: np.ndarray, nv: np.ndarray, offsets: np.ndarray, stats: dict
+                ) -> tuple[list, list, list]:
+        """:meth:`digital` for F uncoded frames of one modulation (any lengths): the signs of the exact LLRs of all
+        symbols at once (:meth:`phy.modulation.QamModem.llr_negative`), then per frame its bytes and CRC-32 (what
+        :meth:`phy.fec.DigitalCodec.decode_batch` does for one length, without a call per length). Frames whose LLRs
+        would not be finite (the decoder refuses them) are payload errors."""
+        modem = modem_for(hdrs[0].modem)
+        bps = modem.bits_per_symbol
+        n_frames = len(hdrs)
+        payload, crc_ok, extra = [None] * n_frames, [False] * n_frames, [{} for _ in range(n_frames)]
+        plans = [self.plan(h) for h in hdrs]
+        with np.errstate(all="ignore"):
+            # |LLR| <= (|y| + largest amplitude)^2 / noise_var: far inside float32 here, so every LLR is finite
+            sure = X.size and np.isfinite(X.sum()) and nv.min() > 0 \
+                and (float(np.abs(X).max()) + 2.0) ** 2 / float(nv.min()) < 1e30
+        hard = None
+        if sure:
+            hard = modem.llr_negative(X, nv)
+        for f, (h, o, (n_sym, n_bits, _)) in enumerate(zip(hdrs, offsets.tolist(), plans)):
+            if hard is not None:
+                bits = hard[o * bps:o * bps + n_bits]
+            else:                               # some frame's values are bad: each frame on its own
+                try:
+                    llr = modem.demodulate_llr(X[o:o + n_sym], nv[o:o + n_sym])[:n_bits]
+                except ValueError:
+                    llr = None
+                if llr is None or not np.isfinite(llr).all():
+                    stats["payload_error"] += 1
+                    continue
+                bits = llr < 0
+            payload[f], crc_ok[f] = self.check(h, bits, stats)
+        return payload, crc_ok, extra
+
+    @staticmethod
+    def check(hdr: FrameHeader, bits: np.ndarray, stats: dict) -> tuple[bytes, bool]:
+        """Payload bytes and CRC-32 check of an uncoded frame from its hard decisions (bool [>= 8 (length + 4)],
+        the payload bits then the CRC's, MSB first); failures are counted in ``stats["payload_crc_fail"]``."""
+        p = hdr.length
+        data = np.packbits(bits[:8 * (p + 4)])
+        payload = data[:p].tobytes()
+        ok = crc32(payload) == int.from_bytes(data[p:].tobytes(), "big")
+        stats["payload_crc_fail"] += not ok
+        return payload, ok
+
     @staticmethod
     def analog(hdrs: list[FrameHeader], X: np.ndarray, nv: np.ndarray, offsets: np.ndarray, stats: dict
                ) -> tuple[list, list, list]:
-        """Real values of F analog frames (any lengths); frames of one length go through one call.
+        """Real values of F analog frames (any lengths), all in one pass (:meth:`phy.analog.AnalogMapper.unpair`).
 
         Parameters
         ----------
@@ -291,23 +333,23 @@ class PayloadDecoder:
         from phy.analog import AnalogMapper
         n_frames = len(hdrs)
         values, nvr, ok = [None] * n_frames, [None] * n_frames, [True] * n_frames
-        groups: dict[int, list[int]] = {}
         for f, h in enumerate(hdrs):
             o, n = int(offsets[f]), -(-h.length // 2)
             v = nv[o:o + n]
             if not (np.isfinite(v).all() and (v >= 0).all()):
                 stats["payload_error"] += 1
                 ok[f] = False
-                continue
-            groups.setdefault(h.length, []).append(f)
-        for length, idx in groups.items():
-            n = -(-length // 2)
-            sl = [slice(int(offsets[f]), int(offsets[f]) + n) for f in idx]
-            vals, nvrs = AnalogMapper().from_symbols_batch(np.stack([X[q] for q in sl]),
-                                                           np.array([hdrs[f].scale for f in idx]), length,
-                                                           np.stack([nv[q] for q in sl]))
-            for j, f in enumerate(idx):
-                values[f], nvr[f] = vals[j], nvrs[j]
+        if any(ok):
+            # every frame's values in one pass over all symbols (frames of any lengths), then per frame its slice
+            scale = np.ones(X.size)
+            for f, h in enumerate(hdrs):
+                scale[int(offsets[f]):int(offsets[f]) + -(-h.length // 2)] = h.scale
+            with np.errstate(invalid="ignore"):
+                x_all, nv_all = AnalogMapper.unpair(X, scale, np.where(np.isfinite(nv), nv, 0))
+            for f, h in enumerate(hdrs):
+                if ok[f]:
+                    o = 2 * int(offsets[f])
+                    values[f], nvr[f] = x_all[o:o + h.length], nv_all[o:o + h.length]
         return values, nvr, ok
 
 
