@@ -6,7 +6,7 @@ kinds of traffic, against the numpy FFT floor of the same stream and GNU Radio 3
 CPU time of this process (``time.process_time``; wall-clock figures are kept as ``*_msps_wall``):
 
 Streams (20 dB SNR, CFO 0.3 subcarrier spacings, fed to :class:`phy.Receiver` in blocks of ``--block`` samples,
-default 65536):
+default 262144):
 
 * ``steady``: back-to-back frames of one shape separated by noise gaps of 10 % of a frame (digital: uncoded 500-byte
   payloads, the size GNU Radio's ``ofdm_tx`` buffers; analog: 8192 reals);
@@ -56,8 +56,9 @@ import numpy as np  # noqa: E402
 
 #: digital payload per frame of the steady and sparse streams (GNU Radio's ofdm_tx cannot buffer much larger packets)
 DIGITAL_BYTES = 500
-#: RX block size (samples per Receiver.process call)
-BLOCK = 1 << 16
+#: RX block size (samples per Receiver.process call; 2^18 = 13 ms at 20 MS/s: numpy call overhead amortized over ~60
+#: wifi64 frames, working arrays still inside the CPU caches)
+BLOCK = 1 << 18
 #: sparse stream: one frame per this many samples
 SPARSE_PERIOD = 1 << 20
 #: mixed stream: share of idle samples
