@@ -92,7 +92,10 @@ class DetectionScan:
         if t_abs + n > t_from:
             i = t_from - t0
             new = det.metric(buf[i:i + t_abs + n - t_from + det.span - 1])
-            rng[1:] = [np.concatenate([a[lo:], b]) for a, b in zip((T, P1, P2), new)]
+            if lo >= T.size:                # nothing kept (the scan's usual step): no copy
+                rng[1:] = list(new)
+            else:
+                rng[1:] = [np.concatenate([a[lo:], b]) for a, b in zip((T, P1, P2), new)]
             rng[0] = t_c + lo
         elif lo:
             rng[1:] = [a[lo:] for a in (T, P1, P2)]
