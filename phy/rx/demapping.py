@@ -148,8 +148,14 @@ class PayloadDecoder:
         payload, crc_ok, extra : lists (digital frames; None, True, {} elsewhere)
         """
         n_frames, nd = len(hdrs), X.shape[1]
-        Xf, nvf = X.reshape(-1), seg.rows(nv).reshape(-1)
-        cut = [slice(o * nd, o * nd + n) for o, n in zip(seg.offsets.tolist(), n_cells.tolist())]
+        k = seg.uniform
+        if k and (n_cells == n_cells[0]).all():     # one shape: frames are rows, their cells a column range
+            n = int(n_cells[0])
+            x_rows = X.reshape(n_frames, k * nd)[:, :n]
+            nv_rows = np.broadcast_to(nv[:, None, :], (n_frames, k, nd)).reshape(n_frames, k * nd)[:, :n]
+        else:
+            Xf, nvf = X.reshape(-1), seg.rows(nv).reshape(-1)
+            cut = [slice(o * nd, o * nd + n) for o, n in zip(seg.offsets.tolist(), n_cells.tolist())]
         values, nvr = [None] * n_frames, [None] * n_frames
         payload, crc_ok, extra = [None] * n_frames, [True] * n_frames, [{} for _ in range(n_frames)]
         symbols, symbol_nv = [None] * n_frames, [None] * n_frames
@@ -158,8 +164,12 @@ class PayloadDecoder:
             groups.setdefault("analog" if h.kind == "analog" else h.modem, []).append(f)
         for key, idx in groups.items():
             part = Segments(n_cells[idx])
-            xg = np.concatenate([Xf[cut[f]] for f in idx])
-            nvg = np.concatenate([nvf[cut[f]] for f in idx])
+            if k and (n_cells == n_cells[0]).all():
+                sel = slice(None) if len(idx) == n_frames else idx
+                xg, nvg = x_rows[sel].reshape(-1), nv_rows[sel].reshape(-1)
+            else:
+                xg = np.concatenate([Xf[cut[f]] for f in idx])
+                nvg = np.concatenate([nvf[cut[f]] for f in idx])
             for f, o, n in zip(idx, part.offsets.tolist(), part.counts.tolist()):
                 symbols[f], symbol_nv[f] = xg[o:o + n], nvg[o:o + n]
             args = ([hdrs[f] for f in idx], xg, nvg, part.offsets, stats)
@@ -241,9 +251,9 @@ class PayloadDecoder:
                 if hard is None and not np.isfinite(rows[f]).all():
                     stats["payload_error"] += 1           # the decoder refuses non-finite LLRs
                     continue
-                o = int(offsets[f]) * bps
-                payload[f], crc_ok[f] = self.check(hdrs[f], hard[o:o + rows[f].size] if hard is not None
-                                                   else rows[f] < 0, stats)
+                o, p = int(offsets[f]) * bps, hdrs[f].length
+                bits = hard[o:o + 8 * (p + 4)] if hard is not None else rows[f][:8 * (p + 4)] < 0
+                payload[f], crc_ok[f] = self.check(p, np.packbits(bits), stats)
         for (rate, length), idx in groups.items():
             codec = codec_for(hdrs[idx[0]].modem, rate)
             try:
@@ -275,13 +285,23 @@ class PayloadDecoder:
         n_frames = len(hdrs)
         payload, crc_ok, extra = [None] * n_frames, [False] * n_frames, [{} for _ in range(n_frames)]
         plans = [self.plan(h) for h in hdrs]
+        hard = None
         with np.errstate(all="ignore"):
             # |LLR| <= (|y| + largest amplitude)^2 / noise_var: far inside float32 here, so every LLR is finite
-            sure = X.size and np.isfinite(X.sum()) and nv.min() > 0 \
-                and (float(np.abs(X).max()) + 2.0) ** 2 / float(nv.min()) < 1e30
-        hard = None
-        if sure:
-            hard = modem.llr_negative(X, nv)
+            if X.size and nv.min() > 0 and (float(np.abs(np.ascontiguousarray(X).view(X.real.dtype)).max()) + 2.0) \
+                    ** 2 < 1e30 * float(nv.min()):
+                try:
+                    hard = modem.llr_negative(X, nv)
+                except ValueError:
+                    pass
+        p = hdrs[0].length
+        if hard is not None and all(h.length == p for h in hdrs) and offsets[0] == 0 \
+                and X.size == n_frames * plans[0][0] and (np.diff(offsets) == plans[0][0]).all():
+            # one length, back to back: the frames are rows, one packbits
+            data = np.packbits(hard.reshape(n_frames, -1)[:, :8 * (p + 4)], axis=1)
+            for f, row in enumerate(data):
+                payload[f], crc_ok[f] = self.check(p, row, stats)
+            return payload, crc_ok, extra
         for f, (h, o, (n_sym, n_bits, _)) in enumerate(zip(hdrs, offsets.tolist(), plans)):
             if hard is not None:
                 bits = hard[o * bps:o * bps + n_bits]
@@ -294,15 +314,15 @@ class PayloadDecoder:
                     stats["payload_error"] += 1
                     continue
                 bits = llr < 0
-            payload[f], crc_ok[f] = self.check(h, bits, stats)
+            payload[f], crc_ok[f] = self.check(h.length, np.packbits(bits[:8 * (h.length + 4)]), stats)
         return payload, crc_ok, extra
 
     @staticmethod
-    def check(hdr: FrameHeader, bits: np.ndarray, stats: dict) -> tuple[bytes, bool]:
-        """Payload bytes and CRC-32 check of an uncoded frame from its hard decisions (bool [>= 8 (length + 4)],
-        the payload bits then the CRC's, MSB first); failures are counted in ``stats["payload_crc_fail"]``."""
-        p = hdr.length
-        data = np.packbits(bits[:8 * (p + 4)])
+    def check(length: int, data: np.ndarray, stats: dict) -> tuple[bytes, bool]:
+        """Payload bytes and CRC-32 check of an uncoded frame of ``length`` bytes from its packed hard decisions
+        (uint8 [length + 4]: the payload, then its CRC-32 big-endian); failures are counted in
+        ``stats["payload_crc_fail"]``."""
+        p = length
         payload = data[:p].tobytes()
         ok = crc32(payload) == int.from_bytes(data[p:].tobytes(), "big")
         stats["payload_crc_fail"] += not ok
