@@ -373,6 +373,17 @@ class PayloadDecoder:
         return values, nvr, ok
 
 
+def frames_out(hdrs: list[FrameHeader], decoded: tuple[list, ...], **per_frame: list) -> list[RxFrame]:
+    """The :class:`RxFrame` of each of F frames from their headers, :meth:`PayloadDecoder.decode`'s lists and the
+    other fields as lists [F] (``t_start``, ``snr_db``, ``cfo_hz``, ``channel``, ``n_samples``, ``noise_power``)."""
+    symbols, symbol_nv, values, nvr, payload, crc_ok, extra = decoded
+    cols = [per_frame[k] for k in ("t_start", "snr_db", "cfo_hz", "channel", "n_samples", "noise_power")]
+    return [RxFrame(t_start=t, seq=h.seq, kind=h.kind, values=values[f], noise_var=nvr[f], payload=payload[f],
+                    crc_ok=crc_ok[f], snr_db=snr, cfo_hz=cfo, symbols=symbols[f], symbol_noise_var=symbol_nv[f],
+                    channel=ch, header=h, n_samples=n_s, noise_power=p, extra=extra[f])
+            for f, (h, t, snr, cfo, ch, n_s, p) in enumerate(zip(hdrs, *cols))]
+
+
 def decode_frames(frames) -> int:
     """Decode frames returned by receivers made with ``defer_decode=True``.
 

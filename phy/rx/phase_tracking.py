@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from phy.frame import FrameFormat
+from phy.frame import FrameFormat, modem_for
 from phy.ofdm import OfdmConfig
 from phy.rx.ofdm_demodulation import Segments, cis
 
@@ -208,6 +208,40 @@ class PilotTracker:
         return (sigma2 / (2 * np.maximum(hp2, 1e-30)))[:, None] \
             * (self._phase_var_shape[None, :] / np.maximum(np.asarray(n_tot) / 2, 1.0)[:, None]
                + (1.0 / (w * self.cfg.n_pilots) if w > 1 else 0.0))
+
+    def derotate(self, Yd: np.ndarray, cpe: np.ndarray, slope: np.ndarray) -> np.ndarray:
+        """Remove the tracked phase from the data subcarriers, in place: ``Yd *= exp(-j (cpe + slope k))``.
+
+        Parameters
+        ----------
+        Yd : complex64 ndarray [T, n_data]
+            Data subcarriers of T OFDM symbols (modified and returned).
+        cpe, slope : float64 ndarray [T]
+            :meth:`track_frames`'s phase (radians) and slope (radians per subcarrier); the slope is zero for most
+            symbols (kept only where significant), which then take one phase per symbol.
+
+        Returns
+        -------
+        complex64 ndarray [T, n_data]
+            ``Yd``.
+        """
+        drift = np.flatnonzero(slope)
+        if drift.size:
+            tilted = Yd[drift] * cis(-(cpe[drift, None] + slope[drift, None] * self.kd32))
+        Yd *= cis(-cpe)[:, None]
+        if drift.size:
+            Yd[drift] = tilted
+        return Yd
+
+    def refine(self, X: np.ndarray, h2: np.ndarray, modems: list[str], sel: np.ndarray, seg: Segments,
+               n_cells: np.ndarray) -> None:
+        """:meth:`decision_directed` in place for the frames ``sel`` (bool [F]) of F equalized frames (rows ``seg``
+        of ``X`` complex64 [T, n_data]), one call per modulation (``modems`` [F] names, ``h2`` float32 [F, n_data],
+        ``n_cells`` int [F] data cells per frame)."""
+        for modem in {modems[f] for f in np.flatnonzero(sel)}:
+            frames = np.flatnonzero(sel & np.array([m == modem for m in modems]))
+            sub, rws = seg.select(frames)
+            X[rws] = self.decision_directed(X[rws], h2[frames], modem_for(modem), sub, n_cells[frames])
 
     @staticmethod
     def decision_directed(X: np.ndarray, h2: np.ndarray, modem, seg: Segments, n_cells: np.ndarray) -> np.ndarray:
