@@ -195,9 +195,9 @@ class DetectionScan:
         to the end of the buffer in one call (``step`` is where the shortest possible frame would let the scan
         resume, so no frame is skipped), then the sequential search on its threshold crossings (the candidates
         inside frame bodies are never asked for by the scan). Crossings whose peak is below
-        ``SPECULATE_PEAK_RATIO`` times the candidate's at ``i0`` are guessed to be no frame and passed as the scan
-        passes a rejected candidate (cp + 1 samples after the peak); the scan still acquires any it meets. Sets
-        :attr:`found`; returns (buffer index, P1, P2) of each candidate in stream order."""
+        ``SPECULATE_PEAK_RATIO`` times the candidate's at ``i0`` are guessed to be no frame and passed over (the scan
+        still acquires any it meets). Sets :attr:`found`; returns (buffer index, P1, P2) of each candidate in stream
+        order."""
         det = self.det
         pos = i0 + step
         out: list[tuple[int, complex, complex]] = []
@@ -207,23 +207,29 @@ class DetectionScan:
             T, P1, P2 = self.metric_from(buf, t0, t0 + i0, avail + step, ahead=True)
             t_min = SPECULATE_PEAK_RATIO * float(T[0])
             T, P1, P2 = T[step:], P1[step:], P2[step:]
-            above = np.flatnonzero(T > det.threshold)       # relative to pos
-            pw, p, skip = det.peak_window, 0, det.cfg.cp_len + 1
-            for _ in range(SPECULATE_MAX):
-                k = int(np.searchsorted(above, p))
-                if k == above.size:
+            above = np.flatnonzero(T > det.threshold)       # threshold crossings, relative to pos
+            pw, p = det.peak_window, 0
+            # the crossings whose peak (the largest T within pw from them) reaches t_min, all at once
+            strong = np.flatnonzero(T >= t_min)
+            j = np.searchsorted(strong, above)
+            likely = np.flatnonzero((j < strong.size) & (strong[np.minimum(j, strong.size - 1)] < above + pw)) \
+                if strong.size else np.zeros(0, np.int64)
+            while len(out) < SPECULATE_MAX:
+                k = int(np.searchsorted(above, p))          # the first crossing from p
+                q = int(np.searchsorted(likely, k))
+                if q == likely.size:
                     break
-                first = int(above[k])
+                k1 = int(likely[q])                         # the first likely frame among the crossings from p
+                first = int(above[k1])
                 if first + pw > T.size:
                     break
                 c = first + int(np.argmax(T[first:first + pw]))
                 if pos + c + need > buf.size:
                     break
-                if T[c] < t_min:            # not guessed to be a frame: pass it as the scan passes a rejected one
-                    p = c + skip
-                    continue
+                # the scan searching from a finds this crossing first (no crossing between a and it)
+                a = p if k1 == k else int(above[k1 - 1]) + 1
                 out.append((pos + c, complex(P1[c]), complex(P2[c])))
-                found_at.append((t0 + pos + p, t0 + pos + first))
+                found_at.append((t0 + pos + a, t0 + pos + first))
                 p = c + step
         self.found = [(a, b, t0 + c[0], c[1], c[2]) for (a, b), c in zip(found_at, out)]
         return out

@@ -58,6 +58,35 @@ def rows(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     return view[starts]
 
 
+def row_sum(x: np.ndarray) -> np.ndarray:
+    """``x.sum(axis=1)`` for rows of up to 8 elements (e.g. the pilots of an OFDM symbol) as a few whole-column adds, in
+    numpy's summation order (the same numbers), several times faster than numpy's reduction over a short axis.
+
+    Parameters
+    ----------
+    x : float or complex ndarray [T, n]
+
+    Returns
+    -------
+    ndarray [T], dtype of ``x``
+    """
+    n = x.shape[1]
+    if n > 8 or n == 0:
+        return x.sum(axis=1)
+    col = [x[:, j] for j in range(n)]
+    if np.iscomplexobj(x) and n == 8:        # numpy sums complex rows as 2n floats, 8 accumulators
+        return ((col[0] + col[4]) + (col[1] + col[5])) + ((col[2] + col[6]) + (col[3] + col[7]))
+    if np.iscomplexobj(x) and n >= 4:
+        out, rest = (col[0] + col[1]) + (col[2] + col[3]), col[4:]
+    elif n == 8:
+        return ((col[0] + col[1]) + (col[2] + col[3])) + ((col[4] + col[5]) + (col[6] + col[7]))
+    else:
+        out, rest = (col[0] + col[1] if n > 1 else col[0].copy()), col[2:]
+    for v in rest:
+        out += v
+    return out
+
+
 class Segments:
     """F consecutive segments of a flat row axis (frames of different lengths batched without padding): frame f owns
     rows ``offsets[f] .. offsets[f] + counts[f] - 1``.

@@ -304,3 +304,31 @@ def test_uncoded_demapping_equals_the_codec_and_isolates_bad_frames(rng, modem, 
     got = dec.digital(hdrs, X, nv, offsets, stats)
     assert stats["payload_error"] == 1 and got[0][1] is None and got[1][1] is False
     assert [(got[0][f], got[1][f]) for f in (0, 2)] == [want[0], want[2]]
+
+
+def test_speculate_all_claims_are_the_scans_findings(rng):
+    """Every look-ahead entry (search start a, first crossing b, candidate c) of speculate_all is what the scan would
+    find searching from a: no threshold crossing in [a, b), a crossing at b, c the peak within the peak window from b
+    - also where crossings inside frame bodies (64-QAM and analog payloads at 30 dB) are passed over as unlikely
+    frames - and every frame that follows is among the candidates."""
+    fb = FrameBuilder(WIFI)
+    frames = []
+    for i in range(12):
+        if i % 2:
+            frames.append(fb.build_analog(rng.standard_normal(int(rng.integers(100, 3000))), seq=i))
+        else:
+            frames.append(fb.build_digital(rng.integers(0, 256, int(rng.integers(20, 600)), dtype=np.uint8).tobytes(),
+                                           seq=i, modem="64qam", code_rate=None))
+    x, starts = chan.stream(frames, 150, lead=60)
+    x = chan.awgn(x, 30.0, rng)
+    det = SchmidlCoxDetector(WIFI)
+    scan = DetectionScan(det)
+    T, P1, _ = det.metric(x)
+    first = det.first_candidate(T)[0]
+    got = scan.speculate_all(x, 0, first, FMT.frame_len(1) - 32, FMT.preamble_len + FMT.header_len + 16)
+    assert len(scan.found) == len(got) >= len(frames) - 1
+    for (a, b, c, p1, _), g in zip(scan.found, got):
+        assert not (T[a:b] > det.threshold).any() and T[b] > det.threshold
+        assert c == g[0] == b + int(np.argmax(T[b:b + det.peak_window])) and np.complex64(p1) == P1[c]
+    cands = np.array([g[0] for g in got])
+    assert all(np.min(np.abs(cands - s)) <= 20 for s in starts[1:])
