@@ -131,11 +131,29 @@ class AnalogMapper:
         if length < 0 or (length + 1) // 2 != y.shape[1]:
             raise ValueError(f"length={length} needs ceil(length/2) == y.shape[1] = {y.shape[1]} symbols")
         nv = _broadcast_noise(noise_var, y.shape)
-        pairs = np.empty((y.shape[0], 2 * y.shape[1]), dtype=np.float64)
-        pairs[:, 0::2] = y.real
-        pairs[:, 1::2] = y.imag
-        x_hat = (pairs[:, :length] / sc[:, None]).astype(np.float32)
-        nv_real = np.repeat(nv / (2.0 * sc**2)[:, None], 2, axis=1)[:, :length].astype(np.float32)
+        x_hat, nv_real = self.unpair(y.reshape(-1), np.repeat(sc, y.shape[1]), nv.reshape(-1))
+        n2 = 2 * y.shape[1]
+        return x_hat.reshape(y.shape[0], n2)[:, :length], nv_real.reshape(y.shape[0], n2)[:, :length]
+
+    @staticmethod
+    def unpair(y: np.ndarray, scale: np.ndarray, noise_var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The two real values of each symbol and their noise variances, symbol by symbol (frames of any lengths
+        concatenated; no checks: see :meth:`from_symbols_batch`).
+
+        Args:
+            y: complex array [S].
+            scale: float64 [S], the scale of each symbol's frame (finite, > 0).
+            noise_var: float [S] complex noise variance per symbol (finite, >= 0).
+
+        Returns:
+            (x_hat float32[2 S], noise_var_real float32[2 S]): ``(Re y_s, Im y_s) / scale_s`` and
+            ``noise_var_s / (2 scale_s^2)`` twice.
+        """
+        pairs = np.empty((y.size, 2), dtype=np.float64)
+        pairs[:, 0] = y.real
+        pairs[:, 1] = y.imag
+        x_hat = (pairs / scale[:, None]).astype(np.float32).reshape(-1)
+        nv_real = np.repeat(np.asarray(noise_var, dtype=np.float64) / (2.0 * scale**2), 2).astype(np.float32)
         return x_hat, nv_real
 
 

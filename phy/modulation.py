@@ -227,21 +227,7 @@ class QamModem:
         """
         if method not in ("exact", "maxlog"):
             raise ValueError(f"method={method!r} is unknown; expected 'exact' or 'maxlog'")
-        y = np.asarray(y)
-        if y.ndim == 0:
-            raise ValueError("y must have at least one axis [..., n]; got a scalar")
-        with np.errstate(over="ignore", invalid="ignore"):      # a finite sum rules out NaN/inf cheaply
-            finite = bool(np.isfinite(y.sum())) or bool(np.all(np.isfinite(y)))
-        if not finite:
-            raise ValueError(f"y contains {int(np.sum(~np.isfinite(y)))} non-finite values (NaN/inf); expected finite")
-        nv = np.asarray(noise_var, dtype=np.float32)
-        if nv.size and not (nv.min() > 0 and nv.max() < np.inf):                # NaN fails the first test
-            raise ValueError(f"noise_var must be finite and > 0; got min {nv.min()!r}")
-        try:
-            inv = np.broadcast_to(1.0 / nv, y.shape)
-        except ValueError:
-            raise ValueError(f"noise_var shape {nv.shape} does not broadcast to y shape {y.shape}") from None
-        y = y.astype(np.complex64, copy=False)
+        y, inv = self._checked(y, noise_var)
         m = self.bits_per_symbol
         out_shape = (*y.shape[:-1], y.shape[-1] * m)
         if self.order == 2:
@@ -258,6 +244,55 @@ class QamModem:
         out[..., 0::2] = self._axis_llr(y.real, inv, method)
         out[..., 1::2] = self._axis_llr(y.imag, inv, method)
         return out.reshape(out_shape)
+
+    def llr_negative(self, y: np.ndarray, noise_var: float | np.ndarray) -> np.ndarray:
+        """``demodulate_llr(y, noise_var) < 0`` (exact log-MAP): the bitwise MAP hard decisions, e.g. of uncoded
+        payloads, computed faster.
+
+        On an axis of L levels each log-sum-exp over the L/2 levels of one bit value lies between its largest term and
+        that plus log(L/2), so the exact LLR and its max-log approximation differ by at most log(L/2): where
+        |max-log| > log(L/2) + 1 both have its sign, and only the other values go through the exact demapper.
+
+        Args:
+            y, noise_var: as :meth:`demodulate_llr` (and the same ``ValueError``).
+
+        Returns:
+            bool[..., m*n] (True: bit 1 more likely).
+        """
+        if self.order <= 4:
+            return self.demodulate_llr(y, noise_var) < 0
+        y, inv = self._checked(y, noise_var)
+        m, p = self.bits_per_symbol, self._axis_bits
+        margin = np.float32(np.log(self._levels.size / 2) + 1.0)
+        invf = np.ascontiguousarray(inv, dtype=np.float32).reshape(-1)
+        out = np.empty((*y.shape, m), dtype=bool)
+        for axis, r in ((0, y.real), (1, y.imag)):
+            rf = np.ascontiguousarray(r).reshape(-1)
+            ml = self._axis_llr(rf, invf, "maxlog")                                   # [N, p]
+            neg = ml < 0
+            near = np.flatnonzero((np.abs(ml) <= margin).any(axis=1))
+            if near.size:
+                neg[near] = self._axis_llr(rf[near], invf[near], "exact") < 0
+            out[..., axis::2] = neg.reshape(*y.shape, p)
+        return out.reshape(*y.shape[:-1], y.shape[-1] * m)
+
+    def _checked(self, y, noise_var) -> tuple[np.ndarray, np.ndarray]:
+        """(y complex64 [..., n], 1 / noise_var float32 broadcast to y), or ValueError (see :meth:`demodulate_llr`)."""
+        y = np.asarray(y)
+        if y.ndim == 0:
+            raise ValueError("y must have at least one axis [..., n]; got a scalar")
+        with np.errstate(over="ignore", invalid="ignore"):      # a finite sum rules out NaN/inf cheaply
+            finite = bool(np.isfinite(y.sum())) or bool(np.all(np.isfinite(y)))
+        if not finite:
+            raise ValueError(f"y contains {int(np.sum(~np.isfinite(y)))} non-finite values (NaN/inf); expected finite")
+        nv = np.asarray(noise_var, dtype=np.float32)
+        if nv.size and not (nv.min() > 0 and nv.max() < np.inf):                # NaN fails the first test
+            raise ValueError(f"noise_var must be finite and > 0; got min {nv.min()!r}")
+        try:
+            inv = np.broadcast_to(1.0 / nv, y.shape)
+        except ValueError:
+            raise ValueError(f"noise_var shape {nv.shape} does not broadcast to y shape {y.shape}") from None
+        return y.astype(np.complex64, copy=False), inv
 
     def _axis_llr(self, r: np.ndarray, inv: np.ndarray, method: str) -> np.ndarray:
         """LLRs of one PAM axis. r: float32[...], inv = 1/N0 broadcast to r. Returns float32[..., p].

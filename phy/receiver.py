@@ -27,11 +27,11 @@ import math
 import numpy as np
 
 from phy.detector import SchmidlCoxDetector
-from phy.frame import frame_format, modem_for
+from phy.frame import frame_format
 from phy.ofdm import OfdmConfig
 from phy.rx.acquisition import Acquisition, LtsAcquisition, cfo_crlb_hz, genie_acquisition
 from phy.rx.channel_estimation import LtsChannelEstimator
-from phy.rx.demapping import PayloadDecoder, RxFrame, decode_frames
+from phy.rx.demapping import PayloadDecoder, RxFrame, decode_frames, frames_out
 from phy.rx.detection import CHUNK_MAX, CHUNK_MIN, DetectionScan
 from phy.rx.equalization import effective_noise, equalize
 from phy.rx.header import decode_header, decode_header_symbols
@@ -44,6 +44,8 @@ __all__ = ["Receiver", "RxFrame", "cfo_crlb_hz", "decode_frames"]
 DD_MAX_SNR = 10.0
 #: frames of the last length in a row before the speculation guesses lengths again after a frame of another length
 IRREGULAR_HOLD = 16
+#: longer blocks are processed in pieces of this many samples (measured fastest: wifi64, 2^16 .. 2^20)
+PROCESS_BLOCK = 1 << 18
 
 STAT_KEYS = ("samples", "nonfinite_samples", "gaps", "candidates", "detected", "rejected", "header_crc_fail",
              "header_invalid", "truncated", "frames", "payload_crc_fail", "payload_error")
@@ -57,12 +59,10 @@ class Receiver:
     Parameters
     ----------
     cfg : OfdmConfig
-    false_alarm_rate : float
-        Expected false frames per ``fa_window`` samples of pure noise (default 1e-4 per 4096 samples).
+    false_alarm_rate, fa_window : float, int
+        Expected false frames per ``fa_window`` samples (a typical frame length) of pure noise (default 1e-4 / 4096).
     equalizer : "mmse" | "zf"
         Analog payloads: MMSE (default) or ZF; digital payloads always use the unbiased (ZF) estimate.
-    fa_window : int
-        Samples per false-alarm unit (a typical frame length).
     detect_pfa : float
         Per-sample null probability of the first-stage detector (candidates are verified afterwards).
     max_cfo_subcarriers : float
@@ -79,14 +79,11 @@ class Receiver:
         Digital payloads: refine the common phase with the data decisions after pilot tracking (default True;
         applied when the estimated SNR is below 10 dB, where the pilots alone leave a costly phase error).
     defer_decode : bool
-        LDPC-coded digital frames are returned undecoded: ``payload`` None, ``crc_ok`` False and
-        ``extra["llr"]`` float32 [n_coded_bits]; :func:`decode_frames` then decodes many such frames - from this and
-        other receivers - in one batched LDPC call per payload shape (their CRC failures are not counted in
-        ``stats``). Uncoded and analog frames are unaffected. Default False.
+        LDPC-coded digital frames come back undecoded (``payload`` None, ``crc_ok`` False, ``extra["llr"]``) for
+        :func:`decode_frames` (one batched LDPC call per payload shape over any receivers' frames). Default False.
     genie : dict or None
-        Test hook: ``{"channel": complex [N] per FFT bin or scalar, "noise_var": float, "cfo_hz": float,
-        "frame_starts": int array}``; the receiver then uses these instead of its estimates (timing: the nearest true
-        frame start) and disables pilot tracking.
+        Test hook (:func:`phy.rx.acquisition.genie_acquisition`): known channel, noise, CFO and frame starts are used
+        instead of the estimates; no pilot tracking.
 
     ``process(samples, t0=None) -> list[RxFrame]``; ``flush() -> list[RxFrame]``; ``stats`` dict of counters.
     """
@@ -105,16 +102,11 @@ class Receiver:
             raise ValueError(f"max_cfo_subcarriers = {max_cfo_subcarriers!r}: expected >= 0.5")
         if int(pilot_smoothing) < 1 or int(pilot_smoothing) % 2 == 0:
             raise ValueError(f"pilot_smoothing = {pilot_smoothing!r}: expected an odd integer >= 1")
-        self.cfg = cfg
-        self.fmt = fmt = frame_format(cfg)
-        self.equalizer = equalizer
-        self.false_alarm_rate = float(false_alarm_rate)
-        self.max_cfo = float(max_cfo_subcarriers)
-        self.pilot_smoothing = int(pilot_smoothing)
-        self.max_payload_symbols = int(max_payload_symbols)
-        self.tap_threshold = float(tap_threshold)
-        self.genie = genie
-        self.decision_directed = bool(decision_directed)
+        self.cfg, self.fmt, self.equalizer, self.genie = cfg, frame_format(cfg), equalizer, genie
+        fmt = self.fmt
+        self.false_alarm_rate, self.max_cfo = float(false_alarm_rate), float(max_cfo_subcarriers)
+        self.pilot_smoothing, self.max_payload_symbols = int(pilot_smoothing), int(max_payload_symbols)
+        self.tap_threshold, self.decision_directed = float(tap_threshold), bool(decision_directed)
         self.defer_decode = bool(defer_decode)
         self.backoff = max(1, cfg.cp_len // 4)        # FFT windows start this many samples inside the CP
         # the stages
@@ -127,18 +119,16 @@ class Receiver:
         self.decoder = PayloadDecoder(fmt, self.max_payload_symbols, self.defer_decode)
         self.search = self.acquisition.search
         self.lts_threshold = self.acquisition.lts_threshold
-        self._backoff_phase = np.exp(2j * np.pi * np.fft.fftfreq(cfg.fft_size, 1.0 / cfg.fft_size) * self.backoff
-                                     / cfg.fft_size)
+        k = np.fft.fftfreq(cfg.fft_size, 1.0 / cfg.fft_size)
+        self._backoff_phase = np.exp(2j * np.pi * k * self.backoff / cfg.fft_size)
         self.reset()
 
     # ------------------------------------------------------------------ stream state
     def reset(self) -> None:
         """Forget the stream and zero the counters."""
         self._buf = np.zeros(0, np.complex64)
-        self._t0 = 0            # sample time of _buf[0]
-        self._scan = 0          # sample time of the next candidate position to examine
-        self._next_t = None     # expected t0 of the next block
-        self._pending = None    # (time of candidate, p1, p2) waiting for more samples
+        self._t0 = self._scan = 0   # sample times of _buf[0] and of the next candidate position to examine
+        self._next_t, self._pending = None, None  # expected t0 of the next block; (candidate time, p1, p2) waiting
         self._acq_cache = None  # (candidate time, Acquisition, n_pay) of a frame whose payload is still arriving
         self._failed: list[int] = []  # frame starts whose header failed recently (not re-counted)
         self._ready: list[tuple[Acquisition, int]] = []  # complete frames (acquisition, payload symbols) to demodulate
@@ -149,9 +139,7 @@ class Receiver:
         self.stats = {k: 0 for k in STAT_KEYS}
 
     def _drop_stream(self) -> None:
-        self._pending = None
-        self._acq_cache = None
-        self._spec = {}
+        self._pending, self._acq_cache, self._spec = None, None, {}
         self.scan.drop()
 
     def flush(self) -> list[RxFrame]:
@@ -187,6 +175,9 @@ class Receiver:
             raise ValueError(f"t0 = {t0!r}: expected an integer sample time or None")
         if arr.size == 0:
             return []
+        if arr.size > PROCESS_BLOCK:        # the same frames, with the working arrays kept inside the CPU caches
+            return [f for a in range(0, arr.size, PROCESS_BLOCK)
+                    for f in self.process(arr[a:a + PROCESS_BLOCK], t0 if a == 0 else None)]
         with np.errstate(all="ignore"):
             # values beyond float32 range become inf and are zeroed below; the block is copied into the buffer
             # anyway, so complex64 input is not copied here (a finite sum rules out non-finite samples cheaply)
@@ -289,7 +280,10 @@ class Receiver:
             if t_acq in self._failed:        # this very preamble was already tried: keep scanning
                 return t_cand + cfg.cp_len + 1
             self.stats["detected"] += 1
-            hdr, y_hdr = (acq.header, acq.y_hdr) if acq.hdr_done else self._genie_header(acq)
+            if not acq.hdr_done:    # genie: header FFT with the known phase, no pilot correction
+                acq.y_hdr, ph = self.demodulator.symbols_one(self._buf, acq.start, acq.eps, acq.ref, 0, fmt.n_hdr_symbols)
+                acq.header = decode_header_symbols(fmt, acq.y_hdr[None], acq.H[None], ph[None])[0]
+            hdr, y_hdr = acq.header, acq.y_hdr
             plan = None if hdr is None else self.decoder.plan(hdr)
             n_pay = None if plan is None else plan[2]
             if n_pay is None:
@@ -331,13 +325,11 @@ class Receiver:
             # end, so that no frame is skipped, with the metric of the rest of the buffer in one call
             if any(t > self._t0 + i0 for t in self._spec):
                 self._irregular = IRREGULAR_HOLD
-            need = self.fmt.preamble_len + self.fmt.header_len + self.search
+            need, back = self.fmt.preamble_len + self.fmt.header_len + self.search, self.cfg.cp_len + self.search
             if self._irregular:
-                cands += self.scan.speculate_all(self._buf, self._t0, i0,
-                                                 self.fmt.frame_len(1) - self.cfg.cp_len - self.search, need)
+                cands += self.scan.speculate_all(self._buf, self._t0, i0, self.fmt.frame_len(1) - back, need)
             else:
-                cands += self.scan.speculate(self._buf, self._t0, i0,
-                                             self._len_guess - self.cfg.cp_len - self.search, need, True)
+                cands += self.scan.speculate(self._buf, self._t0, i0, self._len_guess - back, need, True)
         acqs = self._acquire_batch(cands)
         self._spec = {self._t0 + c[0]: (c[1], c[2], a, self._t0) for c, a in zip(cands[1:], acqs[1:])}
         return acqs[0]
@@ -360,11 +352,6 @@ class Receiver:
             out[f] = Acquisition(start=st, eps=ep, H=H[j], sigma2=s2_j, err_var=err_var[j], snr=snr_j, ref=ref_j,
                                  y_hdr=Y[j, 2:], header=hdrs[j], hdr_done=True)
         return out
-
-    def _genie_header(self, acq: Acquisition):
-        """Header (or None) and header FFT of a genie acquisition: known phase, no pilot correction."""
-        Y, ph = self.demodulator.symbols_one(self._buf, acq.start, acq.eps, acq.ref, 0, self.fmt.n_hdr_symbols)
-        return decode_header_symbols(self.fmt, Y[None], acq.H[None], ph[None])[0], Y
 
     # ------------------------------------------------------------------ batching: payloads
     def _decode_ready(self) -> list[RxFrame]:
@@ -394,10 +381,7 @@ class Receiver:
             ph_hdr = self.demodulator.residual_phase(start, ref, eps, 0, n_hdr)
             cpe, slope = self.tracker.track_frames(H[:, pb], np.stack([a.y_hdr for a in acqs])[:, :, pb], ph_hdr,
                                                    Y[:, pb], ph, seg)
-            if np.any(slope):
-                Yd *= cis(-(cpe[:, None] + slope[:, None] * self.tracker.kd32))
-            else:                                   # no timing drift: one phase per symbol
-                Yd *= cis(-cpe)[:, None]
+            self.tracker.derotate(Yd, cpe, slope)
             noise = effective_noise(sigma2, err_var, h2, self.tracker.phase_var(sigma2, H[:, pb], seg.counts + n_hdr))
         h2s = np.maximum(h2, 1e-30).astype(np.float32)
         analog = np.array([h.kind == "analog" for h in hdrs])
@@ -406,16 +390,10 @@ class Receiver:
         # (above ~10 dB the frame-wide pilot fit is already accurate to ~0.02 rad: skip the extra pass)
         if not genie and self.decision_directed:
             low = ~analog & np.array([a.snr < DD_MAX_SNR for a in acqs])
-            for modem in {hdrs[f].modem for f in np.flatnonzero(low)}:
-                sel = np.flatnonzero(low & np.array([h.modem == modem for h in hdrs]))
-                sub, rws = seg.select(sel)
-                X[rws] = self.tracker.decision_directed(X[rws], h2s[sel], modem_for(modem), sub, n_cells[sel])
-        symbols, symbol_nv, values, nvr, payload, crc_ok, extra = self.decoder.decode(hdrs, X, nv_k, seg, n_cells,
-                                                                                     self.stats)
-        channel = list((H * self._backoff_phase).astype(np.complex64))
-        fields = zip(acqs, hdrs, (start + self._t0).tolist(), [10 * math.log10(a.snr) for a in acqs],
-                     (eps * cfg.subcarrier_spacing).tolist(), (seg.counts * cfg.symbol_len + fmt.frame_len(0)).tolist())
-        return [RxFrame(t_start=t, seq=h.seq, kind=h.kind, values=values[f], noise_var=nvr[f], payload=payload[f],
-                        crc_ok=crc_ok[f], snr_db=snr_db, cfo_hz=cfo, symbols=symbols[f], symbol_noise_var=symbol_nv[f],
-                        channel=channel[f], header=h, n_samples=n_s, noise_power=a.sigma2, extra=extra[f])
-                for f, (a, h, t, snr_db, cfo, n_s) in enumerate(fields)]
+            self.tracker.refine(X, h2s, [h.modem for h in hdrs], low, seg, n_cells)
+        decoded = self.decoder.decode(hdrs, X, nv_k, seg, n_cells, self.stats)
+        return frames_out(hdrs, decoded, t_start=(start + self._t0).tolist(),
+                          snr_db=[10 * math.log10(a.snr) for a in acqs], cfo_hz=(eps * cfg.subcarrier_spacing).tolist(),
+                          channel=list((H * self._backoff_phase).astype(np.complex64)),
+                          n_samples=(seg.counts * cfg.symbol_len + fmt.frame_len(0)).tolist(),
+                          noise_power=sigma2.tolist())

@@ -1,11 +1,12 @@
 """Benchmark of the OFDM PHY: transmit (frame building) and receive (detection + demodulation) throughput on three
 kinds of traffic, against the numpy FFT floor of the same stream and GNU Radio 3.10's ``ofdm_tx``/``ofdm_rx``.
 
-``otalab bench phy [--quick] [--json PATH] [--no-gnuradio] [--min-seconds S] [--repeats R]`` (or
+``otalab bench phy [--quick] [--json PATH] [--no-gnuradio] [--min-seconds S] [--repeats R] [--block B]`` (or
 ``python bench/phy.py``) measures, in ONE process on ONE core (OMP/OPENBLAS/MKL threads = 1, scipy.fft workers = 1),
 CPU time of this process (``time.process_time``; wall-clock figures are kept as ``*_msps_wall``):
 
-Streams (20 dB SNR, CFO 0.3 subcarrier spacings, fed to :class:`phy.Receiver` in blocks of 65536 samples):
+Streams (20 dB SNR, CFO 0.3 subcarrier spacings, fed to :class:`phy.Receiver` in blocks of ``--block`` samples,
+default 262144):
 
 * ``steady``: back-to-back frames of one shape separated by noise gaps of 10 % of a frame (digital: uncoded 500-byte
   payloads, the size GNU Radio's ``ofdm_tx`` buffers; analog: 8192 reals);
@@ -55,8 +56,9 @@ import numpy as np  # noqa: E402
 
 #: digital payload per frame of the steady and sparse streams (GNU Radio's ofdm_tx cannot buffer much larger packets)
 DIGITAL_BYTES = 500
-#: RX block size (samples per Receiver.process call)
-BLOCK = 1 << 16
+#: RX block size (samples per Receiver.process call; 2^18 = 13 ms at 20 MS/s: numpy call overhead amortized over ~60
+#: wifi64 frames, working arrays still inside the CPU caches)
+BLOCK = 1 << 18
 #: sparse stream: one frame per this many samples
 SPARSE_PERIOD = 1 << 20
 #: mixed stream: share of idle samples
@@ -218,7 +220,8 @@ def _median_rate(fn, min_s: float, reps: int) -> float:
     return statistics.median(rates)
 
 
-def _case(preset: str, payload: str, stream: str, n_frames: int, min_s: float, reps: int) -> dict:
+def _case(preset: str, payload: str, stream: str, n_frames: int, min_s: float, reps: int, block: int = BLOCK
+          ) -> dict:
     from phy import Receiver
     s = _stream(preset, payload, stream, n_frames)
     cfg, x, builds = s["cfg"], s["x"], s["builds"]
@@ -238,8 +241,8 @@ def _case(preset: str, payload: str, stream: str, n_frames: int, min_s: float, r
         c = time.process_time()
         t_base = passes[0] * x.size
         got = []
-        for a in range(0, x.size, BLOCK):
-            got += rx.process(x[a:a + BLOCK], t_base + a)
+        for a in range(0, x.size, block):
+            got += rx.process(x[a:a + block], t_base + a)
         dc = time.process_time() - c
         passes[0] += 1
         oks.append(sum(1 for f in got if f.crc_ok))
@@ -280,7 +283,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--min-seconds", type=float, default=None, help="CPU seconds per figure (default 2)")
     ap.add_argument("--repeats", type=int, default=None, help="repeats per figure, median reported (default 3)")
     ap.add_argument("--only", default=None, help="comma-separated streams to run (steady,mixed,sparse)")
+    ap.add_argument("--block", type=int, default=BLOCK, help=f"samples per Receiver.process call (default {BLOCK})")
     args = ap.parse_args(argv)
+    if args.block < 1:
+        raise SystemExit(f"--block = {args.block}: expected a positive number of samples")
     try:
         import scipy.fft
         scipy.fft.set_workers(1).__enter__()
@@ -298,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
     for preset, payload, stream in cases:
         if stream not in streams:
             continue
-        rec = _case(preset, payload, stream, n_frames[stream], min_s, reps)
+        rec = _case(preset, payload, stream, n_frames[stream], min_s, reps, args.block)
         gr_spec = rec.pop("_gr")
         if not args.no_gnuradio and preset == "wifi64" and payload != "analog":
             gr = _gnuradio(dict(gr_spec, min_s=min_s, reps=reps))
@@ -316,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
               file=sys.stderr, flush=True)    # progress; stdout holds only the record
     record = {"benchmark": "phy", "host": platform.node(), "python": platform.python_version(),
               "numpy": np.__version__, "quick": args.quick, "min_seconds": min_s, "repeats": reps,
-              "cpu_time": True, "block": BLOCK, "loadavg_start": load, "loadavg_end": os.getloadavg(),
+              "cpu_time": True, "block": args.block, "loadavg_start": load, "loadavg_end": os.getloadavg(),
               "results": results}
     return report(record, args.json)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from phy.crc import crc32
 from phy.frame import FrameFormat, FrameHeader, codec_for, modem_for
 from phy.rx.ofdm_demodulation import Segments
 
@@ -147,8 +148,14 @@ class PayloadDecoder:
         payload, crc_ok, extra : lists (digital frames; None, True, {} elsewhere)
         """
         n_frames, nd = len(hdrs), X.shape[1]
-        Xf, nvf = X.reshape(-1), seg.rows(nv).reshape(-1)
-        cut = [slice(o * nd, o * nd + n) for o, n in zip(seg.offsets.tolist(), n_cells.tolist())]
+        k = seg.uniform
+        if k and (n_cells == n_cells[0]).all():     # one shape: frames are rows, their cells a column range
+            n = int(n_cells[0])
+            x_rows = X.reshape(n_frames, k * nd)[:, :n]
+            nv_rows = np.broadcast_to(nv[:, None, :], (n_frames, k, nd)).reshape(n_frames, k * nd)[:, :n]
+        else:
+            Xf, nvf = X.reshape(-1), seg.rows(nv).reshape(-1)
+            cut = [slice(o * nd, o * nd + n) for o, n in zip(seg.offsets.tolist(), n_cells.tolist())]
         values, nvr = [None] * n_frames, [None] * n_frames
         payload, crc_ok, extra = [None] * n_frames, [True] * n_frames, [{} for _ in range(n_frames)]
         symbols, symbol_nv = [None] * n_frames, [None] * n_frames
@@ -157,8 +164,12 @@ class PayloadDecoder:
             groups.setdefault("analog" if h.kind == "analog" else h.modem, []).append(f)
         for key, idx in groups.items():
             part = Segments(n_cells[idx])
-            xg = np.concatenate([Xf[cut[f]] for f in idx])
-            nvg = np.concatenate([nvf[cut[f]] for f in idx])
+            if k and (n_cells == n_cells[0]).all():
+                sel = slice(None) if len(idx) == n_frames else idx
+                xg, nvg = x_rows[sel].reshape(-1), nv_rows[sel].reshape(-1)
+            else:
+                xg = np.concatenate([Xf[cut[f]] for f in idx])
+                nvg = np.concatenate([nvf[cut[f]] for f in idx])
             for f, o, n in zip(idx, part.offsets.tolist(), part.counts.tolist()):
                 symbols[f], symbol_nv[f] = xg[o:o + n], nvg[o:o + n]
             args = ([hdrs[f] for f in idx], xg, nvg, part.offsets, stats)
@@ -197,12 +208,14 @@ class PayloadDecoder:
         bps = modem.bits_per_symbol
         n_frames = len(hdrs)
         payload, crc_ok, extra = [None] * n_frames, [False] * n_frames, [{} for _ in range(n_frames)]
+        h0 = hdrs[0]
+        if all(h.code_rate is None for h in hdrs):
+            return self.uncoded(hdrs, X, nv, offsets, stats)
         try:
             llr = modem.demodulate_llr(X, nv)                    # one call for every frame
         except ValueError:
             llr = None
-        h0 = hdrs[0]
-        if llr is not None and not (self.defer_decode and h0.code_rate is not None) \
+        if llr is not None and h0.code_rate is not None and not self.defer_decode \
                 and all(h.code_rate == h0.code_rate and h.length == h0.length for h in hdrs):
             n_sym, n_bits, _ = self.plan(h0)            # one shape: the frames are equal rows of the LLRs
             try:
@@ -215,6 +228,7 @@ class PayloadDecoder:
                 pass
         groups: dict[tuple, list[int]] = {}
         rows: list = [None] * n_frames
+        uncoded: list[int] = []
         for f, (h, o) in enumerate(zip(hdrs, offsets.tolist())):
             n_sym, n_bits, _ = self.plan(h)
             if llr is None:                     # some frame's values are bad: each frame on its own
@@ -225,10 +239,21 @@ class PayloadDecoder:
                     continue
             else:
                 rows[f] = llr[o * bps:o * bps + n_bits]
-            if self.defer_decode and h.code_rate is not None:
+            if h.code_rate is None:
+                uncoded.append(f)
+            elif self.defer_decode:
                 extra[f] = {"llr": rows[f].copy()}
-                continue
-            groups.setdefault((h.code_rate, h.length), []).append(f)
+            else:
+                groups.setdefault((h.code_rate, h.length), []).append(f)
+        if uncoded:
+            hard = llr < 0 if llr is not None and np.isfinite(llr.sum()) else None
+            for f in uncoded:
+                if hard is None and not np.isfinite(rows[f]).all():
+                    stats["payload_error"] += 1           # the decoder refuses non-finite LLRs
+                    continue
+                o, p = int(offsets[f]) * bps, hdrs[f].length
+                bits = hard[o:o + 8 * (p + 4)] if hard is not None else rows[f][:8 * (p + 4)] < 0
+                payload[f], crc_ok[f] = self.check(p, np.packbits(bits), stats)
         for (rate, length), idx in groups.items():
             codec = codec_for(hdrs[idx[0]].modem, rate)
             try:
@@ -249,10 +274,64 @@ class PayloadDecoder:
             stats["payload_crc_fail"] += sum(1 for r in res if r is not None and not r[1])
         return payload, crc_ok, extra
 
+    def uncoded(self, hdrs: list[FrameHeader], X: np.ndarray, nv: np.ndarray, offsets: np.ndarray, stats: dict
+                ) -> tuple[list, list, list]:
+        """:meth:`digital` for F uncoded frames of one modulation (any lengths): the signs of the exact LLRs of all
+        symbols at once (:meth:`phy.modulation.QamModem.llr_negative`), then per frame its bytes and CRC-32 (what
+        :meth:`phy.fec.DigitalCodec.decode_batch` does for one length, without a call per length). Frames whose LLRs
+        would not be finite (the decoder refuses them) are payload errors."""
+        modem = modem_for(hdrs[0].modem)
+        bps = modem.bits_per_symbol
+        n_frames = len(hdrs)
+        payload, crc_ok, extra = [None] * n_frames, [False] * n_frames, [{} for _ in range(n_frames)]
+        plans = [self.plan(h) for h in hdrs]
+        hard = None
+        with np.errstate(all="ignore"):
+            # |LLR| <= (|y| + largest amplitude)^2 / noise_var: far inside float32 here, so every LLR is finite
+            if X.size and nv.min() > 0 and (float(np.abs(np.ascontiguousarray(X).view(X.real.dtype)).max()) + 2.0) \
+                    ** 2 < 1e30 * float(nv.min()):
+                try:
+                    hard = modem.llr_negative(X, nv)
+                except ValueError:
+                    pass
+        p = hdrs[0].length
+        if hard is not None and all(h.length == p for h in hdrs) and offsets[0] == 0 \
+                and X.size == n_frames * plans[0][0] and (np.diff(offsets) == plans[0][0]).all():
+            # one length, back to back: the frames are rows, one packbits
+            data = np.packbits(hard.reshape(n_frames, -1)[:, :8 * (p + 4)], axis=1)
+            for f, row in enumerate(data):
+                payload[f], crc_ok[f] = self.check(p, row, stats)
+            return payload, crc_ok, extra
+        for f, (h, o, (n_sym, n_bits, _)) in enumerate(zip(hdrs, offsets.tolist(), plans)):
+            if hard is not None:
+                bits = hard[o * bps:o * bps + n_bits]
+            else:                               # some frame's values are bad: each frame on its own
+                try:
+                    llr = modem.demodulate_llr(X[o:o + n_sym], nv[o:o + n_sym])[:n_bits]
+                except ValueError:
+                    llr = None
+                if llr is None or not np.isfinite(llr).all():
+                    stats["payload_error"] += 1
+                    continue
+                bits = llr < 0
+            payload[f], crc_ok[f] = self.check(h.length, np.packbits(bits[:8 * (h.length + 4)]), stats)
+        return payload, crc_ok, extra
+
+    @staticmethod
+    def check(length: int, data: np.ndarray, stats: dict) -> tuple[bytes, bool]:
+        """Payload bytes and CRC-32 check of an uncoded frame of ``length`` bytes from its packed hard decisions
+        (uint8 [length + 4]: the payload, then its CRC-32 big-endian); failures are counted in
+        ``stats["payload_crc_fail"]``."""
+        p = length
+        payload = data[:p].tobytes()
+        ok = crc32(payload) == int.from_bytes(data[p:].tobytes(), "big")
+        stats["payload_crc_fail"] += not ok
+        return payload, ok
+
     @staticmethod
     def analog(hdrs: list[FrameHeader], X: np.ndarray, nv: np.ndarray, offsets: np.ndarray, stats: dict
                ) -> tuple[list, list, list]:
-        """Real values of F analog frames (any lengths); frames of one length go through one call.
+        """Real values of F analog frames (any lengths), all in one pass (:meth:`phy.analog.AnalogMapper.unpair`).
 
         Parameters
         ----------
@@ -274,24 +353,35 @@ class PayloadDecoder:
         from phy.analog import AnalogMapper
         n_frames = len(hdrs)
         values, nvr, ok = [None] * n_frames, [None] * n_frames, [True] * n_frames
-        groups: dict[int, list[int]] = {}
         for f, h in enumerate(hdrs):
             o, n = int(offsets[f]), -(-h.length // 2)
             v = nv[o:o + n]
             if not (np.isfinite(v).all() and (v >= 0).all()):
                 stats["payload_error"] += 1
                 ok[f] = False
-                continue
-            groups.setdefault(h.length, []).append(f)
-        for length, idx in groups.items():
-            n = -(-length // 2)
-            sl = [slice(int(offsets[f]), int(offsets[f]) + n) for f in idx]
-            vals, nvrs = AnalogMapper().from_symbols_batch(np.stack([X[q] for q in sl]),
-                                                           np.array([hdrs[f].scale for f in idx]), length,
-                                                           np.stack([nv[q] for q in sl]))
-            for j, f in enumerate(idx):
-                values[f], nvr[f] = vals[j], nvrs[j]
+        if any(ok):
+            # every frame's values in one pass over all symbols (frames of any lengths), then per frame its slice
+            scale = np.ones(X.size)
+            for f, h in enumerate(hdrs):
+                scale[int(offsets[f]):int(offsets[f]) + -(-h.length // 2)] = h.scale
+            with np.errstate(invalid="ignore"):
+                x_all, nv_all = AnalogMapper.unpair(X, scale, np.where(np.isfinite(nv), nv, 0))
+            for f, h in enumerate(hdrs):
+                if ok[f]:
+                    o = 2 * int(offsets[f])
+                    values[f], nvr[f] = x_all[o:o + h.length], nv_all[o:o + h.length]
         return values, nvr, ok
+
+
+def frames_out(hdrs: list[FrameHeader], decoded: tuple[list, ...], **per_frame: list) -> list[RxFrame]:
+    """The :class:`RxFrame` of each of F frames from their headers, :meth:`PayloadDecoder.decode`'s lists and the
+    other fields as lists [F] (``t_start``, ``snr_db``, ``cfo_hz``, ``channel``, ``n_samples``, ``noise_power``)."""
+    symbols, symbol_nv, values, nvr, payload, crc_ok, extra = decoded
+    cols = [per_frame[k] for k in ("t_start", "snr_db", "cfo_hz", "channel", "n_samples", "noise_power")]
+    return [RxFrame(t_start=t, seq=h.seq, kind=h.kind, values=values[f], noise_var=nvr[f], payload=payload[f],
+                    crc_ok=crc_ok[f], snr_db=snr, cfo_hz=cfo, symbols=symbols[f], symbol_noise_var=symbol_nv[f],
+                    channel=ch, header=h, n_samples=n_s, noise_power=p, extra=extra[f])
+            for f, (h, t, snr, cfo, ch, n_s, p) in enumerate(zip(hdrs, *cols))]
 
 
 def decode_frames(frames) -> int:

@@ -23,6 +23,9 @@ from phy.rx.ofdm_demodulation import rows
 CHUNK_MIN, CHUNK_MAX = 768, 1 << 16
 #: most candidates looked for ahead in one batch
 SPECULATE_MAX = 64
+#: speculate_all guesses that a threshold crossing whose peak is below this share of the current candidate's peak
+#: is no frame (crossings inside frame bodies; a wrong guess costs only time: the scan acquires what it meets)
+SPECULATE_PEAK_RATIO = 0.25
 
 
 class DetectionScan:
@@ -89,7 +92,10 @@ class DetectionScan:
         if t_abs + n > t_from:
             i = t_from - t0
             new = det.metric(buf[i:i + t_abs + n - t_from + det.span - 1])
-            rng[1:] = [np.concatenate([a[lo:], b]) for a, b in zip((T, P1, P2), new)]
+            if lo >= T.size:                # nothing kept (the scan's usual step): no copy
+                rng[1:] = list(new)
+            else:
+                rng[1:] = [np.concatenate([a[lo:], b]) for a, b in zip((T, P1, P2), new)]
             rng[0] = t_c + lo
         elif lo:
             rng[1:] = [a[lo:] for a in (T, P1, P2)]
@@ -188,29 +194,42 @@ class DetectionScan:
         """:meth:`speculate` for streams whose frames vary in length: the metric of every position from ``i0 + step``
         to the end of the buffer in one call (``step`` is where the shortest possible frame would let the scan
         resume, so no frame is skipped), then the sequential search on its threshold crossings (the candidates
-        inside frame bodies are never asked for by the scan). Sets :attr:`found`; returns (buffer index, P1, P2) of
-        each candidate in stream order."""
+        inside frame bodies are never asked for by the scan). Crossings whose peak is below
+        ``SPECULATE_PEAK_RATIO`` times the candidate's at ``i0`` are guessed to be no frame and passed over (the scan
+        still acquires any it meets). Sets :attr:`found`; returns (buffer index, P1, P2) of each candidate in stream
+        order."""
         det = self.det
         pos = i0 + step
         out: list[tuple[int, complex, complex]] = []
         found_at: list[tuple[int, int]] = []
         avail = buf.size - det.span + 1 - pos
         if avail > 0:
-            T, P1, P2 = self.metric_from(buf, t0, t0 + pos, avail, ahead=True)
-            above = np.flatnonzero(T > det.threshold)       # relative to pos
+            T, P1, P2 = self.metric_from(buf, t0, t0 + i0, avail + step, ahead=True)
+            t_min = SPECULATE_PEAK_RATIO * float(T[0])
+            T, P1, P2 = T[step:], P1[step:], P2[step:]
+            above = np.flatnonzero(T > det.threshold)       # threshold crossings, relative to pos
             pw, p = det.peak_window, 0
-            for _ in range(SPECULATE_MAX):
-                k = int(np.searchsorted(above, p))
-                if k == above.size:
+            # the crossings whose peak (the largest T within pw from them) reaches t_min, all at once
+            strong = np.flatnonzero(T >= t_min)
+            j = np.searchsorted(strong, above)
+            likely = np.flatnonzero((j < strong.size) & (strong[np.minimum(j, strong.size - 1)] < above + pw)) \
+                if strong.size else np.zeros(0, np.int64)
+            while len(out) < SPECULATE_MAX:
+                k = int(np.searchsorted(above, p))          # the first crossing from p
+                q = int(np.searchsorted(likely, k))
+                if q == likely.size:
                     break
-                first = int(above[k])
+                k1 = int(likely[q])                         # the first likely frame among the crossings from p
+                first = int(above[k1])
                 if first + pw > T.size:
                     break
                 c = first + int(np.argmax(T[first:first + pw]))
                 if pos + c + need > buf.size:
                     break
+                # the scan searching from a finds this crossing first (no crossing between a and it)
+                a = p if k1 == k else int(above[k1 - 1]) + 1
                 out.append((pos + c, complex(P1[c]), complex(P2[c])))
-                found_at.append((t0 + pos + p, t0 + pos + first))
+                found_at.append((t0 + pos + a, t0 + pos + first))
                 p = c + step
         self.found = [(a, b, t0 + c[0], c[1], c[2]) for (a, b), c in zip(found_at, out)]
         return out

@@ -87,7 +87,7 @@ def equalize(Yd: np.ndarray, Hd: np.ndarray, h2: np.ndarray, noise: np.ndarray, 
         den = p * h2m + nm
         coef[m] = (p * np.conj(Hd[m]) / den).astype(np.complex64)
         nv[m] = p * nm / den
-    return Yd * seg.rows(coef), nv.astype(np.float32)
+    return seg.times(Yd, coef), nv.astype(np.float32)
 
 
 def post_equalization_snr_db(nv: np.ndarray, power: float = 1.0) -> np.ndarray:

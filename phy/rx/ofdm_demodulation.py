@@ -58,6 +58,35 @@ def rows(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     return view[starts]
 
 
+def row_sum(x: np.ndarray) -> np.ndarray:
+    """``x.sum(axis=1)`` for rows of up to 8 elements (e.g. the pilots of an OFDM symbol) as a few whole-column adds, in
+    numpy's summation order (the same numbers), several times faster than numpy's reduction over a short axis.
+
+    Parameters
+    ----------
+    x : float or complex ndarray [T, n]
+
+    Returns
+    -------
+    ndarray [T], dtype of ``x``
+    """
+    n = x.shape[1]
+    if n > 8 or n == 0:
+        return x.sum(axis=1)
+    col = [x[:, j] for j in range(n)]
+    if np.iscomplexobj(x) and n == 8:        # numpy sums complex rows as 2n floats, 8 accumulators
+        return ((col[0] + col[4]) + (col[1] + col[5])) + ((col[2] + col[6]) + (col[3] + col[7]))
+    if np.iscomplexobj(x) and n >= 4:
+        out, rest = (col[0] + col[1]) + (col[2] + col[3]), col[4:]
+    elif n == 8:
+        return ((col[0] + col[1]) + (col[2] + col[3])) + ((col[4] + col[5]) + (col[6] + col[7]))
+    else:
+        out, rest = (col[0] + col[1] if n > 1 else col[0].copy()), col[2:]
+    for v in rest:
+        out += v
+    return out
+
+
 class Segments:
     """F consecutive segments of a flat row axis (frames of different lengths batched without padding): frame f owns
     rows ``offsets[f] .. offsets[f] + counts[f] - 1``.
@@ -92,9 +121,25 @@ class Segments:
     def index(self) -> np.ndarray:
         return np.arange(self.total) - np.repeat(self.offsets, self.counts)
 
+    @cached_property
+    def uniform(self) -> int:
+        """Rows per frame when every frame has the same number (>= 1), else 0."""
+        k = int(self.counts[0]) if self.counts.size else 0
+        return k if k and (self.counts == k).all() else 0
+
     def rows(self, x: np.ndarray) -> np.ndarray:
         """Per-frame rows ``x`` [F, ...] repeated for each of the frame's rows: [T, ...]."""
         return np.repeat(x, self.counts, axis=0)
+
+    def times(self, x: np.ndarray, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``x * rows(v)`` for ``x`` [T, ...] and per-frame ``v`` [F, ...] (broadcast without repeating ``v`` when
+        the frames have one length; the same numbers). ``out`` may be ``x`` (in place)."""
+        k = self.uniform
+        if not k:
+            return np.multiply(x, self.rows(v), out=out)
+        res = np.multiply(x.reshape(self.counts.size, k, *x.shape[1:]), v[:, None],
+                          out=None if out is None else out.reshape(self.counts.size, k, *x.shape[1:]))
+        return res.reshape(x.shape)
 
     def __len__(self) -> int:
         return self.counts.size
@@ -187,16 +232,16 @@ class OfdmDemodulator:
         cfg = self.cfg
         n, sl, off = cfg.fft_size, cfg.symbol_len, cfg.cp_len - self.backoff
         rot = cis(self._phase_n[None, :] * eps[:, None])                             # [F, N]
-        k = int(seg.counts[0])
-        if (seg.counts == k).all():             # one length: whole frames as rows, then the windows (same numbers)
-            w = rows(buf, start + (self.fmt.preamble_len + first * sl), k * sl).reshape(len(seg), k, sl)
-            w = (w[:, :, off:off + n] * rot[:, None, :]).reshape(-1, n)
+        k = seg.uniform
+        if k:                                   # one length: the windows' times and phases as [F, k]
+            t_w = (start + (self.fmt.preamble_len + first * sl + off))[:, None] + sl * np.arange(k)[None, :]
+            w = rows(buf, t_w.reshape(-1), n)
             ph = self.residual_phase(start, ref, eps, first, k).reshape(-1)
         else:
             rel_t = self.fmt.preamble_len + (first + seg.index) * sl + off
             w = rows(buf, seg.rows(start) + rel_t, n)
-            w *= seg.rows(rot)
             ph = seg.rows(2 * np.pi * eps / cfg.fft_size) * (seg.rows(start - ref) + rel_t)
+        seg.times(w, rot, out=w)
         return fftlib.fft(w, axis=1, norm="ortho", overwrite_x=True), ph
 
     def symbols_one(self, buf: np.ndarray, start: int, eps: float, ref: int, first: int, n_sym: int

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from phy.frame import FrameFormat
+from phy.frame import FrameFormat, modem_for
 from phy.ofdm import OfdmConfig
-from phy.rx.ofdm_demodulation import Segments, cis
+from phy.rx.ofdm_demodulation import Segments, cis, row_sum
 
 
 def sum3(z: np.ndarray) -> np.ndarray:
@@ -153,15 +153,15 @@ class PilotTracker:
         z = Yp * np.conj(np.take(self.fmt.pilot_block(0, int(seg.counts.max())), seg.index, axis=0) * seg.rows(Hp))
         # mean phase increment per symbol (pairs of consecutive symbols of the same frame), so the phases do not wrap
         pairs = np.zeros(seg.total, np.complex64)
-        pairs[:-1] = (np.conj(z[:-1]) * z[1:]).sum(axis=1)
+        pairs[:-1] = row_sum(np.conj(z[:-1]) * z[1:])
         pairs[seg.offsets[1:] - 1] = 0                                              # across frames
         drift = np.angle(seg.sum(pairs))
         z = z * cis(-rep(drift) * s_idx)[:, None]
-        theta0 = np.angle(seg.sum(z.sum(axis=1)))
+        theta0 = np.angle(seg.sum(row_sum(z)))
         phi = np.angle(z * rep(np.exp(-1j * theta0).astype(np.complex64))[:, None])    # [T, n_p], small
         kp = self._kp
         # common phase: a + b s (least squares over all pilots of the frame)
-        w_s = phi.sum(axis=1) / n_p                                                   # mean over the pilots
+        w_s = row_sum(phi) / n_p                                                   # mean over the pilots
         sc = s_idx - rep((n_sym - 1) / 2)
         b = seg.sum(w_s * sc) / seg.sum(sc * sc)
         cpe = rep(seg.sum(w_s) / n_sym) + rep(b) * sc
@@ -170,9 +170,9 @@ class PilotTracker:
         resid = phi - cpe[:, None]
         s_lts = s_idx + 1.5
         u = s_lts[:, None] * kp[None, :]
-        uu = seg.sum((u * u).sum(axis=1))
-        d = seg.sum((resid * u).sum(axis=1)) / uu
-        var_phi = seg.sum(np.square(resid - rep(d)[:, None] * u).sum(axis=1)) / (n_sym * n_p)
+        uu = seg.sum(row_sum(u * u))
+        d = seg.sum(row_sum(resid * u)) / uu
+        var_phi = seg.sum(row_sum(np.square(resid - rep(d)[:, None] * u))) / (n_sym * n_p)
         d = np.where(d * d * uu < 9.0 * var_phi, 0.0, d)
         slope = rep(d) * s_lts
         if smooth > 1:
@@ -208,6 +208,40 @@ class PilotTracker:
         return (sigma2 / (2 * np.maximum(hp2, 1e-30)))[:, None] \
             * (self._phase_var_shape[None, :] / np.maximum(np.asarray(n_tot) / 2, 1.0)[:, None]
                + (1.0 / (w * self.cfg.n_pilots) if w > 1 else 0.0))
+
+    def derotate(self, Yd: np.ndarray, cpe: np.ndarray, slope: np.ndarray) -> np.ndarray:
+        """Remove the tracked phase from the data subcarriers, in place: ``Yd *= exp(-j (cpe + slope k))``.
+
+        Parameters
+        ----------
+        Yd : complex64 ndarray [T, n_data]
+            Data subcarriers of T OFDM symbols (modified and returned).
+        cpe, slope : float64 ndarray [T]
+            :meth:`track_frames`'s phase (radians) and slope (radians per subcarrier); the slope is zero for most
+            symbols (kept only where significant), which then take one phase per symbol.
+
+        Returns
+        -------
+        complex64 ndarray [T, n_data]
+            ``Yd``.
+        """
+        drift = np.flatnonzero(slope)
+        if drift.size:
+            tilted = Yd[drift] * cis(-(cpe[drift, None] + slope[drift, None] * self.kd32))
+        Yd *= cis(-cpe)[:, None]
+        if drift.size:
+            Yd[drift] = tilted
+        return Yd
+
+    def refine(self, X: np.ndarray, h2: np.ndarray, modems: list[str], sel: np.ndarray, seg: Segments,
+               n_cells: np.ndarray) -> None:
+        """:meth:`decision_directed` in place for the frames ``sel`` (bool [F]) of F equalized frames (rows ``seg``
+        of ``X`` complex64 [T, n_data]), one call per modulation (``modems`` [F] names, ``h2`` float32 [F, n_data],
+        ``n_cells`` int [F] data cells per frame)."""
+        for modem in {modems[f] for f in np.flatnonzero(sel)}:
+            frames = np.flatnonzero(sel & np.array([m == modem for m in modems]))
+            sub, rws = seg.select(frames)
+            X[rws] = self.decision_directed(X[rws], h2[frames], modem_for(modem), sub, n_cells[frames])
 
     @staticmethod
     def decision_directed(X: np.ndarray, h2: np.ndarray, modem, seg: Segments, n_cells: np.ndarray) -> np.ndarray:

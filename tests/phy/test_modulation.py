@@ -211,3 +211,25 @@ def test_bad_inputs_raise_naming_the_argument() -> None:
         modem.demodulate_llr(np.array([np.nan + 0j, 1]), 1.0)
     with pytest.raises(ValueError, match="method"):
         modem.demodulate_llr(y, 1.0, method="approx")
+
+
+@pytest.mark.parametrize("order", SUPPORTED_ORDERS)
+@pytest.mark.parametrize("esn0_db", [0.0, 10.0, 30.0])
+def test_llr_negative_is_the_sign_of_the_exact_llr(order: int, esn0_db: float, rng: np.random.Generator) -> None:
+    """``llr_negative`` (max-log where its sign is sure, exact log-MAP elsewhere) gives exactly the signs of
+    ``demodulate_llr``'s exact LLRs, including values on and around the decision boundaries, per-symbol variances."""
+    m = QamModem(order)
+    n = 20000
+    s = m.modulate(rng.integers(0, 2, n * m.bits_per_symbol))
+    nv = 10 ** (-esn0_db / 10) * rng.uniform(0.5, 2.0, n).astype(np.float32)
+    y = (s + np.sqrt(nv / 2) * (rng.standard_normal(n) + 1j * rng.standard_normal(n))).astype(np.complex64)
+    # values near every level and mid-point (where max-log and exact disagree most)
+    step = float(np.min(np.diff(np.unique(np.round(s.real, 6))))) if order > 2 else 2.0
+    y[:2000] = (np.round(y[:2000].real / (step / 2)) * (step / 2) + rng.normal(0, 0.01, 2000)
+                + 1j * (np.round(y[:2000].imag / (step / 2)) * (step / 2))).astype(np.complex64)
+    got = m.llr_negative(y.reshape(40, -1), nv.reshape(40, -1))
+    want = m.demodulate_llr(y.reshape(40, -1), nv.reshape(40, -1)) < 0
+    assert got.shape == want.shape and got.dtype == bool
+    assert np.array_equal(got, want)
+    with pytest.raises(ValueError, match="noise_var"):
+        m.llr_negative(y, -1.0)

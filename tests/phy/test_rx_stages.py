@@ -269,3 +269,66 @@ def test_varying_length_stream_all_received_and_block_size_invariant(rng, preset
     for p, q in zip(ref, alone):
         np.testing.assert_allclose(p.symbols, q.symbols, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(p.symbol_noise_var, q.symbol_noise_var, rtol=1e-4)
+
+
+@pytest.mark.parametrize("modem", ["bpsk", "qpsk", "64qam"])
+@pytest.mark.parametrize("lengths", [(40, 40, 40), (7, 40, 123)])
+def test_uncoded_demapping_equals_the_codec_and_isolates_bad_frames(rng, modem, lengths):
+    """Uncoded frames of one or several lengths (the one-length path packs all frames at once): payloads and CRC
+    checks equal phy.fec's DigitalCodec.decode_batch on the exact LLRs, frame by frame; a frame with a NaN symbol is a
+    payload error alone, the others are still decoded."""
+    from phy.crc import crc32
+    from phy.frame import codec_for
+    from phy.modulation import QamModem
+    dec = PayloadDecoder(FMT, 1 << 16)
+    m, codec = QamModem.from_name(modem), codec_for(modem, None)
+    pays = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in lengths]
+    hdrs = [FrameHeader("digital", modem, None, len(p), i, 1.0) for i, p in enumerate(pays)]
+    xs = [m.modulate_bytes(p + crc32(p).to_bytes(4, "big"), codec.n_coded_bits(len(p))) for p in pays]
+    offsets = np.concatenate([[0], np.cumsum([x.size for x in xs])[:-1]])
+    X = np.concatenate(xs)
+    nv = np.full(X.size, 10 ** (-1.2), np.float32)            # 12 dB: some bit errors in 64-QAM
+    X = (X + _cn(rng, X.size, 10 ** (-1.2))).astype(np.complex64)
+    want = []
+    for o, x, p in zip(offsets, xs, pays):
+        data, ok = codec.decode_batch(m.demodulate_llr(X[o:o + x.size], nv[o:o + x.size])[None], len(p))
+        want.append((data[0].tobytes(), bool(ok[0])))
+    stats = {"payload_error": 0, "payload_crc_fail": 0}
+    got = dec.digital(hdrs, X, nv, offsets, stats)
+    assert list(zip(got[0], got[1])) == want
+    assert stats["payload_crc_fail"] == sum(not ok for _, ok in want) and stats["payload_error"] == 0
+    if modem == "bpsk":
+        assert all(ok for _, ok in want)                  # BER ~1e-9 at 12 dB
+    X[offsets[1] + 3] = np.nan
+    stats = {"payload_error": 0, "payload_crc_fail": 0}
+    got = dec.digital(hdrs, X, nv, offsets, stats)
+    assert stats["payload_error"] == 1 and got[0][1] is None and got[1][1] is False
+    assert [(got[0][f], got[1][f]) for f in (0, 2)] == [want[0], want[2]]
+
+
+def test_speculate_all_claims_are_the_scans_findings(rng):
+    """Every look-ahead entry (search start a, first crossing b, candidate c) of speculate_all is what the scan would
+    find searching from a: no threshold crossing in [a, b), a crossing at b, c the peak within the peak window from b
+    - also where crossings inside frame bodies (64-QAM and analog payloads at 30 dB) are passed over as unlikely
+    frames - and every frame that follows is among the candidates."""
+    fb = FrameBuilder(WIFI)
+    frames = []
+    for i in range(12):
+        if i % 2:
+            frames.append(fb.build_analog(rng.standard_normal(int(rng.integers(100, 3000))), seq=i))
+        else:
+            frames.append(fb.build_digital(rng.integers(0, 256, int(rng.integers(20, 600)), dtype=np.uint8).tobytes(),
+                                           seq=i, modem="64qam", code_rate=None))
+    x, starts = chan.stream(frames, 150, lead=60)
+    x = chan.awgn(x, 30.0, rng)
+    det = SchmidlCoxDetector(WIFI)
+    scan = DetectionScan(det)
+    T, P1, _ = det.metric(x)
+    first = det.first_candidate(T)[0]
+    got = scan.speculate_all(x, 0, first, FMT.frame_len(1) - 32, FMT.preamble_len + FMT.header_len + 16)
+    assert len(scan.found) == len(got) >= len(frames) - 1
+    for (a, b, c, p1, _), g in zip(scan.found, got):
+        assert not (T[a:b] > det.threshold).any() and T[b] > det.threshold
+        assert c == g[0] == b + int(np.argmax(T[b:b + det.peak_window])) and np.complex64(p1) == P1[c]
+    cands = np.array([g[0] for g in got])
+    assert all(np.min(np.abs(cands - s)) <= 20 for s in starts[1:])
