@@ -83,6 +83,9 @@ class Receiver:
         ``extra["llr"]`` float32 [n_coded_bits]; :func:`decode_frames` then decodes many such frames - from this and
         other receivers - in one batched LDPC call per payload shape (their CRC failures are not counted in
         ``stats``). Uncoded and analog frames are unaffected. Default False.
+    header_repeat : int
+        Copies of the coded header per frame (the transmitter's ``FrameBuilder(cfg, header_repeat)``; default 1);
+        their soft values are added before Golay decoding: R copies gain 10 log10 R dB of header SNR.
     genie : dict or None
         Test hook: ``{"channel": complex [N] per FFT bin or scalar, "noise_var": float, "cfo_hz": float,
         "frame_starts": int array}``; the receiver then uses these instead of its estimates (timing: the nearest true
@@ -94,7 +97,8 @@ class Receiver:
     def __init__(self, cfg: OfdmConfig, false_alarm_rate: float = 1e-4, *, equalizer: str = "mmse",
                  fa_window: int = 4096, detect_pfa: float = 1e-5, max_cfo_subcarriers: float = 2.0,
                  pilot_smoothing: int = 1, max_payload_symbols: int = 1 << 16, tap_threshold: float = 9.0,
-                 decision_directed: bool = True, defer_decode: bool = False, genie: dict | None = None):
+                 decision_directed: bool = True, defer_decode: bool = False, genie: dict | None = None,
+                 header_repeat: int = 1):
         if not isinstance(cfg, OfdmConfig):
             raise TypeError(f"cfg must be an OfdmConfig, got {type(cfg).__name__}")
         if not 0 < false_alarm_rate < 1:
@@ -106,7 +110,7 @@ class Receiver:
         if int(pilot_smoothing) < 1 or int(pilot_smoothing) % 2 == 0:
             raise ValueError(f"pilot_smoothing = {pilot_smoothing!r}: expected an odd integer >= 1")
         self.cfg = cfg
-        self.fmt = fmt = frame_format(cfg)
+        self.fmt = fmt = frame_format(cfg, header_repeat)
         self.equalizer = equalizer
         self.false_alarm_rate = float(false_alarm_rate)
         self.max_cfo = float(max_cfo_subcarriers)
