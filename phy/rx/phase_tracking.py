@@ -4,7 +4,8 @@ from a sampling-clock offset) of every OFDM symbol after the LTS, from the pilot
 * **Header** (:meth:`PilotTracker.header_phase`): common phase only, from the pilots, smoothed over 3 symbols (at low
   SNR a per-symbol slope from a few pilots costs more than the sub-sample drift it would remove over a few symbols).
 * **Frame** (:meth:`PilotTracker.track`): the pilot phases of the whole frame (header + payload symbols) are fitted by
-  least squares to ``a + b s + d (s - s_lts) k`` (s the symbol index, k the subcarrier): ``a + b s`` is the residual
+  least squares to ``a + b s + d (s - s_lts) k`` (after removing a drift estimated from pilot correlations at lags
+  1, 8 and 32 symbols, so that the phases do not wrap over long frames at low SNR) (s the symbol index, k the subcarrier): ``a + b s`` is the residual
   CFO, ``d (s - s_lts) k`` a slope across subcarriers growing from zero at the LTS (where the channel was estimated,
   1.5 symbols before the first header symbol), kept only where significant (3 sigma). Averaging the pilot noise over
   all ``n_sym n_p`` pilots of the frame. With ``smoothing`` = w >= 3 the residual common phase is also tracked per
@@ -23,6 +24,10 @@ import numpy as np
 from phy.frame import FrameFormat
 from phy.ofdm import OfdmConfig
 from phy.rx.ofdm_demodulation import Segments, cis
+
+
+#: lags (symbols) at which the per-symbol phase drift of a frame is refined after the lag-1 estimate
+DRIFT_LAGS = (8, 32)
 
 
 def sum3(z: np.ndarray) -> np.ndarray:
@@ -156,6 +161,17 @@ class PilotTracker:
         pairs[:-1] = (np.conj(z[:-1]) * z[1:]).sum(axis=1)
         pairs[seg.offsets[1:] - 1] = 0                                              # across frames
         drift = np.angle(seg.sum(pairs))
+        # refine at longer lags: the lag-1 estimate's error (~0.05 rad/symbol at 0 dB with 4 pilots) accumulates over
+        # a long frame beyond +-pi, wrapping the phases the least-squares fit below sees; lag L divides it by ~L
+        # (each lag's residual times L stays well inside +-pi)
+        for lag in DRIFT_LAGS:
+            if seg.counts.max() <= lag:
+                break
+            zr = z * cis(-rep(drift) * s_idx)[:, None]
+            lagged = np.zeros(seg.total, np.complex64)
+            same = seg.index[:-lag] + lag < rep(seg.counts)[:-lag]                    # both rows in one frame
+            lagged[:-lag] = np.where(same, (np.conj(zr[:-lag]) * zr[lag:]).sum(axis=1), 0)
+            drift = drift + np.angle(seg.sum(lagged)) / lag
         z = z * cis(-rep(drift) * s_idx)[:, None]
         theta0 = np.angle(seg.sum(z.sum(axis=1)))
         phi = np.angle(z * rep(np.exp(-1j * theta0).astype(np.complex64))[:, None])    # [T, n_p], small
