@@ -185,8 +185,10 @@ def test_eval_cli_json_and_plot(shipped, tmp_path, cifar_data):
 
 def test_send_snr_sets_the_air_and_the_decoder_snr_stays_in_the_trained_range(shipped, tmp_path):
     """`otalab jscc send --images X --snr-db S` with no config runs on an in-process air whose noise gives S (it
-    used to be noiseless while the decoder was told S): PSNR within 1 dB of --symbol-level at the same S, not falling
-    as S rises; an SNR outside the model's training range (0-20 dB) is clamped and the record says so."""
+    used to be noiseless while the decoder was told S): for S in {0, 10, 20} (the issue's points; at 0 dB a single
+    header copy failed about one frame in five, hence two copies on these links) PSNR within 1 dB of --symbol-level
+    at the same S, not falling as S rises; an SNR outside the model's training range (0-20 dB) is clamped and the
+    record says so."""
     import skimage.data
     from PIL import Image
 
@@ -195,7 +197,7 @@ def test_send_snr_sets_the_air_and_the_decoder_snr_stays_in_the_trained_range(sh
     img = tmp_path / "cat.png"
     Image.fromarray(skimage.data.chelsea()[100:196, 150:278]).save(img)
     psnr = {}
-    for s in (10, 20, 30):
+    for s in (0, 10, 20, 30):
         for mode in ("air", "symbol"):
             out = tmp_path / f"{mode}{s}.json"
             args = ["jscc", "send", "--images", str(img), "--snr-db", str(s), "--no-digital", "--json", str(out),
@@ -206,8 +208,9 @@ def test_send_snr_sets_the_air_and_the_decoder_snr_stays_in_the_trained_range(sh
             if mode == "air":
                 assert abs(rec["snr_db"] - s) < 1.0, rec          # the air really had that SNR
             assert rec["decoder_snr_db"] <= 20.0
-            if s != 20:                                       # at the range's edge the estimate may fall either side
+            assert rec["status"] == "ok", rec
+            if s not in (0, 20):                              # at the range's edges the estimate may fall either side
                 assert rec["snr_clamped"] is (s > 20), rec
-    for s in (10, 20, 30):
+    for s in (0, 10, 20, 30):
         assert abs(psnr["air", s] - psnr["symbol", s]) < 1.0, psnr
-    assert psnr["air", 10] <= psnr["air", 20] + 0.1 <= psnr["air", 30] + 0.2, psnr
+    assert psnr["air", 0] <= psnr["air", 10] <= psnr["air", 20] + 0.1 <= psnr["air", 30] + 0.2, psnr
