@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
     def train_cmd(
         out: Path = typer.Option(..., "--out", help="checkpoint file to write"),
         task: str = typer.Option("classification", "--task", help="classification or retrieval"),
-        dataset: str = typer.Option("fashion-mnist", help="fashion-mnist or mnist"),
+        dataset: str = typer.Option("fashion-mnist", help="fashion-mnist, mnist or cifar10"),
         epochs: int = typer.Option(3, help="stage 1 (backbone + head) epochs"),
         jscc_steps: int = typer.Option(6000, help="stage 2 (JSCC with the channel in the loop) steps"),
         snr_min_db: float = typer.Option(-5.0),
