@@ -4,8 +4,10 @@ from a sampling-clock offset) of every OFDM symbol after the LTS, from the pilot
 * **Header** (:meth:`PilotTracker.header_phase`): common phase only, from the pilots, smoothed over 3 symbols (at low
   SNR a per-symbol slope from a few pilots costs more than the sub-sample drift it would remove over a few symbols).
 * **Frame** (:meth:`PilotTracker.track`): the pilot phases of the whole frame (header + payload symbols) are fitted by
-  least squares to ``a + b s + d (s - s_lts) k`` (after removing a drift estimated from pilot correlations at lags
-  1, 8 and 32 symbols, so that the phases do not wrap over long frames at low SNR) (s the symbol index, k the subcarrier): ``a + b s`` is the residual
+  weighted least squares (pilot weights ``|H_p|^2``, subcarriers centred on their weighted mean) to
+  ``a + b s + d (s - s_lts) k`` (after removing a drift estimated from pilot correlations at lags 1, 8 and 32
+  symbols, so that the phases do not wrap over long frames at low SNR) (s the symbol index, k the subcarrier):
+  ``a + b s`` is the residual
   CFO, ``d (s - s_lts) k`` a slope across subcarriers growing from zero at the LTS (where the channel was estimated,
   1.5 symbols before the first header symbol), kept only where significant (3 sigma). Averaging the pilot noise over
   all ``n_sym n_p`` pilots of the frame. With ``smoothing`` = w >= 3 the residual common phase is also tracked per
@@ -175,9 +177,17 @@ class PilotTracker:
         z = z * cis(-rep(drift) * s_idx)[:, None]
         theta0 = np.angle(seg.sum(z.sum(axis=1)))
         phi = np.angle(z * rep(np.exp(-1j * theta0).astype(np.complex64))[:, None])    # [T, n_p], small
-        kp = self._kp
-        # common phase: a + b s (least squares over all pilots of the frame)
-        w_s = phi.sum(axis=1) / n_p                                                   # mean over the pilots
+        # pilot weights |H_p|^2 / mean |H_p|^2 (the inverse variance of each pilot's phase): a pilot in a deep fade
+        # carries a phase that is nearly uniform on (-pi, pi], and an unweighted mean over 4 pilots passed a quarter
+        # of it to every symbol (TDL-A at 10 dB: frames arriving at 0-4 dB while the receiver reported 5-8 dB)
+        hp2 = np.square(np.abs(Hp)).astype(np.float64)
+        wf = hp2 / np.maximum(hp2.mean(axis=1, keepdims=True), 1e-30)                # [F, n_p], mean 1
+        wp = rep(wf)
+        # pilot subcarriers centred on their weighted mean, so that the common phase and the slope decouple
+        k_ref = (wf * (self._kp + self._kp_mean)).mean(axis=1)                        # [F], subcarriers
+        kp = (self._kp + self._kp_mean)[None, :] - rep(k_ref)[:, None]                # [T, n_p]
+        # common phase: a + b s (weighted least squares over all pilots of the frame)
+        w_s = (phi * wp).sum(axis=1) / n_p                                            # weighted mean over the pilots
         sc = s_idx - rep((n_sym - 1) / 2)
         b = seg.sum(w_s * sc) / seg.sum(sc * sc)
         cpe = rep(seg.sum(w_s) / n_sym) + rep(b) * sc
@@ -185,10 +195,10 @@ class PilotTracker:
         # four pilots per symbol cannot afford free per-symbol slopes at low SNR
         resid = phi - cpe[:, None]
         s_lts = s_idx + 1.5
-        u = s_lts[:, None] * kp[None, :]
-        uu = seg.sum((u * u).sum(axis=1))
-        d = seg.sum((resid * u).sum(axis=1)) / uu
-        var_phi = seg.sum(np.square(resid - rep(d)[:, None] * u).sum(axis=1)) / (n_sym * n_p)
+        u = s_lts[:, None] * kp
+        uu = seg.sum((wp * u * u).sum(axis=1))
+        d = seg.sum((wp * resid * u).sum(axis=1)) / uu
+        var_phi = seg.sum((wp * np.square(resid - rep(d)[:, None] * u)).sum(axis=1)) / (n_sym * n_p)
         d = np.where(d * d * uu < 9.0 * var_phi, 0.0, d)
         slope = rep(d) * s_lts
         if smooth > 1:
@@ -200,7 +210,7 @@ class PilotTracker:
             hi = base + np.minimum(seg.index + h + 1, rep(seg.counts))
             lo = base + np.maximum(seg.index - h, 0)
             cpe = cpe + np.angle(c[hi] - c[lo])
-        return rep(theta0) + rep(drift) * s_idx + cpe - slope * self._kp_mean, slope
+        return rep(theta0) + rep(drift) * s_idx + cpe - slope * rep(k_ref), slope
 
     def phase_var(self, sigma2: np.ndarray, Hp: np.ndarray, n_tot: np.ndarray) -> np.ndarray:
         """Variance of the tracked phase per data subcarrier (see the module docstring).
