@@ -122,17 +122,21 @@ def plot(record: dict, path) -> None:
     means = {}
     for r in record["results"]:
         means.setdefault((r["ratio"], r["method"]), {}).setdefault(r["snr_db"], []).append(r["psnr_db"])
+    methods = list(dict.fromkeys(m for _, m in means))
+    colour = {m: f"C{i}" for i, m in enumerate(methods)}           # one colour per method in every panel
     for ax, q in zip(axes[0], ratios):
         for (ratio, method), pts in means.items():
             if ratio != q:
                 continue
             s = sorted(pts)
             style = "--" if method.startswith("separation") else ("-." if method.startswith("digital") else "-")
-            ax.plot(s, [float(np.mean(pts[x])) for x in s], style, marker="o", ms=3, label=method)
+            ax.plot(s, [float(np.mean(pts[x])) for x in s], style, marker="o", ms=3, label=method,
+                    color=colour[method])
         ax.set_title(f"k/n = {q}")
         ax.set_xlabel("SNR (dB)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"PSNR (dB), mean over {len(record['photos'])} photos")
-    axes[0][0].legend(fontsize=7)
+    for ax in axes[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
