@@ -261,16 +261,19 @@ def _eval_photos(checkpoints, photos: str, ratios: str, snrs: list[float], json_
 
     names = list(SAMPLE_PHOTOS) if photos.strip() == "all" else [p.strip() for p in photos.split(",") if p.strip()]
     bad = [p for p in names if p not in SAMPLE_PHOTOS]
-    if bad or not names:
-        _fail(f"--photos {photos!r}: expected 'all' or a comma list of {', '.join(SAMPLE_PHOTOS)}")
+    if bad or not (names or include):
+        _fail(f"--photos {photos!r}: expected 'all' or a comma list of {', '.join(SAMPLE_PHOTOS)} (or '' with "
+              "--include: merge earlier --photos runs)")
     try:
         rs = [parse_ratio(r) for r in ratios.split(",") if r.strip()]
         models = [load_checkpoint(ck) for ck in checkpoints or [DEFAULT_CHECKPOINT]]
-        res = evaluate_photos(models, names, rs, snrs, seed, log=lambda m: typer.echo(m, err=True))
+        res = evaluate_photos(models, names, rs, snrs, seed, log=lambda m: typer.echo(m, err=True)) if names \
+            else {"results": []}
         for inc in include:
             earlier = _json.loads(Path(inc).read_text(encoding="utf-8"))
             res["results"] += earlier["results"]
             names += [p for p in earlier["photos"] if p not in names]
+            rs += [parse_ratio(q) for q in earlier["ratios"] if parse_ratio(q) not in rs]
         res["crossovers"] = crossovers(res["results"])
     except (ValueError, DataNotFoundError, CheckpointError, OSError, KeyError) as exc:
         _fail(str(exc))

@@ -65,3 +65,25 @@ def test_cli_bad_photos_and_ratios(tmp_path, capsys):
     assert main(["jscc", "eval", "--photos", "chelsea", "--ratios", "3/2", "--json", str(tmp_path / "x.json")]) == 2
     assert "ratio '3/2'" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_cli_merges_earlier_photo_runs(tmp_path):
+    """`--photos '' --include a.json --include b.json` evaluates nothing, merges the records, recomputes the crossovers
+    over all photos and plots them."""
+    import json
+
+    from lab.cli import main
+
+    for photo, off in (("astronaut", 0.0), ("chelsea", 4.0)):
+        recs = [{"photo": photo, "ratio": "1/6", "method": m, "snr_db": s, "psnr_db": v + off, "ssim": 0.5}
+                for m, s, v in (("deepjscc-adjscc", 0.0, 25.0), ("deepjscc-adjscc", 10.0, 27.0),
+                                ("digital-chain", 0.0, 20.0), ("digital-chain", 10.0, 30.0))]
+        (tmp_path / f"{photo}.json").write_text(json.dumps({"photos": [photo], "ratios": ["1/6"], "results": recs}))
+    out = tmp_path / "all.json"
+    assert main(["jscc", "eval", "--photos", "", "--ratios", "1/6", "--include", str(tmp_path / "astronaut.json"),
+                 "--include", str(tmp_path / "chelsea.json"), "--json", str(out), "--out", str(tmp_path)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["photos"] == ["astronaut", "chelsea"] and len(doc["results"]) == 8
+    mean = [c for c in doc["crossovers"] if c["photo"] == "mean" and c["against"] == "digital-chain"]
+    assert mean[0]["crossover_snr_db"] == pytest.approx(50 / 8)
+    assert (tmp_path / "jscc_photos.png").stat().st_size > 1000
