@@ -177,8 +177,12 @@ class FrameFormat:
     [cp + N], ``lts_time`` complex64 [2cp + 2N], ``pilot_polarity`` float32 [127], header interleaver, sizes.
     """
 
-    def __init__(self, cfg: OfdmConfig):
+    def __init__(self, cfg: OfdmConfig, header_repeat: int = 1):
+        if isinstance(header_repeat, bool) or not isinstance(header_repeat, (int, np.integer)) \
+                or not 1 <= header_repeat <= 8:
+            raise ValueError(f"header_repeat = {header_repeat!r}: expected an integer 1 .. 8")
         self.cfg = cfg
+        self.header_repeat = int(header_repeat)
         n, cp = cfg.fft_size, cfg.cp_len
         rng = np.random.default_rng(_PN_SEED)
         used = np.asarray(cfg.used_subcarriers)
@@ -197,10 +201,14 @@ class FrameFormat:
         self._pilots = np.zeros((0, cfg.n_pilots), np.complex64)
         self._grid = np.zeros((0, cfg.fft_size), np.complex64)
         self.pad_symbols = np.exp(1j * np.pi / 4 * (2 * rng.integers(0, 4, cfg.n_data) + 1)).astype(np.complex64)
-        # header: 8 Golay codewords, bit j of codeword c at position 8 j + c
-        self.n_hdr_coded = 2 * HEADER_BITS
+        # header: 8 Golay codewords, bit j of codeword c at position 8 j + c; with header_repeat R > 1 the 192 coded
+        # bits are sent R times, copy r in slots 192 r + ((8 j + c + 24 r) mod 192) (shifted by 24 slots = half the
+        # wifi64 band, for frequency diversity), and the receiver adds the copies' soft values (+10 log10 R dB)
+        self.n_hdr_coded = 2 * HEADER_BITS * self.header_repeat
         self.n_hdr_symbols = -(-self.n_hdr_coded // cfg.n_data)
         self.hdr_perm = (np.arange(24)[None, :] * 8 + np.arange(8)[:, None]).reshape(-1)  # codeword bit -> slot
+        r = np.arange(self.header_repeat)[:, None]
+        self.hdr_perms = 2 * HEADER_BITS * r + (self.hdr_perm[None, :] + 24 * r) % (2 * HEADER_BITS)   # [R, 192]
         self.preamble_len = cfg.symbol_len + 2 * cp + 2 * n
         self.header_len = self.n_hdr_symbols * cfg.symbol_len
         self.preamble = np.concatenate([self.sc_time, self.lts_time]).astype(np.complex64)   # [preamble_len]
@@ -246,12 +254,17 @@ class FrameFormat:
         word = int.from_bytes(header.to_bytes(), "big")
         info = [(word >> (84 - 12 * c)) & 0xFFF for c in range(HEADER_BITS // 12)]
         slots = np.ones(self.n_hdr_symbols * self.cfg.n_data, np.float32)
-        slots[self.hdr_perm] = _golay_pm_rows().take(info, axis=0).reshape(-1)
+        slots[self.hdr_perms] = _golay_pm_rows().take(info, axis=0).reshape(-1)[None, :]
         return slots
+
+    def combine_header_soft(self, soft: np.ndarray) -> np.ndarray:
+        """Soft values of the header's 192 coded bits in codeword order (codeword c's bit j at 24 c + j): float
+        [..., n_hdr_symbols * n_data] -> [..., 192], the ``header_repeat`` copies added."""
+        return soft[..., self.hdr_perms].sum(axis=-2)
 
     def decode_header(self, soft: np.ndarray) -> FrameHeader | None:
         """``soft`` float [n_hdr_symbols * n_data] (positive = bit 0) -> header or None (CRC/field failure)."""
-        bits = golay_decode_soft(soft[self.hdr_perm])
+        bits = golay_decode_soft(self.combine_header_soft(soft))
         return FrameHeader.from_bits(bits)
 
     def n_symbols(self, n_payload_symbols: int) -> int:
@@ -264,9 +277,9 @@ class FrameFormat:
 
 
 @lru_cache(maxsize=16)
-def frame_format(cfg: OfdmConfig) -> FrameFormat:
-    """Cached :class:`FrameFormat` for ``cfg``."""
-    return FrameFormat(cfg)
+def frame_format(cfg: OfdmConfig, header_repeat: int = 1) -> FrameFormat:
+    """Cached :class:`FrameFormat` for ``cfg`` (and ``header_repeat``)."""
+    return FrameFormat(cfg, header_repeat)
 
 
 @lru_cache(maxsize=32)
@@ -294,11 +307,11 @@ class FrameBuilder:
         x = fb.build_digital(b"hello", seq=1, modem="qpsk", code_rate=None)   # complex64 [fb.frame_len(...)]
     """
 
-    def __init__(self, cfg: OfdmConfig):
+    def __init__(self, cfg: OfdmConfig, header_repeat: int = 1):
         if not isinstance(cfg, OfdmConfig):
             raise TypeError(f"cfg must be an OfdmConfig, got {type(cfg).__name__}")
         self.cfg = cfg
-        self.fmt = frame_format(cfg)
+        self.fmt = frame_format(cfg, header_repeat)
         n = cfg.fft_size
         self._hdr_grid_template = np.zeros((self.fmt.n_hdr_symbols, n), np.complex64)
 

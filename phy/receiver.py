@@ -34,7 +34,7 @@ from phy.rx.channel_estimation import LtsChannelEstimator
 from phy.rx.demapping import PayloadDecoder, RxFrame, decode_frames, frames_out
 from phy.rx.detection import CHUNK_MAX, CHUNK_MIN, DetectionScan
 from phy.rx.equalization import effective_noise, equalize
-from phy.rx.header import decode_header, decode_header_symbols
+from phy.rx.header import decode_header_symbols
 from phy.rx.ofdm_demodulation import OfdmDemodulator, Segments, cis
 from phy.rx.phase_tracking import PilotTracker
 
@@ -49,9 +49,6 @@ PROCESS_BLOCK = 1 << 18
 
 STAT_KEYS = ("samples", "nonfinite_samples", "gaps", "candidates", "detected", "rejected", "header_crc_fail",
              "header_invalid", "truncated", "frames", "payload_crc_fail", "payload_error")
-
-_golay_header = decode_header       # former private name (tests)
-
 
 class Receiver:
     """Streaming OFDM receiver (see the module docstring and :mod:`phy.rx` for the stages).
@@ -81,6 +78,8 @@ class Receiver:
     defer_decode : bool
         LDPC-coded digital frames come back undecoded (``payload`` None, ``crc_ok`` False, ``extra["llr"]``) for
         :func:`decode_frames` (one batched LDPC call per payload shape over any receivers' frames). Default False.
+    header_repeat : int
+        Header copies per frame, as the transmitter's ``FrameBuilder`` (default 1); soft values add: +10 log10 R dB.
     genie : dict or None
         Test hook (:func:`phy.rx.acquisition.genie_acquisition`): known channel, noise, CFO and frame starts are used
         instead of the estimates; no pilot tracking.
@@ -91,7 +90,8 @@ class Receiver:
     def __init__(self, cfg: OfdmConfig, false_alarm_rate: float = 1e-4, *, equalizer: str = "mmse",
                  fa_window: int = 4096, detect_pfa: float = 1e-5, max_cfo_subcarriers: float = 2.0,
                  pilot_smoothing: int = 1, max_payload_symbols: int = 1 << 16, tap_threshold: float = 9.0,
-                 decision_directed: bool = True, defer_decode: bool = False, genie: dict | None = None):
+                 decision_directed: bool = True, defer_decode: bool = False, genie: dict | None = None,
+                 header_repeat: int = 1):
         if not isinstance(cfg, OfdmConfig):
             raise TypeError(f"cfg must be an OfdmConfig, got {type(cfg).__name__}")
         if not 0 < false_alarm_rate < 1:
@@ -102,7 +102,7 @@ class Receiver:
             raise ValueError(f"max_cfo_subcarriers = {max_cfo_subcarriers!r}: expected >= 0.5")
         if int(pilot_smoothing) < 1 or int(pilot_smoothing) % 2 == 0:
             raise ValueError(f"pilot_smoothing = {pilot_smoothing!r}: expected an odd integer >= 1")
-        self.cfg, self.fmt, self.equalizer, self.genie = cfg, frame_format(cfg), equalizer, genie
+        self.cfg, self.fmt, self.equalizer, self.genie = cfg, frame_format(cfg, header_repeat), equalizer, genie
         fmt = self.fmt
         self.false_alarm_rate, self.max_cfo = float(false_alarm_rate), float(max_cfo_subcarriers)
         self.pilot_smoothing, self.max_payload_symbols = int(pilot_smoothing), int(max_payload_symbols)

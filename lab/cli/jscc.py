@@ -14,7 +14,7 @@ import typer
 
 #: the checkpoint shipped with the package (SNR-adaptive model, k/n = 1/6, AWGN 0..20 dB)
 from lab.cli.common import ConfigOpt, JsonOpt, ProgressOpt, SeedOpt, SetOpt, emit_json, load_lab_config, split_floats
-from lab.experiments.jscc_air import DEFAULT_CHECKPOINT
+from lab.experiments.jscc_air import DEFAULT_CHECKPOINT, digital_chain_records
 from lab.plots import jscc_eval_figure, save_figure, side_by_side_figure
 
 
@@ -88,6 +88,10 @@ def register(app: typer.Typer) -> None:
         data_dir: Path | None = typer.Option(None),
         include: list[Path] = typer.Option([], "--include", help="merge the results of an earlier eval JSON "
                                                                    "(e.g. baselines computed once)"),
+        photos: str | None = typer.Option(None, "--photos", help="full-resolution scikit-image photos instead of "
+                                          "CIFAR-10: a comma list or 'all' (astronaut, chelsea, coffee, rocket); "
+                                          "with the digital chain and the crossover SNR per --ratios"),
+        ratios: str = typer.Option("1/6,1/12,1/24", "--ratios", help="with --photos: bandwidth ratios k/n"),
         json_path: JsonOpt = "runs/jscc/eval.json",
         out: Path = typer.Option(Path("runs/jscc"), "--out", help="folder for the PNG plot"),
         seed: SeedOpt = 0,
@@ -97,6 +101,11 @@ def register(app: typer.Typer) -> None:
         import json as _json
 
         import torch
+
+        if photos is not None:
+            torch.set_num_threads(threads)
+            _eval_photos(checkpoint, photos, ratios, split_floats(snrs, "--snr-db"), json_path, out, seed, include)
+            return
 
         from learning.jscc.checkpoint import CheckpointError, load_checkpoint
         from learning.jscc.data import DataNotFoundError, load_cifar10
@@ -123,7 +132,7 @@ def register(app: typer.Typer) -> None:
                                                    codecs.split(",") if codecs else None)
             if digital_images > 0:
                 typer.echo(f"digital chain on {digital_images} images ...", err=True)
-                results += _digital_chain_records(images[:digital_images], snr_list, min(ratios) if ratios else 1 / 6,
+                results += digital_chain_records(images[:digital_images], snr_list, min(ratios) if ratios else 1 / 6,
                                                   seed)
             for inc in include:
                 earlier = _json.loads(Path(inc).read_text(encoding="utf-8"))
@@ -239,27 +248,64 @@ def register(app: typer.Typer) -> None:
         emit_json(json_path, doc)
 
 
-def _digital_chain_records(images, snrs: list[float], ratio: float, seed: int) -> list[dict]:
-    """Mean PSNR/SSIM of the real digital chain over the in-process AWGN air (wifi64) at each SNR."""
+def _eval_photos(checkpoints, photos: str, ratios: str, snrs: list[float], json_path, out: Path, seed: int,
+                 include=()) -> None:
+    """``otalab jscc eval --photos``: see :mod:`lab.experiments.jscc_photos`; ``include``: earlier ``--photos`` JSONs
+    whose records join these (e.g. photos evaluated in parallel runs)."""
+    import json as _json
+
+    from lab.experiments.jscc_photos import crossovers, evaluate_photos, parse_ratio, plot
+    from lab.results import metadata
+    from learning.jscc.checkpoint import CheckpointError, load_checkpoint
+    from learning.jscc.data import SAMPLE_PHOTOS, DataNotFoundError
+
+    names = list(SAMPLE_PHOTOS) if photos.strip() == "all" else [p.strip() for p in photos.split(",") if p.strip()]
+    bad = [p for p in names if p not in SAMPLE_PHOTOS]
+    if bad or not (names or include):
+        _fail(f"--photos {photos!r}: expected 'all' or a comma list of {', '.join(SAMPLE_PHOTOS)} (or '' with "
+              "--include: merge earlier --photos runs)")
+    try:
+        rs = [parse_ratio(r) for r in ratios.split(",") if r.strip()]
+        models = [load_checkpoint(ck) for ck in checkpoints or [DEFAULT_CHECKPOINT]]
+        res = evaluate_photos(models, names, rs, snrs, seed, log=lambda m: typer.echo(m, err=True)) if names \
+            else {"results": []}
+        for inc in include:
+            earlier = _json.loads(Path(inc).read_text(encoding="utf-8"))
+            res["results"] += earlier["results"]
+            names += [p for p in earlier["photos"] if p not in names]
+            rs += [parse_ratio(q) for q in earlier["ratios"] if parse_ratio(q) not in rs]
+        res["crossovers"] = crossovers(res["results"])
+    except (ValueError, DataNotFoundError, CheckpointError, OSError, KeyError) as exc:
+        _fail(str(exc))
+    record = {"title": "DeepJSCC on full-resolution photos, AWGN", "photos": names,
+              "ratios": [f"{r.numerator}/{r.denominator}" for r in rs],
+              "models": [{"checkpoint": str(ck), "ratio": meta.get("ratio"), "command": meta.get("command")}
+                         for ck, (_, meta) in zip(checkpoints or [DEFAULT_CHECKPOINT], models)],
+              **res, **metadata(seed=seed)}
+    emit_json(json_path, record)
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / "jscc_photos.png"
+    plot(record, png)
+    err = json_path == "-"
+    for ratio in record["ratios"]:
+        typer.echo(f"k/n = {ratio}, PSNR dB (mean over {len(names)} photos):", err=err)
+        _print_table([r for r in _photo_means(res["results"]) if r["ratio"] == ratio], err=err)
+    for c in res["crossovers"]:
+        if c["photo"] == "mean":
+            typer.echo(f"crossover k/n = {c['ratio']} {c['method']} vs {c['against']}: {c['crossover_snr_db']}",
+                       err=err)
+    typer.echo(f"plot: {png}", err=True)
+
+
+def _photo_means(records: list[dict]) -> list[dict]:
+    """Mean PSNR/SSIM over photos per (ratio, method, SNR)."""
     import numpy as np
 
-    from lab.experiments.jscc_air import DigitalRadioLink
-    from learning.jscc.metrics import psnr_uint8, ssim_uint8
-    from phy.ofdm import OfdmConfig
-    from radio.drivers.loopback import loopback_pair
-
-    out = []
-    for snr in snrs:
-        tx, rx = loopback_pair(snr_db=snr, seed=seed)
-        link = DigitalRadioLink(tx, rx, OfdmConfig.preset("wifi64"), snr)
-        res = link(images, ratio)
-        ps = [psnr_uint8(a, img) for a, (img, _) in zip(images, res)]
-        ss = [ssim_uint8(a, img) for a, (img, _) in zip(images, res)]
-        out.append({"method": "digital-chain", "snr_db": float(snr), "psnr_db": float(np.mean(ps)),
-                    "ssim": float(np.mean(ss)), "psnr_std_db": float(np.std(ps)), "n_images": len(images),
-                    "channel": "awgn air (wifi64 OFDM, full receiver)", "modem": link.modem,
-                    "code_rate": round(link.code_rate, 4), **{f"frames_{k}": v for k, v in link.stats.items()}})
-    return out
+    cells: dict[tuple, list[dict]] = {}
+    for r in records:
+        cells.setdefault((r["ratio"], r["method"], r["snr_db"]), []).append(r)
+    return [{"ratio": q, "method": m, "snr_db": s, "psnr_db": float(np.mean([r["psnr_db"] for r in rs])),
+             "ssim": float(np.mean([r["ssim"] for r in rs]))} for (q, m, s), rs in cells.items()]
 
 
 def _print_table(results: list[dict], err: bool = False) -> None:

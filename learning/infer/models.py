@@ -1,7 +1,8 @@
 """Edge-inference models (the paper's Fig. 2 split): a device-side feature extractor and JSCC encoder, a server-side
 JSCC decoder and task head, with a budget of ``CHANNEL_USES`` = 128 real channel uses (64 complex symbols) per query.
 
-* :class:`Backbone` — small CNN, uint8 28x28 grayscale -> feature f float32 [B, FEATURE_DIM];
+* :class:`Backbone` — small CNN, uint8 28x28 grayscale -> feature f float32 [B, FEATURE_DIM]; :class:`CifarBackbone`
+  the same for 32x32 RGB (CIFAR-10); :func:`backbone_for` picks by data set;
 * :class:`Head` — f -> 10 class logits (the server's classifier; the noiseless baseline is ``Head(Backbone(x))``);
 * :class:`JsccEncoder` — (f, SNR) -> z float32 [B, 128] with unit mean power per real value (``||z||^2 = 128``);
 * :class:`JsccDecoder` — (z + noise, SNR) -> logits [B, 10] (decoder and a server-side head in one MLP), or for
@@ -22,11 +23,11 @@ N_CLASSES = 10
 
 
 def images_to_tensor(x) -> torch.Tensor:
-    """uint8 [B, 28, 28] (numpy or tensor) -> float32 [B, 1, 28, 28] in [0, 1]."""
+    """uint8 [B, H, W] (grayscale) or [B, H, W, 3] (RGB, HWC), numpy or tensor -> float32 [B, C, H, W] in [0, 1]."""
     if getattr(x, "flags", None) is not None and not x.flags.writeable:
         x = x.copy()   # the data loader caches read-only arrays; torch wants writable memory
-    t = torch.as_tensor(x)
-    return t.to(torch.float32).div_(255.0).unsqueeze(1)
+    t = torch.as_tensor(x).to(torch.float32).div_(255.0)
+    return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
 
 
 class Backbone(nn.Module):
@@ -42,6 +43,32 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x float32 [B, 1, 28, 28] in [0, 1] -> f [B, feature_dim]."""
         return self.net(x)
+
+
+class CifarBackbone(nn.Module):
+    """32x32 RGB: three blocks conv3x3-BN-ReLU-pool (16, 32, 64 channels), fc(128)-ReLU, fc(FEATURE_DIM); small
+    enough to train on a shared CPU in minutes (about 2.6 M multiply-adds per image)."""
+
+    def __init__(self, feature_dim: int = FEATURE_DIM):
+        super().__init__()
+        blocks = []
+        for c_in, c_out in ((3, 16), (16, 32), (32, 64)):
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+                       nn.MaxPool2d(2)]
+        self.net = nn.Sequential(*blocks, nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU(),
+                                 nn.Linear(128, feature_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x float32 [B, 3, 32, 32] in [0, 1] -> f [B, feature_dim]."""
+        return self.net(x)
+
+
+def backbone_for(dataset: str) -> nn.Module:
+    """The device-side feature extractor for ``dataset``: :class:`CifarBackbone` for "cifar10", else
+    :class:`Backbone` (28x28 grayscale)."""
+    from learning.infer.data import image_shape
+
+    return CifarBackbone() if len(image_shape(dataset)) == 3 else Backbone()
 
 
 class Head(nn.Module):

@@ -1,6 +1,6 @@
 """Remote classification at a budget of 128 real channel uses (64 complex symbols) per query: the schemes.
 
-Every scheme maps a batch of device images (uint8 [B, 28, 28]) and an SNR (dB, per real channel use = per complex
+Every scheme maps a batch of device images (uint8 [B, 28, 28] or [B, 32, 32, 3], the checkpoint's data set) and an SNR (dB, per real channel use = per complex
 symbol ``E|s|^2 / N0``) to server-side predictions (int64 [B]):
 
 * ``noiseless`` — the server has the device's feature vector exactly (upper baseline);
@@ -50,11 +50,12 @@ class InferenceModel:
             CHANNEL_USES,
             FEATURE_DIM,
             N_CLASSES,
-            Backbone,
             Head,
             JsccDecoder,
             JsccEncoder,
+            backbone_for,
         )
+        from learning.infer.data import image_shape
         from learning.infer.train import FORMAT
         from learning.safeio import CheckpointError, read_checkpoint_file
 
@@ -68,8 +69,12 @@ class InferenceModel:
             raise CheckpointMismatch(f"{path}: task {ck.get('task')!r}; expected {expect_task!r}")
         if ck.get("channel_uses") != CHANNEL_USES:
             raise CheckpointMismatch(f"{path}: {ck.get('channel_uses')} channel uses; expected {CHANNEL_USES}")
+        try:
+            self.image_shape = image_shape(ck.get("dataset"))
+        except ValueError as exc:
+            raise CheckpointMismatch(f"{path}: {exc}") from None
         self.meta = {k: v for k, v in ck.items() if not isinstance(v, (dict, torch.Tensor)) or k == "train_config"}
-        self.backbone, self.head = Backbone().eval(), Head().eval()
+        self.backbone, self.head = backbone_for(ck["dataset"]).eval(), Head().eval()
         self.task = ck["task"]
         self.encoder = JsccEncoder().eval()
         self.decoder = JsccDecoder(n_out=N_CLASSES if self.task == "classification" else FEATURE_DIM).eval()
@@ -83,13 +88,13 @@ class InferenceModel:
 
     # -- device side ------------------------------------------------------------------------------------------
     def features(self, images: np.ndarray) -> np.ndarray:
-        """uint8 [B, 28, 28] -> f float32 [B, F]."""
+        """uint8 [B, *image_shape] (the checkpoint's data set: 28x28 grayscale or 32x32x3 RGB) -> f float32 [B, F]."""
         import torch
 
         from learning.infer.data import check_images
         from learning.infer.models import images_to_tensor
 
-        x = check_images(images)
+        x = check_images(images, f"images for a {self.meta['dataset']} model", self.image_shape)
         with torch.no_grad():
             return torch.cat([self.backbone(images_to_tensor(x[i:i + 2000]))
                               for i in range(0, len(x), 2000)]).numpy()
@@ -219,7 +224,7 @@ def digital_chain(model: InferenceModel, f: np.ndarray, snr_db: float, rng: np.r
 
 
 def image_first(model: InferenceModel, images: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    """128 leading PCA coefficients, unit power each, AWGN, MMSE, rebuilt image (uint8 [B, 28, 28])."""
+    """128 leading PCA coefficients, unit power each, AWGN, MMSE, rebuilt image (uint8, the shape of ``images``)."""
     x = images.reshape(len(images), -1).astype(np.float64) / 255.0
     sd = np.sqrt(np.maximum(model.img_var, 1e-12))
     c = (x - model.img_mean) @ model.img_basis / sd                        # unit variance per channel use

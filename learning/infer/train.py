@@ -27,6 +27,9 @@ import numpy as np
 FORMAT = "otalab-infer-v1"
 TEMPERATURE = 0.1
 VIEWS = 2
+#: the image-first scheme's PCA is fitted on the first training images up to this many pixel values (all 60 000
+#: Fashion-MNIST images; the first 15 311 of CIFAR-10, whose 3072-d covariance from all 50 000 would need GBs)
+IMAGE_PCA_VALUES = 60000 * 784
 
 
 @dataclasses.dataclass
@@ -52,6 +55,9 @@ class TrainConfig:
         if self.epochs < 1 or self.jscc_steps < 1 or self.batch_size < 2:
             raise ValueError(f"epochs = {self.epochs}, jscc_steps = {self.jscc_steps}, batch_size = "
                              f"{self.batch_size}: expected >= 1, >= 1, >= 2")
+        from learning.infer.data import image_shape
+
+        image_shape(self.dataset)   # ValueError naming the known data sets
         if not self.snr_min_db <= self.snr_max_db:
             raise ValueError(f"SNR range [{self.snr_min_db}, {self.snr_max_db}] dB: expected min <= max")
 
@@ -70,17 +76,17 @@ def train(cfg: TrainConfig, log=print) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from learning.infer.augment import augment
+    from learning.infer.augment import augment, shift_flip
     from learning.infer.data import load
     from learning.infer.models import (
         CHANNEL_USES,
         FEATURE_DIM,
         N_CLASSES,
-        Backbone,
         Head,
         JsccDecoder,
         JsccEncoder,
         awgn,
+        backbone_for,
         images_to_tensor,
     )
     from learning.safeio import write_checkpoint
@@ -93,7 +99,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         x, y = x[:cfg.train_images], y[:cfg.train_images]
     x, y = np.array(x), np.array(y)          # writable copies (the loader caches read-only arrays)
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
-    backbone, head = Backbone(), Head()
+    backbone, head = backbone_for(cfg.dataset), Head()
     opt = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=cfg.lr)
     steps = cfg.epochs * math.ceil(len(x) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps)
@@ -104,9 +110,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
         for i in range(0, len(x), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
             if cfg.task == "classification":
-                xb = images_to_tensor(xt[idx])
-                if rng.random() < 0.5:
-                    xb = xb.flip(3)   # horizontal flip (Fashion-MNIST items are left-right symmetric)
+                if x.ndim == 4:    # RGB (CIFAR-10): random shift by up to 4 px and flip per image
+                    xb = images_to_tensor(shift_flip(x[idx.numpy()], rng, 4))
+                else:
+                    xb = images_to_tensor(xt[idx])
+                    if rng.random() < 0.5:
+                        xb = xb.flip(3)   # horizontal flip (Fashion-MNIST items are left-right symmetric)
                 loss = F.cross_entropy(head(backbone(xb)), yt[idx])
             else:
                 xi = x[idx.numpy()]
@@ -155,7 +164,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
             log(f"stage 2 step {s + 1}/{cfg.jscc_steps}: loss {loss.item():.3f}, "
                 f"{time.process_time() - t0:.0f} s CPU")
     f_mean, f_basis, f_var = _pca(feats.numpy().astype(np.float64), feats.shape[1])
-    i_mean, i_basis, i_var = _pca(x.reshape(len(x), -1).astype(np.float64) / 255.0, CHANNEL_USES)
+    xi = x[:IMAGE_PCA_VALUES // x[0].size].reshape(-1, x[0].size)
+    i_mean, i_basis, i_var = _pca(xi.astype(np.float64) / 255.0, CHANNEL_USES)
     meta = {"format": FORMAT, "task": cfg.task, "dataset": cfg.dataset, "channel_uses": CHANNEL_USES,
             "snr_range_db": [cfg.snr_min_db, cfg.snr_max_db], "command": cfg.command,
             "train_config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "command"},

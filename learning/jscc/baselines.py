@@ -193,11 +193,13 @@ def best_fit(table: list[RatePoint], budget_bits: float, accounting: str = "payl
 
 
 def separation_bound(images: np.ndarray, snrs_db: list[float], ratio: float,
-                     codecs: list[str] | None = None, accountings=("payload", "full")) -> list[dict]:
+                     codecs: list[str] | None = None, accountings=("payload", "full"),
+                     tables: list[list[RatePoint]] | None = None) -> list[dict]:
     """Per image and SNR: the best codec that fits ``k·log2(1+SNR)`` bits with ``k = ratio · 3HW`` channel uses.
 
     Args:
         images: uint8 [N, H, W, 3].
+        tables: the images' :func:`rate_table` when already computed (several ratios of one image); None: computed.
     Returns:
         records ``{method: "separation-<accounting>", image, snr_db, budget_bits, codec, quality, bytes, psnr_db,
         ssim}`` (codec ``"mean"`` when nothing fits).
@@ -205,7 +207,7 @@ def separation_bound(images: np.ndarray, snrs_db: list[float], ratio: float,
     records = []
     mean_cache: dict[tuple, tuple[float, float]] = {}
     for i, img in enumerate(images):
-        table = rate_table(img, codecs)
+        table = rate_table(img, codecs) if tables is None else tables[i]
         k = int(round(ratio * img.size))
         key = img.shape
         mean_img = np.broadcast_to(MEAN_RGB, img.shape)

@@ -65,9 +65,10 @@ def evaluate_model(model: JsccModel, meta: dict, images: np.ndarray, snrs_db: li
 
 
 def evaluate_separation(images: np.ndarray, snrs_db: list[float], ratio: float,
-                        codecs: list[str] | None = None) -> list[dict]:
-    """Separation-bound records (payload-only and full-file accounting), averaged over images per SNR."""
-    per_image = separation_bound(images, snrs_db, ratio, codecs)
+                        codecs: list[str] | None = None, tables=None) -> list[dict]:
+    """Separation-bound records (payload-only and full-file accounting), averaged over images per SNR; ``tables``:
+    the images' precomputed :func:`learning.jscc.baselines.rate_table` (optional)."""
+    per_image = separation_bound(images, snrs_db, ratio, codecs, tables=tables)
     groups: dict[tuple, list[dict]] = collections.defaultdict(list)
     for r in per_image:
         groups[(r["method"], r["snr_db"])].append(r)

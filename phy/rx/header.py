@@ -1,7 +1,8 @@
 """Header decoding: soft-ML Golay (24, 12) decoding of the BPSK header soft values and the CRC-16 check.
 
 The header's 96 bits (80 bits of fields + CRC-16/CCITT) are carried by 8 extended-Golay codewords spread over the
-header symbols' data subcarriers (``FrameFormat.hdr_perm``). Soft-ML decoding correlates each codeword's 24 soft
+header symbols' data subcarriers (``FrameFormat.hdr_perm``; ``header_repeat`` copies are added first,
+``FrameFormat.combine_header_soft``). Soft-ML decoding correlates each codeword's 24 soft
 values with all 4096 codewords; :func:`decode_headers` does the same faster: a codeword whose 24 hard decisions (no
 zero soft value) already form a codeword is that codeword's ML decision (the correlation ``sum_j s_j c_j`` is at most
 ``sum_j |s_j|``, reached only by ``c = sign(s)``), so only the other codewords go through the full correlation.
@@ -53,7 +54,7 @@ def decode_headers(fmt: FrameFormat, soft: np.ndarray) -> list[FrameHeader | Non
         None where the CRC or a field check fails.
     """
     n_frames = soft.shape[0]
-    s = soft[:, fmt.hdr_perm].reshape(-1, 24)
+    s = fmt.combine_header_soft(soft).reshape(-1, 24)
     ints, info, wts = golay_lookup()
     v = (s < 0).astype(np.int64) @ wts
     i = np.minimum(np.searchsorted(ints, v), ints.size - 1)

@@ -4,7 +4,10 @@ from a sampling-clock offset) of every OFDM symbol after the LTS, from the pilot
 * **Header** (:meth:`PilotTracker.header_phase`): common phase only, from the pilots, smoothed over 3 symbols (at low
   SNR a per-symbol slope from a few pilots costs more than the sub-sample drift it would remove over a few symbols).
 * **Frame** (:meth:`PilotTracker.track`): the pilot phases of the whole frame (header + payload symbols) are fitted by
-  least squares to ``a + b s + d (s - s_lts) k`` (s the symbol index, k the subcarrier): ``a + b s`` is the residual
+  weighted least squares (pilot weights ``|H_p|^2``, subcarriers centred on their weighted mean) to
+  ``a + b s + d (s - s_lts) k`` (after removing a drift estimated from pilot correlations at lags 1, 8 and 32
+  symbols, so that the phases do not wrap over long frames at low SNR) (s the symbol index, k the subcarrier):
+  ``a + b s`` is the residual
   CFO, ``d (s - s_lts) k`` a slope across subcarriers growing from zero at the LTS (where the channel was estimated,
   1.5 symbols before the first header symbol), kept only where significant (3 sigma). Averaging the pilot noise over
   all ``n_sym n_p`` pilots of the frame. With ``smoothing`` = w >= 3 the residual common phase is also tracked per
@@ -23,6 +26,10 @@ import numpy as np
 from phy.frame import FrameFormat, modem_for
 from phy.ofdm import OfdmConfig
 from phy.rx.ofdm_demodulation import Segments, cis, row_sum
+
+
+#: lags (symbols) at which the per-symbol phase drift of a frame is refined after the lag-1 estimate
+DRIFT_LAGS = (8, 32)
 
 
 def sum3(z: np.ndarray) -> np.ndarray:
@@ -156,12 +163,31 @@ class PilotTracker:
         pairs[:-1] = row_sum(np.conj(z[:-1]) * z[1:])
         pairs[seg.offsets[1:] - 1] = 0                                              # across frames
         drift = np.angle(seg.sum(pairs))
+        # refine at longer lags: the lag-1 estimate's error (~0.05 rad/symbol at 0 dB with 4 pilots) accumulates over
+        # a long frame beyond +-pi, wrapping the phases the least-squares fit below sees; lag L divides it by ~L
+        # (each lag's residual times L stays well inside +-pi)
+        for lag in DRIFT_LAGS:
+            if seg.counts.max() <= lag:
+                break
+            zr = z * cis(-rep(drift) * s_idx)[:, None]
+            lagged = np.zeros(seg.total, np.complex64)
+            same = seg.index[:-lag] + lag < rep(seg.counts)[:-lag]                    # both rows in one frame
+            lagged[:-lag] = np.where(same, row_sum(np.conj(zr[:-lag]) * zr[lag:]), 0)
+            drift = drift + np.angle(seg.sum(lagged)) / lag
         z = z * cis(-rep(drift) * s_idx)[:, None]
         theta0 = np.angle(seg.sum(row_sum(z)))
         phi = np.angle(z * rep(np.exp(-1j * theta0).astype(np.complex64))[:, None])    # [T, n_p], small
-        kp = self._kp
-        # common phase: a + b s (least squares over all pilots of the frame)
-        w_s = row_sum(phi) / n_p                                                   # mean over the pilots
+        # pilot weights |H_p|^2 / mean |H_p|^2 (the inverse variance of each pilot's phase): a pilot in a deep fade
+        # carries a phase that is nearly uniform on (-pi, pi], and an unweighted mean over 4 pilots passed a quarter
+        # of it to every symbol (TDL-A at 10 dB: frames arriving at 0-4 dB while the receiver reported 5-8 dB)
+        hp2 = np.square(np.abs(Hp)).astype(np.float64)
+        wf = hp2 / np.maximum(hp2.mean(axis=1, keepdims=True), 1e-30)                # [F, n_p], mean 1
+        wp = rep(wf)
+        # pilot subcarriers centred on their weighted mean, so that the common phase and the slope decouple
+        k_ref = (wf * (self._kp + self._kp_mean)).mean(axis=1)                        # [F], subcarriers
+        kp = (self._kp + self._kp_mean)[None, :] - rep(k_ref)[:, None]                # [T, n_p]
+        # common phase: a + b s (weighted least squares over all pilots of the frame)
+        w_s = row_sum(phi * wp) / n_p                                                  # weighted mean over the pilots
         sc = s_idx - rep((n_sym - 1) / 2)
         b = seg.sum(w_s * sc) / seg.sum(sc * sc)
         cpe = rep(seg.sum(w_s) / n_sym) + rep(b) * sc
@@ -169,10 +195,10 @@ class PilotTracker:
         # four pilots per symbol cannot afford free per-symbol slopes at low SNR
         resid = phi - cpe[:, None]
         s_lts = s_idx + 1.5
-        u = s_lts[:, None] * kp[None, :]
-        uu = seg.sum(row_sum(u * u))
-        d = seg.sum(row_sum(resid * u)) / uu
-        var_phi = seg.sum(row_sum(np.square(resid - rep(d)[:, None] * u))) / (n_sym * n_p)
+        u = s_lts[:, None] * kp
+        uu = seg.sum(row_sum(wp * u * u))
+        d = seg.sum(row_sum(wp * resid * u)) / uu
+        var_phi = seg.sum(row_sum(wp * np.square(resid - rep(d)[:, None] * u))) / (n_sym * n_p)
         d = np.where(d * d * uu < 9.0 * var_phi, 0.0, d)
         slope = rep(d) * s_lts
         if smooth > 1:
@@ -184,7 +210,7 @@ class PilotTracker:
             hi = base + np.minimum(seg.index + h + 1, rep(seg.counts))
             lo = base + np.maximum(seg.index - h, 0)
             cpe = cpe + np.angle(c[hi] - c[lo])
-        return rep(theta0) + rep(drift) * s_idx + cpe - slope * self._kp_mean, slope
+        return rep(theta0) + rep(drift) * s_idx + cpe - slope * rep(k_ref), slope
 
     def phase_var(self, sigma2: np.ndarray, Hp: np.ndarray, n_tot: np.ndarray) -> np.ndarray:
         """Variance of the tracked phase per data subcarrier (see the module docstring).

@@ -8,7 +8,8 @@ import pytest
 
 from phy.frame import FrameBuilder, FrameHeader, frame_format
 from phy.ofdm import OfdmConfig
-from phy.receiver import Receiver, _golay_header, decode_frames
+from phy.receiver import Receiver, decode_frames
+from phy.rx.header import decode_header
 from tests.phy import chan
 
 WIFI = OfdmConfig.preset("wifi64")
@@ -79,5 +80,5 @@ def test_golay_shortcut_equals_soft_ml(rng):
     for snr_db in (0.0, 3.0, 10.0, 100.0):
         for _ in range(60):
             soft = x + 10 ** (-snr_db / 20) * rng.standard_normal(x.size)
-            assert _golay_header(fmt, soft) == fmt.decode_header(soft)
-    assert _golay_header(fmt, np.zeros_like(x)) == fmt.decode_header(np.zeros_like(x))
+            assert decode_header(fmt, soft) == fmt.decode_header(soft)
+    assert decode_header(fmt, np.zeros_like(x)) == fmt.decode_header(np.zeros_like(x))
