@@ -1,12 +1,14 @@
 """`otalab cell`: the PS and K devices as OS processes on their own radio nodes, orchestrated by Flower.
 
-``otalab cell --config hw_configs/cell-zmq.yaml --devices K --task probe [--rounds R] [--json PATH]`` starts on this
+``otalab cell --config hw_configs/cell-zmq.yaml --devices K --task probe|sync|feel|jscc [--rounds R] [--json PATH]`` starts on this
 host the ZeroMQ air (zmq configs), one radio node per radio, a Flower SuperLink and one SuperNode per device, runs the
 task with ``flwr run``, stops every process (also on Ctrl-C) and prints a table; see :mod:`lab.experiments.cell` and
 docs/cell.md.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
@@ -22,8 +24,11 @@ def register(app: typer.Typer) -> None:
                                                                     "node and SuperNode)"),
              task: str = typer.Option("probe", "--task", help="probe (control plane + node clocks); sync (access "
                                                               "+ over-the-air sums of random vectors); feel "
-                                                              "(A-DSGD rounds); jscc: not wired yet"),
-             rounds: int = typer.Option(3, "--rounds", help="rounds"),
+                                                              "(A-DSGD rounds); jscc (one device sends DeepJSCC "
+                                                              "images, one per round, --devices 1)"),
+             rounds: int = typer.Option(3, "--rounds", help="rounds (jscc: images, CIFAR-10 test 0..R-1)"),
+             checkpoint: str = typer.Option(None, "--checkpoint", help="jscc: DeepJSCC checkpoint (default: the "
+                                                                       "shipped one)"),
              seed: SeedOpt = 0,
              lead_ms: float = typer.Option(50.0, "--lead-ms", help="a node refuses TX bursts less than this far "
                                                                    "ahead (ms)"),
@@ -81,6 +86,7 @@ def register(app: typer.Typer) -> None:
                            reply_timeout_s=reply_timeout_s, run_dir=run_dir, diagnostics=diagnostics,
                            data_symbols=data_symbols, min_lead_s=min_lead_s, feel=feel_cfg,
                            cfo_precomp=cfo_precomp,
+                           jscc={"checkpoint": str(Path(checkpoint).resolve())} if checkpoint else {},
                            radios=radios)
         try:
             record = run_cell(opts, progress=lambda text: console.print(f"[dim]starting {text}[/dim]"))
@@ -91,13 +97,18 @@ def register(app: typer.Typer) -> None:
         def fmt(v, spec=".2f"):
             return "-" if v is None else format(v, spec)
 
-        for col in ("round", "devices", "control plane s", "wall s", "slot margin s (min)", "NMSE dB", "accuracy"):
+        last = ("PSNR dB", "psnr_db", ".2f") if task == "jscc" else ("accuracy", "accuracy", ".3f")
+        for col in ("round", "devices", "control plane s", "wall s", "slot margin s (min)", "NMSE dB", last[0]):
             table.add_column(col, justify="right")
         for r in record.get("rounds", []):
             table.add_row(str(r["round"]), str(r["devices"]), fmt(r.get("control_plane_s")), fmt(r.get("wall_s")),
-                          fmt(r.get("slot_margin_s_min")), fmt(r.get("nmse_db"), ".1f"), fmt(r.get("accuracy"), ".3f"))
+                          fmt(r.get("slot_margin_s_min")), fmt(r.get("nmse_db"), ".1f"), fmt(r.get(last[1]), last[2]))
         console.print(table)
-        if task in ("sync", "feel"):
+        for im in record.get("images", []):
+            console.print(f"image {im['image']}: " + ("lost" if im["psnr_db"] is None else
+                          f"PSNR {im['psnr_db']:.2f} dB, SSIM {im['ssim']:.3f}, measured SNR {im['snr_db']:.2f} dB, "
+                          f"PS estimate {im['snr_est_db']:.2f} dB"))
+        if task in ("sync", "feel", "jscc"):
             console.print(f"within CP {fmt(record.get('within_cp_fraction'), '.3f')}, PRACH timing RMSE "
                           f"{fmt(record.get('timing_rmse_samples'))} samples, CFO residual RMS "
                           f"{fmt(record.get('cfo_residual_rms_hz'))} Hz, NMSE {fmt(record.get('nmse_db'), '.1f')} dB, "

@@ -39,10 +39,10 @@ import numpy as np
 from lab.experiments.procs import ProcessSet, alive, free_port, wait_port
 
 TASKS = ("probe", "sync", "feel", "jscc")
-#: tasks the ServerApp runs today (jscc is not wired to the actors yet)
-RUNNABLE = ("probe", "sync", "feel")
+#: tasks the ServerApp runs
+RUNNABLE = TASKS
 #: tasks whose devices are actors hosted in their radio nodes (``otalab node --actor device``)
-ACTOR_TASKS = ("sync", "feel")
+ACTOR_TASKS = ("sync", "feel", "jscc")
 APP_DIR = Path(__file__).resolve().parent.parent / "flower" / "app"
 
 
@@ -63,6 +63,7 @@ class CellOptions:
     data_symbols: int = 8            # sync/feel: OFDM symbols per data burst
     cfo_precomp: bool = True         # sync/feel: devices pre-rotate their uplink by their beacon CFO estimate
     feel: dict = field(default_factory=dict)   # feel: learning.feel.runner.FeelConfig fields (samples_per_device, ...)
+    jscc: dict = field(default_factory=dict)   # jscc: first (CIFAR-10 test index), encoder_snr_db, checkpoint, data_dir
     reply_timeout_s: float = 90.0    # a device silent this long in a round is excluded
     startup_timeout_s: float = 120.0
     run_timeout_s: float = 1800.0
@@ -126,6 +127,10 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
                          f"Flower; see docs/cell.md")
     if not 1 <= opts.devices <= 64:
         raise ValueError(f"--devices {opts.devices}: expected 1..64 device processes")
+    if opts.task == "jscc" and opts.devices != 1:
+        raise ValueError(f"--devices {opts.devices}: --task jscc has one device send images to the PS (--devices 1)")
+    if opts.rounds < 1:
+        raise ValueError(f"--rounds {opts.rounds}: expected at least 1 (jscc: one image per round)")
     sets = list(opts.sets)
     cfg = load_config(opts.config, sets)
     driver = cfg.radio.driver
@@ -201,7 +206,8 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
                           # base64: Flower's --run-config parser takes no quotes inside a string value
                           "sets": base64.b64encode(json.dumps(sets).encode()).decode(), "min-lead-s": float(opts.min_lead_s),
                           "data-symbols": int(opts.data_symbols), "cfo-precomp": bool(opts.cfo_precomp),
-                          "feel": base64.b64encode(json.dumps(opts.feel).encode()).decode()}
+                          "feel": base64.b64encode(json.dumps(opts.feel).encode()).decode(),
+                          "jscc": base64.b64encode(json.dumps(opts.jscc).encode()).decode()}
             overrides = " ".join(f"{k}={json.dumps(v) if not isinstance(v, bool) else str(v).lower()}"
                                  for k, v in run_config.items())
             say("flwr run")
@@ -283,7 +289,7 @@ def _summarise(record: dict, ps: dict, opts: CellOptions) -> None:
         })
     for key in ("timing", "residual_timing_rms_samples", "pilot_delay_samples", "air_time_samples", "truth",
                 "device_state", "device_events", "device_index", "control_rounds", "ps_tx", "ps_tx_errors",
-                "setup_round_trip_s", "lead_s", "layout", "final_accuracy", "feel"):
+                "setup_round_trip_s", "lead_s", "layout", "final_accuracy", "feel", "images", "jscc"):
         if key in ps:
             record[key] = ps[key]
     if opts.task in ACTOR_TASKS:

@@ -75,7 +75,8 @@ def decode_values(text: str) -> np.ndarray:
 def device_step(body: dict, call, values_fn=None) -> dict:
     """The device side of one control message: ``body`` = ``{"do": [steps], "diagnostics": bool}``; ``call(fields,
     payload) -> reply`` reaches the node's ``actor`` op. A ``data`` step with ``values`` = ``{"kind": "random",
-    "seed": s, "n": n}`` gets :func:`random_values`; other kinds go to ``values_fn(step) -> complex64[n]`` (the
+    "seed": s, "n": n}`` gets :func:`random_values`, ``"jscc"`` the latent of an image
+    (:func:`lab.experiments.cell_jscc.device_values`); other kinds go to ``values_fn(step) -> complex64[n]`` (the
     learning layer). Returns the node's reply body (plus ``values`` in diagnostics mode)."""
     payload = None
     steps = []
@@ -84,6 +85,10 @@ def device_step(body: dict, call, values_fn=None) -> dict:
             spec = step.get("values") or {}
             if spec.get("kind") == "random":
                 payload = random_values(int(spec["seed"]), int(step["index"]), int(spec["n"]))
+            elif spec.get("kind") == "jscc":
+                from lab.experiments.cell_jscc import device_values
+
+                payload = device_values(spec)
             elif values_fn is not None:
                 payload = np.ascontiguousarray(values_fn(step), np.complex64)
             else:

@@ -275,6 +275,53 @@ def feel_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
     finish_cell_run(run, control, conf, rounds, record)
 
 
+def jscc_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
+    """The jscc task: one device sends ``rounds`` CIFAR-10 test images (from ``jscc.first``) as DeepJSCC latents to
+    the PS, one image per data round, after setup and access as in the sync task; the PS decodes each with the
+    checkpoint's decoder and scores it (lab.experiments.cell_jscc, lab.experiments.jscc_air.send_images)."""
+    from lab.config import load_config
+    from lab.experiments.cell_jscc import CellLink, load_images, load_model
+    from lab.experiments.jscc_air import json_records, send_images
+
+    if int(cfg["devices"]) != 1:
+        raise ValueError(f"task 'jscc': one device sends images to the PS; got devices = {cfg['devices']}")
+    spec = json.loads(base64.b64decode(str(cfg.get("jscc", ""))) or b"{}")
+    first = int(spec.pop("first", 0))
+    model, meta = load_model(spec.get("checkpoint"))
+    images = load_images(first, int(cfg["rounds"]), spec.get("data_dir"))
+    conf = load_config(str(cfg["config"]) or None, json.loads(base64.b64decode(str(cfg.get("sets", ""))) or b"[]"))
+    if spec.get("encoder_snr_db") is None:     # the encoder is set for the air's SNR (as `otalab jscc send`)
+        air_snr = conf.air.snr_db if conf.air is not None else None
+        spec["encoder_snr_db"] = float(air_snr) if air_snr is not None else 10.0
+    # one latent per data burst: enough OFDM symbols for L/2 complex values
+    n_values = _latent_values(model, images)
+    n_data = conf.ofdm.to_config(ps.sample_rate).n_data
+    cfg = {**cfg, "data-symbols": max(int(cfg["data-symbols"]), -(-n_values // n_data))}
+    run, control, conf = open_cell_run(grid, cfg, ps, record)
+    run.access()
+    record["lead_s"] = run.lead / run.fs
+    link = CellLink(run, spec, first)
+    recs = send_images(model, images, link, spec["encoder_snr_db"], snr_range_db=meta.get("snr_range_db"))
+    record["images"] = json_records(recs)
+    record["jscc"] = {"checkpoint": str(spec.get("checkpoint") or "shipped"), "first": first,
+                      "encoder_snr_db": spec["encoder_snr_db"], "latent_values": n_values,
+                      "link_stats": link.stats}
+    for rr, image, rec in zip(link.rounds, link.images, record["images"]):
+        entry = round_entry(rr, run, diagnostics=bool(cfg["diagnostics"]))
+        entry.update(image=image, psnr_db=rec["psnr_db"], ssim=rec["ssim"], snr_db=rec["snr_db"],
+                     snr_est_db=rec["snr_est_db"])
+        record["rounds"].append(entry)
+    finish_cell_run(run, control, conf, link.rounds, record)
+
+
+def _latent_values(model, images) -> int:
+    """Complex values one image's latent takes (the encoder's output size / 2)."""
+    from lab.experiments.jscc_air import encode_latents
+
+    z, _ = encode_latents(model, images[:1], 10.0)
+    return z.shape[1] // 2
+
+
 def run_ps(grid: Grid, cfg: dict) -> dict:
     """Run the task named in ``cfg`` (the run config as a dict); returns the PS's result record."""
     from radio.node.server import NodeClient
@@ -289,8 +336,10 @@ def run_ps(grid: Grid, cfg: dict) -> dict:
             sync_task(grid, cfg, ps, record)
         elif cfg["task"] == "feel":
             feel_task(grid, cfg, ps, record)
+        elif cfg["task"] == "jscc":
+            jscc_task(grid, cfg, ps, record)
         else:
-            raise ValueError(f"task = {cfg['task']!r}: this ServerApp runs 'probe', 'sync' and 'feel' (see "
+            raise ValueError(f"task = {cfg['task']!r}: this ServerApp runs 'probe', 'sync', 'feel' and 'jscc' (see "
                              f"docs/cell.md)")
         record["wall_s"] = time.monotonic() - start
         record["ps_status"] = ps.status()
