@@ -49,6 +49,10 @@ def register(app: typer.Typer) -> None:
              feel: list[str] = typer.Option([], "--feel", help="feel: KEY=VALUE of learning.feel's FeelConfig "  # noqa: B008
                                                                "(e.g. samples_per_device=200, channel_uses=768; "
                                                                "repeatable)"),
+             compare_in_process: bool = typer.Option(False, "--compare-in-process", help="sync/feel: afterwards run "
+                                                     "the same seed, partition, air and SNR in one process (the "
+                                                     "in-process cell's over-the-air sums; feel: the symbol-level "
+                                                     "run) and report both (result key in_process)"),
              run_dir: str = typer.Option(None, "--run-dir", help="keep logs and the Flower home here (default: a "
                                                                  "temporary folder, kept only on failure)"),
              radio: list[str] = typer.Option([], "--radio", help="ROLE=CONFIG: the radio of ROLE (ps, dev0, ...) "  # noqa: B008
@@ -92,6 +96,16 @@ def register(app: typer.Typer) -> None:
             record = run_cell(opts, progress=lambda text: console.print(f"[dim]starting {text}[/dim]"))
         except (ConfigError, ValueError) as exc:
             fail(str(exc))
+        if compare_in_process and not record.get("error"):
+            from lab.config import load_config
+            from lab.experiments.cell_compare import compare
+
+            console.print("[dim]in-process reference (same seed, partition, air and SNR)[/dim]")
+            try:
+                record["in_process"] = compare(record, load_config(opts.config, record.get("sets", list(sets))),
+                                               data_symbols=data_symbols, cfo_precomp=cfo_precomp)
+            except (ConfigError, ValueError) as exc:
+                record["in_process"] = {"error": str(exc)}
         record = {**metadata(config=opts.config, seed=seed), "command_name": "cell", **record}
         table = Table(title=f"otalab cell: {task}, {devices} devices, {record.get('driver')}")
         def fmt(v, spec=".2f"):
@@ -114,6 +128,16 @@ def register(app: typer.Typer) -> None:
                           f"{fmt(record.get('cfo_residual_rms_hz'))} Hz, NMSE {fmt(record.get('nmse_db'), '.1f')} dB, "
                           f"lead {fmt(record.get('lead_s'))} s; final accuracy "
                           f"{fmt(record.get('final_accuracy'), '.3f')}")
+        ref = record.get("in_process") or {}
+        if ref.get("error"):
+            console.print(f"[red]in-process reference failed: {ref['error']}[/red]")
+        elif ref:
+            line = (f"in process: NMSE {fmt(ref['sums']['nmse_db'], '.1f')} dB (cell − in-process "
+                    f"{fmt(ref.get('nmse_db_difference'), '+.1f')} dB)")
+            if "feel" in ref:
+                line += (f"; symbol-level final accuracy {fmt(ref['feel']['final_accuracy'], '.3f')} (cell − "
+                         f"in-process {fmt(ref.get('accuracy_difference'), '+.1f')} points)")
+            console.print(line)
         console.print(f"processes: {len(record['processes'])} "
                       f"({', '.join(sorted({p['role'].split('/')[0] for p in record['processes']}))}); "
                       f"excluded: {[e['device'] for e in record.get('excluded_devices', [])] or 'none'}; "

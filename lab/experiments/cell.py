@@ -16,8 +16,9 @@ to a file; this module adds what only the launcher sees (processes, node counter
 how the run ended) and checks that nothing it started is left running.
 
 Failure handling: a device process that dies is the PS's business (it excludes the device and goes on, see
-:mod:`lab.flower.server_app`); if the PS's radio node dies, the cell is stopped at once (``error`` says so) and
-``device_exit_s`` records how long the device processes took to be gone.
+:mod:`lab.flower.server_app`); if the PS's radio node or the PS itself (the ServerApp process Flower started) dies,
+the cell is stopped at once (``error`` says so) and ``device_exit_s`` records how long the device processes took to
+be gone.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
     cfg_args = (["-c", str(opts.config)] if opts.config else [])
     host = socket.gethostname()
     record: dict = {"task": opts.task, "devices": opts.devices, "config": str(opts.config), "driver": driver,
-                    "seed": opts.seed, "wall_clock": True, "run_dir": str(run_dir)}
+                    "sets": sets, "seed": opts.seed, "wall_clock": True, "run_dir": str(run_dir)}
     started = time.monotonic()
     endpoints: dict[str, str] = {}
     ps_died = None
@@ -229,6 +230,11 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
                     raise RuntimeError(f"the PS radio node (pid {ps_item.pid}) exited with code "
                                        f"{ps_item.proc.returncode} mid-run: stopping the cell")
                 procs.note_descendants()
+                gone = [p for p in procs.pids_of("flwr-serverapp") if not alive(p)]
+                if gone and not out.exists():
+                    ps_died = time.monotonic()
+                    raise RuntimeError(f"the PS (Flower ServerApp, pid {gone[0]}) exited mid-run without its "
+                                       f"result: stopping the cell")
                 if monitor is not None:
                     monitor(procs, now - run_start)
                 time.sleep(0.2)

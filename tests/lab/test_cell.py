@@ -230,3 +230,73 @@ def test_hardware_cell_on_radios_named_by_environment(tmp_path):
     argv += [arg for r in radios for arg in ("--radio", r.strip())]
     rc = subprocess.run(argv, check=False, cwd=REPO).returncode
     assert rc == 0 and out.exists()
+
+
+def _kill_device_when(role: str, replies: int, killed: dict):
+    """A run_cell monitor: once ``role``'s SuperNode has sent ``replies`` answers, kill that device's radio node
+    (the process its actor lives in)."""
+    def monitor(procs, elapsed):
+        if not killed and _replies(procs, f"{role}-supernode") >= replies:
+            node = procs.by_role(f"{role}-node")
+            node.proc.kill()
+            killed["pid"], killed["at_s"] = node.pid, elapsed
+    return monitor
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task,replies", [("sync", 3), ("feel", 4)])
+def test_killing_a_device_mid_run_excludes_it_and_the_others_finish(tmp_path, task, replies):
+    """sync: dev1's node is killed after setup, PRACH and RAR (before the first data round); feel: after its first
+    A-DSGD round. The PS excludes dev1 with the reason and finishes every round with dev0, whose bursts stay inside
+    the CP."""
+    from lab.experiments.cell import CellOptions, run_cell
+
+    killed: dict = {}
+    rec = run_cell(CellOptions(config=CONFIG, sets=LOW_RATE, devices=2, task=task, rounds=2, cfo_precomp=False,
+                               feel={"samples_per_device": 100}, reply_timeout_s=60.0, run_dir=str(tmp_path)),
+                   monitor=_kill_device_when("dev1", replies, killed))
+    assert killed, "the device was never killed"
+    assert "error" not in rec, rec.get("error")
+    assert [e["device"] for e in rec["excluded_devices"]] == ["dev1"]
+    assert "dev1" in rec["excluded_devices"][0]["reason"]
+    devices = [r["devices"] for r in rec["rounds"]]
+    assert len(devices) == 2 and devices[-1] == 1
+    assert devices == ([1, 1] if task == "sync" else [2, 1])
+    assert rec["within_cp_fraction"] == 1.0
+    if task == "feel":
+        assert all(r["applied"] for r in rec["rounds"])
+    _assert_nothing_left(rec)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task,victim", [("sync", "ps-node"), ("feel", "flwr-serverapp")])
+def test_killing_the_ps_mid_run_stops_the_device_processes_within_10_s(tmp_path, task, victim):
+    """The PS is two processes: its radio node and the ServerApp Flower started. Killing either after the devices'
+    setup stops the cell with a message naming it; the device processes are gone within 10 s; nothing is left."""
+    import os
+    import signal
+
+    from lab.experiments.cell import CellOptions, run_cell
+
+    killed: dict = {}
+
+    def monitor(procs, elapsed):
+        if killed or _replies(procs, "dev0-supernode") < 1:
+            return
+        if victim == "ps-node":
+            item = procs.by_role("ps-node")
+            item.proc.kill()
+            killed["pid"] = item.pid
+        else:
+            pids = [p for p in procs.pids_of("flwr-serverapp") if alive(p)]
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed["pid"] = pids[0]
+
+    rec = run_cell(CellOptions(config=CONFIG, sets=LOW_RATE, devices=2, task=task, rounds=3, cfo_precomp=False,
+                               feel={"samples_per_device": 100}, run_dir=str(tmp_path)), monitor=monitor)
+    assert killed, "the PS was never killed"
+    want = "PS radio node" if victim == "ps-node" else "PS (Flower ServerApp"
+    assert want in rec["error"] and "stopping the cell" in rec["error"] and str(killed["pid"]) in rec["error"]
+    assert rec["device_exit_s"] is not None and rec["device_exit_s"] <= 10.0
+    _assert_nothing_left(rec)
