@@ -270,10 +270,9 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
 
 def _summarise(record: dict, ps: dict, opts: CellOptions) -> None:
     """Fold the PS's record and the nodes' counters into the result's fields."""
-    if "error" in ps:
+    if "error" in ps:      # what the PS had done before it failed is summarised below all the same
         record["error"] = f"the PS (ServerApp) failed: {ps['error']}"
         record["ps_traceback"] = ps.get("traceback")
-        return
     st = [s for s in record.get("node_status", {}).values() if "error" not in s]
     rounds = ps.get("rounds", [])
     cp = np.array([r["control_plane_s"] for r in rounds], dtype=float)
@@ -295,7 +294,8 @@ def _summarise(record: dict, ps: dict, opts: CellOptions) -> None:
         })
     for key in ("timing", "residual_timing_rms_samples", "pilot_delay_samples", "air_time_samples", "truth",
                 "device_state", "device_events", "device_index", "control_rounds", "ps_tx", "ps_tx_errors",
-                "setup_round_trip_s", "lead_s", "layout", "final_accuracy", "feel", "images", "jscc"):
+                "setup_round_trip_s", "lead_s", "layout", "final_accuracy", "feel", "images", "jscc",
+                "lost_rounds"):
         if key in ps:
             record[key] = ps[key]
     if opts.task in ACTOR_TASKS:

@@ -162,6 +162,7 @@ class CellRun:
         self.excluded: dict = {}
         self.state: dict = {}           # device -> its latest reported state
         self.control_rounds: list[dict] = []
+        self.lost_rounds = 0            # data rounds whose slot the PS had read past (see data_round)
         self.ps: PsActor | None = None
         self._pending: list[dict] = []
 
@@ -299,7 +300,15 @@ class CellRun:
             msg = ps.data_slot(seed=seed, power_scale=power_scale, lead=self.lead)
             pushed = self._push("data", lambda d: pre + [{"op": "data", "msg": msg.to_dict(), "values": values,
                                                           "index": self.index[d]}])
-        est, noise_var, alpha, active = ps.receive_data(msg, n)
+        if msg.slot < ps.cursor:
+            # the PS (starved on a loaded host) read past the data slot while it waited for the pilots or sent the
+            # feedback late: the burst is gone from its stream, so the round is lost (counted), not the run
+            self.events.append(f"round {ps.round}: the PS had read up to {ps.cursor}, past the data slot {msg.slot}: "
+                               f"round lost")
+            self.lost_rounds += 1
+            est, noise_var, alpha, active = np.full(n, np.nan, np.complex64), float("nan"), float("nan"), []
+        else:
+            est, noise_var, alpha, active = ps.receive_data(msg, n)
         replies = self._collect(pushed)
         control_s += sum(c["seconds"] for c in self.control_rounds[n0:])
         stats, vals, extra = {}, {}, {}
@@ -370,7 +379,8 @@ def measure(run: CellRun, rounds: list[RoundRecord], truths: dict) -> dict:
             inside = (-b <= e + t["span"][0]) and (e + t["span"][1] <= of.cp_len - b)
             timing.append({"round": rr.round, "device": run.index[d], "error_samples": float(e),
                            "inside_cp": bool(inside)})
-        if run.diagnostics and rr.active and all(run.devices[i] in rr.values for i in rr.active):
+        if run.diagnostics and rr.active and all(run.devices[i] in rr.values for i in rr.active) and \
+                np.all(np.isfinite(rr.estimate)):
             truth_sum = sum(rr.values[run.devices[i]][:rr.estimate.size] for i in rr.active)
             num += float(np.sum(np.abs(rr.estimate - truth_sum) ** 2))
             den += float(np.sum(np.abs(truth_sum) ** 2))
@@ -399,6 +409,7 @@ def measure(run: CellRun, rounds: list[RoundRecord], truths: dict) -> dict:
                                 ((run.devices[i], v) for i, v in run.ps.pilot_delay.items())},
         "air_time_samples": air,
         "overhead_air_fraction": 1 - air.get("data", 0) / total if total else None,
+        "lost_rounds": run.lost_rounds,
         "truth": "link delays and CFO from the config's air (one broker clock)" if truths else
                  "no truth available: within_cp_fraction, timing_rmse_samples and cfo_residual_rms_hz are null",
     }

@@ -166,8 +166,14 @@ def open_cell_run(grid: Grid, cfg: dict, ps, record: dict, extra=None):
     return run, control, conf
 
 
+#: record id -> (CellRun, control, config, its round list) of a task under way: a task that fails midway still has
+#: what it measured folded into its record (:func:`main`)
+_PENDING: dict = {}
+
+
 def finish_cell_run(run, control, conf, rounds: list, record: dict) -> None:
     """Fold a finished CellRun into the PS's record (measurements, exclusions, control-plane rounds)."""
+    _PENDING.pop(id(record), None)
     from lab.experiments.cell_run import link_truth, measure
 
     tx = run.close()
@@ -209,10 +215,11 @@ def sync_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
     """The sync task: setup, beacons and random access, then ``rounds`` over-the-air sums of random vectors, each
     with its beacon, uplink pilots, feedback and data burst (lab.experiments.cell_run)."""
     run, control, conf = open_cell_run(grid, cfg, ps, record)
+    rounds: list = []
+    _PENDING[id(record)] = (run, control, conf, rounds)
     run.access()
     record["lead_s"] = run.lead / run.fs
     n = run.layout.data_symbols * run.ofdm.n_data
-    rounds = []
     for r in range(int(cfg["rounds"])):
         if not run.live:
             record["events"].append(f"round {r}: no device left; stopping")
@@ -247,6 +254,8 @@ def feel_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
         return body
 
     run, control, conf = open_cell_run(grid, cfg, ps, record, extra)
+    rounds: list = []
+    _PENDING[id(record)] = (run, control, conf, rounds)
     n_data = run.layout.data_symbols * run.ofdm.n_data
     if learner.n_values > n_data:
         raise ValueError(f"A-DSGD sends s = {learner.m.s} real symbols = {learner.n_values} complex values a round, "
@@ -256,7 +265,6 @@ def feel_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
                       "k": learner.m.k, "scale": learner.m.c}
     run.access()
     record["lead_s"] = run.lead / run.fs
-    rounds = []
     for r in range(fcfg.rounds):
         if not run.live:
             record["events"].append(f"round {r}: no device left; stopping")
@@ -298,9 +306,10 @@ def jscc_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
     n_data = conf.ofdm.to_config(ps.sample_rate).n_data
     cfg = {**cfg, "data-symbols": max(int(cfg["data-symbols"]), -(-n_values // n_data))}
     run, control, conf = open_cell_run(grid, cfg, ps, record)
+    link = CellLink(run, spec, first)
+    _PENDING[id(record)] = (run, control, conf, link.rounds)
     run.access()
     record["lead_s"] = run.lead / run.fs
-    link = CellLink(run, spec, first)
     recs = send_images(model, images, link, spec["encoder_snr_db"], snr_range_db=meta.get("snr_range_db"))
     record["images"] = json_records(recs)
     record["jscc"] = {"checkpoint": str(spec.get("checkpoint") or "shipped"), "first": first,
@@ -322,11 +331,13 @@ def _latent_values(model, images) -> int:
     return z.shape[1] // 2
 
 
-def run_ps(grid: Grid, cfg: dict) -> dict:
-    """Run the task named in ``cfg`` (the run config as a dict); returns the PS's result record."""
+def run_ps(grid: Grid, cfg: dict, record: dict | None = None) -> dict:
+    """Run the task named in ``cfg`` (the run config as a dict); returns the PS's result record (``record``, filled
+    as the run goes: what a failed run had done so far stays in it)."""
     from radio.node.server import NodeClient
 
-    record: dict = {"task": cfg["task"], "rounds": [], "events": [], "excluded_devices": [], "pid": os.getpid()}
+    record = record if record is not None else {}
+    record.update({"task": cfg["task"], "rounds": [], "events": [], "excluded_devices": [], "pid": os.getpid()})
     ps = NodeClient(str(cfg["ps-endpoint"]), timeout_s=10.0)
     try:
         start = time.monotonic()
@@ -353,10 +364,17 @@ def main(grid: Grid, context: Context) -> None:
     from lab.results import write_json
 
     cfg = dict(context.run_config)
+    record: dict = {"task": cfg.get("task")}
     try:
-        record = run_ps(grid, cfg)
+        run_ps(grid, cfg, record)
     except Exception as exc:  # noqa: BLE001 (the launcher reads the reason from the result file instead of a log)
-        record = {"task": cfg.get("task"), "error": f"{type(exc).__name__}: {exc}",
-                  "traceback": traceback.format_exc(limit=4)}
+        # the rounds done so far stay in the record beside the error, with what they measured where that works
+        record.update(error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=4))
+        pending = _PENDING.pop(id(record), None)
+        if pending is not None:
+            try:
+                finish_cell_run(*pending, record)
+            except Exception as again:  # noqa: BLE001 (e.g. the PS node is gone: the error above stays the reason)
+                record["events"] = record.get("events", []) + [f"measuring after the failure: {again}"]
     if cfg.get("out"):
         write_json(str(cfg["out"]), record)
