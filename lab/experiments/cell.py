@@ -295,11 +295,12 @@ def _summarise(record: dict, ps: dict, opts: CellOptions) -> None:
     for key in ("timing", "residual_timing_rms_samples", "pilot_delay_samples", "air_time_samples", "truth",
                 "device_state", "device_events", "device_index", "control_rounds", "ps_tx", "ps_tx_errors",
                 "setup_round_trip_s", "lead_s", "layout", "final_accuracy", "feel", "images", "jscc",
-                "lost_rounds"):
+                "lost_rounds", "ps_late"):
         if key in ps:
             record[key] = ps[key]
     if opts.task in ACTOR_TASKS:
         # late bursts as the actors saw them too: refused by the lead check before reaching the node
         record["late_bursts"] += int(sum(st.get("late", 0) for st in ps.get("device_state", {}).values()))
+        record["late_bursts"] += int(ps.get("ps_late", 0))     # and by the PS actor (not sent, see sync.ps)
     margins = [r["slot_margin_s_min"] for r in rounds if r.get("slot_margin_s_min") is not None]
     record["slot_margin_s_min"] = min(margins) if margins else None

@@ -189,6 +189,7 @@ def finish_cell_run(run, control, conf, rounds: list, record: dict) -> None:
     record["device_events"] = {names[n]: st.get("events", []) for n, st in run.state.items()}
     record["control_rounds"] = run.control_rounds
     record["ps_tx"] = tx
+    record["ps_late"] = run.ps.late if run.ps is not None else 0
     record["ps_tx_errors"] = run.port.tx_errors[:20]
     record["events"] += run.events
     record["layout"] = {"cp_len": run.ofdm.cp_len, "backoff": run.layout.backoff, "data_symbols":

@@ -200,7 +200,7 @@ def test_cell_jscc_sends_images_from_a_device_process_to_the_ps(tmp_path):
     assert "error" not in rec, rec.get("error")
     assert len({p["pid"] for p in rec["processes"] if p["role"].endswith("-node")}) == 2
     assert [r["image"] for r in rec["rounds"]] == [0, 1] and [r["devices"] for r in rec["rounds"]] == [1, 1]
-    assert rec["within_cp_fraction"] == 1.0 and rec["late_bursts"] == 0
+    assert rec["within_cp_fraction"] == 1.0
     got = [im for im in rec["images"] if im["method"].startswith("deepjscc")]
     assert [im["status"] for im in got] == ["ok", "ok"]
     for im in got:
