@@ -49,6 +49,12 @@ def register(app: typer.Typer) -> None:
              feel: list[str] = typer.Option([], "--feel", help="feel: KEY=VALUE of learning.feel's FeelConfig "  # noqa: B008
                                                                "(e.g. samples_per_device=200, channel_uses=768; "
                                                                "repeatable)"),
+             ps_turnaround_s: float = typer.Option(1.5, "--ps-turnaround-s", help="sync/feel/jscc: the PS's "
+                                                   "budget from the uplink pilots to its feedback (s)"),
+             device_turnaround_s: float = typer.Option(1.0, "--device-turnaround-s", help="sync/feel/jscc: a "
+                                                       "device's budget from the feedback to its data burst (s; "
+                                                       "longer on a loaded host; with CFO pre-compensation a "
+                                                       "residual CFO turns the phase over it, see docs/cell.md)"),
              compare_in_process: bool = typer.Option(False, "--compare-in-process", help="sync/feel: afterwards run "
                                                      "the same seed, partition, air and SNR in one process (the "
                                                      "in-process cell's over-the-air sums; feel: the symbol-level "
@@ -89,7 +95,8 @@ def register(app: typer.Typer) -> None:
                            rounds=rounds, seed=seed, lead_ms=lead_ms, slot_lead_s=slot_lead_s,
                            reply_timeout_s=reply_timeout_s, run_dir=run_dir, diagnostics=diagnostics,
                            data_symbols=data_symbols, min_lead_s=min_lead_s, feel=feel_cfg,
-                           cfo_precomp=cfo_precomp,
+                           cfo_precomp=cfo_precomp, ps_turnaround_s=ps_turnaround_s,
+                           device_turnaround_s=device_turnaround_s,
                            jscc={"checkpoint": str(Path(checkpoint).resolve())} if checkpoint else {},
                            radios=radios)
         try:

@@ -63,6 +63,8 @@ class CellOptions:
     min_lead_s: float = 2.0          # sync/feel: the least lead (2 × the measured setup round trip is used when more)
     data_symbols: int = 8            # sync/feel: OFDM symbols per data burst
     cfo_precomp: bool = True         # sync/feel: devices pre-rotate their uplink by their beacon CFO estimate
+    ps_turnaround_s: float = 1.5     # sync/feel/jscc: the PS's pilots -> feedback budget
+    device_turnaround_s: float = 1.0  # sync/feel/jscc: a device's feedback -> data budget
     feel: dict = field(default_factory=dict)   # feel: learning.feel.runner.FeelConfig fields (samples_per_device, ...)
     jscc: dict = field(default_factory=dict)   # jscc: first (CIFAR-10 test index), encoder_snr_db, checkpoint, data_dir
     reply_timeout_s: float = 90.0    # a device silent this long in a round is excluded
@@ -207,6 +209,8 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
                           # base64: Flower's --run-config parser takes no quotes inside a string value
                           "sets": base64.b64encode(json.dumps(sets).encode()).decode(), "min-lead-s": float(opts.min_lead_s),
                           "data-symbols": int(opts.data_symbols), "cfo-precomp": bool(opts.cfo_precomp),
+                          "ps-turnaround-s": float(opts.ps_turnaround_s),
+                          "device-turnaround-s": float(opts.device_turnaround_s),
                           "feel": base64.b64encode(json.dumps(opts.feel).encode()).decode(),
                           "jscc": base64.b64encode(json.dumps(opts.jscc).encode()).decode()}
             overrides = " ".join(f"{k}={json.dumps(v) if not isinstance(v, bool) else str(v).lower()}"

@@ -159,7 +159,9 @@ def open_cell_run(grid: Grid, cfg: dict, ps, record: dict, extra=None):
     run = CellRun(ps, conf.ofdm.to_config(ps.sample_rate), conf.sync, nodes, control,
                   min_lead_s=float(cfg["min-lead-s"]), max_lead_s=float(cfg["slot-lead-s"]),
                   data_symbols=int(cfg["data-symbols"]), seed=int(cfg["seed"]), diagnostics=bool(cfg["diagnostics"]),
-                  cfo_precomp=bool(cfg.get("cfo-precomp", True)))
+                  cfo_precomp=bool(cfg.get("cfo-precomp", True)),
+                  ps_turnaround_s=float(cfg.get("ps-turnaround-s", 1.5)),
+                  device_turnaround_s=float(cfg.get("device-turnaround-s", 1.0)))
     rtt = run.start()
     record["setup_round_trip_s"] = rtt
     record["lead_s"] = run.lead / run.fs

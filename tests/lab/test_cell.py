@@ -133,6 +133,9 @@ def test_killing_the_ps_stops_the_devices_within_10_s(tmp_path):
 #: the actor tasks at 100 kS/s (the broker steps 5 ms, as the config does at 1 MS/s): five processes stream the
 #: realtime air on a loaded 2-core host
 LOW_RATE = ["radio.sample_rate=1e5", "radio.args.broker.block_size=500"]
+#: turnarounds for a host at load 10-20 (measured: a device node starved ~2 s between the feedback and its data slot;
+#: with CFO pre-compensation off the longer gap costs nothing on the one-clock ZeroMQ air)
+SLACK = dict(ps_turnaround_s=3.0, device_turnaround_s=3.0)
 
 
 @pytest.mark.slow
@@ -196,7 +199,7 @@ def test_cell_jscc_sends_images_from_a_device_process_to_the_ps(tmp_path):
     except FileNotFoundError as exc:
         pytest.skip(f"no CIFAR-10 here: {exc}")
     rec = run_cell(CellOptions(config=CONFIG, sets=LOW_RATE, devices=1, task="jscc", rounds=2, diagnostics=True,
-                               cfo_precomp=False, run_dir=str(tmp_path)))
+                               cfo_precomp=False, run_dir=str(tmp_path), **SLACK))
     assert "error" not in rec, rec.get("error")
     assert len({p["pid"] for p in rec["processes"] if p["role"].endswith("-node")}) == 2
     assert [r["image"] for r in rec["rounds"]] == [0, 1] and [r["devices"] for r in rec["rounds"]] == [1, 1]
@@ -253,8 +256,8 @@ def test_killing_a_device_mid_run_excludes_it_and_the_others_finish(tmp_path, ta
 
     killed: dict = {}
     rec = run_cell(CellOptions(config=CONFIG, sets=LOW_RATE, devices=2, task=task, rounds=2, cfo_precomp=False,
-                               feel={"samples_per_device": 100}, reply_timeout_s=60.0, run_dir=str(tmp_path)),
-                   monitor=_kill_device_when("dev1", replies, killed))
+                               feel={"samples_per_device": 100}, reply_timeout_s=60.0, run_dir=str(tmp_path),
+                               **SLACK), monitor=_kill_device_when("dev1", replies, killed))
     assert killed, "the device was never killed"
     assert "error" not in rec, rec.get("error")
     assert [e["device"] for e in rec["excluded_devices"]] == ["dev1"]
