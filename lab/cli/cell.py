@@ -49,6 +49,10 @@ def register(app: typer.Typer) -> None:
              feel: list[str] = typer.Option([], "--feel", help="feel: KEY=VALUE of learning.feel's FeelConfig "  # noqa: B008
                                                                "(e.g. samples_per_device=200, channel_uses=768; "
                                                                "repeatable)"),
+             ps_lead_s: float = typer.Option(0.0, "--ps-lead-s", help="sync/feel/jscc: how far ahead the PS "
+                                             "schedules the phases only it acts in (beacons, RAR, feedback; s; 0: "
+                                             "its node's lead + 1 s; more on a loaded host, less than "
+                                             "--ps-turnaround-s)"),
              ps_turnaround_s: float = typer.Option(1.5, "--ps-turnaround-s", help="sync/feel/jscc: the PS's "
                                                    "budget from the uplink pilots to its feedback (s)"),
              device_turnaround_s: float = typer.Option(1.0, "--device-turnaround-s", help="sync/feel/jscc: a "
@@ -95,7 +99,7 @@ def register(app: typer.Typer) -> None:
                            rounds=rounds, seed=seed, lead_ms=lead_ms, slot_lead_s=slot_lead_s,
                            reply_timeout_s=reply_timeout_s, run_dir=run_dir, diagnostics=diagnostics,
                            data_symbols=data_symbols, min_lead_s=min_lead_s, feel=feel_cfg,
-                           cfo_precomp=cfo_precomp, ps_turnaround_s=ps_turnaround_s,
+                           cfo_precomp=cfo_precomp, ps_turnaround_s=ps_turnaround_s, ps_lead_s=ps_lead_s,
                            device_turnaround_s=device_turnaround_s,
                            jscc={"checkpoint": str(Path(checkpoint).resolve())} if checkpoint else {},
                            radios=radios)

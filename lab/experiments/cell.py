@@ -63,7 +63,8 @@ class CellOptions:
     min_lead_s: float = 2.0          # sync/feel: the least lead (2 × the measured setup round trip is used when more)
     data_symbols: int = 8            # sync/feel: OFDM symbols per data burst
     cfo_precomp: bool = True         # sync/feel: devices pre-rotate their uplink by their beacon CFO estimate
-    ps_turnaround_s: float = 1.5     # sync/feel/jscc: the PS's pilots -> feedback budget
+    ps_lead_s: float = 0.0           # sync/feel/jscc: lead of the PS-only phases (0: its node's lead + 1 s)
+    ps_turnaround_s: float = 1.5     # sync/feel/jscc: the PS's pilots -> feedback budget (more than the PS's lead)
     device_turnaround_s: float = 1.0  # sync/feel/jscc: a device's feedback -> data budget
     feel: dict = field(default_factory=dict)   # feel: learning.feel.runner.FeelConfig fields (samples_per_device, ...)
     jscc: dict = field(default_factory=dict)   # jscc: first (CIFAR-10 test index), encoder_snr_db, checkpoint, data_dir
@@ -209,7 +210,7 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
                           # base64: Flower's --run-config parser takes no quotes inside a string value
                           "sets": base64.b64encode(json.dumps(sets).encode()).decode(), "min-lead-s": float(opts.min_lead_s),
                           "data-symbols": int(opts.data_symbols), "cfo-precomp": bool(opts.cfo_precomp),
-                          "ps-turnaround-s": float(opts.ps_turnaround_s),
+                          "ps-turnaround-s": float(opts.ps_turnaround_s), "ps-lead-s": float(opts.ps_lead_s),
                           "device-turnaround-s": float(opts.device_turnaround_s),
                           "feel": base64.b64encode(json.dumps(opts.feel).encode()).decode(),
                           "jscc": base64.b64encode(json.dumps(opts.jscc).encode()).decode()}

@@ -161,6 +161,8 @@ def open_cell_run(grid: Grid, cfg: dict, ps, record: dict, extra=None):
                   data_symbols=int(cfg["data-symbols"]), seed=int(cfg["seed"]), diagnostics=bool(cfg["diagnostics"]),
                   cfo_precomp=bool(cfg.get("cfo-precomp", True)),
                   ps_turnaround_s=float(cfg.get("ps-turnaround-s", 1.5)),
+                  ps_lead=int(float(cfg["ps-lead-s"]) * ps.sample_rate) if float(cfg.get("ps-lead-s", 0.0)) > 0
+                  else None,
                   device_turnaround_s=float(cfg.get("device-turnaround-s", 1.0)))
     rtt = run.start()
     record["setup_round_trip_s"] = rtt
