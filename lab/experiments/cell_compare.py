@@ -101,7 +101,10 @@ def compare(record: dict, config, *, data_symbols: int = 8, cfo_precomp: bool = 
     cell_nmse, ref_nmse = record.get("nmse_db"), out["sums"]["nmse_db"]
     out["nmse_db_difference"] = cell_nmse - ref_nmse if cell_nmse is not None and ref_nmse is not None else None
     if task == "feel":
-        noise = [r["noise_var_real"] for r in rounds if math.isfinite(r.get("noise_var_real", math.nan))]
+        noise = [float(r["noise_var_real"]) for r in rounds if r.get("noise_var_real") is not None
+                 and math.isfinite(float(r["noise_var_real"]))]
+        if not noise:
+            raise ValueError("--compare-in-process: no feel round of the cell was decoded (no noise level to match)")
         out["feel"] = in_process_feel(record["feel"]["config"], float(np.mean(noise)) if noise else math.nan)
         ref_acc, acc = out["feel"]["final_accuracy"], record.get("final_accuracy")
         out["accuracy_difference"] = 100.0 * (acc - ref_acc) if acc is not None and ref_acc is not None else None

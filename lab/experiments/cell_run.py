@@ -252,7 +252,7 @@ class CellRun:
         self._adapt_lead()
 
     def _adapt_lead(self) -> None:
-        """After access, the lead becomes twice the slowest round trip so far (setup included: a feel round's
+        """After access and after every data round, the lead becomes twice the slowest round trip so far (setup included: a feel round's
         ClientApp imports torch and computes its update before it forwards the pilots, as slow as the setup round;
         measured: a lead of 2 × the access round trips alone, 11 s, left one device's pilots 1.3 s late), within
         [min_lead_s, max_lead_s]; unless a lead was given."""
@@ -311,6 +311,7 @@ class CellRun:
             est, noise_var, alpha, active = ps.receive_data(msg, n)
         replies = self._collect(pushed)
         control_s += sum(c["seconds"] for c in self.control_rounds[n0:])
+        self._adapt_lead()      # a data round's ClientApps (feel: local training) may be the slowest round trip yet
         stats, vals, extra = {}, {}, {}
         for d, rep in replies.items():
             if "learner" in rep:
