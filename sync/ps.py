@@ -31,6 +31,7 @@ import numpy as np
 from phy.frame import FrameBuilder
 from phy.ofdm import time_to_grid
 from phy.receiver import Receiver
+from radio.base import LateError
 from sync.beacon import BeaconSource
 from sync.device import RadioPort
 from sync.layout import CellLayout
@@ -81,6 +82,7 @@ class PsActor:
         self.lost_beacons: set[int] = set()        # beacon numbers not sent (a beacon lost, for tests)
         self.beacons_sent = 0
         self.pushed = 0                             # phases the radio's lead pushed past their plan
+        self.late = 0                               # bursts the radio refused as late (not sent; see _send)
         self._msg3: Msg3Window | None = None
         self._msg3_slots = 0
 
@@ -118,7 +120,15 @@ class PsActor:
         return x
 
     def _send(self, x: np.ndarray, at: int, kind: str) -> None:
-        self.radio.tx(x, at=at)
+        """Transmit ``x`` at ``at``; a burst the radio refuses as late (a PS starved between its anchor and here, on a
+        radio on the wall clock) is counted in ``late`` and logged, not sent: the devices miss that phase (no beacon,
+        RAR or feedback: they stay silent) and the procedure goes on."""
+        try:
+            self.radio.tx(x, at=at)
+        except LateError as exc:
+            self.late += 1
+            self.events.append(f"PS: {kind} burst late, not sent ({exc})")
+            return
         self.tx_samples[kind] += x.size
 
     def _control_frame(self, msg, seq: int = 0) -> np.ndarray:

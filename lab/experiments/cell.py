@@ -16,8 +16,9 @@ to a file; this module adds what only the launcher sees (processes, node counter
 how the run ended) and checks that nothing it started is left running.
 
 Failure handling: a device process that dies is the PS's business (it excludes the device and goes on, see
-:mod:`lab.flower.server_app`); if the PS's radio node dies, the cell is stopped at once (``error`` says so) and
-``device_exit_s`` records how long the device processes took to be gone.
+:mod:`lab.flower.server_app`); if the PS's radio node or the PS itself (the ServerApp process Flower started) dies,
+the cell is stopped at once (``error`` says so) and ``device_exit_s`` records how long the device processes took to
+be gone.
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ import numpy as np
 from lab.experiments.procs import ProcessSet, alive, free_port, wait_port
 
 TASKS = ("probe", "sync", "feel", "jscc")
-#: tasks the ServerApp runs today (jscc is not wired to the actors yet)
-RUNNABLE = ("probe", "sync", "feel")
+#: tasks the ServerApp runs
+RUNNABLE = TASKS
 #: tasks whose devices are actors hosted in their radio nodes (``otalab node --actor device``)
-ACTOR_TASKS = ("sync", "feel")
+ACTOR_TASKS = ("sync", "feel", "jscc")
 APP_DIR = Path(__file__).resolve().parent.parent / "flower" / "app"
 
 
@@ -62,7 +63,11 @@ class CellOptions:
     min_lead_s: float = 2.0          # sync/feel: the least lead (2 × the measured setup round trip is used when more)
     data_symbols: int = 8            # sync/feel: OFDM symbols per data burst
     cfo_precomp: bool = True         # sync/feel: devices pre-rotate their uplink by their beacon CFO estimate
+    ps_lead_s: float = 0.0           # sync/feel/jscc: lead of the PS-only phases (0: its node's lead + 1 s)
+    ps_turnaround_s: float = 1.5     # sync/feel/jscc: the PS's pilots -> feedback budget (more than the PS's lead)
+    device_turnaround_s: float = 1.0  # sync/feel/jscc: a device's feedback -> data budget
     feel: dict = field(default_factory=dict)   # feel: learning.feel.runner.FeelConfig fields (samples_per_device, ...)
+    jscc: dict = field(default_factory=dict)   # jscc: first (CIFAR-10 test index), encoder_snr_db, checkpoint, data_dir
     reply_timeout_s: float = 90.0    # a device silent this long in a round is excluded
     startup_timeout_s: float = 120.0
     run_timeout_s: float = 1800.0
@@ -126,6 +131,10 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
                          f"Flower; see docs/cell.md")
     if not 1 <= opts.devices <= 64:
         raise ValueError(f"--devices {opts.devices}: expected 1..64 device processes")
+    if opts.task == "jscc" and opts.devices != 1:
+        raise ValueError(f"--devices {opts.devices}: --task jscc has one device send images to the PS (--devices 1)")
+    if opts.rounds < 1:
+        raise ValueError(f"--rounds {opts.rounds}: expected at least 1 (jscc: one image per round)")
     sets = list(opts.sets)
     cfg = load_config(opts.config, sets)
     driver = cfg.radio.driver
@@ -141,7 +150,7 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
     cfg_args = (["-c", str(opts.config)] if opts.config else [])
     host = socket.gethostname()
     record: dict = {"task": opts.task, "devices": opts.devices, "config": str(opts.config), "driver": driver,
-                    "seed": opts.seed, "wall_clock": True, "run_dir": str(run_dir)}
+                    "sets": sets, "seed": opts.seed, "wall_clock": True, "run_dir": str(run_dir)}
     started = time.monotonic()
     endpoints: dict[str, str] = {}
     ps_died = None
@@ -201,7 +210,10 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
                           # base64: Flower's --run-config parser takes no quotes inside a string value
                           "sets": base64.b64encode(json.dumps(sets).encode()).decode(), "min-lead-s": float(opts.min_lead_s),
                           "data-symbols": int(opts.data_symbols), "cfo-precomp": bool(opts.cfo_precomp),
-                          "feel": base64.b64encode(json.dumps(opts.feel).encode()).decode()}
+                          "ps-turnaround-s": float(opts.ps_turnaround_s), "ps-lead-s": float(opts.ps_lead_s),
+                          "device-turnaround-s": float(opts.device_turnaround_s),
+                          "feel": base64.b64encode(json.dumps(opts.feel).encode()).decode(),
+                          "jscc": base64.b64encode(json.dumps(opts.jscc).encode()).decode()}
             overrides = " ".join(f"{k}={json.dumps(v) if not isinstance(v, bool) else str(v).lower()}"
                                  for k, v in run_config.items())
             say("flwr run")
@@ -223,6 +235,11 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
                     raise RuntimeError(f"the PS radio node (pid {ps_item.pid}) exited with code "
                                        f"{ps_item.proc.returncode} mid-run: stopping the cell")
                 procs.note_descendants()
+                gone = [p for p in procs.pids_of("flwr-serverapp") if not alive(p)]
+                if gone and not out.exists():
+                    ps_died = time.monotonic()
+                    raise RuntimeError(f"the PS (Flower ServerApp, pid {gone[0]}) exited mid-run without its "
+                                       f"result: stopping the cell")
                 if monitor is not None:
                     monitor(procs, now - run_start)
                 time.sleep(0.2)
@@ -258,10 +275,9 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
 
 def _summarise(record: dict, ps: dict, opts: CellOptions) -> None:
     """Fold the PS's record and the nodes' counters into the result's fields."""
-    if "error" in ps:
+    if "error" in ps:      # what the PS had done before it failed is summarised below all the same
         record["error"] = f"the PS (ServerApp) failed: {ps['error']}"
         record["ps_traceback"] = ps.get("traceback")
-        return
     st = [s for s in record.get("node_status", {}).values() if "error" not in s]
     rounds = ps.get("rounds", [])
     cp = np.array([r["control_plane_s"] for r in rounds], dtype=float)
@@ -283,11 +299,13 @@ def _summarise(record: dict, ps: dict, opts: CellOptions) -> None:
         })
     for key in ("timing", "residual_timing_rms_samples", "pilot_delay_samples", "air_time_samples", "truth",
                 "device_state", "device_events", "device_index", "control_rounds", "ps_tx", "ps_tx_errors",
-                "setup_round_trip_s", "lead_s", "layout", "final_accuracy", "feel"):
+                "setup_round_trip_s", "lead_s", "layout", "final_accuracy", "feel", "images", "jscc",
+                "lost_rounds", "ps_late"):
         if key in ps:
             record[key] = ps[key]
     if opts.task in ACTOR_TASKS:
         # late bursts as the actors saw them too: refused by the lead check before reaching the node
         record["late_bursts"] += int(sum(st.get("late", 0) for st in ps.get("device_state", {}).values()))
+        record["late_bursts"] += int(ps.get("ps_late", 0))     # and by the PS actor (not sent, see sync.ps)
     margins = [r["slot_margin_s_min"] for r in rounds if r.get("slot_margin_s_min") is not None]
     record["slot_margin_s_min"] = min(margins) if margins else None

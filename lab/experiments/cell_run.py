@@ -75,7 +75,8 @@ def decode_values(text: str) -> np.ndarray:
 def device_step(body: dict, call, values_fn=None) -> dict:
     """The device side of one control message: ``body`` = ``{"do": [steps], "diagnostics": bool}``; ``call(fields,
     payload) -> reply`` reaches the node's ``actor`` op. A ``data`` step with ``values`` = ``{"kind": "random",
-    "seed": s, "n": n}`` gets :func:`random_values`; other kinds go to ``values_fn(step) -> complex64[n]`` (the
+    "seed": s, "n": n}`` gets :func:`random_values`, ``"jscc"`` the latent of an image
+    (:func:`lab.experiments.cell_jscc.device_values`); other kinds go to ``values_fn(step) -> complex64[n]`` (the
     learning layer). Returns the node's reply body (plus ``values`` in diagnostics mode)."""
     payload = None
     steps = []
@@ -84,6 +85,10 @@ def device_step(body: dict, call, values_fn=None) -> dict:
             spec = step.get("values") or {}
             if spec.get("kind") == "random":
                 payload = random_values(int(spec["seed"]), int(step["index"]), int(spec["n"]))
+            elif spec.get("kind") == "jscc":
+                from lab.experiments.cell_jscc import device_values
+
+                payload = device_values(spec)
             elif values_fn is not None:
                 payload = np.ascontiguousarray(values_fn(step), np.complex64)
             else:
@@ -157,6 +162,7 @@ class CellRun:
         self.excluded: dict = {}
         self.state: dict = {}           # device -> its latest reported state
         self.control_rounds: list[dict] = []
+        self.lost_rounds = 0            # data rounds whose slot the PS had read past (see data_round)
         self.ps: PsActor | None = None
         self._pending: list[dict] = []
 
@@ -246,7 +252,7 @@ class CellRun:
         self._adapt_lead()
 
     def _adapt_lead(self) -> None:
-        """After access, the lead becomes twice the slowest round trip so far (setup included: a feel round's
+        """After access and after every data round, the lead becomes twice the slowest round trip so far (setup included: a feel round's
         ClientApp imports torch and computes its update before it forwards the pilots, as slow as the setup round;
         measured: a lead of 2 × the access round trips alone, 11 s, left one device's pilots 1.3 s late), within
         [min_lead_s, max_lead_s]; unless a lead was given."""
@@ -294,9 +300,18 @@ class CellRun:
             msg = ps.data_slot(seed=seed, power_scale=power_scale, lead=self.lead)
             pushed = self._push("data", lambda d: pre + [{"op": "data", "msg": msg.to_dict(), "values": values,
                                                           "index": self.index[d]}])
-        est, noise_var, alpha, active = ps.receive_data(msg, n)
+        if msg.slot < ps.cursor:
+            # the PS (starved on a loaded host) read past the data slot while it waited for the pilots or sent the
+            # feedback late: the burst is gone from its stream, so the round is lost (counted), not the run
+            self.events.append(f"round {ps.round}: the PS had read up to {ps.cursor}, past the data slot {msg.slot}: "
+                               f"round lost")
+            self.lost_rounds += 1
+            est, noise_var, alpha, active = np.full(n, np.nan, np.complex64), float("nan"), float("nan"), []
+        else:
+            est, noise_var, alpha, active = ps.receive_data(msg, n)
         replies = self._collect(pushed)
         control_s += sum(c["seconds"] for c in self.control_rounds[n0:])
+        self._adapt_lead()      # a data round's ClientApps (feel: local training) may be the slowest round trip yet
         stats, vals, extra = {}, {}, {}
         for d, rep in replies.items():
             if "learner" in rep:
@@ -365,7 +380,8 @@ def measure(run: CellRun, rounds: list[RoundRecord], truths: dict) -> dict:
             inside = (-b <= e + t["span"][0]) and (e + t["span"][1] <= of.cp_len - b)
             timing.append({"round": rr.round, "device": run.index[d], "error_samples": float(e),
                            "inside_cp": bool(inside)})
-        if run.diagnostics and rr.active and all(run.devices[i] in rr.values for i in rr.active):
+        if run.diagnostics and rr.active and all(run.devices[i] in rr.values for i in rr.active) and \
+                np.all(np.isfinite(rr.estimate)):
             truth_sum = sum(rr.values[run.devices[i]][:rr.estimate.size] for i in rr.active)
             num += float(np.sum(np.abs(rr.estimate - truth_sum) ** 2))
             den += float(np.sum(np.abs(truth_sum) ** 2))
@@ -394,6 +410,7 @@ def measure(run: CellRun, rounds: list[RoundRecord], truths: dict) -> dict:
                                 ((run.devices[i], v) for i, v in run.ps.pilot_delay.items())},
         "air_time_samples": air,
         "overhead_air_fraction": 1 - air.get("data", 0) / total if total else None,
+        "lost_rounds": run.lost_rounds,
         "truth": "link delays and CFO from the config's air (one broker clock)" if truths else
                  "no truth available: within_cp_fraction, timing_rmse_samples and cfo_residual_rms_hz are null",
     }

@@ -284,6 +284,22 @@ def _transmit_frames(tx, rx, receiver, frames: list[np.ndarray], gap: int, block
     return got
 
 
+def encode_latents(model, images: np.ndarray, encoder_snr_db: float,
+                   snr_range_db: tuple[float, float] | None = None) -> tuple[np.ndarray, tuple]:
+    """The DeepJSCC encoder's output for ``images`` (uint8 [N, H, W, 3], one shape): (latents float32 [N, L], unit
+    power per complex pair; the latent's shape before flattening). The encoder is told ``encoder_snr_db`` clamped
+    into ``snr_range_db`` (see :func:`send_images`). A transmitter that is not where the decoder runs (a device of
+    ``otalab cell --task jscc``) calls this on its own images."""
+    import torch
+
+    from learning.jscc.data import to_tensor
+
+    x = to_tensor(np.asarray(images))
+    with torch.no_grad():
+        z = model.encode(x, torch.full((len(x),), float(_clamp(encoder_snr_db, snr_range_db))))
+    return z.reshape(len(z), -1).numpy().astype(np.float32, copy=False), tuple(z.shape[1:])
+
+
 def send_images(model, images: np.ndarray, link, encoder_snr_db: float, digital=None,
                 snr_range_db: tuple[float, float] | None = None) -> list[dict]:
     """Encode ``images`` (uint8 [N, H, W, 3]), send the latents over ``link``, decode with the receiver's SNR estimate.
@@ -299,7 +315,7 @@ def send_images(model, images: np.ndarray, link, encoder_snr_db: float, digital=
     """
     import torch
 
-    from learning.jscc.data import to_tensor, to_uint8
+    from learning.jscc.data import to_uint8
     from learning.jscc.metrics import psnr_uint8, ssim_uint8
 
     images = np.asarray(images)
@@ -307,11 +323,7 @@ def send_images(model, images: np.ndarray, link, encoder_snr_db: float, digital=
     records = []
     for shape in sorted(shapes):
         idx = [i for i, img in enumerate(images) if img.shape == shape]
-        x = to_tensor(np.stack([images[i] for i in idx]))
-        with torch.no_grad():
-            z = model.encode(x, torch.full((len(x),), float(_clamp(encoder_snr_db, snr_range_db))))
-        lat_shape = z.shape[1:]
-        latents = z.reshape(len(z), -1).numpy()
+        latents, lat_shape = encode_latents(model, np.stack([images[i] for i in idx]), encoder_snr_db, snr_range_db)
         receptions = link.send(latents)
         for i, lat, rec in zip(idx, latents, receptions):
             decoder_snr = _clamp(rec.snr_est_db, snr_range_db)

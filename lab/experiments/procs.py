@@ -59,6 +59,15 @@ def alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2:][:1] not in ("Z", "X")
 
 
+def cmdline(pid: int) -> list[str]:
+    """The command line of ``pid`` from /proc (empty when it is gone or unreadable)."""
+    try:
+        with open(f"/proc/{int(pid)}/cmdline", "rb") as f:
+            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port the OS says is free now on ``host`` (for programs that cannot bind port 0 and report it back)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -111,6 +120,7 @@ class ProcessSet:
         self.env = dict(os.environ if env is None else env)
         self.started: list[Started] = []
         self.seen: dict[int, str] = {}          # every pid ever seen under us -> role (for the "nothing left" check)
+        self.programs: dict[int, str] = {}      # descendants' pid -> program name (note_descendants)
         self._stopped = False
         self._lock = threading.Lock()
         atexit.register(self.stop)
@@ -159,10 +169,22 @@ class ProcessSet:
             return "(no log)"
 
     def note_descendants(self) -> None:
-        """Remember every current descendant (Flower's helpers) so :meth:`leftovers` can check them later."""
+        """Remember every current descendant (Flower's helpers) so :meth:`leftovers` can check them later, and the
+        program each one runs (:attr:`programs`: pid -> the basename of its first command-line word that names a
+        program, e.g. ``flwr-serverapp``)."""
         for s in list(self.started):
             for p in descendants(s.pid):
-                self.seen.setdefault(p, f"{s.role}/child")
+                if p not in self.seen:
+                    self.seen[p] = f"{s.role}/child"
+                    words = cmdline(p)
+                    # "python /path/bin/flwr-serverapp ..." or "/path/bin/flwr-serverapp ...": the program's name
+                    names = [os.path.basename(w) for w in words[:2]]
+                    self.programs[p] = next((n for n in names if not n.startswith("python")), names[0] if names
+                                            else "")
+
+    def pids_of(self, program: str) -> list[int]:
+        """Pids seen under this set that ran ``program`` (see :meth:`note_descendants`), alive or not."""
+        return [p for p, name in self.programs.items() if name == program]
 
     def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM every started process and its descendants, SIGKILL what is left after ``grace_s``."""

@@ -159,15 +159,25 @@ def open_cell_run(grid: Grid, cfg: dict, ps, record: dict, extra=None):
     run = CellRun(ps, conf.ofdm.to_config(ps.sample_rate), conf.sync, nodes, control,
                   min_lead_s=float(cfg["min-lead-s"]), max_lead_s=float(cfg["slot-lead-s"]),
                   data_symbols=int(cfg["data-symbols"]), seed=int(cfg["seed"]), diagnostics=bool(cfg["diagnostics"]),
-                  cfo_precomp=bool(cfg.get("cfo-precomp", True)))
+                  cfo_precomp=bool(cfg.get("cfo-precomp", True)),
+                  ps_turnaround_s=float(cfg.get("ps-turnaround-s", 1.5)),
+                  ps_lead=int(float(cfg["ps-lead-s"]) * ps.sample_rate) if float(cfg.get("ps-lead-s", 0.0)) > 0
+                  else None,
+                  device_turnaround_s=float(cfg.get("device-turnaround-s", 1.0)))
     rtt = run.start()
     record["setup_round_trip_s"] = rtt
     record["lead_s"] = run.lead / run.fs
     return run, control, conf
 
 
+#: record id -> (CellRun, control, config, its round list) of a task under way: a task that fails midway still has
+#: what it measured folded into its record (:func:`main`)
+_PENDING: dict = {}
+
+
 def finish_cell_run(run, control, conf, rounds: list, record: dict) -> None:
     """Fold a finished CellRun into the PS's record (measurements, exclusions, control-plane rounds)."""
+    _PENDING.pop(id(record), None)
     from lab.experiments.cell_run import link_truth, measure
 
     tx = run.close()
@@ -183,6 +193,7 @@ def finish_cell_run(run, control, conf, rounds: list, record: dict) -> None:
     record["device_events"] = {names[n]: st.get("events", []) for n, st in run.state.items()}
     record["control_rounds"] = run.control_rounds
     record["ps_tx"] = tx
+    record["ps_late"] = run.ps.late if run.ps is not None else 0
     record["ps_tx_errors"] = run.port.tx_errors[:20]
     record["events"] += run.events
     record["layout"] = {"cp_len": run.ofdm.cp_len, "backoff": run.layout.backoff, "data_symbols":
@@ -209,10 +220,11 @@ def sync_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
     """The sync task: setup, beacons and random access, then ``rounds`` over-the-air sums of random vectors, each
     with its beacon, uplink pilots, feedback and data burst (lab.experiments.cell_run)."""
     run, control, conf = open_cell_run(grid, cfg, ps, record)
+    rounds: list = []
+    _PENDING[id(record)] = (run, control, conf, rounds)
     run.access()
     record["lead_s"] = run.lead / run.fs
     n = run.layout.data_symbols * run.ofdm.n_data
-    rounds = []
     for r in range(int(cfg["rounds"])):
         if not run.live:
             record["events"].append(f"round {r}: no device left; stopping")
@@ -247,6 +259,8 @@ def feel_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
         return body
 
     run, control, conf = open_cell_run(grid, cfg, ps, record, extra)
+    rounds: list = []
+    _PENDING[id(record)] = (run, control, conf, rounds)
     n_data = run.layout.data_symbols * run.ofdm.n_data
     if learner.n_values > n_data:
         raise ValueError(f"A-DSGD sends s = {learner.m.s} real symbols = {learner.n_values} complex values a round, "
@@ -256,7 +270,6 @@ def feel_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
                       "k": learner.m.k, "scale": learner.m.c}
     run.access()
     record["lead_s"] = run.lead / run.fs
-    rounds = []
     for r in range(fcfg.rounds):
         if not run.live:
             record["events"].append(f"round {r}: no device left; stopping")
@@ -275,11 +288,61 @@ def feel_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
     finish_cell_run(run, control, conf, rounds, record)
 
 
-def run_ps(grid: Grid, cfg: dict) -> dict:
-    """Run the task named in ``cfg`` (the run config as a dict); returns the PS's result record."""
+def jscc_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
+    """The jscc task: one device sends ``rounds`` CIFAR-10 test images (from ``jscc.first``) as DeepJSCC latents to
+    the PS, one image per data round, after setup and access as in the sync task; the PS decodes each with the
+    checkpoint's decoder and scores it (lab.experiments.cell_jscc, lab.experiments.jscc_air.send_images)."""
+    from lab.config import load_config
+    from lab.experiments.cell_jscc import CellLink, load_images, load_model
+    from lab.experiments.jscc_air import json_records, send_images
+
+    if int(cfg["devices"]) != 1:
+        raise ValueError(f"task 'jscc': one device sends images to the PS; got devices = {cfg['devices']}")
+    spec = json.loads(base64.b64decode(str(cfg.get("jscc", ""))) or b"{}")
+    first = int(spec.pop("first", 0))
+    model, meta = load_model(spec.get("checkpoint"))
+    images = load_images(first, int(cfg["rounds"]), spec.get("data_dir"))
+    conf = load_config(str(cfg["config"]) or None, json.loads(base64.b64decode(str(cfg.get("sets", ""))) or b"[]"))
+    if spec.get("encoder_snr_db") is None:     # the encoder is set for the air's SNR (as `otalab jscc send`)
+        air_snr = conf.air.snr_db if conf.air is not None else None
+        spec["encoder_snr_db"] = float(air_snr) if air_snr is not None else 10.0
+    # one latent per data burst: enough OFDM symbols for L/2 complex values
+    n_values = _latent_values(model, images)
+    n_data = conf.ofdm.to_config(ps.sample_rate).n_data
+    cfg = {**cfg, "data-symbols": max(int(cfg["data-symbols"]), -(-n_values // n_data))}
+    run, control, conf = open_cell_run(grid, cfg, ps, record)
+    link = CellLink(run, spec, first)
+    _PENDING[id(record)] = (run, control, conf, link.rounds)
+    run.access()
+    record["lead_s"] = run.lead / run.fs
+    recs = send_images(model, images, link, spec["encoder_snr_db"], snr_range_db=meta.get("snr_range_db"))
+    record["images"] = json_records(recs)
+    record["jscc"] = {"checkpoint": str(spec.get("checkpoint") or "shipped"), "first": first,
+                      "encoder_snr_db": spec["encoder_snr_db"], "latent_values": n_values,
+                      "link_stats": link.stats}
+    for rr, image, rec in zip(link.rounds, link.images, record["images"]):
+        entry = round_entry(rr, run, diagnostics=bool(cfg["diagnostics"]))
+        entry.update(image=image, psnr_db=rec["psnr_db"], ssim=rec["ssim"], snr_db=rec["snr_db"],
+                     snr_est_db=rec["snr_est_db"])
+        record["rounds"].append(entry)
+    finish_cell_run(run, control, conf, link.rounds, record)
+
+
+def _latent_values(model, images) -> int:
+    """Complex values one image's latent takes (the encoder's output size / 2)."""
+    from lab.experiments.jscc_air import encode_latents
+
+    z, _ = encode_latents(model, images[:1], 10.0)
+    return z.shape[1] // 2
+
+
+def run_ps(grid: Grid, cfg: dict, record: dict | None = None) -> dict:
+    """Run the task named in ``cfg`` (the run config as a dict); returns the PS's result record (``record``, filled
+    as the run goes: what a failed run had done so far stays in it)."""
     from radio.node.server import NodeClient
 
-    record: dict = {"task": cfg["task"], "rounds": [], "events": [], "excluded_devices": [], "pid": os.getpid()}
+    record = record if record is not None else {}
+    record.update({"task": cfg["task"], "rounds": [], "events": [], "excluded_devices": [], "pid": os.getpid()})
     ps = NodeClient(str(cfg["ps-endpoint"]), timeout_s=10.0)
     try:
         start = time.monotonic()
@@ -289,8 +352,10 @@ def run_ps(grid: Grid, cfg: dict) -> dict:
             sync_task(grid, cfg, ps, record)
         elif cfg["task"] == "feel":
             feel_task(grid, cfg, ps, record)
+        elif cfg["task"] == "jscc":
+            jscc_task(grid, cfg, ps, record)
         else:
-            raise ValueError(f"task = {cfg['task']!r}: this ServerApp runs 'probe', 'sync' and 'feel' (see "
+            raise ValueError(f"task = {cfg['task']!r}: this ServerApp runs 'probe', 'sync', 'feel' and 'jscc' (see "
                              f"docs/cell.md)")
         record["wall_s"] = time.monotonic() - start
         record["ps_status"] = ps.status()
@@ -304,10 +369,17 @@ def main(grid: Grid, context: Context) -> None:
     from lab.results import write_json
 
     cfg = dict(context.run_config)
+    record: dict = {"task": cfg.get("task")}
     try:
-        record = run_ps(grid, cfg)
+        run_ps(grid, cfg, record)
     except Exception as exc:  # noqa: BLE001 (the launcher reads the reason from the result file instead of a log)
-        record = {"task": cfg.get("task"), "error": f"{type(exc).__name__}: {exc}",
-                  "traceback": traceback.format_exc(limit=4)}
+        # the rounds done so far stay in the record beside the error, with what they measured where that works
+        record.update(error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=4))
+        pending = _PENDING.pop(id(record), None)
+        if pending is not None:
+            try:
+                finish_cell_run(*pending, record)
+            except Exception as again:  # noqa: BLE001 (e.g. the PS node is gone: the error above stays the reason)
+                record["events"] = record.get("events", []) + [f"measuring after the failure: {again}"]
     if cfg.get("out"):
         write_json(str(cfg["out"]), record)

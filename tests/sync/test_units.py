@@ -117,3 +117,33 @@ def test_feedback_round_trip_and_bad_size():
         decode_feedback(blob + b"\0")
     with pytest.raises(ValueError, match="bits"):
         encode_feedback(1.0, taps, 0, np.zeros(3), np.ones(3, bool), bits=1)
+
+
+def test_ps_counts_a_burst_its_wall_clock_radio_refuses_as_late_and_goes_on():
+    """A PS starved between a phase's anchor and its transmission: the radio refuses the burst (LateError); the PS
+    counts it, logs it and carries on (the devices miss that phase), instead of ending the run."""
+    from phy.ofdm import OfdmConfig
+    from radio.base import LateError
+    from sync.config import SyncConfig
+    from sync.layout import CellLayout
+    from sync.ps import PsActor
+
+    class RefusesEverything:
+        sample_rate = 1e5
+
+        def time_now(self):
+            return 1000
+
+        def tx(self, x, at):
+            raise LateError("test radio tx", int(at), int(at) + 5)
+
+        def rx(self, n, at=None):
+            return np.zeros(n, np.complex64), int(at)
+
+    of = OfdmConfig.preset("wifi64", sample_rate=1e5)
+    cfg = SyncConfig()
+    layout = CellLayout(of, cfg, CellLayout.setup_for(of, cfg, 1, 1e5, preambles=[0]))
+    ps = PsActor(RefusesEverything(), layout, [0])
+    ps.send_beacons(2)
+    assert ps.late == 2 and ps.tx_samples["beacon"] == 0 and ps.beacons_sent == 2
+    assert "beacon burst late, not sent" in ps.events[-1] and "5 samples late" in ps.events[-1]

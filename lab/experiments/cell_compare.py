@@ -1,0 +1,111 @@
+"""The in-process reference of a cell run (``otalab cell ... --compare-in-process``): what the same cell gives when
+every actor shares one process, to judge the cell across processes against it.
+
+- **Over-the-air sum** (:func:`in_process_sums`): the same bench config's air (its ``air:`` section: links, SNR,
+  channel), rate, OFDM and sync settings, K device actors and one PS actor in :class:`sync.procedure.SyncSession` on
+  the in-process air (:class:`radio.sim.air.Air`, not paced by the wall clock), the same CFO pre-compensation switch;
+  ``rounds`` sums of K unit-power random vectors of the cell's length (:func:`lab.experiments.cell_run.random_values`,
+  the sync task's data). NMSE = Σ|v̂ − Σ_k x_k|² / Σ|Σ_k x_k|² over all rounds, the cell's own definition
+  (:func:`lab.experiments.cell_run.measure`).
+- **Learning** (:func:`in_process_feel`): the symbol-level FEEL run (:class:`learning.feel.runner.FeelExperiment`)
+  with the cell's FeelConfig — the same seed, partition, model, scheme (projection seed, s, k) and rounds — on a
+  :class:`learning.feel.channel.SymbolChannel` whose noise variance per real channel use is the one the cell's PS
+  decoded with (the mean of its rounds' ``noise_var_real``): the same SNR, without the radios.
+
+:func:`compare` runs both for a finished cell record and says by how much the cell differs (``nmse_db_difference``:
+cell − in-process, dB; ``accuracy_difference``: cell − in-process final accuracy, in points = percent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+
+def in_process_sums(config, n_devices: int, n_values: int, rounds: int, *, seed: int = 0, data_symbols: int = 8,
+                    cfo_precomp: bool = False) -> dict:
+    """NMSE (dB) of ``rounds`` over-the-air sums of ``n_devices`` unit-power random vectors of ``n_values`` complex
+    values, on the in-process air of ``config`` (a loaded LabConfig; any driver: only its air, rate and settings are
+    used); returns ``{"nmse_db", "per_round_nmse_db", "active", "noise_var"}``."""
+    from lab.experiments.cell_run import random_values
+    from lab.factory import make_air
+    from radio.drivers.loopback import LoopbackRadio
+    from sync.config import SyncConfig
+    from sync.procedure import SyncSession
+
+    if config.air is None:
+        raise ValueError(f"{config.source}: no air: section, so no in-process air to compare with")
+    fs = config.radio.sample_rate
+    of = config.ofdm.to_config(fs)
+    base = config.radio_args.name if config.radio.driver == "zmq" else "cell"
+    air = make_air(config)
+    names = ["ps"] + [f"dev{i}" for i in range(n_devices)]
+    for nm in names:     # endpoints named as the cell's, so that the air's per-link settings apply alike
+        air.add_endpoint(f"{base}-{nm}")
+    ps = LoopbackRadio(air, f"{base}-ps")
+    devs = [LoopbackRadio(air, f"{base}-dev{i}") for i in range(n_devices)]
+    sess = SyncSession(ps, devs, of, config.sync or SyncConfig(), data_symbols=data_symbols,
+                       cfo_precomp=cfo_precomp, rng=np.random.default_rng([seed, 42]))
+    sess.access()
+    num = den = 0.0
+    per_round, active, noise = [], [], []
+    for r in range(rounds):
+        s = int(seed) * 1000 + r
+        x = np.stack([random_values(s, i, n_values) for i in range(n_devices)])
+        res = sess.data_round(x, seed=s)
+        e = float(np.sum(np.abs(res.estimate - res.truth) ** 2))
+        t = float(np.sum(np.abs(res.truth) ** 2))
+        num, den = num + e, den + t
+        per_round.append(10 * math.log10(e / t) if e > 0 and t > 0 else None)
+        active.append(len(res.active))
+        noise.append(float(res.noise_var))
+    for rad in [ps, *devs]:
+        rad.close()
+    return {"nmse_db": 10 * math.log10(num / den) if num > 0 and den > 0 else None, "per_round_nmse_db": per_round,
+            "active": active, "noise_var": float(np.mean(noise)) if noise else None}
+
+
+def in_process_feel(feel_config: dict, noise_var_real: float) -> dict:
+    """The symbol-level FEEL run of ``feel_config`` (FeelConfig fields, as the cell's record lists them) on an AWGN
+    :class:`SymbolChannel` of ``noise_var_real`` per real channel use; returns ``{"final_accuracy", "accuracy"
+    (per round), "noise_var_real"}``."""
+    from learning.feel.channel import SymbolChannel
+    from learning.feel.runner import FeelConfig, FeelExperiment
+
+    fields = {f.name for f in dataclasses.fields(FeelConfig)}
+    cfg = FeelConfig(**{k: tuple(v) if k == "faults" else v for k, v in feel_config.items() if k in fields})
+    if not (math.isfinite(noise_var_real) and noise_var_real >= 0):
+        raise ValueError(f"noise_var_real = {noise_var_real}: expected a finite variance >= 0")
+    channel = SymbolChannel(cfg.devices, noise_var_real, "none", cfg.threshold, cfg.seed, cfg.symbol_rate)
+    exp = FeelExperiment(cfg, channel=channel)
+    acc = [float(exp.step()["accuracy"]) for _ in range(cfg.rounds)]
+    return {"final_accuracy": acc[-1] if acc else None, "accuracy": acc, "noise_var_real": float(noise_var_real)}
+
+
+def compare(record: dict, config, *, data_symbols: int = 8, cfo_precomp: bool = False) -> dict:
+    """The in-process reference of the finished cell ``record`` (``otalab cell``'s result; task sync or feel) and
+    the differences; ``config``: the LabConfig the cell ran (with its --set overrides)."""
+    task = record.get("task")
+    if task not in ("sync", "feel"):
+        raise ValueError(f"--compare-in-process: task {task!r} has no in-process reference (sync, feel)")
+    rounds = [r for r in record.get("rounds", [])]
+    if not rounds:
+        raise ValueError("--compare-in-process: the cell ran no data round to compare")
+    k = int(record["devices"])
+    n_values = int(math.ceil(record["feel"]["s"] / 2)) if task == "feel" else \
+        int(data_symbols) * config.ofdm.to_config(config.radio.sample_rate).n_data
+    out: dict = {"sums": in_process_sums(config, k, n_values, len(rounds), seed=int(record.get("seed", 0)),
+                                         data_symbols=data_symbols, cfo_precomp=cfo_precomp)}
+    cell_nmse, ref_nmse = record.get("nmse_db"), out["sums"]["nmse_db"]
+    out["nmse_db_difference"] = cell_nmse - ref_nmse if cell_nmse is not None and ref_nmse is not None else None
+    if task == "feel":
+        noise = [float(r["noise_var_real"]) for r in rounds if r.get("noise_var_real") is not None
+                 and math.isfinite(float(r["noise_var_real"]))]
+        if not noise:
+            raise ValueError("--compare-in-process: no feel round of the cell was decoded (no noise level to match)")
+        out["feel"] = in_process_feel(record["feel"]["config"], float(np.mean(noise)) if noise else math.nan)
+        ref_acc, acc = out["feel"]["final_accuracy"], record.get("final_accuracy")
+        out["accuracy_difference"] = 100.0 * (acc - ref_acc) if acc is not None and ref_acc is not None else None
+    return out
