@@ -249,6 +249,10 @@ def feel_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
     if "channel_uses" not in overrides:      # default: one full data burst (2 real symbols per data subcarrier)
         conf = load_config(str(cfg["config"]) or None, json.loads(base64.b64decode(str(cfg.get("sets", ""))) or b"[]"))
         overrides["channel_uses"] = 2 * int(cfg["data-symbols"]) * conf.ofdm.to_config(ps.sample_rate).n_data
+    if "dataset" not in overrides:   # as otalab feel and the demo: MNIST, else Debian's Fashion-MNIST; the devices
+        from learning.feel.data import load_first_available   # get the name found with their round's spec
+
+        overrides["dataset"] = load_first_available()[0].name
     fcfg = FeelConfig(**{"rounds": int(cfg["rounds"]), "devices": int(cfg["devices"]), "seed": int(cfg["seed"]),
                          **overrides})
     learner = PsLearner(fcfg)
