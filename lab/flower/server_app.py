@@ -93,7 +93,6 @@ def probe_rounds(grid: Grid, cfg: dict, ps, record: dict) -> None:
                                   for n, why in excluded.items()]
 
 
-
 def _answer(reply) -> tuple[int, dict | str]:
     """(the replying node, its decoded body — or, for a Flower error or a malformed body, the reason as a string)."""
     src = reply.metadata.src_node_id
@@ -103,6 +102,7 @@ def _answer(reply) -> tuple[int, dict | str]:
         return src, protocol.unpack(reply)
     except ValueError as exc:
         return src, str(exc)
+
 
 class FlowerControl:
     """The control plane of :class:`lab.experiments.cell_run.CellRun` on a Flower Grid: one ``query.actor`` message

@@ -307,10 +307,11 @@ def _safe_extract(tar: tarfile.TarFile, target: Path) -> None:
     dataset batches needs: no links, devices or absolute/escaping paths, and no permission bits from the archive.
     """
     root = target.resolve()
-    for member in tar.getmembers():
-        dest = (root / member.name).resolve()
+    members = [(m, (root / m.name).resolve()) for m in tar.getmembers()]
+    for member, dest in members:                 # all checked before anything is written
         if not dest.is_relative_to(root) or not (member.isfile() or member.isdir()):
             raise ValueError(f"{tar.name}: refusing archive member {member.name!r} (not a plain file inside {root})")
+    for member, dest in members:
         if member.isdir():
             dest.mkdir(parents=True, exist_ok=True)
             continue
