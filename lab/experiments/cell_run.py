@@ -201,7 +201,8 @@ class CellRun:
     def _exclude(self, d, why: str) -> None:
         if d not in self.excluded:
             self.excluded[d] = why
-            self.events.append(f"device {self.index[d]} ({d}) excluded: {why}")
+            name = getattr(self.control, "names", {}).get(d, d)     # the device's own name once it has answered
+            self.events.append(f"device {self.index[d]} ({name}) excluded: {why}")
 
     # ------------------------------------------------------------------ phases
     def start(self) -> float:

@@ -248,9 +248,7 @@ def _kill_device_when(role: str, replies: int, killed: dict):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["sync", pytest.param("feel", marks=pytest.mark.xfail(
-    strict=False, reason="passed 2 of 3 runs; in a fresh-clone CI run (quiet host, Fashion-MNIST) the PS counted dev1 "
-    "active in a round after its node was killed: cause not found yet (the kill's timing against the round's pilots?)"))])
+@pytest.mark.parametrize("task", ["sync", "feel"])
 def test_killing_a_device_mid_run_excludes_it_and_the_others_finish(tmp_path, task):
     """dev1's node is killed once it has answered setup, PRACH and RAR: the first data round still addresses both
     devices (feel: with the global model; dev1's ClientApp then cannot reach its node), the PS excludes dev1 with the
@@ -268,7 +266,9 @@ def test_killing_a_device_mid_run_excludes_it_and_the_others_finish(tmp_path, ta
     assert len(rec["rounds"]) == 2
     addressed = [c["devices"] for c in rec["control_rounds"] if c["what"] == "pilots+data"]
     assert addressed == [2, 1]
-    assert all(r["active"] in ([], [0]) for r in rec["rounds"])       # dev1 never in a sum after it died
+    # dev1 never in a sum after it died (indices follow Flower's node order, not the names: device_index maps them)
+    dev0 = rec["device_index"]["dev0"]
+    assert all(r["active"] in ([], [dev0]) for r in rec["rounds"])
     # dev0's bursts inside the CP (on a host at load ~15 its access can miss every beacon: then it sent none)
     assert rec["within_cp_fraction"] in (None, 1.0)
     assert rec["within_cp_fraction"] == 1.0 or rec["device_state"]["dev0"]["state"] != "connected"
