@@ -1,12 +1,14 @@
 """Benchmark of the cell's control plane: Flower's latency per round and its share of the run's wall time.
 
-``otalab bench cell [--devices 4,16] [--rounds 3] [--config hw_configs/cell-zmq.yaml] [--rate 100k] [--json PATH]``
+``otalab bench cell [--devices 4,16] [--rounds 3] [--config hw_configs/cell-zmq.yaml] [--rate 100k] [--poll-s 0.2]
+[--json PATH]``
 runs ``otalab cell --task probe`` (:func:`lab.experiments.cell.run_cell`) once per device count: every device is its
 own radio-node process and its own Flower SuperNode, and each round the PS (ServerApp) sends every device its
 instruction and waits for all answers. The air is slowed to ``--rate`` (the probe moves no samples over it; a lower
 rate keeps K+1 streaming nodes from starving the host).
 
-Per device count: ``control_plane_s`` (mean / median / max over rounds of the ServerApp's send-and-receive time),
+Per device count and SuperNode idle poll (``--poll-s 3,0.2`` compares Flower's own 3 s with the shortened one,
+:mod:`lab.flower.supernode`): ``control_plane_s`` (mean / median / max over rounds of the ServerApp's send-and-receive time),
 ``delivery_s_max`` (mean over rounds of the slowest device's PS-send -> ClientApp-start time, same host clock),
 ``share_of_wall`` (control-plane time / the ServerApp's wall time), ``startup_s`` (launch to the PS's first
 round), the machine's load averages before and after, and the CPU count. Prints
@@ -33,23 +35,25 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--config", default="hw_configs/cell-zmq.yaml")
     p.add_argument("--rate", default="100k", help="air sample rate (S/s, SI suffixes)")
+    p.add_argument("--poll-s", default="0.2", help="comma list of SuperNode idle polls to compare (s; 3 is "
+                                                   "Flower's own SuperNode)")
     a = p.parse_args(argv)
     rate = parse_si(a.rate, "--rate")
     results = []
-    for k in [int(v) for v in a.devices.split(",")]:
+    for k, poll_s in [(int(v), float(q)) for v in a.devices.split(",") for q in a.poll_s.split(",")]:
         load0 = list(os.getloadavg())
         cpu0 = os.times()
         t0 = time.monotonic()
         rec = run_cell(CellOptions(config=a.config, sets=[f"radio.sample_rate={rate}"], devices=k, task="probe",
                                    rounds=a.rounds, slot_lead_s=max(30.0, 6.0 * k), reply_timeout_s=max(90.0, 15.0 * k),
-                                   startup_timeout_s=max(120.0, 15.0 * k)))
+                                   startup_timeout_s=max(120.0, 15.0 * k), poll_s=poll_s))
         wall = time.monotonic() - t0
         cpu1 = os.times()
         rounds = rec.get("rounds", [])
         cp = np.array([r["control_plane_s"] for r in rounds], dtype=float)
         dl = np.array([r["delivery_s_max"] for r in rounds if r.get("delivery_s_max") is not None], dtype=float)
         results.append({
-            "devices": k, "rounds": len(rounds), "error": rec.get("error"),
+            "devices": k, "poll_s": poll_s, "rounds": len(rounds), "error": rec.get("error"),
             "processes": len(rec.get("processes", [])),
             "control_plane_s": ({"mean": float(cp.mean()), "median": float(np.median(cp)), "max": float(cp.max())}
                                 if cp.size else None),

@@ -69,6 +69,7 @@ class CellOptions:
     feel: dict = field(default_factory=dict)   # feel: learning.feel.runner.FeelConfig fields (samples_per_device, ...)
     jscc: dict = field(default_factory=dict)   # jscc: first (CIFAR-10 test index), encoder_snr_db, checkpoint, data_dir
     reply_timeout_s: float = 90.0    # a device silent this long in a round is excluded
+    poll_s: float = 0.2              # SuperNodes' idle poll of the SuperLink (Flower's own: 3 s; lab.flower.supernode)
     startup_timeout_s: float = 120.0
     run_timeout_s: float = 1800.0
     diagnostics: bool = False
@@ -86,6 +87,7 @@ def _python_env(run_dir: Path) -> dict:
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
     env["FLWR_HOME"] = str(run_dir / "flwr")
+    env["FLWR_TELEMETRY_ENABLED"] = "0"     # Flower reports usage to flower.ai by default: a lab run does not
     return env
 
 
@@ -194,9 +196,10 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
                                              "--port", str(port)])
             wait_port("127.0.0.1", port, opts.startup_timeout_s, link.proc, "flower-superlink")
             say(f"{opts.devices} Flower SuperNodes")
-            for nm in names[1:]:
+            for nm in names[1:]:     # Flower's SuperNode with its 3 s idle poll shortened (lab.flower.supernode)
                 procs.start(f"{nm}-supernode", [
-                    _flower_bin("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{port}",
+                    sys.executable, "-m", "lab.flower.supernode", "--poll-s", str(opts.poll_s),
+                    "--insecure", "--superlink", f"127.0.0.1:{port}",
                     "--node-config", f"device='{nm}' node-endpoint='{endpoints[nm]}'",
                     "--port", str(free_port()), "--max-wait-time", "10"])
             (run_dir / "flwr" / "config.toml").write_text(

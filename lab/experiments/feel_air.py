@@ -176,7 +176,7 @@ class RadioSumChannel:
         measured error per real symbol, mean (ŷ − Σ_m x_m)² over the devices that transmitted: thermal noise plus
         what imperfect CSI, feedback quantization and residual timing/CFO add (returned). Probe rounds are not
         counted in ``history`` nor ``stats["rounds"]``."""
-        errors = []
+        errors, n_recorded = [], len(self._nmse)
         for r in range(rounds):
             x = np.stack([np.random.default_rng([seed, r, m]).standard_normal(self.channel_uses)
                           for m in range(self.n_devices)]).astype(np.float32)
@@ -186,14 +186,20 @@ class RadioSumChannel:
             self.stats["rounds"] -= 1
             if h["finite"] and h["sent"]:
                 errors.append(float(np.mean((rec.y.numpy().astype(np.float64) - x[h["sent"]].sum(axis=0)) ** 2)))
+        del self._nmse[n_recorded:]       # the reports' NMSE is that of the FEEL rounds' sums, not of the probes
         self.effective_noise_var = float(np.mean(errors)) if errors else float("nan")
         self.calibration = {"rounds": rounds, "errors": errors, "noise_var": self.noise_var}
         return self.effective_noise_var
 
     def _record_burst(self, res, values: np.ndarray) -> None:
-        """Residual timing (against the truth) and the NMSE of the sum next to a genie with perfect sync and CSI."""
+        """The sum's error (always: the session knows what the devices sent), and with a truth the residual timing
+        and a genie with perfect sync and CSI beside it."""
         t = self.truth
         if t is None:
+            if res.active:
+                self._nmse.append({"round": self.session.round, "err": float(np.sum(np.abs(res.estimate - res.truth)
+                                                                                    ** 2)),
+                                   "ref": float(np.sum(np.abs(res.truth) ** 2)), "active": res.active})
             return
         of, sess = self.session.ofdm, self.session
         for i, local in res.tx_local.items():
@@ -230,6 +236,8 @@ class RadioSumChannel:
                 "excluded_devices": {str(d.index): d.excluded for d in sess.devices if d.excluded},
                 "overhead": sess.overhead()}
         if self.truth is None:
+            err, ref = sum(r["err"] for r in self._nmse), sum(r["ref"] for r in self._nmse)
+            base["nmse_db"] = 10 * math.log10(err / ref) if err > 0 and ref > 0 else None
             return base
         prach = []
         for i, dev in enumerate(sess.devices):

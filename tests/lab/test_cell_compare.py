@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.config import load_config
-from lab.experiments.cell_compare import compare, in_process_feel, in_process_sums
+from lab.experiments.cell_compare import compare, in_process_air_feel, in_process_feel, in_process_sums
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "hw_configs" / "cell-zmq.yaml")
 LOW_RATE = ["radio.sample_rate=1e5", "radio.args.broker.block_size=500"]
@@ -48,3 +48,25 @@ def test_in_process_feel_learns_less_through_more_noise():
     assert quiet["final_accuracy"] > loud["final_accuracy"] + 0.05
     with pytest.raises(ValueError, match="noise_var_real"):
         in_process_feel(base, float("nan"))
+
+
+def test_in_process_air_feel_sums_the_devices_updates_over_the_configured_air():
+    """The feel reference: the same FEEL run over the config's in-process air; its sums' NMSE sits near the thermal
+    floor N_c/E|Σ u_m|² (the devices' correlated updates: at most the K independent vectors' floor N_c/K, and above
+    the genie's by what pre-equalization adds), and it learns as the symbol-level run at its noise level does."""
+    from learning.feel.data import load_first_available
+
+    try:
+        name = load_first_available()[0].name
+    except FileNotFoundError as exc:
+        pytest.skip(f"no FEEL data set here: {exc}")
+    cfg = load_config(CONFIG, LOW_RATE)
+    feel = dict(dataset=name, devices=2, samples_per_device=100, rounds=3, channel_uses=384, seed=5)
+    out = in_process_air_feel(feel, cfg)
+    assert len(out["accuracy"]) == 3
+    sym = in_process_feel(feel, out["noise_var_real"])      # the same run on symbols at the same noise level
+    assert abs(out["final_accuracy"] - sym["final_accuracy"]) < 0.1
+    n_c = 2 * out["noise_var_real"] * (math.ceil(384 / 2) / 200.0)      # N_c = 2 c² σ²_real, c² = ⌈s/2⌉ / P_t
+    floor = 10 * math.log10(n_c / 2)        # K = 2 independent unit-power values: the weakest sum
+    assert out["nmse_db"] is not None and out["nmse_db"] < floor + 4.0
+    assert out["nmse_db"] < -15.0           # 20 dB air
