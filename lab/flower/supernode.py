@@ -60,7 +60,6 @@ def main(argv: list[str] | None = None) -> int:
             print("--poll-s: expected a number of seconds", file=sys.stderr)
             return 2
         del args[i:i + 2]
-    os.environ.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", str(poll_s))   # inherited by the SuperExec it starts
     try:
         if not shorten_idle_wait(poll_s):
             print(f"lab.flower.supernode: this Flower has no {IDLE_WAIT_S} s idle wait to shorten; running it "
@@ -68,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    os.environ.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", str(poll_s))   # inherited by the SuperExec it starts
     from flwr.supernode.cli import flower_supernode
 
     sys.argv = ["flower-supernode", *args]
