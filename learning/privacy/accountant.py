@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import math
 
-import dp_accounting
-from dp_accounting.rdp import RdpAccountant
+
+def _dp():
+    """dp-accounting, imported when an account is first kept: it pulls in scipy.stats and scipy.signal (seconds on
+    a busy host), which every process importing learning.feel (a cell's ClientApp, one per message) would pay."""
+    import dp_accounting
+
+    return dp_accounting
 
 
-def _fresh() -> RdpAccountant:
+def _fresh():
+    from dp_accounting.rdp import RdpAccountant
+
     return RdpAccountant()
 
 
@@ -40,7 +47,7 @@ class PrivacyAccountant:
         if noise_multiplier == 0:
             self.exact_release = True
         elif math.isfinite(noise_multiplier):
-            self._acc.compose(dp_accounting.GaussianDpEvent(noise_multiplier))
+            self._acc.compose(_dp().GaussianDpEvent(noise_multiplier))
         return self.epsilon()
 
     def epsilon(self) -> float:
@@ -57,7 +64,7 @@ def gaussian_epsilon(noise_multiplier: float, rounds: int, delta: float) -> floa
     if noise_multiplier == 0:
         return math.inf if rounds else 0.0
     acc = _fresh()
-    acc.compose(dp_accounting.GaussianDpEvent(noise_multiplier), rounds)
+    acc.compose(_dp().GaussianDpEvent(noise_multiplier), rounds)
     return float(acc.get_epsilon(delta))
 
 
