@@ -36,6 +36,9 @@ def register(app: typer.Typer) -> None:
                                                                            "of the PS clock when it is sent (s)"),
              reply_timeout_s: float = typer.Option(90.0, "--reply-timeout-s", help="a device silent this long in "
                                                                                    "a round is excluded (s)"),
+             run_timeout_s: float = typer.Option(None, "--run-timeout-s", help="stop the run after this long (s; "
+                                                 "default 10 min + rounds × (slot lead + reply timeout)); the rounds "
+                                                 "done are kept (partial)"),
              poll_s: float = typer.Option(0.2, "--poll-s", help="how often an idle SuperNode asks the SuperLink "
                                                                 "for work (s; Flower's own SuperNode: 3)"),
              diagnostics: bool = typer.Option(False, "--diagnostics/--no-diagnostics", help="sync/feel: devices "
@@ -99,7 +102,7 @@ def register(app: typer.Typer) -> None:
                 feel_cfg[key] = value
         opts = CellOptions(config=str(config) if config else None, sets=list(sets), devices=devices, task=task,
                            rounds=rounds, seed=seed, lead_ms=lead_ms, slot_lead_s=slot_lead_s,
-                           reply_timeout_s=reply_timeout_s, poll_s=poll_s, run_dir=run_dir, diagnostics=diagnostics,
+                           reply_timeout_s=reply_timeout_s, poll_s=poll_s, run_timeout_s=run_timeout_s, run_dir=run_dir, diagnostics=diagnostics,
                            data_symbols=data_symbols, min_lead_s=min_lead_s, feel=feel_cfg,
                            cfo_precomp=cfo_precomp, ps_turnaround_s=ps_turnaround_s, ps_lead_s=ps_lead_s,
                            device_turnaround_s=device_turnaround_s,

@@ -71,7 +71,7 @@ class CellOptions:
     reply_timeout_s: float = 90.0    # a device silent this long in a round is excluded
     poll_s: float = 0.2              # SuperNodes' idle poll of the SuperLink (Flower's own: 3 s; lab.flower.supernode)
     startup_timeout_s: float = 120.0
-    run_timeout_s: float = 1800.0
+    run_timeout_s: float | None = None   # None: 10 min plus each round's worst case (slot lead + reply timeout)
     diagnostics: bool = False
     radios: dict[str, str] = field(default_factory=dict)   # role ("ps", "dev0", ...) -> its own bench config
     run_dir: str | None = None       # logs and Flower home (default: a temporary folder, removed unless it failed)
@@ -223,11 +223,15 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
             submit = procs.start("flwr-run", [_flower_bin("flwr"), "run", str(APP_DIR), "cell",
                                               "--run-config", overrides, "--format", "json"])
             run_start = time.monotonic()
-            deadline = run_start + opts.run_timeout_s
+            run_timeout_s = opts.run_timeout_s if opts.run_timeout_s is not None else \
+                600.0 + (opts.rounds + 3) * (opts.slot_lead_s + opts.reply_timeout_s)   # + setup, PRACH, RAR
+            record["run_timeout_s"] = run_timeout_s
+            deadline = run_start + run_timeout_s
             while not out.exists():
                 now = time.monotonic()
                 if now > deadline:
-                    raise RuntimeError(f"the run did not finish within {opts.run_timeout_s} s (logs: {run_dir})")
+                    raise RuntimeError(f"the run did not finish within {run_timeout_s:.0f} s (--run-timeout-s; logs: "
+                                       f"{run_dir})")
                 if submit.proc.poll() not in (None, 0):
                     raise RuntimeError(f"flwr run failed (code {submit.proc.returncode}): {procs.tail(submit)}")
                 if submit.proc.poll() == 0 and '"success": false' in submit.log.read_text(errors="replace"):
@@ -252,8 +256,10 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
             _summarise(record, ps, opts)
     except KeyboardInterrupt as exc:
         record["error"] = f"interrupted ({exc or 'Ctrl-C'}): the cell was stopped"
+        _fold_progress(record, run_dir / "ps_result.json", opts)
     except (RuntimeError, ValueError, OSError) as exc:
         record["error"] = str(exc)
+        _fold_progress(record, run_dir / "ps_result.json", opts)
     finally:
         record["processes"] = [{"role": s.role, "pid": s.pid, "host": host} for s in procs.started]
         procs.note_descendants()
@@ -274,6 +280,24 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
         shutil.rmtree(run_dir, ignore_errors=True)
         record["run_dir"] = None
     return record
+
+
+def _fold_progress(record: dict, out: Path, opts: CellOptions) -> None:
+    """A run that stopped before the PS wrote its result (timeout, Ctrl-C, the PS gone): fold in the rounds the PS
+    had finished, from the progress file it rewrites after every round (:func:`lab.flower.server_app.progress_path`);
+    ``partial`` says so. Measurements the PS makes at the end (within_cp_fraction, timing) stay null."""
+    from lab.flower.server_app import progress_path
+
+    path = progress_path(out)
+    if out.exists() or not path.exists():
+        return
+    try:
+        ps = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    error = record["error"]
+    _summarise(record, ps, opts)
+    record["error"], record["partial"] = error, True
 
 
 def _summarise(record: dict, ps: dict, opts: CellOptions) -> None:

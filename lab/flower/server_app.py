@@ -21,6 +21,7 @@ import json
 import os
 import time
 import traceback
+from pathlib import Path
 
 import numpy as np
 from flwr.app import Context, Message
@@ -175,6 +176,21 @@ def open_cell_run(grid: Grid, cfg: dict, ps, record: dict, extra=None):
 _PENDING: dict = {}
 
 
+def progress_path(out) -> Path:
+    """Where the PS keeps its record as it goes (rewritten atomically after every round) beside the result ``out``:
+    what the launcher folds in when a run stops before the result is written."""
+    out = Path(out)
+    return out.with_name(out.stem + ".progress.json")
+
+
+def save_progress(cfg: dict, record: dict) -> None:
+    """Rewrite the progress file of this run (nothing without an ``out``)."""
+    if cfg.get("out"):
+        from lab.results import write_json
+
+        write_json(str(progress_path(cfg["out"])), record)
+
+
 def finish_cell_run(run, control, conf, rounds: list, record: dict) -> None:
     """Fold a finished CellRun into the PS's record (measurements, exclusions, control-plane rounds)."""
     _PENDING.pop(id(record), None)
@@ -233,6 +249,7 @@ def sync_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
         rr = run.data_round({"kind": "random", "seed": seed, "n": n}, seed=seed)
         rounds.append(rr)
         record["rounds"].append(round_entry(rr, run, diagnostics=bool(cfg["diagnostics"])))
+        save_progress(cfg, record)
     finish_cell_run(run, control, conf, rounds, record)
 
 
@@ -274,6 +291,7 @@ def feel_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
                       "k": learner.m.k, "scale": learner.m.c}
     run.access()
     record["lead_s"] = run.lead / run.fs
+    record["final_accuracy"] = None
     for r in range(fcfg.rounds):
         if not run.live:
             record["events"].append(f"round {r}: no device left; stopping")
@@ -288,7 +306,8 @@ def feel_task(grid: Grid, cfg: dict, ps, record: dict) -> None:
         # its short-lived ClientApps in Flower's context state: 0 in round 1, > 0 after)
         entry["learners"] = {str(run.index[d]): x.get("learner") for d, x in rr.extra.items()}
         record["rounds"].append(entry)
-    record["final_accuracy"] = record["rounds"][-1]["accuracy"] if record["rounds"] else None
+        record["final_accuracy"] = entry["accuracy"]
+        save_progress(cfg, record)
     finish_cell_run(run, control, conf, rounds, record)
 
 
