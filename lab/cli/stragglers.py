@@ -40,6 +40,9 @@ def register(app: typer.Typer) -> None:
                                                            "(HOST:PORT of its Control API, insecure) whose SuperNodes "
                                                            "were started with --node-config worker=I, instead of "
                                                            "starting them here"),
+        root_certificates: Optional[Path] = typer.Option(None, help="--superlink over TLS: the CA certificate "
+                                                                   "(without it the connection is insecure: one "
+                                                                   "host or a trusted network only)"),
         stall_timeout_s: Optional[float] = typer.Option(None, help="no worker message this long ends a run, naming "
                                                                    "the workers it waited on (default 2 s; flower "
                                                                    "60 s)"),
@@ -68,12 +71,18 @@ def register(app: typer.Typer) -> None:
                            + (f", stalled: {rec['stalled']}" if rec["stalled"] else ""), err=True)
         if runtime not in ("process", "flower"):
             fail(f"--runtime {runtime!r}: expected process or flower")
-        if runtime != "flower" and (superlink or run_dir):
-            fail("--superlink and --run-dir apply to --runtime flower")
+        if runtime != "flower" and (superlink or run_dir or root_certificates):
+            fail("--superlink, --root-certificates and --run-dir apply to --runtime flower")
+        if root_certificates and not superlink:
+            fail("--root-certificates applies to --superlink (a SuperLink started here is insecure on 127.0.0.1)")
+        if root_certificates and not root_certificates.is_file():
+            fail(f"--root-certificates {root_certificates}: no such file")
         stall = stall_timeout_s if stall_timeout_s is not None else (60.0 if runtime == "flower" else 2.0)
         if not stall > 0:
             fail(f"--stall-timeout-s {stall}: expected > 0 s")
-        flower = {"superlink": superlink, "run_dir": str(run_dir) if run_dir else None} if runtime == "flower" else None
+        flower = ({"superlink": superlink, "run_dir": str(run_dir) if run_dir else None,
+                   "root_certificates": str(root_certificates.resolve()) if root_certificates else None}
+                  if runtime == "flower" else None)
         try:
             result = run_stragglers([s.strip() for s in scheme.split(",") if s.strip()] if scheme else None,
                                     workers, iterations, shift_ms / 1e3, 1e3 / mean_ms, list(straggler) or None,

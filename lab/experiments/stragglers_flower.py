@@ -50,12 +50,14 @@ class FlowerStragglers:
     started (:attr:`processes`, :attr:`leftover_pids` afterwards)."""
 
     def __init__(self, run_config: dict, workers: int, *, kill_at: tuple[int, int] | None = None,
-                 run_dir: str | None = None, superlink: str | None = None, startup_timeout_s: float = 120.0,
+                 run_dir: str | None = None, superlink: str | None = None, root_certificates: str | None = None,
+                 startup_timeout_s: float = 120.0,
                  run_timeout_s: float = 3600.0, monitor=None):
         if superlink and kill_at:
             raise ValueError("--kill with --superlink: the workers' SuperNodes run elsewhere; kill them there")
         self.base = dict(run_config)
         self.workers, self.kill_at, self.superlink = int(workers), kill_at, superlink
+        self.root_certificates = root_certificates
         self.startup_timeout_s, self.run_timeout_s, self.monitor = startup_timeout_s, run_timeout_s, monitor
         self.own_dir = run_dir is None
         self.run_dir = Path(tempfile.mkdtemp(prefix="otalab-stragglers-")) if self.own_dir else Path(run_dir)
@@ -72,7 +74,8 @@ class FlowerStragglers:
         self._signals.__enter__()
         try:
             if self.superlink:
-                self.flower.use_superlink(self.superlink)
+                self.flower.use_superlink(self.superlink, insecure=self.root_certificates is None,
+                                          root_certificates=self.root_certificates)
             else:
                 self.flower.start_superlink(self.startup_timeout_s)
                 for i in range(self.workers):

@@ -204,3 +204,22 @@ def test_killing_a_worker_on_flower_coded_finishes_uncoded_names_it(tmp_path):
     assert not [p["pid"] for p in res["runtime_processes"] if alive(p["pid"])]
     roles = {p["role"] for p in res["runtime_processes"]}
     assert {"superlink", "w0-supernode", "w1-supernode", "w2-supernode", "w2-supernode-r1"} <= roles
+
+
+def test_cli_refuses_bad_flower_options_before_starting_anything(tmp_path):
+    from lab.cli import main
+    from lab.experiments.flower_run import FlowerLauncher
+    from lab.experiments.procs import ProcessSet
+
+    common = ["stragglers", "--iterations", "1", "--workers", "4", "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main([*common, "--runtime", "nope"]) == 2
+    assert main([*common, "--superlink", "h:9093"]) == 2                       # process runtime: no SuperLink
+    assert main([*common, "--runtime", "flower", "--root-certificates", str(tmp_path)]) == 2
+    assert main([*common, "--runtime", "flower", "--superlink", "h:9093", "--kill", "1:2"]) == 2
+    assert main([*common, "--runtime", "flower", "--stall-timeout-s", "0"]) == 2
+    procs = ProcessSet(tmp_path / "logs")
+    with pytest.raises(ValueError, match="expected HOST:PORT"):
+        FlowerLauncher(procs, tmp_path).use_superlink("nohost")
+    with pytest.raises(RuntimeError, match="before start_superlink"):
+        FlowerLauncher(procs, tmp_path).submit(tmp_path, {})
+    assert procs.started == []
