@@ -10,6 +10,7 @@ never), final_loss, iterations, stalled, waited_on (histogram: which worker comp
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Callable
@@ -106,9 +107,9 @@ def run_stragglers(schemes: list[str] | None = None, workers: int = 8, iteration
         runner = FlowerStragglers(base, workers, kill_at=kill_at, **(flower or {}))
     else:
         runner = None
-    try:
+    with contextlib.ExitStack() as stack:      # the Flower runtime's processes are stopped however this ends
         if runner is not None:
-            runner.__enter__()
+            stack.enter_context(runner)
         for name in schemes:
             code = codes[name]
             cpu = time.process_time()
@@ -124,7 +125,8 @@ def run_stragglers(schemes: list[str] | None = None, workers: int = 8, iteration
                 c = flower_extra["overhead_s_per_message"]
                 load = code.tasks(problem.partitions(code.n))[0][0].load
                 rec["flower"] = flower_extra
-                rec["theory_with_overhead_s"] = (code.theory_completion(with_message_overhead(delays, c, load))
+                rec["theory_with_overhead_s"] = (code.theory_completion(with_message_overhead(delays, max(c, 0.0),
+                                                                                              load))
                                                  if c is not None else None)
                 rec["completion_ratio_with_overhead"] = (rec["mean_completion_s"] / rec["theory_with_overhead_s"]
                                                          if rec["mean_completion_s"] and c is not None else None)
@@ -132,10 +134,8 @@ def run_stragglers(schemes: list[str] | None = None, workers: int = 8, iteration
             curves[name] = {"wall_s": run.wall_s, "loss": run.loss, "completion_s": run.completion_s}
             if on_scheme:
                 on_scheme(rec)
-    finally:
-        if runner is not None:
-            runner.__exit__(None, None, None)
-            extra_out = {"runtime_processes": runner.processes, "leftover_pids": runner.leftover_pids}
+    if runner is not None:
+        extra_out = {"runtime_processes": runner.processes, "leftover_pids": runner.leftover_pids}
     target = next((r["final_loss"] for r in records if r["scheme"] == "uncoded" and r["stalled"] is None), None)
     for rec in records:
         c = curves[rec["scheme"]]
@@ -198,8 +198,13 @@ def plot_stragglers(result: dict, path: str | Path) -> Path:
     ax1.grid(alpha=0.3)
     recs = [r for r in result["results"] if r["mean_completion_s"] is not None]
     x = np.arange(len(recs))
-    ax2.bar(x - 0.2, [1e3 * r["mean_completion_s"] for r in recs], 0.4, label="measured")
-    ax2.bar(x + 0.2, [1e3 * r["theory_completion_s"] for r in recs], 0.4, label="theory (order statistics)")
+    over = [r.get("theory_with_overhead_s") for r in recs]
+    bw = 0.27 if any(v is not None for v in over) else 0.4
+    ax2.bar(x - bw / 2 if bw == 0.4 else x - bw, [1e3 * r["mean_completion_s"] for r in recs], bw, label="measured")
+    ax2.bar(x + bw / 2 if bw == 0.4 else x, [1e3 * r["theory_completion_s"] for r in recs], bw,
+            label="theory (order statistics)")
+    if bw != 0.4:
+        ax2.bar(x + bw, [1e3 * (v or 0.0) for v in over], bw, label="theory + measured overhead per message")
     ax2.set_xticks(x, [r["scheme"].replace("gradient-coding", "GC") for r in recs], rotation=30, fontsize=7)
     ax2.set_ylabel("mean completion per iteration [ms]")
     ax2.legend(fontsize=7)
@@ -207,6 +212,7 @@ def plot_stragglers(result: dict, path: str | Path) -> Path:
     d = result["delay"]
     prob = result["problem"]
     fig.suptitle(f"{prob.get('name', 'least-squares')} ({prob['rows']} x {prob['features']}), "
+                 f"runtime {result.get('runtime', 'process')}, "
                  f"{result['workers']} workers, shifted exponential ({1e3 * d['shift_s']:g} ms + Exp mean "
                  f"{1e3 / d['rate_per_s']:g} ms per partition), stragglers {d['stragglers']} x{d['slowdown']:g}",
                  fontsize=9)
