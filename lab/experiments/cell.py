@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import socket
 import sys
@@ -37,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.experiments.procs import ProcessSet, alive, free_port, wait_port
+from lab.experiments.flower_run import FlowerLauncher, ServerAppExited, python_env
+from lab.experiments.procs import ProcessSet, alive
 
 TASKS = ("probe", "sync", "feel", "jscc")
 #: tasks the ServerApp runs
@@ -77,29 +77,8 @@ class CellOptions:
     run_dir: str | None = None       # logs and Flower home (default: a temporary folder, removed unless it failed)
 
 
-def _python_env(run_dir: Path) -> dict:
-    """The environment of every child: this checkout first on PYTHONPATH (so the ServerApp/ClientApp processes Flower
-    starts import the same ``lab``), this interpreter's bin first on PATH (Flower starts its helpers by name),
-    unbuffered output (the launcher reads first lines from logs), and the run's own Flower home."""
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["PYTHONUNBUFFERED"] = "1"
-    env["FLWR_HOME"] = str(run_dir / "flwr")
-    env["FLWR_TELEMETRY_ENABLED"] = "0"     # Flower reports usage to flower.ai by default: a lab run does not
-    return env
-
-
 def _set_args(sets: list[str]) -> list[str]:
     return [arg for s in sets for arg in ("--set", s)]
-
-
-def _flower_bin(name: str) -> str:
-    path = Path(sys.executable).parent / name
-    if not path.exists():
-        raise RuntimeError(f"{name} not found beside {sys.executable}: install Flower (pip install 'flwr>=1.42')")
-    return str(path)
 
 
 def _node_statuses(endpoints: dict[str, str]) -> dict[str, dict]:
@@ -145,9 +124,9 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
     own_dir = opts.run_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="otalab-cell-")) if own_dir else Path(opts.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = _python_env(run_dir)
-    (run_dir / "flwr").mkdir(exist_ok=True)
+    env = python_env(run_dir)
     procs = ProcessSet(run_dir / "logs", env)
+    flower = FlowerLauncher(procs, run_dir, connection="cell", poll_s=opts.poll_s)
     lab_cli = [sys.executable, "-m", "lab.cli"]
     cfg_args = (["-c", str(opts.config)] if opts.config else [])
     host = socket.gethostname()
@@ -190,20 +169,10 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
                 info = json.loads(procs.first_line(item, opts.startup_timeout_s, '"endpoint"'))
                 endpoints[nm] = info["endpoint"]
             say("Flower SuperLink")
-            port = free_port()
-            link = procs.start("superlink", [_flower_bin("flower-superlink"), "--insecure",
-                                             "--disable-runtime-dependency-installation", "--host", "127.0.0.1",
-                                             "--port", str(port)])
-            wait_port("127.0.0.1", port, opts.startup_timeout_s, link.proc, "flower-superlink")
+            flower.start_superlink(opts.startup_timeout_s)
             say(f"{opts.devices} Flower SuperNodes")
-            for nm in names[1:]:     # Flower's SuperNode with its 3 s idle poll shortened (lab.flower.supernode)
-                procs.start(f"{nm}-supernode", [
-                    sys.executable, "-m", "lab.flower.supernode", "--poll-s", str(opts.poll_s),
-                    "--insecure", "--superlink", f"127.0.0.1:{port}",
-                    "--node-config", f"device='{nm}' node-endpoint='{endpoints[nm]}'",
-                    "--port", str(free_port()), "--max-wait-time", "10"])
-            (run_dir / "flwr" / "config.toml").write_text(
-                f'[superlink]\ndefault = "cell"\n\n[superlink.cell]\naddress = "127.0.0.1:{port}"\ninsecure = true\n')
+            for nm in names[1:]:
+                flower.start_supernode(f"{nm}-supernode", {"device": nm, "node-endpoint": endpoints[nm]})
             out = run_dir / "ps_result.json"
             run_config = {"task": opts.task, "rounds": int(opts.rounds), "devices": int(opts.devices),
                           "ps-endpoint": endpoints["ps"], "out": str(out), "join-timeout-s": opts.startup_timeout_s,
@@ -217,40 +186,25 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
                           "device-turnaround-s": float(opts.device_turnaround_s),
                           "feel": base64.b64encode(json.dumps(opts.feel).encode()).decode(),
                           "jscc": base64.b64encode(json.dumps(opts.jscc).encode()).decode()}
-            overrides = " ".join(f"{k}={json.dumps(v) if not isinstance(v, bool) else str(v).lower()}"
-                                 for k, v in run_config.items())
             say("flwr run")
-            submit = procs.start("flwr-run", [_flower_bin("flwr"), "run", str(APP_DIR), "cell",
-                                              "--run-config", overrides, "--format", "json"])
-            run_start = time.monotonic()
-            run_timeout_s = opts.run_timeout_s if opts.run_timeout_s is not None else \
-                600.0 + (opts.rounds + 3) * (opts.slot_lead_s + opts.reply_timeout_s)   # + setup, PRACH, RAR
-            record["run_timeout_s"] = run_timeout_s
-            deadline = run_start + run_timeout_s
-            while not out.exists():
-                now = time.monotonic()
-                if now > deadline:
-                    raise RuntimeError(f"the run did not finish within {run_timeout_s:.0f} s (--run-timeout-s; logs: "
-                                       f"{run_dir})")
-                if submit.proc.poll() not in (None, 0):
-                    raise RuntimeError(f"flwr run failed (code {submit.proc.returncode}): {procs.tail(submit)}")
-                if submit.proc.poll() == 0 and '"success": false' in submit.log.read_text(errors="replace"):
-                    raise RuntimeError(f"flwr run refused the run: {procs.tail(submit, 12)}")
+            flower.submit(APP_DIR, run_config)
+
+            def ps_node_alive():
+                nonlocal ps_died
                 ps_item = nodes["ps"]
                 if ps_item.proc.poll() is not None:
                     ps_died = time.monotonic()
                     raise RuntimeError(f"the PS radio node (pid {ps_item.pid}) exited with code "
                                        f"{ps_item.proc.returncode} mid-run: stopping the cell")
-                procs.note_descendants()
-                gone = [p for p in procs.pids_of("flwr-serverapp") if not alive(p)]
-                if gone and not out.exists():
-                    ps_died = time.monotonic()
-                    raise RuntimeError(f"the PS (Flower ServerApp, pid {gone[0]}) exited mid-run without its "
-                                       f"result: stopping the cell")
-                if monitor is not None:
-                    monitor(procs, now - run_start)
-                time.sleep(0.2)
-            ps = json.loads(out.read_text())
+            try:
+                run_timeout_s = opts.run_timeout_s if opts.run_timeout_s is not None else \
+                    600.0 + (opts.rounds + 3) * (opts.slot_lead_s + opts.reply_timeout_s)   # + setup, PRACH, RAR
+                record["run_timeout_s"] = run_timeout_s
+                ps = flower.wait_result(out, run_timeout_s, check=ps_node_alive, monitor=monitor,
+                                        server="the PS", what="the cell")
+            except ServerAppExited as exc:
+                ps_died = exc.at
+                raise
             record["node_status"] = _node_statuses({f"{nm}-node": endpoints[nm] for nm in names
                                                     if nodes[nm].proc.poll() is None})
             _summarise(record, ps, opts)

@@ -48,6 +48,16 @@ class ShiftedExponential:
         return load * (self.shift + 1.0 / self.rate)
 
 
+def with_message_overhead(delays: list[ShiftedExponential], overhead_s: float, load: float
+                          ) -> list[ShiftedExponential]:
+    """The delay models with a constant ``overhead_s`` added to every message of ``load`` partitions (a transport's
+    per-message cost as an extra shift: l (a + c / l) + Gamma(l, 1/mu) = l a + c + Gamma(l, 1/mu)); a worker's j-th
+    message in a row then pays j c, as on a runtime that handles one message at a time."""
+    if not overhead_s >= 0 or not load > 0:
+        raise ValueError(f"overhead {overhead_s} s per message of load {load}: expected overhead >= 0 and load > 0")
+    return [ShiftedExponential(d.shift + overhead_s / load, d.rate) for d in delays]
+
+
 def _grid(delays: list[ShiftedExponential], load: float, points: int = 20001) -> np.ndarray:
     from scipy import stats
     t_max = max(d.shift * load + stats.gamma.ppf(1 - 1e-12, a=load, scale=1 / d.rate) for d in delays)

@@ -18,6 +18,7 @@ import signal
 import struct
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -40,6 +41,64 @@ class RunResult:
     waited_on: list[int] = field(default_factory=list)
     stalled: dict | None = None
     killed: list[int] = field(default_factory=list)
+
+
+class Workers(Protocol):
+    """What :func:`descend` needs from a transport to N workers (worker processes over ZeroMQ here; Flower
+    SuperNodes in :mod:`lab.flower.stragglers_app`): ``alive``, the workers it may still send to."""
+
+    alive: set[int]
+
+    def broadcast(self, t: int, w: np.ndarray) -> None:
+        """Start iteration ``t`` with model ``w`` (float64[p]) on every live worker."""
+
+    def receive(self, timeout_s: float) -> tuple[int, int, int, np.ndarray] | None:
+        """The next (worker, iteration, task index, vector) message, waiting at most ``timeout_s``; None when none
+        came (a message the master should ignore may come back with iteration -1)."""
+
+    def kill(self, worker: int) -> None:
+        """Make ``worker`` crash (only transports that own their workers' processes can)."""
+
+
+def descend(workers: Workers, code: Code, problem: LeastSquares | Logistic, iterations: int, lr: float,
+            w0: np.ndarray | None = None, stall_timeout_s: float = 2.0, kill_at: tuple[int, int] | None = None,
+            on_iteration=None) -> RunResult:
+    """Gradient descent w <- w - lr * code.decode(...) for ``iterations`` iterations: broadcast w, collect messages
+    of this iteration until ``code.decodable``, decode, update. The one master loop of every runtime.
+
+    Completion time of an iteration: broadcast -> decodable. ``stall_timeout_s`` without any message ends the run
+    with ``stalled`` naming the workers that could still complete the iteration (``code.needed``). kill_at
+    (iteration, worker): ``workers.kill(worker)`` right after broadcasting that iteration. ``on_iteration(t, got)``:
+    told each finished iteration's messages {(worker, task): vector}."""
+    res = RunResult(code.name)
+    w = np.zeros(problem.dim) if w0 is None else np.array(w0, np.float64)
+    begin = time.perf_counter()
+    for t in range(iterations):
+        start = time.perf_counter()
+        workers.broadcast(t, w)
+        if kill_at is not None and kill_at[0] == t:
+            workers.kill(kill_at[1])
+            res.killed.append(kill_at[1])
+        got: dict[tuple[int, int], np.ndarray] = {}
+        last = -1
+        while not code.decodable(got):
+            msg = workers.receive(stall_timeout_s)
+            if msg is None:
+                res.stalled = {"iteration": t, "waiting_on": code.needed(got, set(range(code.n)))}
+                return res
+            worker, it, j, vector = msg
+            if it != t:
+                continue       # a late message of an earlier iteration
+            last = worker
+            got[(worker, j)] = vector
+        res.completion_s.append(time.perf_counter() - start)
+        if on_iteration is not None:
+            on_iteration(t, got)
+        w = w - lr * code.decode(got)
+        res.loss.append(problem.loss(w))
+        res.waited_on.append(last)
+        res.wall_s.append(time.perf_counter() - begin)
+    return res
 
 
 class Cluster:
@@ -95,38 +154,25 @@ class Cluster:
 
     def run(self, iterations: int, lr: float, w0: np.ndarray | None = None, stall_timeout_s: float = 2.0,
             kill_at: tuple[int, int] | None = None) -> RunResult:
-        """Gradient descent w <- w - lr * decode(...) for ``iterations`` iterations. kill_at (iteration, worker):
-        SIGKILL that worker right after broadcasting that iteration."""
+        """Gradient descent over these worker processes (:func:`descend`)."""
+        return descend(self, self.code, self.problem, iterations, lr, w0, stall_timeout_s, kill_at)
+
+    def broadcast(self, t: int, w: np.ndarray) -> None:
+        """Send iteration ``t``'s model to every live worker (:class:`Workers`)."""
         import zmq
-        code = self.code
-        res = RunResult(code.name)
-        w = np.zeros(self.problem.dim) if w0 is None else np.array(w0, np.float64)
-        begin = time.perf_counter()
-        for t in range(iterations):
-            tag = struct.pack(">q", t)
-            start = time.perf_counter()
-            for i in sorted(self.alive):
-                self.sock.send_multipart([struct.pack(">I", i), b"w", tag, w.tobytes()], zmq.DONTWAIT)
-            if kill_at is not None and kill_at[0] == t:
-                self.kill(kill_at[1])
-                res.killed.append(kill_at[1])
-            got: dict[tuple[int, int], np.ndarray] = {}
-            last = -1
-            while not code.decodable(got):
-                if not self.sock.poll(int(stall_timeout_s * 1000)):
-                    res.stalled = {"iteration": t, "waiting_on": code.needed(got, set(range(code.n)))}
-                    return res
-                ident, kind, it, j, payload = self.sock.recv_multipart()
-                if kind != b"g" or struct.unpack(">q", it)[0] != t:
-                    continue       # a late message of an earlier iteration
-                last = struct.unpack(">I", ident)[0]
-                got[(last, struct.unpack(">I", j)[0])] = np.frombuffer(payload, dtype=np.float64)
-            res.completion_s.append(time.perf_counter() - start)
-            w = w - lr * code.decode(got)
-            res.loss.append(self.problem.loss(w))
-            res.waited_on.append(last)
-            res.wall_s.append(time.perf_counter() - begin)
-        return res
+        tag = struct.pack(">q", t)
+        for i in sorted(self.alive):
+            self.sock.send_multipart([struct.pack(">I", i), b"w", tag, w.tobytes()], zmq.DONTWAIT)
+
+    def receive(self, timeout_s: float) -> tuple[int, int, int, np.ndarray] | None:
+        """The next worker message (:class:`Workers`)."""
+        if not self.sock.poll(int(timeout_s * 1000)):
+            return None
+        ident, kind, it, j, payload = self.sock.recv_multipart()
+        if kind != b"g":
+            return -1, -1, -1, np.empty(0)       # not a result: the master skips it
+        return (struct.unpack(">I", ident)[0], struct.unpack(">q", it)[0], struct.unpack(">I", j)[0],
+                np.frombuffer(payload, dtype=np.float64))
 
     def close(self) -> None:
         """Stop every worker (message, then terminate, then kill) and close the socket."""

@@ -42,6 +42,17 @@ def _wait_until(sock, deadline: float) -> list | None:
         return None
 
 
+def task_delay(delay: ShiftedExponential, seed: int, worker: int, iteration: int, task: int, load: float) -> float:
+    """Seconds task ``task`` of ``worker`` takes in ``iteration``: drawn from ``delay`` with the rng seeded by
+    (seed, worker, iteration, task), so every runtime (and a replay of the model) draws the same delays."""
+    return delay.sample(np.random.default_rng([seed, worker, iteration, task]), load)
+
+
+def task_result(task: Task, w: np.ndarray, n_total: int, kind: str = "least-squares", l2: float = 0.0) -> np.ndarray:
+    """What one task sends: sum over its blocks of coef * block gradient (learning.coded.problem.block_gradient)."""
+    return sum(c * block_gradient(x, y, w, n_total, kind, l2) for c, x, y in task.blocks)
+
+
 def worker_main(endpoint: str, worker: int, tasks: list[Task], delay: ShiftedExponential, n_total: int,
                 seed: int, kind: str = "least-squares", l2: float = 0.0) -> None:
     """Serve iterations until ``stop`` (the body of the worker process); kind, l2: the problem's block gradient
@@ -65,8 +76,8 @@ def worker_main(endpoint: str, worker: int, tasks: list[Task], delay: ShiftedExp
             start = time.perf_counter()
             finish = start
             for j, task in enumerate(tasks):
-                finish += delay.sample(np.random.default_rng([seed, worker, t, j]), task.load)
-                g = sum(c * block_gradient(x, y, w, n_total, kind, l2) for c, x, y in task.blocks)
+                finish += task_delay(delay, seed, worker, t, j, task.load)
+                g = task_result(task, w, n_total, kind, l2)
                 pending = _wait_until(sock, finish)
                 if pending is not None:   # the master moved on (or stops): drop the rest of this iteration
                     break
