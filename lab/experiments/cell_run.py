@@ -354,6 +354,20 @@ def link_truth(config, role: str) -> dict:
             "cfo_hz": float(down.cfo_ppm) * 1e-6 * float(config.radio.center_freq)}
 
 
+def sum_error(rr: RoundRecord, run) -> tuple[float, float] | None:
+    """(Σ|v̂ − Σ x_k|², Σ|Σ x_k|²) of one data round, the sum over the active devices that reported their burst sent:
+    the accuracy of what the air carried. A device the PS planned for whose burst never left (late at its node, it
+    missed the feedback) is missing from the air's sum: that is counted apart (``sent``, ``late_bursts``), not as
+    error of the sum. None without the devices' values (diagnostics off) or with a non-finite estimate."""
+    if not (run.diagnostics and rr.active and np.all(np.isfinite(rr.estimate))):
+        return None
+    sent = [run.devices[i] for i in rr.active if rr.stats.get(run.devices[i], {}).get("sent", True)]
+    if not sent or not all(d in rr.values for d in sent):
+        return None
+    truth = sum(rr.values[d][:rr.estimate.size] for d in sent)
+    return float(np.sum(np.abs(rr.estimate - truth) ** 2)), float(np.sum(np.abs(truth) ** 2))
+
+
 def measure(run: CellRun, rounds: list[RoundRecord], truths: dict) -> dict:
     """The sync metrics of a finished run. ``truths``: device -> :func:`link_truth` (empty where unknown: the
     metric that needs it is then null, never invented).
@@ -363,8 +377,8 @@ def measure(run: CellRun, rounds: list[RoundRecord], truths: dict) -> dict:
       −b ≤ e + τ_first and e + τ_last ≤ cp − b (b: the window back-off; as :mod:`lab.experiments.sync_trials`);
     - ``timing_rmse_samples``: RMS of the PS's PRACH delay estimate minus the true round trip of each preamble;
     - ``cfo_residual_rms_hz``: RMS of each device's beacon CFO estimate minus the true downlink offset;
-    - ``nmse_db``: Σ|estimate − Σ_active x_k|² / Σ|Σ_active x_k|² over the rounds where the devices returned their
-      values (diagnostics mode), else null;
+    - ``nmse_db``: Σ|estimate − Σ_sent x_k|² / Σ|Σ_sent x_k|² over the rounds where the devices returned their
+      values (diagnostics mode), else null (:func:`sum_error`);
     - ``pilot_delay_samples``: the PS's own estimate of each device's arrival error from the last uplink pilots
       (no truth needed: what a hardware cell can report)."""
     lay, of = run.layout, run.ofdm
@@ -381,11 +395,9 @@ def measure(run: CellRun, rounds: list[RoundRecord], truths: dict) -> dict:
             inside = (-b <= e + t["span"][0]) and (e + t["span"][1] <= of.cp_len - b)
             timing.append({"round": rr.round, "device": run.index[d], "error_samples": float(e),
                            "inside_cp": bool(inside)})
-        if run.diagnostics and rr.active and all(run.devices[i] in rr.values for i in rr.active) and \
-                np.all(np.isfinite(rr.estimate)):
-            truth_sum = sum(rr.values[run.devices[i]][:rr.estimate.size] for i in rr.active)
-            num += float(np.sum(np.abs(rr.estimate - truth_sum) ** 2))
-            den += float(np.sum(np.abs(truth_sum) ** 2))
+        err = sum_error(rr, run)
+        if err is not None:
+            num, den = num + err[0], den + err[1]
     for d, st in run.state.items():
         t = truths.get(d)
         if not t:

@@ -218,17 +218,16 @@ def finish_cell_run(run, control, conf, rounds: list, record: dict) -> None:
 
 def round_entry(rr, run, *, diagnostics: bool) -> dict:
     """One data round as the result lists it."""
-    from lab.experiments.cell_run import RoundRecord  # noqa: F401 (the type of rr)
-
     entry = {"round": rr.round, "devices": len(rr.active), "active": rr.active, "slot": int(rr.slot),
              "alpha": rr.alpha, "noise_var": rr.noise_var, "control_plane_s": rr.control_s, "wall_s": rr.wall_s,
              "air_time_s": run.layout.data_symbols * run.ofdm.symbol_len / run.fs, "nmse_db": None,
              "silent": {str(run.index[d]): st.get("silent_reason") for d, st in rr.stats.items()
                         if not st.get("sent")}}
-    if diagnostics and rr.active and all(run.devices[i] in rr.values for i in rr.active):
-        truth = sum(rr.values[run.devices[i]][:rr.estimate.size] for i in rr.active)
-        err, ref = float(np.sum(np.abs(rr.estimate - truth) ** 2)), float(np.sum(np.abs(truth) ** 2))
-        entry["nmse_db"] = float(10 * np.log10(err / ref)) if err > 0 and ref > 0 else None
+    from lab.experiments.cell_run import sum_error
+
+    e = sum_error(rr, run) if diagnostics else None
+    if e is not None and e[0] > 0 and e[1] > 0:
+        entry["nmse_db"] = float(10 * np.log10(e[0] / e[1]))
     return entry
 
 

@@ -1,0 +1,34 @@
+"""The cell's NMSE of an over-the-air sum counts the devices whose bursts left, not those the PS planned for."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from lab.experiments.cell_run import sum_error
+
+
+def _round(sent: dict, values: dict, estimate):
+    return SimpleNamespace(active=[0, 1, 2], estimate=np.asarray(estimate, np.complex64),
+                           stats={d: {"sent": s} for d, s in sent.items()}, values=values)
+
+
+def test_a_device_whose_burst_never_left_is_not_an_error_of_the_sum():
+    run = SimpleNamespace(diagnostics=True, devices=["a", "b", "c"])
+    x = {d: np.full(4, v, np.complex64) for d, v in (("a", 1.0), ("b", 2.0), ("c", 4.0))}
+    noise = np.array([0.1, -0.1, 0.1j, -0.1j], np.complex64)
+    est = x["a"] + x["b"] + noise                         # c's burst was late at its node: not on the air
+    err, ref = sum_error(_round({"a": True, "b": True, "c": False}, x, est), run)
+    assert np.isclose(err, 4 * 0.01) and np.isclose(ref, 4 * 9.0)
+    err_all, _ = sum_error(_round({"a": True, "b": True, "c": True}, x, est), run)
+    assert np.isclose(err_all, 4 * 16.0, rtol=1e-3)        # had c sent, its absence would be the error
+
+
+def test_no_values_or_no_diagnostics_or_a_non_finite_estimate_give_none():
+    x = {d: np.ones(2, np.complex64) for d in "abc"}
+    ok = {"a": True, "b": True, "c": True}
+    assert sum_error(_round(ok, x, np.ones(2)), SimpleNamespace(diagnostics=False, devices=list("abc"))) is None
+    run = SimpleNamespace(diagnostics=True, devices=list("abc"))
+    assert sum_error(_round(ok, {"a": x["a"]}, np.ones(2)), run) is None
+    assert sum_error(_round(ok, x, [np.nan, 1]), run) is None
