@@ -521,6 +521,7 @@ class FrameBuilder:
         preamble = fmt.preamble.reshape(pre, sl)
         pad = fmt.pad_symbols
         chunk_rows = max(1, TX_CHUNK_SAMPLES // n)
+        first_a, hdr_rows, pre_rows = np.asarray(first, np.int64), np.arange(n_hdr), np.arange(pre)
         f0 = 0
         while f0 < f_count:                                  # chunk [f0, f1): whole frames, >= 1
             f1 = f0 + 1
@@ -529,17 +530,17 @@ class FrameBuilder:
             r0, rows = first[f0], first[f1] - first[f0]
             cells, grid = self._scratch(rows)
             flat = cells.reshape(-1)
+            cells[(first_a[f0:f1, None] - r0 + pre + hdr_rows).reshape(-1)] = slots[f0:f1].reshape(-1, nd)
             for i in range(f0, f1):
                 b = first[i] - r0 + pre                      # first header row of the frame in the chunk
-                cells[b:b + n_hdr] = slots[i]
                 hdr, src = parts[i]
                 a, k = (b + n_hdr) * nd, n_sym[i]
                 if isinstance(src, bytes):
                     modem_for(hdr.modem).modulate_bytes(src, out=flat[a:a + k])
                 else:
                     flat[a:a + k] = src
-                e = a + -(-k // nd) * nd
-                flat[a + k:e] = pad[:e - a - k]
+                if k % nd:
+                    flat[a + k:a + k + nd - k % nd] = pad[:nd - k % nd]
                 r = n_rows[i] - pre
                 grid[b:b + r] = template[:r]
             for c0, b0, length in fmt.data_runs:
@@ -547,8 +548,7 @@ class FrameBuilder:
             o = out[r0:r0 + rows]
             np.fft.ifft(grid, axis=1, norm="ortho", out=o[:, cp:])
             o[:, :cp] = o[:, n:]
-            for i in range(f0, f1):
-                out[first[i]:first[i] + pre] = preamble
+            out[first_a[f0:f1, None] + pre_rows] = preamble
             f0 = f1
         samples = out.reshape(-1)
         bounds = np.asarray(first, np.int64) * sl
