@@ -4,7 +4,7 @@ Public API (imported lazily on first attribute access, so ``import phy`` is chea
 classes in :mod:`phy.fec` load sionna/torch only when used):
 
 * OFDM numerology: :class:`OfdmConfig`, :class:`OfdmSection`, :func:`grid_to_time`, :func:`time_to_grid`
-* frames: :class:`FrameBuilder`, :class:`FrameHeader`, :class:`FrameFormat`
+* frames: :class:`FrameBuilder` (``build_batch`` of :class:`FrameRequest`), :class:`FrameHeader`, :class:`FrameFormat`
 * reception: :class:`Receiver`, :class:`RxFrame`, :class:`SchmidlCoxDetector`, :func:`cfo_crlb_hz`; the receiver's
   stages, one per module, in :mod:`phy.rx`
 * modulation / analog / coding: :class:`QamModem`, :class:`AnalogMapper`, :class:`LdpcCode`, :class:`DigitalCodec`,
@@ -18,7 +18,7 @@ import importlib
 
 _EXPORTS = {
     "OfdmConfig": "ofdm", "OfdmSection": "ofdm", "grid_to_time": "ofdm", "time_to_grid": "ofdm",
-    "FrameBuilder": "frame", "FrameHeader": "frame", "FrameFormat": "frame",
+    "FrameBuilder": "frame", "FrameHeader": "frame", "FrameFormat": "frame", "FrameRequest": "frame",
     "Receiver": "receiver", "RxFrame": "receiver", "cfo_crlb_hz": "receiver",
     "SchmidlCoxDetector": "detector",
     "QamModem": "modulation", "AnalogMapper": "analog",

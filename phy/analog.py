@@ -57,10 +57,11 @@ class AnalogMapper:
             raise ValueError(f"x has dtype {x.dtype}; expected real values")
         if not np.all(np.isfinite(x)):
             raise ValueError(f"x contains {int(np.sum(~np.isfinite(x)))} non-finite values; expected finite")
-        return self._map(x)
+        return self.map_finite(x)
 
-    def _map(self, x: np.ndarray) -> tuple[np.ndarray, float]:
-        """:meth:`to_symbols` of a validated finite real vector [L]."""
+    def map_finite(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """:meth:`to_symbols` without the checks, for a real vector [L] the caller has already found finite (the
+        transmitter validates float32 values itself)."""
         length = x.size
         padded = np.empty(2 * ((length + 1) // 2), dtype=np.float64)   # pairs (x[2i], x[2i+1]) side by side
         padded[:length] = x

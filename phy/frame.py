@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -51,6 +52,12 @@ _PN_SEED = 0x5C0FDA  # fixed: transmitter and receiver must agree
 #: the 12 header bytes as (kind/modulation/rate byte << 24 | length, seq, scale, CRC-16), big-endian
 _HEADER_STRUCT = struct.Struct(">IHfH")
 _MOD_INDEX = {m: i for i, m in enumerate(MODULATIONS)}
+#: the transmitter builds frames in chunks of about this many grid samples (rows x fft_size), so that its scratch
+#: arrays stay in the CPU cache (measured, wifi64 and wide256: 2^15-2^17 best; the whole batch at once ran slower than
+#: frame by frame)
+TX_CHUNK_SAMPLES = 1 << 16
+#: per-thread scratch arrays of FrameBuilder._assemble_batch, by (n_data, fft_size)
+_SCRATCH = threading.local()
 
 
 def code_rate_index(code_rate) -> int:
@@ -209,11 +216,20 @@ class FrameFormat:
         self.hdr_perm = (np.arange(24)[None, :] * 8 + np.arange(8)[:, None]).reshape(-1)  # codeword bit -> slot
         r = np.arange(self.header_repeat)[:, None]
         self.hdr_perms = 2 * HEADER_BITS * r + (self.hdr_perm[None, :] + 24 * r) % (2 * HEADER_BITS)   # [R, 192]
+        # slot -> coded bit (codeword order) it carries, 192 for the +1 filler after the last copy
+        self.header_slot_source = np.full(self.n_hdr_symbols * cfg.n_data, 2 * HEADER_BITS, np.int64)
+        self.header_slot_source[self.hdr_perms] = np.arange(2 * HEADER_BITS)[None, :]
         self.preamble_len = cfg.symbol_len + 2 * cp + 2 * n
         self.header_len = self.n_hdr_symbols * cfg.symbol_len
         self.preamble = np.concatenate([self.sc_time, self.lts_time]).astype(np.complex64)   # [preamble_len]
         self.preamble.flags.writeable = False
         self._data_index = np.zeros(0, np.int64)
+        # (first data cell, first FFT bin, length) of each run of data subcarriers on adjacent bins: the cells of a
+        # symbol go onto the grid as a few slice copies
+        bins = cfg.data_bins
+        cut = np.flatnonzero(np.diff(bins) != 1) + 1
+        first = np.concatenate([[0], cut])
+        self.data_runs = tuple((int(c), int(bins[c]), int(e - c)) for c, e in zip(first, np.append(cut, bins.size)))
 
     def pilot_block(self, first_symbol: int, n_sym: int) -> np.ndarray:
         """Pilot values with polarity for symbols ``first_symbol ..`` (0 = first header symbol): complex64
@@ -226,15 +242,20 @@ class FrameFormat:
             self._pilots.flags.writeable = False
         return self._pilots[first_symbol:end]
 
-    def grid_template(self, n_sym: int) -> np.ndarray:
-        """A fresh grid complex64 [n_sym, N] with the pilots of symbols 0..n_sym-1 in place, zeros elsewhere."""
+    def pilot_grid(self, n_sym: int) -> np.ndarray:
+        """The grid of symbols 0..n_sym-1 with only the pilots in place, zeros elsewhere: complex64 [n_sym, N] (a
+        read-only view of a cached table)."""
         if n_sym > self._grid.shape[0]:
             rows = max(n_sym, 2 * self._grid.shape[0])
             g = np.zeros((rows, self.cfg.fft_size), np.complex64)
             g[:, self.cfg.pilot_bins] = self.pilot_block(0, rows)
             g.flags.writeable = False
             self._grid = g
-        return self._grid[:n_sym].copy()
+        return self._grid[:n_sym]
+
+    def grid_template(self, n_sym: int) -> np.ndarray:
+        """A fresh grid complex64 [n_sym, N] with the pilots of symbols 0..n_sym-1 in place, zeros elsewhere."""
+        return self.pilot_grid(n_sym).copy()
 
     def data_index(self, n_sym: int) -> np.ndarray:
         """Flat indices of the data cells of a grid [n_sym, N] (symbol-major, data subcarriers in their order):
@@ -250,12 +271,19 @@ class FrameFormat:
 
     def header_symbols(self, header: FrameHeader) -> np.ndarray:
         """BPSK header symbols on the data subcarriers: float32 [n_hdr_symbols * n_data]."""
-        # the 96 header bits as 8 Golay information words of 12 bits (MSB first), each mapped to its ±1 codeword
-        word = int.from_bytes(header.to_bytes(), "big")
-        info = [(word >> (84 - 12 * c)) & 0xFFF for c in range(HEADER_BITS // 12)]
-        slots = np.ones(self.n_hdr_symbols * self.cfg.n_data, np.float32)
-        slots[self.hdr_perms] = _golay_pm_rows().take(info, axis=0).reshape(-1)[None, :]
-        return slots
+        return self.header_cells([header])[0]
+
+    def header_cells(self, headers) -> np.ndarray:
+        """BPSK header symbols of F headers: float32 [F, n_hdr_symbols * n_data].
+
+        The 96 bits of a header as 8 Golay information words of 12 bits (MSB first) -> their +-1 codewords
+        [F, 192] -> the slots of the header symbols (``header_repeat`` copies, +1 filler after the last).
+        """
+        words = [(w >> sh) & 0xFFF for w in (int.from_bytes(h.to_bytes(), "big") for h in headers)
+                 for sh in range(84, -1, -12)]
+        coded = np.ones((len(words) // 8, 2 * HEADER_BITS + 1), np.float32)
+        coded[:, :-1] = _golay_pm_rows()[words].reshape(coded.shape[0], -1)
+        return coded.take(self.header_slot_source, axis=1)
 
     def combine_header_soft(self, soft: np.ndarray) -> np.ndarray:
         """Soft values of the header's 192 coded bits in codeword order (codeword c's bit j at 24 c + j): float
@@ -298,6 +326,35 @@ def modem_for(name: str):
 
 
 
+@dataclass(frozen=True)
+class FrameRequest:
+    """One frame for :meth:`FrameBuilder.build_batch`: what :meth:`FrameBuilder.build_analog` or
+    :meth:`FrameBuilder.build_digital` would take (validated when the batch is built). Make one with
+    :meth:`analog` or :meth:`digital`."""
+
+    kind: str                        # "analog" | "digital"
+    data: object                     # analog: real values [L]; digital: payload bytes
+    seq: int
+    modem: str = "qpsk"              # digital only
+    code_rate: float | str | None = 0.5   # digital only (None = uncoded)
+    power: float = 1.0               # analog only: mean power per data subcarrier
+
+    @classmethod
+    def analog(cls, values, seq: int, power: float = 1.0) -> "FrameRequest":
+        """An analog frame of ``values`` float [L]."""
+        return cls("analog", values, seq, power=power)
+
+    @classmethod
+    def digital(cls, payload: bytes, seq: int, modem: str = "qpsk", code_rate: float | str | None = 0.5
+                ) -> "FrameRequest":
+        """A digital frame of ``payload`` bytes."""
+        return cls("digital", payload, seq, modem=modem, code_rate=code_rate)
+
+    def __post_init__(self):
+        if self.kind not in ("analog", "digital"):
+            raise ValueError(f"kind = {self.kind!r}: expected 'analog' or 'digital'")
+
+
 class FrameBuilder:
     """Builds complete frames (complex64 sample vectors) for ``cfg``; see the module docstring for the layout.
 
@@ -312,8 +369,6 @@ class FrameBuilder:
             raise TypeError(f"cfg must be an OfdmConfig, got {type(cfg).__name__}")
         self.cfg = cfg
         self.fmt = frame_format(cfg, header_repeat)
-        n = cfg.fft_size
-        self._hdr_grid_template = np.zeros((self.fmt.n_hdr_symbols, n), np.complex64)
 
     # ------------------------------------------------------------------ planning
     def frame_len(self, *, n_values: int | None = None, n_bytes: int | None = None, modem: str = "qpsk",
@@ -334,6 +389,48 @@ class FrameBuilder:
     def build_analog(self, values, seq: int, power: float = 1.0) -> np.ndarray:
         """Analog frame: ``values`` float [L] (1 <= L <= 2^24-1, finite) carried as complex pairs with mean power
         ``power`` per data subcarrier. Returns complex64 [frame_len(n_values=L)]."""
+        return self._assemble_batch([self._analog_parts(values, seq, power)])[0]
+
+    def build_digital(self, payload: bytes, seq: int, modem: str = "qpsk", code_rate: float | None = 0.5
+                      ) -> np.ndarray:
+        """Digital frame: ``payload`` bytes (1 .. 2^24-1) with CRC-32 and optional LDPC (``code_rate`` None = uncoded),
+        mapped with ``modem``. Returns complex64 [frame_len(n_bytes=len(payload), ...)]."""
+        return self._assemble_batch([self._digital_parts(payload, seq, modem, code_rate)])[0]
+
+    def build_batch(self, requests, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Many frames at once, back to back: the transmitter's fast path (one symbol mapping per modulation, one
+        IFFT over all OFDM symbols, one CP insertion; no per-frame numpy work beyond the payload mapping of analog,
+        LDPC-coded and 64-QAM frames).
+
+        Parameters
+        ----------
+        requests : sequence of :class:`FrameRequest`
+            The frames, in order (any mix of kinds, lengths and modulations); at least one.
+        out : complex64 ndarray [>= total samples], optional
+            C-contiguous buffer to write the frames into (e.g. reused by a streaming transmitter); ``samples`` is
+            then a view of its beginning.
+
+        Returns
+        -------
+        samples : complex64 [sum of frame lengths]
+            The frames concatenated; frame ``i`` is ``samples[bounds[i]:bounds[i + 1]]`` and equals, sample for
+            sample, what :meth:`build_analog` / :meth:`build_digital` return for that request.
+        bounds : int64 [F + 1]
+            Frame boundaries in ``samples`` (``bounds[0] = 0``).
+        """
+        requests = list(requests)
+        if not requests:
+            raise ValueError("requests is empty: expected at least one FrameRequest")
+        parts = []
+        for i, r in enumerate(requests):
+            if not isinstance(r, FrameRequest):
+                raise TypeError(f"requests[{i}] is a {type(r).__name__}: expected a FrameRequest")
+            parts.append(self._analog_parts(r.data, r.seq, r.power) if r.kind == "analog"
+                         else self._digital_parts(r.data, r.seq, r.modem, r.code_rate))
+        return self._assemble_batch(parts, concatenated=True, out=out)
+
+    def _analog_parts(self, values, seq, power) -> tuple:
+        """(header, payload symbols complex64 [n]) of an analog frame; raises ValueError on bad input."""
         from phy.analog import AnalogMapper
         x = np.asarray(values, dtype=np.float32).reshape(-1)          # the values are carried as float32
         if x.size == 0 or x.size > MAX_LENGTH:
@@ -344,14 +441,13 @@ class FrameBuilder:
             raise ValueError(f"values has a magnitude up to {np.max(np.abs(np.asarray(values, np.float64))):g}: "
                              "expected finite float32 values (|x| < 3.4e38)")
         seq = self._check_seq(seq)
-        s, scale = AnalogMapper(power)._map(x)
-        hdr = FrameHeader("analog", "bpsk", None, int(x.size), seq, float(np.float32(scale)))
-        return self._assemble(hdr, s)
+        s, scale = AnalogMapper(power).map_finite(x)
+        return FrameHeader("analog", "bpsk", None, int(x.size), seq, float(np.float32(scale))), s
 
-    def build_digital(self, payload: bytes, seq: int, modem: str = "qpsk", code_rate: float | None = 0.5
-                      ) -> np.ndarray:
-        """Digital frame: ``payload`` bytes (1 .. 2^24-1) with CRC-32 and optional LDPC (``code_rate`` None = uncoded),
-        mapped with ``modem``. Returns complex64 [frame_len(n_bytes=len(payload), ...)]."""
+    def _digital_parts(self, payload, seq, modem, code_rate) -> tuple:
+        """(header, payload symbols) of a digital frame: symbols are complex64 [n], or, for uncoded modulations of
+        1, 2, 4 or 8 bits per symbol, the payload + CRC-32 bytes (mapped later, all frames of a modulation in one
+        call); raises TypeError/ValueError on bad input."""
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise TypeError(f"payload must be bytes, got {type(payload).__name__}")
         payload = bytes(payload)
@@ -360,20 +456,21 @@ class FrameBuilder:
         seq = self._check_seq(seq)
         mname = MODULATIONS[modulation_index(modem)]
         rate = CODE_RATES[code_rate_index(code_rate)]
-        codec, mod = codec_for(mname, rate), modem_for(mname)
+        hdr = FrameHeader("digital", mname, rate, len(payload), seq, 1.0)
+        mod = modem_for(mname)
         if rate is None:
             # uncoded: the coded bits are the payload and its CRC-32 (big-endian) bits, zero-padded to whole symbols
             # (phy.fec.DigitalCodec's layout), mapped byte-wise without unpacking them
-            s = mod.modulate_bytes(payload + crc32(payload).to_bytes(4, "big"), codec.n_coded_bits(len(payload)))
-        else:
-            bits = codec.encode(payload)
-            m = mod.bits_per_symbol
-            pad = (-bits.size) % m
-            if pad:
-                bits = np.concatenate([bits, np.zeros(pad, np.uint8)])
-            s = mod.modulate(bits)
-        hdr = FrameHeader("digital", mname, rate, len(payload), seq, 1.0)
-        return self._assemble(hdr, s)
+            data = payload + crc32(payload).to_bytes(4, "big")
+            if 8 % mod.bits_per_symbol == 0:
+                return hdr, data
+            return hdr, mod.modulate_bytes(data, codec_for(mname, rate).n_coded_bits(len(payload)))
+        bits = codec_for(mname, rate).encode(payload)
+        m = mod.bits_per_symbol
+        pad = (-bits.size) % m
+        if pad:
+            bits = np.concatenate([bits, np.zeros(pad, np.uint8)])
+        return hdr, mod.modulate(bits)
 
     @staticmethod
     def _check_seq(seq) -> int:
@@ -382,20 +479,92 @@ class FrameBuilder:
         return int(seq)
 
     def _assemble(self, hdr: FrameHeader, payload_symbols: np.ndarray) -> np.ndarray:
+        """One frame from its header and payload symbols complex64 [n]: complex64 [frame_len]."""
+        return self._assemble_batch([(hdr, np.asarray(payload_symbols, np.complex64))])[0]
+
+    def _assemble_batch(self, parts: list, concatenated: bool = False, out: np.ndarray | None = None):
+        """Frames from (header, payload) pairs (see :meth:`_digital_parts`): a list of complex64 frames, or, with
+        ``concatenated``, (samples, bounds) as :meth:`build_batch` returns them (written into ``out`` if given).
+
+        A frame is 3 preamble rows (``preamble_len = 3 symbol_len``) then ``n_hdr + n_pay`` OFDM symbols of
+        ``symbol_len`` samples, so the frames are one output array [R, symbol_len]. It is made in chunks of frames of
+        about :data:`TX_CHUNK_SAMPLES` grid samples, in two scratch arrays that stay in the CPU cache: the data cells
+        [rows, n_data] (header rows in one copy; per frame the payload mapped or copied in place and the filler) and
+        the grid [rows, N] (per frame the pilot template; then the data cells in runs of adjacent subcarriers); one
+        IFFT per chunk writes straight into the output rows after the cyclic prefix, the prefixes are copied for the
+        whole chunk, and the preamble rows (transformed as whatever the scratch held) are overwritten by the
+        preamble. The IFFT is numpy's pocketfft, the same numbers as scipy.fft's.
+        """
         cfg, fmt = self.cfg, self.fmt
-        n_hdr = fmt.n_hdr_symbols
-        n_pay = fmt.n_symbols(payload_symbols.size)
-        n = n_hdr + n_pay
-        n_h, n_p = n_hdr * cfg.n_data, payload_symbols.size
-        data = np.empty(n * cfg.n_data, np.complex64)                # header, payload, filler in cell order
-        data[:n_h] = fmt.header_symbols(hdr)
-        data[n_h:n_h + n_p] = payload_symbols
-        data[n_h + n_p:] = fmt.pad_symbols[:data.size - n_h - n_p]
-        grid = fmt.grid_template(n)                                  # pilots already in place
-        grid.reshape(-1)[fmt.data_index(n)] = data
-        out = np.empty(fmt.frame_len(n_pay), np.complex64)
-        out[:fmt.preamble_len] = fmt.preamble
-        body = out[fmt.preamble_len:].reshape(n, cfg.symbol_len)
-        body[:, cfg.cp_len:] = _ifft(grid, axis=1, norm="ortho", overwrite_x=True)
-        body[:, :cfg.cp_len] = body[:, cfg.fft_size:]
-        return out
+        nd, n, cp, sl = cfg.n_data, cfg.fft_size, cfg.cp_len, cfg.symbol_len
+        n_hdr, pre = fmt.n_hdr_symbols, 3
+        f_count = len(parts)
+        n_sym = [0] * f_count                                # payload data symbols per frame
+        for i, (hdr, src) in enumerate(parts):
+            n_sym[i] = 8 * len(src) // modem_for(hdr.modem).bits_per_symbol if isinstance(src, bytes) else src.size
+        n_rows = [pre + n_hdr + -(-k // nd) for k in n_sym]  # output rows per frame
+        first = [0] * (f_count + 1)                          # first output row of each frame (and the total)
+        for i, r in enumerate(n_rows):
+            first[i + 1] = first[i] + r
+        total = first[-1]
+        if out is None:
+            out = np.empty((total, sl), np.complex64)
+        else:
+            if not isinstance(out, np.ndarray) or out.dtype != np.complex64 or out.ndim != 1 \
+                    or not out.flags.c_contiguous or out.size < total * sl:
+                raise ValueError(f"out is {getattr(out, 'dtype', type(out).__name__)} "
+                                 f"{getattr(out, 'shape', '')}: expected a C-contiguous complex64 vector of at "
+                                 f"least {total * sl} samples")
+            out = out[:total * sl].reshape(total, sl)
+        slots = fmt.header_cells([h for h, _ in parts]).reshape(f_count, n_hdr, nd)
+        template = fmt.pilot_grid(max(n_rows) - pre)
+        preamble = fmt.preamble.reshape(pre, sl)
+        pad = fmt.pad_symbols
+        chunk_rows = max(1, TX_CHUNK_SAMPLES // n)
+        first_a, hdr_rows, pre_rows = np.asarray(first, np.int64), np.arange(n_hdr), np.arange(pre)
+        f0 = 0
+        while f0 < f_count:                                  # chunk [f0, f1): whole frames, >= 1
+            f1 = f0 + 1
+            while f1 < f_count and first[f1 + 1] - first[f0] <= chunk_rows:
+                f1 += 1
+            r0, rows = first[f0], first[f1] - first[f0]
+            cells, grid = self._scratch(rows)
+            flat = cells.reshape(-1)
+            cells[(first_a[f0:f1, None] - r0 + pre + hdr_rows).reshape(-1)] = slots[f0:f1].reshape(-1, nd)
+            for i in range(f0, f1):
+                b = first[i] - r0 + pre                      # first header row of the frame in the chunk
+                hdr, src = parts[i]
+                a, k = (b + n_hdr) * nd, n_sym[i]
+                if isinstance(src, bytes):
+                    modem_for(hdr.modem).modulate_bytes(src, out=flat[a:a + k])
+                else:
+                    flat[a:a + k] = src
+                if k % nd:
+                    flat[a + k:a + k + nd - k % nd] = pad[:nd - k % nd]
+                r = n_rows[i] - pre
+                grid[b:b + r] = template[:r]
+            for c0, b0, length in fmt.data_runs:
+                grid[:, b0:b0 + length] = cells[:, c0:c0 + length]
+            o = out[r0:r0 + rows]
+            np.fft.ifft(grid, axis=1, norm="ortho", out=o[:, cp:])
+            o[:, :cp] = o[:, n:]
+            out[first_a[f0:f1, None] + pre_rows] = preamble
+            f0 = f1
+        samples = out.reshape(-1)
+        bounds = np.asarray(first, np.int64) * sl
+        if concatenated:
+            return samples, bounds
+        return [samples[bounds[i]:bounds[i + 1]] for i in range(f_count)]
+
+    def _scratch(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """This thread's scratch for this numerology (cells complex64 [rows, n_data], grid complex64 [rows, N]),
+        grown as needed. Every body row is fully rewritten per use; the preamble rows keep older contents, which
+        are always finite (only finite values are ever written), so their IFFT is harmless and then overwritten."""
+        key = (self.cfg.n_data, self.cfg.fft_size)
+        store = _SCRATCH.__dict__
+        cells, grid = store.get(key, (None, None))
+        if cells is None or cells.shape[0] < rows:
+            cells = np.zeros((rows, key[0]), np.complex64)
+            grid = np.zeros((rows, key[1]), np.complex64)
+            store[key] = (cells, grid)
+        return cells[:rows], grid[:rows]

@@ -180,18 +180,20 @@ class QamModem:
         labels = np.packbits(b.reshape(*b.shape[:-1], n, m), axis=-1)[..., 0]
         return self._shifted_table.take(labels)
 
-    def modulate_bytes(self, data: bytes, n_bits: int | None = None) -> np.ndarray:
+    def modulate_bytes(self, data: bytes, n_bits: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """Map the bits of ``data`` (MSB of each byte first), zero-padded to ``n_bits`` bits, to symbols; the same
         as ``modulate(concatenate([unpackbits(data), zeros]))``.
 
         Args:
             data: bytes (or a uint8 array [B]).
             n_bits: total bits, a multiple of m and >= 8 B (default: 8 B rounded up to a multiple of m).
+            out: optional complex64 [n_bits / m], C-contiguous, to write the symbols into (the transmitter maps
+                straight into its cell buffer).
 
         Returns:
-            complex64[n_bits / m].
+            complex64[n_bits / m] (``out`` when given).
         """
-        byts = np.frombuffer(bytes(data), dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) \
+        byts = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) \
             else np.asarray(data, dtype=np.uint8).reshape(-1)
         m = self.bits_per_symbol
         n_data = 8 * byts.size
@@ -201,13 +203,18 @@ class QamModem:
             raise ValueError(f"n_bits={n_bits!r}: expected a multiple of bits_per_symbol={m} that is >= "
                              f"{n_data} (the bits of data)")
         n_bits = int(n_bits)
+        if out is None:
+            out = np.empty(n_bits // m, np.complex64)
+        elif out.shape != (n_bits // m,) or out.dtype != np.complex64 or not out.flags.c_contiguous:
+            raise ValueError(f"out has shape {out.shape} and dtype {out.dtype}: expected a C-contiguous complex64 "
+                             f"array of shape ({n_bits // m},)")
         if 8 % m:
             bits = np.zeros(n_bits, np.uint8)
             bits[:n_data] = np.unpackbits(byts)
-            return self.modulate(bits)
-        out = np.empty(n_bits // m, np.complex64)
+            out[:] = self.modulate(bits)
+            return out
         k = n_data // m
-        out[:k] = self._byte_table.take(byts, axis=0).reshape(-1)
+        self._byte_table.take(byts, axis=0, out=out[:k].reshape(byts.size, 8 // m))
         out[k:] = self._shifted_table[0]
         return out
 
