@@ -50,6 +50,8 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(1, help="torch CPU threads"),
         time_limit_min: float | None = typer.Option(None, help="stop with a checkpoint after this many minutes"),
         resume: bool = typer.Option(True, help="resume from OUT/last.pt if present"),
+        init_from: Path | None = typer.Option(None, help="start a fresh run from this checkpoint's weights (same "
+                                              "model and filters; another ratio keeps its first c latent channels)"),
         progress: ProgressOpt = True,
     ):
         """Train a DeepJSCC model with the channel in the loop (CPU is fine; resumes after a crash)."""
@@ -65,7 +67,7 @@ def register(app: typer.Typer) -> None:
                               data_dir=str(data_dir) if data_dir else None, train_images=train_images,
                               val_images=val_images, eval_every=eval_every, ckpt_every=ckpt_every, threads=threads,
                               time_limit_s=None if time_limit_min is None else 60.0 * time_limit_min,
-                              progress=progress, resume=resume,
+                              progress=progress, resume=resume, init_from=str(init_from) if init_from else None,
                               command="otalab jscc train " + shlex.join(sys.argv[3:] if _from_shell() else []))
             train(cfg)
         except (ValueError, DataNotFoundError, CheckpointError) as exc:
