@@ -288,6 +288,7 @@ def _eval_photos(checkpoints, photos: str, ratios: str, snrs: list[float], json_
             names += [p for p in earlier["photos"] if p not in names]
             rs += [parse_ratio(q) for q in earlier["ratios"] if parse_ratio(q) not in rs]
             model_info += [m for m in earlier.get("models", []) if m not in model_info]
+        rs = sorted(set(rs), reverse=True)                     # 1/6, 1/12, 1/24 in every table and plot
         res["crossovers"] = crossovers(res["results"])
     except (ValueError, DataNotFoundError, CheckpointError, OSError, KeyError) as exc:
         _fail(str(exc))

@@ -60,7 +60,7 @@ def evaluate_photos(models: list, photos: list[str], ratios=PHOTO_RATIOS, snrs_d
     records = []
     for name in photos:
         img = load_sample_photo(name)
-        if log:
+        if log and separation:
             log(f"{name} {img.shape[1]}x{img.shape[0]}: rate table of every codec ...")
         tables = [rate_table(img, codecs)] if separation else None
         for r in ratios:
