@@ -15,7 +15,7 @@ import typer
 #: the checkpoint shipped with the package (SNR-adaptive model, k/n = 1/6, AWGN 0..20 dB)
 from lab.cli.common import ConfigOpt, JsonOpt, ProgressOpt, SeedOpt, SetOpt, emit_json, load_lab_config, split_floats
 from lab.experiments.jscc_air import DEFAULT_CHECKPOINT, digital_chain_records
-from lab.plots import jscc_eval_figure, save_figure, side_by_side_figure
+from lab.plots import jscc_eval_figure, jscc_method_labels, save_figure, side_by_side_figure
 
 
 def _fail(msg: str) -> None:
@@ -322,10 +322,11 @@ def _photo_means(records: list[dict]) -> list[dict]:
 
 
 def _print_table(results: list[dict], err: bool = False) -> None:
-    """PSNR (SSIM) per method and SNR as a plain-text table on stdout."""
+    """PSNR (SSIM) per method (and ratio, when there are several) and SNR as a plain-text table on stdout."""
+    labels = jscc_method_labels(results)
     snrs = sorted({r["snr_db"] for r in results})
-    methods = list(dict.fromkeys(r["method"] for r in results))
-    cell = {(r["method"], r["snr_db"]): r for r in results}
+    methods = list(dict.fromkeys(labels))
+    cell = {(m, r["snr_db"]): r for m, r in zip(labels, results)}
     typer.echo("method".ljust(32) + "".join(f"{s:>15g}" for s in snrs))
     for m in methods:
         row = "".join(f"{cell[(m, s)]['psnr_db']:>7.2f} ({cell[(m, s)]['ssim']:.3f})" if (m, s) in cell else " " * 15

@@ -119,3 +119,18 @@ def test_cli_deepjscc_only_merged_with_earlier_baselines(tmp_path):
     cross = [c for c in doc["crossovers"] if c["photo"] == "chelsea" and c["against"] == "digital-chain"]
     assert cross[0]["crossover_snr_db"] == "below at every SNR"
     assert main(["jscc", "eval", "--photos", "chelsea", "--baselines", "bogus", "--json", str(out)]) == 2
+
+
+def test_eval_labels_tell_ratios_apart(capsys):
+    """`otalab jscc eval` with checkpoints of two ratios: one table row (and plot line) per method and ratio, not one
+    row overwritten by the other ratio's values."""
+    from lab.cli.jscc import _print_table
+    from lab.plots import jscc_method_labels
+
+    recs = [{"method": "deepjscc-adjscc", "ratio": q, "snr_db": 0.0, "psnr_db": v, "ssim": 0.5}
+            for q, v in (("1/6", 22.0), ("1/12", 21.0))]
+    assert jscc_method_labels(recs) == ["deepjscc-adjscc k/n=1/6", "deepjscc-adjscc k/n=1/12"]
+    assert jscc_method_labels(recs[:1]) == ["deepjscc-adjscc"]
+    _print_table(recs)
+    out = capsys.readouterr().out
+    assert "k/n=1/6" in out and "22.00" in out and "21.00" in out
