@@ -92,8 +92,10 @@ def crossovers(records: list[dict]) -> list[dict]:
     """Per photo (and ``"mean"`` over the photos) and ratio: each DeepJSCC method's crossover SNR against the
     digital chain and the payload-only separation bound."""
     out = []
-    keys = list(dict.fromkeys((r["photo"], r["ratio"]) for r in records))
-    ratios = list(dict.fromkeys(r["ratio"] for r in records))
+    photos = list(dict.fromkeys(r["photo"] for r in records))
+    ratios = sorted(dict.fromkeys(r["ratio"] for r in records), key=Fraction, reverse=True)   # 1/6, 1/12, 1/24
+    present = {(r["photo"], r["ratio"]) for r in records}
+    keys = [(p, q) for p in photos for q in ratios if (p, q) in present]
     groups = [(p, q, [r for r in records if (r["photo"], r["ratio"]) == (p, q)]) for p, q in keys]
     groups += [("mean", q, _mean_over_photos([r for r in records if r["ratio"] == q])) for q in ratios]
     for photo, ratio, recs in groups:
