@@ -138,13 +138,20 @@ def demo_feel_figure(runs: list[dict], title: str, dataset: str = "MNIST"):
 
 
 # --------------------------------------------------------------------------------------------------- DeepJSCC
+def jscc_method_labels(results: list[dict]) -> list[str]:
+    """A label per ``otalab jscc eval`` record: its method, with ``k/n = ...`` added when the records hold several
+    bandwidth ratios (checkpoints of 1/6 and 1/12 are both ``deepjscc-adjscc``)."""
+    several = len({r.get("ratio") for r in results}) > 1
+    return [f"{r['method']} k/n={r.get('ratio')}" if several else r["method"] for r in results]
+
+
 def jscc_eval_figure(record: dict, title: str | None = None):
-    """PSNR and SSIM against SNR, one line per method (``otalab jscc eval``'s record with its ``results``)."""
+    """PSNR and SSIM against SNR, one line per method and ratio (``otalab jscc eval``'s record with its ``results``)."""
     import collections
 
     by_method: dict[str, list[dict]] = collections.defaultdict(list)
-    for r in record["results"]:
-        by_method[r["method"]].append(r)
+    for label, r in zip(jscc_method_labels(record["results"]), record["results"]):
+        by_method[label].append(r)
     fig = _figure(11, 4.2)
     axes = fig.subplots(1, 2)
     for method, recs in by_method.items():

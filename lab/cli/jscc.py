@@ -15,7 +15,7 @@ import typer
 #: the checkpoint shipped with the package (SNR-adaptive model, k/n = 1/6, AWGN 0..20 dB)
 from lab.cli.common import ConfigOpt, JsonOpt, ProgressOpt, SeedOpt, SetOpt, emit_json, load_lab_config, split_floats
 from lab.experiments.jscc_air import DEFAULT_CHECKPOINT, digital_chain_records
-from lab.plots import jscc_eval_figure, save_figure, side_by_side_figure
+from lab.plots import jscc_eval_figure, jscc_method_labels, save_figure, side_by_side_figure
 
 
 def _fail(msg: str) -> None:
@@ -50,6 +50,8 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(1, help="torch CPU threads"),
         time_limit_min: float | None = typer.Option(None, help="stop with a checkpoint after this many minutes"),
         resume: bool = typer.Option(True, help="resume from OUT/last.pt if present"),
+        init_from: Path | None = typer.Option(None, help="start a fresh run from this checkpoint's weights (same "
+                                              "model and filters; another ratio keeps its first c latent channels)"),
         progress: ProgressOpt = True,
     ):
         """Train a DeepJSCC model with the channel in the loop (CPU is fine; resumes after a crash)."""
@@ -65,7 +67,7 @@ def register(app: typer.Typer) -> None:
                               data_dir=str(data_dir) if data_dir else None, train_images=train_images,
                               val_images=val_images, eval_every=eval_every, ckpt_every=ckpt_every, threads=threads,
                               time_limit_s=None if time_limit_min is None else 60.0 * time_limit_min,
-                              progress=progress, resume=resume,
+                              progress=progress, resume=resume, init_from=str(init_from) if init_from else None,
                               command="otalab jscc train " + shlex.join(sys.argv[3:] if _from_shell() else []))
             train(cfg)
         except (ValueError, DataNotFoundError, CheckpointError) as exc:
@@ -78,7 +80,8 @@ def register(app: typer.Typer) -> None:
         snrs: str = typer.Option("0,2.5,5,7.5,10,12.5,15,17.5,20", "--snr-db", help="SNRs in dB, a comma list"),
         n_images: int = typer.Option(200, help="first N CIFAR-10 test images"),
         channel: str = typer.Option("awgn", help="simulated channel: awgn, rayleigh, ofdm"),
-        baselines: str = typer.Option("separation", help="comma-separated: separation, none"),
+        baselines: str = typer.Option("separation", help="comma-separated: separation, none (with --photos: "
+                                                         "'none' skips the bound and the digital chain)"),
         codecs: str | None = typer.Option(None, help="codecs for the separation bound (default: all available)"),
         baseline_images: int | None = typer.Option(None, help="separation bound on the first N images only "
                                                                  "(default: all; it costs ~1 s per image)"),
@@ -104,7 +107,8 @@ def register(app: typer.Typer) -> None:
 
         if photos is not None:
             torch.set_num_threads(threads)
-            _eval_photos(checkpoint, photos, ratios, split_floats(snrs, "--snr-db"), json_path, out, seed, include)
+            _eval_photos(checkpoint, photos, ratios, split_floats(snrs, "--snr-db"), json_path, out, seed, include,
+                         baselines)
             return
 
         from learning.jscc.checkpoint import CheckpointError, load_checkpoint
@@ -249,12 +253,14 @@ def register(app: typer.Typer) -> None:
 
 
 def _eval_photos(checkpoints, photos: str, ratios: str, snrs: list[float], json_path, out: Path, seed: int,
-                 include=()) -> None:
+                 include=(), baselines: str = "separation") -> None:
     """``otalab jscc eval --photos``: see :mod:`lab.experiments.jscc_photos`; ``include``: earlier ``--photos`` JSONs
-    whose records join these (e.g. photos evaluated in parallel runs)."""
+    whose records join these (e.g. photos evaluated in parallel runs; a record evaluated now replaces an included one
+    of the same photo, ratio, method and SNR); ``baselines`` "none": DeepJSCC only, without the separation bound and
+    the digital chain (merge those from an earlier run with ``include``)."""
     import json as _json
 
-    from lab.experiments.jscc_photos import crossovers, evaluate_photos, parse_ratio, plot
+    from lab.experiments.jscc_photos import crossovers, evaluate_photos, merge_records, parse_ratio, plot
     from lab.results import metadata
     from learning.jscc.checkpoint import CheckpointError, load_checkpoint
     from learning.jscc.data import SAMPLE_PHOTOS, DataNotFoundError
@@ -264,24 +270,31 @@ def _eval_photos(checkpoints, photos: str, ratios: str, snrs: list[float], json_
     if bad or not (names or include):
         _fail(f"--photos {photos!r}: expected 'all' or a comma list of {', '.join(SAMPLE_PHOTOS)} (or '' with "
               "--include: merge earlier --photos runs)")
+    kinds = {b.strip() for b in baselines.split(",") if b.strip()}
+    if not kinds or not kinds <= {"separation", "none"} or len(kinds) > 1:
+        _fail(f"--baselines {baselines!r}: expected 'separation' (the bound and the digital chain) or 'none'")
+    with_baselines = kinds == {"separation"}
     try:
         rs = [parse_ratio(r) for r in ratios.split(",") if r.strip()]
-        models = [load_checkpoint(ck) for ck in checkpoints or [DEFAULT_CHECKPOINT]]
-        res = evaluate_photos(models, names, rs, snrs, seed, log=lambda m: typer.echo(m, err=True)) if names \
-            else {"results": []}
+        paths = list(checkpoints or [DEFAULT_CHECKPOINT])
+        models = [load_checkpoint(ck) for ck in paths]
+        model_info = [{"checkpoint": str(ck), "ratio": meta.get("ratio"), "command": meta.get("command")}
+                      for ck, (_, meta) in zip(paths, models)]
+        res = evaluate_photos(models, names, rs, snrs, seed, log=lambda m: typer.echo(m, err=True),
+                              digital=with_baselines, separation=with_baselines) if names else {"results": []}
         for inc in include:
             earlier = _json.loads(Path(inc).read_text(encoding="utf-8"))
-            res["results"] += earlier["results"]
+            res["results"] = merge_records(res["results"], earlier["results"])
             names += [p for p in earlier["photos"] if p not in names]
             rs += [parse_ratio(q) for q in earlier["ratios"] if parse_ratio(q) not in rs]
+            model_info += [m for m in earlier.get("models", []) if m not in model_info]
+        rs = sorted(set(rs), reverse=True)                     # 1/6, 1/12, 1/24 in every table and plot
         res["crossovers"] = crossovers(res["results"])
     except (ValueError, DataNotFoundError, CheckpointError, OSError, KeyError) as exc:
         _fail(str(exc))
     record = {"title": "DeepJSCC on full-resolution photos, AWGN", "photos": names,
               "ratios": [f"{r.numerator}/{r.denominator}" for r in rs],
-              "models": [{"checkpoint": str(ck), "ratio": meta.get("ratio"), "command": meta.get("command")}
-                         for ck, (_, meta) in zip(checkpoints or [DEFAULT_CHECKPOINT], models)],
-              **res, **metadata(seed=seed)}
+              "models": model_info, **res, **metadata(seed=seed)}
     emit_json(json_path, record)
     out.mkdir(parents=True, exist_ok=True)
     png = out / "jscc_photos.png"
@@ -309,10 +322,11 @@ def _photo_means(records: list[dict]) -> list[dict]:
 
 
 def _print_table(results: list[dict], err: bool = False) -> None:
-    """PSNR (SSIM) per method and SNR as a plain-text table on stdout."""
+    """PSNR (SSIM) per method (and ratio, when there are several) and SNR as a plain-text table on stdout."""
+    labels = jscc_method_labels(results)
     snrs = sorted({r["snr_db"] for r in results})
-    methods = list(dict.fromkeys(r["method"] for r in results))
-    cell = {(r["method"], r["snr_db"]): r for r in results}
+    methods = list(dict.fromkeys(labels))
+    cell = {(m, r["snr_db"]): r for m, r in zip(labels, results)}
     typer.echo("method".ljust(32) + "".join(f"{s:>15g}" for s in snrs))
     for m in methods:
         row = "".join(f"{cell[(m, s)]['psnr_db']:>7.2f} ({cell[(m, s)]['ssim']:.3f})" if (m, s) in cell else " " * 15

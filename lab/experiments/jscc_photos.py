@@ -45,10 +45,12 @@ def crossover_db(snrs, psnr_a, psnr_b) -> float | str:
 
 
 def evaluate_photos(models: list, photos: list[str], ratios=PHOTO_RATIOS, snrs_db=(0, 5, 10, 15, 20), seed: int = 0,
-                    digital: bool = True, codecs: list[str] | None = None, log=None) -> dict:
+                    digital: bool = True, codecs: list[str] | None = None, log=None, separation: bool = True) -> dict:
     """Records and crossovers for ``models`` (list of (JsccModel, meta)) on ``photos`` (names of
     :data:`learning.jscc.data.SAMPLE_PHOTOS`) at ``ratios`` (Fractions). Returns ``{"results": [...], "crossovers":
-    [...]}``; every record has ``photo``, ``ratio`` ("1/6"), ``method``, ``snr_db``, ``psnr_db``, ``ssim``."""
+    [...]}``; every record has ``photo``, ``ratio`` ("1/6"), ``method``, ``snr_db``, ``psnr_db``, ``ssim``.
+    ``digital``/``separation`` False: without the digital chain / the separation bound (the slow parts: merge them
+    from an earlier run, :func:`merge_records`)."""
     from lab.experiments.jscc_air import digital_chain_records
     from learning.jscc.baselines import rate_table
     from learning.jscc.data import load_sample_photo
@@ -58,9 +60,9 @@ def evaluate_photos(models: list, photos: list[str], ratios=PHOTO_RATIOS, snrs_d
     records = []
     for name in photos:
         img = load_sample_photo(name)
-        if log:
+        if log and separation:
             log(f"{name} {img.shape[1]}x{img.shape[0]}: rate table of every codec ...")
-        tables = [rate_table(img, codecs)]
+        tables = [rate_table(img, codecs)] if separation else None
         for r in ratios:
             base = {"photo": name, "ratio": f"{r.numerator}/{r.denominator}", "height": img.shape[0],
                     "width": img.shape[1], "channel_uses": int(round(float(r) * img.size))}
@@ -68,7 +70,8 @@ def evaluate_photos(models: list, photos: list[str], ratios=PHOTO_RATIOS, snrs_d
             for model, meta in models:
                 if abs(model.ratio - float(r)) < 1e-9:
                     got += evaluate_model(model, meta, img[None], snrs, "awgn", seed)
-            got += evaluate_separation(img[None], snrs, float(r), codecs, tables)
+            if separation:
+                got += evaluate_separation(img[None], snrs, float(r), codecs, tables)
             if digital:
                 if log:
                     log(f"{name} k/n = {base['ratio']}: digital chain at {len(snrs)} SNRs ...")
@@ -77,12 +80,22 @@ def evaluate_photos(models: list, photos: list[str], ratios=PHOTO_RATIOS, snrs_d
     return {"results": records, "crossovers": crossovers(records)}
 
 
+def merge_records(new: list[dict], earlier: list[dict]) -> list[dict]:
+    """``new`` records plus those of ``earlier`` whose (photo, ratio, method, snr_db) is not among them (a record
+    evaluated now replaces the earlier one)."""
+    key = lambda r: (r["photo"], r["ratio"], r["method"], float(r["snr_db"]))
+    have = {key(r) for r in new}
+    return list(new) + [r for r in earlier if key(r) not in have]
+
+
 def crossovers(records: list[dict]) -> list[dict]:
     """Per photo (and ``"mean"`` over the photos) and ratio: each DeepJSCC method's crossover SNR against the
     digital chain and the payload-only separation bound."""
     out = []
-    keys = list(dict.fromkeys((r["photo"], r["ratio"]) for r in records))
-    ratios = list(dict.fromkeys(r["ratio"] for r in records))
+    photos = list(dict.fromkeys(r["photo"] for r in records))
+    ratios = sorted(dict.fromkeys(r["ratio"] for r in records), key=Fraction, reverse=True)   # 1/6, 1/12, 1/24
+    present = {(r["photo"], r["ratio"]) for r in records}
+    keys = [(p, q) for p in photos for q in ratios if (p, q) in present]
     groups = [(p, q, [r for r in records if (r["photo"], r["ratio"]) == (p, q)]) for p, q in keys]
     groups += [("mean", q, _mean_over_photos([r for r in records if r["ratio"] == q])) for q in ratios]
     for photo, ratio, recs in groups:

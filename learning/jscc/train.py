@@ -70,6 +70,7 @@ class TrainConfig:
     time_limit_s: float | None = None  # stop (with a checkpoint) after this much wall time in this process
     progress: bool = True
     resume: bool = True
+    init_from: str | None = None  # a fresh run starts from this checkpoint's weights (see warm_start)
     command: str = ""
 
     def __post_init__(self):
@@ -81,6 +82,35 @@ class TrainConfig:
                 raise ValueError(f"{name} = {getattr(self, name)}: expected >= 1")
         if self.val_images < 0:
             raise ValueError(f"val_images = {self.val_images}: expected >= 0")
+
+
+def warm_start(model: torch.nn.Module, source: torch.nn.Module) -> dict[str, str]:
+    """Copy ``source``'s weights into ``model`` where they fit; returns {parameter name: "copied" | "sliced"}.
+
+    Meant for a model of another bandwidth ratio with the same architecture and filters: every tensor of the same
+    shape is copied; a tensor that differs only in the latent-channel count ``c`` (the encoder's last convolution,
+    the decoder's first) takes the source's first ``c`` channels along that dimension (a smaller ``c`` only).
+    ValueError naming the tensor for anything else (another architecture, other filters, a larger ``c``).
+    """
+    src = source.state_dict()
+    dst = model.state_dict()
+    if set(src) != set(dst):
+        missing = sorted(set(dst) ^ set(src))[:3]
+        raise ValueError(f"init checkpoint: parameter names differ from the model's ({', '.join(missing)} ...): "
+                         f"expected the same architecture")
+    report, new = {}, {}
+    for name, target in dst.items():
+        t = src[name]
+        if t.shape == target.shape:
+            new[name], report[name] = t.clone(), "copied"
+            continue
+        diff = [d for d in range(t.dim()) if t.shape[d] != target.shape[d]] if t.dim() == target.dim() else None
+        if not diff or len(diff) != 1 or t.shape[diff[0]] < target.shape[diff[0]]:
+            raise ValueError(f"init checkpoint: tensor {name!r} has shape {tuple(t.shape)}, the model's is "
+                             f"{tuple(target.shape)}: expected equal, or larger in one (latent-channel) dimension")
+        new[name], report[name] = t.narrow(diff[0], 0, target.shape[diff[0]]).clone(), "sliced"
+    model.load_state_dict(new)
+    return report
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -180,6 +210,18 @@ def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None,
         gen.set_state(ts["generator"])
         step, wall_prev, best = int(ts["step"]), float(ts["wall_s"]), float(ts["best_val_psnr_db"])
         log(f"resumed from {last_path} at step {step}")
+    elif cfg.init_from:
+        try:
+            source, _ = load_checkpoint(cfg.init_from, expect_model=cfg.model)
+        except CheckpointError as exc:
+            raise CheckpointError(f"--init-from: {exc}") from None
+        if tuple(source.filters) != tuple(model.filters):
+            raise ValueError(f"--init-from {cfg.init_from}: filters {tuple(source.filters)}, the run asks for "
+                             f"{tuple(model.filters)}: pass --filters {','.join(map(str, source.filters))}")
+        sliced = [k for k, v in warm_start(model, source).items() if v == "sliced"]
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        log(f"initialised from {cfg.init_from} (k/n = {ratio_string(source.c)}); sliced to c = {c}: "
+            f"{', '.join(sliced) or 'nothing'}")
     model.train()
 
     train_x, val_x = load_split(cfg)

@@ -77,12 +77,15 @@ def equalize(Yd: np.ndarray, Hd: np.ndarray, h2: np.ndarray, noise: np.ndarray, 
     if mmse.any():
         m = np.flatnonzero(mmse)
         sub, rws = seg.select(m)
-        n_data = Yd.shape[1]
         y = Yd[rws]
-        # symbol power prior estimated from the data (AnalogMapper makes it `power`, 1 by default)
+        # symbol power prior estimated from the data (AnalogMapper makes it `power`, 1 by default): E|Y|^2 =
+        # P |H|^2 + sigma_eff^2 on every cell, so P = sum(|Y|^2 - sigma_eff^2) / sum |H|^2. Summed before dividing,
+        # the faded subcarriers weigh by their |H|^2; averaging |Y|^2/|H|^2 - sigma_eff^2/|H|^2 per subcarrier
+        # instead let one near-null (|H|^2 ~ 1e-3) swing P below 0 and the 1e-6 floor zero the whole frame
         y2 = sub.sum(y.real * y.real + y.imag * y.imag)                             # [F', n_data]
         h2m, nm = h2[m], noise[m]
-        p = (y2 / h2m).sum(axis=1) / (sub.counts * n_data) - (nm / h2m).sum(axis=1) / n_data
+        cnt = np.asarray(sub.counts, dtype=np.float64)
+        p = (y2.sum(axis=1) - cnt * nm.sum(axis=1)) / (cnt * h2m.sum(axis=1))
         p = np.maximum(p, 1e-6).astype(np.float32)[:, None]
         den = p * h2m + nm
         coef[m] = (p * np.conj(Hd[m]) / den).astype(np.complex64)

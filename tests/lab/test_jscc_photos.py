@@ -87,3 +87,50 @@ def test_cli_merges_earlier_photo_runs(tmp_path):
     mean = [c for c in doc["crossovers"] if c["photo"] == "mean" and c["against"] == "digital-chain"]
     assert mean[0]["crossover_snr_db"] == pytest.approx(50 / 8)
     assert (tmp_path / "jscc_photos.png").stat().st_size > 1000
+
+
+def test_cli_deepjscc_only_merged_with_earlier_baselines(tmp_path):
+    """`--baselines none` evaluates DeepJSCC only (no rate table, no digital chain) and merges the baselines of an
+    earlier run; a DeepJSCC record evaluated now replaces the earlier one of the same photo, ratio and SNR."""
+    import json
+
+    from lab.cli import main
+    from lab.experiments.jscc_air import DEFAULT_CHECKPOINT
+
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("shipped DeepJSCC checkpoint missing")
+    pytest.importorskip("skimage")
+    stale = {"photo": "chelsea", "ratio": "1/6", "method": "deepjscc-adjscc", "snr_db": 0.0, "psnr_db": 1.0,
+             "ssim": 0.1}
+    digital = [{"photo": "chelsea", "ratio": "1/6", "method": "digital-chain", "snr_db": s, "psnr_db": v,
+                "ssim": 0.9} for s, v in ((0.0, 30.0), (20.0, 40.0))]
+    (tmp_path / "old.json").write_text(json.dumps({"photos": ["chelsea"], "ratios": ["1/6"],
+                                                   "models": [{"checkpoint": "old.pt", "ratio": "1/6"}],
+                                                   "results": [stale, *digital]}))
+    out = tmp_path / "new.json"
+    assert main(["jscc", "eval", "--photos", "chelsea", "--ratios", "1/6", "--snr-db", "0,20", "--baselines", "none",
+                 "--include", str(tmp_path / "old.json"), "--json", str(out), "--out", str(tmp_path)]) == 0
+    doc = json.loads(out.read_text())
+    methods = sorted({r["method"] for r in doc["results"]})
+    assert methods == ["deepjscc-adjscc", "digital-chain"]            # no separation bound computed
+    deep = {r["snr_db"]: r["psnr_db"] for r in doc["results"] if r["method"] == "deepjscc-adjscc"}
+    assert len(deep) == 2 and deep[0.0] > 20.0                        # the stale 1.0 dB record was replaced
+    assert {m["checkpoint"] for m in doc["models"]} == {str(DEFAULT_CHECKPOINT), "old.pt"}
+    cross = [c for c in doc["crossovers"] if c["photo"] == "chelsea" and c["against"] == "digital-chain"]
+    assert cross[0]["crossover_snr_db"] == "below at every SNR"
+    assert main(["jscc", "eval", "--photos", "chelsea", "--baselines", "bogus", "--json", str(out)]) == 2
+
+
+def test_eval_labels_tell_ratios_apart(capsys):
+    """`otalab jscc eval` with checkpoints of two ratios: one table row (and plot line) per method and ratio, not one
+    row overwritten by the other ratio's values."""
+    from lab.cli.jscc import _print_table
+    from lab.plots import jscc_method_labels
+
+    recs = [{"method": "deepjscc-adjscc", "ratio": q, "snr_db": 0.0, "psnr_db": v, "ssim": 0.5}
+            for q, v in (("1/6", 22.0), ("1/12", 21.0))]
+    assert jscc_method_labels(recs) == ["deepjscc-adjscc k/n=1/6", "deepjscc-adjscc k/n=1/12"]
+    assert jscc_method_labels(recs[:1]) == ["deepjscc-adjscc"]
+    _print_table(recs)
+    out = capsys.readouterr().out
+    assert "k/n=1/6" in out and "22.00" in out and "21.00" in out

@@ -74,3 +74,46 @@ def test_cli_train_and_bad_resume(tmp_path, capsys):
     assert main(["jscc", "train", "--out", str(out / "x"), "--data-dir", str(tmp_path / "nowhere"),
                  "--no-progress"]) == 2
     assert "no cifar10.npz" in capsys.readouterr().err
+
+
+def test_warm_start_copies_the_trunk_and_slices_the_bottleneck():
+    """A 1/12 model initialised from a 1/6 one: every trunk tensor equal, the encoder's last convolution and the
+    decoder's first keep the source's first c = 8 latent channels; a larger c or other filters are refused."""
+    from learning.jscc.models import build_model
+    from learning.jscc.train import warm_start
+
+    torch.manual_seed(0)
+    src = build_model("adjscc", 16, (4, 8, 8, 8))
+    dst = build_model("adjscc", 8, (4, 8, 8, 8))
+    report = warm_start(dst, src)
+    assert {k for k, v in report.items() if v == "sliced"} == {"enc_out.weight", "enc_out.bias", "dec_convs.0.weight"}
+    s, d = src.state_dict(), dst.state_dict()
+    for k in d:
+        if report[k] == "copied":
+            assert torch.equal(d[k], s[k]), k
+    assert torch.equal(d["enc_out.weight"], s["enc_out.weight"][:8])
+    assert torch.equal(d["dec_convs.0.weight"], s["dec_convs.0.weight"][:8])
+    with pytest.raises(ValueError, match="enc_out"):
+        warm_start(build_model("adjscc", 32, (4, 8, 8, 8)), src)
+    with pytest.raises(ValueError, match="shape"):
+        warm_start(build_model("adjscc", 8, (4, 8, 8, 16)), src)
+
+
+def test_train_init_from_another_ratio(tmp_path):
+    """--init-from a 1/6 run starts a 1/12 run from its weights (its trunk weights within one Adam step of the source), and a
+    checkpoint of another architecture is refused with a message naming --init-from."""
+    from learning.jscc.checkpoint import CheckpointError
+
+    make_fake_cifar(tmp_path, "npz", n_train=72)
+    quiet = lambda msg: None
+    train(_cfg(tmp_path, "src", steps=4), log=quiet)
+    out = train(_cfg(tmp_path, "dst", ratio="1/12", steps=1, init_from=str(tmp_path / "src" / "best.pt")), log=quiet)
+    assert out["steps"] == 1
+    dst, meta = load_checkpoint(tmp_path / "dst" / "last.pt", expect_ratio="1/12")
+    src, _ = load_checkpoint(tmp_path / "src" / "best.pt")
+    assert meta["config"]["init_from"].endswith("best.pt")
+    # one Adam step at lr 1e-3 moves a weight by at most ~1e-3
+    assert torch.allclose(dst.state_dict()["enc_convs.0.weight"], src.state_dict()["enc_convs.0.weight"], atol=2e-3)
+    with pytest.raises(CheckpointError, match="--init-from"):
+        train(_cfg(tmp_path, "bad", model="bourtsoulatze", ratio="1/12", init_from=str(tmp_path / "src" / "best.pt")),
+              log=quiet)

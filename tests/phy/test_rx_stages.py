@@ -163,7 +163,7 @@ def test_pilot_tracking_recovers_a_linear_phase_for_frames_of_different_lengths(
 
 def test_equalizers_against_their_formulas(rng):
     """ZF: x = Y / H, error variance sigma_eff^2 / |H|^2. MMSE: x = P conj(H) Y / (P |H|^2 + sigma_eff^2) with the
-    symbol power P estimated from the frame; error variance P sigma_eff^2 / (P |H|^2 + sigma_eff^2)."""
+    symbol power P = sum(|Y|^2 - sigma_eff^2) / sum |H|^2 over the frame's cells; error variance P sigma_eff^2 / (P |H|^2 + sigma_eff^2)."""
     seg = Segments([40, 3])
     Hd = _cn(rng, (2, 48)) + 1
     h2 = (np.abs(Hd) ** 2).astype(np.float32)
@@ -175,7 +175,7 @@ def test_equalizers_against_their_formulas(rng):
     np.testing.assert_allclose(X[:40], Yd[:40] / Hd[0], rtol=1e-5)
     np.testing.assert_allclose(nv[0], noise[0] / h2[0], rtol=1e-6)
     y = Yd[40:]
-    p = np.mean(np.abs(y) ** 2 / h2[1]) - np.mean(noise[1] / h2[1])
+    p = (np.sum(np.abs(y) ** 2) - 3 * np.sum(noise[1])) / (3 * np.sum(h2[1]))   # E|Y|^2 = P |H|^2 + sigma_eff^2
     np.testing.assert_allclose(X[40:], p * np.conj(Hd[1]) * y / (p * h2[1] + noise[1]), rtol=1e-4)
     np.testing.assert_allclose(nv[1], p * noise[1] / (p * h2[1] + noise[1]), rtol=1e-4)
     assert post_equalization_snr_db(np.array([0.1]))[0] == pytest.approx(10.0)
