@@ -206,12 +206,23 @@ class ProcessSet:
             if not any(alive(p) for p in pids):
                 break
             time.sleep(0.05)
-        for p in pids:
-            if alive(p):
+        # then SIGKILL, again for whatever a dying helper started meanwhile (a SuperExec launching a ClientApp as
+        # its SuperNode goes), until everything seen is gone or 5 s have passed (a killed grandchild is reaped by
+        # init, not by us: it may take a moment on a loaded host)
+        deadline = time.monotonic() + 5.0
+        while True:
+            self.note_descendants()
+            left = [p for p in self.seen if alive(p)]
+            for p in left:
                 try:
                     os.kill(p, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+            for s in self.started:
+                s.proc.poll()
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         for s in self.started:
             try:
                 s.proc.wait(timeout=2.0)
