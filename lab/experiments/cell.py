@@ -81,6 +81,34 @@ def _set_args(sets: list[str]) -> list[str]:
     return [arg for s in sets for arg in ("--set", s)]
 
 
+def _plutos_on_zmq(cfg) -> bool:
+    """Whether the config's radios are emulated Plutos on the ZeroMQ air (``radio.args.emulate`` and
+    ``radio.args.emulator.air: zmq``): each node then starts its emulator as an endpoint on the cell's broker."""
+    if cfg.radio.driver != "pluto" or not getattr(cfg.radio_args, "emulate", False):
+        return False
+    return getattr(getattr(cfg.radio_args, "emulator", None), "air", "sim") == "zmq"
+
+
+def _broker_config(cfg, path: Path) -> Path:
+    """The ZeroMQ air that emulated Plutos of ``cfg`` stand on: a zmq bench config at the Plutos' rate and carrier
+    with ``cfg``'s ``air:`` section (noise, channel, links), realtime pacing, 10 ms clock steps (a realtime broker's
+    cost is per step: docs/zmq-air.md) and 4 s of unread samples per receiver; written to ``path``."""
+    import dataclasses
+
+    import yaml
+
+    rate = float(cfg.radio.sample_rate)
+    air = {k: v for k, v in dataclasses.asdict(cfg.air).items() if v is not None} if cfg.air is not None else {}
+    doc = {"radio": {"driver": "zmq", "sample_rate": rate, "center_freq": float(cfg.radio.center_freq),
+                     "args": {"address": "tcp://127.0.0.1:0", "name": "cell",
+                              "broker": {"bind": "tcp://127.0.0.1:0", "pacing": "realtime",
+                                         "block_size": max(1, int(round(rate * 0.01))),
+                                         "buffer_samples": int(4 * rate)}}},
+           "air": air}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
 def _node_statuses(endpoints: dict[str, str]) -> dict[str, dict]:
     """Each live node's final status (counters), read over its local API; nodes that do not answer are skipped."""
     from radio.base import RadioError
@@ -138,16 +166,25 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
     try:
         with procs.handle_signals():
             node_sets = list(sets)
-            if driver == "zmq":
+            emulated_plutos = _plutos_on_zmq(cfg)
+            if driver == "zmq" or emulated_plutos:
                 say("ZeroMQ air (realtime)")
-                air = procs.start("air", [*lab_cli, "air", *cfg_args, *_set_args(sets),
-                                          "--port", "0", "--quiet"])
+                air_args = [*cfg_args, *_set_args(sets)] if driver == "zmq" else \
+                    ["-c", str(_broker_config(cfg, run_dir / "air.yaml"))]
+                air = procs.start("air", [*lab_cli, "air", *air_args, "--port", "0", "--quiet"])
                 line = procs.first_line(air, opts.startup_timeout_s, "ZeroMQ air on ")
                 m = re.search(r"ZeroMQ air on (\S+?):? ", line + " ")
                 broker_ep = m.group(1).rstrip(":")
                 record["air_endpoint"] = broker_ep
-                node_sets.append(f"radio.args.address={broker_ep}")
+                node_sets.append(f"radio.args.address={broker_ep}" if driver == "zmq" else
+                                 f"radio.args.emulator.address={broker_ep}")
             names = ["ps"] + [f"dev{i}" for i in range(opts.devices)]
+            # each emulated Pluto its own unknown TX->RX latency (what a real one's pipeline adds), drawn here from the
+            # run's seed and told to no one but its emulator; its power-on count is its own too (emulator's draw)
+            latency = {nm: int(v) for nm, v in zip(names, np.random.default_rng([opts.seed, 7]).integers(
+                0, 2000, len(names)))} if emulated_plutos else {}
+            if latency:
+                record["emulated_tx_latency_samples"] = latency
             say(f"{len(names)} radio nodes")
             unknown = sorted(set(opts.radios) - set(names))
             if unknown:
@@ -161,6 +198,8 @@ def run_cell(opts: CellOptions, *, monitor: Callable[[ProcessSet, float], None] 
             for nm in names:    # a role with a config of its own (a real radio) uses it as it is
                 own = opts.radios.get(nm)
                 args = ["-c", own] if own else [*cfg_args, *_set_args(node_sets)]
+                if nm in latency and not own:
+                    args += ["--set", f"radio.args.emulator.tx_latency_samples={latency[nm]}"]
                 extra = ["--actor", "device"] if actors and nm != "ps" else []
                 ring = record["ring_s"]["ps" if nm == "ps" else "devices"]
                 nodes[nm] = procs.start(f"{nm}-node", [*lab_cli, "node", *args, "--name", nm, *extra,
