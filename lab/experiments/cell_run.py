@@ -253,13 +253,17 @@ class CellRun:
         self._adapt_lead()
 
     def _adapt_lead(self) -> None:
-        """After access and after every data round, the lead becomes twice the slowest round trip so far (setup included: a feel round's
-        ClientApp imports torch and computes its update before it forwards the pilots, as slow as the setup round;
-        measured: a lead of 2 × the access round trips alone, 11 s, left one device's pilots 1.3 s late), within
-        [min_lead_s, max_lead_s]; unless a lead was given."""
+        """After access and after every data round, the lead becomes twice the slowest recent round trip (the setup
+        round's and the last three rounds'; a feel round's ClientApp imports torch and computes its update before it
+        forwards the pilots, as slow as the setup round; measured: a lead of 2 × the access round trips alone, 11 s,
+        left one device's pilots 1.3 s late), within [min_lead_s, max_lead_s]; unless a lead was given. A data
+        round's devices answer only once their burst has left, so the time its air phases were scheduled ahead
+        (``air_wait_s``) is not control-plane time: counted, it made the lead feed on itself (every round then took
+        the longest lead allowed, ~100 s, in a 4-device feel run)."""
         if self._lead_given:
             return
-        rtts = [c["seconds"] for c in self.control_rounds]
+        recent = [c for c in self.control_rounds if c["what"] == "setup"] + self.control_rounds[-3:]
+        rtts = [max(0.0, c["seconds"] - c.get("air_wait_s", 0.0)) for c in recent]
         if not rtts:
             return
         lead_s = max(2 * max(rtts), self.min_lead_s)
@@ -278,6 +282,7 @@ class CellRun:
         self._pending = []
         n = int(values.get("n", self.layout.data_symbols * of.n_data))
         n0 = len(self.control_rounds)
+        now0 = self.port.time_now()      # the air phases below are scheduled ahead of this: not control-plane time
         if ps.begin_round():
             # pilots, feedback and data in one control round: the data slot follows the planned feedback by the
             # devices' turnaround only, so that the channel the pilots measured (phase included: a residual CFO
@@ -311,7 +316,8 @@ class CellRun:
         else:
             est, noise_var, alpha, active = ps.receive_data(msg, n)
         replies = self._collect(pushed)
-        control_s += sum(c["seconds"] for c in self.control_rounds[n0:])
+        self.control_rounds[-1]["air_wait_s"] = max(0.0, (msg.slot - now0) / self.fs)
+        control_s += sum(max(0.0, c["seconds"] - c.get("air_wait_s", 0.0)) for c in self.control_rounds[n0:])
         self._adapt_lead()      # a data round's ClientApps (feel: local training) may be the slowest round trip yet
         stats, vals, extra = {}, {}, {}
         for d, rep in replies.items():
