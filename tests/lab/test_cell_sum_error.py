@@ -32,3 +32,20 @@ def test_no_values_or_no_diagnostics_or_a_non_finite_estimate_give_none():
     run = SimpleNamespace(diagnostics=True, devices=list("abc"))
     assert sum_error(_round(ok, {"a": x["a"]}, np.ones(2)), run) is None
     assert sum_error(_round(ok, x, [np.nan, 1]), run) is None
+
+
+def test_the_lead_follows_control_plane_time_not_the_air_wait_of_data_rounds():
+    """A data round's devices answer after their bursts left: its air wait is not round-trip time, or the lead would
+    feed on itself; old rounds stop counting (the setup round always counts)."""
+    from lab.experiments.cell_run import CellRun
+
+    run = CellRun.__new__(CellRun)
+    run._lead_given, run.min_lead_s, run.max_lead_s, run.fs, run.events = False, 2.0, 90.0, 1000.0, []
+    run.control_rounds = [{"what": "setup", "seconds": 6.0}, {"what": "prach", "seconds": 9.0},
+                          {"what": "rar", "seconds": 8.0},
+                          {"what": "pilots+data", "seconds": 70.0, "air_wait_s": 60.0}]
+    run._adapt_lead()
+    assert run.lead == 2 * 10.0 * 1000         # 2 x max(setup 6, prach 9, rar 8, data 70 - 60)
+    run.control_rounds += [{"what": "pilots+data", "seconds": 27.0, "air_wait_s": 20.0}] * 3
+    run._adapt_lead()
+    assert run.lead == 2 * 7.0 * 1000          # the access rounds have aged out; setup (6) still counts
