@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from typing import Callable
 
@@ -72,6 +73,10 @@ class ChildServer:
             raise RadioError(f"{self.what}: {out['error']}")
         return out
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, s) the child process has used so far."""
+        return float(self.ask("cpu")["cpu_s"])
+
     def close(self) -> None:
         """End the child (idempotent)."""
         self._finalizer()
@@ -86,7 +91,8 @@ class ChildServer:
 def serve_commands(ready: dict, commands: dict[str, Callable[..., dict]]) -> None:
     """Child side: print ``ready`` as one JSON line, then answer each stdin line ``NAME ARG...`` with
     ``commands[NAME](*ARGS)`` as one JSON line (an unknown name or a failing command: ``{"error": why}``) until
-    stdin ends."""
+    stdin ends. Every child also answers ``cpu``: ``{"cpu_s"}``, the CPU time its process used so far."""
+    commands = {"cpu": lambda: {"cpu_s": time.process_time()}, **commands}
     print(json.dumps(ready), flush=True)
     for line in sys.stdin:
         words = line.split()

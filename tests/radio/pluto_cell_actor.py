@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 
 import numpy as np
 from scipy.signal import oaconvolve
@@ -89,7 +90,8 @@ def run_device(uri: str, d: int) -> None:
                 late += 1
         x, t = r.rx(CHUNK)
     print(json.dumps({"device": d, "sent": sent, "late": late, "lock": r.tx_lock, "gaps": len(r.gaps),
-                      "lag": r.time_now() - t, "lead": r.min_lead_samples(), "stats": r._stream.stats}), flush=True)
+                      "lag": r.time_now() - t, "lead": r.min_lead_samples(), "stats": r._stream.stats,
+                      "cpu_s": time.process_time()}), flush=True)
     r.close()
 
 
@@ -119,7 +121,8 @@ def run_ps(uri: str, bursts: int, k: int, out: str) -> None:
             break
         x, t = r.rx(CHUNK)
     with open(out, "w") as f:
-        json.dump({"beacons": beacons, "arrivals": arrivals, "lock": r.tx_lock, "gaps": len(r.gaps)}, f)
+        json.dump({"beacons": beacons, "arrivals": arrivals, "lock": r.tx_lock, "gaps": len(r.gaps),
+                   "cpu_s": time.process_time()}, f)
     r.close()
 
 
