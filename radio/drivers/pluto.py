@@ -273,8 +273,13 @@ class PlutoRadio(Radio):
                 raise ValueError("PlutoRadio.emulated(process=True) needs rf=None: an RF side on an in-process air "
                                  "cannot cross into the emulator's process (for an air across processes set "
                                  "args.emulator.air='zmq' and its address)")
-            proc = EmulatorProcess(args.emulator)
+            proc = EmulatorProcess(replace(args.emulator, port=port))   # (emulator.port: `otalab emulate` only)
             try:
+                rf_rate, rate = proc.rf_rates[0], kwargs.get("sample_rate")
+                if rf_rate is not None and rate is not None and abs(rf_rate - rate) > 1e-6 * rf_rate:
+                    raise RadioError(f"emulated Pluto {args.emulator.endpoint!r}: radio.sample_rate = {rate:g} S/s "
+                                     f"but its air (the ZeroMQ broker at {args.emulator.address}) runs at "
+                                     f"{rf_rate:g} S/s: set the same rate for both")
                 radio = cls(replace(args, uri=proc.uri), uri=proc.uri, **kwargs)
             except Exception:
                 proc.close()

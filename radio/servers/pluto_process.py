@@ -58,6 +58,8 @@ class EmulatorProcess(ChildServer):
                          "emulated Pluto process", timeout_s)
         self.uris: list[str] = self.ready["uris"]
         self.uri = self.uris[0]
+        #: each device's RF side's sample rate (S/s; None without one): a client must stream at it
+        self.rf_rates: list[float | None] = self.ready["rf_rates"]
 
     def state(self, device: int = 0) -> dict:
         """Device ``device``'s clock, the device time of the client's RX count 0 (``rx_opened_at``; None before the
@@ -132,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
             servers[int(device)].emulator.stall_host(float(seconds))
             return {"stalled": float(seconds)}
 
-        serve_commands({"uris": [s.uri for s in servers], "pid": os.getpid(), "priority": priority},
+        serve_commands({"uris": [s.uri for s in servers], "pid": os.getpid(), "priority": priority,
+                        "rf_rates": [None if rf is None else rf.sample_rate for rf in rfs]},
                        {"state": state, "stall": stall})
     finally:
         for server in servers:
