@@ -307,7 +307,12 @@ class RadioNode:
                     self._caught_up.set()
             self.ring.write(t0, x)
             self._flag_filled(t0, t0 + x.size)
-            self.clock.add(t0 + x.size, arrived)
+            stamps = self.radio.rx_arrivals()
+            if stamps is None:        # the radio does not stamp its blocks: when this read returned
+                self.clock.add(t0 + x.size, arrived)
+            else:                     # its own stamps (a Pluto's refills less their transfer)
+                for t, mono in stamps:
+                    self.clock.add(t, mono)
             self.stats["rx_blocks"] += 1
 
     def _flag_filled(self, t0: int, t1: int) -> None:

@@ -157,7 +157,7 @@ def _zmq_nodes(buffer_samples: int = 1 << 21, timed_tx: bool = True):
         def truth(t):
             return mono + (t - s) / FS
 
-        yield nodes[0], nodes[1], truth, lambda: broker.state()["stats"].get("rx_gap_samples", 0)
+        yield nodes[0], nodes[1], truth, lambda: b.lost_samples   # (the receiving endpoint's own losses)
     finally:
         for n in nodes:
             n.close()
