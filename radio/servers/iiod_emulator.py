@@ -43,7 +43,11 @@ the host) whether anybody reads or not:
   time (the device's constant, unknown TX→RX latency).
 * The RF side is read and written at the device clock (an Air shared by several emulators runs on one host-derived
   timeline; each device's count is the air's time plus its own epoch); ``ppm`` needs ``radio=None`` (the air has one
-  sample grid).
+  sample grid). The DMA takes the RF side's samples when the kernel buffer being filled is complete (at least every
+  ``RF_CHUNK_S``); an RF side of the emulator's own is read outside its lock. On an RF side that runs on the wall
+  clock itself (the realtime ZeroMQ air, across a socket) the device's TX->RX latency includes ``AIR_TX_MARGIN_S``
+  so that the DAC's samples reach the air before their time; a TX the air still refuses counts as an underflow
+  (lost samples, status bit), never a burst sent at another time.
 * :meth:`PlutoEmulator.stall_host` makes the next buffer transfers wait, as a host busy elsewhere would.
 
 Without wall-clock mode the emulator has no wall clock: RX samples are produced when the client reads them, nothing
