@@ -45,7 +45,8 @@ the host) whether anybody reads or not:
   timeline; each device's count is the air's time plus its own epoch); ``ppm`` needs ``radio=None`` (the air has one
   sample grid). The DMA takes the RF side's samples when the kernel buffer being filled is complete (at least every
   ``RF_CHUNK_S``); an RF side of the emulator's own is read outside its lock. On an RF side that runs on the wall
-  clock itself (the realtime ZeroMQ air, across a socket) the device's TX->RX latency includes ``AIR_TX_MARGIN_S``
+  clock itself (the realtime ZeroMQ air, across a socket) RX is taken as soon as the air has it (the broker releases
+  samples once due and refuses TX that comes later), and the device's TX->RX latency includes ``AIR_TX_MARGIN_S``
   so that the DAC's samples reach the air before their time; a TX the air still refuses counts as an underflow
   (lost samples, status bit), never a burst sent at another time.
 * :meth:`PlutoEmulator.stall_host` makes the next buffer transfers wait, as a host busy elsewhere would.
@@ -347,10 +348,11 @@ class PlutoEmulator:
         wall_air = self.radio is not None and self.radio.capabilities.wall_clock
         #: the device's TX->RX latency (samples): the configured one, plus AIR_TX_MARGIN_S on an air on the wall clock
         self._tx_latency = st.tx_latency_samples + (int(AIR_TX_MARGIN_S * self._clock.rate) if wall_air else 0)
-        # RX is taken off the RF side RX_GUARD_S behind now so that the air's other transmitters have written it;
-        # without an RF side (radio None: digital/RF loopback, DDS) nothing else writes, so a buffer is released
-        # as soon as its last sample was taken, as the hardware's DMA does
-        self._guard = max(1, int(RX_GUARD_S * self._clock.rate)) if self.radio is not None else 1
+        # RX is taken off an in-process air RX_GUARD_S behind now so that the air's other transmitters have written
+        # it; without an RF side (radio None: digital/RF loopback, DDS) nothing else writes, and an air on the wall
+        # clock (the realtime ZeroMQ broker) computes samples only once they are due and refuses later TX itself: a
+        # buffer is released as soon as its last sample was taken, as the hardware's DMA does
+        self._guard = max(1, int(RX_GUARD_S * self._clock.rate)) if self.radio is not None and not wall_air else 1
         self._rxq: deque[tuple[int, np.ndarray]] = deque()    # filled RX blocks (start, ADC words)
         self._rx_ready = threading.Condition(self.lock)        # notified when a block is queued
         self._rx_left: tuple[int, np.ndarray] | None = None   # rest of a block a READBUF did not take

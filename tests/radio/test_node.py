@@ -306,6 +306,8 @@ def test_ten_seconds_of_streaming_every_burst_lands_at_its_sample_time(kind):
         assert nb.ring.gap_samples == radio_lost()
         # what needs the CPU the radio needs (judged only on a host that is not overloaded, see _timing)
         lo, hi = errors.min(), errors.max()
+        print(f"{kind}: {len(late)} of {len(results)} not on time, {sum(a[1] for a in arrivals)} of {len(arrivals)} "
+              f"exact, map {lo * 1e3:.3f}..{hi * 1e3:.3f} ms, load {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
         with timing_judged(load_before):
             assert len(late) <= 0.01 * len(results), f"{len(late)} of {len(results)} not on time: {late[:3]}"
             assert sum(a[1] for a in arrivals) >= 0.98 * len(arrivals)
