@@ -120,6 +120,37 @@ def test_node_refuses_a_radio_without_a_wall_clock():
         RadioNode(LoopbackRadio(air, "a")).start()
 
 
+def test_node_fits_its_map_to_the_radios_own_stamps_when_it_gives_them():
+    """A radio whose RX stream stamps its blocks (Radio.rx_arrivals: a Pluto's refills less their transfer) is mapped
+    by those stamps, not by when the node's reads returned: here every block is stamped 12.3 ms after its samples
+    existed on the realtime air (a read returns within a few ms of that), so the map is 12.3 ms late, to 0.1 ms."""
+    air = Air(FS, 2.4e9, seed=0)
+    late = 12.3e-3
+
+    class Stamped(LoopbackRadio):
+        stamps: list = []
+
+        def rx(self, n, at=None):
+            x, t0 = super().rx(n, at)
+            self.stamps.append((t0 + x.size, _hub(air).wall_of(t0 + x.size) + late))
+            return x, t0
+
+        def rx_arrivals(self):
+            out, self.stamps = self.stamps, []
+            return out
+
+    radio = Stamped(air, "a", noise_power=0.0, realtime=True)
+    node = RadioNode(radio, name="a").start()
+    try:
+        time.sleep(0.3)
+        t = node.time_now()
+        assert abs(node.to_mono(t) - _hub(air).wall_of(t) - late) < 1e-4
+        assert LoopbackRadio.rx_arrivals(radio) is None      # (the contract's default: the node stamps its reads)
+    finally:
+        node.close()
+        radio.close()
+
+
 # ------------------------------------------------------------------------------------------------- streaming
 @contextlib.contextmanager
 def _loopback_nodes(buffer_samples: int = 1 << 23):
