@@ -79,7 +79,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radio.base import LateError, Radio
+from radio.base import LateError, Radio, RadioError
 from radio.servers.pluto_context import (GAIN_MODES, PHY, RX_FULL_SCALE, RXADC, TX_FULL_SCALE, TXDAC, Device,
                                          context_xml, default_values, path_rates, pluto_devices)
 from radio.servers.pluto_dma import DDS_TONES, DdsTone, DeviceClock, dds_words
@@ -295,7 +295,7 @@ class PlutoEmulator:
         self.xml = context_xml(list(self.devices.values()), wallclock=self.settings.wallclock)
         self.open_buffers: dict[str, bool] = {}       # device id -> cyclic
         self.registers: dict[str, dict[int, int]] = {}  # device id -> {address: value} (direct_reg_access)
-        self.stats = {"tx_samples": 0, "rx_samples": 0, "late_tx": 0, "rx_skips": 0, "cyclic_gaps": 0,
+        self.stats = {"tx_samples": 0, "rx_samples": 0, "late_tx": 0, "rx_skips": 0, "rf_errors": 0, "cyclic_gaps": 0,
                       "rx_overflows": 0, "rx_dropped_samples": 0, "tx_underflows": 0, "tx_dropped_samples": 0}
         self.kernel_buffers = {RXADC: self.settings.kernel_buffers, TXDAC: self.settings.kernel_buffers}
         self.dds = {name: DdsTone(phase=90000 if "_I_" in name else 0) for name in DDS_TONES}
@@ -437,7 +437,16 @@ class PlutoEmulator:
         if plan is None or plan[2] != 0 or self.radio is None:
             return None
         a, n = plan[0], plan[1]
-        y, _ = self.radio.rx(n, a - self._offset)
+        try:
+            y, _ = self.radio.rx(n, a - self._offset)
+        except LateError:   # the air dropped them (this process starved past its buffer): zeros, in place
+            self.stats["rx_skips"] += 1
+            return np.zeros(n, np.complex64)
+        except RadioError as exc:   # the air is gone: the antenna hears nothing (said once), the index stays true
+            if self.stats["rf_errors"] == 0:
+                log.warning("emulated Pluto %s: its RF side failed (%s); receiving zeros", self.settings.endpoint, exc)
+            self.stats["rf_errors"] += 1
+            return np.zeros(n, np.complex64)
         return np.asarray(y, np.complex64)
 
     def _dma_finish(self, plan, y: np.ndarray | None) -> None:
