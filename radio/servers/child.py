@@ -52,12 +52,17 @@ class ChildServer:
         reader.start()
         reader.join(timeout_s)
         if not box or not box[0]:
-            err = ""
-            if self._proc.poll() is not None:
+            if box or self._proc.poll() is not None:    # (it closed its stdout: it is ending)
+                try:
+                    code = self._proc.wait(timeout=5.0)
+                except subprocess.TimeoutExpired:
+                    code = None
                 err = self._proc.stderr.read()[-2000:]
+                self.close()
+                raise RadioError(f"{self.what} (pid {self._proc.pid}) exited (code {code}) before answering "
+                                 f"{command!r}{': ' + err if err else ''}")
             self.close()
-            raise RadioError(f"{self.what} (pid {self._proc.pid}): no answer to {command!r} within {timeout_s:.0f} s"
-                             f"{': ' + err if err else ''}")
+            raise RadioError(f"{self.what} (pid {self._proc.pid}): no answer to {command!r} within {timeout_s:.0f} s")
         return box[0]
 
     def ask(self, command: str, timeout_s: float = 10.0) -> dict:
