@@ -496,9 +496,9 @@ class PlutoRadio(Radio):
         """RX gaps (first missing RX count, length) placed after overflows (streaming), oldest first."""
         return list(self._stream.gaps) if self._stream is not None else []
 
-    def rx_arrivals(self) -> list[tuple[int, float]] | None:
-        """Streaming: when each refilled block was complete at the device (its refill's return less the shortest
-        refill, a block's transfer: :meth:`radio.drivers.pluto_stream.PlutoStream.arrivals`); None otherwise."""
+    def rx_arrivals(self) -> tuple[list[tuple[int, float]], float] | None:
+        """Streaming: when each refill returned, and the shortest refill (a block's transfer), which the node's map
+        subtracts (:meth:`radio.drivers.pluto_stream.PlutoStream.arrivals`); None otherwise."""
         return self._stream.arrivals() if self._stream is not None else None
 
     def rx_gaps(self) -> list[tuple[int, int]]:

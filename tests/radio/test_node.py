@@ -121,9 +121,10 @@ def test_node_refuses_a_radio_without_a_wall_clock():
 
 
 def test_node_fits_its_map_to_the_radios_own_stamps_when_it_gives_them():
-    """A radio whose RX stream stamps its blocks (Radio.rx_arrivals: a Pluto's refills less their transfer) is mapped
-    by those stamps, not by when the node's reads returned: here every block is stamped 12.3 ms after its samples
-    existed on the realtime air (a read returns within a few ms of that), so the map is 12.3 ms late, to 0.1 ms."""
+    """A radio whose RX stream stamps its blocks (Radio.rx_arrivals: a Pluto's refills, and their measured transfer)
+    is mapped by those stamps less that transfer, not by when the node's reads returned: here every block is stamped
+    12.3 ms after its samples existed on the realtime air (a read returns within a few ms of that) with a transfer of
+    2 ms, so the map is 10.3 ms late, to 0.1 ms; a better transfer estimate (5 ms) moves the map at once."""
     air = Air(FS, 2.4e9, seed=0)
     late = 12.3e-3
 
@@ -135,16 +136,22 @@ def test_node_fits_its_map_to_the_radios_own_stamps_when_it_gives_them():
             self.stamps.append((t0 + x.size, _hub(air).wall_of(t0 + x.size) + late))
             return x, t0
 
+        transfer = 2e-3
+
         def rx_arrivals(self):
             out, self.stamps = self.stamps, []
-            return out
+            return out, self.transfer
 
     radio = Stamped(air, "a", noise_power=0.0, realtime=True)
     node = RadioNode(radio, name="a").start()
     try:
         time.sleep(0.3)
         t = node.time_now()
-        assert abs(node.to_mono(t) - _hub(air).wall_of(t) - late) < 1e-4
+        assert abs(node.to_mono(t) - _hub(air).wall_of(t) - (late - 2e-3)) < 1e-4
+        radio.transfer = 5e-3
+        time.sleep(0.05)
+        assert abs(node.to_mono(t) - _hub(air).wall_of(t) - (late - 5e-3)) < 1e-4
+        assert abs(node.to_sample(node.to_mono(t)) - t) <= 1
         assert LoopbackRadio.rx_arrivals(radio) is None      # (the contract's default: the node stamps its reads)
     finally:
         node.close()
@@ -218,8 +225,8 @@ def _pluto_nodes():
         node = RadioNode(radio, name="pluto").start()
         clock, rx0 = radio.emulator_process.clock(), radio.emulator_process.state()["rx_opened_at"]
 
-        def truth(t):
-            return clock.mono_at(rx0 + t)
+        def truth(t):   # (after an RX gap the index is the stream's estimate: device time unknown to the sample)
+            return clock.mono_at(rx0 + t) if all(t < a for a, _ in radio.rx_gaps()) else np.nan
 
         yield node, node, truth, lambda: sum(b - a for a, b in radio.rx_gaps())
     finally:
@@ -336,14 +343,17 @@ def test_ten_seconds_of_streaming_every_burst_lands_at_its_sample_time(kind):
         assert not bad, f"{len(bad)} bursts neither at their sample time nor flagged lost: {bad[:3]}"
         assert nb.ring.gap_samples == radio_lost()
         # what needs the CPU the radio needs (judged only on a host that is not overloaded, see _timing)
-        lo, hi = errors.min(), errors.max()
+        # (the Pluto's map is judged before its first RX gap: after it the index is an estimate, and the map maps
+        # the shifted index; the estimate's error is test_pluto_streaming's)
+        lo, hi = (np.nanmin(errors), np.nanmax(errors)) if np.any(np.isfinite(errors)) else (0.0, 0.0)
         print(f"{kind}: {len(late)} of {len(results)} not on time, {sum(a[1] for a in arrivals)} of {len(arrivals)} "
-              f"exact, map {lo * 1e3:.3f}..{hi * 1e3:.3f} ms, load {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
+              f"exact, map {lo * 1e3:.3f}..{hi * 1e3:.3f} ms ({np.isfinite(errors).sum()} checks), load {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
         with timing_judged(load_before):
             assert len(late) <= 0.01 * len(results), f"{len(late)} of {len(results)} not on time: {late[:3]}"
             assert sum(a[1] for a in arrivals) >= 0.98 * len(arrivals)
             # (the Pluto's against its ADC's clock: the node maps by its refills' stamps less their transfer,
             # Radio.rx_arrivals; mapped by when its 5 ms reads returned it was 3-5 ms late at load 6-8)
+            assert np.isfinite(errors).sum() >= 100, "fewer than 100 map checks before the first RX gap"
             assert max(-lo, hi) < 1e-3, f"clock map {lo * 1e3:.3f}..{hi * 1e3:.3f} ms off"
 
 

@@ -68,22 +68,24 @@ def test_clock_tracks_the_device_while_the_host_is_busy(streaming_radio):
 
 
 def test_refill_stamps_say_when_each_block_was_complete_at_the_device(streaming_radio):
-    """rx_arrivals(): each refill's return less the shortest refill (a block already queued: its transfer and the
-    client's work). Against the emulator's device clock (its ADC, 15 ppm off the host): a stamp is never before the
-    block's last sample existed, less the refill request's one-way trip (< 0.5 ms on one host); the most prompt are
-    within 1 ms of it (judged on a host that is not overloaded). Stamps after an RX gap are left out: the index
-    there is an estimate."""
+    """rx_arrivals(): when each refill returned, and the shortest refill (a block already queued: its transfer and
+    the client's work). Against the emulator's device clock (its ADC, 15 ppm off the host): a refill never returns
+    before the block's last sample existed; less the shortest refill, never before it less the refill request's
+    one-way trip (< 0.5 ms on one host); the most prompt within 1 ms of it (judged on a host that is not
+    overloaded). Stamps after an RX gap are left out: the index there is an estimate."""
     r = streaming_radio(block=8192, kernel_buffers=16, seed=5, ppm=-15.0)
     load_before = os.getloadavg()[0]
     r.rx_arrivals()
     time.sleep(1.5)
-    stamps = r.rx_arrivals()
+    stamps, transfer = r.rx_arrivals()
     emu = r.emulator_process
     clock, rx0 = emu.clock(), emu.state()["rx_opened_at"]
     first_gap = min((a for a, _ in r.rx_gaps()), default=None)
-    late = np.array([m - clock.mono_at(rx0 + t) for t, m in stamps if first_gap is None or t <= first_gap])
+    raw = np.array([m - clock.mono_at(rx0 + t) for t, m in stamps if first_gap is None or t <= first_gap])
+    late = raw - transfer
     assert len(stamps) >= 1 and np.all(np.diff([t for t, _ in stamps]) > 0)    # in order
-    assert late.size >= 1 and late.min() > -0.5e-3, late.min()
+    assert 0 < transfer < 0.1 and raw.size >= 1 and raw.min() > 0, (transfer, raw.min())
+    assert late.min() > -0.5e-3, late.min()
     with timing_judged(load_before):
         assert late.size >= 100 and late.min() < 1e-3, (late.size, late.min())   # (183 blocks in 1.5 s)
 
