@@ -70,9 +70,10 @@ def test_clock_tracks_the_device_while_the_host_is_busy(streaming_radio):
 def test_refill_stamps_say_when_each_block_was_complete_at_the_device(streaming_radio):
     """rx_arrivals(): when each refill returned, and the shortest refill (a block already queued: its transfer and
     the client's work). Against the emulator's device clock (its ADC, 15 ppm off the host): a refill never returns
-    before the block's last sample existed; less the shortest refill, never before it less the refill request's
-    one-way trip (< 0.5 ms on one host); the most prompt within 1 ms of it (judged on a host that is not
-    overloaded). Stamps after an RX gap are left out: the index there is an estimate."""
+    before the block's last sample existed; less the shortest refill, never more than 1 ms before it (what the
+    shortest refill has and a waited one has not: the request's one-way trip and the iiod command's handling,
+    measured up to 0.8 ms at load 5 against this Python emulator); the most prompt within 1 ms of it (judged on a
+    host that is not overloaded). Stamps after an RX gap are left out: the index there is an estimate."""
     r = streaming_radio(block=8192, kernel_buffers=16, seed=5, ppm=-15.0)
     load_before = os.getloadavg()[0]
     r.rx_arrivals()
@@ -85,7 +86,7 @@ def test_refill_stamps_say_when_each_block_was_complete_at_the_device(streaming_
     late = raw - transfer
     assert len(stamps) >= 1 and np.all(np.diff([t for t, _ in stamps]) > 0)    # in order
     assert 0 < transfer < 0.1 and raw.size >= 1 and raw.min() > 0, (transfer, raw.min())
-    assert late.min() > -0.5e-3, late.min()
+    assert late.min() > -1e-3, late.min()
     with timing_judged(load_before):
         assert late.size >= 100 and late.min() < 1e-3, (late.size, late.min())   # (183 blocks in 1.5 s)
 
