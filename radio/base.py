@@ -155,6 +155,16 @@ class Radio(abc.ABC):
         ring. Default: none (radios that show a loss as a jump of ``t0``)."""
         return []
 
+    def rx_arrivals(self) -> tuple[list[tuple[int, float]], float] | None:
+        """When the radio's own RX stream knows better than a reader when its samples arrived: ``(stamps,
+        delivery_s)``; ``stamps`` are ``(t, mono)`` pairs for the blocks received since the last call, ``t`` the
+        sample time just after a block and ``mono`` the host's ``time.monotonic()`` when the radio's RX thread had
+        it (e.g. a Pluto's refill returned); ``delivery_s`` the part of that which is the block's measured transfer
+        (current best estimate). A radio node fits its clock map to the stamps and moves the map earlier by
+        ``delivery_s`` (so a later, better estimate corrects the map at once). Default None: the radio does not
+        stamp (the reader stamps its reads)."""
+        return None
+
     def close(self) -> None:
         """Release the radio. Idempotent."""
 

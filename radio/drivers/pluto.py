@@ -263,16 +263,23 @@ class PlutoRadio(Radio):
         ``kwargs`` are the constructor's (sample_rate, center_freq, tx_gain, rx_gain). Emulators whose ``rf``
         radios share one Air must share ``lock`` (see :func:`air_lock`). ``process`` true: the emulator runs in a
         process of its own (:class:`radio.servers.pluto_process.EmulatorProcess`; ``rf`` must be None: loopback
-        modes and DDS only), as a real Pluto is a device of its own: its DMA threads then never take the client's
-        GIL, and a late push is the client's lateness alone (:attr:`emulator_process` reaches it).
+        modes and DDS only, or the ZeroMQ air when ``args.emulator.air`` is "zmq"), as a real Pluto is a device of
+        its own: its DMA threads then never take the client's GIL, and a late push is the client's lateness alone
+        (:attr:`emulator_process` reaches it).
         """
         args = args or PlutoArgs(emulate=True)
         if process:
             if rf is not None:
                 raise ValueError("PlutoRadio.emulated(process=True) needs rf=None: an RF side on an in-process air "
-                                 "cannot cross into the emulator's process")
-            proc = EmulatorProcess(args.emulator)
+                                 "cannot cross into the emulator's process (for an air across processes set "
+                                 "args.emulator.air='zmq' and its address)")
+            proc = EmulatorProcess(replace(args.emulator, port=port))   # (emulator.port: `otalab emulate` only)
             try:
+                rf_rate, rate = proc.rf_rates[0], kwargs.get("sample_rate")
+                if rf_rate is not None and rate is not None and abs(rf_rate - rate) > 1e-6 * rf_rate:
+                    raise RadioError(f"emulated Pluto {args.emulator.endpoint!r}: radio.sample_rate = {rate:g} S/s "
+                                     f"but its air (the ZeroMQ broker at {args.emulator.address}) runs at "
+                                     f"{rf_rate:g} S/s: set the same rate for both")
                 radio = cls(replace(args, uri=proc.uri), uri=proc.uri, **kwargs)
             except Exception:
                 proc.close()
@@ -296,11 +303,16 @@ class PlutoRadio(Radio):
         ``args.emulate`` false: connect to ``uri`` (default ``args.uri``; a link of two real Plutos passes each its
         own). True: put an emulated Pluto on ``air`` (a :class:`radio.sim.air.Air`) at endpoint ``endpoint`` (default
         ``args.emulator.endpoint``; give each radio of a link its own) on a free local port, and connect to it through
-        libiio."""
+        libiio; with ``args.emulator.air`` "zmq" the emulator runs in a process of its own as endpoint ``endpoint``
+        on the ZeroMQ broker at ``args.emulator.address`` (``air`` is not used)."""
         kwargs = dict(sample_rate=section.sample_rate, center_freq=section.center_freq, tx_gain=section.tx_gain,
                       rx_gain=section.rx_gain)
         if not args.emulate:
             return cls(args, uri=uri, **kwargs)
+        if args.emulator.air == "zmq":   # an endpoint on the ZeroMQ air, the emulator in a process of its own
+            name = endpoint or args.emulator.endpoint
+            return cls.emulated(None, replace(args, emulator=replace(args.emulator, endpoint=name)), process=True,
+                                **kwargs)
         if air is None:
             raise RadioError("radio.args.emulate is true but no simulated air was given to put the emulated Pluto on")
         from radio.drivers.loopback import LoopbackRadio  # noqa: PLC0415  (only the emulated path needs the air)
@@ -483,6 +495,11 @@ class PlutoRadio(Radio):
     def gaps(self) -> list[tuple[int, int]]:
         """RX gaps (first missing RX count, length) placed after overflows (streaming), oldest first."""
         return list(self._stream.gaps) if self._stream is not None else []
+
+    def rx_arrivals(self) -> tuple[list[tuple[int, float]], float] | None:
+        """Streaming: when each refill returned, and the shortest refill (a block's transfer), which the node's map
+        subtracts (:meth:`radio.drivers.pluto_stream.PlutoStream.arrivals`); None otherwise."""
+        return self._stream.arrivals() if self._stream is not None else None
 
     def rx_gaps(self) -> list[tuple[int, int]]:
         """:attr:`gaps` as ``[start, end)`` intervals (the contract's :meth:`radio.base.Radio.rx_gaps`)."""

@@ -99,6 +99,8 @@ class PlutoStream:
         self._pushed_to = 0                          # TX stream pushed (returned from the push) up to here
         self._pushed: dict[int, int] = {}            # at -> RX count when its last sample was pushed
         self._gap_at: deque[int] = deque(maxlen=1024)   # RX counts where estimated gaps were placed
+        #: (RX count after a block, host time its refill returned), taken by :meth:`arrivals`
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)
         # the RX buffer exists before the first TX (both streams start from a known relation)
         self._append(self._fetch(), time.monotonic(), time.monotonic())
         zeros = np.zeros(self._tx_block, np.complex64)
@@ -241,7 +243,21 @@ class PlutoStream:
             # longer than 1.5: a stalled host, not a wait for data; while a gap is pending the index lacks it
             if (0.25 < duration < 1.5 and not self._pending) or not self._map:
                 self._map.append(m_done - self.end / self.rate)
+            if not self._pending:      # (a pending gap: the index lacks it yet)
+                self._arrivals.append((self.end, m_done))
             self._cv.notify_all()
+
+    def arrivals(self) -> tuple[list[tuple[int, float]], float]:
+        """(the ``(RX count, host time the refill returned)`` stamps recorded since the last call, oldest first;
+        the shortest refill seen, s: a block already queued, i.e. its transfer and the client's own work, which a
+        block that had to be waited for took too; 0 before one was seen). A refill returns its block that long after
+        the device completed it (plus the device's release, less the request's one-way trip). The shortest refill
+        only falls as more are seen, so it is applied when the map is used, not baked into the stamps: an estimate
+        too large at a cold start would otherwise leave early stamps under the map for its whole window."""
+        with self._cv:
+            out = list(self._arrivals)
+            self._arrivals.clear()
+        return out, (self._transfer if self._transfer != float("inf") else 0.0)
 
     def _write(self, x: np.ndarray, t: int) -> None:
         n, size = x.size, self._ring.size

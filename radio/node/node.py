@@ -307,7 +307,13 @@ class RadioNode:
                     self._caught_up.set()
             self.ring.write(t0, x)
             self._flag_filled(t0, t0 + x.size)
-            self.clock.add(t0 + x.size, arrived)
+            stamped = self.radio.rx_arrivals()
+            if stamped is None:       # the radio does not stamp its blocks: when this read returned
+                self.clock.add(t0 + x.size, arrived)
+            else:                     # its own stamps (a Pluto's refills), less their measured transfer
+                for t, mono in stamped[0]:
+                    self.clock.add(t, mono)
+                self.clock.delivery_s = float(stamped[1])
             self.stats["rx_blocks"] += 1
 
     def _flag_filled(self, t0: int, t1: int) -> None:

@@ -10,7 +10,8 @@ samples late and every endpoint sees the lateness as its own. Tests and benchmar
 The child (``python -m radio.servers.broker_process SETTINGS_JSON``, :mod:`radio.servers.child`) serves an ideal air
 (:class:`radio.sim.air.Air` with the given seed and default noise power) with a :class:`ChannelBroker` bound to
 ``bind`` (port 0: a free one). Commands: ``state`` -> ``{"now", "wall_anchor": [monotonic s, sample] or null,
-"stats", "pacing_error"}`` (the monotonic clock is the host's, shared by every process on Linux).
+"stats", "pacing_error", "endpoints": {name: {"state", ...}}}`` (the monotonic clock is the host's, shared by
+every process on Linux).
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     def state() -> dict:
         anchor = broker.wall_anchor()
         return {"now": broker.now, "wall_anchor": None if anchor is None else [anchor[0], int(anchor[1])],
-                "stats": {k: int(v) for k, v in broker.stats.items()}, "pacing_error": broker.pacing_error()}
+                "stats": {k: int(v) for k, v in broker.stats.items()}, "pacing_error": broker.pacing_error(),
+                "endpoints": {n: {k: v for k, v in e.items() if isinstance(v, (str, int, float, bool))}
+                              for n, e in broker.endpoints().items()}}
 
     try:
         serve_commands({"endpoint": broker.endpoint, "pid": os.getpid(), "priority": priority}, {"state": state})

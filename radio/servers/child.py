@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from typing import Callable
 
@@ -51,12 +52,17 @@ class ChildServer:
         reader.start()
         reader.join(timeout_s)
         if not box or not box[0]:
-            err = ""
-            if self._proc.poll() is not None:
+            if box or self._proc.poll() is not None:    # (it closed its stdout: it is ending)
+                try:
+                    code = self._proc.wait(timeout=5.0)
+                except subprocess.TimeoutExpired:
+                    code = None
                 err = self._proc.stderr.read()[-2000:]
+                self.close()
+                raise RadioError(f"{self.what} (pid {self._proc.pid}) exited (code {code}) before answering "
+                                 f"{command!r}{': ' + err if err else ''}")
             self.close()
-            raise RadioError(f"{self.what} (pid {self._proc.pid}): no answer to {command!r} within {timeout_s:.0f} s"
-                             f"{': ' + err if err else ''}")
+            raise RadioError(f"{self.what} (pid {self._proc.pid}): no answer to {command!r} within {timeout_s:.0f} s")
         return box[0]
 
     def ask(self, command: str, timeout_s: float = 10.0) -> dict:
@@ -72,6 +78,10 @@ class ChildServer:
             raise RadioError(f"{self.what}: {out['error']}")
         return out
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, s) the child process has used so far."""
+        return float(self.ask("cpu")["cpu_s"])
+
     def close(self) -> None:
         """End the child (idempotent)."""
         self._finalizer()
@@ -86,7 +96,8 @@ class ChildServer:
 def serve_commands(ready: dict, commands: dict[str, Callable[..., dict]]) -> None:
     """Child side: print ``ready`` as one JSON line, then answer each stdin line ``NAME ARG...`` with
     ``commands[NAME](*ARGS)`` as one JSON line (an unknown name or a failing command: ``{"error": why}``) until
-    stdin ends."""
+    stdin ends. Every child also answers ``cpu``: ``{"cpu_s"}``, the CPU time its process used so far."""
+    commands = {"cpu": lambda: {"cpu_s": time.process_time()}, **commands}
     print(json.dumps(ready), flush=True)
     for line in sys.stdin:
         words = line.split()

@@ -43,7 +43,12 @@ the host) whether anybody reads or not:
   time (the device's constant, unknown TX→RX latency).
 * The RF side is read and written at the device clock (an Air shared by several emulators runs on one host-derived
   timeline; each device's count is the air's time plus its own epoch); ``ppm`` needs ``radio=None`` (the air has one
-  sample grid).
+  sample grid). The DMA takes the RF side's samples when the kernel buffer being filled is complete (at least every
+  ``RF_CHUNK_S``); an RF side of the emulator's own is read outside its lock. On an RF side that runs on the wall
+  clock itself (the realtime ZeroMQ air, across a socket) RX is taken as soon as the air has it (the broker releases
+  samples once due and refuses TX that comes later), and the device's TX->RX latency includes ``AIR_TX_MARGIN_S``
+  so that the DAC's samples reach the air before their time; a TX the air still refuses counts as an underflow
+  (lost samples, status bit), never a burst sent at another time.
 * :meth:`PlutoEmulator.stall_host` makes the next buffer transfers wait, as a host busy elsewhere would.
 
 Without wall-clock mode the emulator has no wall clock: RX samples are produced when the client reads them, nothing
@@ -74,7 +79,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radio.base import LateError, Radio
+from radio.base import LateError, Radio, RadioError
 from radio.servers.pluto_context import (GAIN_MODES, PHY, RX_FULL_SCALE, RXADC, TX_FULL_SCALE, TXDAC, Device,
                                          context_xml, default_values, path_rates, pluto_devices)
 from radio.servers.pluto_dma import DDS_TONES, DdsTone, DeviceClock, dds_words
@@ -96,11 +101,34 @@ MIN_RATE_NO_FIR = 2_083_333
 #: wall-clock mode: the DMA thread's period (s) and how far behind the device's now RX is taken off the RF side
 DMA_TICK_S = 0.005
 RX_GUARD_S = 0.002
+#: wall-clock mode: the DMA takes the RF side's samples when the kernel buffer being filled is complete, and at least
+#: every RF_CHUNK_S (each take is a request to the air: on the ZeroMQ air, one broker step; taking them every tick
+#: cost the broker a third of a core per 521 kS/s device)
+RF_CHUNK_S = 0.02
+#: wall-clock mode on an RF side that runs on the wall clock itself (the realtime ZeroMQ air, across a socket): how
+#: far ahead of the air's now the emulated DAC's samples must reach it; added to the device's TX->RX latency (a
+#: larger unknown constant, which timing advance absorbs like the rest), so a DAC that has not run dry is always in
+#: time for the air
+AIR_TX_MARGIN_S = 0.003
 
 #: emulators sharing one lock (i.e. one Air): before any of them reads RX, all top up their cyclic TX
 _PEERS: "weakref.WeakKeyDictionary[object, weakref.WeakSet]" = weakref.WeakKeyDictionary()
 #: wall-clock emulators sharing one lock (one Air) share one timeline: lock -> (monotonic m0, air time at m0)
 _WALL_REF: "weakref.WeakKeyDictionary[object, tuple[float, int]]" = weakref.WeakKeyDictionary()
+
+
+def _anchor(radio: Radio, tries: int = 7) -> tuple[float, int]:
+    """(monotonic s, the radio's sample time then): the reading with the shortest round trip of ``tries``, stamped
+    at its midpoint (a radio across a socket, e.g. the realtime ZeroMQ air, answers after a round trip; the error
+    is at most half the shortest one)."""
+    best = None
+    for _ in range(tries):
+        m1 = time.monotonic()
+        t = int(radio.time_now())
+        m2 = time.monotonic()
+        if best is None or m2 - m1 < best[0]:
+            best = (m2 - m1, 0.5 * (m1 + m2), t)
+    return best[1], best[2]
 
 
 @dataclass
@@ -111,6 +139,12 @@ class EmulatorSettings:
     constant one; sync's timing advance measures it). ``rx_gain_ref_db`` is the manual RX gain at which the air's
     amplitude maps one-to-one onto ADC full scale. ``hear_self``: ``otalab emulate pluto`` links the device to itself
     through the air so that a lone client hears its own transmission.
+
+    ``air``: where the RF side is when the emulator is opened from a config (:meth:`radio.drivers.pluto.PlutoRadio.
+    from_config`): ``"sim"`` an endpoint of an in-process simulated air (the config's ``air:`` section); ``"zmq"`` an
+    endpoint named ``endpoint`` on the ZeroMQ air's broker at ``address`` (``otalab air``; realtime pacing for the
+    wall-clock mode), with the emulator in a process of its own (:mod:`radio.servers.pluto_process`), as a real
+    Pluto is a device of its own.
     """
 
     host: str = "127.0.0.1"
@@ -128,8 +162,16 @@ class EmulatorSettings:
     seed: int | None = None
     idle_timeout_s: float = 30.0
     max_tx_ahead_samples: int = 1 << 20
+    air: str = "sim"
+    address: str = "tcp://127.0.0.1:5555"
 
     def __post_init__(self):
+        if self.air not in ("sim", "zmq"):
+            raise ValueError(f"emulator air must be 'sim' (an in-process simulated air) or 'zmq' (an endpoint on the "
+                             f"ZeroMQ broker at emulator.address), got {self.air!r}")
+        if self.air == "zmq" and not str(self.address).startswith(("tcp://", "ipc://")):
+            raise ValueError(f"emulator address must be the ZeroMQ broker's tcp://HOST:PORT or ipc://PATH, "
+                             f"got {self.address!r}")
         if not 1 <= self.kernel_buffers <= 64:
             raise ValueError(f"kernel_buffers must be 1..64, got {self.kernel_buffers}")
         if self.epoch_samples is not None and self.epoch_samples < 0:
@@ -245,13 +287,15 @@ class PlutoEmulator:
         self.radio = radio
         self.settings = settings or EmulatorSettings()
         self.lock = lock if lock is not None else threading.RLock()
+        # the RF side is this emulator's alone and takes concurrent calls: the DMA reads it outside the lock
+        self._rf_apart = lock is None and radio is not None and bool(getattr(radio, "thread_safe", False))
         self.devices: dict[str, Device] = {d.id: d for d in pluto_devices()}
         self._by_name = {d.name: d for d in self.devices.values()}
         self.values = default_values()
         self.xml = context_xml(list(self.devices.values()), wallclock=self.settings.wallclock)
         self.open_buffers: dict[str, bool] = {}       # device id -> cyclic
         self.registers: dict[str, dict[int, int]] = {}  # device id -> {address: value} (direct_reg_access)
-        self.stats = {"tx_samples": 0, "rx_samples": 0, "late_tx": 0, "rx_skips": 0, "cyclic_gaps": 0,
+        self.stats = {"tx_samples": 0, "rx_samples": 0, "late_tx": 0, "rx_skips": 0, "rf_errors": 0, "cyclic_gaps": 0,
                       "rx_overflows": 0, "rx_dropped_samples": 0, "tx_underflows": 0, "tx_dropped_samples": 0}
         self.kernel_buffers = {RXADC: self.settings.kernel_buffers, TXDAC: self.settings.kernel_buffers}
         self.dds = {name: DdsTone(phase=90000 if "_I_" in name else 0) for name in DDS_TONES}
@@ -293,17 +337,22 @@ class PlutoEmulator:
             with self.lock:
                 ref = _WALL_REF.get(self.lock)
                 if ref is None:   # the first wall-clock emulator on this air fixes its timeline
-                    ref = _WALL_REF[self.lock] = (time.monotonic(), int(self.radio.time_now()))
+                    ref = _WALL_REF[self.lock] = _anchor(self.radio)
             m0, air0 = ref
             self._clock = DeviceClock(self.radio.sample_rate, epoch, 0.0, m0)
             self._offset = epoch - air0
         else:
             self._clock = DeviceClock(float(self.values[(PHY, "in_voltage_sampling_frequency")]), epoch, st.ppm)
         self._rf_pos = self._clock.now()               # RF side read (and DMA fed) up to here
-        # RX is taken off the RF side RX_GUARD_S behind now so that the air's other transmitters have written it;
-        # without an RF side (radio None: digital/RF loopback, DDS) nothing else writes, so a buffer is released
-        # as soon as its last sample was taken, as the hardware's DMA does
-        self._guard = max(1, int(RX_GUARD_S * self._clock.rate)) if self.radio is not None else 1
+        self._rf_chunk = max(1, int(RF_CHUNK_S * self._clock.rate))
+        wall_air = self.radio is not None and self.radio.capabilities.wall_clock
+        #: the device's TX->RX latency (samples): the configured one, plus AIR_TX_MARGIN_S on an air on the wall clock
+        self._tx_latency = st.tx_latency_samples + (int(AIR_TX_MARGIN_S * self._clock.rate) if wall_air else 0)
+        # RX is taken off an in-process air RX_GUARD_S behind now so that the air's other transmitters have written
+        # it; without an RF side (radio None: digital/RF loopback, DDS) nothing else writes, and an air on the wall
+        # clock (the realtime ZeroMQ broker) computes samples only once they are due and refuses later TX itself: a
+        # buffer is released as soon as its last sample was taken, as the hardware's DMA does
+        self._guard = max(1, int(RX_GUARD_S * self._clock.rate)) if self.radio is not None and not wall_air else 1
         self._rxq: deque[tuple[int, np.ndarray]] = deque()    # filled RX blocks (start, ADC words)
         self._rx_ready = threading.Condition(self.lock)        # notified when a block is queued
         self._rx_left: tuple[int, np.ndarray] | None = None   # rest of a block a READBUF did not take
@@ -336,48 +385,84 @@ class PlutoEmulator:
 
     def _dma_loop(self) -> None:
         """Wall-clock mode: the device runs, read or not: RX DMA, RF side, cyclic/DDS transmission. Wakes every
-        DMA_TICK_S, and when the block being filled completes (so that a waiting READBUF gets it on time)."""
+        DMA_TICK_S, and when the block being filled completes (so that a waiting READBUF gets it on time). An RF side
+        of the emulator's own (its own lock: e.g. a ZeroMQ-air endpoint, which may wait for the broker's next block)
+        is read outside the lock, so that the client's buffer transfers never wait on the air."""
         raise_thread_priority()    # a device's DMA is not slowed by the host's other work (where allowed)
         while not self._stop.is_set():
             wake = time.monotonic() + DMA_TICK_S
             try:
-                with self.lock:
-                    self._dma_step()
-                    if self._fill is not None and RXADC in self.open_buffers:
-                        start, words, _, _ = self._fill
-                        wake = min(wake, self._clock.mono_at(start + words.size + self._guard))
+                if self._rf_apart:
+                    with self.lock:
+                        plan = self._dma_plan()
+                    y = self._rf_read(plan)
+                    with self.lock:
+                        self._dma_finish(plan, y)
+                        wake = self._dma_wake(wake)
+                else:
+                    with self.lock:
+                        plan = self._dma_plan()
+                        self._dma_finish(plan, self._rf_read(plan))
+                        wake = self._dma_wake(wake)
             except Exception:  # a broken RF side must not kill the emulator
                 log.exception("emulated Pluto: DMA step failed")
             self._stop.wait(max(0.0, wake - time.monotonic()))
 
-    def _dma_step(self) -> None:
+    def _dma_wake(self, wake: float) -> float:
+        if self._fill is not None and RXADC in self.open_buffers:
+            start, words, _, _ = self._fill
+            wake = min(wake, self._clock.mono_at(start + words.size + self._guard))
+        return wake
+
+    def _dma_plan(self) -> tuple[int, int, int, bool] | None:
+        """One DMA step's work (under the lock): top up what the DAC generates, and say which RX times
+        ``[a, a+n)`` to take now, in which loopback mode, and whether a buffer captures them; None: nothing yet."""
         d = self._clock.now()
         self._top_up_generated(d + self.settings.cyclic_horizon_samples,
                                d + int(3 * DMA_TICK_S * self._clock.rate))   # DDS: past the next tick
         end = d - self._guard
         if end <= self._rf_pos:
-            return
-        a, n = self._rf_pos, end - self._rf_pos
-        capture = RXADC in self.open_buffers
-        chunk = self._rx_source(a, n, capture)
-        self._rf_pos = end
-        if capture:
-            self._dma_take(a, chunk)
-
-    def _rx_source(self, a: int, n: int, capture: bool) -> np.ndarray | None:
-        """ADC words (complex64 of integers) at device times [a, a+n); the RF side is read even when nobody captures
-        (the air moves on)."""
-        mode = self.loopback
-        if mode == 0 and self.radio is not None:
-            y, _ = self.radio.rx(n, a - self._offset)
-            return self._adc(np.asarray(y, np.complex64)) if capture else None
-        if not capture:
             return None
-        if mode == 1:
-            return self._dac_window(a, n)
-        if mode == 2:
-            return self._adc(self._dac_window(a, n) * np.float32(self._tx_scale()))
-        return np.zeros(n, np.complex64)
+        capture = RXADC in self.open_buffers
+        if end - self._rf_pos < self._rf_chunk and (
+                not capture or self._fill is None or end < self._fill[0] + self._fill[1].size):
+            return None     # taken when the kernel buffer being filled is complete, or RF_CHUNK_S at the latest
+        a, n = self._rf_pos, end - self._rf_pos
+        self._rf_pos = end
+        return a, n, self.loopback, capture
+
+    def _rf_read(self, plan) -> np.ndarray | None:
+        """The RF side's samples for a plan's times (read even when nobody captures: the air moves on), or None
+        (no RF side, or a loopback mode)."""
+        if plan is None or plan[2] != 0 or self.radio is None:
+            return None
+        a, n = plan[0], plan[1]
+        try:
+            y, _ = self.radio.rx(n, a - self._offset)
+        except LateError:   # the air dropped them (this process starved past its buffer): zeros, in place
+            self.stats["rx_skips"] += 1
+            return np.zeros(n, np.complex64)
+        except RadioError as exc:   # the air is gone: the antenna hears nothing (said once), the index stays true
+            if self.stats["rf_errors"] == 0:
+                log.warning("emulated Pluto %s: its RF side failed (%s); receiving zeros", self.settings.endpoint, exc)
+            self.stats["rf_errors"] += 1
+            return np.zeros(n, np.complex64)
+        return np.asarray(y, np.complex64)
+
+    def _dma_finish(self, plan, y: np.ndarray | None) -> None:
+        """Put a plan's ADC words (module docstring) into the kernel buffers when a buffer captures."""
+        if plan is None or not plan[3]:
+            return
+        a, n, mode, _ = plan
+        if y is not None:
+            chunk = self._adc(y)
+        elif mode == 1:
+            chunk = self._dac_window(a, n)
+        elif mode == 2:
+            chunk = self._adc(self._dac_window(a, n) * np.float32(self._tx_scale()))
+        else:
+            chunk = np.zeros(n, np.complex64)
+        self._dma_take(a, chunk)
 
     def _dma_take(self, a: int, chunk: np.ndarray) -> None:
         """Put RX words for times [a, a+len) into the kernel buffers (module docstring: drops when all are full)."""
@@ -438,7 +523,7 @@ class PlutoEmulator:
         """WRITEBUF in wall-clock mode: queue for the DAC (waiting while the queue is full); returns the RX-index time
         the buffer's first sample is received at."""
         self._wait_stall()
-        L = self.settings.tx_latency_samples
+        L = self._tx_latency
         while True:
             with self.lock:
                 d = self._clock.now()
@@ -658,8 +743,8 @@ class PlutoEmulator:
             self.values[(TXDAC, f"out_altvoltage{DDS_TONES.index(tone)}_{tone}_sampling_frequency")] = str(rate)
         self._update_path_rates()
         if self._wall and self.radio is None and rate != self._clock.rate:
-            self._clock.retune(rate)
-            self._guard = max(1, int(RX_GUARD_S * rate))
+            self._clock.retune(rate)   # (no RF side: no guard, a buffer is released when its last sample is taken)
+            self._rf_chunk = max(1, int(RF_CHUNK_S * rate))
 
     @staticmethod
     def _fir_summary(text: str) -> str:
@@ -712,6 +797,18 @@ class PlutoEmulator:
             self.radio.tx(x, at - self._offset)
         except LateError as exc:
             self.stats["late_tx"] += 1
+            if self._wall:   # the air moved past the DAC's samples (a stalled host): what it missed is lost, as
+                # to the DAC that ran dry (the underflow bit tells the client); the rest goes out at its own time
+                self._set_status(TXDAC, STATUS_UNDERFLOW)
+                self.stats["tx_underflows"] += 1
+                skip = exc.now - exc.at + int(AIR_TX_MARGIN_S * self._clock.rate)
+                log.debug("emulated Pluto: TX late on the air (%s); %d samples lost", exc, skip)
+                if skip < x.size:
+                    try:
+                        self.radio.tx(x[skip:], at - self._offset + skip)
+                    except LateError:
+                        pass
+                return
             log.debug("emulated Pluto: TX late (%s); sending at the radio's now", exc)
             self.radio.tx(x, self.radio.time_now())
 
@@ -832,7 +929,7 @@ class PlutoEmulator:
             else:
                 start = max(self._tx_next, self.device_now() + self.settings.tx_latency_samples)
                 if self._wall:
-                    start = self.device_now() + self.settings.tx_latency_samples
+                    start = self.device_now() + self._tx_latency
                 elif not cyclic and start - self.device_now() > self.settings.max_tx_ahead_samples:
                     # nowhere to put it: no wall clock consumes the queue (a TX-only client); drop like a DMA
                     self.stats["tx_dropped_samples"] += dac.size

@@ -11,8 +11,11 @@ process the device model keeps its own time and the client is judged alone, as a
         emu.state()["stats"]["tx_underflows"]
 
 The child (``python -m radio.servers.pluto_process SPEC_JSON``, :mod:`radio.servers.child`) serves one emulator with
-no RF side (digital or RF loopback, DDS; ``ppm`` allowed), or several on one simulated air of its own (the multi-Pluto
-timing test: devices and air in one process apart from their clients, as devices are). Commands: ``state [I]`` ->
+no RF side (digital or RF loopback, DDS; ``ppm`` allowed), or several on one simulated air of its own (devices and
+air in one process apart from their clients), or emulators whose RF side is an endpoint on the ZeroMQ air
+(``EmulatorSettings.air = "zmq"``: endpoint ``endpoint`` on the broker at ``address``; one device per process is
+what ``otalab node`` starts, and what the multi-Pluto timing test runs: each device its own process, on the
+realtime air of ``otalab air``). Commands: ``state [I]`` ->
 device I's ``{"clock": {"rate", "epoch", "ppm", "m0"}, "rx_opened_at", "stats", "overflow_gaps"}`` (``m0`` on the
 host's monotonic clock, which every process on a Linux host shares: CLOCK_MONOTONIC); ``stall S [I]`` ->
 :meth:`PlutoEmulator.stall_host`.
@@ -42,8 +45,12 @@ class EmulatorProcess(ChildServer):
                  air: dict | None = None):
         many = isinstance(settings, list)
         devices = settings if many else [settings or EmulatorSettings()]
-        if many and air is None:
-            raise ValueError("EmulatorProcess: a list of devices needs air={'sample_rate', 'center_freq', 'seed'}")
+        if many and air is None and any(d.air != "zmq" for d in devices):
+            raise ValueError("EmulatorProcess: a list of devices needs air={'sample_rate', 'center_freq', 'seed'} "
+                             "(or each device on the ZeroMQ air: EmulatorSettings(air='zmq', address=...))")
+        if air is not None and any(d.air == "zmq" for d in devices):
+            raise ValueError("EmulatorProcess: devices on the ZeroMQ air (air='zmq') cannot share a simulated air "
+                             "of the process (air=...)")
         if len({d.endpoint for d in devices}) != len(devices):
             raise ValueError(f"EmulatorProcess: endpoint names must differ, got {[d.endpoint for d in devices]}")
         super().__init__("radio.servers.pluto_process",
@@ -51,6 +58,8 @@ class EmulatorProcess(ChildServer):
                          "emulated Pluto process", timeout_s)
         self.uris: list[str] = self.ready["uris"]
         self.uri = self.uris[0]
+        #: each device's RF side's sample rate (S/s; None without one): a client must stream at it
+        self.rf_rates: list[float | None] = self.ready["rf_rates"]
 
     def state(self, device: int = 0) -> dict:
         """Device ``device``'s clock, the device time of the client's RX count 0 (``rx_opened_at``; None before the
@@ -70,6 +79,21 @@ class EmulatorProcess(ChildServer):
         self.ask(f"stall {float(seconds)!r}")
 
 
+def zmq_endpoint(settings: EmulatorSettings):
+    """The RF side of an emulator on the ZeroMQ air: endpoint ``settings.endpoint`` on the broker at
+    ``settings.address``. A wall-clock emulator needs the broker in realtime pacing (its DMA runs on the wall clock;
+    on a free-paced air it would wait on a clock that only moves when everyone reads): ValueError otherwise."""
+    from radio.drivers.zmq import ZmqRadio  # noqa: PLC0415  (only this RF side needs pyzmq)
+
+    rf = ZmqRadio(settings.address, settings.endpoint, hold_clock=not settings.wallclock)
+    if settings.wallclock and rf.pacing != "realtime":
+        rf.close()
+        raise ValueError(f"emulated Pluto {settings.endpoint!r} in wall-clock mode on the ZeroMQ air at "
+                         f"{settings.address}: the broker paces {rf.pacing!r}; start it with "
+                         f"radio.args.broker.pacing=realtime (otalab air)")
+    return rf
+
+
 def main(argv: list[str] | None = None) -> None:
     """The child: serve the emulators until stdin ends (module docstring)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -81,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     # process (they inherit it) above the host's ordinary ones where allowed
     priority = raise_thread_priority()
     lock, rfs = None, [None] * len(devices)
-    if spec.get("air"):
+    if any(d.air == "zmq" for d in devices):
+        rfs = [zmq_endpoint(d) if d.air == "zmq" else None for d in devices]
+    elif spec.get("air"):
         from radio.drivers.loopback import LoopbackRadio  # noqa: PLC0415  (the air's endpoints)
         from radio.drivers.pluto import air_lock  # noqa: PLC0415
         from radio.sim.air import Air  # noqa: PLC0415
@@ -108,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
             servers[int(device)].emulator.stall_host(float(seconds))
             return {"stalled": float(seconds)}
 
-        serve_commands({"uris": [s.uri for s in servers], "pid": os.getpid(), "priority": priority},
+        serve_commands({"uris": [s.uri for s in servers], "pid": os.getpid(), "priority": priority,
+                        "rf_rates": [None if rf is None else rf.sample_rate for rf in rfs]},
                        {"state": state, "stall": stall})
     finally:
         for server in servers:

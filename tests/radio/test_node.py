@@ -120,6 +120,44 @@ def test_node_refuses_a_radio_without_a_wall_clock():
         RadioNode(LoopbackRadio(air, "a")).start()
 
 
+def test_node_fits_its_map_to_the_radios_own_stamps_when_it_gives_them():
+    """A radio whose RX stream stamps its blocks (Radio.rx_arrivals: a Pluto's refills, and their measured transfer)
+    is mapped by those stamps less that transfer, not by when the node's reads returned: here every block is stamped
+    12.3 ms after its samples existed on the realtime air (a read returns within a few ms of that) with a transfer of
+    2 ms, so the map is 10.3 ms late, to 0.1 ms; a better transfer estimate (5 ms) moves the map at once."""
+    air = Air(FS, 2.4e9, seed=0)
+    late = 12.3e-3
+
+    class Stamped(LoopbackRadio):
+        stamps: list = []
+
+        def rx(self, n, at=None):
+            x, t0 = super().rx(n, at)
+            self.stamps.append((t0 + x.size, _hub(air).wall_of(t0 + x.size) + late))
+            return x, t0
+
+        transfer = 2e-3
+
+        def rx_arrivals(self):
+            out, self.stamps = self.stamps, []
+            return out, self.transfer
+
+    radio = Stamped(air, "a", noise_power=0.0, realtime=True)
+    node = RadioNode(radio, name="a").start()
+    try:
+        time.sleep(0.3)
+        t = node.time_now()
+        assert abs(node.to_mono(t) - _hub(air).wall_of(t) - (late - 2e-3)) < 1e-4
+        radio.transfer = 5e-3
+        time.sleep(0.05)
+        assert abs(node.to_mono(t) - _hub(air).wall_of(t) - (late - 5e-3)) < 1e-4
+        assert abs(node.to_sample(node.to_mono(t)) - t) <= 1
+        assert LoopbackRadio.rx_arrivals(radio) is None      # (the contract's default: the node stamps its reads)
+    finally:
+        node.close()
+        radio.close()
+
+
 # ------------------------------------------------------------------------------------------------- streaming
 @contextlib.contextmanager
 def _loopback_nodes(buffer_samples: int = 1 << 23):
@@ -157,7 +195,7 @@ def _zmq_nodes(buffer_samples: int = 1 << 21, timed_tx: bool = True):
         def truth(t):
             return mono + (t - s) / FS
 
-        yield nodes[0], nodes[1], truth, lambda: broker.state()["stats"].get("rx_gap_samples", 0)
+        yield nodes[0], nodes[1], truth, lambda: b.lost_samples   # (the receiving endpoint's own losses)
     finally:
         for n in nodes:
             n.close()
@@ -187,8 +225,8 @@ def _pluto_nodes():
         node = RadioNode(radio, name="pluto").start()
         clock, rx0 = radio.emulator_process.clock(), radio.emulator_process.state()["rx_opened_at"]
 
-        def truth(t):
-            return clock.mono_at(rx0 + t)
+        def truth(t):   # (after an RX gap the index is the stream's estimate: device time unknown to the sample)
+            return clock.mono_at(rx0 + t) if all(t < a for a, _ in radio.rx_gaps()) else np.nan
 
         yield node, node, truth, lambda: sum(b - a for a, b in radio.rx_gaps())
     finally:
@@ -305,18 +343,18 @@ def test_ten_seconds_of_streaming_every_burst_lands_at_its_sample_time(kind):
         assert not bad, f"{len(bad)} bursts neither at their sample time nor flagged lost: {bad[:3]}"
         assert nb.ring.gap_samples == radio_lost()
         # what needs the CPU the radio needs (judged only on a host that is not overloaded, see _timing)
-        lo, hi = errors.min(), errors.max()
+        # (the Pluto's map is judged before its first RX gap: after it the index is an estimate, and the map maps
+        # the shifted index; the estimate's error is test_pluto_streaming's)
+        lo, hi = (np.nanmin(errors), np.nanmax(errors)) if np.any(np.isfinite(errors)) else (0.0, 0.0)
+        print(f"{kind}: {len(late)} of {len(results)} not on time, {sum(a[1] for a in arrivals)} of {len(arrivals)} "
+              f"exact, map {lo * 1e3:.3f}..{hi * 1e3:.3f} ms ({np.isfinite(errors).sum()} checks), load {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
         with timing_judged(load_before):
             assert len(late) <= 0.01 * len(results), f"{len(late)} of {len(results)} not on time: {late[:3]}"
             assert sum(a[1] for a in arrivals) >= 0.98 * len(arrivals)
-            if kind == "pluto":
-                # against the ADC's clock its map is late by the device->host delivery of a finished RX buffer (the
-                # emulator's DMA release, a READBUF across processes, the stream's and node's threads: 3-5 ms
-                # measured at load 6-8), which the TX->RX constant absorbs like the rest of the pipeline; what must
-                # hold is that lateness: within 6 ms, and steady to 2 ms over the run (start-up included)
-                assert -1e-3 < lo and hi < 6e-3 and hi - lo < 2e-3, f"clock map {lo * 1e3:.3f}..{hi * 1e3:.3f} ms"
-            else:
-                assert max(-lo, hi) < 1e-3, f"clock map {lo * 1e3:.3f}..{hi * 1e3:.3f} ms off"
+            # (the Pluto's against its ADC's clock: the node maps by its refills' stamps less their transfer,
+            # Radio.rx_arrivals; mapped by when its 5 ms reads returned it was 3-5 ms late at load 6-8)
+            assert np.isfinite(errors).sum() >= 100, "fewer than 100 map checks before the first RX gap"
+            assert max(-lo, hi) < 1e-3, f"clock map {lo * 1e3:.3f}..{hi * 1e3:.3f} ms off"
 
 
 @pytest.mark.parametrize("kind", ["loopback", "zmq"])   # the Pluto's: tests/radio/test_pluto_streaming.py
@@ -386,31 +424,45 @@ def _end(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
 
 
-#: `otalab node` per radio kind: the config and its overrides (1 MS/s; the zmq node on an `otalab air` started first)
-NODE_CONFIGS = {"loopback": "loopback.yaml", "pluto-emulated": "pluto-emulated.yaml", "zmq": "zmq.yaml"}
+#: `otalab node` per radio kind: the config and its overrides (1 MS/s; the zmq node and the emulated Pluto on the
+#: ZeroMQ air ("pluto-zmq") on an `otalab air` started first; "usrp": the UHD double installed as `uhd`)
+NODE_CONFIGS = {"loopback": ("loopback.yaml", []), "pluto-emulated": ("pluto-emulated.yaml", []),
+                "zmq": ("zmq.yaml", []),
+                "pluto-zmq": ("pluto-emulated.yaml", ["radio.args.emulator.air=zmq", "radio.args.emulator.seed=3",
+                                                      "radio.args.emulator.tx_latency_samples=123"]),
+                "usrp": ("usrp-b210.yaml", ["radio.args.master_clock_rate=null"])}
+#: what `otalab node` is started with: the CLI; for the UHD double, the same CLI with the double as `uhd`
+NODE_MAIN = {"usrp": "tests.radio.uhd_node"}
 
 
 @pytest.mark.parametrize("kind", list(NODE_CONFIGS))
 def test_otalab_node_process_serves_clients_and_is_torn_down(kind, tmp_path):
     """`otalab node -c hw_configs/<radio>.yaml --name dev3` in its own process (loopback: its realtime air in the
-    node; the emulated Pluto: wall-clock mode forced, on the config's air; zmq: an `otalab air` in realtime pacing in
-    a process of its own, as in real use) prints where it serves; a client sends a burst and reads RX; SIGTERM ends
-    it and it writes its final status."""
-    config, sets = NODE_CONFIGS[kind], ["radio.sample_rate=1e6"]
+    node; the emulated Pluto: wall-clock mode forced, on the config's air, or with ``emulator.air=zmq`` an endpoint
+    named ``pluto0-dev3`` on the ZeroMQ air, its emulator in a process of its own; zmq: an `otalab air` in realtime
+    pacing in a process of its own, as in real use; usrp: the UHD double in wall-clock mode behind the same CLI)
+    prints where it serves; a client sends a burst and reads RX; SIGTERM ends it and it writes its final status."""
+    config, extra = NODE_CONFIGS[kind]
+    sets = ["radio.sample_rate=1e6", *extra]
     load_before = os.getloadavg()[0]
     procs = []
+    air = None
     try:
-        if kind == "zmq":
-            air = _own([sys.executable, "-m", "lab.cli", "air", "-c", str(ROOT / "hw_configs" / config), "--port", "0",
-                        "--quiet", *[a for kv in [*sets, "radio.args.broker.pacing=realtime",
-                                                  "radio.args.broker.block_size=1000"] for a in ("--set", kv)]],
+        if kind in ("zmq", "pluto-zmq"):
+            air = _own([sys.executable, "-m", "lab.cli", "air", "-c", str(ROOT / "hw_configs" / "zmq.yaml"), "--port",
+                        "0", *[a for kv in ["radio.sample_rate=1e6", "radio.args.broker.pacing=realtime",
+                                            "radio.args.broker.block_size=1000"] for a in ("--set", kv)]],
                        cwd=tmp_path)
             procs.append(air)
             line = air.stdout.readline()
             assert line.startswith("ZeroMQ air on "), air.stderr.read()
-            sets.append(f"radio.args.address={line.split()[3].rstrip(':')}")
-        cmd = [sys.executable, "-m", "lab.cli", "node", "-c", str(ROOT / "hw_configs" / config), "--name", "dev3",
-               "--seconds", "30", "--json", str(tmp_path / "node.json"), *[a for kv in sets for a in ("--set", kv)]]
+            address = line.split()[3].rstrip(':')
+            sets.append(f"radio.args.address={address}" if kind == "zmq" else f"radio.args.emulator.address={address}")
+        cmd = [sys.executable, "-m", NODE_MAIN.get(kind, "lab.cli"), "node", "-c", str(ROOT / "hw_configs" / config),
+               "--name", "dev3", "--seconds", "30", "--json", str(tmp_path / "node.json"),
+               *[a for kv in sets for a in ("--set", kv)]]
+        if kind in NODE_MAIN:
+            cmd.remove("node")      # (the module runs `otalab node` itself)
         proc = _own(cmd, cwd=tmp_path)
         procs.append(proc)
         line = proc.stdout.readline()
@@ -426,19 +478,22 @@ def test_otalab_node_process_serves_clients_and_is_torn_down(kind, tmp_path):
                 if r.state == "on_time":
                     break
                 assert r.state in ("underflow", "late", "unknown", "rejected"), r   # reported, on any host
-            with timing_judged(load_before):
-                assert r.state == "on_time", r
             x, gaps = c.rx(t, 1000)
-            assert x.shape == (1000,) and gaps == []
+            assert x.shape == (1000,)     # (a gap is flagged in place: the samples' times stay true)
         proc.terminate()
         proc.wait(timeout=10)
         status = json.loads((tmp_path / "node.json").read_text())["status"]
         assert status["tx_on_time"] == (r.state == "on_time") and status["driver"] == kind.split("-")[0]
         if kind == "loopback":              # (an ideal air: nothing lost)
             assert status["gaps"] == 0
+        if kind == "pluto-zmq":             # the node's Pluto was an endpoint named after the node on that air
+            air.terminate()
+            assert "registered pluto0-dev3" in air.communicate(timeout=10)[1]
     finally:
         for p in procs[::-1]:
             _end(p)
+    with timing_judged(load_before):      # (a loaded host may lose the first samples: flagged, judged here)
+        assert r.state == "on_time" and gaps == [], (r, gaps)
 
 
 def test_bench_node_record_has_a_min_lead_per_radio(tmp_path):
