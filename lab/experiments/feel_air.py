@@ -197,8 +197,8 @@ class RadioSumChannel:
         t = self.truth
         if t is None:
             if res.active:
-                self._nmse.append({"round": self.session.round, "err": float(np.sum(np.abs(res.estimate - res.truth)
-                                                                                    ** 2)),
+                err = float(np.sum(np.abs(res.estimate - res.truth) ** 2))
+                self._nmse.append({"round": getattr(self.session, "round", None), "err": err,
                                    "ref": float(np.sum(np.abs(res.truth) ** 2)), "active": res.active})
             return
         of, sess = self.session.ofdm, self.session

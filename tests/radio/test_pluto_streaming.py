@@ -68,12 +68,12 @@ def test_clock_tracks_the_device_while_the_host_is_busy(streaming_radio):
 
 
 def test_refill_stamps_say_when_each_block_was_complete_at_the_device(streaming_radio):
-    """rx_arrivals(): when each refill returned, and the shortest refill (a block already queued: its transfer and
-    the client's work). Against the emulator's device clock (its ADC, 15 ppm off the host): a refill never returns
-    before the block's last sample existed; less the shortest refill, never more than 1 ms before it (what the
-    shortest refill has and a waited one has not: the request's one-way trip and the iiod command's handling,
-    measured up to 0.8 ms at load 5 against this Python emulator); the most prompt within 1 ms of it (judged on a
-    host that is not overloaded). Stamps after an RX gap are left out: the index there is an estimate."""
+    """rx_arrivals(): when each refill returned, and the shortest refill (a block already queued), reported only.
+    Against the emulator's device clock (its ADC, 15 ppm off the host): a refill never returns before the block's last
+    sample existed, and the most prompt returns within 1 ms of it (judged on a host that is not overloaded), so the
+    node maps by the stamps as they are. The shortest refill is no estimate of that lateness: it also holds the
+    request's round trip (subtracted, it put a fresh clone's stamps 5 ms early in CI). Stamps after an RX gap are left
+    out: the index there is an estimate."""
     r = streaming_radio(block=8192, kernel_buffers=16, seed=5, ppm=-15.0)
     load_before = os.getloadavg()[0]
     r.rx_arrivals()
@@ -83,12 +83,10 @@ def test_refill_stamps_say_when_each_block_was_complete_at_the_device(streaming_
     clock, rx0 = emu.clock(), emu.state()["rx_opened_at"]
     first_gap = min((a for a, _ in r.rx_gaps()), default=None)
     raw = np.array([m - clock.mono_at(rx0 + t) for t, m in stamps if first_gap is None or t <= first_gap])
-    late = raw - transfer
     assert len(stamps) >= 1 and np.all(np.diff([t for t, _ in stamps]) > 0)    # in order
     assert 0 < transfer < 0.1 and raw.size >= 1 and raw.min() > 0, (transfer, raw.min())
-    assert late.min() > -1e-3, late.min()
     with timing_judged(load_before):
-        assert late.size >= 100 and late.min() < 1e-3, (late.size, late.min())   # (183 blocks in 1.5 s)
+        assert raw.size >= 100 and raw.min() < 1e-3, (raw.size, raw.min())   # (183 blocks in 1.5 s)
 
 
 def test_a_pluto_on_the_realtime_zeromq_air_keeps_its_bursts_apart_to_the_sample():
