@@ -159,10 +159,10 @@ class Radio(abc.ABC):
         """When the radio's own RX stream knows better than a reader when its samples arrived: ``(stamps,
         delivery_s)``; ``stamps`` are ``(t, mono)`` pairs for the blocks received since the last call, ``t`` the
         sample time just after a block and ``mono`` the host's ``time.monotonic()`` when the radio's RX thread had
-        it (e.g. a Pluto's refill returned); ``delivery_s`` the part of that which is the block's measured transfer
-        (current best estimate). A radio node fits its clock map to the stamps and moves the map earlier by
-        ``delivery_s`` (so a later, better estimate corrects the map at once). Default None: the radio does not
-        stamp (the reader stamps its reads)."""
+        it (e.g. a Pluto's refill returned); ``delivery_s`` the radio's shortest delivery seen (a Pluto: its
+        shortest refill), for the record only. A radio node fits its clock map to the stamps as they are and reports
+        ``delivery_s`` in its stats (``refill_shortest_s``): subtracting it over-corrected (it holds the request's
+        round trip too). Default None: the radio does not stamp (the reader stamps its reads)."""
         return None
 
     def close(self) -> None:

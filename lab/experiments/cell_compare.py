@@ -27,28 +27,34 @@ import math
 import numpy as np
 
 
+def _in_process_radios(config, n_devices: int) -> list:
+    """The PS's and ``n_devices`` devices' LoopbackRadios on the in-process air of ``config`` (its ``air:`` section),
+    their endpoints named as the cell's (``<name>-ps``, ``<name>-dev0`` ...) so that the air's per-link settings
+    apply alike; the PS's first."""
+    from lab.factory import make_air
+    from radio.drivers.loopback import LoopbackRadio
+
+    if config.air is None:
+        raise ValueError(f"{config.source}: no air: section, so no in-process air to compare with")
+    base = config.radio_args.name if config.radio.driver == "zmq" else "cell"
+    air = make_air(config)
+    names = [f"{base}-{nm}" for nm in ["ps"] + [f"dev{i}" for i in range(n_devices)]]
+    for nm in names:
+        air.add_endpoint(nm)
+    return [LoopbackRadio(air, nm) for nm in names]
+
+
 def in_process_sums(config, n_devices: int, n_values: int, rounds: int, *, seed: int = 0, data_symbols: int = 8,
                     cfo_precomp: bool = False) -> dict:
     """NMSE (dB) of ``rounds`` over-the-air sums of ``n_devices`` unit-power random vectors of ``n_values`` complex
     values, on the in-process air of ``config`` (a loaded LabConfig; any driver: only its air, rate and settings are
     used); returns ``{"nmse_db", "per_round_nmse_db", "active", "noise_var"}``."""
     from lab.experiments.cell_run import random_values
-    from lab.factory import make_air
-    from radio.drivers.loopback import LoopbackRadio
     from sync.config import SyncConfig
     from sync.procedure import SyncSession
 
-    if config.air is None:
-        raise ValueError(f"{config.source}: no air: section, so no in-process air to compare with")
-    fs = config.radio.sample_rate
-    of = config.ofdm.to_config(fs)
-    base = config.radio_args.name if config.radio.driver == "zmq" else "cell"
-    air = make_air(config)
-    names = ["ps"] + [f"dev{i}" for i in range(n_devices)]
-    for nm in names:     # endpoints named as the cell's, so that the air's per-link settings apply alike
-        air.add_endpoint(f"{base}-{nm}")
-    ps = LoopbackRadio(air, f"{base}-ps")
-    devs = [LoopbackRadio(air, f"{base}-dev{i}") for i in range(n_devices)]
+    of = config.ofdm.to_config(config.radio.sample_rate)
+    ps, *devs = _in_process_radios(config, n_devices)
     sess = SyncSession(ps, devs, of, config.sync or SyncConfig(), data_symbols=data_symbols,
                        cfo_precomp=cfo_precomp, rng=np.random.default_rng([seed, 42]))
     sess.access()
@@ -84,20 +90,11 @@ def in_process_air_feel(feel_config: dict, config, *, cfo_precomp: bool = False)
     A-DSGD updates summed over the air as in the cell. Returns ``{"nmse_db"`` (Σ|v̂ − Σ u_m|² / Σ|Σ u_m|² over the
     rounds, the cell's definition), ``"final_accuracy", "accuracy"`` (per round), ``"noise_var_real"}``."""
     from lab.experiments.feel_air import radio_sum_channel
-    from lab.factory import make_air
     from learning.feel.runner import FeelExperiment
-    from radio.drivers.loopback import LoopbackRadio
     from sync.config import SyncConfig
 
-    if config.air is None:
-        raise ValueError(f"{config.source}: no air: section, so no in-process air to compare with")
     cfg = _feel_config(feel_config)
-    base = config.radio_args.name if config.radio.driver == "zmq" else "cell"
-    air = make_air(config)
-    names = ["ps"] + [f"dev{i}" for i in range(cfg.devices)]
-    for nm in names:
-        air.add_endpoint(f"{base}-{nm}")
-    radios = [LoopbackRadio(air, f"{base}-{nm}") for nm in names]
+    radios = _in_process_radios(config, cfg.devices)
     try:
         channel = radio_sum_channel(radios[0], radios[1:], config.ofdm.to_config(config.radio.sample_rate),
                                     config.sync or SyncConfig(), power=cfg.power, channel_uses=cfg.channel_uses,

@@ -86,8 +86,6 @@ class ClockMap:
         self.mono_ref = 0.0
         self.seconds_per_sample = 1.0 / self.sample_rate
         self.residual_us = 0.0           # rms of the arrivals above the envelope (delivery jitter), µs
-        #: a known constant part of every arrival's delay (s), taken off when the map is used (not fitted)
-        self.delivery_s = 0.0
 
     def add(self, t: int, mono: float) -> None:
         """Record that the sample before ``t`` had arrived at host time ``mono``; refit every ``refit_every``
@@ -122,17 +120,16 @@ class ClockMap:
     def to_mono(self, t: int) -> float:
         """Host monotonic time at which sample ``t`` exists (exists: was taken by the radio's ADC)."""
         with self._lock:
-            return self.mono_ref - self.delivery_s + (int(t) - self.t_ref) * self.seconds_per_sample
+            return self.mono_ref + (int(t) - self.t_ref) * self.seconds_per_sample
 
     def to_sample(self, mono: float) -> int:
         """The radio's sample time at host monotonic time ``mono``."""
         with self._lock:
-            return self.t_ref + int(np.floor((mono + self.delivery_s - self.mono_ref) / self.seconds_per_sample))
+            return self.t_ref + int(np.floor((mono - self.mono_ref) / self.seconds_per_sample))
 
     def as_dict(self) -> dict:
         """The current fit: t_ref, mono_ref, seconds_per_sample, rate_ppm (vs the nominal rate), residual_us."""
         with self._lock:
-            return {"t_ref": self.t_ref, "mono_ref": self.mono_ref - self.delivery_s, "delivery_s": self.delivery_s,
-                    "seconds_per_sample": self.seconds_per_sample,
+            return {"t_ref": self.t_ref, "mono_ref": self.mono_ref, "seconds_per_sample": self.seconds_per_sample,
                     "rate_ppm": (1.0 / (self.seconds_per_sample * self.sample_rate) - 1.0) * 1e6,
                     "residual_us": self.residual_us, "points": len(self._pts)}
