@@ -24,6 +24,7 @@ the devices it granted access (RAR/msg4) and their cover codes, and what the pil
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -38,7 +39,7 @@ from sync.layout import CellLayout
 from sync.messages import (AccessSlot, DataRound, Feedback, Msg3, Msg3Window, Msg4, Rar, RarEntry, RoundPlan,
                            parse_payload, to_payload)
 from sync.precomp import InversionPlan, truncated_inversion
-from sync.prach import PrachDetector, delay_crlb_samples
+from sync.prach import PrachDetector, PrachWaveform, delay_crlb_samples
 from sync.timing_advance import quantize_ta
 from sync.uplink import UplinkEstimator
 
@@ -174,6 +175,7 @@ class PsActor:
         the RAR's slot indices refer to (None contention-free: access ends with the RAR)."""
         pr = self.layout.prach
         window = self._read(slot.at, slot.at + pr.slot_len)
+        previous = self.t - self.layout.guard       # the end of the phase before this slot
         self._book("prach", slot.at, slot.at + pr.slot_len)
         dets = self.prach_det.detect(window[pr.cp_len:pr.cp_len + pr.fft_size])
         entries = []
@@ -188,6 +190,8 @@ class PsActor:
             entries.append(RarEntry(det.index, steps, j, bool(det.collision)))
             self.prach_snr[det.index] = det.power / max(self._noise_from_prach(window), 1e-30)
             self.prach_estimates[(slot.at, det.index)] = det.delay
+        if not entries:
+            self.events.append(self._prach_miss(slot, previous))
         self._send_control(Rar(tuple(entries)), "rar", seq=self.round)
         if self.contention_free:
             return None
@@ -196,6 +200,48 @@ class PsActor:
         self._msg3 = Msg3Window(at=self.anchor(), slot_len=msg3_len + 2 * self.ofdm.cp_len)
         self._msg3_slots = max(len(dets), 1)
         return self._msg3
+
+    def _prach_miss(self, slot: AccessSlot, previous: int) -> str:
+        """What a PRACH slot without a detection saw: the strongest of the expected preambles, by cross-correlation,
+        and its delay, in the samples from the end of the phase before (``previous``; at most 0.25 s before the slot)
+        to 0.5 s (at least 8 slots) after the slot's start, as far as the radio has them. A radio whose TX→RX offset is not
+        calibrated (a Pluto without ``calibrate_tx``) or a cell radius set too small shows up as a strong preamble
+        far outside the zone; a device that did not send, or sent at another time, as no peak at all."""
+        pr = self.layout.prach
+        fs = self.ofdm.sample_rate
+        # only what the radio already holds: a radio with a ring (a node) serves the past; reading past its "now"
+        # would move a simulated air's clock, and what it no longer holds raises
+        end = min(slot.at + max(8 * pr.slot_len, int(0.5 * fs)), self.radio.time_now())
+        x = None
+        for start in (max(slot.at - int(0.25 * fs), previous, 0), slot.at):
+            if end - start < pr.slot_len:
+                continue
+            try:
+                x, _ = self.radio.rx(end - start, at=start)
+                break
+            except Exception:   # noqa: BLE001  (a diagnostic: what the radio cannot serve it does not look at)
+                continue
+        if x is None:
+            return f"PS: PRACH slot at {slot.at}: no preamble detected"
+        before, span = slot.at - start, end - start
+        wave = PrachWaveform(pr)
+        n = 1 << int(np.ceil(np.log2(span + pr.slot_len)))
+        fx = np.fft.fft(x, n)
+        best = (0.0, -1, 0)
+        for p in (self._codes or range(pr.n_preambles)):
+            ref = wave.preamble(p)
+            c = np.abs(np.fft.ifft(fx * np.conj(np.fft.fft(ref, n)))[:span - ref.size + 1]) ** 2
+            k = int(np.argmax(c))
+            metric = float(c[k] / (np.median(c) / math.log(2) + 1e-30))
+            if metric > best[0]:
+                best = (metric, p, k)
+        metric, p, k = best
+        k -= before
+        where = "inside" if 0 <= k <= pr.cp_len else "outside"
+        return (f"PS: PRACH slot at {slot.at}: no preamble detected; the strongest expected one (preamble {p}) "
+                f"correlates {10 * math.log10(max(metric, 1e-30)):.1f} dB above the median at {k:+d} samples from the "
+                f"slot start ({where} the {pr.cp_len}-sample zone; a radio's uncalibrated TX offset, or a device that "
+                f"sent at another time, shows as a strong peak far outside it)")
 
     def resolve_contention(self) -> Msg4:
         """Receive the msg3 window, resolve contention and send msg4 (device → cover code)."""

@@ -18,8 +18,13 @@ clock and TX are run by :class:`radio.drivers.pluto_stream.PlutoStream`: a recei
 into a ring while the host is busy (``time_now()`` keeps tracking the device; overflows become flagged,
 zero-filled gaps at their estimated place, never a shifted index), and a TX feeder keeps the DAC fed with zeros so
 that TX and RX stay locked: TX stream sample k belongs to RX count ``t0 + k`` and leaves a constant, unknown number
-of samples later (timing advance absorbs it). ``tx(samples, at)`` writes the burst into that stream: ``at`` must be
-at least ``min_lead_samples()`` ahead. A TX underflow (the DAC ran dry: the host was stalled longer than the TX
+of samples later. That constant is thousands of samples (the RX the kernel had queued when the stream started, the
+TX buffers queued ahead, DMA and FIFO depths; ~7,000-13,000 on the emulator at 521 kS/s with 8 + 8 kernel buffers),
+far outside a PRACH zone, so at open the driver measures it through the digital loopback and takes it out of every
+later burst (:meth:`PlutoRadio.calibrate_tx`, ``radio.args.calibrate_tx``, on by default when streaming with the
+loopback off): a burst for ``at`` then leaves at ``at`` plus the analog chain's fixed delay, which timing advance
+absorbs. ``tx(samples, at)`` writes the burst into that stream: ``at`` must be at least ``min_lead_samples()``
+ahead. A TX underflow (the DAC ran dry: the host was stalled longer than the TX
 kernel buffers) is reported in ``tx_lock`` as a lost lock with a new epoch. Set-up order per open: rate, LO, FIR,
 gains and loopback are configured once (never per burst), then the kernel buffer count
 (``_rxadc.set_kernel_buffers_count``), then the RX buffer, then the first TX push.
@@ -92,8 +97,14 @@ class PlutoArgs:
     streaming: bool | None = None
     ring_samples: int = 1 << 22
     tdd: bool = False
+    calibrate_tx: bool | None = None
     emulate: bool = False
     emulator: EmulatorSettings = field(default_factory=EmulatorSettings)
+
+    @property
+    def calibrates_tx(self) -> bool:
+        """TX offset calibration at open in force: as set, else on whenever streaming with loopback off."""
+        return self.streams and self.loopback == 0 if self.calibrate_tx is None else bool(self.calibrate_tx)
 
     @property
     def streams(self) -> bool:
@@ -123,6 +134,8 @@ class PlutoArgs:
             raise ValueError(f"tx_kernel_buffers must be 1..64 or null (= kernel_buffers), got {self.tx_kernel_buffers}")
         if self.ring_samples < 1 << 16:
             raise ValueError(f"ring_samples must be >= 65536, got {self.ring_samples}")
+        if self.calibrate_tx and not self.streams:
+            raise ValueError("calibrate_tx needs streaming (the offset it measures is the locked TX stream's)")
         if self.streams and self.tx_cyclic_buffer:
             raise ValueError("tx_cyclic_buffer needs streaming: false (streaming keeps the TX stream fed itself)")
 
@@ -212,6 +225,8 @@ class PlutoRadio(Radio):
         self._pending = np.zeros(0, np.complex64)   # fetched but not yet handed out: times [_hw_next-len, _hw_next)
         self._tx_end = 0                       # end (RX-count time) of the queued TX stream
         self._rx_started = False               # streaming: rx(at=None) has been called
+        self._tx_offset = 0                    # streaming: measured TX stream -> RX count offset (calibrate_tx)
+        self.tx_calibration: dict | None = None
         try:
             self._sdr.rx_enabled_channels = [0]
             self._sdr.tx_enabled_channels = [0]
@@ -236,6 +251,8 @@ class PlutoRadio(Radio):
                 self._res.stream = PlutoStream(self._sdr, self.sample_rate, self._to_amplitude, args.tx_buffer_size,
                                                args.kernel_buffers, args.ring_samples,
                                                tx_kernel_buffers=args.tx_kernel_buffers or args.kernel_buffers)
+                if args.calibrates_tx:
+                    self.calibrate_tx()
         except Exception:
             self.close()
             raise
@@ -510,12 +527,68 @@ class PlutoRadio(Radio):
         (it left at the lock's constant offset), "underflow" if the stream slipped; otherwise "unknown"."""
         if self._stream is None:
             return super().tx_status(at, timeout_s)
-        state, detail = self._stream.status(int(at), timeout_s)
-        return TxStatus(int(at), state, detail, self._stream.epoch_of(int(at)) if state == "on_time" else None)
+        pos = int(at) - self._tx_offset
+        state, detail = self._stream.status(pos, timeout_s)
+        return TxStatus(int(at), state, detail, self._stream.epoch_of(pos) if state == "on_time" else None)
 
     def min_lead_samples(self) -> int:
-        """How far ahead of ``time_now()`` a burst must be scheduled (streaming; 0 otherwise)."""
-        return self._stream.min_lead() if self._stream is not None else 0
+        """How far ahead of ``time_now()`` a burst must be scheduled (streaming: the TX buffers queued ahead plus the
+        calibrated TX offset; 0 otherwise)."""
+        return self._stream.min_lead() + self._tx_offset if self._stream is not None else 0
+
+    def calibrate_tx(self, attempts: int = 3, probe_samples: int = 2048) -> dict:
+        """Measure the locked TX stream's constant offset against the RX count through the AD9361's digital
+        loopback, and take it out of every later ``tx``: afterwards a burst for ``at`` is received at ``at`` by this
+        Pluto's own RX in digital loopback, and it leaves the antenna at ``at`` plus only the analog chain's fixed
+        delay (tens of samples at most).
+
+        Why: TX stream sample k is labelled RX count ``t0 + k`` when the feeder starts, but the DAC plays it later,
+        by the RX samples the kernel had already queued plus the TX buffers queued ahead plus the DMA/FIFO depths:
+        thousands of samples (measured on the emulator: ~10,000 at 521 kS/s with 8 + 8 kernel buffers), constant
+        while the lock holds, unknown, and different at every open. Timing advance absorbs a constant, but random
+        access cannot find a preamble that far outside its guard. The digital loopback (debug attribute
+        ``loopback`` = 1) returns the TX words through the same DMA pipelines without the air; the switch takes
+        effect for what the DAC plays next, so the probe is scheduled one TX queue ahead, found by correlation in
+        RX, and the loopback is switched off again (the radio hears the air again ~lead later).
+
+        A probe whose RX saw a gap, or a TX slip, or no clear peak, is retried (``attempts``); then RadioError. Sets
+        and returns :attr:`tx_calibration` (offset, epoch, peak-to-sidelobe ratio, attempts)."""
+        if self._stream is None:
+            raise RadioError("calibrate_tx needs streaming (radio.args.streaming): without it TX is not locked to RX")
+        rng = np.random.default_rng(0x9A1)   # a fixed random-phase probe: flat spectrum, sharp autocorrelation
+        probe = (0.5 * np.exp(2j * np.pi * rng.random(probe_samples))).astype(np.complex64)
+        old, self._tx_offset = self._tx_offset, 0
+        mode, tried = self._loopback, []
+        try:
+            self.loopback = 1
+            for attempt in range(1, attempts + 1):
+                lead = self._stream.min_lead()
+                at = self._stream.end + 2 * lead
+                epoch = self._stream.lock["epoch"]
+                window = 4 * lead + probe_samples    # the offset is below what was queued when it was labelled
+                self._stream.schedule(np.clip(np.rint(probe.view(np.float32) * TX_FULL_SCALE), -32768, 32767)
+                                      .view(np.complex64), at)
+                y, _ = self._stream.read(window, at, timeout=window / self.sample_rate + 2.0 + lead / self.sample_rate)
+                n = 1 << int(np.ceil(np.log2(window + probe_samples)))
+                c = np.abs(np.fft.ifft(np.fft.fft(y, n) * np.conj(np.fft.fft(probe, n))))[:window - probe_samples + 1]
+                k = int(np.argmax(c))
+                side = float(np.max(np.concatenate([c[:max(0, k - 2)], c[k + 3:]]))) if c.size > 5 else 0.0
+                psr = float(c[k] / side) if side > 0 else float("inf")
+                gap = any(at <= s < at + window for s, _ in self._stream.gaps)
+                slipped = self._stream.lock["epoch"] != epoch
+                tried.append({"offset": k, "peak_to_sidelobe": round(psr, 2), "gap": gap, "slip": slipped})
+                if psr >= 8.0 and not gap and not slipped:
+                    self._tx_offset = k
+                    self.tx_calibration = {"offset_samples": k, "lock_epoch": epoch, "peak_to_sidelobe": psr,
+                                           "attempts": attempt, "how": "digital loopback probe"}
+                    return self.tx_calibration
+            raise RadioError(f"PlutoSDR at {self.uri!r}: TX offset calibration failed in {attempts} attempts "
+                             f"(digital loopback probe: {tried}); the TX stream's offset against RX is unknown")
+        except Exception:
+            self._tx_offset = old
+            raise
+        finally:
+            self.loopback = mode
 
     @property
     def capabilities(self) -> RadioCapabilities:
@@ -541,6 +614,7 @@ class PlutoRadio(Radio):
                  streaming=self._stream is not None, kernel_buffers=self.args.kernel_buffers)
         if self._stream is not None:
             s.update(tx_locked=self._stream.lock["locked"], tx_lock_epoch=self._stream.lock["epoch"],
+                     tx_calibration=self.tx_calibration,
                      **{f"stream_{k}": v for k, v in self._stream.stats.items()})
         return s
 
@@ -603,9 +677,14 @@ class PlutoRadio(Radio):
         None)."""
         x = as_samples(samples)
         words = np.clip(np.rint(x.view(np.float32) * TX_FULL_SCALE), -32768, 32767).view(np.complex64)
-        if self._stream is not None:
-            start = self._stream.end + self._stream.min_lead() if at is None else int(at)
-            return self._stream.schedule(words, start) if x.size else start
+        if self._stream is not None:   # the TX stream position is the RX count less the calibrated offset
+            c = self._tx_offset
+            pos = self._stream.end + self._stream.min_lead() if at is None else int(at) - c
+            try:
+                return (self._stream.schedule(words, pos) if x.size else pos) + c
+            except LateError as exc:
+                raise LateError("PlutoSDR tx (the TX stream is pushed ahead; schedule at least min_lead_samples() "
+                                "ahead of time_now)", exc.at + c, exc.now + c) from None
         if self._sdr.tx_cyclic_buffer:
             if at is not None:
                 raise ValueError("tx: timed transmission (at=...) needs tx_cyclic_buffer=False")

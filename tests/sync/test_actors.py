@@ -96,6 +96,62 @@ def test_device_actors_run_through_the_three_call_port_and_track_every_beacon():
     assert np.sum(np.abs(res.estimate - res.truth) ** 2) / np.sum(np.abs(res.truth) ** 2) < 0.2
 
 
+class _LatePort(_Port):
+    """A radio whose bursts leave ``delay`` samples after the time asked (an uncalibrated TX offset), and that keeps
+    what it received so that it can be read again (as a radio node's ring does); ``ahead``: its clock runs that far
+    ahead of the simulated air's (time has passed since a phase, as on a radio node, and its ring holds it)."""
+
+    def __init__(self, radio, delay: int, ahead: int = 0):
+        super().__init__(radio)
+        self.delay, self.ahead = delay, ahead
+        self.t0 = radio.time_now()
+        self.held = np.zeros(0, np.complex64)
+        self.sample_rate = radio.sample_rate
+
+    def time_now(self) -> int:
+        return self._r.time_now() + self.ahead
+
+    def rx(self, n, at=None):
+        end = self.t0 + self.held.size
+        at = end if at is None else at
+        if at + n > end:
+            x, t = self._r.rx(at + n - end, end)
+            self.held = np.concatenate([self.held, x])
+        return self.held[at - self.t0:at - self.t0 + n].copy(), at
+
+    def tx(self, samples, at=None) -> int:
+        return self._r.tx(samples, at + self.delay) - self.delay
+
+
+def test_a_prach_slot_without_a_detection_says_where_the_preamble_was():
+    """A device whose bursts leave 3000 samples late (a Pluto without TX calibration) is never detected in its PRACH
+    zone; the PS's event for each such slot names the strongest expected preamble and its delay, found by
+    correlating the samples around the slot, so a lab user sees the cause instead of only "access failed"."""
+    scn = dataclasses.replace(SCN, devices=1, profile="none", snr_db=20.0)
+    cell = build_cell(scn, CFG, 3)
+    sess = SyncSession(_LatePort(cell.ps, 0, ahead=8000), [_LatePort(cell.radios[0], 3000)], scn.ofdm(), cell.cfg, preambles=cell.preambles,
+                       data_symbols=1, rng=np.random.default_rng(1))
+    sess.access()
+    assert sess.devices[0].state != "connected"
+    misses = [e for e in sess.events if "no preamble detected" in e]
+    assert misses, sess.events
+    true_delay = 3000 + 2 * float(cell.delays[0])     # the burst's lateness plus the round trip
+    found = []     # slots where the device sent (it backs off in others: only noise there, ~10 dB for the max)
+    for e in misses:
+        db = float(e.split(" dB above the median")[0].rsplit(" ", 1)[1])
+        k = int(e.split(" samples from the slot start")[0].rsplit(" ", 1)[1])
+        if db > 20:
+            found.append(k)
+            assert abs(k - true_delay) <= 2 and "outside" in e, (e, true_delay)
+    assert found, misses
+    # the same cell with the bursts on time: no such event
+    cell = build_cell(scn, CFG, 3)
+    sess = _session(cell, radios=cell.radios)
+    sess.access()
+    assert sess.devices[0].state == "connected"
+    assert not [e for e in sess.events if "no preamble detected" in e]
+
+
 def test_turnaround_budgets_and_lead_move_the_schedule_by_exactly_their_size():
     """ps_turnaround delays the phases after a PS decode (RAR after PRACH, feedback after pilots) and
     device_turnaround those after a device decode (data after feedback) by exactly their budgets; a radio lead longer
