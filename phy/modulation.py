@@ -218,6 +218,20 @@ class QamModem:
         out[k:] = self._shifted_table[0]
         return out
 
+    def modulate_byte_rows(self, data: np.ndarray) -> np.ndarray:
+        """Map G byte strings of one length at once (MSB of each byte first): ``data`` uint8 [G, B] -> complex64
+        [G, 8 B / m], row g equal to ``modulate_bytes(data[g])``; for modulations whose m divides 8 (BPSK, QPSK,
+        16-QAM, 256-QAM), whose symbols never straddle bytes. One table gather (the transmitter maps a chunk's frames
+        of one shape with it)."""
+        byts = np.asarray(data)
+        m = self.bits_per_symbol
+        if 8 % m:
+            raise ValueError(f"modulate_byte_rows: {self.name} has {m} bits per symbol; expected 1, 2, 4 or 8 "
+                             "(symbols that straddle bytes need modulate_bytes)")
+        if byts.ndim != 2 or byts.dtype != np.uint8:
+            raise ValueError(f"data is {byts.dtype} of shape {byts.shape}: expected uint8 [G, B]")
+        return self._byte_table.take(byts, axis=0).reshape(byts.shape[0], byts.shape[1] * (8 // m))
+
     # ------------------------------------------------------------------ demapping
     def demodulate_llr(self, y: np.ndarray, noise_var: float | np.ndarray, method: str = "exact") -> np.ndarray:
         """Soft-demap received symbols to bit LLRs, log P(b=0|y) / P(b=1|y), for an AWGN observation y = s + n.
