@@ -36,8 +36,11 @@ import numpy as np
 
 from phy.ofdm import OfdmConfig
 
-#: metric positions per vectorized pass (the pass's temporaries stay in the CPU caches)
-BLOCK = 1 << 16
+#: metric positions per vectorized pass: the pass's temporaries (~30 B per position) stay in the 1 MB L2 cache per core
+#: of this project's host (metric of 2^18 noise samples, interleaved rounds, load ~3: passes of 2^16 37-60 MS/s,
+#: 2^15 102-107, 2^14 93-98, 2^13 77-89; of 2^15 samples: 2^15 120-123, 2^14 103-106). The values do not depend on
+#: it (each is a function of its own samples; tested)
+BLOCK = 1 << 15
 
 
 def gamma2_threshold(pfa: float) -> float:
