@@ -278,10 +278,10 @@ def test_detector_metric_does_not_depend_on_its_pass_size(rng, monkeypatch):
     value is a function of its own samples), over a stream several passes long."""
     import phy.detector as detector_mod
     det = SchmidlCoxDetector(OfdmConfig.preset("wifi64"))
-    r = (_noise(rng, 50_000) * np.exp(2j * np.pi * 0.01 * np.arange(50_000))).astype(np.complex64)
+    r = (_noise(rng, 100_000) * np.exp(2j * np.pi * 0.01 * np.arange(100_000))).astype(np.complex64)
     want = det.metric(r)
     assert want[0].size > 2 * detector_mod.BLOCK
-    for block in (1, 257, 4096, 1 << 16):
+    for block in (7, 257, 4096, 1 << 16, 1 << 20):
         monkeypatch.setattr(detector_mod, "BLOCK", block)
         for got, full in zip(det.metric(r), want):
             np.testing.assert_array_equal(got, full)
