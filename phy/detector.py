@@ -28,8 +28,9 @@ Under a frame with per-sample SNR ``g`` the normalized correlations approach ``r
 Cost: the window sums are built from sums of 2^k-sample blocks (one vector add per level, complex64/float32, in
 passes of ``BLOCK`` positions): no running sums, so each value depends only on its own samples (not on where the
 computation started) and carries a float32 error of a few roundings (~1e-7 relative) instead of a long running sum's.
-The block sums and window sums are only additions: a numba kernel (:func:`window_sums`, used when numba is installed,
-a dependency) does them in tiles of :data:`KERNEL_TILE` positions that stay in the L1 cache instead of one numpy pass
+The block sums and window sums are only additions: a numba kernel (:func:`window_sums`, ``phy.detector_kernel``, used
+when numba is installed, a dependency; imported and compiled or loaded from numba's cache when the first detector is
+made, ~1-2 s once per process) does them in tiles of :data:`KERNEL_TILE` positions that stay in the L1 cache instead of one numpy pass
 per level over the whole pass, with the same additions in the same order, so the same bits (tested against the numpy
 path); the lag products, the power and the final division stay numpy calls (their rounding - e.g. whether a complex
 product is fused - is numpy's own). Written here because no library sums fixed binary blocks in a fused pass; numba is
@@ -41,11 +42,6 @@ from __future__ import annotations
 import numpy as np
 
 from phy.ofdm import OfdmConfig
-
-try:  # optional accelerator of the window sums: the numpy path gives the same bits
-    import numba
-except ImportError:  # pragma: no cover - depends on the environment
-    numba = None
 
 #: metric positions per vectorized pass: the pass's temporaries (~30 B per position) stay in the 1 MB L2 cache per core
 #: of this project's host (metric of 2^18 noise samples, interleaved rounds, load ~3: passes of 2^16 37-60 MS/s,
@@ -61,49 +57,24 @@ KERNEL_TILE = 1024
 USE_KERNEL: bool | None = None
 MAX_PARTS = 8
 
-if numba is not None:
-    @numba.njit(cache=True, nogil=True, boundscheck=False)
-    def _window_sums_kernel(a, lanes, starts, widths, kmax, part_k, part_o, n_parts, n_out, out, lev,
-                            tile):  # pragma: no cover - compiled (tested against the numpy path)
-        """out[w, lanes d + c] = sum of the window w at starts[w] + d (lane c of a float32 [A * lanes] array of
-        interleaved lanes): the sums of 2^k-sample blocks built level by level, level_k[i] = level_{k-1}[i] +
-        level_{k-1}[i + 2^(k-1)], and the window's blocks (part_k, part_o) added left to right - the additions of
-        _block_sums and _window_sum, tile by tile. ``lev`` float32 [max kmax + 1, (tile + max width) * lanes] is
-        scratch."""
-        n_win = starts.shape[0]
-        for t0 in range(0, n_out, tile):
-            m = min(tile, n_out - t0)
-            for w in range(n_win):
-                length = m + widths[w] - 1
-                base = (starts[w] + t0) * lanes
-                # views, then loops indexed by the loop variable alone (no wraparound checks: they vectorize)
-                src = a[base:base + length * lanes]
-                dst = lev[0]
-                for j in range(length * lanes):
-                    dst[j] = src[j]
-                for k in range(1, kmax[w] + 1):
-                    h = (1 << (k - 1)) * lanes
-                    lo, hi, dst = lev[k - 1], lev[k - 1][h:], lev[k]
-                    for j in range((length - (1 << k) + 1) * lanes):
-                        dst[j] = lo[j] + hi[j]
-                res = out[w, t0 * lanes:(t0 + m) * lanes]
-                p0 = lev[part_k[w, 0]][part_o[w, 0] * lanes:]
-                if n_parts[w] == 1:
-                    for j in range(m * lanes):
-                        res[j] = p0[j]
-                    continue
-                p1 = lev[part_k[w, 1]][part_o[w, 1] * lanes:]
-                for j in range(m * lanes):
-                    res[j] = p0[j] + p1[j]
-                for q in range(2, n_parts[w]):
-                    pq = lev[part_k[w, q]][part_o[w, q] * lanes:]
-                    for j in range(m * lanes):
-                        res[j] += pq[j]
+_KERNEL: list = []
+
+
+def _kernel():
+    """``phy.detector_kernel.window_sums_kernel``, imported on first use (numba's import takes ~1 s), or None when
+    numba is not installed."""
+    if not _KERNEL:
+        try:
+            from phy.detector_kernel import window_sums_kernel
+        except ImportError:  # pragma: no cover - depends on the environment
+            window_sums_kernel = None
+        _KERNEL.append(window_sums_kernel)
+    return _KERNEL[0]
 
 
 def kernel_available() -> bool:
     """True when numba is installed (the window sums then run in :func:`window_sums`' kernel)."""
-    return numba is not None
+    return _kernel() is not None
 
 
 class _WindowSet:
@@ -129,14 +100,28 @@ def window_sums(a: np.ndarray, windows: _WindowSet, n_out: int, out: np.ndarray)
     lanes = 2 if a.dtype == np.complex64 else 1
     flat = a.view(np.float32)
     lev = np.empty((int(windows.kmax.max()) + 1, (KERNEL_TILE + int(windows.widths.max())) * lanes), np.float32)
-    _window_sums_kernel(flat, lanes, windows.offsets, windows.widths, windows.kmax, windows.part_k, windows.part_o,
+    _kernel()(flat, lanes, windows.offsets, windows.widths, windows.kmax, windows.part_k, windows.part_o,
                         windows.n_parts, n_out, out.view(np.float32), lev, KERNEL_TILE)
 
 
+_WARM: list[bool] = []
+
+
+def _warm_kernel() -> None:
+    """Compile the kernel (or load it from numba's cache: ~0.7-2 s once per process) by one call on a few samples."""
+    if not _WARM:
+        x = np.zeros(64, np.complex64)
+        window_sums(x, _WindowSet([(0, 3), (10, 5)]), 8, np.empty((2, 8), np.complex64))
+        window_sums(x.real.copy(), _WindowSet([(0, 3), (10, 5)]), 8, np.empty((2, 8), np.float32))
+        _WARM.append(True)
+
+
 def _use_kernel() -> bool:
-    if USE_KERNEL and numba is None:
+    if USE_KERNEL is False:
+        return False
+    if USE_KERNEL and _kernel() is None:
         raise RuntimeError("phy.detector.USE_KERNEL is True but numba is not installed (pip install numba)")
-    return numba is not None and USE_KERNEL is not False
+    return _kernel() is not None
 
 
 def gamma2_threshold(pfa: float) -> float:
@@ -209,6 +194,8 @@ class SchmidlCoxDetector:
                            np.float32)
         self._sets_p = None
         self._sets_e = None
+        if _use_kernel():
+            _warm_kernel()          # compile (or load from numba's cache) now, not at the stream's first block
         self.peak_window = self.span
         self.pfa_per_sample = pfa_per_sample
         self.threshold = gamma2_threshold(pfa_per_sample)

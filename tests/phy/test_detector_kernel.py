@@ -100,7 +100,7 @@ def test_receiver_frames_equal_with_and_without_kernel(monkeypatch):
 
 
 def test_kernel_forced_without_numba_is_an_error(monkeypatch):
-    monkeypatch.setattr(detector_mod, "numba", None)
+    monkeypatch.setattr(detector_mod, "_KERNEL", [None])
     monkeypatch.setattr(detector_mod, "USE_KERNEL", True)
     with pytest.raises(RuntimeError, match="numba is not installed"):
         SchmidlCoxDetector(OfdmConfig.preset("wifi64")).metric(np.zeros(1000, np.complex64))
