@@ -1,7 +1,8 @@
 """Benchmark of the OFDM PHY: transmit (frame building) and receive (detection + demodulation) throughput on three
 kinds of traffic, against the numpy FFT floor of the same stream and GNU Radio 3.10's ``ofdm_tx``/``ofdm_rx``.
 
-``otalab bench phy [--quick] [--json PATH] [--no-gnuradio] [--min-seconds S] [--repeats R] [--block B]`` (or
+``otalab bench phy [--quick] [--json PATH] [--no-gnuradio] [--min-seconds S] [--repeats R] [--only STREAMS]
+[--presets P] [--block B]`` (or
 ``python bench/phy.py``) measures, in ONE process on ONE core (OMP/OPENBLAS/MKL threads = 1, scipy.fft workers = 1),
 CPU time of this process (``time.process_time``; wall-clock figures are kept as ``*_msps_wall``):
 
@@ -338,10 +339,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--min-seconds", type=float, default=None, help="CPU seconds per figure (default 2)")
     ap.add_argument("--repeats", type=int, default=None, help="repeats per figure, median reported (default 3)")
     ap.add_argument("--only", default=None, help="comma-separated streams to run (steady,mixed,sparse)")
+    ap.add_argument("--presets", default="wifi64,wide256", help="comma-separated OFDM presets to run (default both)")
     ap.add_argument("--block", type=int, default=BLOCK, help=f"samples per Receiver.process call (default {BLOCK})")
     args = ap.parse_args(argv)
     if args.block < 1:
-        raise SystemExit(f"--block = {args.block}: expected a positive number of samples")
+        ap.error(f"--block = {args.block}: expected a positive number of samples")
     try:
         import scipy.fft
         scipy.fft.set_workers(1).__enter__()
@@ -352,8 +354,15 @@ def main(argv: list[str] | None = None) -> dict:
     n_frames = {"steady": 20 if args.quick else 200, "mixed": 20 if args.quick else 200,
                 "sparse": 2 if args.quick else 8}
     streams = args.only.split(",") if args.only else ["steady", "mixed", "sparse"]
-    cases = [(p, k, "steady") for p in ("wifi64", "wide256") for k in ("qpsk", "analog")] \
-        + [(p, "mixed", "mixed") for p in ("wifi64", "wide256")] + [(p, "qpsk", "sparse") for p in ("wifi64", "wide256")]
+    bad = [s for s in streams if s not in ("steady", "mixed", "sparse")]
+    if bad:
+        ap.error(f"--only {args.only}: unknown stream {bad[0]!r}; expected steady, mixed and/or sparse")
+    presets = args.presets.split(",")
+    bad = [p for p in presets if p not in ("wifi64", "wide256")]
+    if bad:
+        ap.error(f"--presets {args.presets}: unknown preset {bad[0]!r}; expected wifi64 and/or wide256")
+    cases = [(p, k, "steady") for p in presets for k in ("qpsk", "analog")] \
+        + [(p, "mixed", "mixed") for p in presets] + [(p, "qpsk", "sparse") for p in presets]
     results = []
     load = os.getloadavg()
     for preset, payload, stream in cases:
