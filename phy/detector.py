@@ -77,10 +77,11 @@ def kernel_available() -> bool:
     return _kernel() is not None
 
 
-class _WindowSet:
-    """Two windows (offset in the array, width) as the kernel's parameter arrays."""
+class WindowSet:
+    """Windows (offset in the array, width) as the kernel's parameter arrays, with the kernel's scratch (one set per
+    detector and use: not shared between threads). ``offsets`` int64 [n_windows] may be changed in place."""
 
-    def __init__(self, windows: list[tuple[int, int]]):
+    def __init__(self, windows: list[tuple[int, int]], lanes: int):
         blocks = [_binary_blocks(w) for _, w in windows]
         self.offsets = np.array([o for o, _ in windows], np.int64)
         self.widths = np.array([w for _, w in windows], np.int64)
@@ -91,17 +92,21 @@ class _WindowSet:
         for i, b in enumerate(blocks):
             for j, (k, o) in enumerate(b):
                 self.part_k[i, j], self.part_o[i, j] = k, o
+        self.lanes = lanes
+        self.scratch = np.empty((int(self.kmax.max()) + 1, (KERNEL_TILE + int(self.widths.max())) * lanes),
+                                np.float32)
 
 
-def window_sums(a: np.ndarray, windows: _WindowSet, n_out: int, out: np.ndarray) -> None:
+def window_sums(a: np.ndarray, windows: WindowSet, n_out: int, out: np.ndarray) -> None:
     """Window sums of ``a`` (float32 [A], or complex64 [A] as two lanes) with the numba kernel: ``out`` (float32 or
     complex64 [n_windows, n_out]) row w [d] = the sum of ``a[offset_w + d : offset_w + d + width_w]`` by the binary
     blocks of :func:`_binary_blocks` - bit for bit what :func:`_block_sums` + :func:`_window_sum` give."""
     lanes = 2 if a.dtype == np.complex64 else 1
-    flat = a.view(np.float32)
-    lev = np.empty((int(windows.kmax.max()) + 1, (KERNEL_TILE + int(windows.widths.max())) * lanes), np.float32)
-    _kernel()(flat, lanes, windows.offsets, windows.widths, windows.kmax, windows.part_k, windows.part_o,
-                        windows.n_parts, n_out, out.view(np.float32), lev, KERNEL_TILE)
+    if lanes != windows.lanes or windows.scratch.shape[1] < (KERNEL_TILE + int(windows.widths.max())) * lanes:
+        raise ValueError(f"a is {a.dtype} ({lanes} lanes): the window set was made for {windows.lanes} lanes and a "
+                         f"tile of {windows.scratch.shape[1] // windows.lanes - int(windows.widths.max())}")
+    _kernel()(a.view(np.float32), lanes, windows.offsets, windows.widths, windows.kmax, windows.part_k, windows.part_o,
+              windows.n_parts, n_out, out.view(np.float32), windows.scratch, KERNEL_TILE)
 
 
 _WARM: list[bool] = []
@@ -111,8 +116,8 @@ def _warm_kernel() -> None:
     """Compile the kernel (or load it from numba's cache: ~0.7-2 s once per process) by one call on a few samples."""
     if not _WARM:
         x = np.zeros(64, np.complex64)
-        window_sums(x, _WindowSet([(0, 3), (10, 5)]), 8, np.empty((2, 8), np.complex64))
-        window_sums(x.real.copy(), _WindowSet([(0, 3), (10, 5)]), 8, np.empty((2, 8), np.float32))
+        window_sums(x, WindowSet([(0, 3), (10, 5)], 2), 8, np.empty((2, 8), np.complex64))
+        window_sums(x.real.copy(), WindowSet([(0, 3), (10, 5)], 1), 8, np.empty((2, 8), np.float32))
         _WARM.append(True)
 
 
@@ -247,10 +252,10 @@ class SchmidlCoxDetector:
         power = np.add(sq[0::2], sq[1::2])
         e = np.empty((2, n_out), np.float32)                 # E1, E2
         if _use_kernel():
-            if self._sets_p is None or self._sets_p.offsets[1] != len1:
-                self._sets_p = _WindowSet([(0, w1), (len1, w2)])
-            if self._sets_e is None:
-                self._sets_e = _WindowSet([(0, w1 + l1), (o2, w2 + l2)])
+            if self._sets_p is None or self._sets_p.scratch.shape[1] < (KERNEL_TILE + w2) * 2:
+                self._sets_p = WindowSet([(0, w1), (len1, w2)], 2)
+                self._sets_e = WindowSet([(0, w1 + l1), (o2, w2 + l2)], 1)
+            self._sets_p.offsets[1] = len1                  # the lag-N products follow the lag-L ones in x
             window_sums(x, self._sets_p, n_out, p)
             window_sums(power, self._sets_e, n_out, e)
         else:

@@ -49,9 +49,9 @@ def test_kernel_window_sums_are_the_window_sums(monkeypatch):
     a = rng.standard_normal(5000).astype(np.float32)
     c = (rng.standard_normal(5000) + 1j * rng.standard_normal(5000)).astype(np.complex64)
     for w1, w2 in ((1, 2), (3, 48), (80, 144), (255, 300)):
-        ws = detector_mod._WindowSet([(0, w1), (700, w2)])
         n_out = 5000 - 700 - w2 + 1
         for arr in (a, c):
+            ws = detector_mod.WindowSet([(0, w1), (700, w2)], 2 if arr is c else 1)
             out = np.empty((2, n_out), arr.dtype)
             detector_mod.window_sums(arr, ws, n_out, out)
             x = arr.astype(np.complex128)
@@ -97,6 +97,12 @@ def test_receiver_frames_equal_with_and_without_kernel(monkeypatch):
             assert (a is None) == (b is None)
             if a is not None:
                 np.testing.assert_array_equal(a, b)
+
+
+def test_window_sums_refuses_a_set_made_for_other_lanes():
+    ws = detector_mod.WindowSet([(0, 3), (10, 5)], 1)
+    with pytest.raises(ValueError, match="complex64 .2 lanes.: the window set was made for 1 lanes"):
+        detector_mod.window_sums(np.zeros(64, np.complex64), ws, 8, np.empty((2, 8), np.complex64))
 
 
 def test_kernel_forced_without_numba_is_an_error(monkeypatch):
