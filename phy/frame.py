@@ -57,6 +57,9 @@ _MOD_INDEX = {m: i for i, m in enumerate(MODULATIONS)}
 #: arrays stay in the CPU cache (measured, wifi64 and wide256: 2^15-2^17 best; the whole batch at once ran slower than
 #: frame by frame)
 TX_CHUNK_SAMPLES = 1 << 16
+#: chunks of at most this many rows get their data cells onto the grid by one scatter instead of one slice copy per
+#: run of adjacent subcarriers (numpy's per-call cost dominates small chunks, e.g. a single frame)
+TX_SCATTER_ROWS = 128
 #: per-thread scratch arrays of FrameBuilder._assemble_batch, by (n_data, fft_size)
 _SCRATCH = threading.local()
 
@@ -549,7 +552,10 @@ class FrameBuilder:
             r0, rows = first[f0], first[f1] - first[f0]
             cells, grid = self._scratch(rows)
             flat = cells.reshape(-1)
-            cells[(first_a[f0:f1, None] - r0 + pre + hdr_rows).reshape(-1)] = slots[f0:f1].reshape(-1, nd)
+            if f1 - f0 == 1:                                 # one frame (single-frame builds): slices, not index arrays
+                cells[pre:pre + n_hdr] = slots[f0]
+            else:
+                cells[(first_a[f0:f1, None] - r0 + pre + hdr_rows).reshape(-1)] = slots[f0:f1].reshape(-1, nd)
             i = f0
             while i < f1:                                    # runs [i, j) of frames of one shape
                 j = i + 1
@@ -580,12 +586,18 @@ class FrameBuilder:
                         flat[a + k:a + k + nd - k % nd] = pad[:nd - k % nd]
                     grid[b + pre:b + rr] = template[:rr - pre]
                 i = j
-            for c0, b0, length in fmt.data_runs:
-                grid[:, b0:b0 + length] = cells[:, c0:c0 + length]
+            if rows <= TX_SCATTER_ROWS:                      # a few rows: one scatter beats a copy per run
+                grid.reshape(-1)[fmt.data_index(rows)] = cells.reshape(-1)
+            else:
+                for c0, b0, length in fmt.data_runs:
+                    grid[:, b0:b0 + length] = cells[:, c0:c0 + length]
             o = out[r0:r0 + rows]
             np.fft.ifft(grid, axis=1, norm="ortho", out=o[:, cp:])
             o[:, :cp] = o[:, n:]
-            out[first_a[f0:f1, None] + pre_rows] = preamble
+            if f1 - f0 == 1:
+                out[r0:r0 + pre] = preamble
+            else:
+                out[first_a[f0:f1, None] + pre_rows] = preamble
             f0 = f1
         samples = out.reshape(-1)
         bounds = np.asarray(first, np.int64) * sl
