@@ -134,6 +134,8 @@ def crc32(data: BytesLike | np.ndarray) -> int | np.ndarray:
     Returns:
         int for a single message, int64[...] for a batch of bit rows.
     """
+    if isinstance(data, (bytes, bytearray, memoryview)):     # one message: straight to C (frame payloads)
+        return zlib.crc32(data) & 0xFFFFFFFF
     rows, batch = _rows(data)
     values = [zlib.crc32(r) & 0xFFFFFFFF for r in rows]
     return values[0] if batch is None else np.array(values, dtype=np.int64).reshape(batch)

@@ -28,6 +28,13 @@ Under a frame with per-sample SNR ``g`` the normalized correlations approach ``r
 Cost: the window sums are built from sums of 2^k-sample blocks (one vector add per level, complex64/float32, in
 passes of ``BLOCK`` positions): no running sums, so each value depends only on its own samples (not on where the
 computation started) and carries a float32 error of a few roundings (~1e-7 relative) instead of a long running sum's.
+The block sums and window sums are only additions: a numba kernel (:func:`window_sums`, ``phy.detector_kernel``, used
+when numba is installed, a dependency; imported and compiled or loaded from numba's cache when the first detector is
+made, ~1-2 s once per process) does them in tiles of :data:`KERNEL_TILE` positions that stay in the L1 cache instead of one numpy pass
+per level over the whole pass, with the same additions in the same order, so the same bits (tested against the numpy
+path); the lag products, the power and the final division stay numpy calls (their rounding - e.g. whether a complex
+product is fused - is numpy's own). Written here because no library sums fixed binary blocks in a fused pass; numba is
+the maintained way to compile such a loop (DESIGN.md).
 """
 
 from __future__ import annotations
@@ -36,8 +43,90 @@ import numpy as np
 
 from phy.ofdm import OfdmConfig
 
-#: metric positions per vectorized pass (the pass's temporaries stay in the CPU caches)
-BLOCK = 1 << 16
+#: metric positions per vectorized pass: the pass's temporaries (~30 B per position) stay in the 1 MB L2 cache per core
+#: of this project's host (metric of 2^18 noise samples, interleaved rounds, load ~3: passes of 2^16 37-60 MS/s,
+#: 2^15 102-107, 2^14 93-98, 2^13 77-89; of 2^15 samples: 2^15 120-123, 2^14 103-106). The values do not depend on
+#: it (each is a function of its own samples; tested)
+BLOCK = 1 << 15
+
+
+#: positions per tile of the numba window-sum kernel (its level rows, ~8 x (tile + 144) x 8 B, stay in the L1 cache)
+KERNEL_TILE = 1024
+#: None: the numba kernel for the window sums when numba is installed; False: the numpy path; True: the kernel
+#: (RuntimeError without numba). Both give the same bits.
+USE_KERNEL: bool | None = None
+MAX_PARTS = 8
+
+_KERNEL: list = []
+
+
+def _kernel():
+    """``phy.detector_kernel.window_sums_kernel``, imported on first use (numba's import takes ~1 s), or None when
+    numba is not installed."""
+    if not _KERNEL:
+        try:
+            from phy.detector_kernel import window_sums_kernel
+        except ImportError:  # pragma: no cover - depends on the environment
+            window_sums_kernel = None
+        _KERNEL.append(window_sums_kernel)
+    return _KERNEL[0]
+
+
+def kernel_available() -> bool:
+    """True when numba is installed (the window sums then run in :func:`window_sums`' kernel)."""
+    return _kernel() is not None
+
+
+class WindowSet:
+    """Windows (offset in the array, width) as the kernel's parameter arrays, with the kernel's scratch (one set per
+    detector and use: not shared between threads). ``offsets`` int64 [n_windows] may be changed in place."""
+
+    def __init__(self, windows: list[tuple[int, int]], lanes: int):
+        blocks = [_binary_blocks(w) for _, w in windows]
+        self.offsets = np.array([o for o, _ in windows], np.int64)
+        self.widths = np.array([w for _, w in windows], np.int64)
+        self.kmax = np.array([max(k for k, _ in b) for b in blocks], np.int64)
+        self.part_k = np.zeros((len(windows), MAX_PARTS), np.int64)
+        self.part_o = np.zeros((len(windows), MAX_PARTS), np.int64)
+        self.n_parts = np.array([len(b) for b in blocks], np.int64)
+        for i, b in enumerate(blocks):
+            for j, (k, o) in enumerate(b):
+                self.part_k[i, j], self.part_o[i, j] = k, o
+        self.lanes = lanes
+        self.scratch = np.empty((int(self.kmax.max()) + 1, (KERNEL_TILE + int(self.widths.max())) * lanes),
+                                np.float32)
+
+
+def window_sums(a: np.ndarray, windows: WindowSet, n_out: int, out: np.ndarray) -> None:
+    """Window sums of ``a`` (float32 [A], or complex64 [A] as two lanes) with the numba kernel: ``out`` (float32 or
+    complex64 [n_windows, n_out]) row w [d] = the sum of ``a[offset_w + d : offset_w + d + width_w]`` by the binary
+    blocks of :func:`_binary_blocks` - bit for bit what :func:`_block_sums` + :func:`_window_sum` give."""
+    lanes = 2 if a.dtype == np.complex64 else 1
+    if lanes != windows.lanes or windows.scratch.shape[1] < (KERNEL_TILE + int(windows.widths.max())) * lanes:
+        raise ValueError(f"a is {a.dtype} ({lanes} lanes): the window set was made for {windows.lanes} lanes and a "
+                         f"tile of {windows.scratch.shape[1] // windows.lanes - int(windows.widths.max())}")
+    _kernel()(a.view(np.float32), lanes, windows.offsets, windows.widths, windows.kmax, windows.part_k, windows.part_o,
+              windows.n_parts, n_out, out.view(np.float32), windows.scratch, KERNEL_TILE)
+
+
+_WARM: list[bool] = []
+
+
+def _warm_kernel() -> None:
+    """Compile the kernel (or load it from numba's cache: ~0.7-2 s once per process) by one call on a few samples."""
+    if not _WARM:
+        x = np.zeros(64, np.complex64)
+        window_sums(x, WindowSet([(0, 3), (10, 5)], 2), 8, np.empty((2, 8), np.complex64))
+        window_sums(x.real.copy(), WindowSet([(0, 3), (10, 5)], 1), 8, np.empty((2, 8), np.float32))
+        _WARM.append(True)
+
+
+def _use_kernel() -> bool:
+    if USE_KERNEL is False:
+        return False
+    if USE_KERNEL and _kernel() is None:
+        raise RuntimeError("phy.detector.USE_KERNEL is True but numba is not installed (pip install numba)")
+    return _kernel() is not None
 
 
 def gamma2_threshold(pfa: float) -> float:
@@ -108,6 +197,10 @@ class SchmidlCoxDetector:
         self._levels_e = {k for b in self._blocks_e for k, _ in b}
         self._k = np.array([[(self.w1 + self.lag1) ** 2 / self.w1], [(self.w2 + self.lag2) ** 2 / self.w2]],
                            np.float32)
+        self._sets_p = None
+        self._sets_e = None
+        if _use_kernel():
+            _warm_kernel()          # compile (or load from numba's cache) now, not at the stream's first block
         self.peak_window = self.span
         self.pfa_per_sample = pfa_per_sample
         self.threshold = gamma2_threshold(pfa_per_sample)
@@ -154,15 +247,24 @@ class SchmidlCoxDetector:
         x = np.empty(len1 + len2, np.complex64)            # [lag-L products | lag-N products from o2]
         np.multiply(rc[:len1], r[l1:l1 + len1], out=x[:len1])
         np.multiply(rc[o2:o2 + len2], r[o2 + l2:o2 + l2 + len2], out=x[len1:])
-        levels = _block_sums(x, self._levels_p)
         p = np.empty((2, n_out), np.complex64)               # P1, P2
-        _window_sum(levels, self._blocks_p[0], 0, p[0])
-        _window_sum(levels, self._blocks_p[1], len1, p[1])
         sq = np.square(r.view(np.float32))
-        levels = _block_sums(np.add(sq[0::2], sq[1::2]), self._levels_e)
+        power = np.add(sq[0::2], sq[1::2])
         e = np.empty((2, n_out), np.float32)                 # E1, E2
-        _window_sum(levels, self._blocks_e[0], 0, e[0])
-        _window_sum(levels, self._blocks_e[1], o2, e[1])
+        if _use_kernel():
+            if self._sets_p is None or self._sets_p.scratch.shape[1] < (KERNEL_TILE + w2) * 2:
+                self._sets_p = WindowSet([(0, w1), (len1, w2)], 2)
+                self._sets_e = WindowSet([(0, w1 + l1), (o2, w2 + l2)], 1)
+            self._sets_p.offsets[1] = len1                  # the lag-N products follow the lag-L ones in x
+            window_sums(x, self._sets_p, n_out, p)
+            window_sums(power, self._sets_e, n_out, e)
+        else:
+            levels = _block_sums(x, self._levels_p)
+            _window_sum(levels, self._blocks_p[0], 0, p[0])
+            _window_sum(levels, self._blocks_p[1], len1, p[1])
+            levels = _block_sums(power, self._levels_e)
+            _window_sum(levels, self._blocks_e[0], 0, e[0])
+            _window_sum(levels, self._blocks_e[1], o2, e[1])
         # T = |P1|^2 (W1+L)^2 / (W1 E1^2) + |P2|^2 (W2+N)^2 / (W2 E2^2); zero where there is no energy
         np.maximum(e, np.float32(1e-30), out=e)
         q = np.abs(p)

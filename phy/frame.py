@@ -51,11 +51,15 @@ MAX_SEQ = (1 << 16) - 1
 _PN_SEED = 0x5C0FDA  # fixed: transmitter and receiver must agree
 #: the 12 header bytes as (kind/modulation/rate byte << 24 | length, seq, scale, CRC-16), big-endian
 _HEADER_STRUCT = struct.Struct(">IHfH")
+_HEADER_BODY = struct.Struct(">IHf")
 _MOD_INDEX = {m: i for i, m in enumerate(MODULATIONS)}
 #: the transmitter builds frames in chunks of about this many grid samples (rows x fft_size), so that its scratch
 #: arrays stay in the CPU cache (measured, wifi64 and wide256: 2^15-2^17 best; the whole batch at once ran slower than
 #: frame by frame)
 TX_CHUNK_SAMPLES = 1 << 16
+#: chunks of at most this many rows get their data cells onto the grid by one scatter instead of one slice copy per
+#: run of adjacent subcarriers (numpy's per-call cost dominates small chunks, e.g. a single frame)
+TX_SCATTER_ROWS = 128
 #: per-thread scratch arrays of FrameBuilder._assemble_batch, by (n_data, fft_size)
 _SCRATCH = threading.local()
 
@@ -130,6 +134,14 @@ def golay_decode_soft(soft: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- header
+def header_bytes(digital: bool, modulation: int, code_rate: int, length: int, seq: int, scale: float) -> bytes:
+    """The 12 header bytes from the field codes (:func:`modulation_index`, :func:`code_rate_index`; length 0 ..
+    2^24-1, seq 0 .. 2^16-1): kind/modulation/rate byte and length (4 bytes), seq (2), scale (float32, 4), CRC-16 of
+    those 10 (2), big-endian."""
+    body = _HEADER_BODY.pack((((digital << 7) | (modulation << 4) | (code_rate << 1)) << 24) | length, seq, scale)
+    return body + crc16(body).to_bytes(2, "big")
+
+
 @dataclass(frozen=True)
 class FrameHeader:
     """The decoded header fields."""
@@ -143,11 +155,10 @@ class FrameHeader:
 
     def to_bytes(self) -> bytes:
         """The 12 header bytes (fields + CRC-16, big-endian): :meth:`to_bits` packed MSB first."""
-        b0 = ((self.kind == "digital") << 7) | (modulation_index(self.modem) << 4) \
-            | (code_rate_index(self.code_rate) << 1)
-        body = bytes([b0]) + self.length.to_bytes(3, "big") + self.seq.to_bytes(2, "big") \
-            + struct.pack(">f", self.scale)
-        return body + crc16(body).to_bytes(2, "big")
+        if not 0 <= self.length <= MAX_LENGTH:
+            raise ValueError(f"length = {self.length!r}: expected 0 .. {MAX_LENGTH}")
+        return header_bytes(self.kind == "digital", modulation_index(self.modem), code_rate_index(self.code_rate),
+                            self.length, self.seq, self.scale)
 
     def to_bits(self) -> np.ndarray:
         """96 header bits (fields + CRC-16), uint8."""
@@ -279,10 +290,18 @@ class FrameFormat:
         The 96 bits of a header as 8 Golay information words of 12 bits (MSB first) -> their +-1 codewords
         [F, 192] -> the slots of the header symbols (``header_repeat`` copies, +1 filler after the last).
         """
-        words = [(w >> sh) & 0xFFF for w in (int.from_bytes(h.to_bytes(), "big") for h in headers)
-                 for sh in range(84, -1, -12)]
-        coded = np.ones((len(words) // 8, 2 * HEADER_BITS + 1), np.float32)
-        coded[:, :-1] = _golay_pm_rows()[words].reshape(coded.shape[0], -1)
+        return self.header_cells_from_bytes(b"".join([h.to_bytes() for h in headers]))
+
+    def header_cells_from_bytes(self, data: bytes) -> np.ndarray:
+        """:meth:`header_cells` of F headers given as their 12 F bytes (:meth:`FrameHeader.to_bytes`, concatenated):
+        float32 [F, n_hdr_symbols * n_data]."""
+        raw = np.frombuffer(data, np.uint8).reshape(-1, 4, 3)
+        hi, mid, lo = raw[..., 0].astype(np.intp), raw[..., 1].astype(np.intp), raw[..., 2]
+        words = np.empty(raw.shape[:2] + (2,), np.intp)      # 3 bytes = 2 words of 12 bits, MSB first
+        words[..., 0] = (hi << 4) | (mid >> 4)
+        words[..., 1] = ((mid & 15) << 8) | lo
+        coded = np.ones((raw.shape[0], 2 * HEADER_BITS + 1), np.float32)
+        coded[:, :-1] = _golay_pm_rows()[words.reshape(-1)].reshape(raw.shape[0], -1)
         return coded.take(self.header_slot_source, axis=1)
 
     def combine_header_soft(self, soft: np.ndarray) -> np.ndarray:
@@ -442,35 +461,36 @@ class FrameBuilder:
                              "expected finite float32 values (|x| < 3.4e38)")
         seq = self._check_seq(seq)
         s, scale = AnalogMapper(power).map_finite(x)
-        return FrameHeader("analog", "bpsk", None, int(x.size), seq, float(np.float32(scale))), s
+        return "bpsk", s, header_bytes(False, 0, 0, int(x.size), seq, float(np.float32(scale)))
 
     def _digital_parts(self, payload, seq, modem, code_rate) -> tuple:
         """(header, payload symbols) of a digital frame: symbols are complex64 [n], or, for uncoded modulations of
         1, 2, 4 or 8 bits per symbol, the payload + CRC-32 bytes (mapped later, all frames of a modulation in one
         call); raises TypeError/ValueError on bad input."""
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise TypeError(f"payload must be bytes, got {type(payload).__name__}")
-        payload = bytes(payload)
+        if type(payload) is not bytes:
+            if not isinstance(payload, (bytes, bytearray, memoryview)):
+                raise TypeError(f"payload must be bytes, got {type(payload).__name__}")
+            payload = bytes(payload)
         if not 1 <= len(payload) <= MAX_LENGTH:
             raise ValueError(f"payload has {len(payload)} bytes: expected 1 .. {MAX_LENGTH}")
         seq = self._check_seq(seq)
-        mname = MODULATIONS[modulation_index(modem)]
-        rate = CODE_RATES[code_rate_index(code_rate)]
-        hdr = FrameHeader("digital", mname, rate, len(payload), seq, 1.0)
+        mi, ri = modulation_index(modem), code_rate_index(code_rate)
+        mname, rate = MODULATIONS[mi], CODE_RATES[ri]
+        hdr = header_bytes(True, mi, ri, len(payload), seq, 1.0)
         mod = modem_for(mname)
         if rate is None:
             # uncoded: the coded bits are the payload and its CRC-32 (big-endian) bits, zero-padded to whole symbols
             # (phy.fec.DigitalCodec's layout), mapped byte-wise without unpacking them
             data = payload + crc32(payload).to_bytes(4, "big")
             if 8 % mod.bits_per_symbol == 0:
-                return hdr, data
-            return hdr, mod.modulate_bytes(data, codec_for(mname, rate).n_coded_bits(len(payload)))
+                return mname, data, hdr
+            return mname, mod.modulate_bytes(data, codec_for(mname, rate).n_coded_bits(len(payload))), hdr
         bits = codec_for(mname, rate).encode(payload)
         m = mod.bits_per_symbol
         pad = (-bits.size) % m
         if pad:
             bits = np.concatenate([bits, np.zeros(pad, np.uint8)])
-        return hdr, mod.modulate(bits)
+        return mname, mod.modulate(bits), hdr
 
     @staticmethod
     def _check_seq(seq) -> int:
@@ -480,10 +500,10 @@ class FrameBuilder:
 
     def _assemble(self, hdr: FrameHeader, payload_symbols: np.ndarray) -> np.ndarray:
         """One frame from its header and payload symbols complex64 [n]: complex64 [frame_len]."""
-        return self._assemble_batch([(hdr, np.asarray(payload_symbols, np.complex64))])[0]
+        return self._assemble_batch([(hdr.modem, np.asarray(payload_symbols, np.complex64), hdr.to_bytes())])[0]
 
     def _assemble_batch(self, parts: list, concatenated: bool = False, out: np.ndarray | None = None):
-        """Frames from (header, payload) pairs (see :meth:`_digital_parts`): a list of complex64 frames, or, with
+        """Frames from (modulation name, payload, header bytes) triples (see :meth:`_digital_parts`): a list of complex64 frames, or, with
         ``concatenated``, (samples, bounds) as :meth:`build_batch` returns them (written into ``out`` if given).
 
         A frame is 3 preamble rows (``preamble_len = 3 symbol_len``) then ``n_hdr + n_pay`` OFDM symbols of
@@ -500,9 +520,11 @@ class FrameBuilder:
         n_hdr, pre = fmt.n_hdr_symbols, 3
         f_count = len(parts)
         n_sym = [0] * f_count                                # payload data symbols per frame
-        for i, (hdr, src) in enumerate(parts):
-            n_sym[i] = 8 * len(src) // modem_for(hdr.modem).bits_per_symbol if isinstance(src, bytes) else src.size
+        for i, (mname, src, _) in enumerate(parts):
+            n_sym[i] = 8 * len(src) // modem_for(mname).bits_per_symbol if isinstance(src, bytes) else src.size
         n_rows = [pre + n_hdr + -(-k // nd) for k in n_sym]  # output rows per frame
+        # frames of one shape (uncoded bytes: modulation and length; symbols: their number) are mapped together
+        shape = [(m, len(src)) if isinstance(src, bytes) else (None, k) for (m, src, _), k in zip(parts, n_sym)]
         first = [0] * (f_count + 1)                          # first output row of each frame (and the total)
         for i, r in enumerate(n_rows):
             first[i + 1] = first[i] + r
@@ -516,7 +538,7 @@ class FrameBuilder:
                                  f"{getattr(out, 'shape', '')}: expected a C-contiguous complex64 vector of at "
                                  f"least {total * sl} samples")
             out = out[:total * sl].reshape(total, sl)
-        slots = fmt.header_cells([h for h, _ in parts]).reshape(f_count, n_hdr, nd)
+        slots = fmt.header_cells_from_bytes(b"".join([p[2] for p in parts])).reshape(f_count, n_hdr, nd)
         template = fmt.pilot_grid(max(n_rows) - pre)
         preamble = fmt.preamble.reshape(pre, sl)
         pad = fmt.pad_symbols
@@ -530,25 +552,52 @@ class FrameBuilder:
             r0, rows = first[f0], first[f1] - first[f0]
             cells, grid = self._scratch(rows)
             flat = cells.reshape(-1)
-            cells[(first_a[f0:f1, None] - r0 + pre + hdr_rows).reshape(-1)] = slots[f0:f1].reshape(-1, nd)
-            for i in range(f0, f1):
-                b = first[i] - r0 + pre                      # first header row of the frame in the chunk
-                hdr, src = parts[i]
-                a, k = (b + n_hdr) * nd, n_sym[i]
-                if isinstance(src, bytes):
-                    modem_for(hdr.modem).modulate_bytes(src, out=flat[a:a + k])
+            if f1 - f0 == 1:                                 # one frame (single-frame builds): slices, not index arrays
+                cells[pre:pre + n_hdr] = slots[f0]
+            else:
+                cells[(first_a[f0:f1, None] - r0 + pre + hdr_rows).reshape(-1)] = slots[f0:f1].reshape(-1, nd)
+            i = f0
+            while i < f1:                                    # runs [i, j) of frames of one shape
+                j = i + 1
+                while j < f1 and shape[j] == shape[i]:
+                    j += 1
+                k, rr = n_sym[i], n_rows[i]
+                b = first[i] - r0                            # first row of frame i in the chunk
+                if j - i > 1:                                # [G, rows, ...] views of the run: one copy each
+                    g = j - i
+                    grid[b:b + g * rr].reshape(g, rr, n)[:, pre:] = template[:rr - pre]
+                    pay = cells[b:b + g * rr].reshape(g, rr, nd)[:, pre + n_hdr:].reshape(g, -1)
+                    if shape[i][0] is not None:              # uncoded bytes of one modulation: one gather
+                        src = np.frombuffer(b"".join([parts[t][1] for t in range(i, j)]), np.uint8)
+                        pay[:, :k] = modem_for(shape[i][0]).modulate_byte_rows(src.reshape(g, -1))
+                    else:
+                        for t in range(i, j):
+                            pay[t - i, :k] = parts[t][1]
+                    if k % nd:
+                        pay[:, k:] = pad[:nd - k % nd]
                 else:
-                    flat[a:a + k] = src
-                if k % nd:
-                    flat[a + k:a + k + nd - k % nd] = pad[:nd - k % nd]
-                r = n_rows[i] - pre
-                grid[b:b + r] = template[:r]
-            for c0, b0, length in fmt.data_runs:
-                grid[:, b0:b0 + length] = cells[:, c0:c0 + length]
+                    mname, src, _ = parts[i]
+                    a = (b + pre + n_hdr) * nd
+                    if isinstance(src, bytes):
+                        modem_for(mname).modulate_bytes(src, out=flat[a:a + k])
+                    else:
+                        flat[a:a + k] = src
+                    if k % nd:
+                        flat[a + k:a + k + nd - k % nd] = pad[:nd - k % nd]
+                    grid[b + pre:b + rr] = template[:rr - pre]
+                i = j
+            if rows <= TX_SCATTER_ROWS:                      # a few rows: one scatter beats a copy per run
+                grid.reshape(-1)[fmt.data_index(rows)] = cells.reshape(-1)
+            else:
+                for c0, b0, length in fmt.data_runs:
+                    grid[:, b0:b0 + length] = cells[:, c0:c0 + length]
             o = out[r0:r0 + rows]
             np.fft.ifft(grid, axis=1, norm="ortho", out=o[:, cp:])
             o[:, :cp] = o[:, n:]
-            out[first_a[f0:f1, None] + pre_rows] = preamble
+            if f1 - f0 == 1:
+                out[r0:r0 + pre] = preamble
+            else:
+                out[first_a[f0:f1, None] + pre_rows] = preamble
             f0 = f1
         samples = out.reshape(-1)
         bounds = np.asarray(first, np.int64) * sl

@@ -233,3 +233,20 @@ def test_llr_negative_is_the_sign_of_the_exact_llr(order: int, esn0_db: float, r
     assert np.array_equal(got, want)
     with pytest.raises(ValueError, match="noise_var"):
         m.llr_negative(y, -1.0)
+
+
+@pytest.mark.parametrize("order", [16, 64, 256])
+def test_least_reliable_maxlog_llr_is_the_distance_to_the_nearest_threshold(order: int,
+                                                                            rng: np.random.Generator) -> None:
+    """What ``llr_negative`` uses to pick the symbols that need the exact demapper: on a Gray PAM axis with level
+    spacing s, min over bits of |max-log LLR| = ((r - a)^2 - (r - l)^2) / N0 = 2 s |r - t| / N0, with l the nearest
+    level, a its neighbour across the nearest decision threshold t (outside the outer levels too)."""
+    m = QamModem(order)
+    levels = np.sort(np.unique(np.round(m.constellation.real, 6)))
+    s = levels[1] - levels[0]
+    r = rng.uniform(levels[0] - 2 * s, levels[-1] + 2 * s, 5000).astype(np.float32)
+    inv = rng.uniform(0.5, 50.0, r.size).astype(np.float32)
+    ml = m._axis_llr(r, inv, "maxlog")
+    thresholds = (levels[:-1] + levels[1:]) / 2
+    dist = np.min(np.abs(r[:, None].astype(np.float64) - thresholds[None, :]), axis=1)
+    np.testing.assert_allclose(np.abs(ml).min(axis=1), 2 * s * dist * inv, rtol=1e-4, atol=1e-4)

@@ -271,3 +271,17 @@ def test_large_integer_cfo_with_wider_search(rng, eps):
     x, _ = chan.stream([fb.build_analog(rng.standard_normal(500), seq=1)], 200, lead=200)
     got = Receiver(WIFI, max_cfo_subcarriers=5.0).process(chan.awgn(chan.cfo(x, eps, 64), 15.0, rng), 0)
     assert len(got) == 1 and abs(got[0].cfo_hz / WIFI.subcarrier_spacing - eps) < 0.05
+
+
+def test_detector_metric_does_not_depend_on_its_pass_size(rng, monkeypatch):
+    """The metric is computed in passes of ``phy.detector.BLOCK`` positions; any pass size gives the same bits (each
+    value is a function of its own samples), over a stream several passes long."""
+    import phy.detector as detector_mod
+    det = SchmidlCoxDetector(OfdmConfig.preset("wifi64"))
+    r = (_noise(rng, 100_000) * np.exp(2j * np.pi * 0.01 * np.arange(100_000))).astype(np.complex64)
+    want = det.metric(r)
+    assert want[0].size > 2 * detector_mod.BLOCK
+    for block in (7, 257, 4096, 1 << 16, 1 << 20):
+        monkeypatch.setattr(detector_mod, "BLOCK", block)
+        for got, full in zip(det.metric(r), want):
+            np.testing.assert_array_equal(got, full)

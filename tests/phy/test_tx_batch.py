@@ -114,3 +114,47 @@ def test_modulate_bytes_into_out():
         np.testing.assert_array_equal(out, want)
         with pytest.raises(ValueError, match="out has shape"):
             mod.modulate_bytes(data, out=np.empty(want.size + 1, np.complex64))
+
+
+@pytest.mark.parametrize("preset", ["wifi64", "wide256"])
+def test_runs_of_one_shape_equal_single_frames(preset, monkeypatch):
+    """Consecutive frames of one shape are mapped together (one byte-table gather for uncoded 1/2/4/8-bit
+    modulations; one template and filler copy per run): runs of every modulation, with and without filler, analog
+    and coded runs, a run broken by another shape, at chunk sizes that cut runs anywhere - every frame equals the
+    one built alone and the plain format."""
+    cfg = OfdmConfig.preset(preset)
+    fb = FrameBuilder(cfg)
+    rng = np.random.default_rng(11)
+    reqs = []
+    for modem in (*MODULATIONS, "analog", "coded"):
+        for n_bytes in (cfg.n_data // 4 * 3, 37):          # fills its last symbol exactly (qpsk) / needs filler
+            for _ in range(int(rng.integers(2, 6))):
+                seq = len(reqs)
+                if modem == "analog":
+                    reqs.append(FrameRequest.analog(rng.standard_normal(2 * n_bytes), seq=seq))
+                elif modem == "coded":
+                    reqs.append(FrameRequest.digital(rng.bytes(n_bytes), seq=seq, modem="16qam", code_rate=0.5))
+                else:
+                    reqs.append(FrameRequest.digital(rng.bytes(n_bytes), seq=seq, modem=modem, code_rate=None))
+    want = [fb.build_analog(r.data, r.seq, r.power) if r.kind == "analog"
+            else fb.build_digital(r.data, r.seq, r.modem, r.code_rate) for r in reqs]
+    for chunk in (1, 700, 3000, frame_mod.TX_CHUNK_SAMPLES, 1 << 22):
+        monkeypatch.setattr(frame_mod, "TX_CHUNK_SAMPLES", chunk)
+        x, bounds = fb.build_batch(reqs)
+        for i, r in enumerate(reqs):
+            np.testing.assert_array_equal(x[bounds[i]:bounds[i + 1]], want[i])
+    for i, r in enumerate(reqs):
+        np.testing.assert_allclose(want[i], _plain(fb, r), rtol=0, atol=2e-6)
+
+
+def test_modulate_byte_rows_equals_modulate_bytes():
+    rng = np.random.default_rng(2)
+    data = rng.integers(0, 256, (5, 13), dtype=np.uint8)
+    for name in ("bpsk", "qpsk", "16qam", "256qam"):
+        mod = QamModem.from_name(name)
+        got = mod.modulate_byte_rows(data)
+        np.testing.assert_array_equal(got, np.stack([mod.modulate_bytes(row.tobytes()) for row in data]))
+    with pytest.raises(ValueError, match="64qam has 6 bits per symbol"):
+        QamModem.from_name("64qam").modulate_byte_rows(data)
+    with pytest.raises(ValueError, match=r"expected uint8 \[G, B\]"):
+        QamModem.from_name("qpsk").modulate_byte_rows(data.reshape(-1))
