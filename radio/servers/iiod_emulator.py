@@ -933,10 +933,13 @@ class PlutoEmulator:
         step = self._sample_bytes(mask)
         if len(data) % step:
             raise CommandError(errno.EINVAL, f"buffer of {len(data)} bytes is not a whole number of samples")
-        words = np.frombuffer(data, dtype="<i2").reshape(-1, step // 2).astype(np.float32)
-        iq = np.zeros((words.shape[0], 2), dtype=np.float32)
-        iq[:, [i for i in range(2) if mask >> i & 1]] = words
-        dac = iq.view(np.complex64).ravel()
+        words = np.frombuffer(data, dtype="<i2")
+        if mask & 0b11 == 0b11:       # I and Q (what every Pluto client streams): one conversion, no reshuffle
+            dac = words.astype(np.float32).view(np.complex64)
+        else:
+            iq = np.zeros((words.size // (step // 2), 2), dtype=np.float32)
+            iq[:, [i for i in range(2) if mask >> i & 1]] = words.reshape(-1, step // 2)
+            dac = iq.view(np.complex64).ravel()
         if dac.size == 0:
             return
         wall_start = self._wall_tx(dac) if self._wall and not cyclic else None
@@ -1005,6 +1008,8 @@ class PlutoEmulator:
         iq = words.view(np.float32).reshape(-1, 2)
         if mode == 1:
             iq = np.clip(iq, -32768, 32767)
+        if mask & 0b11 == 0b11:       # I and Q: one conversion (the words are integers already, within int16)
+            return iq.astype("<i2").tobytes()
         return iq[:, [i for i in range(2) if mask >> i & 1]].astype("<i2").tobytes()
 
     def _read_now(self, n: int) -> tuple[np.ndarray, int]:
@@ -1166,6 +1171,7 @@ class _IiodHandler(socketserver.StreamRequestHandler):
                 raise CommandError(errno.EBUSY, "this connection already has an open buffer")
             dev = emu.open_buffer(cmd.dev, cmd.size, cmd.mask, cmd.cyclic)
             self.buffer = (dev, cmd.mask, cmd.cyclic)
+            threading.current_thread().name = f"iiod buffer {dev.name}"   # (per-thread CPU: radio.servers.child)
             self.connection.settimeout(emu.settings.idle_timeout_s)   # a stuck client must not hold the buffer
             self._reply(0)
         elif name == "CLOSE":
