@@ -122,7 +122,8 @@ class PlutoStream:
         #: the feeder's last pushes: (host time it took up the block, started the push, the push returned)
         self.push_log: deque[tuple[float, float, float]] = deque(maxlen=4096)
         # the RX buffer exists before the first TX (both streams start from a known relation)
-        self._append(self._fetch(), time.monotonic(), time.monotonic())
+        block, m_done = self._fetch()
+        self._append(block, m_done, m_done)
         zeros = np.zeros(self._tx_block, np.complex64)
         self.t0 = self.end                 # TX stream sample k belongs to RX-count time t0 + k
         self.tx_pos = self.t0              # RX-count time of the next TX sample to push
@@ -149,8 +150,11 @@ class PlutoStream:
                     self._cv.notify_all()
         return run
 
-    def _fetch(self) -> np.ndarray:
-        return self._to_amp(self._sdr.rx())
+    def _fetch(self) -> tuple[np.ndarray, float]:
+        """(the next RX block as amplitudes, host time the refill returned: stamped before the conversion)."""
+        raw = self._sdr.rx()
+        m_done = time.monotonic()
+        return self._to_amp(raw), m_done
 
     def _push(self, words: np.ndarray) -> None:
         self._sdr.tx(words)
@@ -176,8 +180,7 @@ class PlutoStream:
         self._status(txdac, UNDERFLOW)
         while not self._stop.is_set():
             m_req = time.monotonic()
-            block = self._fetch()
-            m_done = time.monotonic()
+            block, m_done = self._fetch()
             self._transfer = min(self._transfer, m_done - m_req)
             for p in self._pending:            # earlier overflows: one block closer to their gap
                 p[0] -= 1
