@@ -522,6 +522,7 @@ class PlutoEmulator:
                         restart = max(self._rf_pos, self._clock.now() - self._guard)
                         self._fill = [restart, np.empty(self._rx_block, np.complex64), 0, True]
                         self.overflow_gaps.append((self._stall_at, restart))
+                        self._wake.set()     # (the DMA thread wakes when this block completes)
                 if self._rx_left is not None:
                     t0, words = self._rx_left
                     m = min(words.size, n - got)
