@@ -320,9 +320,7 @@ class PlutoEmulator:
         with self.lock:
             _PEERS.setdefault(self.lock, weakref.WeakSet()).add(self)
         self._stop = threading.Event()
-        # set when a cyclic buffer starts (or on close); wall-clock mode: also when what the DMA thread must do next
-        # changes (an RX buffer opened, the TX buffer closed, a DDS attribute written)
-        self._wake = threading.Event()
+        self._wake = threading.Event()                  # set when a cyclic buffer starts (or on close)
         self._pump = threading.Thread(target=self._dma_loop if self._wall else self._pump_loop,
                                       name="pluto-emulator-dma" if self._wall else "pluto-emulator-cyclic",
                                       daemon=True)
@@ -414,16 +412,9 @@ class PlutoEmulator:
                         wake = self._dma_wake(wake)
             except Exception:  # a broken RF side must not kill the emulator
                 log.exception("emulated Pluto: DMA step failed")
-            self._wake.wait(max(0.0, wake - time.monotonic()))    # (set by close, and by what changes the plan)
-            self._wake.clear()
+            self._stop.wait(max(0.0, wake - time.monotonic()))
 
     def _dma_wake(self, wake: float) -> float:
-        """When the DMA thread runs next: every DMA_TICK_S while the DAC generates by itself (DDS, cyclic: topped up
-        a few ticks ahead); otherwise when the next RF chunk is due; and when the block being filled completes.
-        (Waking every 5 ms with nothing due cost an emulated 521 kS/s device on the ZeroMQ air about 0.03 cores in
-        its DMA thread, 2026-12-06.)"""
-        if self._cyclic is None and not self._dds_active():
-            wake = max(wake, self._clock.mono_at(self._rf_pos + self._rf_chunk + self._guard))
         if self._fill is not None and RXADC in self.open_buffers:
             start, words, _, _ = self._fill
             wake = min(wake, self._clock.mono_at(start + words.size + self._guard))
@@ -522,7 +513,6 @@ class PlutoEmulator:
                         restart = max(self._rf_pos, self._clock.now() - self._guard)
                         self._fill = [restart, np.empty(self._rx_block, np.complex64), 0, True]
                         self.overflow_gaps.append((self._stall_at, restart))
-                        self._wake.set()     # (the DMA thread wakes when this block completes)
                 if self._rx_left is not None:
                     t0, words = self._rx_left
                     m = min(words.size, n - got)
@@ -671,7 +661,6 @@ class PlutoEmulator:
                 self.values[(TXDAC, f"out_altvoltage{i}_{t}_raw")] = text
         self.values[key] = text
         self._dds_armed = True
-        self._wake.set()      # (wall-clock mode: the DMA thread tops the DDS up every tick from now on)
 
     def _dds_active(self) -> bool:
         return self._dds_armed and TXDAC not in self.open_buffers and \
@@ -911,7 +900,6 @@ class PlutoEmulator:
                 start = max(self._rf_pos, self._clock.now() - self._guard)
                 self.rx_opened_at = start
                 self._fill = [start, np.empty(self._rx_block, np.complex64), 0, False]
-                self._wake.set()   # (the DMA thread wakes when this block completes)
         return dev
 
     def close_buffer(self, dev: Device) -> None:
@@ -920,7 +908,6 @@ class PlutoEmulator:
             self.open_buffers.pop(dev.id, None)
             if dev.id == TXDAC:
                 self._reset_tx()        # the DDS takes over the DAC again
-                self._wake.set()
             elif self._wall:
                 self._rxq.clear()
                 self._rx_left = self._fill = None
