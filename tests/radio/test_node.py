@@ -161,9 +161,9 @@ def test_node_fits_its_map_to_the_radios_own_stamps_when_it_gives_them():
 
 
 
-#: the emulated Pluto's clock map on a quiet 2-core host (load 1.6-5.8, 2026-12-06 14:07-14:29, 12 runs): 0.31-1.34 ms
-#: late against its ADC's clock, above 1 ms in 3 of 12 runs (its TX was on time in all 12: 0 of 500 late): issue #14
-PLUTO_MAP_SHORTFALL = "emulated Pluto: clock map 0.31-1.34 ms late (over 1 ms in 3 of 12 quiet-host runs)"
+#: the emulated Pluto's clock map on a quiet 2-core host (load 1.6-5.8, 2026-12-06 14:07-15:08, 15 runs): 0.31-1.34 ms
+#: late against its ADC's clock, above 1 ms in 3 of 15 runs (its TX was on time in all 15: 0 of 500 late): issue #14
+PLUTO_MAP_SHORTFALL = "emulated Pluto: clock map 0.31-1.34 ms late (over 1 ms in 3 of 15 quiet-host runs)"
 
 
 # ------------------------------------------------------------------------------------------------- streaming
