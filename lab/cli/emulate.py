@@ -1,8 +1,14 @@
 """``otalab emulate pluto``: serve an emulated PlutoSDR (libiio network protocol) on the simulated air.
 
 Any libiio client can then use it like a Pluto on the network, e.g. ``adi.Pluto(uri="ip:127.0.0.1:30431")``,
-``iio_info -u ip:127.0.0.1:30431`` or otalab itself with ``radio.args.uri``. The device hears its own transmission
-through the air (``radio.args.emulator.hear_self``) with the ``air`` section's noise and impairments.
+``iio_info -u ip:127.0.0.1:30431`` or otalab itself with ``radio.args.uri``.
+
+Where the air is follows ``radio.args.emulator.air``, as for ``otalab node``: ``sim`` (default) builds an in-process
+simulated air from the config's ``air`` section, on which the devices hear each other and, with
+``emulator.hear_self``, themselves; ``zmq`` makes each device an endpoint (named ``pluto0``, ``pluto1``, ...) on the
+ZeroMQ broker at ``emulator.address`` (``otalab air``), whose links, noise and pacing are the broker's (its
+``air:`` section); a wall-clock emulator (``emulator.wallclock``) needs the broker in realtime pacing, and the
+broker's sample rate must be the config's ``radio.sample_rate``.
 """
 
 from __future__ import annotations
@@ -33,10 +39,7 @@ def serve_pluto(cfg, port: int | None = None, *, count: int = 1, stop: threading
     Device i is air endpoint ``device_names(endpoint, count)[i]``, served on ``port + i`` (port 0: free ports);
     every pair of devices is linked by the air's default link, and each hears itself when ``emulator.hear_self``.
     ``ready(uris)`` is called once all accept connections. Returns each emulator's counters."""
-    from radio.sim.air import Air
     from radio.servers.iiod_emulator import start_emulated_pluto
-    from radio.drivers.loopback import LoopbackRadio
-    from radio.drivers.pluto import air_lock
 
     if cfg.radio.driver != "pluto":
         raise typer.BadParameter(f"{cfg.source}: radio.driver = {cfg.radio.driver!r}; `otalab emulate pluto` "
@@ -46,13 +49,8 @@ def serve_pluto(cfg, port: int | None = None, *, count: int = 1, stop: threading
     args = cfg.radio_args
     settings = args.emulator
     base_port = settings.port if port is None else port
-    air = Air.from_config(cfg.air, cfg.radio.sample_rate, cfg.radio.center_freq)
-    lock = air_lock(air)
     names = device_names(settings.endpoint, count)
-    radios = [LoopbackRadio(air, name) for name in names]
-    if settings.hear_self:
-        for name in names:
-            air.set_link(name, name, cfg.air.link_params(name, name))
+    radios, lock = _rf_sides(cfg, names)
     servers = []
     stop = stop or threading.Event()
     try:
@@ -83,6 +81,40 @@ def serve_pluto(cfg, port: int | None = None, *, count: int = 1, stop: threading
     return [dict(s.emulator.stats) for s in servers]
 
 
+def _rf_sides(cfg, names: list[str]) -> tuple[list, object]:
+    """(each device's RF side, the lock they share or None): endpoints ``names`` on an in-process simulated air
+    (``emulator.air`` "sim"), or on the ZeroMQ broker at ``emulator.address`` ("zmq": each its own, no shared
+    lock, as :mod:`radio.servers.pluto_process` serves them for ``otalab node``)."""
+    settings = cfg.radio_args.emulator
+    if settings.air == "zmq":
+        from radio.base import RadioError
+        from radio.servers.pluto_process import zmq_endpoint
+
+        radios = []
+        try:
+            for name in names:
+                rf = zmq_endpoint(replace(settings, endpoint=name))
+                radios.append(rf)
+                if abs(rf.sample_rate - cfg.radio.sample_rate) > 1e-6 * rf.sample_rate:
+                    raise ValueError(f"radio.sample_rate = {cfg.radio.sample_rate:g} S/s but the ZeroMQ air at "
+                                     f"{settings.address} runs at {rf.sample_rate:g} S/s: set the same rate for both")
+        except (RadioError, ValueError) as exc:
+            for rf in radios:
+                rf.close()
+            raise typer.BadParameter(f"{cfg.source}: emulated Pluto on the ZeroMQ air: {exc}") from None
+        return radios, None
+    from radio.drivers.loopback import LoopbackRadio
+    from radio.drivers.pluto import air_lock
+    from radio.sim.air import Air
+
+    air = Air.from_config(cfg.air, cfg.radio.sample_rate, cfg.radio.center_freq)
+    radios = [LoopbackRadio(air, name) for name in names]
+    if settings.hear_self:
+        for name in names:
+            air.set_link(name, name, cfg.air.link_params(name, name))
+    return radios, air_lock(air)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``otalab emulate ...`` to the otalab app."""
     emulate = typer.Typer(no_args_is_help=True, help="Serve emulated radios (libiio network protocol) on the "
@@ -107,10 +139,12 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config, set_)
 
         def announce(uris: list[str]) -> None:
-            r = cfg.radio
-            noise = cfg.air.receiver_noise_power
+            r, em = cfg.radio, cfg.radio_args.emulator
+            names = ", ".join(device_names(em.endpoint, count))
+            where = (f"endpoints {names} on the ZeroMQ air at {em.address}" if em.air == "zmq" else
+                     f"receiver noise {cfg.air.receiver_noise_power:g} per sample, endpoints {names}")
             typer.echo(f"emulated PlutoSDR serving at {', '.join(uris)}  (air: {r.sample_rate / 1e6:g} MS/s at "
-                       f"{r.center_freq / 1e6:g} MHz, receiver noise {noise:g} per sample)")
+                       f"{r.center_freq / 1e6:g} MHz, {where})")
             typer.echo(f"  python: adi.Pluto(uri=\"{uris[0]}\")    shell: iio_info -u {uris[0]}")
             typer.echo("  stop with Ctrl-C" if duration is None else f"  stopping after {duration:g} s")
 

@@ -31,12 +31,24 @@ A Pluto has no timestamps; the only clock is the count of RX samples fetched. Th
   starts a new epoch too (the RX count after it is estimated, so the constant moved by the estimate's error); a burst
   that spans it is reported "unknown" (it left on time; where it shows in RX is not known to the sample).
 
+**The feeder takes no lock** that another thread holds while it runs Python: a thread that holds a lock can lose the
+GIL (or its CPU) inside it, and the feeder waiting behind it lets the DAC run dry. Measured (10 s streaming test,
+1 MS/s, 8 TX kernel buffers of 4096 samples, load 2-3, 2026-12-06): when the feeder shared the RX thread's lock, it
+waited 12-56 ms for it several times a run (the RX thread stalled inside it, mostly by the page faults of
+:mod:`radio.memory`), and the emulated DAC ran dry 1-4 times a run (8-30 bursts reported). Now bursts reach it through a
+queue (``schedule`` appends; the feeder publishes how far it has built, ``tx_pos``, before it takes them up, so a
+burst that passed the lead check starts at or after the block being built, and one whose scheduling thread stalled
+past that is reported "late", never sent partly), and the lock state, which both threads rewrite, has a lock of its
+own that the feeder takes only to realign after a slip. The feeder's pushes are logged
+(:attr:`PlutoStream.push_log`: when it took up each block, started the push, the push returned).
+
 Bursts must be scheduled at least :meth:`PlutoStream.min_lead` ahead of ``time_now()`` (the TX buffers queued ahead
 plus one in the making); later ones raise :class:`radio.base.LateError`.
 """
 
 from __future__ import annotations
 
+import bisect
 import sys
 import threading
 import time
@@ -45,6 +57,7 @@ from collections import deque
 import numpy as np
 
 from radio.base import LateError, RadioError
+from radio.memory import resident_zeros
 from radio.thread_priority import raise_thread_priority
 
 #: AXI ADC/DAC core status register and its bits
@@ -73,9 +86,14 @@ class PlutoStream:
         self._tx_block = int(tx_block)
         self._nbuf = int(kernel_buffers)
         self._tx_nbuf = int(tx_kernel_buffers or kernel_buffers)
-        self._ring = np.zeros(int(ring_samples), np.complex64)
+        self._ring = resident_zeros(int(ring_samples), np.complex64)   # (mapped now: radio.memory)
         self._tx_scale = float(tx_scale)
         self._cv = threading.Condition()
+        # the TX feeder never waits on _cv (module docstring, "The feeder takes no lock"): bursts reach it through
+        # _inbox; the lock state and the realignment request, which the RX thread and the feeder both rewrite, are
+        # guarded by _lock_guard, which the feeder takes only to realign after a slip
+        self._lock_guard = threading.Lock()
+        self._inbox: deque = deque()       # (at, words) from schedule(), None from cancel(), oldest first
         self._stop = threading.Event()
         self.end = 0                       # RX count: samples received (and gaps placed) so far
         self.gaps: deque[tuple[int, int]] = deque(maxlen=1024)   # (first missing index, length)
@@ -91,9 +109,9 @@ class PlutoStream:
         self._realign_after: int | None = None         # after a slip: put the TX stream back ahead of RX once
         self._caught_up_at = 0                         # RX caught up after this block (the last refill that waited)
         self._lead_ref: int | None = None              # tx_pos − end once primed
-        self._bursts: list[tuple[int, np.ndarray]] = []           # (RX-count time, words) not fully pushed
         self._scheduled: dict[int, tuple[int, int]] = {}          # at -> (end, lock epoch when scheduled)
         self._unlocked: set[int] = set()   # bursts (at) pushed while the lock was lost, or dropped by a realignment
+        self._passed: set[int] = set()     # bursts (at) the TX stream had passed when the feeder took them up
         # DAC-status reads: (tx_pos when read, TX underflows counted after it), oldest first (tx_pos never falls)
         self._checks: deque[tuple[int, int]] = deque(maxlen=4096)
         self._pushed_to = 0                          # TX stream pushed (returned from the push) up to here
@@ -101,8 +119,11 @@ class PlutoStream:
         self._gap_at: deque[int] = deque(maxlen=1024)   # RX counts where estimated gaps were placed
         #: (RX count after a block, host time its refill returned), taken by :meth:`arrivals`
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)
+        #: the feeder's last pushes: (host time it took up the block, started the push, the push returned)
+        self.push_log: deque[tuple[float, float, float]] = deque(maxlen=4096)
         # the RX buffer exists before the first TX (both streams start from a known relation)
-        self._append(self._fetch(), time.monotonic(), time.monotonic())
+        block, m_done = self._fetch()
+        self._append(block, m_done, m_done)
         zeros = np.zeros(self._tx_block, np.complex64)
         self.t0 = self.end                 # TX stream sample k belongs to RX-count time t0 + k
         self.tx_pos = self.t0              # RX-count time of the next TX sample to push
@@ -129,8 +150,11 @@ class PlutoStream:
                     self._cv.notify_all()
         return run
 
-    def _fetch(self) -> np.ndarray:
-        return self._to_amp(self._sdr.rx())
+    def _fetch(self) -> tuple[np.ndarray, float]:
+        """(the next RX block as amplitudes, host time the refill returned: stamped before the conversion)."""
+        raw = self._sdr.rx()
+        m_done = time.monotonic()
+        return self._to_amp(raw), m_done
 
     def _push(self, words: np.ndarray) -> None:
         self._sdr.tx(words)
@@ -156,8 +180,7 @@ class PlutoStream:
         self._status(txdac, UNDERFLOW)
         while not self._stop.is_set():
             m_req = time.monotonic()
-            block = self._fetch()
-            m_done = time.monotonic()
+            block, m_done = self._fetch()
             self._transfer = min(self._transfer, m_done - m_req)
             for p in self._pending:            # earlier overflows: one block closer to their gap
                 p[0] -= 1
@@ -177,13 +200,14 @@ class PlutoStream:
             if not self._tx_primed.is_set():   # the DAC may run dry once while the feeder starts: not a slip
                 underflow = False
             elif not self.lock.get("primed"):
-                self.lock["primed"] = True
+                with self._lock_guard:
+                    self.lock = {**self.lock, "primed": True}
                 underflow = False
             if check_dac:
                 with self._cv:
                     self._checks.append((tx_pos_before, self.stats["tx_underflows"] + bool(underflow)))
             if underflow:
-                with self._cv:
+                with self._cv, self._lock_guard:
                     self.stats["tx_underflows"] += 1
                     self.lock = {**self.lock, "locked": False, "epoch": self.lock["epoch"] + 1, "since": self.end,
                                  "lost_at": self.end}
@@ -227,7 +251,8 @@ class PlutoStream:
             self.end += gap
             # the RX count after the gap is an estimate (off by up to gap_uncertainty): where TX stream sample k is
             # received moved by that error: a new lock epoch (a new constant for timing advance to measure)
-            self.lock = {**self.lock, "epoch": self.lock["epoch"] + 1, "since": self.end}
+            with self._lock_guard:
+                self.lock = {**self.lock, "epoch": self.lock["epoch"] + 1, "since": self.end}
             # entries from before the gap carry the old index offset; if this estimate is off by e, mixing them
             # would bias every later estimate by e: learn the map again
             self._map.clear()
@@ -321,15 +346,15 @@ class PlutoStream:
                 raise LateError(f"PlutoSDR tx (the TX stream is pushed up to sample {self.tx_pos}; schedule at "
                                 f"least {max(0, self.tx_pos - self.end) + self._tx_block} samples ahead of "
                                 f"time_now)", at, earliest)
-            self._bursts.append((int(at), words))
-            self._bursts.sort(key=lambda b: b[0])
             self.stats["tx_bursts"] += 1
             self._scheduled[int(at)] = (int(at) + words.size, self.lock["epoch"], self.end, self.stats["tx_underflows"])
             while len(self._scheduled) > 4096:
                 oldest = next(iter(self._scheduled))
                 del self._scheduled[oldest]
                 self._unlocked.discard(oldest)
+                self._passed.discard(oldest)
                 self._pushed.pop(oldest, None)
+            self._inbox.append((int(at), words))      # (last: the feeder takes it up at its next block)
         return at
 
     def status(self, at: int, timeout: float) -> tuple[str, str]:
@@ -355,9 +380,13 @@ class PlutoStream:
                 return "unknown", f"no burst scheduled at {at}"
             end, epoch, rx_then, underflows = entry
             # pushed (or dropped), and the RX thread has read the DAC status since (every DAC_STATUS_EVERY blocks)
-            if not wait(lambda: int(at) in self._unlocked or (int(at) in self._pushed and self._checks
+            if not wait(lambda: int(at) in self._unlocked or int(at) in self._passed or (
+                    int(at) in self._pushed and self._checks
                                                                and self._checks[-1][0] >= end)):
                 return "unknown", "not yet pushed and checked"
+            if int(at) in self._passed:
+                return "late", ("the TX stream had passed its time when the feeder took it up (the scheduling "
+                                "thread was delayed between its lead check and handing it over): not sent")
             if int(at) in self._unlocked:
                 return "underflow", (f"pushed while the TX stream was realigning after a slip, or dropped by the "
                                      f"realignment (lock epoch {epoch}: not at its constant offset)")
@@ -381,46 +410,68 @@ class PlutoStream:
 
     def cancel(self) -> None:
         """Drop every burst not yet pushed."""
-        with self._cv:
-            self._bursts = []
+        self._inbox.append(None)
+
+    def _take_up(self, bursts: list, t: int) -> list:
+        """The feeder's bursts after taking up what schedule()/cancel() handed over; a burst starting before ``t``
+        (the stream passed it meanwhile) is not sent and is reported "late"."""
+        while self._inbox:
+            item = self._inbox.popleft()
+            if item is None:
+                bursts = []
+            elif item[0] < t:
+                self._passed.add(item[0])
+                self.stats["tx_bursts_dropped"] += 1
+            else:
+                bisect.insort(bursts, item, key=lambda b: b[0])
+        return bursts
 
     def _tx_loop(self) -> None:
         B = self._tx_block
+        bursts: list[tuple[int, np.ndarray]] = []    # the feeder's own, by start (handed over through _inbox)
+        m_loop = time.monotonic()
         while not self._stop.is_set():
-            with self._cv:
-                if self._realign_after is not None and self._lead_ref is not None and not self._pending \
-                        and self._caught_up_at >= self._realign_after:
+            # (no _cv here: module docstring, "The feeder takes no lock")
+            if self._realign_after is not None and self._lead_ref is not None and not self._pending \
+                    and self._caught_up_at >= self._realign_after:
+                with self._lock_guard:
                     # the DAC ran dry: the stream slipped by the dry time. Skip the stream ahead to where it stood
                     # against RX before (the offset is again constant, near the old one: timing advance re-measures)
                     new = max(self.tx_pos, self.end + self._lead_ref)
-                    dropped = [b for b in self._bursts if b[0] < new]
+                    bursts = self._take_up(bursts, self.tx_pos)
+                    dropped = [b for b in bursts if b[0] < new]
                     self.stats["tx_bursts_dropped"] += len(dropped)
                     self._unlocked.update(b[0] for b in dropped)    # not sent as scheduled: reported
-                    self._bursts = [b for b in self._bursts if b[0] >= new]
+                    bursts = [b for b in bursts if b[0] >= new]
                     self.tx_pos = new
                     self._realign_after = None
                     self.lock = {**self.lock, "locked": True, "since": new}
-                t = self.tx_pos
-                block = np.zeros(B, np.complex64)
-                keep = []
-                for at, words in self._bursts:
-                    lo, hi = max(at, t), min(at + words.size, t + B)
-                    if lo < hi:
-                        block[lo - t:hi - t] += words[lo - at:hi - at]
-                        if not self.lock["locked"]:
-                            self._unlocked.add(at)
-                    if at + words.size > t + B:
-                        keep.append((at, words))
-                    else:
-                        self._pushed[at] = self._received_by()
-                self._bursts = keep
-                self.tx_pos = t + B
+            t = self.tx_pos
+            # published before the hand-over is read: a burst schedule() admits from now on starts at t + B or later
+            self.tx_pos = t + B
+            bursts = self._take_up(bursts, t)
+            block = np.zeros(B, np.complex64)
+            keep = []
+            locked = self.lock["locked"]
+            for at, words in bursts:
+                lo, hi = max(at, t), min(at + words.size, t + B)
+                if lo < hi:
+                    block[lo - t:hi - t] += words[lo - at:hi - at]
+                    if not locked:
+                        self._unlocked.add(at)
+                if at + words.size > t + B:
+                    keep.append((at, words))
+                else:
+                    self._pushed[at] = self._received_by()
+            bursts = keep
+            m_push = time.monotonic()
             self._push(block)          # waits while the kernel's TX buffers are full: paced by the DAC
-            with self._cv:
-                self._pushed_to = t + B
+            m_done = time.monotonic()
+            self.push_log.append((m_loop, m_push, m_done))
+            m_loop = m_done
+            self._pushed_to = t + B
             self.stats["tx_blocks"] += 1
             if self.stats["tx_blocks"] == self._nbuf + 1:
-                with self._cv:
-                    self._lead_ref = self.tx_pos - self.end
+                self._lead_ref = self.tx_pos - self.end
                 self._tx_primed.set()
 

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from radio.base import LateError, RadioError
+from radio.memory import resident_zeros
 
 
 class SampleRing:
@@ -26,8 +27,9 @@ class SampleRing:
         if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
             raise ValueError(f"capacity = {capacity!r}: expected an integer number of samples >= 1")
         self.capacity = int(capacity)
-        self._data = np.zeros(self.capacity, np.complex64)
-        self._flag = np.zeros(self.capacity, np.uint8)
+        # mapped now: a first write into a huge page stalled its writer 12-29 ms (radio.memory)
+        self._data = resident_zeros(self.capacity, np.complex64)
+        self._flag = resident_zeros(self.capacity, np.uint8)
         self.start: int | None = None     # first sample time ever written
         self.end: int | None = None       # one past the last sample time written
         self._cond = threading.Condition()

@@ -93,11 +93,25 @@ class ChildServer:
         self.close()
 
 
+def thread_cpu() -> dict:
+    """``{"threads": {name: CPU s}}``: the CPU time each live Python thread of this process has used (threads of
+    one name summed; where the platform has no per-thread CPU clock, an empty dict)."""
+    out: dict[str, float] = {}
+    for th in threading.enumerate():
+        try:
+            cpu = time.clock_gettime(time.pthread_getcpuclockid(th.ident))
+        except (AttributeError, OSError, TypeError):   # no per-thread clocks here, or the thread just ended
+            continue
+        out[th.name] = out.get(th.name, 0.0) + cpu
+    return {"threads": out}
+
+
 def serve_commands(ready: dict, commands: dict[str, Callable[..., dict]]) -> None:
     """Child side: print ``ready`` as one JSON line, then answer each stdin line ``NAME ARG...`` with
     ``commands[NAME](*ARGS)`` as one JSON line (an unknown name or a failing command: ``{"error": why}``) until
-    stdin ends. Every child also answers ``cpu``: ``{"cpu_s"}``, the CPU time its process used so far."""
-    commands = {"cpu": lambda: {"cpu_s": time.process_time()}, **commands}
+    stdin ends. Every child also answers ``cpu``: ``{"cpu_s"}``, the CPU time its process used so far, and
+    ``threads``: :func:`thread_cpu`."""
+    commands = {"cpu": lambda: {"cpu_s": time.process_time()}, "threads": thread_cpu, **commands}
     print(json.dumps(ready), flush=True)
     for line in sys.stdin:
         words = line.split()

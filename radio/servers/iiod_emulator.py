@@ -365,6 +365,12 @@ class PlutoEmulator:
         #: the RX overflow gaps (device times [first lost, first kept)), newest last, for tests and diagnostics
         self.overflow_gaps: deque[tuple[int, int]] = deque(maxlen=256)
         self._tx_stream: int | None = None             # RX-index time where the queued TX stream ends
+        self._tx_last_push = 0.0                       # monotonic time the last TX buffer was queued
+        #: each TX underflow: device time, how long the DAC had run dry (samples), time since the previous push was
+        #: queued and how long this push waited in the emulator (s), newest last, for diagnostics
+        self.tx_slips: deque[dict] = deque(maxlen=256)
+        #: the last TX pushes: (monotonic time it arrived, was queued, the DAC queue's slack then in samples)
+        self.tx_pushes: deque[tuple[float, float, int | None]] = deque(maxlen=4096)
 
     def device_time(self) -> int:
         """The device's sample count now (wall-clock mode: its free-running clock; otherwise the next RX sample)."""
@@ -522,6 +528,7 @@ class PlutoEmulator:
     def _wall_tx(self, dac: np.ndarray) -> int:
         """WRITEBUF in wall-clock mode: queue for the DAC (waiting while the queue is full); returns the RX-index time
         the buffer's first sample is received at."""
+        arrived = time.monotonic()
         self._wait_stall()
         L = self._tx_latency
         while True:
@@ -539,6 +546,16 @@ class PlutoEmulator:
             time.sleep(float(self._rng.uniform(0.0, self.settings.push_jitter_s)))
         with self.lock:
             d = self._clock.now()
+            m = time.monotonic()
+            if self._tx_stream is not None:   # how far ahead of the DAC the queue still reached at this push
+                slack = self._tx_stream - L - d
+                self.stats["tx_slack_min_samples"] = min(self.stats.get("tx_slack_min_samples", slack), slack)
+                if slack < 0:
+                    self.tx_slips.append({"device_time": d, "dry_samples": -slack,
+                                          "since_last_push_s": round(m - self._tx_last_push, 6),
+                                          "arrived_s_before": round(m - arrived, 6)})
+            self._tx_last_push = m
+            self.tx_pushes.append((arrived, m, slack if self._tx_stream is not None else None))
             if self._tx_stream is None or self._tx_stream - L < d:   # the DAC ran dry: zeros went out meanwhile
                 if self._tx_stream is not None:
                     self._set_status(TXDAC, STATUS_UNDERFLOW)
@@ -916,10 +933,13 @@ class PlutoEmulator:
         step = self._sample_bytes(mask)
         if len(data) % step:
             raise CommandError(errno.EINVAL, f"buffer of {len(data)} bytes is not a whole number of samples")
-        words = np.frombuffer(data, dtype="<i2").reshape(-1, step // 2).astype(np.float32)
-        iq = np.zeros((words.shape[0], 2), dtype=np.float32)
-        iq[:, [i for i in range(2) if mask >> i & 1]] = words
-        dac = iq.view(np.complex64).ravel()
+        words = np.frombuffer(data, dtype="<i2")
+        if mask & 0b11 == 0b11:       # I and Q (what every Pluto client streams): one conversion, no reshuffle
+            dac = words.astype(np.float32).view(np.complex64)
+        else:
+            iq = np.zeros((words.size // (step // 2), 2), dtype=np.float32)
+            iq[:, [i for i in range(2) if mask >> i & 1]] = words.reshape(-1, step // 2)
+            dac = iq.view(np.complex64).ravel()
         if dac.size == 0:
             return
         wall_start = self._wall_tx(dac) if self._wall and not cyclic else None
@@ -988,6 +1008,8 @@ class PlutoEmulator:
         iq = words.view(np.float32).reshape(-1, 2)
         if mode == 1:
             iq = np.clip(iq, -32768, 32767)
+        if mask & 0b11 == 0b11:       # I and Q: one conversion (the words are integers already, within int16)
+            return iq.astype("<i2").tobytes()
         return iq[:, [i for i in range(2) if mask >> i & 1]].astype("<i2").tobytes()
 
     def _read_now(self, n: int) -> tuple[np.ndarray, int]:
@@ -1149,6 +1171,7 @@ class _IiodHandler(socketserver.StreamRequestHandler):
                 raise CommandError(errno.EBUSY, "this connection already has an open buffer")
             dev = emu.open_buffer(cmd.dev, cmd.size, cmd.mask, cmd.cyclic)
             self.buffer = (dev, cmd.mask, cmd.cyclic)
+            threading.current_thread().name = f"iiod buffer {dev.name}"   # (per-thread CPU: radio.servers.child)
             self.connection.settimeout(emu.settings.idle_timeout_s)   # a stuck client must not hold the buffer
             self._reply(0)
         elif name == "CLOSE":

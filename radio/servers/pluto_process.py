@@ -128,7 +128,13 @@ def main(argv: list[str] | None = None) -> None:
                 return {"clock": None if clock is None else {"rate": clock.rate, "epoch": clock.epoch,
                                                              "ppm": clock.ppm, "m0": clock.m0},
                         "rx_opened_at": getattr(emu, "rx_opened_at", None), "stats": dict(emu.stats),
-                        "overflow_gaps": [list(g) for g in getattr(emu, "overflow_gaps", [])]}
+                        "overflow_gaps": [list(g) for g in getattr(emu, "overflow_gaps", [])],
+                        "tx_slips": list(getattr(emu, "tx_slips", []))}
+
+        def pushes(device: str = "0") -> dict:
+            emu = servers[int(device)].emulator
+            with emu.lock:
+                return {"tx_pushes": list(getattr(emu, "tx_pushes", []))}
 
         def stall(seconds: str, device: str = "0") -> dict:
             servers[int(device)].emulator.stall_host(float(seconds))
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
 
         serve_commands({"uris": [s.uri for s in servers], "pid": os.getpid(), "priority": priority,
                         "rf_rates": [None if rf is None else rf.sample_rate for rf in rfs]},
-                       {"state": state, "stall": stall})
+                       {"state": state, "stall": stall, "pushes": pushes})
     finally:
         for server in servers:
             server.close()

@@ -28,7 +28,9 @@ from radio.drivers.pluto import PlutoArgs, PlutoRadio
 RATE = 521_000
 SEQ = 255
 PERIOD = int(0.04 * RATE)             # beacon period (samples); answers come DELTA later, several beacons on
-CHUNK = 4096
+#: samples per read (and per correlation): 16384 (31 ms) leaves an answer 150 ms - 31 ms for the TX lead; 4096 made
+#: each detector cost 0.067 cores (scipy's oaconvolve per call), 16384 0.017 (2026-12-06, quiet host)
+CHUNK = 16384
 
 
 def sequence(name: str) -> np.ndarray:

@@ -308,6 +308,59 @@ def test_emulate_command_serves_plutos_that_share_one_air(rng):
 
 
 @needs_iio
+def test_emulate_command_honors_a_zeromq_air(rng):
+    """`otalab emulate pluto` with radio.args.emulator.air = zmq serves each device as an endpoint (pluto0, pluto1)
+    on the broker at emulator.address, as `otalab node` does, not on an air of its own: device 1 hears device 0's
+    burst through the broker's link (delay D = 7, gain 1) with the broker's receiver noise N0: found at at + D with
+    error variance N0 + 2·Δ²/12 (Δ = 2**-11); the config's own `air:` section (SNR 0 dB here) plays no part. A
+    broker at another sample rate is refused, naming both rates."""
+    from lab.cli.emulate import serve_pluto
+    from radio.servers.zmq_broker import BrokerConfig, ChannelBroker
+    import typer
+
+    air = Air(2e6, 2.4e9, seed=5, default_noise_power=1e-3)
+    broker = ChannelBroker(air, BrokerConfig(endpoints=["pluto0", "pluto1"]), bind="tcp://127.0.0.1:0")
+    air.set_link("pluto0", "pluto1", LinkParams(delay_samples=7))
+    broker.start()
+    address = f"tcp://127.0.0.1:{broker.port}"
+    try:
+        cfg = load_config(EMULATED, ["radio.sample_rate=2e6", "air.snr_db=0", "radio.args.emulator.air=zmq",
+                                     f"radio.args.emulator.address={address}"])
+        ready, stop, result = threading.Event(), threading.Event(), {}
+        thread = threading.Thread(target=lambda: result.update(stats=serve_pluto(
+            cfg, 0, count=2, ready=lambda uris: (result.update(uris=uris), ready.set()), stop=stop)))
+        thread.start()
+        try:
+            assert ready.wait(10) and len(result["uris"]) == 2
+            radios = [PlutoRadio(PlutoArgs(uri=uri, rx_buffer_size=8192), sample_rate=2e6, tx_gain=0.0,
+                                 rx_gain=0.0) for uri in result["uris"]]
+            try:
+                x = burst(rng, 6000, amplitude=0.25)
+                assert radios[0].tx(x, at=1000) == 1000
+                # (a free-paced broker moves its clock once every endpoint has read: both clients read)
+                other = threading.Thread(target=radios[0].rx, args=(16384,))
+                other.start()
+                y, t0 = radios[1].rx(16384)
+                other.join(10)
+                err = y[t0 + 1007:t0 + 7007] - x
+                theory = 1e-3 + 2 * (2.0 ** -11) ** 2 / 12
+                assert t0 == 0 and abs(np.var(err) / theory - 1) < 5 / np.sqrt(err.size)
+            finally:
+                for r in radios:
+                    r.close()
+        finally:
+            stop.set()
+            thread.join(10)
+        assert result["stats"][0]["tx_samples"] >= 6000 and result["stats"][1]["rx_samples"] >= 16384
+        bad = load_config(EMULATED, ["radio.sample_rate=4e6", "radio.args.emulator.air=zmq",
+                                     f"radio.args.emulator.address={address}"])
+        with pytest.raises(typer.BadParameter, match=r"4e\+06 S/s but the ZeroMQ air .* runs at 2e\+06 S/s"):
+            serve_pluto(bad, 0, duration=0.1)
+    finally:
+        broker.stop()
+
+
+@needs_iio
 def test_emulate_cli_runs_for_a_duration(capsys):
     """The CLI entry point parses options, prints the URI and exits 0 after --duration."""
     from lab.cli import main
