@@ -33,9 +33,14 @@ def test_over_the_air_messages_round_trip_and_bad_bytes_are_dropped():
         assert parse_payload(to_payload(m)) == m
     back = parse_payload(to_payload(fb))
     assert isinstance(back, Feedback) and back.bits == 12 and back.first_delay == -4
-    # 12 bits per real number: the quantization error is at most half a level of the per-device scale
-    scale = np.max(np.abs(np.stack([taps.real, taps.imag])), axis=(0, 2))
+    # 12 bits per real number: the quantization error is at most half a level of the per-device scale, which travels
+    # as a half float rounded up (at most 2^-10 above the largest |re|, |im|)
+    scale = np.max(np.abs(np.stack([taps.real, taps.imag])), axis=(0, 2)) * (1 + 2.0 ** -10)
     assert np.all(np.abs(back.taps - taps) <= scale[:, None] / (2 ** 11 - 1) * 0.5 * np.sqrt(2) + 1e-6)
+    assert np.any(np.abs(back.taps - taps) > 0.1 * scale[:, None] / (2 ** 11 - 1))   # the bound is not vacuous
+    # the per-device reals: TA and flags exact, error variance as float32, fractional delay to a half float's 2^-12
+    np.testing.assert_allclose(back.error_var, fb.error_var, rtol=1e-6)
+    assert np.all(np.abs(back.shift - fb.shift) <= 2.0 ** -12)
     np.testing.assert_array_equal(back.ta_steps, fb.ta_steps)
     np.testing.assert_array_equal(back.active, fb.active)
     assert Beacon.from_bytes(Beacon(123_456_789_012, 7).to_bytes()) == Beacon(123_456_789_012, 7)
