@@ -28,7 +28,9 @@ class SyncConfig:
     backoff_window: int = 4             # random backoff of 0..backoff_window-1 PRACH slots after a failed access
     pilot_period: int = 1               # rounds between uplink pilots + CSI feedback (channel refresh)
     pilot_symbols_per_device: int = 4   # code-multiplexed pilot symbols per refresh = this × K (pilot energy)
-    feedback_bits: int = 12             # bits per real number in the CSI feedback (8 costs ~1 dB at 20 dB SNR)
+    # bits per real number of the CSI taps fed back (8 costs ~1 dB at 20 dB SNR; 10 measured: docs/sync.md, "Where
+    # the gap to genie goes")
+    feedback_bits: int = 12
     power: float = 1.0                  # device power budget per subcarrier (unit-power symbols)
     gain_threshold: float = 0.05        # truncated inversion: active iff harmonic-mean channel gain ≥ this
     window_backoff: int | None = None   # PS FFT window starts this many samples before the CP end (default cp/2)

@@ -14,7 +14,7 @@ import numpy as np
 from phy.frame import FrameBuilder
 from phy.ofdm import OfdmConfig
 from sync.config import SyncConfig
-from sync.messages import CellSetup
+from sync.messages import CellSetup, feedback_size
 from sync.prach import PrachConfig
 from sync.timing_advance import ta_step_samples
 from sync.uplink import cover_codes, pilot_sequence
@@ -64,8 +64,7 @@ class CellLayout:
         #: tap kept) plus one CP is ample
         fb = FrameBuilder(ofdm)
         longest = max(fb.frame_len(n_bytes=n, modem=cfg.control_modem, code_rate=cfg.control_code_rate)
-                      for n in (16, 4 + 9 + self.k * (16 + (self.pilot_taps + 7) // 8
-                                                       + (2 * self.pilot_taps * cfg.feedback_bits + 7) // 8)))
+                      for n in (16, feedback_size(self.k, self.pilot_taps, cfg.feedback_bits)))
         self.stream_hold = int(2 * longest + ofdm.cp_len)
 
     @classmethod

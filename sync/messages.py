@@ -176,7 +176,29 @@ def payload_kind(payload: bytes | None) -> str | None:
 
 # ------------------------------------------------------------------------------------- feedback serialization
 _HEAD = struct.Struct("<fHBbB")    # alpha, n_devices, bits, first delay, taps
-_DEV = struct.Struct("<HbBfff")    # device, TA steps (relative), flags (1 = active), scale, error var, shift
+# per device, in device order: TA steps (relative), flags (1 = active), tap scale (half float, rounded up: the taps are
+# quantized against the scale that travels), error variance (float: it can be far below a half float's normal range),
+# fractional delay (half float: 2.4e-4 sample resolution in ±0.5). Every byte of this frame delays the data burst that
+# uses the CSI, and the beacon tracker's clock-rate and CFO errors grow with that delay (docs/sync.md)
+_DEV = struct.Struct("<bBefe")
+
+
+def feedback_size(devices: int, taps: int, bits: int) -> int:
+    """Largest feedback payload in bytes (control magic included), every tap kept: what a downlink frame must hold."""
+    return 4 + _HEAD.size + devices * (_DEV.size + (taps + 7) // 8 + (2 * taps * bits + 7) // 8)
+
+
+def _half(x: float) -> float:
+    """``x`` clipped to the finite range of a half float (65504), so that packing never overflows."""
+    return float(np.clip(x, -65504.0, 65504.0))
+
+
+def _half_scale(x: float) -> float:
+    """The smallest half float ≥ ``x`` > 0 (at least the smallest positive one): a tap scale that travels exactly."""
+    h = np.float16(_half(x))
+    if float(h) < x:
+        h = np.nextafter(h, np.float16(np.inf))
+    return float(max(h, np.float16(6e-8)))
 
 
 def _pack(q: np.ndarray, bits: int) -> bytes:
@@ -206,11 +228,11 @@ def encode_feedback(alpha: float, taps: np.ndarray, first_delay: int, ta_steps: 
     for i in range(k):
         kept = taps[i] != 0                     # only the significant taps travel: a bit mask, then their values
         iq = np.stack([taps[i][kept].real, taps[i][kept].imag], axis=-1).reshape(-1)
-        scale = float(np.max(np.abs(iq))) if iq.size and np.max(np.abs(iq)) > 0 else 1.0
+        scale = _half_scale(float(np.max(np.abs(iq)))) if iq.size and np.max(np.abs(iq)) > 0 else 1.0
         q = np.clip(np.round(iq / scale * levels), -levels, levels)
         err = 0.0 if error_var is None else float(error_var[i])
         sh = 0.0 if shift is None else float(shift[i])
-        out.append(_DEV.pack(i, int(np.clip(ta_steps[i], -127, 127)), int(bool(active[i])), scale, err, sh))
+        out.append(_DEV.pack(int(np.clip(ta_steps[i], -127, 127)), int(bool(active[i])), scale, err, _half(sh)))
         out.append(np.packbits(kept.astype(np.uint8)).tobytes())
         out.append(_pack(q, bits) if q.size else b"")
     return b"".join(out)
@@ -235,7 +257,7 @@ def decode_feedback(data: bytes) -> tuple[float, np.ndarray, int, np.ndarray, np
     for i in range(k):
         if len(data) < off + _DEV.size + mask_len:
             raise ValueError(f"feedback payload of {len(data)} bytes ends inside device {i} of {k}")
-        _, ta[i], flags, scale, err[i], shift[i] = _DEV.unpack_from(data, off)
+        ta[i], flags, scale, err[i], shift[i] = _DEV.unpack_from(data, off)
         act[i] = bool(flags & 1)
         kept = np.unpackbits(np.frombuffer(data, np.uint8, mask_len, off + _DEV.size))[:n_taps].astype(bool)
         n_val = 2 * int(kept.sum())

@@ -33,9 +33,14 @@ def test_over_the_air_messages_round_trip_and_bad_bytes_are_dropped():
         assert parse_payload(to_payload(m)) == m
     back = parse_payload(to_payload(fb))
     assert isinstance(back, Feedback) and back.bits == 12 and back.first_delay == -4
-    # 12 bits per real number: the quantization error is at most half a level of the per-device scale
-    scale = np.max(np.abs(np.stack([taps.real, taps.imag])), axis=(0, 2))
+    # 12 bits per real number: the quantization error is at most half a level of the per-device scale, which travels
+    # as a half float rounded up (at most 2^-10 above the largest |re|, |im|)
+    scale = np.max(np.abs(np.stack([taps.real, taps.imag])), axis=(0, 2)) * (1 + 2.0 ** -10)
     assert np.all(np.abs(back.taps - taps) <= scale[:, None] / (2 ** 11 - 1) * 0.5 * np.sqrt(2) + 1e-6)
+    assert np.any(np.abs(back.taps - taps) > 0.1 * scale[:, None] / (2 ** 11 - 1))   # the bound is not vacuous
+    # the per-device reals: TA and flags exact, error variance as float32, fractional delay to a half float's 2^-12
+    np.testing.assert_allclose(back.error_var, fb.error_var, rtol=1e-6)
+    assert np.all(np.abs(back.shift - fb.shift) <= 2.0 ** -12)
     np.testing.assert_array_equal(back.ta_steps, fb.ta_steps)
     np.testing.assert_array_equal(back.active, fb.active)
     assert Beacon.from_bytes(Beacon(123_456_789_012, 7).to_bytes()) == Beacon(123_456_789_012, 7)
@@ -260,14 +265,12 @@ def test_held_out_seed_ranges_inside_the_cp(held_out):
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-@pytest.mark.parametrize("start", [
-    pytest.param(30_000, marks=pytest.mark.xfail(strict=True, reason=(
-        "measured 1.03 dB from genie on this range (the procedure before the actor split: 0.98 dB): issue #11's "
-        "1 dB bar is not met here; strict, so the test says so the day it is"))),
-    40_000, 50_000])
+@pytest.mark.parametrize("start", [30_000, 40_000, 50_000])
 def test_held_out_seed_ranges_within_1db_of_genie(held_out, start):
     """The over-the-air sum's NMSE (Σ|ŝ − s|² / Σ|s|² over the range) within 1 dB of genie sync + CSI
     (y = α_g Σ x_k + n, α_g from the true channels, same participants, power budget, threshold and noise).
-    Measured (docs/sync.md): 1.03 / 0.62 / 0.79 dB over the three ranges."""
+    Measured (docs/sync.md): 0.91 / 0.56 / 0.72 dB over the three ranges (1.03 / 0.62 / 0.79 dB with the longer
+    feedback frame before; what is left is mostly the beacon tracker's CFO and clock-rate outliers, growing with
+    the time from the pilots to the data: docs/sync.md, "Where the gap to genie goes")."""
     ok, sent, nmse, genie = held_out[start]
     assert nmse <= genie + 1.0, (start, held_out)
