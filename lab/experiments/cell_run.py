@@ -53,7 +53,7 @@ from phy.frame import FrameBuilder
 from radio.node.port import NodePort
 from sync.config import SyncConfig
 from sync.layout import CellLayout
-from sync.messages import DataRound
+from sync.messages import DataRound, feedback_size
 from sync.ps import PsActor
 
 
@@ -154,7 +154,7 @@ class CellRun:
                                           data_symbols=data_symbols)
         self.layout = CellLayout(ofdm, self.cfg, self.setup)
         lay, cfg = self.layout, self.cfg
-        fb_bytes = 4 + 9 + self.k * (16 + (lay.pilot_taps + 7) // 8 + (2 * lay.pilot_taps * cfg.feedback_bits + 7) // 8)
+        fb_bytes = feedback_size(self.k, lay.pilot_taps, cfg.feedback_bits)
         #: the longest feedback frame (every tap kept, as CellLayout bounds it): the data slot is planned after it
         self.feedback_len = FrameBuilder(ofdm).frame_len(n_bytes=fb_bytes, modem=cfg.control_modem,
                                                          code_rate=cfg.control_code_rate)
