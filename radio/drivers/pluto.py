@@ -55,6 +55,7 @@ Install: ``apt install libiio0`` (Debian/Ubuntu; the C library), then ``pip inst
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -555,6 +556,16 @@ class PlutoRadio(Radio):
         and returns :attr:`tx_calibration` (offset, epoch, peak-to-sidelobe ratio, attempts)."""
         if self._stream is None:
             raise RadioError("calibrate_tx needs streaming (radio.args.streaming): without it TX is not locked to RX")
+        # the constant exists only once the feeder has filled the DAC's queue: while it starts, the DAC may run dry
+        # once (the stream does not count that as a slip), which moves the offset. Measured before that, under a
+        # busy host's start-up (a whole cell opening at once), the offset was wrong by a constant of its own per
+        # device (38,287 and 97,142 samples in one run); so wait for the lock to be primed
+        deadline = time.monotonic() + 10.0
+        while not self._stream.lock.get("primed"):
+            if time.monotonic() > deadline or self._stream.error is not None:
+                raise RadioError(f"PlutoSDR at {self.uri!r}: the TX stream did not settle within 10 s "
+                                 f"({self._stream.error or 'not primed'}): its offset cannot be calibrated")
+            time.sleep(0.01)
         rng = np.random.default_rng(0x9A1)   # a fixed random-phase probe: flat spectrum, sharp autocorrelation
         probe = (0.5 * np.exp(2j * np.pi * rng.random(probe_samples))).astype(np.complex64)
         old, self._tx_offset = self._tx_offset, 0
@@ -579,7 +590,8 @@ class PlutoRadio(Radio):
                 tried.append({"offset": k, "peak_to_sidelobe": round(psr, 2), "gap": gap, "slip": slipped})
                 if psr >= 8.0 and not gap and not slipped:
                     self._tx_offset = k
-                    self.tx_calibration = {"offset_samples": k, "lock_epoch": epoch, "peak_to_sidelobe": psr,
+                    self.tx_calibration = {"offset_samples": k, "lock_epoch": epoch, "primed": True,
+                                           "peak_to_sidelobe": psr,
                                            "attempts": attempt, "how": "digital loopback probe"}
                     return self.tx_calibration
             raise RadioError(f"PlutoSDR at {self.uri!r}: TX offset calibration failed in {attempts} attempts "
