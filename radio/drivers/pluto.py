@@ -141,6 +141,11 @@ class PlutoArgs:
             raise ValueError("tx_cyclic_buffer needs streaming: false (streaming keeps the TX stream fed itself)")
 
 
+def _dac_words(x: np.ndarray) -> np.ndarray:
+    """complex64 amplitudes (1.0 = TX_FULL_SCALE) as the DAC's int16 I/Q words, rounded and clipped, kept complex64."""
+    return np.clip(np.rint(x.view(np.float32) * TX_FULL_SCALE), -32768, 32767).view(np.complex64)
+
+
 def _import_adi():
     """Import pyadi-iio lazily; a missing package or C library becomes a RadioError with the install command."""
     try:
@@ -577,8 +582,7 @@ class PlutoRadio(Radio):
                 at = self._stream.end + 2 * lead
                 epoch = self._stream.lock["epoch"]
                 window = 4 * lead + probe_samples    # the offset is below what was queued when it was labelled
-                self._stream.schedule(np.clip(np.rint(probe.view(np.float32) * TX_FULL_SCALE), -32768, 32767)
-                                      .view(np.complex64), at)
+                self._stream.schedule(_dac_words(probe), at)
                 y, _ = self._stream.read(window, at, timeout=window / self.sample_rate + 2.0 + lead / self.sample_rate)
                 n = 1 << int(np.ceil(np.log2(window + probe_samples)))
                 c = np.abs(np.fft.ifft(np.fft.fft(y, n) * np.conj(np.fft.fft(probe, n))))[:window - probe_samples + 1]
@@ -688,7 +692,7 @@ class PlutoRadio(Radio):
         allows); returns the start time. In cyclic mode ``samples`` repeat until :meth:`stop_tx` (``at`` must be
         None)."""
         x = as_samples(samples)
-        words = np.clip(np.rint(x.view(np.float32) * TX_FULL_SCALE), -32768, 32767).view(np.complex64)
+        words = _dac_words(x)
         if self._stream is not None:   # the TX stream position is the RX count less the calibrated offset
             c = self._tx_offset
             pos = self._stream.end + self._stream.min_lead() if at is None else int(at) - c

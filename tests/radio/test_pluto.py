@@ -5,6 +5,7 @@ Hardware: ``OTALAB_PLUTO_URI=ip:192.168.2.1 pytest -m hardware tests/radio/test_
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -272,38 +273,48 @@ def test_emulator_on_a_zeromq_air_endpoint(rng):
         broker.stop()
 
 
-@needs_iio
-def test_emulate_command_serves_plutos_that_share_one_air(rng):
-    """`otalab emulate pluto --count 2`: clients of the printed URIs share one air and their RX clocks start together
-    (at the emulators' power-on), whoever reads first. Device 1 hears device 0's burst through the default unit link
-    and device 0 hears itself (hear_self), each at amplitude 1 plus the air's noise N0 = 10**(-snr_db/10): error
-    variance N0 + 2·Δ²/12."""
-    from lab.cli.emulate import device_names, serve_pluto
+@contextlib.contextmanager
+def emulate_clients(cfg, sample_rate: float, center_freq: float = 2.4e9):
+    """`otalab emulate pluto --count 2` (lab.cli.emulate.serve_pluto) in a thread and a client on each printed URI;
+    yields (clients, result): result["stats"] holds serve_pluto's per-device stats once the block has ended."""
+    from lab.cli.emulate import serve_pluto
 
-    assert device_names("pluto0", 3) == ["pluto0", "pluto1", "pluto2"] and device_names("tx", 2) == ["tx", "tx1"]
-    cfg = load_config(EMULATED, ["air.snr_db=20"])
     ready, stop, result = threading.Event(), threading.Event(), {}
     thread = threading.Thread(target=lambda: result.update(
         stats=serve_pluto(cfg, 0, count=2, ready=lambda uris: (result.update(uris=uris), ready.set()), stop=stop)))
     thread.start()
     try:
         assert ready.wait(10) and len(result["uris"]) == 2
-        radios = [PlutoRadio(PlutoArgs(uri=uri, rx_buffer_size=8192), sample_rate=cfg.radio.sample_rate,
-                             center_freq=cfg.radio.center_freq, tx_gain=0.0, rx_gain=0.0) for uri in result["uris"]]
+        radios = [PlutoRadio(PlutoArgs(uri=uri, rx_buffer_size=8192), sample_rate=sample_rate,
+                             center_freq=center_freq, tx_gain=0.0, rx_gain=0.0) for uri in result["uris"]]
         try:
-            x = burst(rng, 10_000, amplitude=0.25)
-            radios[0].tx(x, at=500)
-            theory = 10 ** (-20 / 10) + 2 * (2.0 ** -11) ** 2 / 12
-            for r in (radios[1], radios[0]):
-                y, t0 = r.rx(12_000)
-                err = y[500:10_500] - x
-                assert t0 == 0 and abs(np.var(err) / theory - 1) < 5 / np.sqrt(err.size)
+            yield radios, result
         finally:
             for r in radios:
                 r.close()
     finally:
         stop.set()
         thread.join(10)
+
+
+@needs_iio
+def test_emulate_command_serves_plutos_that_share_one_air(rng):
+    """`otalab emulate pluto --count 2`: clients of the printed URIs share one air and their RX clocks start together
+    (at the emulators' power-on), whoever reads first. Device 1 hears device 0's burst through the default unit link
+    and device 0 hears itself (hear_self), each at amplitude 1 plus the air's noise N0 = 10**(-snr_db/10): error
+    variance N0 + 2·Δ²/12."""
+    from lab.cli.emulate import device_names
+
+    assert device_names("pluto0", 3) == ["pluto0", "pluto1", "pluto2"] and device_names("tx", 2) == ["tx", "tx1"]
+    cfg = load_config(EMULATED, ["air.snr_db=20"])
+    with emulate_clients(cfg, cfg.radio.sample_rate, cfg.radio.center_freq) as (radios, result):
+        x = burst(rng, 10_000, amplitude=0.25)
+        radios[0].tx(x, at=500)
+        theory = 10 ** (-20 / 10) + 2 * (2.0 ** -11) ** 2 / 12
+        for r in (radios[1], radios[0]):
+            y, t0 = r.rx(12_000)
+            err = y[500:10_500] - x
+            assert t0 == 0 and abs(np.var(err) / theory - 1) < 5 / np.sqrt(err.size)
     assert result["stats"][0]["tx_samples"] >= 10_000 and result["stats"][1]["rx_samples"] >= 12_000
 
 
@@ -326,31 +337,17 @@ def test_emulate_command_honors_a_zeromq_air(rng):
     try:
         cfg = load_config(EMULATED, ["radio.sample_rate=2e6", "air.snr_db=0", "radio.args.emulator.air=zmq",
                                      f"radio.args.emulator.address={address}"])
-        ready, stop, result = threading.Event(), threading.Event(), {}
-        thread = threading.Thread(target=lambda: result.update(stats=serve_pluto(
-            cfg, 0, count=2, ready=lambda uris: (result.update(uris=uris), ready.set()), stop=stop)))
-        thread.start()
-        try:
-            assert ready.wait(10) and len(result["uris"]) == 2
-            radios = [PlutoRadio(PlutoArgs(uri=uri, rx_buffer_size=8192), sample_rate=2e6, tx_gain=0.0,
-                                 rx_gain=0.0) for uri in result["uris"]]
-            try:
-                x = burst(rng, 6000, amplitude=0.25)
-                assert radios[0].tx(x, at=1000) == 1000
-                # (a free-paced broker moves its clock once every endpoint has read: both clients read)
-                other = threading.Thread(target=radios[0].rx, args=(16384,))
-                other.start()
-                y, t0 = radios[1].rx(16384)
-                other.join(10)
-                err = y[t0 + 1007:t0 + 7007] - x
-                theory = 1e-3 + 2 * (2.0 ** -11) ** 2 / 12
-                assert t0 == 0 and abs(np.var(err) / theory - 1) < 5 / np.sqrt(err.size)
-            finally:
-                for r in radios:
-                    r.close()
-        finally:
-            stop.set()
-            thread.join(10)
+        with emulate_clients(cfg, 2e6) as (radios, result):
+            x = burst(rng, 6000, amplitude=0.25)
+            assert radios[0].tx(x, at=1000) == 1000
+            # (a free-paced broker moves its clock once every endpoint has read: both clients read)
+            other = threading.Thread(target=radios[0].rx, args=(16384,))
+            other.start()
+            y, t0 = radios[1].rx(16384)
+            other.join(10)
+            err = y[t0 + 1007:t0 + 7007] - x
+            theory = 1e-3 + 2 * (2.0 ** -11) ** 2 / 12
+            assert t0 == 0 and abs(np.var(err) / theory - 1) < 5 / np.sqrt(err.size)
         assert result["stats"][0]["tx_samples"] >= 6000 and result["stats"][1]["rx_samples"] >= 16384
         bad = load_config(EMULATED, ["radio.sample_rate=4e6", "radio.args.emulator.air=zmq",
                                      f"radio.args.emulator.address={address}"])
