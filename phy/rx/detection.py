@@ -91,7 +91,7 @@ class DetectionScan:
         t_from = t_c + T.size
         if t_abs + n > t_from:
             i = t_from - t0
-            new = det.metric(buf[i:i + t_abs + n - t_from + det.span - 1])
+            new = det.metric_screened(buf[i:i + t_abs + n - t_from + det.span - 1])
             if lo >= T.size:                # nothing kept (the scan's usual step): no copy
                 rng[1:] = list(new)
             else:
