@@ -1,7 +1,10 @@
 """Detection: the scan for frame candidates over the stream, with the metric cache it reads from.
 
 The statistic (:class:`phy.detector.SchmidlCoxDetector`: Schmidl–Cox + LTS periodicity, Gamma(2, 1) null) is
-evaluated lazily from the scan position, in chunks that grow while nothing is found; the first threshold crossing
+evaluated lazily from the scan position (:meth:`~phy.detector.SchmidlCoxDetector.metric_screened`: the exact metric
+where a fused screen says it may reach the threshold, 0 elsewhere - the same crossings, peaks and candidates; the
+look-ahead windows of :meth:`DetectionScan.windows`, flagged anyway around each expected frame, take the exact
+metric directly), in chunks that grow while nothing is found; the first threshold crossing
 and the peak within ``peak_window`` after it make a candidate (:meth:`DetectionScan.search`). Once a frame is parsed
 the receiver moves the scan to its end, so frame bodies are never searched.
 
