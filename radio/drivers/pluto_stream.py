@@ -69,6 +69,21 @@ GIL_HOPS = 3
 DAC_STATUS_EVERY = 2
 #: refills within this many seconds of the map's prediction count as "waited for" (they calibrate the map)
 _MAP_WINDOW = 64
+#: USB 2.0 high-speed bulk payload limit (B/s): at most 13 packets of 512 bytes per 125 µs microframe (USB 2.0
+#: specification, 5.8.4). Every link of an ADALM-PLUTO (``usb:``, or ``ip:`` over its USB network gadget or a dongle
+#: on its OTG port) goes through its USB 2.0 port, so no RX buffer reaches the host faster than this
+USB2_BULK_BYTES_PER_S = 13 * 512 * 8000
+
+
+def usb2_transfer_floor_s(samples: int, bytes_per_sample: int = 4) -> float:
+    """Shortest time (s) one RX buffer of ``samples`` samples (I and Q as int16: 4 bytes each) can take over USB 2.0:
+    its bytes at :data:`USB2_BULK_BYTES_PER_S`. A lower bound, never an estimate: iiod's framing, the host controller
+    and a network gadget's overhead only add to it (8192 samples: 0.615 ms; 16384: 1.23 ms)."""
+    if samples < 0 or bytes_per_sample <= 0:
+        raise ValueError(f"usb2_transfer_floor_s({samples!r}, {bytes_per_sample!r}): expected samples >= 0 and "
+                         f"bytes_per_sample > 0")
+    return samples * bytes_per_sample / USB2_BULK_BYTES_PER_S
+
 
 
 class PlutoStream:
@@ -76,11 +91,19 @@ class PlutoStream:
 
     ``sdr``: the adi.Pluto (RX buffer size set, channels enabled); ``rate``: S/s; ``to_amplitude``: raw RX array ->
     complex64 full-scale amplitudes; ``tx_block``: TX buffer size (samples); ``kernel_buffers``: the RX kernel buffer
-    count in force; ``ring_samples``: RX kept on the host (older samples raise LateError).
+    count in force; ``ring_samples``: RX kept on the host (older samples raise LateError); ``link_floor_s``: the
+    shortest time one RX buffer can take from the device to the host over its link (a lower bound: for a real Pluto
+    :func:`usb2_transfer_floor_s`), taken off each arrival stamp (:meth:`arrivals`), since a completed buffer reaches
+    the host that much later at the earliest.
     """
 
     def __init__(self, sdr, rate: float, to_amplitude, tx_block: int, kernel_buffers: int,
-                 ring_samples: int = 1 << 22, tx_scale: float = 2 ** 14, tx_kernel_buffers: int | None = None):
+                 ring_samples: int = 1 << 22, tx_scale: float = 2 ** 14, tx_kernel_buffers: int | None = None,
+                 link_floor_s: float = 0.0):
+        if not 0.0 <= link_floor_s < 1.0:
+            raise ValueError(f"link_floor_s = {link_floor_s!r}: expected 0 <= s < 1 (one RX buffer's shortest "
+                             f"transfer)")
+        self.link_floor_s = float(link_floor_s)
         self._sdr = sdr
         self.rate = float(rate)
         self._to_amp = to_amplitude
@@ -295,11 +318,11 @@ class PlutoStream:
             if (0.25 < duration < 1.5 and not self._pending) or not self._map:
                 self._map.append(m_done - self.end / self.rate)
             if not self._pending:      # (a pending gap: the index lacks it yet)
-                self._arrivals.append((self.end, m_done))
+                self._arrivals.append((self.end, m_done - self.link_floor_s))
             self._cv.notify_all()
 
     def arrivals(self) -> tuple[list[tuple[int, float]], float]:
-        """(the ``(RX count, host time the refill returned)`` stamps recorded since the last call, oldest first;
+        """(the ``(RX count, host time the refill returned less link_floor_s)`` stamps recorded since the last call, oldest first;
         the shortest refill seen, s: a block already queued, i.e. its transfer and the client's own work, which a
         block that had to be waited for took too; 0 before one was seen). A refill returns its block that long after
         the device completed it (plus the device's release, less the request's one-way trip). The shortest refill

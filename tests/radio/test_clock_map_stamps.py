@@ -9,8 +9,9 @@ import time
 import weakref
 
 import numpy as np
+import pytest
 
-from radio.drivers.pluto_stream import PlutoStream
+from radio.drivers.pluto_stream import USB2_BULK_BYTES_PER_S, PlutoStream, usb2_transfer_floor_s
 
 BLOCK = 2000
 
@@ -66,9 +67,9 @@ class _Sdr:
         time.sleep(0.002)
 
 
-def _stamps(sdr: _Sdr, seconds: float = 0.15) -> list[tuple[int, float]]:
+def _stamps(sdr: _Sdr, seconds: float = 0.15, link_floor_s: float = 0.0) -> list[tuple[int, float]]:
     stream = PlutoStream(sdr, 1e6, lambda raw: np.asarray(raw, np.complex64), tx_block=1000, kernel_buffers=4,
-                         ring_samples=1 << 16)
+                         ring_samples=1 << 16, link_floor_s=link_floor_s)
     try:
         stream.arrivals()
         time.sleep(seconds)
@@ -114,3 +115,28 @@ def test_the_stamping_refill_keeps_no_reference_cycle_to_the_buffer():
         assert gone() is None
     finally:
         gc.enable()
+
+
+def test_a_known_link_floor_is_taken_off_every_stamp_exactly():
+    """``link_floor_s`` (a real Pluto: one RX buffer's transfer at USB 2.0's bulk limit) is subtracted from each
+    refill stamp, no more: the stamp then lies that far before the refill's return, never after the conversion."""
+    floor = 0.0015
+    sdr = _Sdr(convert_s=0.003)
+    stamps = _stamps(sdr, link_floor_s=floor)
+    assert len(stamps) >= 5
+    for end, mono in stamps:
+        k = end // BLOCK - 1
+        assert sdr.refills[k] <= mono + floor <= sdr.converting[k]
+    with pytest.raises(ValueError, match="link_floor_s"):
+        PlutoStream(_Sdr(), 1e6, lambda raw: raw, tx_block=1000, kernel_buffers=4, link_floor_s=-1e-3)
+
+
+def test_usb2_floor_is_the_buffer_bytes_at_the_bulk_payload_limit():
+    """USB 2.0 high speed moves at most 13 bulk packets of 512 bytes per 125 µs microframe (53.248 MB/s): an RX buffer
+    of n samples (4 bytes each: I and Q int16) takes at least 4 n / 53.248e6 s."""
+    assert USB2_BULK_BYTES_PER_S == 53_248_000
+    assert usb2_transfer_floor_s(8192) == pytest.approx(32768 / 53.248e6, rel=1e-12)      # 0.615 ms
+    assert usb2_transfer_floor_s(16384) == pytest.approx(1.2308e-3, rel=1e-4)
+    assert usb2_transfer_floor_s(0) == 0.0
+    with pytest.raises(ValueError, match="samples"):
+        usb2_transfer_floor_s(-1)
