@@ -524,8 +524,9 @@ class PlutoRadio(Radio):
         return list(self._stream.gaps) if self._stream is not None else []
 
     def rx_arrivals(self) -> tuple[list[tuple[int, float]], float] | None:
-        """Streaming: when each refill returned, and the shortest refill (a block's transfer), which the node's map
-        subtracts (:meth:`radio.drivers.pluto_stream.PlutoStream.arrivals`); None otherwise."""
+        """Streaming: when each libiio refill returned its block (less a real Pluto's USB transfer floor), and the
+        shortest refill, which the node reports only (:meth:`radio.drivers.pluto_stream.PlutoStream.arrivals`); None
+        otherwise."""
         return self._stream.arrivals() if self._stream is not None else None
 
     def rx_gaps(self) -> list[tuple[int, int]]:

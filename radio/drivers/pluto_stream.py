@@ -85,7 +85,6 @@ def usb2_transfer_floor_s(samples: int, bytes_per_sample: int = 4) -> float:
     return samples * bytes_per_sample / USB2_BULK_BYTES_PER_S
 
 
-
 class PlutoStream:
     """Background RX ring + TX feeder on a pyadi-iio ``adi.Pluto`` (module docstring).
 
@@ -322,12 +321,12 @@ class PlutoStream:
             self._cv.notify_all()
 
     def arrivals(self) -> tuple[list[tuple[int, float]], float]:
-        """(the ``(RX count, host time the refill returned less link_floor_s)`` stamps recorded since the last call, oldest first;
-        the shortest refill seen, s: a block already queued, i.e. its transfer and the client's own work, which a
-        block that had to be waited for took too; 0 before one was seen). A refill returns its block that long after
-        the device completed it (plus the device's release, less the request's one-way trip). The shortest refill
-        only falls as more are seen, so it is applied when the map is used, not baked into the stamps: an estimate
-        too large at a cold start would otherwise leave early stamps under the map for its whole window."""
+        """(the ``(RX count, host time libiio's refill returned the block less link_floor_s)`` stamps recorded since
+        the last call, oldest first; the shortest refill seen, s: a block already queued, i.e. its transfer and the
+        client's own work, which a block that had to be waited for took too; 0 before one was seen). The shortest
+        refill is no estimate of a stamp's lateness: it also holds the request's round trip, which a refill that
+        waited for its block had paid before the block completed (subtracted, it put the map 3.2-3.6 ms early): the
+        node reports it, and the stamps are all it maps by."""
         with self._cv:
             out = list(self._arrivals)
             self._arrivals.clear()
