@@ -63,7 +63,7 @@ from typing import Literal
 import numpy as np
 
 from radio.base import LateError, Radio, RadioCapabilities, RadioError, TxStatus, as_samples
-from radio.drivers.pluto_stream import PlutoStream
+from radio.drivers.pluto_stream import PlutoStream, usb2_transfer_floor_s
 from radio.servers.iiod_emulator import EmulatorSettings, IiodServer, start_emulated_pluto
 from radio.servers.pluto_context import RX_FULL_SCALE, TX_FULL_SCALE
 from radio.servers.pluto_process import EmulatorProcess
@@ -254,9 +254,13 @@ class PlutoRadio(Radio):
             wall = ctx.attrs.get("otalab,emulator_wallclock")   # an otalab emulator says whether it has a clock
             streams = args.streams if args.streaming is not None or wall is None else wall == "1"
             if streams:   # the RX buffer first, then the TX stream (PlutoStream)
+                # a real Pluto's RX buffers cross its USB 2.0 port (an emulator's, a local socket; on the device
+                # itself, none): no arrival stamp is earlier than that transfer after the buffer was complete
+                usb = wall is None and ctx.name != "local"
                 self._res.stream = PlutoStream(self._sdr, self.sample_rate, self._to_amplitude, args.tx_buffer_size,
                                                args.kernel_buffers, args.ring_samples,
-                                               tx_kernel_buffers=args.tx_kernel_buffers or args.kernel_buffers)
+                                               tx_kernel_buffers=args.tx_kernel_buffers or args.kernel_buffers,
+                                               link_floor_s=usb2_transfer_floor_s(args.rx_buffer_size) if usb else 0.0)
                 if args.calibrates_tx:
                     self.calibrate_tx()
         except Exception:
@@ -520,8 +524,9 @@ class PlutoRadio(Radio):
         return list(self._stream.gaps) if self._stream is not None else []
 
     def rx_arrivals(self) -> tuple[list[tuple[int, float]], float] | None:
-        """Streaming: when each refill returned, and the shortest refill (a block's transfer), which the node's map
-        subtracts (:meth:`radio.drivers.pluto_stream.PlutoStream.arrivals`); None otherwise."""
+        """Streaming: when each libiio refill returned its block (less a real Pluto's USB transfer floor), and the
+        shortest refill, which the node reports only (:meth:`radio.drivers.pluto_stream.PlutoStream.arrivals`); None
+        otherwise."""
         return self._stream.arrivals() if self._stream is not None else None
 
     def rx_gaps(self) -> list[tuple[int, int]]:

@@ -52,6 +52,7 @@ import bisect
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 
 import numpy as np
@@ -68,6 +69,20 @@ GIL_HOPS = 3
 DAC_STATUS_EVERY = 2
 #: refills within this many seconds of the map's prediction count as "waited for" (they calibrate the map)
 _MAP_WINDOW = 64
+#: USB 2.0 high-speed bulk payload limit (B/s): at most 13 packets of 512 bytes per 125 µs microframe (USB 2.0
+#: specification, 5.8.4). Every link of an ADALM-PLUTO (``usb:``, or ``ip:`` over its USB network gadget or a dongle
+#: on its OTG port) goes through its USB 2.0 port, so no RX buffer reaches the host faster than this
+USB2_BULK_BYTES_PER_S = 13 * 512 * 8000
+
+
+def usb2_transfer_floor_s(samples: int, bytes_per_sample: int = 4) -> float:
+    """Shortest time (s) one RX buffer of ``samples`` samples (I and Q as int16: 4 bytes each) can take over USB 2.0:
+    its bytes at :data:`USB2_BULK_BYTES_PER_S`. A lower bound, never an estimate: iiod's framing, the host controller
+    and a network gadget's overhead only add to it (8192 samples: 0.615 ms; 16384: 1.23 ms)."""
+    if samples < 0 or bytes_per_sample <= 0:
+        raise ValueError(f"usb2_transfer_floor_s({samples!r}, {bytes_per_sample!r}): expected samples >= 0 and "
+                         f"bytes_per_sample > 0")
+    return samples * bytes_per_sample / USB2_BULK_BYTES_PER_S
 
 
 class PlutoStream:
@@ -75,11 +90,19 @@ class PlutoStream:
 
     ``sdr``: the adi.Pluto (RX buffer size set, channels enabled); ``rate``: S/s; ``to_amplitude``: raw RX array ->
     complex64 full-scale amplitudes; ``tx_block``: TX buffer size (samples); ``kernel_buffers``: the RX kernel buffer
-    count in force; ``ring_samples``: RX kept on the host (older samples raise LateError).
+    count in force; ``ring_samples``: RX kept on the host (older samples raise LateError); ``link_floor_s``: the
+    shortest time one RX buffer can take from the device to the host over its link (a lower bound: for a real Pluto
+    :func:`usb2_transfer_floor_s`), taken off each arrival stamp (:meth:`arrivals`), since a completed buffer reaches
+    the host that much later at the earliest.
     """
 
     def __init__(self, sdr, rate: float, to_amplitude, tx_block: int, kernel_buffers: int,
-                 ring_samples: int = 1 << 22, tx_scale: float = 2 ** 14, tx_kernel_buffers: int | None = None):
+                 ring_samples: int = 1 << 22, tx_scale: float = 2 ** 14, tx_kernel_buffers: int | None = None,
+                 link_floor_s: float = 0.0):
+        if not 0.0 <= link_floor_s < 1.0:
+            raise ValueError(f"link_floor_s = {link_floor_s!r}: expected 0 <= s < 1 (one RX buffer's shortest "
+                             f"transfer)")
+        self.link_floor_s = float(link_floor_s)
         self._sdr = sdr
         self.rate = float(rate)
         self._to_amp = to_amplitude
@@ -105,6 +128,7 @@ class PlutoStream:
         self._map: deque[float] = deque(maxlen=_MAP_WINDOW)   # m_done − end/rate of recent refills
         self._pending: list[list] = []     # overflows not placed yet: [blocks to go before the gap, restart host time]
         self._transfer = float("inf")      # shortest refill seen (s): a block that was already queued
+        self._refilled: list[float | None] = [None]   # host time the last libiio refill returned (_stamp_refills)
         self._tx_primed = threading.Event()            # the feeder has filled the DAC's queue once
         self._realign_after: int | None = None         # after a slip: put the TX stream back ahead of RX once
         self._caught_up_at = 0                         # RX caught up after this block (the last refill that waited)
@@ -151,10 +175,34 @@ class PlutoStream:
         return run
 
     def _fetch(self) -> tuple[np.ndarray, float]:
-        """(the next RX block as amplitudes, host time the refill returned: stamped before the conversion)."""
+        """(the next RX block as amplitudes, host time libiio's refill returned it: before pyadi-iio and this driver
+        convert it, which took 0.2-0.35 ms for 8192 samples, measured (docs/pluto.md, "The node's clock map"))."""
+        self._refilled[0] = None
         raw = self._sdr.rx()
-        m_done = time.monotonic()
-        return self._to_amp(raw), m_done
+        m_rx = time.monotonic()
+        self._stamp_refills()
+        m_done = self._refilled[0]
+        return self._to_amp(raw), m_rx if m_done is None else m_done
+
+    def _stamp_refills(self) -> None:
+        """Make the RX buffer's ``refill`` stamp the host time it returns (into ``_refilled``): the block is on the
+        host then; pyadi-iio's ``rx()`` goes on to read each channel out of the buffer and build complex samples,
+        host work, not delivery. With libiio 0.x pyadi-iio refills ``sdr._rxbuf`` (an ``iio.Buffer``, made at the
+        first ``rx()``, made again after a failed refill); with libiio 1.x it has none and the stamp stays the
+        return of ``rx()``. The wrapper holds no reference to the buffer or to this stream (a weak one, and the
+        stamp list): a reference cycle would leave the buffer to the cycle collector, which may free it after its
+        context (the crash pyadi-iio's compat layer works around)."""
+        buf = getattr(self._sdr, "_rxbuf", None)
+        if buf is None or "refill" in getattr(buf, "__dict__", {"refill": None}):
+            return
+        refill, ref, box = type(buf).refill, weakref.ref(buf), self._refilled
+
+        def stamped():
+            out = refill(ref())
+            box[0] = time.monotonic()
+            return out
+
+        buf.refill = stamped
 
     def _push(self, words: np.ndarray) -> None:
         self._sdr.tx(words)
@@ -269,16 +317,16 @@ class PlutoStream:
             if (0.25 < duration < 1.5 and not self._pending) or not self._map:
                 self._map.append(m_done - self.end / self.rate)
             if not self._pending:      # (a pending gap: the index lacks it yet)
-                self._arrivals.append((self.end, m_done))
+                self._arrivals.append((self.end, m_done - self.link_floor_s))
             self._cv.notify_all()
 
     def arrivals(self) -> tuple[list[tuple[int, float]], float]:
-        """(the ``(RX count, host time the refill returned)`` stamps recorded since the last call, oldest first;
-        the shortest refill seen, s: a block already queued, i.e. its transfer and the client's own work, which a
-        block that had to be waited for took too; 0 before one was seen). A refill returns its block that long after
-        the device completed it (plus the device's release, less the request's one-way trip). The shortest refill
-        only falls as more are seen, so it is applied when the map is used, not baked into the stamps: an estimate
-        too large at a cold start would otherwise leave early stamps under the map for its whole window."""
+        """(the ``(RX count, host time libiio's refill returned the block less link_floor_s)`` stamps recorded since
+        the last call, oldest first; the shortest refill seen, s: a block already queued, i.e. its transfer and the
+        client's own work, which a block that had to be waited for took too; 0 before one was seen). The shortest
+        refill is no estimate of a stamp's lateness: it also holds the request's round trip, which a refill that
+        waited for its block had paid before the block completed (subtracted, it put the map 3.2-3.6 ms early): the
+        node reports it, and the stamps are all it maps by."""
         with self._cv:
             out = list(self._arrivals)
             self._arrivals.clear()

@@ -310,13 +310,13 @@ class RadioNode:
             stamped = self.radio.rx_arrivals()
             if stamped is None:       # the radio does not stamp its blocks: when this read returned
                 self.clock.add(t0 + x.size, arrived)
-            else:                     # its own stamps (a Pluto's refills: when each returned its completed block)
-                for t, mono in stamped[0]:
+            else:                     # its own stamps (a Pluto's: when libiio's refill returned each completed
+                for t, mono in stamped[0]:    # block, less a real Pluto's USB 2.0 transfer floor: pluto_stream)
                     self.clock.add(t, mono)
                 # the shortest refill (a block already queued) is reported, not subtracted: it also holds the
                 # request's round trip, which a refill waiting for its block had paid before the block completed;
-                # subtracted, it put the map 3.2-3.6 ms early on a quiet host, where unsubtracted it is 0.5-0.65 ms
-                # late (the completed block's transfer), within the 1 ms the node promises
+                # subtracted, it put the map 3.2-3.6 ms early on a quiet host. The emulated Pluto's map is 0.2-0.45 ms
+                # late unsubtracted (its DMA's and iiod's wake-ups and the socket: docs/radio-clocks.md)
                 self.stats["refill_shortest_s"] = float(stamped[1])
             self.stats["rx_blocks"] += 1
 
