@@ -528,6 +528,19 @@ class PlutoRadio(Radio):
         """:attr:`gaps` as ``[start, end)`` intervals (the contract's :meth:`radio.base.Radio.rx_gaps`)."""
         return [(s, s + n) for s, n in self.gaps]
 
+    def timing_state(self) -> dict | None:
+        """Streaming: the TX lock (epoch, since), the TX offset calibration (and the epoch it was measured in), the
+        RX gaps and the stream's counters (underflows, overflows, bursts dropped); None otherwise."""
+        if self._stream is None:
+            return None
+        out = {"tx_lock": dict(self._stream.lock), "tx_calibration": self.tx_calibration,
+               "rx_gaps": [list(g) for g in self._stream.gaps][-8:], "stream": dict(self._stream.stats)}
+        if self.emulator_process is not None:     # the emulated device's own account of its DAC running dry
+            st = self.emulator_process.state()
+            out["emulator"] = {"tx_slips": st["tx_slips"][-16:], "tx_slip_count": len(st["tx_slips"]),
+                               "stats": st["stats"]}
+        return out
+
     def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
         """Streaming: "on_time" once the burst is in the TX stream and no slip was reported since it was scheduled
         (it left at the lock's constant offset), "underflow" if the stream slipped; otherwise "unknown"."""

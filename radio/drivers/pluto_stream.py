@@ -58,7 +58,7 @@ import numpy as np
 
 from radio.base import LateError, RadioError
 from radio.memory import resident_zeros
-from radio.thread_priority import raise_thread_priority
+from radio.thread_priority import raise_thread_priority, shorten_switch_interval
 
 #: AXI ADC/DAC core status register and its bits
 STATUS_REGISTER, OVERFLOW, UNDERFLOW = 0x80000088, 0x4, 0x1
@@ -82,6 +82,8 @@ class PlutoStream:
                  ring_samples: int = 1 << 22, tx_scale: float = 2 ** 14, tx_kernel_buffers: int | None = None):
         self._sdr = sdr
         self.rate = float(rate)
+        # the feeder and the RX thread get the GIL back within a fraction of a block (radio.thread_priority)
+        self.switch_interval_s = shorten_switch_interval()
         self._to_amp = to_amplitude
         self._tx_block = int(tx_block)
         self._nbuf = int(kernel_buffers)
