@@ -622,15 +622,20 @@ class PlutoRadio(Radio):
                 lead = self._stream.min_lead()
                 at = self._stream.end + 2 * lead
                 epoch = self._stream.lock["epoch"]
-                window = 4 * lead + probe_samples    # the offset is below what was queued when it was labelled
+                # the offset is below what was queued when it was labelled; after a slip's realignment it may be
+                # negative (the stream was put ahead of where the DAC resumed): look on both sides
+                back = 2 * lead if self.tx_calibration is not None else 0
+                window = back + 4 * lead + probe_samples
                 self._stream.schedule(_dac_words(probe), at)
-                y, _ = self._stream.read(window, at, timeout=window / self.sample_rate + 2.0 + lead / self.sample_rate)
+                y, _ = self._stream.read(window, at - back,
+                                         timeout=window / self.sample_rate + 2.0 + lead / self.sample_rate)
                 n = 1 << int(np.ceil(np.log2(window + probe_samples)))
                 c = np.abs(np.fft.ifft(np.fft.fft(y, n) * np.conj(np.fft.fft(probe, n))))[:window - probe_samples + 1]
-                k = int(np.argmax(c))
-                side = float(np.max(np.concatenate([c[:max(0, k - 2)], c[k + 3:]]))) if c.size > 5 else 0.0
-                psr = float(c[k] / side) if side > 0 else float("inf")
-                gap = any(at <= s < at + window for s, _ in self._stream.gaps)
+                k = int(np.argmax(c)) - back
+                i = k + back
+                side = float(np.max(np.concatenate([c[:max(0, i - 2)], c[i + 3:]]))) if c.size > 5 else 0.0
+                psr = float(c[i] / side) if side > 0 else float("inf")
+                gap = any(at - back <= s < at - back + window for s, _ in self._stream.gaps)
                 slipped = self._stream.lock["epoch"] != epoch
                 tried.append({"offset": k, "peak_to_sidelobe": round(psr, 2), "gap": gap, "slip": slipped})
                 if psr >= 8.0 and not gap and not slipped:
