@@ -155,6 +155,17 @@ class Radio(abc.ABC):
         ring. Default: none (radios that show a loss as a jump of ``t0``)."""
         return []
 
+    def min_lead_samples(self) -> int:
+        """How far ahead of ``time_now()`` a ``tx`` must be scheduled to leave on time (e.g. a streaming Pluto: the
+        TX buffers queued ahead of its DAC plus its calibrated TX offset). Default 0."""
+        return 0
+
+    def timing_state(self) -> dict | None:
+        """How this radio's TX is held to its RX clock, JSON-ready, for a node's status (e.g. a streaming Pluto's
+        lock epoch, its TX offset calibration and stream counters). Default None: nothing beyond the node's own
+        counters."""
+        return None
+
     def rx_arrivals(self) -> tuple[list[tuple[int, float]], float] | None:
         """When the radio's own RX stream knows better than a reader when its samples arrived: ``(stamps,
         delivery_s)``; ``stamps`` are ``(t, mono)`` pairs for the blocks received since the last call, ``t`` the

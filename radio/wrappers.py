@@ -65,6 +65,12 @@ class RadioWrapper(Radio):
     def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
         return self.inner.tx_status(at, timeout_s)
 
+    def timing_state(self) -> dict | None:
+        return self.inner.timing_state()
+
+    def min_lead_samples(self) -> int:
+        return self.inner.min_lead_samples()
+
     @property
     def thread_safe(self) -> bool:
         return self.inner.thread_safe

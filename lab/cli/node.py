@@ -53,6 +53,12 @@ def register(app: typer.Typer) -> None:
                 "tcp://localhost"):
             typer.secho(f"warning: --bind {bind} is not a local address: the node has no authentication",
                         fg=typer.colors.YELLOW, err=True)
+        if actor is not None and actor != "device":
+            fail(f"--actor {actor!r}: expected 'device' (the PS actor runs in the ServerApp)")
+        if actor == "device":     # the actor's imports and compiled kernels before the radio streams (warm_up)
+            from lab.experiments.actor_host import warm_up
+
+            warm_up(cfg.ofdm.to_config(float(cfg.radio.sample_rate)), cfg.sync)
         try:
             radio = open_radio(cfg, name)
         except (RadioError, ValueError) as exc:
@@ -64,9 +70,6 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         host = None
         if actor is not None:
-            if actor != "device":
-                rnode.close()
-                fail(f"--actor {actor!r}: expected 'device' (the PS actor runs in the ServerApp)")
             from lab.experiments.actor_host import DeviceHost
 
             host = DeviceHost(rnode, cfg.ofdm.to_config(rnode.sample_rate), cfg.sync)

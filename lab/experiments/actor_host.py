@@ -55,6 +55,20 @@ from sync.layout import CellLayout
 from sync.messages import AccessSlot, CellSetup, DataRound, Msg3Window, RoundPlan
 
 
+def warm_up(ofdm, sync: SyncConfig | None) -> None:
+    """Build one uplink control frame and receive it: the LDPC encoder's and decoder's imports and the detector's
+    compiled kernel take seconds on a loaded host, holding the GIL. Done in a node process before its radio opens,
+    and again at setup (cheap then), so that none of it stalls the node's streaming threads (in a Pluto cell, an
+    actor's first setup stalled its node's TX feeder for 0.4 s and its RX for over 1 s: the DAC ran dry, the TX
+    offset moved, and random access never found the device) nor falls between a slot's announcement and its
+    transmission."""
+    sync = sync or SyncConfig()
+    frame = FrameBuilder(ofdm).build_digital(bytes(4), seq=0, modem=sync.control_modem,
+                                             code_rate=sync.control_code_rate)
+    pad = np.zeros(4 * ofdm.symbol_len, np.complex64)
+    Receiver(ofdm).process(np.concatenate([pad, frame, pad, pad]), 0)
+
+
 class DeviceHost:
     """Hosts one device actor on ``node`` (a started RadioNode) for the cell described by ``ofdm`` (OfdmConfig) and
     ``sync`` (SyncConfig; its ``lead`` is replaced by the node's). ``listen_s``: listener period (seconds)."""
@@ -137,13 +151,7 @@ class DeviceHost:
                                      timing_advance=bool(step.get("timing_advance", True)),
                                      cfo_precomp=bool(step.get("cfo_precomp", True)),
                                      rng=np.random.default_rng(int(step.get("seed", 0))), events=self.events)
-            # build the uplink control frame once now (the LDPC encoder's imports take seconds on a loaded host),
-            # not between a slot's announcement and its transmission
-            # and receive it once (the decoder's imports likewise), so the listener does not stall the node
-            frame = FrameBuilder(self.ofdm).build_digital(bytes(4), seq=0, modem=self.sync.control_modem,
-                                                          code_rate=self.sync.control_code_rate)
-            pad = np.zeros(4 * self.ofdm.symbol_len, np.complex64)
-            Receiver(self.ofdm).process(np.concatenate([pad, frame, pad, pad]), 0)
+            warm_up(self.ofdm, self.sync)       # (done before the radio opened too: then it costs little here)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._listen_loop, name="DeviceHost listener", daemon=True)
                 self._thread.start()

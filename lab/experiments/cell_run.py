@@ -101,6 +101,10 @@ def device_step(body: dict, call, values_fn=None) -> dict:
     return reply
 
 
+#: what a turnaround budget holds beyond the radio's lead: reading the phase before and decoding it (s)
+TURNAROUND_MARGIN_S = 0.5
+
+
 @dataclasses.dataclass
 class RoundRecord:
     round: int
@@ -135,13 +139,15 @@ class CellRun:
                  device_turnaround_s: float = 1.0, cfo_precomp: bool = True, timing_advance: bool = True):
         self.port = ps if isinstance(ps, NodePort) else NodePort(ps)
         self.fs = self.port.sample_rate
+        self.events: list[str] = []
         ps_lead = ps_lead if ps_lead is not None else self.port.lead + int(1.0 * self.fs)
-        self.cfg = dataclasses.replace(sync or SyncConfig(), lead=ps_lead,
-                                       ps_turnaround=int(ps_turnaround_s * self.fs),
+        ps_turnaround = int(ps_turnaround_s * self.fs)
+        if ps_turnaround <= ps_lead:    # the feedback is built after the pilots are read: the radio's lead after it
+            ps_turnaround = ps_lead + int(TURNAROUND_MARGIN_S * self.fs)
+            self.events.append(f"PS turnaround {ps_turnaround_s} s raised to {ps_turnaround / self.fs:.2f} s: the PS "
+                               f"radio's lead is {ps_lead / self.fs:.2f} s")
+        self.cfg = dataclasses.replace(sync or SyncConfig(), lead=ps_lead, ps_turnaround=ps_turnaround,
                                        device_turnaround=int(device_turnaround_s * self.fs))
-        if self.cfg.ps_turnaround <= ps_lead:
-            raise ValueError(f"ps_turnaround_s = {ps_turnaround_s}: expected more than the PS radio's lead "
-                             f"{ps_lead / self.fs:.3f} s (the feedback is built after the pilots are read)")
         self.ofdm, self.control, self.seed = ofdm, control, int(seed)
         self.devices = list(devices)
         self.k = len(self.devices)
@@ -158,7 +164,6 @@ class CellRun:
         #: the longest feedback frame (every tap kept, as CellLayout bounds it): the data slot is planned after it
         self.feedback_len = FrameBuilder(ofdm).frame_len(n_bytes=fb_bytes, modem=cfg.control_modem,
                                                          code_rate=cfg.control_code_rate)
-        self.events: list[str] = []
         self.excluded: dict = {}
         self.state: dict = {}           # device -> its latest reported state
         self.control_rounds: list[dict] = []
@@ -214,10 +219,20 @@ class CellRun:
         # and its transmission
         self.ps.beacon.waveform(0, 0)
         t0 = time.monotonic()
-        self._send("setup", lambda d: [{"op": "setup", "setup": setup, "index": self.index[d],
+        replies = self._send("setup", lambda d: [{"op": "setup", "setup": setup, "index": self.index[d],
                                         "preamble": self.index[d], "seed": self.seed + 1 + self.index[d],
                                         "cfo_precomp": self.cfo_precomp, "timing_advance": self.timing_advance}])
         rtt = time.monotonic() - t0
+        # a device sends its data after decoding the feedback: its turnaround must cover its radio's lead (a
+        # streaming Pluto's TX queue, about 0.6 s, against the default 1 s budget) and the decode
+        leads = [int(r["lead"]) for rep in replies.values() for r in rep.get("steps", []) if "lead" in r]
+        need = max(leads, default=0) + int(TURNAROUND_MARGIN_S * self.fs)
+        if leads and self.cfg.device_turnaround < need:
+            self.events.append(f"device turnaround {self.cfg.device_turnaround / self.fs:.2f} s raised to "
+                               f"{need / self.fs:.2f} s: the longest device radio lead is {max(leads) / self.fs:.2f} s")
+            self.cfg = dataclasses.replace(self.cfg, device_turnaround=need)
+            self.layout = CellLayout(self.ofdm, self.cfg, self.setup)
+            self.ps.layout, self.ps.cfg = self.layout, self.cfg
         if self.lead is None:
             lead_s = max(2 * rtt, self.min_lead_s)
             if self.max_lead_s is not None:

@@ -233,6 +233,10 @@ class PlutoRadio(Radio):
         self._rx_started = False               # streaming: rx(at=None) has been called
         self._tx_offset = 0                    # streaming: measured TX stream -> RX count offset (calibrate_tx)
         self.tx_calibration: dict | None = None
+        self._cal_lock = threading.Lock()      # tx waits while the offset is being measured again
+        self._deaf: list[list[int]] = []       # [start, end) RX counts heard in digital loopback (recalibrations)
+        #: calibrations after a TX slip: {"epoch", "old_offset", "offset", "deaf": [start, end)}
+        self.tx_recalibrations: list[dict] = []
         try:
             self._sdr.rx_enabled_channels = [0]
             self._sdr.tx_enabled_channels = [0]
@@ -530,8 +534,45 @@ class PlutoRadio(Radio):
         return self._stream.arrivals() if self._stream is not None else None
 
     def rx_gaps(self) -> list[tuple[int, int]]:
-        """:attr:`gaps` as ``[start, end)`` intervals (the contract's :meth:`radio.base.Radio.rx_gaps`)."""
-        return [(s, s + n) for s, n in self.gaps]
+        """:attr:`gaps` as ``[start, end)`` intervals (the contract's :meth:`radio.base.Radio.rx_gaps`), and the
+        intervals a recalibration heard the digital loopback instead of the air (:meth:`_recalibrate_after_slip`)."""
+        return sorted([(s, s + n) for s, n in self.gaps] + [(a, b) for a, b in self._deaf])
+
+    def _recalibrate_after_slip(self) -> None:
+        """A calibrated stream whose TX slipped (a new lock epoch: its DAC ran dry, or an RX gap's estimate moved
+        the RX count) plays every later burst at another offset, by up to the dry time (measured: thousands to a
+        hundred thousand samples), and nothing on the host can tell it to the sample. So once the stream is locked
+        again, the next ``tx`` measures the offset again (:meth:`calibrate_tx`), as at open. Meanwhile the radio
+        hears its own TX (digital loopback): that interval, from the RX count when it began to the count when it
+        ended plus the kernel's RX queue (what was captured before the switch back but fetched after), is reported
+        as lost in :meth:`rx_gaps`; a node flags it."""
+        cal = self.tx_calibration
+        lock = self._stream.lock
+        if cal is None or not self.args.calibrates_tx or not lock["locked"] or lock["epoch"] == cal["lock_epoch"]:
+            return
+        old, epoch = cal["offset_samples"], lock["epoch"]
+        deaf = [self._stream.end, 1 << 62]                # open until the loopback is off again
+        self._deaf.append(deaf)
+        try:
+            self.calibrate_tx()
+        finally:
+            deaf[1] = self._stream.end + int(self.args.kernel_buffers) * int(self.args.rx_buffer_size)
+        self.tx_recalibrations.append({"epoch": epoch, "old_offset": old,
+                                       "offset": self.tx_calibration["offset_samples"], "deaf": list(deaf)})
+
+    def timing_state(self) -> dict | None:
+        """Streaming: the TX lock (epoch, since), the TX offset calibration (and the epoch it was measured in), the
+        RX gaps and the stream's counters (underflows, overflows, bursts dropped); None otherwise."""
+        if self._stream is None:
+            return None
+        out = {"tx_lock": dict(self._stream.lock), "tx_calibration": self.tx_calibration,
+               "tx_recalibrations": self.tx_recalibrations[-8:],
+               "rx_gaps": [list(g) for g in self._stream.gaps][-8:], "stream": dict(self._stream.stats)}
+        if self.emulator_process is not None:     # the emulated device's own account of its DAC running dry
+            st = self.emulator_process.state()
+            out["emulator"] = {"tx_slips": st["tx_slips"][-16:], "tx_slip_count": len(st["tx_slips"]),
+                               "stats": st["stats"]}
+        return out
 
     def tx_status(self, at: int, timeout_s: float = 0.0) -> TxStatus:
         """Streaming: "on_time" once the burst is in the TX stream and no slip was reported since it was scheduled
@@ -586,15 +627,20 @@ class PlutoRadio(Radio):
                 lead = self._stream.min_lead()
                 at = self._stream.end + 2 * lead
                 epoch = self._stream.lock["epoch"]
-                window = 4 * lead + probe_samples    # the offset is below what was queued when it was labelled
+                # the offset is below what was queued when it was labelled; after a slip's realignment it may be
+                # negative (the stream was put ahead of where the DAC resumed): look on both sides
+                back = 2 * lead if self.tx_calibration is not None else 0
+                window = back + 4 * lead + probe_samples
                 self._stream.schedule(_dac_words(probe), at)
-                y, _ = self._stream.read(window, at, timeout=window / self.sample_rate + 2.0 + lead / self.sample_rate)
+                y, _ = self._stream.read(window, at - back,
+                                         timeout=window / self.sample_rate + 2.0 + lead / self.sample_rate)
                 n = 1 << int(np.ceil(np.log2(window + probe_samples)))
                 c = np.abs(np.fft.ifft(np.fft.fft(y, n) * np.conj(np.fft.fft(probe, n))))[:window - probe_samples + 1]
-                k = int(np.argmax(c))
-                side = float(np.max(np.concatenate([c[:max(0, k - 2)], c[k + 3:]]))) if c.size > 5 else 0.0
-                psr = float(c[k] / side) if side > 0 else float("inf")
-                gap = any(at <= s < at + window for s, _ in self._stream.gaps)
+                k = int(np.argmax(c)) - back
+                i = k + back
+                side = float(np.max(np.concatenate([c[:max(0, i - 2)], c[i + 3:]]))) if c.size > 5 else 0.0
+                psr = float(c[i] / side) if side > 0 else float("inf")
+                gap = any(at - back <= s < at - back + window for s, _ in self._stream.gaps)
                 slipped = self._stream.lock["epoch"] != epoch
                 tried.append({"offset": k, "peak_to_sidelobe": round(psr, 2), "gap": gap, "slip": slipped})
                 if psr >= 8.0 and not gap and not slipped:
@@ -699,13 +745,15 @@ class PlutoRadio(Radio):
         x = as_samples(samples)
         words = _dac_words(x)
         if self._stream is not None:   # the TX stream position is the RX count less the calibrated offset
-            c = self._tx_offset
-            pos = self._stream.end + self._stream.min_lead() if at is None else int(at) - c
-            try:
-                return (self._stream.schedule(words, pos) if x.size else pos) + c
-            except LateError as exc:
-                raise LateError("PlutoSDR tx (the TX stream is pushed ahead; schedule at least min_lead_samples() "
-                                "ahead of time_now)", exc.at + c, exc.now + c) from None
+            with self._cal_lock:
+                self._recalibrate_after_slip()
+                c = self._tx_offset
+                pos = self._stream.end + self._stream.min_lead() if at is None else int(at) - c
+                try:
+                    return (self._stream.schedule(words, pos) if x.size else pos) + c
+                except LateError as exc:
+                    raise LateError("PlutoSDR tx (the TX stream is pushed ahead; schedule at least "
+                                    "min_lead_samples() ahead of time_now)", exc.at + c, exc.now + c) from None
         if self._sdr.tx_cyclic_buffer:
             if at is not None:
                 raise ValueError("tx: timed transmission (at=...) needs tx_cyclic_buffer=False")

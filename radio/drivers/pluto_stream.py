@@ -12,8 +12,8 @@ A Pluto has no timestamps; the only clock is the count of RX samples fetched. Th
   refill's completion less one block transfer, on a device-time/host-time map kept from refills that had to wait
   for their data); it is zero-filled in the ring and listed in :attr:`PlutoStream.gaps` — the index is never
   shifted. The estimate is off by the host↔device latency of a refill and the host's scheduling delays;
-  :attr:`PlutoStream.gap_uncertainty` states the bound (two block transfers plus the larger of ``GIL_HOPS`` = 3 GIL
-  switch intervals, 15 ms by default — chosen from the measurements below, not derived — and the spread of the recent
+  :attr:`PlutoStream.gap_uncertainty` states the bound (two block transfers plus the larger of ``HOST_DELAY_S`` = 15 ms
+  — chosen from the measurements below, not derived — and the spread of the recent
   refills' latency, which grows on a loaded host). Measured against the in-process emulator at 1 MS/s (emulator and client share one GIL): 0.25–0.6 ms
   off with 8192-sample blocks at load ~10; 0.7–14.1 ms, always short, with 16384-sample blocks at load 9–15 (the
   cause of the bias is not identified).
@@ -49,7 +49,6 @@ plus one in the making); later ones raise :class:`radio.base.LateError`.
 from __future__ import annotations
 
 import bisect
-import sys
 import threading
 import time
 import weakref
@@ -59,12 +58,13 @@ import numpy as np
 
 from radio.base import LateError, RadioError
 from radio.memory import resident_zeros
-from radio.thread_priority import raise_thread_priority
+from radio.thread_priority import raise_thread_priority, shorten_switch_interval
 
 #: AXI ADC/DAC core status register and its bits
 STATUS_REGISTER, OVERFLOW, UNDERFLOW = 0x80000088, 0x4, 0x1
-#: GIL switch intervals allowed for in the gap bound (empirical: the largest error seen was 14.1 ms, about 3 × 5 ms)
-GIL_HOPS = 3
+#: the host's scheduling delay allowed for in the gap bound (empirical: the largest error seen was 14.1 ms, once
+#: taken as 3 GIL switch intervals of CPython's default 5 ms; it stayed 13 ms with a 0.5 ms interval, so a constant)
+HOST_DELAY_S = 0.015
 #: the RX thread reads the DAC's underflow bit every this many RX blocks (the ADC's overflow bit after every one)
 DAC_STATUS_EVERY = 2
 #: refills within this many seconds of the map's prediction count as "waited for" (they calibrate the map)
@@ -105,6 +105,8 @@ class PlutoStream:
         self.link_floor_s = float(link_floor_s)
         self._sdr = sdr
         self.rate = float(rate)
+        # the feeder and the RX thread get the GIL back within a fraction of a block (radio.thread_priority)
+        self.switch_interval_s = shorten_switch_interval()
         self._to_amp = to_amplitude
         self._tx_block = int(tx_block)
         self._nbuf = int(kernel_buffers)
@@ -281,11 +283,11 @@ class PlutoStream:
     def _place_gap(self, restart_mono: float) -> None:
         if not self._map:
             return
-        # the estimate's error bound: a block transfer each way, plus the host's scheduling delay: GIL_HOPS switch
-        # intervals or the spread of the recent waited refills' latency (large on a loaded host), whichever is
-        # larger. GIL_HOPS = 3 is empirical (module docstring)
+        # the estimate's error bound: a block transfer each way, plus the host's scheduling delay: HOST_DELAY_S or the
+        # spread of the recent waited refills' latency (large on a loaded host), whichever is larger (module
+        # docstring)
         spread = max(self._map) - min(self._map)
-        delay = max(GIL_HOPS * sys.getswitchinterval(), spread)
+        delay = max(HOST_DELAY_S, spread)
         self.gap_uncertainty = max(self.gap_uncertainty, int(np.ceil((2 * self._transfer + delay) * self.rate)) + 1)
         gap = int(round(self._device_time(restart_mono))) - self.end
         if gap <= 0:

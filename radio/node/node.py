@@ -69,7 +69,8 @@ class RadioNode:
     """The per-radio streaming owner of ``radio`` (a :class:`radio.base.Radio` whose ``capabilities.wall_clock`` is
     true: hardware, the realtime ZeroMQ air, a realtime loopback air, the emulators' wall-clock modes).
 
-    ``lead_s``: the smallest lead a TX burst must have (seconds); ``ring_s``: seconds of RX history held;
+    ``lead_s``: the smallest lead a TX burst must have (seconds; raised to the radio's own
+    :meth:`radio.base.Radio.min_lead_samples` when that is longer, as a streaming Pluto's is); ``ring_s``: seconds of RX history held;
     ``block``: samples per RX read (default 5 ms); ``timeout_s``: the longest any call waits by default;
     ``fit_window``/``max_ppm``: the clock map's (:class:`radio.node.clock_map.ClockMap`); ``name``: shown in status
     and errors; ``own_radio``: close the radio with the node.
@@ -86,7 +87,11 @@ class RadioNode:
             raise ValueError(f"ring_s = {ring_s!r}: expected > 0 seconds")
         self.radio, self.name = radio, name
         self.sample_rate = float(radio.sample_rate)
-        self.lead_s, self.timeout_s = float(lead_s), float(timeout_s)
+        # the lead a burst needs: the one asked for, or the radio's own if that is longer (a burst less than it
+        # ahead could only leave late: a node does not accept it)
+        self.lead_requested_s = float(lead_s)
+        self.radio_lead_s = radio.min_lead_samples() / self.sample_rate
+        self.lead_s, self.timeout_s = max(self.lead_requested_s, self.radio_lead_s), float(timeout_s)
         self.block = int(block) if block else max(1, int(round(0.005 * self.sample_rate)))
         self.ring = SampleRing(max(int(ring_s * self.sample_rate), 4 * self.block))
         self.clock = ClockMap(self.sample_rate, fit_window, max_ppm)
@@ -243,10 +248,12 @@ class RadioNode:
         return {"name": self.name, "driver": self.radio.driver, "sample_rate": self.sample_rate,
                 "now": self.time_now() if self.clock.ready else None, "rx_end": self.ring.end,
                 "rx_oldest": self.ring.oldest(), "gaps": self.ring.gap_count, "gap_samples": self.ring.gap_samples,
-                "lead_s": self.lead_s, "block": self.block, "serialised": self._lock is not None,
+                "lead_s": self.lead_s, "lead_requested_s": self.lead_requested_s, "radio_lead_s": self.radio_lead_s,
+                "block": self.block, "serialised": self._lock is not None,
                 "clock_map": self.clock.as_dict(), "timed_tx": self.radio.capabilities.timed_tx,
                 "timing_accuracy_samples": self.radio.capabilities.timing_accuracy_samples,
-                "rx_thread_priority": self.priority, **self.stats, "last_error": self.last_error}
+                "rx_thread_priority": self.priority, **self.stats, "radio_timing": self.radio.timing_state(),
+                "last_error": self.last_error}
 
     def pause_rx(self, seconds: float) -> None:
         """Test hook: stall the RX thread for ``seconds`` (a busy host), as if the process had not been scheduled."""

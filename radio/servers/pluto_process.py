@@ -31,7 +31,7 @@ import sys
 from radio.servers.child import ChildServer, serve_commands
 from radio.servers.iiod_emulator import EmulatorSettings, start_emulated_pluto
 from radio.servers.pluto_dma import DeviceClock
-from radio.thread_priority import raise_thread_priority
+from radio.thread_priority import raise_thread_priority, shorten_switch_interval
 
 
 class EmulatorProcess(ChildServer):
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     # a stand-in for hardware (a device's DMA) is not slowed by the host's other work: every thread of this
     # process (they inherit it) above the host's ordinary ones where allowed
     priority = raise_thread_priority()
+    shorten_switch_interval()      # its DMA threads get the GIL back promptly from the server's (thread_priority)
     lock, rfs = None, [None] * len(devices)
     if any(d.air == "zmq" for d in devices):
         rfs = [zmq_endpoint(d) if d.air == "zmq" else None for d in devices]

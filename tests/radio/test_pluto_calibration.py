@@ -83,3 +83,29 @@ def test_without_calibration_the_offset_is_large_and_constant():
 def test_calibration_needs_streaming():
     with pytest.raises(ValueError, match="calibrate_tx needs streaming"):
         PlutoArgs(emulate=True, streaming=False, calibrate_tx=True)
+
+
+def test_after_a_tx_slip_the_next_burst_measures_the_offset_again_and_lands_at_its_sample():
+    """The host stalls longer than the TX queue (injected: buffer transfers wait 0.2 s; 8 x 4096 TX samples are 63 ms
+    at 521 kS/s): the DAC runs dry, the stream slips (a new lock epoch) and the calibrated offset is stale. The next
+    burst measures it again first and lands at its sample in digital loopback; the interval the radio heard its own
+    TX instead of the air is reported lost (rx_gaps), and the recalibration is on record."""
+    r = _open(300, None, seed=21)
+    try:
+        epoch0 = r.tx_calibration["lock_epoch"]
+        r.emulator_process.stall_host(0.2)
+        deadline = time.monotonic() + 10
+        while not (r.tx_lock["epoch"] > epoch0 and r.tx_lock["locked"]):
+            assert time.monotonic() < deadline, f"no slip and re-lock after the stall: {r.tx_lock}"
+            time.sleep(0.05)
+        assert r.tx_recalibrations == []
+        at = r.time_now() + 10 * r.min_lead_samples() + 100_000    # past the recalibration (it reads 6 leads)
+        assert _arrival(r, at) == 0
+        rec = r.tx_recalibrations[-1]
+        assert rec["epoch"] > epoch0 and r.tx_calibration["lock_epoch"] == r.tx_lock["epoch"]
+        assert rec["offset"] == r.tx_calibration["offset_samples"]
+        a, b = rec["deaf"]
+        assert (a, b) in r.rx_gaps() and b - a > 2 * r._stream.min_lead()
+        assert r.timing_state()["tx_recalibrations"][-1] == rec
+    finally:
+        r.close()
