@@ -22,18 +22,15 @@ OVERLOADED_PER_CORE = 3.0
 
 
 @contextlib.contextmanager
-def timing_judged(load_before: float, shortfall: str | None = None):
+def timing_judged(load_before: float):
     """Timing assertions of a realtime test: a failure on a host whose load average (at the start or the end, per
     core) exceeded OVERLOADED_PER_CORE is reported as xfail with the load, not as a failure (the radio had less CPU
-    than it needs: real radios would lose samples too); on a host under that load it fails, unless ``shortfall``
-    names a known, measured shortfall of this radio's timing on this host (then xfail with it: an open issue, not a
-    pass; what must hold on any host is asserted outside this block and still fails)."""
+    than it needs: real radios would lose samples too); on a host under that load it fails (what must hold on any
+    host is asserted outside this block and fails on any host)."""
     try:
         yield
     except AssertionError as exc:
         load = max(load_before, os.getloadavg()[0])
         if load > OVERLOADED_PER_CORE * (os.cpu_count() or 1):
             pytest.xfail(f"timing not judged: load average {load:.1f} on {os.cpu_count()} cores ({exc})")
-        if shortfall:
-            pytest.xfail(f"known shortfall: {shortfall} ({exc})")
         raise
