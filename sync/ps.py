@@ -77,6 +77,7 @@ class PsActor:
         self.round = 0
         self.plan: InversionPlan | None = None
         self.noise_var: float | None = None
+        self._silent_why: dict[int, str] = {}      # device -> why the last plan left it silent
         self.pilot_delay: dict[int, float] = {}
         self.prach_snr: dict[int, float] = {}
         self.prach_estimates: dict[tuple[int, int], float] = {}  # (slot, preamble) -> delay after the slot start
@@ -336,6 +337,10 @@ class PsActor:
         for dev, _ in granted:
             if not present[dev]:
                 self.plan.reasons[dev] = "no uplink pilot received (device silent or dropped out)"
+        for dev, why in sorted(self.plan.reasons.items()):   # said once, when a device's reason changes
+            if self._silent_why.get(dev) != why:
+                self.events.append(f"PS: device {dev} not active from round {self.round}: {why}")
+        self._silent_why = dict(self.plan.reasons)
         fb = Feedback(self.plan.alpha, taps, self.uplink.first_delay, ta_steps, self.plan.active, err, shift,
                       bits=cfg.feedback_bits)
         self._send_control(fb, "feedback", seq=self.round)
