@@ -43,3 +43,21 @@ def fir(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
 def response(taps: np.ndarray, fft_size: int) -> np.ndarray:
     """Channel frequency response per FFT bin: H[k] = sum_d h[d] exp(-j 2 pi k d / N), complex [N]."""
     return np.fft.fft(taps, fft_size)
+
+
+def mixed_frames(builder, rng: np.random.Generator, n_frames: int, max_gap: int, analog_every: int,
+                 tail: int) -> np.ndarray:
+    """A receiver's hard case: ``n_frames`` frames from ``builder`` (a phy.frame.FrameBuilder), every
+    ``analog_every``-th analog (10-899 values), the others uncoded digital (1-299 bytes, BPSK/QPSK/16-QAM in turn),
+    each after 0..max_gap-1 zeros, ``tail`` zeros at the end; a CFO of 0.4 subcarrier spacings and noise of standard
+    deviation 0.1 per component. complex64 [M]."""
+    parts = []
+    for i in range(n_frames):
+        parts.append(np.zeros(int(rng.integers(0, max_gap)), np.complex64))
+        if i % analog_every == 0:
+            parts.append(builder.build_analog(rng.standard_normal(int(rng.integers(10, 900))), seq=i))
+        else:
+            parts.append(builder.build_digital(rng.bytes(int(rng.integers(1, 300))), seq=i,
+                                               modem=["bpsk", "qpsk", "16qam"][i % 3], code_rate=None))
+    x = cfo(np.concatenate(parts + [np.zeros(tail, np.complex64)]), 0.4, builder.cfg.fft_size)
+    return (x + 0.1 * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size))).astype(np.complex64)

@@ -12,6 +12,7 @@ from phy.detector import SchmidlCoxDetector
 from phy.frame import FrameBuilder
 from phy.ofdm import OfdmConfig
 from phy.receiver import Receiver
+from tests.phy.chan import mixed_frames
 
 pytestmark = pytest.mark.skipif(not detector_mod.kernel_available(), reason="numba is not installed")
 
@@ -69,19 +70,7 @@ def test_receiver_frames_equal_with_and_without_kernel(monkeypatch):
     """Frames of varying kinds and lengths with gaps, CFO and noise, in blocks that cut frames: every field of every
     frame is the same with the kernel and with the numpy path."""
     cfg = OfdmConfig.preset("wifi64")
-    fb = FrameBuilder(cfg)
-    rng = np.random.default_rng(5)
-    parts = []
-    for i in range(12):
-        parts.append(np.zeros(int(rng.integers(0, 3000)), np.complex64))
-        if i % 3 == 0:
-            parts.append(fb.build_analog(rng.standard_normal(int(rng.integers(10, 900))), seq=i))
-        else:
-            parts.append(fb.build_digital(rng.bytes(int(rng.integers(1, 300))), seq=i,
-                                          modem=["bpsk", "qpsk", "16qam"][i % 3], code_rate=None))
-    x = np.concatenate(parts + [np.zeros(2000, np.complex64)])
-    x = x * np.exp(2j * np.pi * 0.4 * np.arange(x.size) / cfg.fft_size)
-    x = (x + 0.1 * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size))).astype(np.complex64)
+    x = mixed_frames(FrameBuilder(cfg), np.random.default_rng(5), 12, 3000, 3, 2000)
     got = {}
     for kernel in (False, True):
         monkeypatch.setattr(detector_mod, "USE_KERNEL", kernel)

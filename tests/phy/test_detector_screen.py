@@ -14,6 +14,7 @@ from phy.detector import SchmidlCoxDetector, screen_numpy
 from phy.frame import FrameBuilder
 from phy.ofdm import OfdmConfig
 from phy.receiver import Receiver
+from tests.phy.chan import mixed_frames
 
 needs_numba = pytest.mark.skipif(not detector_mod.kernel_available(), reason="numba is not installed")
 
@@ -130,19 +131,7 @@ def test_receiver_frames_equal_with_and_without_screen(monkeypatch):
     """Varying kinds and lengths, gaps, dynamic range, blocks that cut frames: every frame and counter is the same
     with the screen and with the exact metric everywhere."""
     cfg = OfdmConfig.preset("wifi64")
-    fb = FrameBuilder(cfg)
-    rng = np.random.default_rng(9)
-    parts = []
-    for i in range(16):
-        parts.append(np.zeros(int(rng.integers(0, 4000)), np.complex64))
-        if i % 4 == 0:
-            parts.append(fb.build_analog(rng.standard_normal(int(rng.integers(10, 900))), seq=i))
-        else:
-            parts.append(fb.build_digital(rng.bytes(int(rng.integers(1, 300))), seq=i,
-                                          modem=["bpsk", "qpsk", "16qam"][i % 3], code_rate=None))
-    x = np.concatenate(parts + [np.zeros(3000, np.complex64)])
-    x = x * np.exp(2j * np.pi * 0.4 * np.arange(x.size) / cfg.fft_size)
-    x = (x + 0.1 * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size))).astype(np.complex64)
+    x = mixed_frames(FrameBuilder(cfg), np.random.default_rng(9), 16, 4000, 4, 3000)
     got, stats = {}, {}
     for screen in (False, True):
         monkeypatch.setattr(detector_mod, "SCREEN", screen)
