@@ -43,6 +43,7 @@ only in ``diagnostics`` mode does the device also return them, for the PS to mea
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import dataclasses
 import math
 import time
@@ -77,28 +78,46 @@ def device_step(body: dict, call, values_fn=None) -> dict:
     payload) -> reply`` reaches the node's ``actor`` op. A ``data`` step with ``values`` = ``{"kind": "random",
     "seed": s, "n": n}`` gets :func:`random_values`, ``"jscc"`` the latent of an image
     (:func:`lab.experiments.cell_jscc.device_values`); other kinds go to ``values_fn(step) -> complex64[n]`` (the
-    learning layer). Returns the node's reply body (plus ``values`` in diagnostics mode)."""
-    payload = None
-    steps = []
-    for step in body["do"]:
-        if step.get("op") == "data":
-            spec = step.get("values") or {}
-            if spec.get("kind") == "random":
-                payload = random_values(int(spec["seed"]), int(step["index"]), int(spec["n"]))
-            elif spec.get("kind") == "jscc":
-                from lab.experiments.cell_jscc import device_values
+    learning layer). Returns the node's reply body (plus ``values`` in diagnostics mode).
 
-                payload = device_values(spec)
-            elif values_fn is not None:
-                payload = np.ascontiguousarray(values_fn(step), np.complex64)
-            else:
-                raise ValueError(f"data step with values {spec!r}: no producer for that kind")
-            step = {k: v for k, v in step.items() if k not in ("values", "index")} | {"n": int(payload.size)}
-        steps.append(step)
-    reply = call({"body": {"do": steps}}, payload)
-    if body.get("diagnostics") and payload is not None:
+    The steps before the data step (pilots, feedback) go to the node at once, in a call of their own, while the
+    values are made: a FEEL device's local training then runs during the pilots → feedback → data interval instead
+    of before its pilots (measured at load ~4: training first left the pilots 0.4–1.4 s late, the round empty). The
+    data step follows once both are done; if the first call fails, the data step is not sent."""
+    steps = list(body["do"])
+    k = next((i for i, s in enumerate(steps) if s.get("op") == "data"), None)
+    if k is None:
+        return call({"body": {"do": steps}}, None)
+    first = None
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="device_step") as pool:
+        pending = pool.submit(call, {"body": {"do": steps[:k]}}, None) if k else None
+        try:
+            payload = _values(steps[k], values_fn)
+        finally:
+            first = pending.result() if pending is not None else None
+    if first is not None and first.get("error"):
+        return first
+    data = {k2: v for k2, v in steps[k].items() if k2 not in ("values", "index")} | {"n": int(payload.size)}
+    reply = call({"body": {"do": [data] + steps[k + 1:]}}, payload)
+    if first is not None:
+        reply["steps"] = first.get("steps", []) + reply.get("steps", [])
+    if body.get("diagnostics"):
         reply["values"] = encode_values(payload)
     return reply
+
+
+def _values(step: dict, values_fn) -> np.ndarray:
+    """The payload of a data step (:func:`device_step`)."""
+    spec = step.get("values") or {}
+    if spec.get("kind") == "random":
+        return random_values(int(spec["seed"]), int(step["index"]), int(spec["n"]))
+    if spec.get("kind") == "jscc":
+        from lab.experiments.cell_jscc import device_values
+
+        return device_values(spec)
+    if values_fn is not None:
+        return np.ascontiguousarray(values_fn(step), np.complex64)
+    raise ValueError(f"data step with values {spec!r}: no producer for that kind")
 
 
 #: what a turnaround budget holds beyond the radio's lead: reading the phase before and decoding it (s)
@@ -269,12 +288,12 @@ class CellRun:
 
     def _adapt_lead(self) -> None:
         """After access and after every data round, the lead becomes twice the slowest recent round trip (the setup
-        round's and the last three rounds'; a feel round's ClientApp imports torch and computes its update before it
-        forwards the pilots, as slow as the setup round; measured: a lead of 2 × the access round trips alone, 11 s,
-        left one device's pilots 1.3 s late), within [min_lead_s, max_lead_s]; unless a lead was given. A data
-        round's devices answer only once their burst has left, so the time its air phases were scheduled ahead
-        (``air_wait_s``) is not control-plane time: counted, it made the lead feed on itself (every round then took
-        the longest lead allowed, ~100 s, in a 4-device feel run)."""
+        round's and the last three rounds'; a feel round's ClientApp is as slow to forward its pilots as the setup
+        round, and its local training, made meanwhile, may outlast the data slot (:func:`device_step`): the round
+        then takes longer than its air phases, and the excess counts), within [min_lead_s, max_lead_s]; unless a
+        lead was given. A data round's devices answer only once their burst has left, so the time its air phases
+        were scheduled ahead (``air_wait_s``) is not control-plane time: counted, it made the lead feed on itself
+        (every round then took the longest lead allowed, ~100 s, in a 4-device feel run)."""
         if self._lead_given:
             return
         recent = [c for c in self.control_rounds if c["what"] == "setup"] + self.control_rounds[-3:]

@@ -91,16 +91,22 @@ def actor(body: dict, device: str, endpoint: str, values_fn=None) -> dict:
 def _actor(message: Message, context: Context) -> Message:
     device, endpoint = node_config(context)
     body = protocol.unpack(message)
+    feel = body.pop("feel", None)     # this phase carries the global model: the data step's values are the update
+    kept = context.state[protocol.KEY]["error"] if feel and protocol.KEY in context.state else None
     learner = None
-    if body.get("feel"):     # this phase carries the global model: compute and encode the local update first
-        from flwr.app import ConfigRecord
 
+    def update(step: dict):
+        # made while the node already sends the pilots (device_step): imports, data and local training included
+        nonlocal learner
         from lab.experiments.cell_feel import DeviceLearner
 
-        kept = context.state[protocol.KEY]["error"] if protocol.KEY in context.state else None
-        learner = DeviceLearner(body.pop("feel"), kept or None)
-    answer = actor(body, device, endpoint, learner.values if learner else None)
+        learner = DeviceLearner(feel, kept or None)
+        return learner.values(step)
+
+    answer = actor(body, device, endpoint, update if feel else None)
     if learner is not None:
+        from flwr.app import ConfigRecord
+
         if not answer.get("error"):
             context.state[protocol.KEY] = ConfigRecord({"error": learner.commit(answer)})
         answer["learner"] = {"loss": learner.loss, "error_norm_in": learner.error_norm_in}
