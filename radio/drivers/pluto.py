@@ -199,6 +199,21 @@ class _Resources:
             rf.close()
 
 
+def find_probe(y: np.ndarray, probe: np.ndarray) -> tuple[int, float]:
+    """Where ``probe`` (complex64[m]) starts in ``y`` (complex64[n], n ≥ m) by correlation, and the peak's ratio to
+    the largest correlation more than two samples from it. A window with no probe in it (all zeros: the DAC played
+    zeros in loopback, measured once in a cell at load ~8) gives ratio 0, never a peak."""
+    m = probe.size
+    n = 1 << int(np.ceil(np.log2(y.size + m)))
+    c = np.abs(np.fft.ifft(np.fft.fft(y, n) * np.conj(np.fft.fft(probe, n))))[:y.size - m + 1]
+    i = int(np.argmax(c))
+    side = float(np.max(np.concatenate([c[:max(0, i - 2)], c[i + 3:]]))) if c.size > 5 else 0.0
+    peak = float(c[i])
+    if peak <= 1e-6 * m * float(np.mean(np.abs(probe) ** 2)):     # nothing there (a float FFT of zeros: ~1e-9)
+        return i, 0.0
+    return i, (peak / side if side > 0 else float("inf"))
+
+
 class PlutoRadio(Radio):
     """A PlutoSDR through libiio (real, or the emulator), with a host-side sample-count clock (module docstring).
 
@@ -634,13 +649,9 @@ class PlutoRadio(Radio):
                 self._stream.schedule(_dac_words(probe), at)
                 y, _ = self._stream.read(window, at - back,
                                          timeout=window / self.sample_rate + 2.0 + lead / self.sample_rate)
-                n = 1 << int(np.ceil(np.log2(window + probe_samples)))
-                c = np.abs(np.fft.ifft(np.fft.fft(y, n) * np.conj(np.fft.fft(probe, n))))[:window - probe_samples + 1]
-                k = int(np.argmax(c)) - back
-                i = k + back
-                side = float(np.max(np.concatenate([c[:max(0, i - 2)], c[i + 3:]]))) if c.size > 5 else 0.0
-                psr = float(c[i] / side) if side > 0 else float("inf")
-                gap = any(at - back <= s < at - back + window for s, _ in self._stream.gaps)
+                i, psr = find_probe(y, probe)
+                k = i - back
+                gap = any(s < at - back + window and s + g > at - back for s, g in self._stream.gaps)
                 slipped = self._stream.lock["epoch"] != epoch
                 tried.append({"offset": k, "peak_to_sidelobe": round(psr, 2), "gap": gap, "slip": slipped})
                 if psr >= 8.0 and not gap and not slipped:
