@@ -145,3 +145,42 @@ def test_device_host_refuses_a_malformed_body(bad):
     finally:
         host.close()
         node.close()
+
+
+def _recording_node(seen: list, handed: threading.Event, fail: str | None = None):
+    def call(fields, payload):
+        ops = [s["op"] for s in fields["body"]["do"]]
+        seen.append((ops, payload is not None))
+        if "pilots" in ops:
+            handed.set()
+            if fail:
+                return {"steps": [], "state": {}, "error": fail}
+        return {"steps": [{"op": o} for o in ops], "state": {"state": "connected"}, "error": None}
+    return call
+
+
+ROUND = {"do": [{"op": "pilots", "plan": {}}, {"op": "feedback", "plan": {}},
+                {"op": "data", "msg": {}, "values": {"kind": "feel"}, "index": 0}], "diagnostics": True}
+
+
+def test_device_step_hands_the_pilots_to_the_node_before_it_makes_the_values():
+    """A FEEL ClientApp's local training must not delay its pilots (at load ~4 it left them 0.4-1.4 s late): the steps
+    before the data step reach the node first, the values are made meanwhile, then the data step carries them."""
+    seen, handed = [], threading.Event()
+
+    def values(step):
+        assert handed.wait(5.0), "the values were made before the pilots reached the node"
+        return np.arange(6, dtype=np.complex64)
+
+    reply = device_step(ROUND, _recording_node(seen, handed), values)
+    assert seen == [(["pilots", "feedback"], False), (["data"], True)]
+    assert [s["op"] for s in reply["steps"]] == ["pilots", "feedback", "data"]
+    assert reply["state"] == {"state": "connected"} and "values" in reply
+
+
+def test_device_step_sends_no_data_when_the_pilot_steps_failed():
+    seen, handed = [], threading.Event()
+    reply = device_step(ROUND, _recording_node(seen, handed, fail="LateError: pilots late"),
+                        lambda step: np.ones(4, np.complex64))
+    assert seen == [(["pilots", "feedback"], False)]
+    assert reply["error"] == "LateError: pilots late"
