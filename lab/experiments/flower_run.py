@@ -66,6 +66,19 @@ def run_config_arg(run_config: dict) -> str:
     return " ".join(f"{k}={json.dumps(v) if not isinstance(v, bool) else str(v).lower()}" for k, v in run_config.items())
 
 
+def serverapp_gone(pids: list[int], earlier: set[int], alive_fn) -> int | None:
+    """The ServerApp's pid if this run's ServerApp has exited, else None. ``pids``: every process seen running
+    ``flwr-serverapp`` (in the order seen), ``earlier``: those of earlier runs. The run's ServerApp is gone only when
+    none of its ``flwr-serverapp`` processes is alive: a process the ServerApp forks shows the ServerApp's command line
+    until it execs, so a short-lived helper caught in that instant is recorded as ``flwr-serverapp`` too, and its
+    exit is not the ServerApp's. (A CI run stopped a stragglers run 0.1 s after its ServerApp had pulled its task,
+    with "exited mid-run"; with the one-pid rule any such helper would do that.)"""
+    new = [p for p in pids if p not in earlier]
+    if new and not any(alive_fn(p) for p in new):
+        return new[0]
+    return None
+
+
 class ServerAppExited(RuntimeError):
     """The ServerApp process Flower started exited without writing its result; ``at``: when it was noticed
     (time.monotonic())."""
@@ -159,9 +172,9 @@ class FlowerLauncher:
             if check is not None:
                 check()
             procs.note_descendants()
-            gone = [p for p in procs.pids_of("flwr-serverapp") if not alive(p) and p not in self._earlier_serverapps]
-            if gone and not out.exists():
-                raise ServerAppExited(f"{server} (Flower ServerApp, pid {gone[0]}) exited mid-run without its "
+            gone = serverapp_gone(procs.pids_of("flwr-serverapp"), self._earlier_serverapps, alive)
+            if gone is not None and not out.exists():
+                raise ServerAppExited(f"{server} (Flower ServerApp, pid {gone}) exited mid-run without its "
                                       f"result: stopping {what}", time.monotonic())
             if monitor is not None:
                 monitor(procs, now - self.run_start)
