@@ -88,7 +88,6 @@ def device_step(body: dict, call, values_fn=None) -> dict:
     k = next((i for i, s in enumerate(steps) if s.get("op") == "data"), None)
     if k is None:
         return call({"body": {"do": steps}}, None)
-    first = None
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="device_step") as pool:
         pending = pool.submit(call, {"body": {"do": steps[:k]}}, None) if k else None
         try:
@@ -97,7 +96,7 @@ def device_step(body: dict, call, values_fn=None) -> dict:
             first = pending.result() if pending is not None else None
     if first is not None and first.get("error"):
         return first
-    data = {k2: v for k2, v in steps[k].items() if k2 not in ("values", "index")} | {"n": int(payload.size)}
+    data = {key: v for key, v in steps[k].items() if key not in ("values", "index")} | {"n": int(payload.size)}
     reply = call({"body": {"do": [data] + steps[k + 1:]}}, payload)
     if first is not None:
         reply["steps"] = first.get("steps", []) + reply.get("steps", [])
