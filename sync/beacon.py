@@ -11,6 +11,27 @@ frame start and a beacon counter. A device runs phy's streaming receiver on its 
 
 Between beacons it holds a least-squares line local_time = a + b · ps_time (b − 1 is the sampling-clock offset) and
 the CFO estimate; it counts the beacons it missed (the PS's schedule is known from the period).
+
+The CFO estimate (:attr:`BeaconTracker.cfo_hz`, with its standard deviation :attr:`BeaconTracker.cfo_std_hz`) is a
+Kalman filter over the beacons on the state (carrier phase at the last beacon, CFO), fed with both measurements of each
+beacon, whose variances follow from the beacon's length L and SNR (per sample, unit-power frame):
+
+- the two-half estimate ``Δφ fs / (2π L/2)``, variance ``fs² / (4π² (L/2)³ SNR)`` Hz²;
+- the whole-frame correlation phase, variance ``1 / (2 L SNR)`` rad², used only where it can be unwrapped: where the
+  predicted phase's standard deviation (state uncertainty carried over the gap, plus the measurement's) is below
+  :data:`MAX_STEP_STD` (π/5: a wrong unwrap is then a > 5σ event), and where the phase falls within
+  :data:`GATE_SIGMAS` deviations of that prediction (on multipath at low SNR the copy's fractional delay can jump
+  between paths from one beacon to the next, and the phase with it; believed, such a step made CFOs kHz wrong).
+  Elsewhere the phase is re-acquired and the CFO's information kept: across seconds between the beacons of a cell's
+  rounds, an estimate good to 0.05 Hz cannot tell 1 Hz apart. (The unwrap before this filter predicted every step
+  from the two-half estimates and slipped whole cycles there, each slip bending the CFO by about 1/Δt: ±1 Hz on an
+  air with no CFO at all.)
+
+Process noise, for oscillators that wander: ``linewidth_hz`` (Wiener phase noise, the air's
+``phase_noise_linewidth_hz``: phase variance 2π·linewidth·Δt) and ``cfo_walk`` (Hz²/s: a random walk of the CFO).
+Both 0 by default (the simulated airs); with them the filter stops unwrapping across gaps it cannot bridge and
+forgets old phases at the rate the oscillators do. With none and a steady beacon train the filter is the weighted
+least-squares fit of the phase line (with the two-half estimates as prior), i.e. at its bound.
 """
 
 from __future__ import annotations
@@ -26,6 +47,15 @@ from phy.receiver import RxFrame
 from sync.messages import Beacon
 from sync.precomp import fractional_delay
 from phy.chest import ml_delay
+
+#: largest standard deviation (rad) of a predicted beacon phase that is still unwrapped against the prediction
+MAX_STEP_STD = math.pi / 5
+#: a beacon phase further from its prediction (in predicted deviations) is not used for the CFO but re-acquired: on a
+#: frequency-selective channel at low SNR the fractional timing the copy is delayed by can jump between paths from one
+#: beacon to the next, and the correlation phase with it (seen: steps of ~2.8 rad every 100 µs, 10 dB, TDL-A)
+GATE_SIGMAS = 5.0
+#: SNR floor (dB) for the variance model: a receiver's SNR estimate of a frame it decoded is not trusted below it
+MIN_SNR_DB = -10.0
 
 def beacon_payload(ps_time: int, counter: int) -> bytes:
     """Payload of beacon ``counter`` sent at PS sample time ``ps_time`` (:class:`sync.messages.Beacon`)."""
@@ -68,8 +98,11 @@ class BeaconTracker:
     """Device side: turns received beacons into a PS→local time map and a CFO estimate (see module docstring)."""
 
     def __init__(self, cfg: OfdmConfig, period: int, history: int = 16, code_rate: float | None = 0.5,
-                 modem: str = "qpsk"):
+                 modem: str = "qpsk", *, linewidth_hz: float = 0.0, cfo_walk: float = 0.0):
+        if not (linewidth_hz >= 0 and cfo_walk >= 0):
+            raise ValueError(f"linewidth_hz and cfo_walk must be >= 0, got {linewidth_hz} and {cfo_walk}")
         self.cfg = cfg
+        self.linewidth_hz, self.cfo_walk = float(linewidth_hz), float(cfo_walk)
         self.period = period
         self.history = history
         self.source = BeaconSource(cfg, code_rate, modem)
@@ -78,6 +111,7 @@ class BeaconTracker:
         self.outliers = 0        #: beacons left out of the time map as mistimed (see _inliers)
         self._used = np.asarray(cfg.used_subcarriers, dtype=np.float64)
         self._f_ref: float | None = None
+        self._cfo_cache: tuple | None = None
 
     # ------------------------------------------------------------------ observing
     def observe(self, frame: RxFrame, stream: np.ndarray, stream_t0: int) -> bool:
@@ -166,24 +200,58 @@ class BeaconTracker:
 
     @property
     def cfo_hz(self) -> float:
-        """CFO of the PS as seen by the device (PS carrier − device carrier, Hz).
+        """CFO of the PS as seen by the device (PS carrier − device carrier, Hz): the Kalman filter of the module
+        docstring over the beacons kept (mistimed ones left out)."""
+        return self._cfo()[0]
 
-        One beacon: the fine two-half estimate. Several: the slope of the whole-frame correlation phase, unwrapped
-        beacon to beacon with the mean fine estimate as the prediction (mistimed beacons left out)."""
+    @property
+    def cfo_std_hz(self) -> float:
+        """Standard deviation (Hz) of :attr:`cfo_hz` from the beacons' lengths and SNRs (module docstring)."""
+        return self._cfo()[1]
+
+    def _cfo(self) -> tuple[float, float]:
         if not self.obs:
             raise RuntimeError("no beacon received yet: the device has no frequency reference")
-        obs = [o for o, k in zip(self.obs, self._inliers()) if k]
-        fine = float(np.mean([o.cfo_hz for o in obs]))
-        if len(obs) < 2:
-            return fine
-        fs = self.cfg.sample_rate
-        t = np.array([o.local_time for o in obs])
-        phase = np.angle([o.corr for o in obs])
-        pred = 2 * np.pi * (fine - self._f_ref) / fs * np.diff(t)
-        steps = pred + np.angle(np.exp(1j * (np.diff(phase) - pred)))
-        unwrapped = np.concatenate([[phase[0]], phase[0] + np.cumsum(steps)])
-        slope = np.polyfit(t - t.mean(), unwrapped, 1)[0]
-        tracked = float(self._f_ref + slope * fs / (2 * math.pi))
-        # an unwrapping slip (low SNR) shows as a jump far beyond the per-beacon estimates' spread: keep those then
-        spread = float(np.std([o.cfo_hz for o in obs])) + 0.002 * self.cfg.subcarrier_spacing
-        return tracked if abs(tracked - fine) <= 4 * spread else fine
+        key = (len(self.obs), self.obs[0].local_time, self.obs[-1].local_time)
+        if self._cfo_cache is None or self._cfo_cache[0] != key:
+            self._cfo_cache = (key, self._estimate_cfo([o for o, k in zip(self.obs, self._inliers()) if k]))
+        return self._cfo_cache[1]
+
+    def _estimate_cfo(self, obs: list[BeaconObservation]) -> tuple[float, float]:
+        """(CFO, its standard deviation) from ``obs`` in time order: the Kalman filter of the module docstring."""
+        fs, length = self.cfg.sample_rate, self.source.length
+        snr = 10.0 ** (np.maximum([o.snr_db for o in obs], MIN_SNR_DB) / 10.0)
+        var_phase = 1.0 / (2.0 * length * snr)                          # rad^2
+        var_fine = fs ** 2 / (4 * math.pi ** 2 * (length // 2) ** 3 * snr)
+        t = np.array([o.local_time for o in obs]) / fs                  # s
+        phase = np.angle([o.corr for o in obs])                         # after removing _f_ref (observe)
+        # state: [carrier phase at the last beacon (rad), CFO - _f_ref (Hz)]; covariance p
+        x = np.array([phase[0], obs[0].cfo_hz - self._f_ref])
+        p = np.diag([var_phase[0], var_fine[0]])
+        for i in range(1, len(obs)):
+            dt = t[i] - t[i - 1]
+            f = np.array([[1.0, 2 * math.pi * dt], [0.0, 1.0]])
+            q = np.array([[2 * math.pi * self.linewidth_hz * dt + (2 * math.pi) ** 2 * self.cfo_walk * dt ** 3 / 3,
+                           2 * math.pi * self.cfo_walk * dt ** 2 / 2],
+                          [2 * math.pi * self.cfo_walk * dt ** 2 / 2, self.cfo_walk * dt]])
+            x, p = f @ x, f @ p @ f.T + q
+            x, p = _update(x, p, np.array([0.0, 1.0]), obs[i].cfo_hz - self._f_ref, var_fine[i])
+            innovation, spread = _wrap(phase[i] - x[0]), math.sqrt(p[0, 0] + var_phase[i])
+            if spread <= MAX_STEP_STD and abs(innovation) <= GATE_SIGMAS * spread:
+                x, p = _update(x, p, np.array([1.0, 0.0]), x[0] + innovation, var_phase[i])
+            else:    # cannot unwrap across this gap, or the phase is not what the model allows: re-acquire it
+                x[0] = phase[i]
+                p[0, 0], p[0, 1], p[1, 0] = var_phase[i], 0.0, 0.0
+        return float(self._f_ref + x[1]), math.sqrt(float(p[1, 1]))
+
+
+def _wrap(a: float) -> float:
+    """``a`` wrapped into (−π, π]."""
+    return float(np.angle(np.exp(1j * a)))
+
+
+def _update(x: np.ndarray, p: np.ndarray, h: np.ndarray, z: float, r: float) -> tuple[np.ndarray, np.ndarray]:
+    """Kalman update of state ``x`` (covariance ``p``) with a scalar measurement ``z = h·x + noise`` of variance r."""
+    ph = p @ h
+    gain = ph / (h @ ph + r)
+    return x + gain * (z - h @ x), p - np.outer(gain, ph)

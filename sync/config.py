@@ -35,6 +35,11 @@ class SyncConfig:
     gain_threshold: float = 0.05        # truncated inversion: active iff harmonic-mean channel gain ≥ this
     window_backoff: int | None = None   # PS FFT window starts this many samples before the CP end (default cp/2)
     control_code_rate: float | None = 0.5  # LDPC rate of beacons and control frames (None: uncoded)
+    # what the devices' beacon trackers assume of the oscillators between beacons (sync/beacon.py): Wiener phase noise
+    # (the air's phase_noise_linewidth_hz, Hz) and a random walk of the CFO (Hz²/s); 0: a steady carrier (the simulated
+    # airs), where a tracker unwraps the beacon phase across any gap its CFO estimate can bridge
+    phase_noise_linewidth_hz: float = 0.0
+    cfo_random_walk: float = 0.0
     control_modem: Literal["bpsk", "qpsk", "16qam"] = "qpsk"  # their modulation (the PS has power to spare)
     # scheduling ahead of real time (samples): every phase starts no earlier than the actor's radio time_now() + lead
     # (a radio node's TX lead; the simulated air accepts any time not yet past, hence 0); a phase whose content
@@ -52,6 +57,9 @@ class SyncConfig:
                      "feedback_bits"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("phase_noise_linewidth_hz", "cfo_random_walk"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.cell_radius_m < 0:
             raise ValueError(f"cell_radius_m must be ≥ 0, got {self.cell_radius_m}")
         if self.prach_oversampling & (self.prach_oversampling - 1):

@@ -90,7 +90,8 @@ class DeviceActor:
         self.tracker_misses = 0
         self.tx_samples: dict[str, int] = {}
         self.tracker = BeaconTracker(self.ofdm, cfg.beacon_period, code_rate=cfg.control_code_rate,
-                                     modem=cfg.control_modem)
+                                     modem=cfg.control_modem, linewidth_hz=cfg.phase_noise_linewidth_hz,
+                                     cfo_walk=cfg.cfo_random_walk)
         self.ta = TimingAdvanceLoop(layout.ta_step, cfg.time_alignment_timer)
         self.receiver = Receiver(self.ofdm)
         self.builder = FrameBuilder(self.ofdm)

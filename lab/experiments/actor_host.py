@@ -223,6 +223,7 @@ class DeviceHost:
                 "waiting": d.state == "synced" and d.backoff > 0, "excluded": d.excluded, "late": d.late,
                 "bad_frames": d.bad_frames, "tracker_misses": d.tracker_misses, "tx_samples": dict(d.tx_samples),
                 "cfo_hz": float(d.tracker.cfo_hz) if d.tracker.synced else None,
+                "cfo_std_hz": float(d.tracker.cfo_std_hz) if d.tracker.synced else None,
                 "sco_ppm": float(d.tracker.sco_ppm) if d.tracker.synced else None,
                 "ta_samples": float(d.ta.advance), "last_tx_local": d.last_tx_local,
                 "prach_local": d.prach_local, "prach_slot": d.prach_slot, "preamble": d.preamble,
