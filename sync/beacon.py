@@ -14,10 +14,11 @@ the CFO estimate; it counts the beacons it missed (the PS's schedule is known fr
 
 The CFO estimate (:attr:`BeaconTracker.cfo_hz`, with its standard deviation :attr:`BeaconTracker.cfo_std_hz`) is a
 Kalman filter over the beacons on the state (carrier phase at the last beacon, CFO), fed with both measurements of each
-beacon, whose variances follow from the beacon's length L and SNR (per sample, unit-power frame):
+beacon, whose variances follow from the beacon's length L, its energy E (Σ|x|², 0.80 L for wifi64: unit power per
+used subcarrier) and its SNR (per subcarrier, the receiver's estimate):
 
-- the two-half estimate ``Δφ fs / (2π L/2)``, variance ``fs² / (4π² (L/2)³ SNR)`` Hz²;
-- the whole-frame correlation phase, variance ``1 / (2 L SNR)`` rad², used only where it can be unwrapped: where the
+- the two-half estimate ``Δφ fs / (2π L/2)``, variance ``2 fs² / (4π² (L/2)² E SNR)`` Hz²;
+- the whole-frame correlation phase, variance ``1 / (2 E SNR)`` rad², used only where it can be unwrapped: where the
   predicted phase's standard deviation (state uncertainty carried over the gap, plus the measurement's) is below
   :data:`MAX_STEP_STD` (π/5: a wrong unwrap is then a > 5σ event), and where the phase falls within
   :data:`GATE_SIGMAS` deviations of that prediction (on multipath at low SNR the copy's fractional delay can jump
@@ -26,6 +27,12 @@ beacon, whose variances follow from the beacon's length L and SNR (per sample, u
   rounds, an estimate good to 0.05 Hz cannot tell 1 Hz apart. (The unwrap before this filter predicted every step
   from the two-half estimates and slipped whole cycles there, each slip bending the CFO by about 1/Δt: ±1 Hz on an
   air with no CFO at all.)
+
+On a frequency-selective channel the phases also scatter beyond ``1 / (2 E SNR)``: the copy's fractional delay jitters
+from beacon to beacon and an unbalanced channel turns that into phase (seen: ±0.07 rad where the model said 0.005, 10
+dB, TDL-A). So the filter runs twice: the second pass scales the phase variance by the first pass's innovations'
+spread (robustly: their median), when they scatter more than 3x what the model allows; with the model's own variance such
+phases were gated out and the CFO left to the two-half estimates (errors of 30–100 Hz).
 
 Process noise, for oscillators that wander: ``linewidth_hz`` (Wiener phase noise, the air's
 ``phase_noise_linewidth_hz``: phase variance 2π·linewidth·Δt) and ``cfo_walk`` (Hz²/s: a random walk of the CFO).
@@ -54,6 +61,12 @@ MAX_STEP_STD = math.pi / 5
 #: frequency-selective channel at low SNR the fractional timing the copy is delayed by can jump between paths from one
 #: beacon to the next, and the correlation phase with it (seen: steps of ~2.8 rad every 100 µs, 10 dB, TDL-A)
 GATE_SIGMAS = 5.0
+#: the phase variance is scaled by the innovations' spread (robust: their median |z| / 0.6745, the median absolute value
+#: of a standard normal) when at least MIN_PHASE_STEPS phases could be unwrapped and they scatter more than MIN_SCALE
+#: times the model's deviation (3 innovations of the model's own scatter exceed 3x with probability ~0.5 %)
+MIN_PHASE_STEPS = 3
+MIN_SCALE = 3.0
+MEDIAN_ABS_NORMAL = 0.6745
 #: SNR floor (dB) for the variance model: a receiver's SNR estimate of a frame it decoded is not trusted below it
 MIN_SNR_DB = -10.0
 
@@ -76,6 +89,8 @@ class BeaconSource:
         self.builder = FrameBuilder(cfg)
         self.code_rate, self.modem = code_rate, modem
         self.length = self.builder.frame_len(n_bytes=len(beacon_payload(0, 0)), modem=modem, code_rate=code_rate)
+        #: Σ|x|² of a beacon (every beacon's: the same preamble, header and pilots, unit-modulus payload symbols)
+        self.energy = float(np.sum(np.abs(self.waveform(0, 0)) ** 2))
 
     def waveform(self, ps_time: int, counter: int) -> np.ndarray:
         return self.builder.build_digital(beacon_payload(ps_time, counter), seq=counter & 0xFFFF,
@@ -218,16 +233,28 @@ class BeaconTracker:
         return self._cfo_cache[1]
 
     def _estimate_cfo(self, obs: list[BeaconObservation]) -> tuple[float, float]:
-        """(CFO, its standard deviation) from ``obs`` in time order: the Kalman filter of the module docstring."""
-        fs, length = self.cfg.sample_rate, self.source.length
+        """(CFO, its standard deviation) from ``obs`` in time order: the Kalman filter of the module docstring, run
+        again with the phase variance scaled up where the phases scatter more than the model says."""
+        f, std, z = self._filter(obs, 1.0)
+        if len(z) >= MIN_PHASE_STEPS:
+            scale = float(np.median(np.abs(z))) / MEDIAN_ABS_NORMAL
+            if scale > MIN_SCALE:
+                f, std, _ = self._filter(obs, scale ** 2)
+        return f, std
+
+    def _filter(self, obs: list[BeaconObservation], inflate: float) -> tuple[float, float, list[float]]:
+        """One pass of the filter with the phase variance times ``inflate``: (CFO, deviation, the normalized
+        innovations of every phase the prediction could unwrap, used or gated out)."""
+        fs, energy, half = self.cfg.sample_rate, self.source.energy, self.source.length // 2
         snr = 10.0 ** (np.maximum([o.snr_db for o in obs], MIN_SNR_DB) / 10.0)
-        var_phase = 1.0 / (2.0 * length * snr)                          # rad^2
-        var_fine = fs ** 2 / (4 * math.pi ** 2 * (length // 2) ** 3 * snr)
+        var_phase = inflate / (2.0 * energy * snr)                      # rad^2
+        var_fine = fs ** 2 / (2 * math.pi ** 2 * half ** 2 * energy * snr)   # Hz^2
         t = np.array([o.local_time for o in obs]) / fs                  # s
         phase = np.angle([o.corr for o in obs])                         # after removing _f_ref (observe)
         # state: [carrier phase at the last beacon (rad), CFO - _f_ref (Hz)]; covariance p
         x = np.array([phase[0], obs[0].cfo_hz - self._f_ref])
         p = np.diag([var_phase[0], var_fine[0]])
+        normalized: list[float] = []
         for i in range(1, len(obs)):
             dt = t[i] - t[i - 1]
             f = np.array([[1.0, 2 * math.pi * dt], [0.0, 1.0]])
@@ -237,12 +264,14 @@ class BeaconTracker:
             x, p = f @ x, f @ p @ f.T + q
             x, p = _update(x, p, np.array([0.0, 1.0]), obs[i].cfo_hz - self._f_ref, var_fine[i])
             innovation, spread = _wrap(phase[i] - x[0]), math.sqrt(p[0, 0] + var_phase[i])
+            if spread <= MAX_STEP_STD:
+                normalized.append(innovation / spread)
             if spread <= MAX_STEP_STD and abs(innovation) <= GATE_SIGMAS * spread:
                 x, p = _update(x, p, np.array([1.0, 0.0]), x[0] + innovation, var_phase[i])
             else:    # cannot unwrap across this gap, or the phase is not what the model allows: re-acquire it
                 x[0] = phase[i]
                 p[0, 0], p[0, 1], p[1, 0] = var_phase[i], 0.0, 0.0
-        return float(self._f_ref + x[1]), math.sqrt(float(p[1, 1]))
+        return float(self._f_ref + x[1]), math.sqrt(float(p[1, 1])), normalized
 
 
 def _wrap(a: float) -> float:

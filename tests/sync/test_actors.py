@@ -269,8 +269,8 @@ def test_held_out_seed_ranges_inside_the_cp(held_out):
 def test_held_out_seed_ranges_within_1db_of_genie(held_out, start):
     """The over-the-air sum's NMSE (Σ|ŝ − s|² / Σ|s|² over the range) within 1 dB of genie sync + CSI
     (y = α_g Σ x_k + n, α_g from the true channels, same participants, power budget, threshold and noise).
-    Measured (docs/sync.md): 0.91 / 0.56 / 0.72 dB over the three ranges (1.03 / 0.62 / 0.79 dB with the longer
-    feedback frame before; what is left is mostly the beacon tracker's CFO and clock-rate outliers, growing with
-    the time from the pilots to the data: docs/sync.md, "Where the gap to genie goes")."""
+    Measured (docs/sync.md): 0.30 / 0.26 / 0.15 dB over the three ranges with the Kalman beacon tracker (0.91 / 0.56
+    / 0.72 dB with the tracker before it, whose CFO outliers were most of the gap: docs/sync.md, "Where the gap to
+    genie goes")."""
     ok, sent, nmse, genie = held_out[start]
     assert nmse <= genie + 1.0, (start, held_out)

@@ -1,8 +1,8 @@
 """The beacon tracker's CFO estimate against its variance model, on a steady beacon train and on a cell's schedule.
 
-Theory (sync/beacon.py's docstring): one beacon of L samples at per-sample SNR gives a correlation phase of variance
-1/(2 L SNR) and a two-half estimate of variance fs²/(4π² (L/2)³ SNR); a coherent run of beacons gives the weighted
-least-squares slope. The estimate's error must match the standard deviation the tracker states (``cfo_std_hz``),
+Theory (sync/beacon.py's docstring): one beacon of L samples and energy E at SNR gives a correlation phase of variance
+1/(2 E SNR) and a two-half estimate of variance 2 fs²/(4π² (L/2)² E SNR); a coherent run of beacons gives the
+weighted least-squares slope. The estimate's error must match the standard deviation the tracker states (``cfo_std_hz``),
 computed here independently from the schedule, and a gap the phase cannot be unwrapped across (the seconds between a
 cell's rounds) must not cost a cycle slip: that used to bias a device by about ±1 Hz on an air with no CFO at all.
 """
@@ -53,12 +53,14 @@ def track(cfg: OfdmConfig, times: list[int], cfo_hz: float, snr_db: float, rng: 
 def predicted_std(cfg: OfdmConfig, times: list[int], snr_db: float, coherent: list[list[int]]) -> float:
     """The CFO standard deviation the variance model gives for beacons at ``times`` whose ``coherent`` index groups
     are unwrapped together (written out here, not taken from the tracker)."""
-    fs, length = cfg.sample_rate, BeaconSource(cfg).length
+    fs, source = cfg.sample_rate, BeaconSource(cfg)
+    energy = float(np.sum(np.abs(source.waveform(0, 0)) ** 2))         # unit power per used subcarrier
+    half = source.length // 2
     snr = 10 ** (snr_db / 10)
-    info = len(times) * 4 * math.pi ** 2 * (length // 2) ** 3 * snr / fs ** 2        # the two-half estimates
+    info = len(times) * 4 * math.pi ** 2 * half ** 2 * energy * snr / (2 * fs ** 2)   # the two-half estimates
     for group in coherent:
         t = np.array([times[i] for i in group]) / fs
-        info += 4 * math.pi ** 2 * 2 * length * snr * float(np.sum((t - t.mean()) ** 2))
+        info += 4 * math.pi ** 2 * 2 * energy * snr * float(np.sum((t - t.mean()) ** 2))
     return 1 / math.sqrt(info)
 
 
@@ -108,13 +110,14 @@ def test_a_steady_beacon_train_reaches_the_phase_slope_bound():
 def test_an_oscillator_that_wanders_needs_its_process_noise_told(air, told):
     """The cell's schedule with a carrier that wanders between beacons: its phase diffuses (0.01 Hz linewidth: 0.78 rad
     over 9.6 s) or its frequency walks (0.01 Hz²/s: 0.31 Hz over 9.6 s). Told how much, the tracker's stated deviation
-    covers its error; assuming a steady carrier, it unwraps across the long gaps as if nothing had moved, and its
-    error is many times what it states."""
+    covers its error; assuming a steady carrier, it unwraps across the long gaps as if nothing had moved and states
+    less than its error (measured: 2x with the phase noise, whose scatter its second pass partly sees; 7-10x with the
+    walk)."""
     cfg = OfdmConfig.preset("wifi64", 521_000.0)
     fs = cfg.sample_rate
     times = [10_000 + 2000 * k for k in range(4)] + [int(fs * s) for s in (9.601, 11.185, 20.625, 30.053)]
     for tracker_args, judge in ((told, lambda rms, std: 0.6 * std < rms < 1.6 * std),
-                                ({}, lambda rms, std: rms > 5 * std)):
+                                ({}, lambda rms, std: rms > 1.5 * std)):
         rng = np.random.default_rng(3)
         errors, stated = [], []
         for _ in range(40):
