@@ -341,6 +341,7 @@ BOUNDS: dict[str, tuple[float, float, str]] = {
     "sync.window_backoff": (0, 1 << 20, "samples"),
     "sync.phase_noise_linewidth_hz": (0.0, 1e6, "Hz"),
     "sync.cfo_random_walk": (0.0, 1e12, "Hz²/s"),
+    "sync.beacon_ladder": (0, 6, "rungs"),
 }
 _LINK_BOUNDS = ("delay_samples", "path_loss_db", "cfo_ppm", "sco_ppm", "phase_noise_linewidth_hz", "doppler_hz",
                 "delay_spread_s")

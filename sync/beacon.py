@@ -110,18 +110,24 @@ class BeaconObservation:
 
 
 class BeaconTracker:
-    """Device side: turns received beacons into a PS→local time map and a CFO estimate (see module docstring)."""
+    """Device side: turns received beacons into a PS→local time map and a CFO estimate (see module docstring).
+
+    ``history``: beacons the time map is fitted to (the clock drifts: recent ones); ``cfo_history``: beacons the CFO
+    filter runs over, longer, so that the closely spaced access beacons its precision climbs from stay in it for the
+    whole of a cell's run (a filter that starts from a beacon seconds after the one before cannot unwrap its way up)."""
 
     def __init__(self, cfg: OfdmConfig, period: int, history: int = 16, code_rate: float | None = 0.5,
-                 modem: str = "qpsk", *, linewidth_hz: float = 0.0, cfo_walk: float = 0.0):
+                 modem: str = "qpsk", *, linewidth_hz: float = 0.0, cfo_walk: float = 0.0, cfo_history: int = 256):
         if not (linewidth_hz >= 0 and cfo_walk >= 0):
             raise ValueError(f"linewidth_hz and cfo_walk must be >= 0, got {linewidth_hz} and {cfo_walk}")
         self.cfg = cfg
         self.linewidth_hz, self.cfo_walk = float(linewidth_hz), float(cfo_walk)
         self.period = period
         self.history = history
+        self.cfo_history = int(cfo_history)
         self.source = BeaconSource(cfg, code_rate, modem)
-        self.obs: list[BeaconObservation] = []
+        self.obs: list[BeaconObservation] = []          #: the time map's beacons (the last ``history``)
+        self.cfo_obs: list[BeaconObservation] = []      #: the CFO filter's (the last ``cfo_history``)
         self.missed = 0
         self.outliers = 0        #: beacons left out of the time map as mistimed (see _inliers)
         self._used = np.asarray(cfg.used_subcarriers, dtype=np.float64)
@@ -168,6 +174,8 @@ class BeaconTracker:
             self.missed += max(gap, 0)
         self.obs.append(BeaconObservation(ps_time, counter, float(local), float(cfo), corr, float(frame.snr_db)))
         del self.obs[:-self.history]
+        self.cfo_obs.append(self.obs[-1])
+        del self.cfo_obs[:-self.cfo_history]
         return True
 
     # ------------------------------------------------------------------ estimates
@@ -176,12 +184,13 @@ class BeaconTracker:
         """At least one beacon seen (time map and CFO defined)."""
         return bool(self.obs)
 
-    def _inliers(self) -> np.ndarray:
+    def _inliers(self, obs: list[BeaconObservation] | None = None) -> np.ndarray:
         """bool[n]: the observations that agree with the others (a beacon the receiver mistimed — by tens of samples,
         seen on multipath at low SNR — would otherwise bend the time map for every later transmission). The reference
         is the median offset local − PS time; the tolerance allows 4 samples plus ±50 ppm of clock drift."""
-        x = np.array([o.ps_time for o in self.obs], dtype=np.float64)
-        r = np.array([o.local_time for o in self.obs]) - x
+        obs = self.obs if obs is None else obs
+        x = np.array([o.ps_time for o in obs], dtype=np.float64)
+        r = np.array([o.local_time for o in obs]) - x
         if r.size < 3:
             return np.ones(r.size, bool)
         i = int(np.argsort(r)[r.size // 2])
@@ -227,9 +236,10 @@ class BeaconTracker:
     def _cfo(self) -> tuple[float, float]:
         if not self.obs:
             raise RuntimeError("no beacon received yet: the device has no frequency reference")
-        key = (len(self.obs), self.obs[0].local_time, self.obs[-1].local_time)
+        obs = self.cfo_obs
+        key = (len(obs), obs[0].local_time, obs[-1].local_time)
         if self._cfo_cache is None or self._cfo_cache[0] != key:
-            self._cfo_cache = (key, self._estimate_cfo([o for o, k in zip(self.obs, self._inliers()) if k]))
+            self._cfo_cache = (key, self._estimate_cfo([o for o, k in zip(obs, self._inliers(obs)) if k]))
         return self._cfo_cache[1]
 
     def _estimate_cfo(self, obs: list[BeaconObservation]) -> tuple[float, float]:

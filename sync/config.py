@@ -40,6 +40,12 @@ class SyncConfig:
     # airs), where a tracker unwraps the beacon phase across any gap its CFO estimate can bridge
     phase_noise_linewidth_hz: float = 0.0
     cfo_random_walk: float = 0.0
+    # access beacons sent after the beacons_before_access, at 10, 100, 1000, ... beacon periods after the one before:
+    # each gap is one a device's CFO estimate can unwrap the beacon phase across, and each sharpens the estimate ~10x,
+    # so that it bridges the seconds between a cell's rounds (wifi64 at 521 kS/s, 20 dB: ~0.04 Hz after the first
+    # four, ~1e-4 Hz after 3 rungs; docs/sync.md). None: 3 in a cell across processes (`otalab cell`, rounds seconds
+    # apart), 0 in process (`otalab sync`, SyncSession: beacons every beacon_period anyway)
+    beacon_ladder: int | None = None
     control_modem: Literal["bpsk", "qpsk", "16qam"] = "qpsk"  # their modulation (the PS has power to spare)
     # scheduling ahead of real time (samples): every phase starts no earlier than the actor's radio time_now() + lead
     # (a radio node's TX lead; the simulated air accepts any time not yet past, hence 0); a phase whose content
@@ -57,6 +63,8 @@ class SyncConfig:
                      "feedback_bits"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.beacon_ladder is not None and not (isinstance(self.beacon_ladder, int) and 0 <= self.beacon_ladder <= 6):
+            raise ValueError(f"beacon_ladder must be an integer 0..6 or null, got {self.beacon_ladder!r}")
         for name in ("phase_noise_linewidth_hz", "cfo_random_walk"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")

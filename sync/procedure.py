@@ -129,15 +129,16 @@ class SyncSession:
         return out
 
     # ------------------------------------------------------------------ phases
-    def send_beacons(self, count: int) -> None:
-        """The PS sends ``count`` beacons; every device reads its stream (and tracks them)."""
-        self.ps_actor.send_beacons(count)
+    def send_beacons(self, count: int, ladder: int = 0) -> None:
+        """The PS sends ``count`` beacons (and ``ladder`` more, :meth:`sync.ps.PsActor.send_beacons`); every device
+        reads its stream (and tracks them)."""
+        self.ps_actor.send_beacons(count, ladder)
         for d in self.devices:
             d.listen()
 
     def access(self, beacons: int | None = None) -> None:
         """Random access until every device is connected or has used its attempts."""
-        self.send_beacons(beacons or self.cfg.beacons_before_access)
+        self.send_beacons(beacons or self.cfg.beacons_before_access, self.cfg.beacon_ladder or 0)
         while True:
             contenders = [d for d in self.devices if d.contending]
             waiting = [d for d in self.devices if d.state == "synced" and d.backoff > 0]

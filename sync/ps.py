@@ -145,23 +145,27 @@ class PsActor:
         self._book(kind, at, at + frame.size)
 
     # ------------------------------------------------------------------ beacons
-    def send_beacons(self, count: int) -> None:
-        """``count`` beacons, one every beacon_period from the next anchor. Beacon numbers in ``lost_beacons`` are
-        not sent (a beacon lost to noise, as far as the devices can tell)."""
+    def send_beacons(self, count: int, ladder: int = 0) -> None:
+        """``count`` beacons, one every beacon_period from the next anchor, then ``ladder`` more at 10, 100, 1000, ...
+        beacon periods after the one before (:attr:`sync.config.SyncConfig.beacon_ladder`). Beacon numbers in
+        ``lost_beacons`` are not sent (a beacon lost to noise, as far as the devices can tell)."""
         start = self.anchor()
         period = self.cfg.beacon_period
-        for i in range(count):
-            at = start + i * period
+        offsets = [i * period for i in range(count)]
+        for k in range(1, ladder + 1):
+            offsets.append(offsets[-1] + period * 10 ** k)
+        for off in offsets:
+            at = start + off
             number = self.beacons_sent
             self.beacons_sent += 1
             if number in self.lost_beacons:
                 self.events.append(f"beacon {number} lost")
                 continue
             self._send(self.beacon.waveform(at, number), at, "beacon")
-        end = start + (count - 1) * period + self.beacon.length
+        end = start + offsets[-1] + self.beacon.length
         self._read(start, end)
-        self.air_time["beacon"] += count * self.beacon.length
-        self.air_time["idle"] += (count - 1) * period + self.beacon.length - count * self.beacon.length
+        self.air_time["beacon"] += len(offsets) * self.beacon.length
+        self.air_time["idle"] += end - start - len(offsets) * self.beacon.length
         self.air_time["guard"] += self.layout.guard
         self.t = end + self.layout.guard
         self._owed = self.cfg.device_turnaround

@@ -121,6 +121,9 @@ def _values(step: dict, values_fn) -> np.ndarray:
 
 #: what a turnaround budget holds beyond the radio's lead: reading the phase before and decoding it (s)
 TURNAROUND_MARGIN_S = 0.5
+#: rungs of the access beacons' ladder when the config leaves sync.beacon_ladder null: rounds here are seconds apart,
+#: and a device's CFO estimate must bridge them for pre-compensation to hold from the pilots to the data
+CELL_BEACON_LADDER = 3
 
 
 @dataclasses.dataclass
@@ -264,7 +267,8 @@ class CellRun:
         ps, cfg = self.ps, self.cfg
         for attempt in range(3):       # the PS knows when its own beacons left late (a stalled host): send again
             late = self.port.flush().get("late", 0)
-            ps.send_beacons(cfg.beacons_before_access)
+            ps.send_beacons(cfg.beacons_before_access, CELL_BEACON_LADDER if cfg.beacon_ladder is None
+                            else cfg.beacon_ladder)
             if self.port.flush().get("late", 0) == late:
                 break
             self.events.append(f"access beacons left late (attempt {attempt + 1}): sent again")

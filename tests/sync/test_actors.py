@@ -128,6 +128,19 @@ class _LatePort(_Port):
         return self._r.tx(samples, at + self.delay) - self.delay
 
 
+def test_the_access_beacons_ladder_spaces_its_rungs_ten_times_further_each():
+    """sync.beacon_ladder = 2: after the beacons_before_access one every beacon_period, two more at 10 and 100 beacon
+    periods after the one before; every device's tracker sees all of them (local times, within the clocks' ±10 ppm)."""
+    cell = build_cell(SCN, dataclasses.replace(CFG, beacon_ladder=2), 5)
+    sess = _session(cell)
+    sess.access()
+    p = CFG.beacon_period
+    for d in sess.devices:
+        t = np.array([o.local_time for o in d.tracker.obs[:CFG.beacons_before_access + 2]])
+        assert np.allclose(np.diff(t), [p] * (CFG.beacons_before_access - 1) + [10 * p, 100 * p], atol=4), np.diff(t)
+    assert sess.air_time["beacon"] == (CFG.beacons_before_access + 2 + 1) * sess.ps_actor.beacon.length
+
+
 def test_a_prach_slot_without_a_detection_says_where_the_preamble_was():
     """A device whose bursts leave 3000 samples late (a Pluto without TX calibration) is never detected in its PRACH
     zone; the PS's event for each such slot names the strongest expected preamble and its delay, found by
