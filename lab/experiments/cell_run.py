@@ -265,13 +265,17 @@ class CellRun:
     def access(self) -> None:
         """Beacons, then access cycles until no device contends or backs off (SyncSession.access's order)."""
         ps, cfg = self.ps, self.cfg
+        def missed() -> int:           # the PS's bursts its node sent late or refused as too late to send
+            states = self.port.flush()
+            return states.get("late", 0) + states.get("rejected", 0)
+
         for attempt in range(3):       # the PS knows when its own beacons left late (a stalled host): send again
-            late = self.port.flush().get("late", 0)
+            before = missed()
             ps.send_beacons(cfg.beacons_before_access, CELL_BEACON_LADDER if cfg.beacon_ladder is None
                             else cfg.beacon_ladder)
-            if self.port.flush().get("late", 0) == late:
+            if missed() == before:
                 break
-            self.events.append(f"access beacons left late (attempt {attempt + 1}): sent again")
+            self.events.append(f"access beacons left late or were refused (attempt {attempt + 1}): sent again")
         cycles = cfg.max_access_attempts * cfg.backoff_window + 1
         for _ in range(cycles):
             slot = ps.access_slot(self.lead)

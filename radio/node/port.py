@@ -6,9 +6,12 @@ not import sync). :class:`NodePort` gives them that on a :class:`radio.node.node
 inside its node process) or a :class:`radio.node.server.NodeClient` (the PS actor in the ServerApp process):
 
 - ``tx`` checks the node's lead first and raises :class:`radio.base.LateError` when the burst is less than ``lead``
-  ahead of the radio clock (nothing is handed over that could only leave late), then hands the burst to the node on
-  a worker thread and returns at once: a node's ``tx`` returns only when the burst has left, and an actor schedules
-  several bursts ahead (beacons one period apart) that a blocking call would make late. Each burst's outcome
+  ahead of the radio clock (nothing is handed over that could only leave late), then hands the burst over and
+  returns at once: to a RadioNode by its non-blocking ``submit``, to a NodeClient on a worker thread (its ``tx``
+  returns only when the burst has left). An actor schedules a phase's bursts ahead all at once (beacons one period
+  apart, the access beacons' ladder seconds later): every one of them must reach the node while it is still ``lead``
+  ahead, so none may wait for an earlier one to leave (with 4 workers, the 5th to 7th burst of a phase waited for
+  the 1st and the node refused them as too late). Each burst's outcome
   (:class:`radio.node.node.TxResult`) is counted in :attr:`tx_states` (``on_time``, ``late``, ``rejected``, ...);
   :meth:`flush` waits for the outstanding ones.
 - ``rx(n, at)`` reads ``[at, at + n)`` from the node's ring (waiting until the samples exist); lost intervals come
@@ -27,9 +30,10 @@ from radio.base import LateError, RadioError
 
 class NodePort:
     """``node``: a RadioNode or a NodeClient. ``lead``: the smallest lead in samples (default: the node's own
-    ``lead_s`` from its status). ``rx_timeout_s``: how long past the samples' time an ``rx`` waits."""
+    ``lead_s`` from its status). ``rx_timeout_s``: how long past the samples' time an ``rx`` waits. ``workers``:
+    bursts in flight at once to a NodeClient (each waits for its burst to leave)."""
 
-    def __init__(self, node, *, lead: int | None = None, rx_timeout_s: float = 10.0, workers: int = 4):
+    def __init__(self, node, *, lead: int | None = None, rx_timeout_s: float = 10.0, workers: int = 64):
         self.node = node
         self.sample_rate = float(node.sample_rate)
         if lead is None:
@@ -57,7 +61,8 @@ class NodePort:
         if at is None or int(at) < now + self.lead:
             raise LateError("node port tx", -1 if at is None else int(at), now + self.lead)
         x = np.ascontiguousarray(samples, np.complex64)
-        fut = self._pool.submit(self.node.tx, x, int(at))
+        submit = getattr(self.node, "submit", None)
+        fut = submit(x, int(at)) if submit is not None else self._pool.submit(self.node.tx, x, int(at))
         fut.add_done_callback(self._done)
         with self._lock:
             self._pending = [f for f in self._pending if not f.done()] + [fut]

@@ -137,6 +137,9 @@ class NodeServer:
         try:
             header, payload = unpack(frames)
             seq = header.get("seq")
+            if header.get("op") == "tx":      # answered when the burst has left, without holding a worker till then
+                self._submit(rid, seq, header, payload)
+                return
             reply, data = self._handle(header, payload)
             reply["seq"] = seq
         except LateError as exc:
@@ -146,6 +149,10 @@ class NodeServer:
             reply, data = {"op": "error", "seq": seq, "kind": "protocol", "message": str(exc)}, None
         except RadioError as exc:
             reply, data = {"op": "error", "seq": seq, "kind": "radio", "message": str(exc)}, None
+        self._reply(rid, reply, data)
+
+    def _reply(self, rid: bytes, reply: dict, data=None) -> None:
+        """Queue a reply for the serving thread (the only one that touches the socket)."""
         if not self._stop.is_set():
             self._replies.put([rid, *pack(reply, data)])
             try:
@@ -153,17 +160,36 @@ class NodeServer:
             except OSError:          # stopped meanwhile: the reply is dropped with the server
                 pass
 
+    def _submit(self, rid: bytes, seq, h: dict, payload) -> None:
+        """A 'tx': hand the burst to the node's queue (RadioNode.submit) and reply from its outcome's callback, so
+        that the bursts of a phase scheduled ahead at once are all queued at once: with a worker blocked per burst
+        until it left, a phase of more bursts than workers had its last ones refused as too late."""
+        try:
+            n = field(h, "n", int, minimum=0)
+            if payload is None:
+                raise ProtocolError(f"'tx' of n={n} samples has no payload frame")
+            x = np.array(decode_samples(payload, "fc32", n, what="'tx' payload"))
+            fut = self.node.submit(x, field(h, "at", int))
+        except (ProtocolError, ValueError) as exc:
+            self._reply(rid, {"op": "error", "seq": seq, "kind": "protocol", "message": str(exc)})
+            return
+        except RadioError as exc:
+            self._reply(rid, {"op": "error", "seq": seq, "kind": "radio", "message": str(exc)})
+            return
+
+        def done(f) -> None:
+            try:
+                self._reply(rid, {"op": "ok", "seq": seq, "result": f.result().as_dict()})
+            except RadioError as exc:
+                self._reply(rid, {"op": "error", "seq": seq, "kind": "radio", "message": str(exc)})
+
+        fut.add_done_callback(done)
+
     def _handle(self, h: dict, payload) -> tuple[dict, np.ndarray | None]:
         node, op = self.node, h["op"]
         timeout = field(h, "timeout_s", float, optional=True)
         if op == "time":
             return {"op": "ok", "now": node.time_now()}, None
-        if op == "tx":
-            n = field(h, "n", int, minimum=0)
-            if payload is None:
-                raise ProtocolError(f"'tx' of n={n} samples has no payload frame")
-            x = np.array(decode_samples(payload, "fc32", n, what="'tx' payload"))
-            return {"op": "ok", "result": node.tx(x, field(h, "at", int), timeout).as_dict()}, None
         if op == "rx":
             t0, n = field(h, "t0", int), field(h, "n", int, minimum=0)
             x, gaps = node.rx(t0, n, timeout)

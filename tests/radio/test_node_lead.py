@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -26,6 +27,16 @@ class _QueuedTx(RadioWrapper):
 
     def min_lead_samples(self) -> int:
         return self.lead
+
+
+class _PushedTx(_QueuedTx):
+    """Like a streaming Pluto, whose ``tx`` returns only once the burst is pushed into the TX stream, ``lead``
+    samples before its time (the loopback radio takes a burst at once: more lenient than the radio it stands for)."""
+
+    def tx(self, samples, at=None):
+        while at is not None and self.time_now() < at - self.lead:
+            time.sleep(0.002)
+        return self.inner.tx(samples, at)
 
 
 def test_the_node_lead_is_the_radios_own_when_that_is_longer():
@@ -66,3 +77,31 @@ def test_streaming_processes_hand_the_gil_over_within_half_a_millisecond():
         assert shorten_switch_interval() == pytest.approx(0.0001)
     finally:
         sys.setswitchinterval(old)
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_a_phase_of_many_bursts_scheduled_at_once_is_all_accepted(remote):
+    """An actor hands a whole phase to its port at once (the access beacons and their ladder: 7 bursts). Each must
+    reach the node while it is still ``lead`` ahead: none may wait for an earlier one to leave. With 4 port workers
+    each blocked until its burst left, the 5th to 12th burst here (20 ms apart, the first 0.4 s ahead, lead 0.2 s)
+    reached the node after the first had left and were refused as too late."""
+    from radio.node.server import NodeClient, NodeServer
+
+    air = Air(FS, 2.4e9, seed=0)
+    radio = _PushedTx(LoopbackRadio(air, "a", noise_power=0.0, realtime=True), lead=int(0.1 * FS))
+    node = RadioNode(radio, name="a", lead_s=0.2).start()
+    srv = NodeServer(node).start() if remote else None
+    client = NodeClient(srv.endpoint) if remote else None
+    port = NodePort(client if remote else node)
+    try:
+        start = port.time_now() + int(0.4 * FS)
+        for k in range(12):
+            port.tx(np.ones(64, np.complex64), start + k * int(0.02 * FS))
+        states = port.flush(timeout_s=10.0)
+        assert states == {"on_time": 12}, (states, port.tx_errors)
+    finally:
+        port.close()
+        if remote:
+            client.close()
+            srv.stop()
+        node.close()
