@@ -40,11 +40,12 @@ class SyncConfig:
     # airs), where a tracker unwraps the beacon phase across any gap its CFO estimate can bridge
     phase_noise_linewidth_hz: float = 0.0
     cfo_random_walk: float = 0.0
-    # access beacons sent after the beacons_before_access, at 10, 100, 1000, ... beacon periods after the one before:
-    # each gap is one a device's CFO estimate can unwrap the beacon phase across, and each sharpens the estimate ~10x,
-    # so that it bridges the seconds between a cell's rounds (wifi64 at 521 kS/s, 20 dB: ~0.04 Hz after the first
-    # four, ~1e-4 Hz after 3 rungs; docs/sync.md). None: 3 in a cell across processes (`otalab cell`, rounds seconds
-    # apart), 0 in process (`otalab sync`, SyncSession: beacons every beacon_period anyway)
+    # access beacons sent after the beacons_before_access, at 10, 100, 1000, ... beacon periods after the one before
+    # (gaps of at most 1 s: sync.ps.LADDER_MAX_GAP_S): each gap is one a device's CFO estimate can unwrap the beacon
+    # phase across, and each sharpens the estimate ~10x, so that it bridges the seconds between a cell's rounds (wifi64
+    # at 521 kS/s, 20 dB: ~0.05 Hz after the first four, ~1e-3 Hz after the 38 ms and 0.38 s rungs; docs/sync.md).
+    # None: 3 in a cell across processes (`otalab cell`, rounds seconds apart), 0 in process (`otalab sync`,
+    # SyncSession: beacons every beacon_period anyway)
     beacon_ladder: int | None = None
     control_modem: Literal["bpsk", "qpsk", "16qam"] = "qpsk"  # their modulation (the PS has power to spare)
     # scheduling ahead of real time (samples): every phase starts no earlier than the actor's radio time_now() + lead

@@ -44,6 +44,21 @@ from sync.timing_advance import quantize_ta
 from sync.uplink import UplinkEstimator
 
 
+#: the access beacons' ladder stops before a gap longer than this (s): a rung that far out sharpens a CFO estimate to
+#: ~1e-3 Hz at 20 dB, which bridges the tens of seconds between a cell's rounds, and a longer one only delays access
+LADDER_MAX_GAP_S = 1.0
+
+
+def beacon_offsets(count: int, ladder: int, period: int, sample_rate: float) -> list[int]:
+    """Sample offsets of ``count`` beacons ``period`` apart and then of up to ``ladder`` rungs, each 10x the gap before
+    it (10, 100, ... periods), as long as a gap is at most :data:`LADDER_MAX_GAP_S`."""
+    offsets = [i * period for i in range(count)]
+    for k in range(1, ladder + 1):
+        if period * 10 ** k > LADDER_MAX_GAP_S * sample_rate:
+            break
+        offsets.append(offsets[-1] + period * 10 ** k)
+    return offsets
+
 class PsActor:
     """The PS on ``radio`` (module docstring) in a cell laid out by ``layout``.
 
@@ -146,14 +161,12 @@ class PsActor:
 
     # ------------------------------------------------------------------ beacons
     def send_beacons(self, count: int, ladder: int = 0) -> None:
-        """``count`` beacons, one every beacon_period from the next anchor, then ``ladder`` more at 10, 100, 1000, ...
-        beacon periods after the one before (:attr:`sync.config.SyncConfig.beacon_ladder`). Beacon numbers in
+        """``count`` beacons, one every beacon_period from the next anchor, then up to ``ladder`` more at 10, 100,
+        1000, ... beacon periods after the one before, as long as that gap is at most :data:`LADDER_MAX_GAP_S`
+        (:attr:`sync.config.SyncConfig.beacon_ladder`). Beacon numbers in
         ``lost_beacons`` are not sent (a beacon lost to noise, as far as the devices can tell)."""
         start = self.anchor()
-        period = self.cfg.beacon_period
-        offsets = [i * period for i in range(count)]
-        for k in range(1, ladder + 1):
-            offsets.append(offsets[-1] + period * 10 ** k)
+        offsets = beacon_offsets(count, ladder, self.cfg.beacon_period, self.ofdm.sample_rate)
         for off in offsets:
             at = start + off
             number = self.beacons_sent

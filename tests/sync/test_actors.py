@@ -141,6 +141,13 @@ def test_the_access_beacons_ladder_spaces_its_rungs_ten_times_further_each():
     assert sess.air_time["beacon"] == (CFG.beacons_before_access + 2 + 1) * sess.ps_actor.beacon.length
 
 
+def test_the_ladder_stops_before_a_gap_of_more_than_a_second():
+    from sync.ps import beacon_offsets
+    assert beacon_offsets(4, 3, 2000, 521_000.0) == [0, 2000, 4000, 6000, 26_000, 226_000]   # 3.8 s: left out
+    assert beacon_offsets(4, 3, 2000, 20e6) == [0, 2000, 4000, 6000, 26_000, 226_000, 2_226_000]
+    assert beacon_offsets(2, 0, 2000, 1e5) == [0, 2000]
+
+
 def test_a_prach_slot_without_a_detection_says_where_the_preamble_was():
     """A device whose bursts leave 3000 samples late (a Pluto without TX calibration) is never detected in its PRACH
     zone; the PS's event for each such slot names the strongest expected preamble and its delay, found by

@@ -140,15 +140,15 @@ def test_process_noise_must_not_be_negative():
 
 @pytest.mark.parametrize("ladder", [True, False])
 def test_the_access_ladder_lets_the_estimate_bridge_a_whole_run_of_rounds(ladder):
-    """A 20-round cell (521 kS/s, 20 dB): four access beacons 2000 samples apart, with or without the ladder's three
-    rungs (10, 100, 1000 periods after the one before), then a beacon every 8 s (the rounds; more beacons than the
-    time map's history of 16). With the ladder the estimate climbs to ~1e-4 Hz and on over the rounds (measured 1.5e-6
-    Hz at the end), and its error matches what it states; without, no gap after the first four can be unwrapped and it
-    stays near their ~0.05 Hz."""
+    """A 20-round cell (521 kS/s, 20 dB): four access beacons 2000 samples apart, with or without the ladder's rungs
+    (10 and 100 periods after the one before: 38 ms and 0.38 s; 1000 would exceed sync.ps.LADDER_MAX_GAP_S), then a
+    beacon every 8 s (the rounds; more beacons than the time map's history of 16). With the ladder the estimate climbs
+    to ~1e-3 Hz and on over the rounds, and its error matches what it states; without, no gap after the first four
+    can be unwrapped and it stays near their ~0.05 Hz."""
     cfg = OfdmConfig.preset("wifi64", 521_000.0)
     fs = cfg.sample_rate
     times = [10_000 + 2000 * k for k in range(4)]
-    for k in range(1, 4 if ladder else 1):
+    for k in range(1, 3 if ladder else 1):
         times.append(times[-1] + 2000 * 10 ** k)
     times += [times[-1] + int(8 * fs) * r for r in range(1, 21)]
     rng = np.random.default_rng(5)
