@@ -50,6 +50,12 @@ def track(cfg: OfdmConfig, times: list[int], cfo_hz: float, snr_db: float, rng: 
     return tracker, f
 
 
+def trials(n: int, *args, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` runs of :func:`track` (same arguments): the errors against the final CFO, and the deviations stated."""
+    runs = [track(*args, **kwargs) for _ in range(n)]
+    return np.array([tr.cfo_hz - truth for tr, truth in runs]), np.array([tr.cfo_std_hz for tr, _ in runs])
+
+
 def predicted_std(cfg: OfdmConfig, times: list[int], snr_db: float, coherent: list[list[int]]) -> float:
     """The CFO standard deviation the variance model gives for beacons at ``times`` whose ``coherent`` index groups
     are unwrapped together (written out here, not taken from the tracker)."""
@@ -74,12 +80,7 @@ def test_a_cells_schedule_costs_no_cycle_slip(cfo_hz):
     fs = cfg.sample_rate
     times = [10_000 + 2000 * k for k in range(4)] + [int(fs * s) for s in (9.601, 11.185, 20.625, 30.053)]
     rng = np.random.default_rng(7)
-    errors, stated = [], []
-    for _ in range(40):
-        tr, truth = track(cfg, times, cfo_hz, 20.0, rng)
-        errors.append(tr.cfo_hz - truth)
-        stated.append(tr.cfo_std_hz)
-    errors = np.array(errors)
+    errors, stated = trials(40, cfg, times, cfo_hz, 20.0, rng)
     theory = predicted_std(cfg, times, 20.0, [[0, 1, 2, 3], [4, 5, 6, 7]])
     rms = float(np.sqrt(np.mean(errors ** 2)))
     assert rms < 0.01, rms            # the slipping unwrap: 0.30-0.37 Hz RMS, up to 0.77 Hz, on this schedule
@@ -94,11 +95,7 @@ def test_a_steady_beacon_train_reaches_the_phase_slope_bound():
     cfg = OfdmConfig.preset("wifi64", 20e6)
     times = [5000 + 2000 * k for k in range(16)]
     rng = np.random.default_rng(11)
-    errors, stated = [], []
-    for _ in range(60):
-        tr, truth = track(cfg, times, 1234.5, 10.0, rng)
-        errors.append(tr.cfo_hz - truth)
-        stated.append(tr.cfo_std_hz)
+    errors, stated = trials(60, cfg, times, 1234.5, 10.0, rng)
     theory = predicted_std(cfg, times, 10.0, [list(range(16))])
     rms = float(np.sqrt(np.mean(np.square(errors))))
     assert np.allclose(stated, theory, rtol=0.25), (np.min(stated), np.max(stated), theory)
@@ -119,11 +116,7 @@ def test_an_oscillator_that_wanders_needs_its_process_noise_told(air, told):
     for tracker_args, judge in ((told, lambda rms, std: 0.6 * std < rms < 1.6 * std),
                                 ({}, lambda rms, std: rms > 1.5 * std)):
         rng = np.random.default_rng(3)
-        errors, stated = [], []
-        for _ in range(40):
-            tr, truth = track(cfg, times, 0.0, 20.0, rng, **air, **tracker_args)
-            errors.append(tr.cfo_hz - truth)
-            stated.append(tr.cfo_std_hz)
+        errors, stated = trials(40, cfg, times, 0.0, 20.0, rng, **air, **tracker_args)
         rms = float(np.sqrt(np.mean(np.square(errors))))
         assert judge(rms, float(np.mean(stated))), (tracker_args, rms, np.mean(stated))
 
@@ -152,11 +145,7 @@ def test_the_access_ladder_lets_the_estimate_bridge_a_whole_run_of_rounds(ladder
         times.append(times[-1] + 2000 * 10 ** k)
     times += [times[-1] + int(8 * fs) * r for r in range(1, 21)]
     rng = np.random.default_rng(5)
-    errors, stated = [], []
-    for _ in range(20):
-        tr, truth = track(cfg, times, 1500.0, 20.0, rng)
-        errors.append(tr.cfo_hz - truth)
-        stated.append(tr.cfo_std_hz)
+    errors, stated = trials(20, cfg, times, 1500.0, 20.0, rng)
     rms = float(np.sqrt(np.mean(np.square(errors))))
     if ladder:
         assert max(stated) < 1e-5 and rms < 2 * max(stated), (rms, max(stated))
