@@ -59,6 +59,7 @@ def beacon_offsets(count: int, ladder: int, period: int, sample_rate: float) -> 
         offsets.append(offsets[-1] + period * 10 ** k)
     return offsets
 
+
 class PsActor:
     """The PS on ``radio`` (module docstring) in a cell laid out by ``layout``.
 
@@ -163,8 +164,8 @@ class PsActor:
     def send_beacons(self, count: int, ladder: int = 0) -> None:
         """``count`` beacons, one every beacon_period from the next anchor, then up to ``ladder`` more at 10, 100,
         1000, ... beacon periods after the one before, as long as that gap is at most :data:`LADDER_MAX_GAP_S`
-        (:attr:`sync.config.SyncConfig.beacon_ladder`). Beacon numbers in
-        ``lost_beacons`` are not sent (a beacon lost to noise, as far as the devices can tell)."""
+        (:attr:`sync.config.SyncConfig.beacon_ladder`). Beacon numbers in ``lost_beacons`` are not sent (a beacon
+        lost to noise, as far as the devices can tell)."""
         start = self.anchor()
         offsets = beacon_offsets(count, ladder, self.cfg.beacon_period, self.ofdm.sample_rate)
         for off in offsets:

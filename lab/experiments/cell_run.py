@@ -265,6 +265,7 @@ class CellRun:
     def access(self) -> None:
         """Beacons, then access cycles until no device contends or backs off (SyncSession.access's order)."""
         ps, cfg = self.ps, self.cfg
+
         def missed() -> int:           # the PS's bursts its node sent late or refused as too late to send
             states = self.port.flush()
             return states.get("late", 0) + states.get("rejected", 0)
