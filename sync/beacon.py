@@ -126,8 +126,7 @@ class BeaconTracker:
         self.history = history
         self.cfo_history = int(cfo_history)
         self.source = BeaconSource(cfg, code_rate, modem)
-        self.obs: list[BeaconObservation] = []          #: the time map's beacons (the last ``history``)
-        self.cfo_obs: list[BeaconObservation] = []      #: the CFO filter's (the last ``cfo_history``)
+        self._seen: list[BeaconObservation] = []        # the last max(history, cfo_history) beacons
         self.missed = 0
         self.outliers = 0        #: beacons left out of the time map as mistimed (see _inliers)
         self._used = np.asarray(cfg.used_subcarriers, dtype=np.float64)
@@ -172,11 +171,19 @@ class BeaconTracker:
         if self.obs:
             gap = round((ps_time - self.obs[-1].ps_time) / self.period) - 1
             self.missed += max(gap, 0)
-        self.obs.append(BeaconObservation(ps_time, counter, float(local), float(cfo), corr, float(frame.snr_db)))
-        del self.obs[:-self.history]
-        self.cfo_obs.append(self.obs[-1])
-        del self.cfo_obs[:-self.cfo_history]
+        self._seen.append(BeaconObservation(ps_time, counter, float(local), float(cfo), corr, float(frame.snr_db)))
+        del self._seen[:-max(self.history, self.cfo_history)]
         return True
+
+    @property
+    def obs(self) -> list[BeaconObservation]:
+        """The time map's beacons: the last ``history``."""
+        return self._seen[-self.history:]
+
+    @property
+    def cfo_obs(self) -> list[BeaconObservation]:
+        """The CFO filter's beacons: the last ``cfo_history``."""
+        return self._seen[-self.cfo_history:]
 
     # ------------------------------------------------------------------ estimates
     @property

@@ -164,18 +164,11 @@ class NodeServer:
         """A 'tx': hand the burst to the node's queue (RadioNode.submit) and reply from its outcome's callback, so
         that the bursts of a phase scheduled ahead at once are all queued at once: with a worker blocked per burst
         until it left, a phase of more bursts than workers had its last ones refused as too late."""
-        try:
-            n = field(h, "n", int, minimum=0)
-            if payload is None:
-                raise ProtocolError(f"'tx' of n={n} samples has no payload frame")
-            x = np.array(decode_samples(payload, "fc32", n, what="'tx' payload"))
-            fut = self.node.submit(x, field(h, "at", int))
-        except (ProtocolError, ValueError) as exc:
-            self._reply(rid, {"op": "error", "seq": seq, "kind": "protocol", "message": str(exc)})
-            return
-        except RadioError as exc:
-            self._reply(rid, {"op": "error", "seq": seq, "kind": "radio", "message": str(exc)})
-            return
+        n = field(h, "n", int, minimum=0)        # a bad request raises: _work replies with the error
+        if payload is None:
+            raise ProtocolError(f"'tx' of n={n} samples has no payload frame")
+        x = np.array(decode_samples(payload, "fc32", n, what="'tx' payload"))
+        fut = self.node.submit(x, field(h, "at", int))
 
         def done(f) -> None:
             try:
